@@ -1,0 +1,260 @@
+// Package ring decides who owns what. It maps a session id to a partition
+// and every partition to an ordered pair of owners, [primary, buddy], for a
+// given set of members.
+//
+// The package is pure: no I/O, no clocks, no goroutines. Every node that
+// builds a Table from the same member set and the same Config gets the same
+// table, whatever order the members arrived in, because the table depends only
+// on the member names.
+//
+// Primaries are placed by buraksezer/consistent (consistent hashing with
+// bounded loads, xxhash). The buddy of a partition is the member that would be
+// its primary if its primary were gone: the primary of the same partition in
+// the table built without that member. So when a primary fails, the new table
+// names its buddy as the new primary, and promotion needs no copying.
+package ring
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+
+	"github.com/buraksezer/consistent"
+	"github.com/cespare/xxhash/v2"
+)
+
+// Defaults for Config. 271 is prime, so session hashes spread evenly over
+// partitions.
+const (
+	DefaultPartitions   = 271
+	DefaultVirtualNodes = 128
+	DefaultLoad         = 1.5
+)
+
+// ErrNoMembers is returned when a table is built over an empty member set.
+var ErrNoMembers = errors.New("ring: no members")
+
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("ring: invalid config")
+
+// Config holds the ring settings. Every node of a cluster must use the same
+// settings, or they would compute different tables; the cluster package
+// refuses members whose settings differ.
+type Config struct {
+	// Partitions is the number of partitions sessions are hashed into. It must
+	// be prime, so that hashes spread evenly, and it bounds how finely load
+	// can be spread: with N members each owns about Partitions/N.
+	Partitions int
+
+	// VirtualNodes is how many points each member has on the hash circle
+	// (consistent's ReplicationFactor). More points spread partitions more
+	// evenly, so the load bound binds less often and fewer partitions move
+	// when membership changes.
+	VirtualNodes int
+
+	// Load is the bounded-load factor: no member owns more than
+	// ceil(Partitions/N × Load) partitions as primary. It must be at least 1;
+	// with Load ≥ 1 the members' total capacity, N × ceil(Partitions/N × Load),
+	// is at least Partitions, so placement can never run out of room.
+	Load float64
+}
+
+// DefaultConfig returns the settings Tandem uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{Partitions: DefaultPartitions, VirtualNodes: DefaultVirtualNodes, Load: DefaultLoad}
+}
+
+// Validate reports whether the settings can place partitions for any
+// non-empty member set.
+func (c Config) Validate() error {
+	switch {
+	case c.Partitions < 2 || !big.NewInt(int64(c.Partitions)).ProbablyPrime(0):
+		return fmt.Errorf("%w: partitions must be a prime ≥ 2, got %d", ErrInvalidConfig, c.Partitions)
+	case c.VirtualNodes < 1:
+		return fmt.Errorf("%w: virtual nodes must be ≥ 1, got %d", ErrInvalidConfig, c.VirtualNodes)
+	case !(c.Load >= 1):
+		return fmt.Errorf("%w: load must be ≥ 1, got %v", ErrInvalidConfig, c.Load)
+	}
+	return nil
+}
+
+// String renders the settings compactly; nodes compare it to spot a peer
+// configured differently.
+func (c Config) String() string {
+	return fmt.Sprintf("partitions=%d vnodes=%d load=%g", c.Partitions, c.VirtualNodes, c.Load)
+}
+
+// Member is one node as the ring sees it. Only Name decides placement; the
+// addresses ride along so that callers can reach an owner.
+type Member struct {
+	// Name identifies the node; it must be unique in the cluster and stable
+	// across restarts, so a returning node gets its partitions back.
+	Name string
+	// Peer is the address of the node's replication and forwarding listener.
+	Peer string
+	// HTTP is the address of the node's HTTP API, if it has one.
+	HTTP string
+}
+
+// String returns the member's name; consistent places members by it.
+func (m Member) String() string { return m.Name }
+
+// Owners is the ordered pair of nodes responsible for a partition.
+type Owners struct {
+	// Primary serves the partition's reads and orders its writes.
+	Primary string
+	// Buddy holds a synchronous copy of every acknowledged write. It is
+	// empty when the table has a single member.
+	Buddy string
+}
+
+// Table is an immutable ownership table: partitions to owners, for one
+// member set, named by an epoch.
+type Table struct {
+	epoch   uint64
+	config  Config
+	members []Member // sorted by name
+	owners  []Owners // indexed by partition
+}
+
+// New builds the table for members under cfg, named by epoch. The order of
+// members does not matter. Names must be unique and non-empty.
+func New(cfg Config, epoch uint64, members []Member) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(members) == 0 {
+		return nil, ErrNoMembers
+	}
+	sorted := slices.Clone(members)
+	slices.SortFunc(sorted, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	for i, m := range sorted {
+		if m.Name == "" {
+			return nil, fmt.Errorf("ring: member with empty name")
+		}
+		if i > 0 && sorted[i-1].Name == m.Name {
+			return nil, fmt.Errorf("ring: duplicate member %q", m.Name)
+		}
+	}
+
+	c := newConsistent(cfg, sorted)
+	owners := make([]Owners, cfg.Partitions)
+	for p := range owners {
+		owners[p].Primary = c.GetPartitionOwner(p).String()
+	}
+	if len(sorted) > 1 {
+		// The table without member m names the buddy of every partition m
+		// is primary for. Removing m from the circle and adding it back
+		// gives exactly the placement a fresh table without m would give,
+		// at a fraction of the cost of building one.
+		for _, m := range sorted {
+			c.Remove(m.Name)
+			for p := range owners {
+				if owners[p].Primary == m.Name {
+					owners[p].Buddy = c.GetPartitionOwner(p).String()
+				}
+			}
+			c.Add(m)
+		}
+	}
+	return &Table{epoch: epoch, config: cfg, members: sorted, owners: owners}, nil
+}
+
+// newConsistent places members, sorted and validated, on a consistent-hash
+// circle with bounded loads.
+func newConsistent(cfg Config, members []Member) *consistent.Consistent {
+	cm := make([]consistent.Member, len(members))
+	for i, m := range members {
+		cm[i] = m
+	}
+	return consistent.New(cm, consistent.Config{
+		Hasher:            hasher{},
+		PartitionCount:    cfg.Partitions,
+		ReplicationFactor: cfg.VirtualNodes,
+		Load:              cfg.Load,
+	})
+}
+
+// hasher adapts xxhash to consistent.Hasher.
+type hasher struct{}
+
+// Sum64 hashes b with xxhash.
+func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
+
+// PartitionOf maps a session id to its partition. It depends only on the
+// partition count, so it never changes while a cluster runs.
+func PartitionOf(cfg Config, id string) int {
+	return int(xxhash.Sum64String(id) % uint64(cfg.Partitions))
+}
+
+// Epoch names this table. The membership layer increases it with every
+// membership change it observes.
+func (t *Table) Epoch() uint64 { return t.epoch }
+
+// Config returns the settings the table was built with.
+func (t *Table) Config() Config { return t.config }
+
+// Partitions returns the number of partitions.
+func (t *Table) Partitions() int { return t.config.Partitions }
+
+// Partition maps a session id to its partition.
+func (t *Table) Partition(id string) int { return PartitionOf(t.config, id) }
+
+// Owners returns the owners of partition p.
+func (t *Table) Owners(p int) Owners { return t.owners[p] }
+
+// OwnersOf returns the owners of the partition holding session id.
+func (t *Table) OwnersOf(id string) Owners { return t.owners[t.Partition(id)] }
+
+// Members returns the members sorted by name. The slice must not be changed.
+func (t *Table) Members() []Member { return t.members }
+
+// Member returns the member called name.
+func (t *Table) Member(name string) (Member, bool) {
+	i, ok := slices.BinarySearchFunc(t.members, name, func(m Member, n string) int { return strings.Compare(m.Name, n) })
+	if !ok {
+		return Member{}, false
+	}
+	return t.members[i], true
+}
+
+// Has reports whether name is a member.
+func (t *Table) Has(name string) bool {
+	_, ok := t.Member(name)
+	return ok
+}
+
+// Load counts the partitions each member holds as primary and as buddy.
+func (t *Table) Load() map[string]MemberLoad {
+	out := make(map[string]MemberLoad, len(t.members))
+	for _, o := range t.owners {
+		l := out[o.Primary]
+		l.Primary++
+		out[o.Primary] = l
+		if o.Buddy != "" {
+			l := out[o.Buddy]
+			l.Buddy++
+			out[o.Buddy] = l
+		}
+	}
+	return out
+}
+
+// MemberLoad is how many partitions one member holds in each role.
+type MemberLoad struct {
+	Primary int `json:"primary"`
+	Buddy   int `json:"buddy"`
+}
+
+// Fingerprint identifies the member set and settings: two tables with equal
+// fingerprints assign every partition identically.
+func (t *Table) Fingerprint() uint64 {
+	d := xxhash.New()
+	_, _ = d.WriteString(t.config.String())
+	for _, m := range t.members {
+		_, _ = d.WriteString("\x00" + m.Name)
+	}
+	return d.Sum64()
+}
