@@ -1,0 +1,223 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/ring"
+)
+
+// clock is a settable clock shared by a test cluster.
+type clock struct{ ns atomic.Int64 }
+
+// newClock starts a clock at a fixed instant.
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+// Now returns the clock's time.
+func (c *clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Advance moves the clock forward.
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// testNode is one node of a test cluster: a replica.Node behind a real peer
+// server on loopback.
+type testNode struct {
+	*Node
+	member ring.Member
+	faults *peer.FaultyCaller
+	server *peer.Server
+	client *peer.Client
+}
+
+// testCluster is a set of nodes with a ring shared by hand, as the
+// membership layer would share it.
+type testCluster struct {
+	t     *testing.T
+	clock *clock
+	mu    sync.Mutex
+	nodes map[string]*testNode
+	epoch uint64
+}
+
+// newTestCluster starts n nodes and gives them one ring.
+func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, clock: newClock(), nodes: map[string]*testNode{}}
+	for i := range n {
+		c.start(fmt.Sprintf("node-%d", i), tune)
+	}
+	c.publish()
+	return c
+}
+
+// start starts a node called name that is not yet in the ring.
+func (c *testCluster) start(name string, tune func(*Config)) *testNode {
+	t := c.t
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := peer.NewClient(peer.DefaultClientConfig())
+	faults := peer.NewFaultyCaller(client)
+	cfg := Config{Name: name, Caller: faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second}
+	if tune != nil {
+		tune(&cfg)
+	}
+	node := New(cfg)
+	server := peer.NewServer(node, peer.DefaultServerConfig())
+	go server.Serve(ln)
+	tn := &testNode{Node: node, member: ring.Member{Name: name, Peer: ln.Addr().String()}, faults: faults, server: server, client: client}
+	t.Cleanup(tn.stop)
+	c.mu.Lock()
+	c.nodes[name] = tn
+	c.mu.Unlock()
+	return tn
+}
+
+// stop shuts a node down like a crash: no hand-off.
+func (tn *testNode) stop() {
+	tn.server.Close()
+	tn.Node.Close()
+	tn.client.Close()
+}
+
+// publish gives every running node a ring of every running node.
+func (c *testCluster) publish() *ring.Table {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var members []ring.Member
+	for _, n := range c.nodes {
+		members = append(members, n.member)
+	}
+	c.epoch++
+	tab, err := ring.New(ring.DefaultConfig(), c.epoch, members)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		if err := n.SetTable(tab); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return tab
+}
+
+// kill crashes node name and tells the survivors, as membership would.
+func (c *testCluster) kill(name string) {
+	c.mu.Lock()
+	n := c.nodes[name]
+	delete(c.nodes, name)
+	c.mu.Unlock()
+	n.stop()
+	c.publish()
+}
+
+// node returns the node called name.
+func (c *testCluster) node(name string) *testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[name]
+}
+
+// list returns the running nodes.
+func (c *testCluster) list() []*testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*testNode
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// any returns a random running node.
+func (c *testCluster) any(rng *rand.Rand) *testNode {
+	l := c.list()
+	return l[rng.IntN(len(l))]
+}
+
+// ownersOf returns the nodes owning session id.
+func (c *testCluster) ownersOf(id string) (primary, buddy *testNode) {
+	tab := c.list()[0].Table()
+	o := tab.OwnersOf(id)
+	return c.node(o.Primary), c.node(o.Buddy)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ctx returns a context bounded for one test operation.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sessionID returns a well-formed id for test session i.
+func sessionID(i int) string { return fmt.Sprintf("session-%012d", i) }
+
+// value encodes v as an attribute value.
+func value(t testing.TB, v any) msgpack.RawMessage {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// decode decodes an attribute value.
+func decode(t testing.TB, b msgpack.RawMessage) any {
+	var v any
+	if err := msgpack.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// put writes session id through node n with one attribute.
+func put(t *testing.T, n *testNode, id string, attr string, v any) *Session {
+	t.Helper()
+	s, err := n.Do(testCtx(t), &Op{Kind: OpPut, ID: id, Principal: "user-" + id, Attributes: map[string]msgpack.RawMessage{attr: value(t, v)}})
+	if err != nil {
+		t.Fatalf("put %s via %s: %v", id, n.Name(), err)
+	}
+	return s
+}
+
+// contextWithTimeout returns a context that ends after d.
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// asInt decodes an integer attribute value, whatever width msgpack chose.
+func asInt(t testing.TB, b msgpack.RawMessage) int {
+	var v int
+	if err := msgpack.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

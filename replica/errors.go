@@ -1,0 +1,66 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tandem-io/tandem/replica/peer"
+)
+
+// Errors returned by Node operations. They survive forwarding: a node that
+// forwards a request returns the same sentinel the primary returned.
+var (
+	// ErrNotFound means the session does not exist, was deleted or expired.
+	ErrNotFound = errors.New("session not found")
+	// ErrConflict means a conditional write found another version.
+	ErrConflict = errors.New("session version conflict")
+	// ErrTooLarge means the session would exceed the size limit.
+	ErrTooLarge = errors.New("session too large")
+	// ErrInvalid means the request was malformed: a bad id or field.
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnavailable means no owner of the session could be reached in time
+	// to serve the request; nothing was acknowledged.
+	ErrUnavailable = errors.New("session owners unavailable")
+	// ErrNotOwner means the node asked is not the owner the request needs,
+	// in its own view of the ring; the caller retries once views agree.
+	ErrNotOwner = errors.New("not the owner of this partition")
+	// ErrStale means a replica refused a copy older than the one it holds.
+	ErrStale = errors.New("stale session version")
+)
+
+// codes maps sentinels to wire codes and back.
+var codes = map[string]error{
+	"not_found":   ErrNotFound,
+	"conflict":    ErrConflict,
+	"too_large":   ErrTooLarge,
+	"invalid":     ErrInvalid,
+	"unavailable": ErrUnavailable,
+	"not_owner":   ErrNotOwner,
+	"stale":       ErrStale,
+}
+
+// toWire turns an error into a peer.Error carrying its sentinel's code.
+func toWire(err error) error {
+	for code, sentinel := range codes {
+		if errors.Is(err, sentinel) {
+			return &peer.Error{Code: code, Message: err.Error()}
+		}
+	}
+	return err
+}
+
+// fromWire turns a remote error back into its sentinel, keeping the remote
+// message; transport failures become ErrUnavailable.
+func fromWire(err error) error {
+	var pe *peer.Error
+	if errors.As(err, &pe) {
+		if sentinel, ok := codes[pe.Code]; ok {
+			return fmt.Errorf("%w (remote: %s)", sentinel, pe.Message)
+		}
+		return err
+	}
+	if errors.Is(err, peer.ErrUnreachable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,300 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// SetTable makes tab the ring this node serves by. Partitions the node now
+// owns but did not own under the previous table become pending: the node
+// pulls them from their previous owners in the background, and until a pull
+// completes (or HandoffTimeout passes) each session asked for is first
+// fetched from them, so a new owner never serves an empty or stale copy.
+func (n *Node) SetTable(tab *ring.Table) error {
+	if tab.Partitions() != len(n.store.parts) {
+		return fmt.Errorf("%w: table has %d partitions, node has %d", ErrInvalid, tab.Partitions(), len(n.store.parts))
+	}
+	n.mu.Lock()
+	prev := n.table.Load()
+	if prev != nil && prev.Epoch() >= tab.Epoch() {
+		n.mu.Unlock()
+		return nil // an older or repeated view
+	}
+	before := prev
+	if before == nil {
+		// A node joining (or rejoining with empty memory) takes over from
+		// the owners the ring had without it.
+		before = tableWithout(tab, n.cfg.Name)
+	}
+	for p := range tab.Partitions() {
+		o := tab.Owners(p)
+		if !owns(o, n.cfg.Name) {
+			delete(n.pending, p)
+			continue
+		}
+		if before == nil {
+			continue
+		}
+		old := before.Owners(p)
+		if owns(old, n.cfg.Name) || n.pending[p] != nil {
+			continue
+		}
+		var sources []string
+		for _, s := range []string{old.Primary, old.Buddy} {
+			if s != "" && s != n.cfg.Name && tab.Has(s) {
+				sources = append(sources, s)
+			}
+		}
+		if len(sources) > 0 {
+			n.pending[p] = &pendingPartition{sources: sources, since: time.Now()}
+		}
+	}
+	n.table.Store(tab)
+	pending := len(n.pending)
+	n.mu.Unlock()
+
+	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "pending_partitions", pending)
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// tableWithout returns tab's ring without member name, or nil if name is
+// its only member.
+func tableWithout(tab *ring.Table, name string) *ring.Table {
+	var rest []ring.Member
+	for _, m := range tab.Members() {
+		if m.Name != name {
+			rest = append(rest, m)
+		}
+	}
+	t, err := ring.New(tab.Config(), 0, rest)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+// owns reports whether name is one of o's owners.
+func owns(o ring.Owners, name string) bool { return o.Primary == name || o.Buddy == name }
+
+// awaitCopy makes sure this node holds the latest copy of session id before
+// it serves it as primary: if partition p is still being handed over, it
+// fetches the session from the previous owners and keeps the newest.
+func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
+	n.mu.Lock()
+	pp := n.pending[p]
+	var sources []string
+	if pp != nil {
+		sources = slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
+	}
+	n.mu.Unlock()
+	for _, src := range sources {
+		var reply readReply
+		if err := n.call(ctx, tab, src, methodRead, readRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
+			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
+		}
+		if reply.Session != nil && reply.Session.ID == id {
+			n.store.putIfNewer(p, reply.Session)
+		}
+	}
+	return nil
+}
+
+// rebalanceLoop pulls pending partitions from their previous owners, and
+// drops copies of partitions this node no longer owns once the ring has
+// been stable for HandoffTimeout (their new owners have pulled them by then,
+// or have given up on them).
+func (n *Node) rebalanceLoop() {
+	defer n.done.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-n.stop
+		cancel()
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var changedAt time.Time
+	var dropped *ring.Table
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.changed:
+			changedAt = time.Now()
+		case <-tick.C:
+		}
+		tab := n.table.Load()
+		if tab == nil {
+			continue
+		}
+		n.pullPending(ctx, tab)
+		if dropped != tab && time.Since(changedAt) > n.cfg.HandoffTimeout {
+			n.dropUnowned(tab)
+			dropped = tab
+		}
+	}
+}
+
+// pullPending pulls every pending partition from one of its previous
+// owners, a few partitions at a time. Partitions whose previous owners are
+// all gone, or that waited longer than HandoffTimeout, stop being pending.
+func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
+	type job struct {
+		p       int
+		sources []string
+	}
+	var jobs []job
+	n.mu.Lock()
+	for p, pp := range n.pending {
+		sources := slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
+		switch {
+		case len(sources) == 0:
+			n.log.Warn("previous owners of partition left; serving own copies", "partition", p, "sources", pp.sources)
+			delete(n.pending, p)
+		case time.Since(pp.since) > n.cfg.HandoffTimeout:
+			n.log.Warn("hand-off timed out; serving own copies", "partition", p, "sources", pp.sources)
+			delete(n.pending, p)
+		default:
+			jobs = append(jobs, job{p, sources})
+		}
+	}
+	n.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	work := make(chan job)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for j := range work {
+				var err error
+				for _, src := range j.sources {
+					if err = n.pull(ctx, tab, j.p, src); err == nil {
+						n.finishPending(j.p, tab)
+						break
+					}
+				}
+				if err != nil {
+					n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+}
+
+// pull copies partition p from member src, in batches.
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) error {
+	after := ""
+	for {
+		var reply pullReply
+		if err := n.call(ctx, tab, src, methodPull, pullRequest{Partition: p, After: after, MaxBytes: n.cfg.HandoffBytes}, &reply); err != nil {
+			return fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+		}
+		for _, s := range reply.Sessions {
+			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
+				n.store.putIfNewer(p, s)
+				after = s.ID
+			}
+		}
+		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
+		if !reply.More {
+			return nil
+		}
+	}
+}
+
+// finishPending ends partition p's hand-off, if tab is still the ring.
+func (n *Node) finishPending(p int, tab *ring.Table) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.table.Load() != tab {
+		return // the ring moved on; the next round decides
+	}
+	if _, ok := n.pending[p]; ok {
+		delete(n.pending, p)
+		if len(n.pending) == 0 {
+			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
+		}
+	}
+}
+
+// servePull answers a new owner's pull: the copies of a partition with ids
+// after a cursor, in id order, up to a byte budget.
+func (n *Node) servePull(req *pullRequest) (pullReply, error) {
+	copies := n.store.snapshot(req.Partition)
+	slices.SortFunc(copies, func(a, b *Session) int { return strings.Compare(a.ID, b.ID) })
+	i, _ := slices.BinarySearchFunc(copies, req.After, func(s *Session, id string) int { return strings.Compare(s.ID, id) })
+	if i < len(copies) && copies[i].ID == req.After {
+		i++
+	}
+	budget := req.MaxBytes
+	if budget <= 0 || budget > 4<<20 {
+		budget = 4 << 20
+	}
+	var reply pullReply
+	for ; i < len(copies); i++ {
+		size, err := encodedSize(copies[i])
+		if err != nil {
+			return reply, err
+		}
+		if len(reply.Sessions) > 0 && size > budget {
+			reply.More = true
+			break
+		}
+		budget -= size
+		reply.Sessions = append(reply.Sessions, copies[i])
+	}
+	n.stats.HandoffSent.Add(uint64(len(reply.Sessions)))
+	return reply, nil
+}
+
+// dropUnowned forgets copies of partitions this node does not own in tab.
+func (n *Node) dropUnowned(tab *ring.Table) {
+	total := 0
+	for p := range tab.Partitions() {
+		if !owns(tab.Owners(p), n.cfg.Name) {
+			total += n.store.drop(p)
+		}
+	}
+	if total > 0 {
+		n.log.Info("dropped copies of partitions owned elsewhere", "epoch", tab.Epoch(), "sessions", total)
+	}
+}
+
+// UnderReplicated returns the partitions this node is primary of that have
+// no buddy in its ring.
+func (n *Node) UnderReplicated() []int {
+	tab := n.table.Load()
+	if tab == nil {
+		return nil
+	}
+	var out []int
+	for p := range tab.Partitions() {
+		if o := tab.Owners(p); o.Primary == n.cfg.Name && o.Buddy == "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Pending returns how many owned partitions are still being handed over.
+func (n *Node) Pending() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending)
+}

@@ -1,0 +1,457 @@
+// Package replica is where the bytes go: it stores this node's copies of
+// sessions, runs the write path (apply on the primary, replicate to the
+// buddy, acknowledge), the read path (the primary, else the buddy), forwards
+// requests that land on a node that owns nothing of the session, moves copies
+// when the ring changes, and expires sessions.
+//
+// It promises that a write is acknowledged only once the primary and the
+// buddy both hold it, that versions of a session grow by one per write and a
+// replica never goes back to an older one, and that no read returns a
+// deleted or expired session. It talks to other nodes only through a
+// peer.Caller and knows nothing of how membership is decided: the caller
+// hands it ring tables.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/ring"
+)
+
+// Config configures a Node.
+type Config struct {
+	// Name is this node's name in the ring.
+	Name string
+	// Caller reaches other nodes. Tests wrap it to inject faults.
+	Caller peer.Caller
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Expiry and last-access times
+	// come from it.
+	Now func() time.Time
+
+	// MaxSessionBytes bounds a session's encoded size; larger writes fail
+	// with ErrTooLarge. Zero means 1 MiB.
+	MaxSessionBytes int
+	// IdleTimeout and AbsoluteTimeout are used by puts that name none.
+	// Zero means 30 minutes and 12 hours.
+	IdleTimeout, AbsoluteTimeout time.Duration
+
+	// CallTimeout bounds each call to another node, so a hung node costs at
+	// most this much before a read falls back to the buddy. Zero means 1s.
+	CallTimeout time.Duration
+	// TouchInterval is how often batched last-access times go to buddies:
+	// the staleness bound of a buddy's idle deadline. Zero means 1s.
+	TouchInterval time.Duration
+	// SweepInterval is how often expired copies and old tombstones are
+	// removed. Zero means 1s.
+	SweepInterval time.Duration
+	// BackupExpiryGrace is how long after its own idea of a session's
+	// expiry a buddy keeps a backup copy, waiting for the primary (whose
+	// last-access times are fresher) to expire it. Zero means 1 minute.
+	BackupExpiryGrace time.Duration
+	// TombstoneTTL is how long a deleted session's tombstone is kept so
+	// that older copies cannot bring it back. Zero means 5 minutes.
+	TombstoneTTL time.Duration
+	// HandoffTimeout bounds how long a new owner keeps trying to pull a
+	// partition from its previous owners before serving it from what it
+	// holds; until then it fetches each session it is asked for. Old owners
+	// drop partitions they no longer own once the ring has been stable this
+	// long. Zero means 10s.
+	HandoffTimeout time.Duration
+	// HandoffBytes is about how many bytes of sessions go in one hand-off
+	// message. Zero means 1 MiB.
+	HandoffBytes int
+	// Partitions is the ring's partition count; every table given to
+	// SetTable must have it. Zero means ring.DefaultPartitions.
+	Partitions int
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.MaxSessionBytes == 0 {
+		c.MaxSessionBytes = 1 << 20
+	}
+	def(&c.IdleTimeout, 30*time.Minute)
+	def(&c.AbsoluteTimeout, 12*time.Hour)
+	def(&c.CallTimeout, time.Second)
+	def(&c.TouchInterval, time.Second)
+	def(&c.SweepInterval, time.Second)
+	def(&c.TombstoneTTL, 5*time.Minute)
+	def(&c.BackupExpiryGrace, time.Minute)
+	def(&c.HandoffTimeout, 10*time.Second)
+	if c.HandoffBytes == 0 {
+		c.HandoffBytes = 1 << 20
+	}
+	if c.Partitions == 0 {
+		c.Partitions = ring.DefaultPartitions
+	}
+	return c
+}
+
+// Node is one node's store and replication engine.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	lim   limits
+	table atomic.Pointer[ring.Table]
+
+	mu      sync.Mutex
+	store   *store
+	pending map[int]*pendingPartition // partitions this node owns but has not been handed yet
+	touches map[string][]touchItem    // last accesses waiting to go to each buddy
+	changed chan struct{}             // signalled when the table changes
+
+	stats Stats
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// pendingPartition is a partition this node became an owner of and whose
+// previous owners have not yet handed it over.
+type pendingPartition struct {
+	sources []string // previous owners still in the ring
+	since   time.Time
+}
+
+// New returns a node that serves nothing until SetTable gives it a ring.
+// Its background work (hand-offs, batched touches, expiry) runs until Close.
+func New(cfg Config) *Node {
+	cfg = cfg.withDefaults()
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.Name),
+		lim:     limits{maxBytes: cfg.MaxSessionBytes, idleTimeout: cfg.IdleTimeout, absoluteTimeout: cfg.AbsoluteTimeout},
+		store:   newStore(cfg.Partitions),
+		pending: map[int]*pendingPartition{},
+		touches: map[string][]touchItem{},
+		changed: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	n.done.Add(3)
+	go n.rebalanceLoop()
+	go n.touchLoop()
+	go n.sweepLoop()
+	return n
+}
+
+// Close stops the background work. It does not hand anything off; the
+// caller drains first if it wants to.
+func (n *Node) Close() {
+	select {
+	case <-n.stop:
+	default:
+		close(n.stop)
+	}
+	n.done.Wait()
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Table returns the ring the node currently serves by, or nil before the
+// first SetTable.
+func (n *Node) Table() *ring.Table { return n.table.Load() }
+
+// Ready reports whether the node holds every partition it owns: it has a
+// ring and no hand-off to it is outstanding.
+func (n *Node) Ready() bool {
+	if n.table.Load() == nil {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending) == 0
+}
+
+// Get reads a session through its primary (or its buddy, if the primary
+// cannot be reached). Unless noTouch, it moves the idle deadline.
+func (n *Node) Get(ctx context.Context, id string, noTouch bool) (*Session, error) {
+	return n.Do(ctx, &Op{Kind: OpGet, ID: id, NoTouch: noTouch})
+}
+
+// Do runs op wherever it must run: here if this node is the session's
+// primary, else on the primary, one hop away. It retries while owners are
+// changing or unreachable, until ctx is done; give ctx a deadline.
+func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
+	if err := op.validate(); err != nil {
+		return nil, err
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		tab := n.table.Load()
+		var s *Session
+		var err error
+		if tab == nil {
+			err = fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
+		} else {
+			s, err = n.route(ctx, tab, op)
+		}
+		if err == nil || !(errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotOwner)) {
+			return s, err
+		}
+		n.stats.Retries.Add(1)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s %s: %w (last: %w)", op.Kind, op.ID, ErrUnavailable, err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// route runs op on the primary named by tab, falling back to the buddy for
+// reads when the primary cannot be reached.
+func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, error) {
+	p := tab.Partition(op.ID)
+	o := tab.Owners(p)
+	if o.Primary == n.cfg.Name {
+		return n.serveAsPrimary(ctx, tab, p, op)
+	}
+	s, err := n.forward(ctx, tab, o.Primary, op)
+	if err == nil || op.Kind != OpGet || !errors.Is(err, ErrUnavailable) || o.Buddy == "" {
+		return s, err
+	}
+	// The primary is unreachable: the buddy holds every acknowledged write.
+	n.stats.BuddyReads.Add(1)
+	if o.Buddy == n.cfg.Name {
+		return n.readBackup(p, op.ID)
+	}
+	var reply readReply
+	if err := n.call(ctx, tab, o.Buddy, methodRead, readRequest{Partition: p, ID: op.ID}, &reply); err != nil {
+		return nil, fmt.Errorf("read %s from buddy %s after primary %s failed: %w", op.ID, o.Buddy, o.Primary, err)
+	}
+	if reply.Session == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
+	}
+	return reply.Session, nil
+}
+
+// forward sends op to the primary and returns its answer.
+func (n *Node) forward(ctx context.Context, tab *ring.Table, primary string, op *Op) (*Session, error) {
+	n.stats.Forwarded.Add(1)
+	var reply opReply
+	if err := n.call(ctx, tab, primary, methodOp, op, &reply); err != nil {
+		return nil, fmt.Errorf("forward %s %s to %s: %w", op.Kind, op.ID, primary, err)
+	}
+	return reply.Session, nil
+}
+
+// call sends one request to the member called name, bounded by CallTimeout.
+func (n *Node) call(ctx context.Context, tab *ring.Table, name, method string, args, reply any) error {
+	m, ok := tab.Member(name)
+	if !ok {
+		return fmt.Errorf("%w: %s is not a member", ErrNotOwner, name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	return fromWire(n.cfg.Caller.Call(ctx, m.Peer, method, args, reply))
+}
+
+// serveAsPrimary runs op on this node, the session's primary.
+func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
+	if op.Kind == OpGet || op.Kind == OpTouch {
+		if err := n.awaitCopy(ctx, tab, p, op.ID); err != nil {
+			return nil, err
+		}
+		return n.readPrimary(tab, p, op)
+	}
+	unlock := n.store.lock(op.ID)
+	defer unlock()
+	if err := n.awaitCopy(ctx, tab, p, op.ID); err != nil {
+		return nil, err
+	}
+	now := n.cfg.Now()
+	next, err := apply(op, n.store.get(p, op.ID), now, n.lim)
+	if err != nil {
+		return nil, err
+	}
+	if buddy := tab.Owners(p).Buddy; buddy != "" {
+		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next}
+		if err := n.call(ctx, tab, buddy, methodReplicate, req, nil); err != nil {
+			n.stats.ReplicationFailures.Add(1)
+			return nil, fmt.Errorf("replicate %s v%d to %s: %w", op.ID, next.Version, buddy, err)
+		}
+	} else {
+		n.stats.UnderReplicatedWrites.Add(1)
+	}
+	n.store.put(p, next)
+	n.stats.Writes.Add(1)
+	if next.Deleted {
+		return nil, nil
+	}
+	return next, nil
+}
+
+// readPrimary answers a get or touch from this node's primary copy.
+func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
+	now := n.cfg.Now()
+	s := n.store.get(p, op.ID)
+	if !s.live(now) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
+	}
+	n.stats.Reads.Add(1)
+	if op.Kind == OpGet && op.NoTouch {
+		return s, nil
+	}
+	if n.store.touch(p, op.ID, now) {
+		if buddy := tab.Owners(p).Buddy; buddy != "" {
+			n.queueTouch(buddy, touchItem{Partition: p, ID: op.ID, At: now})
+		}
+		t := *s
+		t.LastAccess = now
+		s = &t
+	}
+	if op.Kind == OpTouch {
+		return nil, nil
+	}
+	return s, nil
+}
+
+// readBackup answers a get from this node's backup copy, when the primary
+// cannot be reached. The backup's last access may lag the primary's by up
+// to TouchInterval, so it is given that much grace before it counts as
+// expired.
+func (n *Node) readBackup(p int, id string) (*Session, error) {
+	s := n.store.get(p, id)
+	if !s.live(n.cfg.Now().Add(-n.backupGrace())) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// backupGrace is how much later than the primary a backup copy expires.
+func (n *Node) backupGrace() time.Duration { return 2 * n.cfg.TouchInterval }
+
+// ServePeer answers requests from other nodes; it implements peer.Handler.
+func (n *Node) ServePeer(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {
+	reply, err := n.servePeer(ctx, method, body)
+	if err != nil {
+		return nil, toWire(err)
+	}
+	return reply, nil
+}
+
+// servePeer dispatches one peer request.
+func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {
+	tab := n.table.Load()
+	if tab == nil {
+		return nil, fmt.Errorf("%w: %s has no ring yet", ErrNotOwner, n.cfg.Name)
+	}
+	switch method {
+	case methodOp:
+		var op Op
+		if err := msgpack.Unmarshal(body, &op); err != nil {
+			return nil, fmt.Errorf("%w: decode op: %v", ErrInvalid, err)
+		}
+		if err := op.validate(); err != nil {
+			return nil, err
+		}
+		p := tab.Partition(op.ID)
+		if tab.Owners(p).Primary != n.cfg.Name {
+			return nil, fmt.Errorf("%w: %s is not primary of partition %d (epoch %d)", ErrNotOwner, n.cfg.Name, p, tab.Epoch())
+		}
+		s, err := n.serveAsPrimary(ctx, tab, p, &op)
+		return opReply{Session: s}, err
+	case methodRead:
+		var req readRequest
+		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+			return nil, err
+		}
+		if req.Raw {
+			return readReply{Session: n.store.get(req.Partition, req.ID)}, nil
+		}
+		s, err := n.readBackup(req.Partition, req.ID)
+		if errors.Is(err, ErrNotFound) {
+			return readReply{}, nil
+		}
+		return readReply{Session: s}, err
+	case methodReplicate:
+		var req replicateRequest
+		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+			return nil, err
+		}
+		return empty{}, n.applyReplica(tab, &req)
+	case methodTouch:
+		var req touchRequest
+		if err := msgpack.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: decode touch: %v", ErrInvalid, err)
+		}
+		for _, it := range req.Items {
+			if it.Partition >= 0 && it.Partition < len(n.store.parts) {
+				n.store.touch(it.Partition, it.ID, it.At)
+			}
+		}
+		return empty{}, nil
+	case methodExpire:
+		var req expireRequest
+		if err := msgpack.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: decode expire: %v", ErrInvalid, err)
+		}
+		n.applyExpiry(req.Items)
+		return empty{}, nil
+	case methodPull:
+		var req pullRequest
+		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+			return nil, err
+		}
+		return n.servePull(&req)
+	}
+	return nil, fmt.Errorf("%w: unknown method %q", ErrInvalid, method)
+}
+
+// decodePartitioned decodes a request naming a partition and checks the
+// partition exists.
+func decodePartitioned(body msgpack.RawMessage, v any, partition *int, tab *ring.Table) error {
+	if err := msgpack.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: decode request: %v", ErrInvalid, err)
+	}
+	if *partition < 0 || *partition >= tab.Partitions() {
+		return fmt.Errorf("%w: partition %d out of range", ErrInvalid, *partition)
+	}
+	return nil
+}
+
+// applyReplica stores a write sent by the primary. It is fenced by this
+// node's view of the ring: it accepts writes only from the node it sees as
+// the partition's primary, and only while it sees itself as the buddy, so a
+// node that lost ownership cannot get a write acknowledged.
+func (n *Node) applyReplica(tab *ring.Table, req *replicateRequest) error {
+	if req.Session == nil || ValidateID(req.Session.ID) != nil || tab.Partition(req.Session.ID) != req.Partition {
+		return fmt.Errorf("%w: malformed replicate request", ErrInvalid)
+	}
+	o := tab.Owners(req.Partition)
+	if o.Primary != req.From || o.Buddy != n.cfg.Name {
+		return fmt.Errorf("%w: %s sees partition %d owned by %+v at epoch %d, not primary %s (its epoch %d)",
+			ErrNotOwner, n.cfg.Name, req.Partition, o, tab.Epoch(), req.From, req.Epoch)
+	}
+	stored, had := n.store.putIfNewer(req.Partition, req.Session)
+	if !stored && had > req.Session.Version {
+		return fmt.Errorf("%w: %s holds v%d of %s, refused v%d", ErrStale, n.cfg.Name, had, req.Session.ID, req.Session.Version)
+	}
+	n.stats.Replicated.Add(1)
+	return nil
+}

@@ -1,0 +1,52 @@
+// Package peer is Tandem's node-to-node wire: the transport the replication
+// engine uses to send session writes to a buddy node and to forward requests
+// to a session's primary.
+//
+// # What it owns
+//
+// A [Client] keeps one long-lived TCP (optionally TLS) connection per remote
+// address, dialled on first use and shared by every caller. Requests are
+// pipelined: many calls can be in flight on one connection at once, each
+// tagged with a request ID, and a single reader goroutine per connection
+// hands each response to the call waiting for that ID. A [Server] accepts
+// connections, runs every request's [Handler] in its own goroutine (at most
+// [ServerConfig.MaxInFlight] per connection) and writes the answers back in
+// whatever order they finish.
+//
+// # What it promises
+//
+//   - Every failure to get an answer wraps [ErrUnreachable]: dial failure,
+//     redial backoff, broken connection, deadline or cancellation, closed
+//     client. A handler's own error arrives as an [*Error] instead, so callers
+//     can tell "the node said no" from "the node did not answer".
+//   - Call returns promptly when its context ends; the error then also wraps
+//     ctx.Err() (for example [context.DeadlineExceeded]). A response that
+//     arrives later is dropped.
+//   - When a connection breaks, every call pending on it fails at once and the
+//     next call redials. Failed dials back off exponentially between
+//     [ClientConfig.MinBackoff] and [ClientConfig.MaxBackoff]; a call made
+//     during backoff fails fast instead of dialling.
+//   - Malformed or oversized input is an error, never a panic, and a handler
+//     panic is answered with code "internal" rather than crashing the node.
+//
+// Delivery is at most once: this package never retries a call, because it
+// cannot know whether the remote handler ran. Retrying is the caller's
+// decision.
+//
+// # Frame layout
+//
+// Both directions carry the same frame:
+//
+//	+-----------------+------------------------------+-----------------------+
+//	| length (4 B)    | header (msgpack array)       | body (one msgpack     |
+//	| big-endian u32  | [ID, Kind, Method, Code, Msg]| value)                |
+//	+-----------------+------------------------------+-----------------------+
+//	                  |<------------------ length bytes ------------------->|
+//
+// The length counts the payload (header plus body) and may not exceed the
+// receiver's MaxFrameSize. The header is a [Header] encoded as a compact
+// msgpack array. A request's body is the call's args and a response's body is
+// the handler's reply (nil for an error response). The body must be exactly
+// one msgpack value, nested at most 1024 containers deep; anything else is a
+// malformed frame and the receiver drops the connection.
+package peer

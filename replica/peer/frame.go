@@ -1,0 +1,277 @@
+package peer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// Kind says whether a frame is a request or a response.
+type Kind uint8
+
+const (
+	// KindRequest marks a frame sent by a Client: Method names the call and
+	// the body carries its args.
+	KindRequest Kind = 1
+	// KindResponse marks a frame sent by a Server: ID matches the request
+	// and the body carries the reply, or Code and Msg describe an error.
+	KindResponse Kind = 2
+)
+
+// Header is the fixed part of every frame. It is encoded as the msgpack
+// array [ID, Kind, Method, Code, Msg].
+type Header struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	// ID pairs a response with its request. A Client numbers the requests
+	// on each connection 1, 2, 3, ...; a Server echoes the ID back.
+	ID uint64
+	// Kind is KindRequest or KindResponse; any other value is malformed.
+	Kind Kind
+	// Method names the call (requests only).
+	Method string
+	// Code is empty for a successful response and holds the error code of
+	// a failed one (responses only).
+	Code string
+	// Msg is the human-readable error message of a failed response.
+	Msg string
+}
+
+// lenSize is the size of the frame's length prefix.
+const lenSize = 4
+
+// maxDepth bounds how deeply containers may nest in a frame body, so that a
+// hostile frame cannot exhaust the stack of whoever decodes it recursively.
+const maxDepth = 1024
+
+// maxPooledBuf is the largest encode buffer returned to the pool; bigger
+// ones are left to the garbage collector so one huge frame is not pinned.
+const maxPooledBuf = 1 << 20
+
+// frameBuf is a reusable buffer with an encoder bound to it.
+type frameBuf struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// framePool recycles frameBufs across WriteFrame and Client/Server writes.
+var framePool = sync.Pool{New: func() any {
+	fb := new(frameBuf)
+	fb.enc = msgpack.NewEncoder(&fb.buf)
+	fb.enc.UseCompactInts(true)
+	return fb
+}}
+
+// getFrameBuf takes a frameBuf from the pool.
+func getFrameBuf() *frameBuf { return framePool.Get().(*frameBuf) }
+
+// putFrameBuf returns fb to the pool unless it has grown too large.
+func putFrameBuf(fb *frameBuf) {
+	if fb.buf.Cap() <= maxPooledBuf {
+		framePool.Put(fb)
+	}
+}
+
+// encode renders a complete frame (length prefix included) into fb and
+// returns it. The result is only valid until fb is reused.
+func (fb *frameBuf) encode(h Header, body any, maxSize int) ([]byte, error) {
+	if h.Kind != KindRequest && h.Kind != KindResponse {
+		return nil, fmt.Errorf("encode frame: unknown kind %d", h.Kind)
+	}
+	if raw, ok := body.(msgpack.RawMessage); ok && len(raw) == 0 {
+		body = nil // an empty RawMessage would leave the frame without a body
+	}
+	fb.buf.Reset()
+	fb.buf.Write(make([]byte, lenSize))
+	if err := fb.enc.Encode(&h); err != nil {
+		return nil, fmt.Errorf("encode frame header: %w", err)
+	}
+	if err := fb.enc.Encode(body); err != nil {
+		return nil, fmt.Errorf("encode frame body: %w", err)
+	}
+	frame := fb.buf.Bytes()
+	n := len(frame) - lenSize
+	if n > maxSize || uint64(n) > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: %d byte payload exceeds limit %d", ErrFrameTooLarge, n, maxSize)
+	}
+	binary.BigEndian.PutUint32(frame, uint32(n))
+	return frame, nil
+}
+
+// WriteFrame encodes h and then body (msgpack) into one length-prefixed frame
+// and writes it with a single Write call. A payload longer than maxSize is
+// refused with an error wrapping ErrFrameTooLarge before anything is written;
+// so are encoding errors and a Header with an unknown Kind.
+func WriteFrame(w io.Writer, h Header, body any, maxSize int) error {
+	fb := getFrameBuf()
+	defer putFrameBuf(fb)
+	frame, err := fb.encode(h, body, maxSize)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(frame)
+	return err
+}
+
+// ReadFrame reads one frame from r and returns its header and body. The body
+// is the raw msgpack encoding of exactly one value.
+//
+// A clean end of stream before the first byte returns io.EOF. A length
+// prefix over maxSize is refused with an error wrapping ErrFrameTooLarge
+// before the payload is allocated. A truncated frame, an undecodable header,
+// an unknown Kind, a body that is not exactly one msgpack value, and a body
+// nested more than 1024 containers deep are errors. ReadFrame never panics on
+// malformed input.
+func ReadFrame(r io.Reader, maxSize int) (Header, msgpack.RawMessage, error) {
+	var prefix [lenSize]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		if err == io.EOF {
+			return Header{}, nil, io.EOF
+		}
+		return Header{}, nil, fmt.Errorf("read frame length: %w", err)
+	}
+	n := binary.BigEndian.Uint32(prefix[:])
+	if maxSize < 0 || uint64(n) > uint64(maxSize) {
+		return Header{}, nil, fmt.Errorf("%w: %d byte payload exceeds limit %d", ErrFrameTooLarge, n, maxSize)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Header{}, nil, fmt.Errorf("read frame payload: %w", err)
+	}
+	return decodePayload(payload)
+}
+
+// decodePayload splits a frame payload into its header and body.
+func decodePayload(payload []byte) (Header, msgpack.RawMessage, error) {
+	if len(payload) == 0 {
+		return Header{}, nil, fmt.Errorf("%w: empty payload", errMalformed)
+	}
+	if c := payload[0]; !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
+		return Header{}, nil, fmt.Errorf("%w: header is not an array (code %#x)", errMalformed, c)
+	}
+	// Bound the header before decoding it: msgpack's decoder allocates for
+	// whatever length a string claims, and a pooled decoder keeps that
+	// buffer, so lengths must be checked against the payload first.
+	hn, err := skipValue(payload)
+	if err != nil {
+		return Header{}, nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	var h Header
+	if err := msgpack.NewDecoder(bytes.NewReader(payload[:hn])).Decode(&h); err != nil {
+		return Header{}, nil, fmt.Errorf("%w: header: %v", errMalformed, err)
+	}
+	if h.Kind != KindRequest && h.Kind != KindResponse {
+		return Header{}, nil, fmt.Errorf("%w: unknown kind %d", errMalformed, h.Kind)
+	}
+	body := payload[hn:]
+	n, err := skipValue(body)
+	if err != nil {
+		return Header{}, nil, fmt.Errorf("%w: body: %v", errMalformed, err)
+	}
+	if n != len(body) {
+		return Header{}, nil, fmt.Errorf("%w: %d trailing bytes after body", errMalformed, len(body)-n)
+	}
+	return h, msgpack.RawMessage(body), nil
+}
+
+// skipValue returns the encoded length of the one msgpack value at the start
+// of b. Unlike msgpack.Decoder.Skip it does not recurse, and it rejects
+// nesting deeper than maxDepth.
+func skipValue(b []byte) (int, error) {
+	pos := 0
+	// readLen reads a k-byte big-endian length at pos.
+	readLen := func(k int) (uint64, error) {
+		if len(b)-pos < k {
+			return 0, io.ErrUnexpectedEOF
+		}
+		var v uint64
+		for _, c := range b[pos : pos+k] {
+			v = v<<8 | uint64(c)
+		}
+		pos += k
+		return v, nil
+	}
+	// todo[i] counts the values still to skip at nesting level i; level 0
+	// is the single top-level value.
+	todo := make([]uint64, 1, 16)
+	todo[0] = 1
+	for len(todo) > 0 {
+		top := len(todo) - 1
+		if todo[top] == 0 {
+			todo = todo[:top]
+			continue
+		}
+		todo[top]--
+		if pos >= len(b) {
+			return 0, io.ErrUnexpectedEOF
+		}
+		c := b[pos]
+		pos++
+		var skip, items uint64 // payload bytes to skip; nested values that follow
+		var err error
+		switch {
+		case msgpcode.IsFixedNum(c), c == msgpcode.Nil, c == msgpcode.False, c == msgpcode.True:
+		case msgpcode.IsFixedMap(c):
+			items = 2 * uint64(c&msgpcode.FixedMapMask)
+		case msgpcode.IsFixedArray(c):
+			items = uint64(c & msgpcode.FixedArrayMask)
+		case msgpcode.IsFixedString(c):
+			skip = uint64(c & msgpcode.FixedStrMask)
+		case c == msgpcode.Uint8, c == msgpcode.Int8:
+			skip = 1
+		case c == msgpcode.Uint16, c == msgpcode.Int16:
+			skip = 2
+		case c == msgpcode.Uint32, c == msgpcode.Int32, c == msgpcode.Float:
+			skip = 4
+		case c == msgpcode.Uint64, c == msgpcode.Int64, c == msgpcode.Double:
+			skip = 8
+		case c == msgpcode.FixExt1, c == msgpcode.FixExt2, c == msgpcode.FixExt4,
+			c == msgpcode.FixExt8, c == msgpcode.FixExt16:
+			skip = 1 + 1<<(c-msgpcode.FixExt1) // type byte + data
+		case c == msgpcode.Str8, c == msgpcode.Bin8:
+			skip, err = readLen(1)
+		case c == msgpcode.Str16, c == msgpcode.Bin16:
+			skip, err = readLen(2)
+		case c == msgpcode.Str32, c == msgpcode.Bin32:
+			skip, err = readLen(4)
+		case c == msgpcode.Ext8, c == msgpcode.Ext16, c == msgpcode.Ext32:
+			skip, err = readLen(1 << (c - msgpcode.Ext8))
+			skip++ // type byte
+		case c == msgpcode.Array16:
+			items, err = readLen(2)
+		case c == msgpcode.Array32:
+			items, err = readLen(4)
+		case c == msgpcode.Map16:
+			items, err = readLen(2)
+			items *= 2
+		case c == msgpcode.Map32:
+			items, err = readLen(4)
+			items *= 2
+		default:
+			return 0, fmt.Errorf("invalid msgpack code %#x", c)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if skip > uint64(len(b)-pos) {
+			return 0, io.ErrUnexpectedEOF
+		}
+		pos += int(skip)
+		if items > 0 {
+			if len(todo) > maxDepth {
+				return 0, fmt.Errorf("nesting deeper than %d", maxDepth)
+			}
+			todo = append(todo, items)
+		}
+	}
+	return pos, nil
+}

@@ -1,0 +1,312 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ServerConfig configures a Server. Zero fields take the value from
+// DefaultServerConfig, so a partially filled config is fine.
+type ServerConfig struct {
+	// MaxFrameSize is the largest frame payload (header plus body, without
+	// the 4-byte length prefix) the server accepts or sends. A larger
+	// request is a protocol error that closes the connection; a reply that
+	// encodes larger is answered with an "internal" error instead. Default
+	// 16 MiB.
+	MaxFrameSize int
+
+	// MaxInFlight caps how many handlers may run at once for one
+	// connection. When the cap is reached the server stops reading that
+	// connection until a handler returns, pushing back on the client
+	// through TCP flow control rather than queueing without bound.
+	// Default 256.
+	MaxInFlight int
+
+	// TLS, when non-nil, makes Serve wrap its listener with this
+	// configuration, which must then hold a certificate. Nil means plain
+	// TCP.
+	TLS *tls.Config
+
+	// Logger receives connection events: Debug for routine connects and
+	// disconnects, Warn for malformed frames, failed TLS handshakes and
+	// accept errors, Error for handler panics. Nil discards logs.
+	Logger *slog.Logger
+}
+
+// DefaultServerConfig returns the default server settings: 16 MiB frames,
+// 256 concurrent handlers per connection, plain TCP, no logging.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{MaxFrameSize: 16 << 20, MaxInFlight: 256}
+}
+
+// handshakeTimeout bounds the TLS handshake of an accepted connection.
+const handshakeTimeout = 10 * time.Second
+
+// Server answers requests from other nodes' Clients by calling its Handler.
+type Server struct {
+	h      Handler
+	cfg    ServerConfig
+	log    *slog.Logger
+	ctx    context.Context // cancelled by Close; parents every handler ctx
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connection goroutines
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	closed    bool
+}
+
+// NewServer returns a Server that answers requests with h. Call Serve to
+// start accepting connections.
+func NewServer(h Handler, cfg ServerConfig) *Server {
+	def := DefaultServerConfig()
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = def.MaxFrameSize
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = def.MaxInFlight
+	}
+	s := &Server{
+		h:         h,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine. It
+// blocks until Close is called, then returns nil; it also returns nil at
+// once if the server is already closed. Transient accept errors are logged
+// and retried with backoff; if ln is closed by someone else, Serve returns
+// that error. Serve may be called on several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("peer: accept failed", "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return nil
+			}
+			continue
+		}
+		delay = 0
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go s.serveConn(nc)
+	}
+}
+
+// Close stops accepting, closes all connections, cancels handler contexts
+// and waits for running handlers to return. Serve then returns nil. Close is
+// idempotent and always returns nil.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for ln := range s.listeners {
+			ln.Close()
+		}
+		// Close connections before cancelling handlers, so that a handler
+		// woken by the cancellation cannot answer: callers see the
+		// shutdown as ErrUnreachable, not as a handler error.
+		for nc := range s.conns {
+			nc.Close()
+		}
+		s.cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// isClosed reports whether Close has been called.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// track registers an accepted connection; it reports false once closed.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// untrack forgets a finished connection.
+func (s *Server) untrack(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+}
+
+// serverConn is the write side of one accepted connection.
+type serverConn struct {
+	nc  net.Conn
+	wmu sync.Mutex
+}
+
+// write sends one encoded frame; on failure it closes the connection, whose
+// stream may now hold a partial frame.
+func (sc *serverConn) write(frame []byte) error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	_, err := sc.nc.Write(frame)
+	if err != nil {
+		sc.nc.Close()
+	}
+	return err
+}
+
+// serveConn reads requests from nc and runs a handler goroutine for each,
+// until the connection fails or the server closes.
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.wg.Done()
+	defer s.untrack(nc)
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	log := s.log.With("remote", nc.RemoteAddr().String())
+
+	if tc, ok := nc.(*tls.Conn); ok {
+		hctx, hcancel := context.WithTimeout(ctx, handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		hcancel()
+		if err != nil {
+			log.Warn("peer: TLS handshake failed", "err", err)
+			nc.Close()
+			return
+		}
+	}
+	log.Debug("peer: connection accepted")
+
+	sc := &serverConn{nc: nc}
+	sem := make(chan struct{}, s.cfg.MaxInFlight)
+	var handlers sync.WaitGroup
+	br := bufio.NewReader(nc)
+	var err error
+	for {
+		var h Header
+		var body msgpack.RawMessage
+		if h, body, err = ReadFrame(br, s.cfg.MaxFrameSize); err != nil {
+			break
+		}
+		if h.Kind != KindRequest {
+			err = fmt.Errorf("%w: client sent a response (id %d)", errMalformed, h.ID)
+			break
+		}
+		select {
+		case sem <- struct{}{}: // blocks, and so stops reading, while MaxInFlight handlers run
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			defer func() { <-sem }()
+			s.handle(ctx, sc, h, body)
+		}()
+	}
+
+	switch {
+	case errors.Is(err, errMalformed), errors.Is(err, ErrFrameTooLarge):
+		log.Warn("peer: closing connection after bad frame", "err", err)
+	default:
+		log.Debug("peer: connection closed", "err", err)
+	}
+	cancel()
+	nc.Close()
+	handlers.Wait()
+}
+
+// handle runs the handler for one request and writes its response.
+func (s *Server) handle(ctx context.Context, sc *serverConn, req Header, body msgpack.RawMessage) {
+	resp := Header{ID: req.ID, Kind: KindResponse}
+	reply, err := s.invoke(ctx, req.Method, body)
+	if err != nil {
+		resp.Code, resp.Msg = errorFields(err)
+		reply = nil
+	}
+	fb := getFrameBuf()
+	defer putFrameBuf(fb)
+	frame, err := fb.encode(resp, reply, s.cfg.MaxFrameSize)
+	if err != nil {
+		s.log.Warn("peer: cannot encode reply", "method", req.Method, "err", err)
+		resp.Code, resp.Msg = codeInternal, err.Error()
+		if frame, err = fb.encode(resp, nil, s.cfg.MaxFrameSize); err != nil {
+			// Not even the error fits: closing is the only way to
+			// stop the caller from waiting for an answer.
+			s.log.Warn("peer: cannot encode error reply", "method", req.Method, "err", err)
+			sc.nc.Close()
+			return
+		}
+	}
+	if err := sc.write(frame); err != nil {
+		s.log.Debug("peer: cannot write reply", "method", req.Method, "err", err)
+	}
+}
+
+// invoke calls the handler, turning a panic into an internal error.
+func (s *Server) invoke(ctx context.Context, method string, body msgpack.RawMessage) (reply any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("peer: handler panic", "method", method, "panic", p, "stack", string(debug.Stack()))
+			reply, err = nil, &Error{Code: codeInternal, Message: fmt.Sprintf("handler panic: %v", p)}
+		}
+	}()
+	return s.h.ServePeer(ctx, method, body)
+}

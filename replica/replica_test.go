@@ -1,0 +1,401 @@
+package replica
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestWritesThroughAnyNodeReadBackThroughEveryNode(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := map[string]uint64{}
+	for i := range 500 {
+		id := sessionID(i)
+		put(t, c.any(rng), id, "n", i)
+		s := put(t, c.any(rng), id, "n", i*10) // a second write: version 2
+		want[id] = s.Version
+	}
+	for _, n := range c.list() {
+		for i := range 500 {
+			id := sessionID(i)
+			s, err := n.Get(testCtx(t), id, true)
+			if err != nil {
+				t.Fatalf("get %s via %s: %v", id, n.Name(), err)
+			}
+			if s.Version != want[id] || s.Version != 2 || asInt(t, s.Attributes["n"]) != i*10 {
+				t.Fatalf("get %s via %s: v%d %v, want v2 n=%d", id, n.Name(), s.Version, decode(t, s.Attributes["n"]), i*10)
+			}
+		}
+	}
+	// Both owners hold every session; nobody else does.
+	for i := range 500 {
+		id := sessionID(i)
+		primary, buddy := c.ownersOf(id)
+		p := primary.Table().Partition(id)
+		for _, n := range c.list() {
+			s := n.store.get(p, id)
+			if owner := n == primary || n == buddy; owner != (s != nil) {
+				t.Fatalf("%s on %s: copy present %v, owner %v", id, n.Name(), s != nil, owner)
+			}
+		}
+	}
+}
+
+func TestVersionsGrowAndTheBuddyRefusesOlderOnes(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(1)
+	primary, buddy := c.ownersOf(id)
+	for v := 1; v <= 3; v++ {
+		if s := put(t, primary, id, "v", v); s.Version != uint64(v) {
+			t.Fatalf("write %d made version %d", v, s.Version)
+		}
+	}
+	tab := buddy.Table()
+	p := tab.Partition(id)
+	old := &Session{ID: id, Version: 2}
+	err := buddy.applyReplica(tab, &replicateRequest{From: primary.Name(), Partition: p, Session: old})
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("buddy took v2 after v3: %v", err)
+	}
+	if got := buddy.store.get(p, id).Version; got != 3 {
+		t.Fatalf("buddy holds v%d, want v3", got)
+	}
+	// Fencing: only the primary in the buddy's view may replicate to it.
+	err = buddy.applyReplica(tab, &replicateRequest{From: "someone-else", Partition: p, Session: &Session{ID: id, Version: 9}})
+	if !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("buddy took a write from a non-primary: %v", err)
+	}
+}
+
+func TestConditionalPutAndConcurrentPatches(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	rng := rand.New(rand.NewPCG(3, 4))
+	id := sessionID(2)
+	s := put(t, c.any(rng), id, "a", 1)
+
+	// Compare-and-set: the right version wins, a stale one conflicts.
+	_, err := c.any(rng).Do(testCtx(t), &Op{Kind: OpPut, ID: id, IfVersion: s.Version + 5})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("put with wrong version: %v, want ErrConflict", err)
+	}
+	s2, err := c.any(rng).Do(testCtx(t), &Op{Kind: OpPut, ID: id, IfVersion: s.Version, Attributes: map[string]msgpack.RawMessage{"a": value(t, 2)}})
+	if err != nil || s2.Version != s.Version+1 {
+		t.Fatalf("put with right version: %v %+v", err, s2)
+	}
+	if _, err := c.any(rng).Do(testCtx(t), &Op{Kind: OpPut, ID: id, IfAbsent: true}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("put-if-absent over a live session: %v", err)
+	}
+
+	// Concurrent patches of different attributes through different nodes
+	// all survive.
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			n := c.list()[i%3]
+			name := "attr" + string(rune('A'+i))
+			if _, err := n.Do(testCtx(t), &Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{name: value(t, i)}}); err != nil {
+				t.Errorf("patch %s: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := c.any(rng).Get(testCtx(t), id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Attributes) != 41 || got.Version != s2.Version+40 {
+		t.Fatalf("after 40 patches: %d attributes at v%d, want 41 at v%d", len(got.Attributes), got.Version, s2.Version+40)
+	}
+}
+
+func TestMergePatchDeleteAndNotFound(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	n := c.list()[0]
+	id := sessionID(3)
+	_, err := n.Do(testCtx(t), &Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{
+		"cart":  value(t, map[string]any{"apple": 1, "pear": 2}),
+		"theme": value(t, "dark"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.Do(testCtx(t), &Op{Kind: OpPatch, ID: id,
+		Merge:  map[string]msgpack.RawMessage{"cart": value(t, map[string]any{"pear": nil, "plum": 3})},
+		Delete: []string{"theme"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cart := decode(t, s.Attributes["cart"]).(map[string]any)
+	if len(cart) != 2 || cart["plum"] == nil || cart["pear"] != nil || s.Attributes["theme"] != nil {
+		t.Fatalf("after merge patch: cart %v, attributes %v", cart, s.Attributes)
+	}
+	if _, err := n.Do(testCtx(t), &Op{Kind: OpDelete, ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.list() {
+		if _, err := m.Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("get deleted session via %s: %v", m.Name(), err)
+		}
+	}
+	if _, err := n.Do(testCtx(t), &Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{"x": value(t, 1)}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("patch deleted session: %v", err)
+	}
+	// Recreated, it continues the version sequence past the tombstone.
+	if s := put(t, n, id, "again", true); s.Version != 4 {
+		t.Fatalf("recreated session at v%d, want v4", s.Version)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	c := newTestCluster(t, 2, func(cfg *Config) { cfg.MaxSessionBytes = 1024 })
+	n := c.list()[0]
+	id := sessionID(4)
+	put(t, n, id, "small", 1)
+	cases := []struct {
+		name string
+		op   Op
+		want error
+	}{
+		{"short id", Op{Kind: OpPut, ID: "short"}, ErrInvalid},
+		{"bad character", Op{Kind: OpPut, ID: "session-with/slash-0001"}, ErrInvalid},
+		{"too large", Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{"big": value(t, make([]byte, 2048))}}, ErrTooLarge},
+		{"patch too large", Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{"big": value(t, make([]byte, 2048))}}, ErrTooLarge},
+		{"unknown kind", Op{Kind: 99, ID: id}, ErrInvalid},
+		{"merge into garbage", Op{Kind: OpPatch, ID: id, Merge: map[string]msgpack.RawMessage{"small": {0xc1}}}, ErrInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := n.Do(testCtx(t), &tc.op); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	s, err := n.Get(testCtx(t), id, true)
+	if err != nil || s.Version != 1 || len(s.Attributes) != 1 {
+		t.Fatalf("after bad input: %+v, %v; want v1 untouched", s, err)
+	}
+}
+
+// When the primary cannot be reached, reads go to the buddy at once; no
+// read fails in between.
+func TestReadsFallBackToTheBuddy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 200 {
+		put(t, c.any(rng), sessionID(i), "n", i)
+	}
+	cut := c.list()[0]
+	for _, n := range c.list() {
+		if n != cut {
+			n.faults.Cut(cut.member.Peer)
+		}
+	}
+	for _, n := range c.list() {
+		if n == cut {
+			continue
+		}
+		for i := range 200 {
+			s, err := n.Get(testCtx(t), sessionID(i), true)
+			if err != nil || decode(t, s.Attributes["n"]) == nil {
+				t.Fatalf("get %s via %s with %s cut off: %v", sessionID(i), n.Name(), cut.Name(), err)
+			}
+		}
+	}
+	if c.list()[1].stats.BuddyReads.Load()+c.list()[2].stats.BuddyReads.Load() == 0 {
+		t.Fatal("no read went to a buddy")
+	}
+}
+
+// Writes are acknowledged only with two copies: with the buddy unreachable,
+// a write fails and leaves nothing behind.
+func TestNoAcknowledgementWithoutTheBuddy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(7)
+	primary, buddy := c.ownersOf(id)
+	put(t, primary, id, "n", 1)
+	primary.faults.Cut(buddy.member.Peer)
+	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
+	defer cancel()
+	if _, err := primary.Do(ctx, &Op{Kind: OpPut, ID: id}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write with buddy cut off: %v, want ErrUnavailable", err)
+	}
+	primary.faults.HealAll()
+	if s, _ := primary.Get(testCtx(t), id, true); s.Version != 1 {
+		t.Fatalf("unacknowledged write is visible: v%d", s.Version)
+	}
+	if s := put(t, primary, id, "n", 2); s.Version != 2 {
+		t.Fatalf("next write made v%d, want v2", s.Version)
+	}
+}
+
+func TestIdleAndAbsoluteExpiryOnBothCopies(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	n := c.list()[0]
+	idle, abs := sessionID(10), sessionID(11)
+	if _, err := n.Do(testCtx(t), &Op{Kind: OpPut, ID: idle, IdleTimeout: time.Minute, AbsoluteTimeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Do(testCtx(t), &Op{Kind: OpPut, ID: abs, IdleTimeout: time.Hour, AbsoluteTimeout: 90 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// Reads within the idle timeout keep idle alive, and the buddy learns
+	// of them; abs passes its deadline however often it is read.
+	primary, buddy := c.ownersOf(idle)
+	p := primary.Table().Partition(idle)
+	for range 3 {
+		c.clock.Advance(25 * time.Second)
+		for _, id := range []string{idle, abs} {
+			if _, err := n.Get(testCtx(t), id, false); err != nil {
+				t.Fatalf("get %s at +%v: %v", id, c.clock.Now(), err)
+			}
+		}
+		waitFor(t, 5*time.Second, "touch batch to reach the buddy", func() bool {
+			b, p := buddy.store.get(p, idle), primary.store.get(p, idle)
+			return b != nil && b.LastAccess.Equal(p.LastAccess)
+		})
+	}
+	c.clock.Advance(40 * time.Second) // 115s: abs is past 90s; idle was read 40s ago
+	if _, err := n.Get(testCtx(t), abs, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("abs after its deadline: %v", err)
+	}
+	if _, err := n.Get(testCtx(t), idle, true); err != nil {
+		t.Fatalf("idle within its timeout: %v", err)
+	}
+	c.clock.Advance(2 * time.Minute)
+	if _, err := n.Get(testCtx(t), idle, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("idle after its timeout: %v", err)
+	}
+	waitFor(t, 5*time.Second, "expired copies to be swept from both owners", func() bool {
+		for _, id := range []string{idle, abs} {
+			primary, buddy := c.ownersOf(id)
+			p := primary.Table().Partition(id)
+			if primary.store.get(p, id) != nil || buddy.store.get(p, id) != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A node that joins becomes an owner only once it holds the data: until the
+// hand-off completes it fetches from the previous owners, and every session
+// reads back with its latest version throughout.
+func TestJoinHandsPartitionsOver(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	rng := rand.New(rand.NewPCG(7, 8))
+	want := map[string]uint64{}
+	for i := range 500 {
+		want[sessionID(i)] = put(t, c.any(rng), sessionID(i), "n", i).Version
+	}
+	joiner := c.start("node-3", nil)
+	c.publish()
+	// Reads through the joiner, even before its hand-off is done, see the
+	// latest versions.
+	for i := range 500 {
+		s, err := joiner.Get(testCtx(t), sessionID(i), true)
+		if err != nil || s.Version != want[sessionID(i)] {
+			t.Fatalf("get %s via joiner: %+v %v", sessionID(i), s, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "joiner to be ready", joiner.Ready)
+	primary, _ := joiner.Count()
+	if primary == 0 {
+		t.Fatal("joiner owns no sessions as primary after hand-off")
+	}
+	for _, n := range c.list() {
+		waitFor(t, 10*time.Second, n.Name()+" to be ready", n.Ready)
+	}
+	// Every session has exactly two copies again, on its owners.
+	waitFor(t, 10*time.Second, "two copies of every session on its owners", func() bool {
+		for i := range 500 {
+			id := sessionID(i)
+			p, b := c.ownersOf(id)
+			part := p.Table().Partition(id)
+			copies := 0
+			for _, n := range c.list() {
+				if s := n.store.get(part, id); s != nil {
+					if n != p && n != b {
+						return false
+					}
+					copies++
+				}
+			}
+			if copies != 2 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A crashed node's sessions survive on their buddies, which are promoted,
+// and get a second copy again.
+func TestCrashLosesNothingAcknowledged(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	rng := rand.New(rand.NewPCG(9, 10))
+	want := map[string]uint64{}
+	for i := range 500 {
+		id := sessionID(i)
+		put(t, c.any(rng), id, "n", i)
+		want[id] = put(t, c.any(rng), id, "n", -i).Version
+	}
+	c.kill("node-2")
+	for i := range 500 {
+		id := sessionID(i)
+		s, err := c.any(rng).Get(testCtx(t), id, true)
+		if err != nil || s.Version != want[id] {
+			t.Fatalf("get %s after crash: %+v %v", id, s, err)
+		}
+		if s := put(t, c.any(rng), id, "n", 0); s.Version != want[id]+1 {
+			t.Fatalf("write %s after crash made v%d, want v%d", id, s.Version, want[id]+1)
+		}
+	}
+	waitFor(t, 10*time.Second, "two copies of every session", func() bool {
+		for i := range 500 {
+			id := sessionID(i)
+			p, b := c.ownersOf(id)
+			part := p.Table().Partition(id)
+			if p.store.get(part, id) == nil || b.store.get(part, id) == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A node that is neither owner forwards to the primary: one hop.
+func TestNonOwnersForwardToThePrimary(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	id := sessionID(12)
+	primary, buddy := c.ownersOf(id)
+	var other *testNode
+	for _, n := range c.list() {
+		if n != primary && n != buddy {
+			other = n
+		}
+	}
+	before := primary.stats.Writes.Load()
+	put(t, other, id, "n", 1)
+	if primary.stats.Writes.Load() != before+1 || other.stats.Forwarded.Load() == 0 {
+		t.Fatal("the write did not go through the primary")
+	}
+	if p := other.Table().Partition(id); other.store.get(p, id) != nil {
+		t.Fatal("a non-owner kept a copy")
+	}
+}
+
+// A one-node cluster acknowledges with one copy and says so.
+func TestSingleNodeIsUnderReplicated(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	n := c.list()[0]
+	put(t, n, sessionID(13), "n", 1)
+	if n.stats.UnderReplicatedWrites.Load() != 1 || len(n.UnderReplicated()) != n.Table().Partitions() {
+		t.Fatalf("single node: %d under-replicated writes, %d partitions", n.stats.UnderReplicatedWrites.Load(), len(n.UnderReplicated()))
+	}
+}

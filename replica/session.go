@@ -1,0 +1,85 @@
+package replica
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Session is one user's session, as stored on its primary and its buddy and
+// as carried between them. A stored Session is never modified in place: every
+// change makes a new one, so readers can hold it without locks.
+type Session struct {
+	// ID names the session: 16–128 characters of [A-Za-z0-9_.-].
+	ID string `msgpack:"id"`
+	// Principal is the user the session belongs to, if any.
+	Principal string `msgpack:"pr,omitempty"`
+	// Attributes maps names to msgpack-encoded values.
+	Attributes map[string]msgpack.RawMessage `msgpack:"at,omitempty"`
+	// Version grows by one with every write, deletes included.
+	Version uint64 `msgpack:"v"`
+	// Created is when the session was first written.
+	Created time.Time `msgpack:"c"`
+	// LastAccess is when the session was last read or written; it moves
+	// the idle deadline.
+	LastAccess time.Time `msgpack:"la"`
+	// IdleTimeout ends the session this long after LastAccess; zero means
+	// no idle timeout.
+	IdleTimeout time.Duration `msgpack:"it"`
+	// Deadline ends the session whatever its activity; zero means none.
+	Deadline time.Time `msgpack:"dl"`
+	// Deleted marks a tombstone: the session was deleted at LastAccess, and
+	// the tombstone keeps its version so that older copies lose to it.
+	Deleted bool `msgpack:"del,omitempty"`
+}
+
+// ExpiresAt returns when the session ends if nothing touches it again, or
+// the zero time if it never does.
+func (s *Session) ExpiresAt() time.Time {
+	var at time.Time
+	if s.IdleTimeout > 0 {
+		at = s.LastAccess.Add(s.IdleTimeout)
+	}
+	if !s.Deadline.IsZero() && (at.IsZero() || s.Deadline.Before(at)) {
+		at = s.Deadline
+	}
+	return at
+}
+
+// Expired reports whether the session has ended by now.
+func (s *Session) Expired(now time.Time) bool {
+	at := s.ExpiresAt()
+	return !at.IsZero() && !now.Before(at)
+}
+
+// live reports whether s exists for readers at now: present, not deleted,
+// not expired.
+func (s *Session) live(now time.Time) bool {
+	return s != nil && !s.Deleted && !s.Expired(now)
+}
+
+// newer reports whether a should replace b: a higher version wins.
+func newer(a, b *Session) bool {
+	return b == nil || a.Version > b.Version
+}
+
+// ValidateID reports whether id is a well-formed session id.
+func ValidateID(id string) error {
+	if len(id) < 16 || len(id) > 128 {
+		return fmt.Errorf("%w: session id must be 16–128 characters, got %d", ErrInvalid, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("%w: session id may hold only [A-Za-z0-9_.-], found %q at %d", ErrInvalid, c, i)
+		}
+	}
+	return nil
+}
+
+// encodedSize returns the size of s on the wire.
+func encodedSize(s *Session) (int, error) {
+	b, err := msgpack.Marshal(s)
+	return len(b), err
+}

@@ -1,0 +1,54 @@
+package replica
+
+import "sync/atomic"
+
+// Stats counts what a node has done since it started. Every field only
+// grows.
+type Stats struct {
+	// Reads is how many reads this node served as primary.
+	Reads atomic.Uint64
+	// Writes is how many writes this node acknowledged as primary.
+	Writes atomic.Uint64
+	// Replicated is how many writes this node stored as buddy.
+	Replicated atomic.Uint64
+	// UnderReplicatedWrites is how many writes were acknowledged with one
+	// copy, because the ring had no buddy for them (a one-node cluster).
+	UnderReplicatedWrites atomic.Uint64
+	// ReplicationFailures is how many writes failed because the buddy
+	// refused them or could not be reached; none was acknowledged.
+	ReplicationFailures atomic.Uint64
+	// Forwarded is how many requests this node sent to a primary.
+	Forwarded atomic.Uint64
+	// BuddyReads is how many reads went to the buddy because the primary
+	// could not be reached.
+	BuddyReads atomic.Uint64
+	// Retries is how many times a request was retried while owners were
+	// changing or unreachable.
+	Retries atomic.Uint64
+	// HandoffSent and HandoffReceived count copies streamed to and from
+	// other nodes when the ring changed.
+	HandoffSent, HandoffReceived atomic.Uint64
+	// Expired is how many expired copies and old tombstones were removed.
+	Expired atomic.Uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() *Stats { return &n.stats }
+
+// Count returns how many copies the node holds, primary and backup.
+func (n *Node) Count() (primary, backup int) {
+	tab := n.table.Load()
+	if tab == nil {
+		return 0, 0
+	}
+	for p := range n.store.parts {
+		c := n.store.count(p)
+		switch o := tab.Owners(p); n.cfg.Name {
+		case o.Primary:
+			primary += c
+		case o.Buddy:
+			backup += c
+		}
+	}
+	return primary, backup
+}

@@ -1,0 +1,136 @@
+package replica
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// store holds this node's copies, one map per partition. Whether a
+// partition's copies are primary or backup copies is the ring's to say; a
+// node holds each partition in at most one role, so the two kinds of copy
+// never share a map.
+type store struct {
+	parts []*partition
+	// locks serialise writes to one session on its primary, striped by id
+	// hash so that no per-session lock outlives its session.
+	locks [1024]sync.Mutex
+}
+
+// partition is the copies of one partition's sessions.
+type partition struct {
+	mu       sync.RWMutex
+	sessions map[string]*Session
+}
+
+// newStore makes an empty store of n partitions.
+func newStore(n int) *store {
+	s := &store{parts: make([]*partition, n)}
+	for i := range s.parts {
+		s.parts[i] = &partition{sessions: map[string]*Session{}}
+	}
+	return s
+}
+
+// lock takes the write lock of session id and returns its release.
+func (s *store) lock(id string) func() {
+	m := &s.locks[xxhash.Sum64String(id)%uint64(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// get returns the stored copy of id in partition p, tombstones included.
+func (s *store) get(p int, id string) *Session {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	return part.sessions[id]
+}
+
+// put stores sess unconditionally.
+func (s *store) put(p int, sess *Session) {
+	part := s.parts[p]
+	part.mu.Lock()
+	part.sessions[sess.ID] = sess
+	part.mu.Unlock()
+}
+
+// putIfNewer stores sess if it is newer than the stored copy and reports
+// the stored version before the call.
+func (s *store) putIfNewer(p int, sess *Session) (stored bool, had uint64) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	cur := part.sessions[sess.ID]
+	if cur != nil {
+		had = cur.Version
+	}
+	if !newer(sess, cur) {
+		return false, had
+	}
+	part.sessions[sess.ID] = sess
+	return true, had
+}
+
+// touch moves the last access of id to at, if the stored copy is live and
+// older; it never changes the version or the content.
+func (s *store) touch(p int, id string, at time.Time) bool {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	cur := part.sessions[id]
+	if cur == nil || cur.Deleted || !cur.LastAccess.Before(at) {
+		return false
+	}
+	c := *cur
+	c.LastAccess = at
+	part.sessions[id] = &c
+	return true
+}
+
+// snapshot returns the copies of partition p.
+func (s *store) snapshot(p int) []*Session {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	out := make([]*Session, 0, len(part.sessions))
+	for _, sess := range part.sessions {
+		out = append(out, sess)
+	}
+	return out
+}
+
+// drop forgets every copy of partition p.
+func (s *store) drop(p int) int {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	n := len(part.sessions)
+	part.sessions = map[string]*Session{}
+	return n
+}
+
+// count returns how many copies partition p holds.
+func (s *store) count(p int) int {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	return len(part.sessions)
+}
+
+// sweep removes the copies in partition p that gone reports as finished
+// with, and returns how many it removed.
+func (s *store) sweep(p int, gone func(*Session) bool) int {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	n := 0
+	for id, sess := range part.sessions {
+		if gone(sess) {
+			delete(part.sessions, id)
+			n++
+		}
+	}
+	return n
+}
