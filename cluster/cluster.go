@@ -1,0 +1,465 @@
+// Package cluster owns Tandem's membership: which nodes exist and which of
+// them are alive. It runs hashicorp/memberlist (SWIM gossip with Lifeguard
+// failure detection) and tells its user the current member set as a View;
+// the user builds ring tables from View.Ring. The package knows nothing of
+// sessions or replication.
+//
+// Each node gossips a small Meta about itself: a BootID that changes on every
+// process start, its Peer and HTTP addresses, its lifecycle State (joining,
+// active, leaving) and its ring settings. The package promises:
+//
+//   - Every node refuses peers whose ring settings differ from its own, in
+//     both directions, so the members of one View always agree on how to
+//     build the ring; a node that tries to join a cluster with other
+//     settings gets an error that wraps ErrRingMismatch.
+//   - View.Ring lists the alive (or merely suspect) nodes that are not
+//     leaving; View.Epoch increases by one, on each node, whenever that list
+//     changes, so an epoch names one ring member set on one node.
+//   - OnChange sees every change in order, coalesced but never losing the
+//     latest view, and never slows memberlist down.
+//   - A crashed node is declared dead within a few seconds with the default
+//     knobs; a node restarted under its old name, on any address, is taken
+//     back with its new address and BootID; after a network cut heals, the
+//     periodic re-join of the seeds merges the halves again.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// ErrJoin is wrapped by the error Start returns when it could join none of
+// the seeds; the error also says why each seed failed.
+var ErrJoin = errors.New("cluster: join failed")
+
+// ErrRingMismatch is wrapped by the error a node gets when a peer has
+// different ring settings: by Start when a seed's cluster was refused for
+// that reason, and by the refusals memberlist logs.
+var ErrRingMismatch = errors.New("cluster: ring settings differ")
+
+// errClosed is returned by the methods of a closed Cluster.
+var errClosed = fmt.Errorf("cluster: node is closed: %w", net.ErrClosed)
+
+// defaultOpTimeout bounds SetState and Leave when their context has no
+// deadline.
+const defaultOpTimeout = 5 * time.Second
+
+// Cluster is this node's membership in a cluster. Its methods are safe for
+// concurrent use.
+type Cluster struct {
+	cfg     Config // with defaults filled in
+	log     *slog.Logger
+	ml      *memberlist.Memberlist
+	del     *delegate
+	tracker *tracker
+	addr    string // advertised gossip address
+	port    uint16 // advertised gossip port
+	bootID  string
+
+	metaMu sync.Mutex // serialises changes of the local Meta
+	meta   Meta
+
+	stopRejoin chan struct{} // closed to stop the re-join loop
+	rejoinDone chan struct{} // closed when the re-join loop has stopped
+	stopNotify chan struct{} // closed to stop view delivery
+	notifyDone chan struct{} // closed when view delivery has stopped
+
+	lifeMu sync.Mutex  // serialises Leave and Close
+	down   bool        // shut down; guarded by lifeMu
+	closed atomic.Bool // Leave or Close has begun
+}
+
+// Start creates this node's memberlist, with local State joining, and joins
+// cfg.Seeds. If there are seeds and none can be joined, it returns an error
+// wrapping ErrJoin that gives each seed's failure; if seeds refused the join
+// because their ring settings differ, the error also wraps ErrRingMismatch.
+// ctx bounds the join; the node keeps running after ctx ends, until Leave or
+// Close.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	cfg = cfg.withDefaults()
+	bind, adv, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	bootID, err := newBootID()
+	if err != nil {
+		return nil, err
+	}
+	meta := Meta{BootID: bootID, Peer: cfg.Peer, HTTP: cfg.HTTP, State: StateJoining, Ring: cfg.Ring.String()}
+	encoded, err := encodeMeta(meta)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start %s: %w", cfg.Name, err)
+	}
+
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("node", cfg.Name)
+	c := &Cluster{
+		cfg:        cfg,
+		log:        logger.With("component", "cluster"),
+		meta:       meta,
+		bootID:     bootID,
+		stopRejoin: make(chan struct{}),
+		rejoinDone: make(chan struct{}),
+		stopNotify: make(chan struct{}),
+		notifyDone: make(chan struct{}),
+	}
+	c.tracker = newTracker(c.log)
+	c.del = &delegate{name: cfg.Name, ring: meta.Ring, tracker: c.tracker}
+	c.del.meta.Store(&encoded)
+
+	mlc := memberlist.DefaultLocalConfig()
+	mlc.Name = cfg.Name
+	mlc.BindAddr = bind.host
+	if mlc.BindAddr == "" {
+		mlc.BindAddr = "0.0.0.0"
+	}
+	mlc.BindPort = bind.port
+	mlc.AdvertiseAddr = adv.host
+	mlc.AdvertisePort = adv.port
+	if adv.port == 0 {
+		mlc.AdvertisePort = bind.port
+	}
+	mlc.SecretKey = cfg.SecretKey
+	mlc.ProbeInterval = cfg.ProbeInterval
+	mlc.ProbeTimeout = cfg.ProbeTimeout
+	mlc.SuspicionMult = cfg.SuspicionMult
+	mlc.GossipInterval = cfg.GossipInterval
+	mlc.PushPullInterval = cfg.PushPullInterval
+	mlc.TCPTimeout = cfg.TCPTimeout
+	mlc.GossipToTheDeadTime = cfg.GossipToTheDeadTime
+	mlc.DeadNodeReclaimTime = max(cfg.DeadNodeReclaimTime, 0)
+	mlc.Logger = newMemberlistLogger(logger)
+	mlc.Delegate = c.del
+	mlc.Events = c.del
+	mlc.Alive = c.del
+	mlc.Merge = c.del
+
+	// Deliver views from the start: Create reports this node's own join.
+	go func() {
+		defer close(c.notifyDone)
+		c.tracker.deliver(c.stopNotify, cfg.Name, cfg.GossipToTheDeadTime, cfg.OnChange)
+	}()
+	ml, err := memberlist.Create(mlc)
+	if err != nil {
+		close(c.stopNotify)
+		<-c.notifyDone
+		return nil, fmt.Errorf("cluster: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
+	}
+	c.ml = ml
+	local := ml.LocalNode()
+	c.addr, c.port = local.Address(), local.Port
+
+	seeds := c.otherSeeds()
+	if len(seeds) > 0 {
+		if err := c.joinSeeds(ctx, seeds); err != nil {
+			_ = ml.Shutdown()
+			close(c.stopNotify)
+			<-c.notifyDone
+			return nil, err
+		}
+	}
+
+	go c.rejoinLoop()
+	c.log.Info("started", "addr", c.addr, "boot_id", bootID, "seeds", len(seeds))
+	return c, nil
+}
+
+// Name returns this node's name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+// Addr returns the gossip address other nodes reach this node at, host:port,
+// with the port actually bound when Config.BindAddr asked for port 0. It is
+// what other nodes put in their Seeds.
+func (c *Cluster) Addr() string { return c.addr }
+
+// View returns the current membership as this node sees it.
+func (c *Cluster) View() View {
+	v, _ := c.tracker.snapshot()
+	return v
+}
+
+// SetState sets this node's lifecycle State in its Meta and gossips it. The
+// new state takes effect locally at once; SetState then waits, until ctx's
+// deadline (5s if it has none) or ctx ends, for the update to be sent to the
+// cluster, and returns an error if it was not. Gossip goes on regardless.
+func (c *Cluster) SetState(ctx context.Context, s State) error {
+	if !s.valid() {
+		return fmt.Errorf("cluster: set state: unknown state %d", uint8(s))
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("cluster: set state %s: %w", s, errClosed)
+	}
+	c.metaMu.Lock()
+	m := c.meta
+	m.State = s
+	encoded, err := encodeMeta(m)
+	if err == nil {
+		c.meta = m
+		c.del.meta.Store(&encoded)
+	}
+	c.metaMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cluster: set state %s: %w", s, err)
+	}
+
+	timeout := opTimeout(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.ml.UpdateNode(timeout) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: set state %s: %w", s, err)
+	}
+	return nil
+}
+
+// Leave leaves the cluster gracefully and shuts the node down: it tells the
+// live members it is going, so they report it "left" rather than "dead",
+// broadcasts memberlist's leave and waits for it to go out, until ctx's
+// deadline (5s if it has none), then shuts down as Close does. Setting
+// StateLeaving beforehand, so the others stop routing to this node while it
+// can still answer, is the caller's job. Leave after Leave or Close fails.
+func (c *Cluster) Leave(ctx context.Context) error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.down {
+		return fmt.Errorf("cluster: leave: %w", errClosed)
+	}
+	c.closed.Store(true)
+	deadline := time.Now().Add(opTimeout(ctx))
+	c.stopRejoinLoop()
+
+	c.tracker.goodbye(c.cfg.Name, c.bootID) // so our own view says "left" too
+	c.sendGoodbyes(ctx, deadline)
+	var errs []error
+	if err := c.ml.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: leave: %w", err))
+	}
+	if err := c.shutdown(); err != nil {
+		errs = append(errs, err)
+	}
+	c.log.Info("left")
+	return errors.Join(errs...)
+}
+
+// Close shuts the node down without telling the cluster: the others will
+// declare it dead once it stops answering probes, as if it had crashed. It
+// stops every goroutine of the node, waiting for a running OnChange to
+// return. Close after Close or Leave does nothing.
+func (c *Cluster) Close() error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.down {
+		return nil
+	}
+	c.closed.Store(true)
+	c.stopRejoinLoop()
+	return c.shutdown()
+}
+
+// shutdown stops memberlist and view delivery. The re-join loop must have
+// stopped, and lifeMu be held.
+func (c *Cluster) shutdown() error {
+	c.down = true
+	err := c.ml.Shutdown()
+	close(c.stopNotify)
+	<-c.notifyDone
+	if err != nil {
+		return fmt.Errorf("cluster: shutdown: %w", err)
+	}
+	return nil
+}
+
+// stopRejoinLoop stops the re-join loop and waits for it.
+func (c *Cluster) stopRejoinLoop() {
+	close(c.stopRejoin)
+	<-c.rejoinDone
+}
+
+// opTimeout returns the time left until ctx's deadline, or
+// defaultOpTimeout if it has none; at least a millisecond, since memberlist
+// reads zero as "wait forever".
+func opTimeout(ctx context.Context) time.Duration {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return defaultOpTimeout
+	}
+	return max(time.Until(d), time.Millisecond)
+}
+
+// sendGoodbyes tells every other live member, concurrently, that this node
+// is leaving; it gives up at deadline or when ctx ends. Goodbyes are best
+// effort: a member that misses one reports this node "dead" instead of
+// "left".
+func (c *Cluster) sendGoodbyes(ctx context.Context, deadline time.Time) {
+	msg, err := encodeGoodbye(c.cfg.Name, c.bootID)
+	if err != nil {
+		c.log.Warn("no goodbye sent", "error", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, n := range c.ml.Members() {
+		if n.Name == c.cfg.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.ml.SendReliable(n, msg); err != nil {
+				c.log.Debug("goodbye not delivered", "peer", n.Name, "error", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}
+
+// otherSeeds returns the configured seeds other than this node's own
+// address.
+func (c *Cluster) otherSeeds() []string {
+	var out []string
+	for _, s := range c.cfg.Seeds {
+		if normalizeAddr(s, c.port) != c.addr {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// normalizeAddr returns addr as host:port, adding defaultPort if it has
+// none, so that it compares equal to a memberlist node's Address().
+func normalizeAddr(addr string, defaultPort uint16) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(int(defaultPort)))
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// joinSeeds joins each seed in turn; it succeeds if one join does. It returns
+// early, with ctx's error, when ctx ends; the join under way then finishes on
+// its own within TCPTimeout.
+func (c *Cluster) joinSeeds(ctx context.Context, seeds []string) error {
+	type result struct {
+		joined int
+		errs   []error
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: node %s: %w", ErrJoin, c.cfg.Name, err)
+	}
+	stop := make(chan struct{})
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for _, seed := range seeds {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			if err := c.joinSeed(seed); err != nil {
+				r.errs = append(r.errs, err)
+			} else {
+				r.joined++
+			}
+		}
+		done <- r
+	}()
+
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		close(stop)
+		return fmt.Errorf("%w: node %s: %w", ErrJoin, c.cfg.Name, ctx.Err())
+	}
+	if r.joined > 0 {
+		for _, err := range r.errs {
+			c.log.Warn("seed not joined", "error", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: node %s joined none of its %d seeds: %w", ErrJoin, c.cfg.Name, len(seeds), errors.Join(r.errs...))
+}
+
+// joinSeed joins one seed. If the join failed because the merge delegate
+// refused the seed's cluster for its ring settings, the error wraps that
+// refusal, and so ErrRingMismatch.
+func (c *Cluster) joinSeed(seed string) error {
+	c.del.beginJoin()
+	_, err := c.ml.Join([]string{seed})
+	mismatch := c.del.endJoin()
+	if err == nil {
+		return nil
+	}
+	// memberlist reports the delegate's error as text only. Our own join's
+	// refusal is in that text; a refusal recorded meanwhile for another
+	// node's join into ours is not, and is ignored.
+	if mismatch != nil && strings.Contains(err.Error(), mismatch.Error()) {
+		return fmt.Errorf("seed %s: %w", seed, mismatch)
+	}
+	return fmt.Errorf("seed %s: %w", seed, err)
+}
+
+// rejoinLoop re-joins, every RejoinInterval, the seeds that are not live
+// members, until stopRejoin is closed.
+func (c *Cluster) rejoinLoop() {
+	defer close(c.rejoinDone)
+	if c.cfg.RejoinInterval < 0 {
+		<-c.stopRejoin
+		return
+	}
+	ticker := time.NewTicker(c.cfg.RejoinInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-c.stopRejoin:
+			return
+		case <-ticker.C:
+		}
+		for _, seed := range c.otherSeeds() {
+			if c.tracker.isAliveAddr(normalizeAddr(seed, c.port)) {
+				continue
+			}
+			select {
+			case <-c.stopRejoin:
+				return
+			default:
+			}
+			if err := c.joinSeed(seed); errors.Is(err, ErrRingMismatch) {
+				c.log.Warn("re-join refused", "seed", seed, "error", err)
+			} else if err != nil {
+				c.log.Debug("re-join failed", "seed", seed, "error", err)
+			} else {
+				c.log.Info("re-joined seed", "seed", seed)
+			}
+		}
+	}
+}

@@ -1,0 +1,235 @@
+// Command tandem runs Tandem session-cluster nodes.
+//
+//	tandem            start a local 3-node cluster (same as tandem dev)
+//	tandem dev        start a local cluster in one process, on loopback
+//	tandem serve      run one node; flags below, each also read from
+//	                  TANDEM_<FLAG> (e.g. TANDEM_JOIN, TANDEM_MAX_SESSION_BYTES)
+//
+// SIGTERM or SIGINT stops a node gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/httpapi"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tandem:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ error }
+
+// run dispatches a command line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := "dev"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stdout, stderr)
+	case "dev":
+		return dev(ctx, args, stdout, stderr)
+	case "help":
+		fmt.Fprintln(stdout, "usage: tandem [dev|serve] [flags]; tandem <command> -h lists the flags")
+		return nil
+	}
+	return usageError{fmt.Errorf("unknown command %q (want dev or serve)", cmd)}
+}
+
+// nodeFlags are the settings of one node.
+type nodeFlags struct {
+	name, http, gossip, peer, join string
+	maxSessionBytes                int
+	drainTimeout                   time.Duration
+	logLevel                       string
+}
+
+// register adds the node flags to fs.
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&f.name, "name", host, "node name, unique in the cluster and stable across restarts")
+	fs.StringVar(&f.http, "http", "127.0.0.1:7070", "HTTP API listen address")
+	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "gossip (membership) listen address, UDP and TCP")
+	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
+	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of nodes to join")
+	fs.IntVar(&f.maxSessionBytes, "max-session-bytes", 1<<20, "largest session accepted, encoded, in bytes")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// parseFlags parses args, taking unset flags from TANDEM_<NAME>.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "TANDEM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = usageError{fmt.Errorf("%s=%q: %w", env, v, e)}
+			}
+		}
+	})
+	return err
+}
+
+// newLogger returns a text logger at the named level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("-log-level: %w", err)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve runs one node until a signal stops it.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tandem serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f nodeFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := tandem.DefaultConfig(f.name)
+	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
+	if f.join != "" {
+		cfg.Join = strings.Split(f.join, ",")
+	}
+	srv, err := startServer(ctx, cfg, f.http, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "tandem node %s serving http://%s (gossip %s, peer %s)\n", f.name, srv.httpAddr, srv.node.GossipAddr(), srv.node.PeerAddr())
+	<-ctx.Done()
+	log.Info("stopping", "drain_timeout", f.drainTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	defer cancel()
+	return srv.stop(stopCtx)
+}
+
+// server is a node with its HTTP API.
+type server struct {
+	node     *tandem.Node
+	http     *http.Server
+	httpAddr string
+}
+
+// startServer starts a node and serves its HTTP API on httpAddr.
+func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, log *slog.Logger) (*server, error) {
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", httpAddr, err)
+	}
+	cfg.HTTPAddr = ln.Addr().String()
+	node, err := tandem.Start(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	api := httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(cfg.MaxSessionBytes), Logger: log})
+	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	return &server{node: node, http: hs, httpAddr: cfg.HTTPAddr}, nil
+}
+
+// stop leaves the cluster gracefully, then stops serving HTTP.
+func (s *server) stop(ctx context.Context) error {
+	err := s.node.Close(ctx)
+	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {
+		err = fmt.Errorf("stop HTTP: %w", herr)
+	}
+	return err
+}
+
+// dev runs a local cluster in one process until a signal stops it.
+func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tandem dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodes := fs.Int("nodes", 3, "how many nodes to start")
+	httpPort := fs.Int("http-port", 7070, "HTTP port of the first node; the others count up from it (0 picks free ports)")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *nodes < 1 {
+		return usageError{fmt.Errorf("-nodes must be at least 1")}
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	var servers []*server
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, s := range servers {
+			_ = s.stop(stopCtx)
+		}
+	}()
+	var seed string
+	for i := range *nodes {
+		cfg := tandem.DefaultConfig(fmt.Sprintf("node-%d", i+1))
+		cfg.GossipAddr, cfg.PeerAddr, cfg.Logger = "127.0.0.1:0", "127.0.0.1:0", log
+		if seed != "" {
+			cfg.Join = []string{seed}
+		}
+		addr := "127.0.0.1:0"
+		if *httpPort != 0 {
+			addr = fmt.Sprintf("127.0.0.1:%d", *httpPort+i)
+		}
+		s, err := startServer(ctx, cfg, addr, log)
+		if err != nil {
+			return fmt.Errorf("start node %d: %w", i+1, err)
+		}
+		servers = append(servers, s)
+		seed = s.node.GossipAddr()
+	}
+	fmt.Fprintf(stdout, "Tandem dev cluster: %d nodes on loopback\n", len(servers))
+	for _, s := range servers {
+		fmt.Fprintf(stdout, "  %s  http://%s\n", s.node.Name(), s.httpAddr)
+	}
+	first, last := servers[0].httpAddr, servers[len(servers)-1].httpAddr
+	fmt.Fprintf(stdout, "\nTry:\n  curl -X PUT http://%s/v1/sessions/my-first-session-01 -d '{\"principal\":\"alice\",\"attributes\":{\"cart\":[\"tea\"]}}'\n  curl http://%s/v1/sessions/my-first-session-01\n\nCtrl-C stops the cluster.\n", first, last)
+	<-ctx.Done()
+	return nil
+}

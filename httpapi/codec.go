@@ -1,0 +1,324 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/replica"
+)
+
+// sessionBody is the body of PUT and POST.
+type sessionBody struct {
+	Principal       string                        `json:"principal" msgpack:"principal"`
+	Attributes      map[string]msgpack.RawMessage `json:"-" msgpack:"attributes"`
+	IdleTimeout     string                        `json:"idle_timeout" msgpack:"idle_timeout"`
+	AbsoluteTimeout string                        `json:"absolute_timeout" msgpack:"absolute_timeout"`
+}
+
+// jsonSessionBody is sessionBody as JSON carries it.
+type jsonSessionBody struct {
+	Principal       string                     `json:"principal"`
+	Attributes      map[string]json.RawMessage `json:"attributes"`
+	IdleTimeout     string                     `json:"idle_timeout"`
+	AbsoluteTimeout string                     `json:"absolute_timeout"`
+}
+
+// op turns a body into a put of session id.
+func (b *sessionBody) op(id string) (*replica.Op, error) {
+	op := &replica.Op{Kind: replica.OpPut, ID: id, Principal: b.Principal, Attributes: b.Attributes}
+	var err error
+	if op.IdleTimeout, err = parseTimeout("idle_timeout", b.IdleTimeout); err != nil {
+		return nil, err
+	}
+	if op.AbsoluteTimeout, err = parseTimeout("absolute_timeout", b.AbsoluteTimeout); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// parseTimeout parses a Go duration ("30m"); empty means the default.
+func parseTimeout(field, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s must be a positive duration such as \"30m\", got %q", field, v)
+	}
+	return d, nil
+}
+
+// isMsgpack reports whether a content type names msgpack.
+func isMsgpack(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == contentMsgpack || mt == "application/x-msgpack"
+}
+
+// readBody reads a request body within the limit, answering 413 or 400.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBodyBytes))
+		return nil, false
+	case err != nil:
+		writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("read body: %v", err))
+		return nil, false
+	}
+	return b, true
+}
+
+// readSessionBody decodes a PUT or POST body, JSON or msgpack, refusing
+// unknown fields.
+func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sessionBody, bool) {
+	raw, ok := h.readBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	body := &sessionBody{}
+	if isMsgpack(r.Header.Get("Content-Type")) {
+		dec := msgpack.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields(true)
+		if err := dec.Decode(body); err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("decode msgpack body: %v", err))
+			return nil, false
+		}
+		return body, true
+	}
+	var jb jsonSessionBody
+	if err := decodeJSON(raw, &jb); err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", err.Error())
+		return nil, false
+	}
+	body.Principal, body.IdleTimeout, body.AbsoluteTimeout = jb.Principal, jb.IdleTimeout, jb.AbsoluteTimeout
+	if len(jb.Attributes) > 0 {
+		body.Attributes = make(map[string]msgpack.RawMessage, len(jb.Attributes))
+		for name, v := range jb.Attributes {
+			mv, err := jsonToMsgpack(v)
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
+				return nil, false
+			}
+			body.Attributes[name] = mv
+		}
+	}
+	return body, true
+}
+
+// readPatch decodes a PATCH body into an attribute patch: a JSON merge
+// patch, or a msgpack map with the same meaning. Top-level null deletes an
+// attribute, an object merges into it, anything else replaces it; the
+// reserved key "principal" is not special (principals change through PUT).
+func (h *Handler) readPatch(w http.ResponseWriter, r *http.Request, id string) (*replica.Op, bool) {
+	raw, ok := h.readBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	op := &replica.Op{Kind: replica.OpPatch, ID: id, Set: map[string]msgpack.RawMessage{}, Merge: map[string]msgpack.RawMessage{}}
+	add := func(name string, v any) error {
+		switch v.(type) {
+		case nil:
+			op.Delete = append(op.Delete, name)
+			return nil
+		case map[string]any:
+			b, err := msgpack.Marshal(v)
+			op.Merge[name] = b
+			return err
+		default:
+			b, err := msgpack.Marshal(v)
+			op.Set[name] = b
+			return err
+		}
+	}
+	var fields map[string]any
+	if isMsgpack(r.Header.Get("Content-Type")) {
+		if err := msgpack.Unmarshal(raw, &fields); err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("decode msgpack patch: %v", err))
+			return nil, false
+		}
+	} else {
+		var obj map[string]json.RawMessage
+		if err := decodeJSON(raw, &obj); err != nil || obj == nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_body", "a merge patch must be a JSON object")
+			return nil, false
+		}
+		fields = make(map[string]any, len(obj))
+		for name, v := range obj {
+			val, err := decodeJSONValue(v)
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
+				return nil, false
+			}
+			fields[name] = val
+		}
+	}
+	for name, v := range fields {
+		if err := add(name, v); err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
+			return nil, false
+		}
+	}
+	return op, true
+}
+
+// decodeJSON decodes one JSON value into v, refusing unknown fields and
+// trailing data.
+func decodeJSON(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode JSON body: %w", err)
+	}
+	if dec.More() {
+		return fmt.Errorf("decode JSON body: data after the value")
+	}
+	return nil
+}
+
+// decodeJSONValue decodes a JSON value into Go values msgpack encodes
+// faithfully: integers stay integers.
+func decodeJSONValue(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return fromJSONNumbers(v), nil
+}
+
+// fromJSONNumbers replaces json.Numbers with int64 or float64.
+func fromJSONNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = fromJSONNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = fromJSONNumbers(e)
+		}
+	}
+	return v
+}
+
+// jsonToMsgpack re-encodes one JSON value as msgpack.
+func jsonToMsgpack(raw json.RawMessage) (msgpack.RawMessage, error) {
+	v, err := decodeJSONValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	return msgpack.Marshal(v)
+}
+
+// sessionView is a session as the API returns it.
+type sessionView struct {
+	ID           string                        `json:"id" msgpack:"id"`
+	Principal    string                        `json:"principal" msgpack:"principal"`
+	Attributes   map[string]msgpack.RawMessage `json:"-" msgpack:"attributes"`
+	JSONAttrs    map[string]any                `json:"attributes" msgpack:"-"`
+	Version      uint64                        `json:"version" msgpack:"version"`
+	CreatedAt    time.Time                     `json:"created_at" msgpack:"created_at"`
+	LastAccessAt time.Time                     `json:"last_access_at" msgpack:"last_access_at"`
+	ExpiresAt    *time.Time                    `json:"expires_at" msgpack:"expires_at"`
+}
+
+// writeSession answers with a session and its ETag, in JSON unless the
+// client accepts msgpack.
+func writeSession(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session) {
+	v := sessionView{ID: s.ID, Principal: s.Principal, Attributes: s.Attributes, Version: s.Version,
+		CreatedAt: s.Created.UTC(), LastAccessAt: s.LastAccess.UTC()}
+	if at := s.ExpiresAt(); !at.IsZero() {
+		at = at.UTC()
+		v.ExpiresAt = &at
+	}
+	if v.Attributes == nil {
+		v.Attributes = map[string]msgpack.RawMessage{}
+	}
+	if !wantsMsgpack(r) {
+		v.JSONAttrs = make(map[string]any, len(s.Attributes))
+		for name, raw := range s.Attributes {
+			var val any
+			if err := msgpack.Unmarshal(raw, &val); err != nil {
+				writeError(w, r, http.StatusInternalServerError, "internal", fmt.Sprintf("attribute %q: %v", name, err))
+				return
+			}
+			v.JSONAttrs[name] = val
+		}
+	}
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, s.Version))
+	writeValue(w, r, status, v)
+}
+
+// wantsMsgpack reports whether the client asked for msgpack answers.
+func wantsMsgpack(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if isMsgpack(strings.TrimSpace(part)) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeValue answers with v as JSON, or msgpack if the client accepts it.
+func writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
+	var body []byte
+	var err error
+	ct := contentJSON
+	if wantsMsgpack(r) {
+		ct = contentMsgpack
+		body, err = msgpack.Marshal(v)
+	} else {
+		body, err = json.Marshal(v)
+	}
+	if err != nil {
+		status, ct = http.StatusNotAcceptable, contentJSON
+		body, _ = json.Marshal(errorBody{Error: fmt.Sprintf("cannot encode the answer as %s: %v", ct, err), Code: "not_acceptable"})
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// writeError answers with a JSON error.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	body, _ := json.Marshal(errorBody{Error: msg, Code: code})
+	w.Header().Set("Content-Type", contentJSON)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(append(body, '\n'))
+	}
+}
+
+// sorted returns s sorted.
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
+}

@@ -1,0 +1,336 @@
+// Package httpapi serves a Tandem node over HTTP, for standalone nodes and
+// their operators: session CRUD in JSON or msgpack, owner lookup for
+// balancers and smart clients, health, readiness and the cluster view.
+//
+// Every error is a JSON object {"error": "...", "code": "..."} with a
+// fitting status, and a request that fails changes nothing.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/replica"
+)
+
+// Content types the API speaks.
+const (
+	contentJSON       = "application/json"
+	contentMsgpack    = "application/msgpack"
+	contentMergePatch = "application/merge-patch+json"
+)
+
+// Config configures the handler.
+type Config struct {
+	// MaxBodyBytes bounds request bodies; larger ones get 413 before they
+	// are read. Zero means 1 MiB.
+	MaxBodyBytes int64
+	// RequestTimeout bounds each request's session operation, retries
+	// included. Zero means 5s.
+	RequestTimeout time.Duration
+	// Logger receives request errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// Handler is the HTTP API of one node.
+type Handler struct {
+	node *tandem.Node
+	cfg  Config
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns the HTTP API of node.
+func New(node *tandem.Node, cfg Config) *Handler {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{node: node, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	h.route("/v1/sessions", map[string]http.HandlerFunc{http.MethodPost: h.create})
+	h.route("/v1/sessions/{id}", map[string]http.HandlerFunc{
+		http.MethodGet:    h.get,
+		http.MethodHead:   h.get,
+		http.MethodPut:    h.put,
+		http.MethodPatch:  h.patch,
+		http.MethodDelete: h.delete,
+	})
+	h.route("/v1/sessions/{id}/owners", map[string]http.HandlerFunc{http.MethodGet: h.owners})
+	h.route("/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: h.cluster})
+	h.route("/livez", map[string]http.HandlerFunc{http.MethodGet: h.livez})
+	h.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s", r.URL.Path))
+	})
+	return h
+}
+
+// route registers handlers for pattern by method; other methods get a JSON
+// 405 with an Allow header.
+func (h *Handler) route(pattern string, byMethod map[string]http.HandlerFunc) {
+	var allowed []string
+	for m := range byMethod {
+		allowed = append(allowed, m)
+	}
+	allow := strings.Join(sorted(allowed), ", ")
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		fn, ok := byMethod[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allow)
+			writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s does not allow %s", pattern, r.Method))
+			return
+		}
+		fn(w, r)
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// ctx bounds a request's session operation.
+func (h *Handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+}
+
+// create handles POST /v1/sessions: a new session with a server-made id.
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.readSessionBody(w, r)
+	if !ok {
+		return
+	}
+	op, err := body.op(NewID())
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	op.IfAbsent = true
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	s, err := h.node.Do(ctx, op)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/sessions/"+s.ID)
+	writeSession(w, r, http.StatusCreated, s)
+}
+
+// NewID returns a fresh session id: 128 bits from crypto/rand, URL-safe.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// get handles GET /v1/sessions/{id}; ?touch=false leaves the idle
+// deadline alone.
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	noTouch := false
+	if v := r.URL.Query().Get("touch"); v != "" {
+		touch, err := strconv.ParseBool(v)
+		if err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid", "touch must be true or false")
+			return
+		}
+		noTouch = !touch
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	s, err := h.node.Do(ctx, &replica.Op{Kind: replica.OpGet, ID: id, NoTouch: noTouch})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeSession(w, r, http.StatusOK, s)
+}
+
+// put handles PUT /v1/sessions/{id}: create or replace, conditional on
+// If-Match.
+func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ifVersion, ok := ifMatch(w, r)
+	if !ok {
+		return
+	}
+	body, ok := h.readSessionBody(w, r)
+	if !ok {
+		return
+	}
+	op, err := body.op(id)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	op.IfVersion = ifVersion
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	s, err := h.node.Do(ctx, op)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeSession(w, r, http.StatusOK, s)
+}
+
+// patch handles PATCH /v1/sessions/{id}: a JSON merge patch (RFC 7396) of
+// the attributes, or its msgpack equivalent.
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ifVersion, ok := ifMatch(w, r)
+	if !ok {
+		return
+	}
+	op, ok := h.readPatch(w, r, id)
+	if !ok {
+		return
+	}
+	op.IfVersion = ifVersion
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	s, err := h.node.Do(ctx, op)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeSession(w, r, http.StatusOK, s)
+}
+
+// delete handles DELETE /v1/sessions/{id}.
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ifVersion, ok := ifMatch(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	if _, err := h.node.Do(ctx, &replica.Op{Kind: replica.OpDelete, ID: id, IfVersion: ifVersion}); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// memberView is an owner as balancers see it.
+type memberView struct {
+	Name string `json:"name" msgpack:"name"`
+	HTTP string `json:"http" msgpack:"http"`
+}
+
+// ownersView answers GET /v1/sessions/{id}/owners.
+type ownersView struct {
+	Primary memberView  `json:"primary" msgpack:"primary"`
+	Buddy   *memberView `json:"buddy" msgpack:"buddy"`
+	Epoch   uint64      `json:"epoch" msgpack:"epoch"`
+}
+
+// owners handles GET /v1/sessions/{id}/owners.
+func (h *Handler) owners(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	primary, buddy, epoch, err := h.node.Owners(id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v := ownersView{Primary: memberView{primary.Name, primary.HTTP}, Epoch: epoch}
+	if buddy.Name != "" {
+		v.Buddy = &memberView{buddy.Name, buddy.HTTP}
+	}
+	writeValue(w, r, http.StatusOK, v)
+}
+
+// cluster handles GET /v1/cluster.
+func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
+	writeValue(w, r, http.StatusOK, h.node.Status())
+}
+
+// livez handles GET /livez: the process answers.
+func (h *Handler) livez(w http.ResponseWriter, r *http.Request) {
+	writeValue(w, r, http.StatusOK, map[string]any{"live": true})
+}
+
+// readyz handles GET /readyz: 200 once the node has joined and holds every
+// partition it owns, 503 before that and while it leaves.
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if !h.node.Ready() {
+		writeValue(w, r, http.StatusServiceUnavailable, map[string]any{"ready": false})
+		return
+	}
+	writeValue(w, r, http.StatusOK, map[string]any{"ready": true})
+}
+
+// pathID returns the session id in the path, or answers 400.
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if err := replica.ValidateID(id); err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_id", err.Error())
+		return "", false
+	}
+	return id, true
+}
+
+// ifMatch parses If-Match: "<version>" into a version; 0 when absent.
+func ifMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	v := r.Header.Get("If-Match")
+	if v == "" {
+		return 0, true
+	}
+	v = strings.Trim(strings.TrimPrefix(strings.TrimSpace(v), "W/"), `"`)
+	version, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || version == 0 {
+		writeError(w, r, http.StatusBadRequest, "invalid_if_match", `If-Match must be a session ETag such as "3"`)
+		return 0, false
+	}
+	return version, true
+}
+
+// fail answers a failed session operation.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, tandem.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, tandem.ErrConflict):
+		status, code = http.StatusPreconditionFailed, "version_mismatch"
+	case errors.Is(err, tandem.ErrTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, tandem.ErrInvalid):
+		status, code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, tandem.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+	}
+	if status >= 500 {
+		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeError(w, r, status, code, err.Error())
+}
