@@ -306,6 +306,30 @@ func (n *Node) Put(ctx context.Context, id, principal string, attributes map[str
 	return n.Do(ctx, op)
 }
 
+// Patch changes only the named attributes of session id: set replaces
+// values, del removes names; attributes it does not name are left as they
+// are, so concurrent patches of different attributes all survive.
+func (n *Node) Patch(ctx context.Context, id string, set map[string][]byte, del []string) (*Session, error) {
+	return n.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, Set: raw(set), Delete: del})
+}
+
+// SetPrincipal names the user session id belongs to, leaving its attributes
+// as they are.
+func (n *Node) SetPrincipal(ctx context.Context, id, principal string) (*Session, error) {
+	return n.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, SetPrincipal: true, Principal: principal})
+}
+
+// InvalidatePrincipal deletes every session of principal across the
+// cluster ("log this user out everywhere") and returns how many it deleted.
+func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		defer cancel()
+	}
+	return n.replica.InvalidatePrincipal(ctx, principal)
+}
+
 // Delete deletes session id.
 func (n *Node) Delete(ctx context.Context, id string) error {
 	_, err := n.Do(ctx, &Op{Kind: replica.OpDelete, ID: id})

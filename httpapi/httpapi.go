@@ -70,6 +70,7 @@ func New(node *tandem.Node, cfg Config) *Handler {
 		http.MethodDelete: h.delete,
 	})
 	h.route("/v1/sessions/{id}/owners", map[string]http.HandlerFunc{http.MethodGet: h.owners})
+	h.route("/v1/principals/{name}/sessions", map[string]http.HandlerFunc{http.MethodDelete: h.invalidatePrincipal})
 	h.route("/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: h.cluster})
 	h.route("/livez", map[string]http.HandlerFunc{http.MethodGet: h.livez})
 	h.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
@@ -236,6 +237,24 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// invalidatePrincipal handles DELETE /v1/principals/{name}/sessions: log
+// a user out everywhere. It answers how many sessions it deleted.
+func (h *Handler) invalidatePrincipal(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if name == "" || len(name) > 1024 {
+		writeError(w, r, http.StatusBadRequest, "invalid_principal", "principal must be 1–1024 bytes")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	n, err := h.node.InvalidatePrincipal(ctx, name)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeValue(w, r, http.StatusOK, map[string]any{"principal": name, "deleted": n})
 }
 
 // memberView is an owner as balancers see it.

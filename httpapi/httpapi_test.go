@@ -285,3 +285,28 @@ func TestHealthAndClusterView(t *testing.T) {
 		t.Fatalf("cluster: %d primaries, %d under-replicated: %s", total, view.UnderReplicated, body)
 	}
 }
+
+func TestLogAUserOutEverywhere(t *testing.T) {
+	urls := startAPI(t, 3, 0)
+	for i := range 9 {
+		principal := "frank"
+		if i%3 == 0 {
+			principal = "grace"
+		}
+		id := "principal-session-000" + string(rune('a'+i))
+		if status, _, body := call(t, "PUT", urls[i%3]+"/v1/sessions/"+id, `{"principal":"`+principal+`"}`); status != 200 {
+			t.Fatalf("PUT: %d %s", status, body)
+		}
+	}
+	status, _, body := call(t, "DELETE", urls[1]+"/v1/principals/frank/sessions", "")
+	if status != 200 || !strings.Contains(string(body), `"deleted":6`) {
+		t.Fatalf("DELETE principal sessions: %d %s", status, body)
+	}
+	for i := range 9 {
+		id := "principal-session-000" + string(rune('a'+i))
+		status, _, _ := call(t, "GET", urls[2]+"/v1/sessions/"+id, "")
+		if want := map[bool]int{true: 200, false: 404}[i%3 == 0]; status != want {
+			t.Fatalf("GET %s after logout of frank: %d, want %d", id, status, want)
+		}
+	}
+}

@@ -413,6 +413,12 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		}
 		n.applyExpiry(req.Items)
 		return empty{}, nil
+	case methodPrincipal:
+		var req principalRequest
+		if err := msgpack.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: decode principal request: %v", ErrInvalid, err)
+		}
+		return principalReply{IDs: n.sessionsOf(req.Principal)}, nil
 	case methodPull:
 		var req pullRequest
 		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {

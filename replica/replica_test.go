@@ -399,3 +399,39 @@ func TestSingleNodeIsUnderReplicated(t *testing.T) {
 		t.Fatalf("single node: %d under-replicated writes, %d partitions", n.stats.UnderReplicatedWrites.Load(), len(n.UnderReplicated()))
 	}
 }
+
+// Logging a user out everywhere deletes every session of that principal,
+// wherever it lives, and nothing else.
+func TestInvalidatePrincipal(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range 60 {
+		principal := "alice"
+		if i%3 != 0 {
+			principal = "bob"
+		}
+		if _, err := c.any(rng).Do(testCtx(t), &Op{Kind: OpPut, ID: sessionID(i), Principal: principal}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Moving a session to another principal moves it in the index too.
+	if _, err := c.any(rng).Do(testCtx(t), &Op{Kind: OpPatch, ID: sessionID(0), SetPrincipal: true, Principal: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.any(rng).InvalidatePrincipal(testCtx(t), "alice")
+	if err != nil || n != 19 {
+		t.Fatalf("invalidate alice: %d, %v; want 19", n, err)
+	}
+	for i := range 60 {
+		_, err := c.any(rng).Get(testCtx(t), sessionID(i), true)
+		if gone := errors.Is(err, ErrNotFound); gone != (i%3 == 0 && i != 0) {
+			t.Fatalf("session %d (alice: %v) after invalidating alice: %v", i, i%3 == 0, err)
+		}
+	}
+	if n, err := c.any(rng).InvalidatePrincipal(testCtx(t), "alice"); err != nil || n != 0 {
+		t.Fatalf("second invalidation: %d, %v", n, err)
+	}
+	if _, err := c.any(rng).InvalidatePrincipal(testCtx(t), ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty principal: %v", err)
+	}
+}

@@ -18,17 +18,44 @@ type store struct {
 	locks [1024]sync.Mutex
 }
 
-// partition is the copies of one partition's sessions.
+// partition is the copies of one partition's sessions, with an index of
+// their principals.
 type partition struct {
-	mu       sync.RWMutex
-	sessions map[string]*Session
+	mu         sync.RWMutex
+	sessions   map[string]*Session
+	principals map[string]map[string]struct{} // principal → ids
+}
+
+// setLocked stores sess (or removes id when sess is nil) and keeps the
+// principal index in step. The caller holds part.mu.
+func (part *partition) setLocked(id string, sess *Session) {
+	if old := part.sessions[id]; old != nil && old.Principal != "" && (sess == nil || sess.Principal != old.Principal) {
+		ids := part.principals[old.Principal]
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(part.principals, old.Principal)
+		}
+	}
+	if sess == nil {
+		delete(part.sessions, id)
+		return
+	}
+	part.sessions[id] = sess
+	if sess.Principal != "" {
+		ids := part.principals[sess.Principal]
+		if ids == nil {
+			ids = map[string]struct{}{}
+			part.principals[sess.Principal] = ids
+		}
+		ids[id] = struct{}{}
+	}
 }
 
 // newStore makes an empty store of n partitions.
 func newStore(n int) *store {
 	s := &store{parts: make([]*partition, n)}
 	for i := range s.parts {
-		s.parts[i] = &partition{sessions: map[string]*Session{}}
+		s.parts[i] = &partition{sessions: map[string]*Session{}, principals: map[string]map[string]struct{}{}}
 	}
 	return s
 }
@@ -52,7 +79,7 @@ func (s *store) get(p int, id string) *Session {
 func (s *store) put(p int, sess *Session) {
 	part := s.parts[p]
 	part.mu.Lock()
-	part.sessions[sess.ID] = sess
+	part.setLocked(sess.ID, sess)
 	part.mu.Unlock()
 }
 
@@ -69,7 +96,7 @@ func (s *store) putIfNewer(p int, sess *Session) (stored bool, had uint64) {
 	if !newer(sess, cur) {
 		return false, had
 	}
-	part.sessions[sess.ID] = sess
+	part.setLocked(sess.ID, sess)
 	return true, had
 }
 
@@ -108,6 +135,7 @@ func (s *store) drop(p int) int {
 	defer part.mu.Unlock()
 	n := len(part.sessions)
 	part.sessions = map[string]*Session{}
+	part.principals = map[string]map[string]struct{}{}
 	return n
 }
 
@@ -128,9 +156,22 @@ func (s *store) sweep(p int, gone func(*Session) bool) int {
 	n := 0
 	for id, sess := range part.sessions {
 		if gone(sess) {
-			delete(part.sessions, id)
+			part.setLocked(id, nil)
 			n++
 		}
 	}
 	return n
+}
+
+// ofPrincipal returns the ids of partition p's copies belonging to
+// principal.
+func (s *store) ofPrincipal(p int, principal string) []string {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	out := make([]string, 0, len(part.principals[principal]))
+	for id := range part.principals[principal] {
+		out = append(out, id)
+	}
+	return out
 }

@@ -15,6 +15,8 @@ const (
 	methodTouch = "touch"
 	// methodExpire tells a buddy which versions its primary expired.
 	methodExpire = "expire"
+	// methodPrincipal asks a node for a principal's sessions.
+	methodPrincipal = "principal"
 	// methodPull asks a previous owner for a partition's copies.
 	methodPull = "pull"
 )

@@ -1,0 +1,104 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// principalRequest asks a node for the live sessions of a principal among
+// the copies it holds, primary or backup.
+type principalRequest struct {
+	Principal string `msgpack:"pr"`
+}
+
+// principalReply lists session ids.
+type principalReply struct {
+	IDs []string `msgpack:"ids"`
+}
+
+// sessionsOf returns the ids of live sessions of principal among this
+// node's copies, found through the principal index.
+func (n *Node) sessionsOf(principal string) []string {
+	now := n.cfg.Now()
+	var ids []string
+	for p := range n.store.parts {
+		for _, id := range n.store.ofPrincipal(p, principal) {
+			if n.store.get(p, id).live(now) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// InvalidatePrincipal deletes every session of principal in the cluster —
+// "log this user out everywhere" — and returns how many it deleted. It asks
+// every member for the principal's sessions (each answers from its index,
+// primary and backup copies alike, so a session is found even if its
+// primary cannot be reached), then deletes each through its primary.
+func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, error) {
+	if principal == "" {
+		return 0, fmt.Errorf("%w: empty principal", ErrInvalid)
+	}
+	tab := n.table.Load()
+	if tab == nil {
+		return 0, fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
+	}
+	var mu sync.Mutex
+	found := map[string]bool{}
+	var errs []error
+	var wg sync.WaitGroup
+	for _, m := range tab.Members() {
+		wg.Go(func() {
+			var ids []string
+			if m.Name == n.cfg.Name {
+				ids = n.sessionsOf(principal)
+			} else {
+				var reply principalReply
+				if err := n.call(ctx, tab, m.Name, methodPrincipal, principalRequest{Principal: principal}, &reply); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("list sessions of %q on %s: %w", principal, m.Name, err))
+					mu.Unlock()
+					return
+				}
+				ids = reply.IDs
+			}
+			mu.Lock()
+			for _, id := range ids {
+				found[id] = true
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	ids := make([]string, 0, len(found))
+	for id := range found {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	deleted := 0
+	for _, id := range ids {
+		_, err := n.Do(ctx, &Op{Kind: OpDelete, ID: id})
+		switch {
+		case err == nil:
+			deleted++
+		case errors.Is(err, ErrNotFound):
+		default:
+			errs = append(errs, fmt.Errorf("delete %s of %q: %w", id, principal, err))
+		}
+	}
+	// Every member that answered was asked; a member that did not holds
+	// only copies its buddy or primary also holds, unless two failed.
+	if len(errs) > 0 && len(errs) >= len(tab.Members()) {
+		return deleted, errors.Join(errs...)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			return deleted, errors.Join(errs...)
+		}
+	}
+	return deleted, nil
+}
