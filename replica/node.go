@@ -413,6 +413,8 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		}
 		n.applyExpiry(req.Items)
 		return empty{}, nil
+	case MethodRing:
+		return ringInfo(tab), nil
 	case methodPrincipal:
 		var req principalRequest
 		if err := msgpack.Unmarshal(body, &req); err != nil {

@@ -435,3 +435,20 @@ func TestInvalidatePrincipal(t *testing.T) {
 		t.Fatalf("empty principal: %v", err)
 	}
 }
+
+// A client can learn the ring from any node and rebuild the same table.
+func TestRingInfoRebuildsTheTable(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	n := c.list()[0]
+	var info RingInfo
+	if err := n.client.Call(testCtx(t), c.list()[1].member.Peer, MethodRing, empty{}, &info); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := info.Table()
+	if err != nil || tab.Fingerprint() != n.Table().Fingerprint() || tab.Epoch() != n.Table().Epoch() {
+		t.Fatalf("rebuilt table differs: %v", err)
+	}
+	if tab.Members()[0].Peer == "" {
+		t.Fatal("ring info lacks peer addresses")
+	}
+}
