@@ -221,3 +221,25 @@ func asInt(t testing.TB, b msgpack.RawMessage) int {
 	}
 	return v
 }
+
+// publishTo gives the nodes in views their own rings, as membership does on
+// each side of a network cut: each key's ring holds the named members.
+func (c *testCluster) publishTo(views map[string][]string) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for name, memberNames := range views {
+		var members []ring.Member
+		for _, m := range memberNames {
+			members = append(members, c.nodes[m].member)
+		}
+		tab, err := ring.New(ring.DefaultConfig(), c.epoch, members)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := c.nodes[name].SetTable(tab); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}

@@ -32,39 +32,60 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		// the owners the ring had without it.
 		before = tableWithout(tab, n.cfg.Name)
 	}
+	// Members this node did not see before may hold copies it lacks: a
+	// node returning from a network cut, or one that was restarted. Every
+	// partition this node owns is reconciled with them.
+	var appeared []string
+	if prev != nil {
+		for _, m := range tab.Members() {
+			if !prev.Has(m.Name) {
+				appeared = append(appeared, m.Name)
+			}
+		}
+	}
 	for p := range tab.Partitions() {
 		o := tab.Owners(p)
 		if !owns(o, n.cfg.Name) {
 			delete(n.pending, p)
 			continue
 		}
-		if before == nil {
-			continue
+		pp := n.pending[p]
+		if pp == nil && before != nil && !owns(before.Owners(p), n.cfg.Name) {
+			old := before.Owners(p)
+			pp = &pendingPartition{since: time.Now(), sources: sourcesIn(tab, n.cfg.Name, old.Primary, old.Buddy)}
 		}
-		old := before.Owners(p)
-		if owns(old, n.cfg.Name) || n.pending[p] != nil {
-			continue
-		}
-		var sources []string
-		for _, s := range []string{old.Primary, old.Buddy} {
-			if s != "" && s != n.cfg.Name && tab.Has(s) {
-				sources = append(sources, s)
+		if len(appeared) > 0 {
+			if pp == nil {
+				pp = &pendingPartition{since: time.Now(), reconcile: true}
 			}
+			pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, appeared...)...)
 		}
-		if len(sources) > 0 {
-			n.pending[p] = &pendingPartition{sources: sources, since: time.Now()}
+		if pp != nil && len(pp.sources) > 0 {
+			n.pending[p] = pp
 		}
 	}
 	n.table.Store(tab)
 	pending := len(n.pending)
 	n.mu.Unlock()
 
-	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "pending_partitions", pending)
+	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "appeared", appeared, "pending_partitions", pending)
 	select {
 	case n.changed <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// sourcesIn returns the distinct names among names that are members of tab
+// other than self.
+func sourcesIn(tab *ring.Table, self string, names ...string) []string {
+	var out []string
+	for _, s := range names {
+		if s != "" && s != self && tab.Has(s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // tableWithout returns tab's ring without member name, or nil if name is
@@ -103,7 +124,7 @@ func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string)
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
 		if reply.Session != nil && reply.Session.ID == id {
-			n.store.putIfNewer(p, reply.Session)
+			n.merge(p, reply.Session)
 		}
 	}
 	return nil
@@ -177,14 +198,18 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 	for range 4 {
 		wg.Go(func() {
 			for j := range work {
+				// Every source is pulled: a previous owner and a member
+				// returning from a network cut may each hold writes the
+				// other lacks, and merging keeps the newer of each.
 				var err error
 				for _, src := range j.sources {
-					if err = n.pull(ctx, tab, j.p, src); err == nil {
-						n.finishPending(j.p, tab)
-						break
+					if e := n.pull(ctx, tab, j.p, src); e != nil {
+						err = e
 					}
 				}
-				if err != nil {
+				if err == nil {
+					n.finishPending(j.p, tab)
+				} else {
 					n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
 				}
 			}
@@ -207,7 +232,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) err
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
-				n.store.putIfNewer(p, s)
+				n.merge(p, s)
 				after = s.ID
 			}
 		}
@@ -215,6 +240,23 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) err
 		if !reply.More {
 			return nil
 		}
+	}
+}
+
+// merge keeps the newer of a copy from another node and this node's own,
+// counting and logging a conflict when they are different copies of the
+// same version (writes acknowledged on both sides of a network cut).
+func (n *Node) merge(p int, s *Session) {
+	n.clock.observe(s.Stamp)
+	prev, stored := n.store.putIfNewer(p, s)
+	if conflicting(prev, s) {
+		n.stats.Conflicts.Add(1)
+		kept, lost := prev, s
+		if stored {
+			kept, lost = s, prev
+		}
+		n.log.Warn("conflicting copies reconciled", "session", s.ID, "version", s.Version,
+			"kept_writer", kept.Writer, "kept_stamp", kept.Stamp, "lost_writer", lost.Writer, "lost_stamp", lost.Stamp)
 	}
 }
 

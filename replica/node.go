@@ -115,6 +115,7 @@ type Node struct {
 	log   *slog.Logger
 	lim   limits
 	table atomic.Pointer[ring.Table]
+	clock hlc
 
 	mu      sync.Mutex
 	store   *store
@@ -131,8 +132,11 @@ type Node struct {
 // pendingPartition is a partition this node became an owner of and whose
 // previous owners have not yet handed it over.
 type pendingPartition struct {
-	sources []string // previous owners still in the ring
+	sources []string // previous owners and newly seen members still in the ring
 	since   time.Time
+	// reconcile marks a partition the node already held and is merging
+	// with newly seen members; it does not make the node unready.
+	reconcile bool
 }
 
 // New returns a node that serves nothing until SetTable gives it a ring.
@@ -182,7 +186,12 @@ func (n *Node) Ready() bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.pending) == 0
+	for _, pp := range n.pending {
+		if !pp.reconcile {
+			return false
+		}
+	}
+	return true
 }
 
 // Get reads a session through its primary (or its buddy, if the primary
@@ -285,7 +294,7 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 		return nil, err
 	}
 	now := n.cfg.Now()
-	next, err := apply(op, n.store.get(p, op.ID), now, n.lim)
+	next, err := apply(op, n.store.get(p, op.ID), now, n.clock.now(now), n.cfg.Name, n.lim)
 	if err != nil {
 		return nil, err
 	}
@@ -456,9 +465,10 @@ func (n *Node) applyReplica(tab *ring.Table, req *replicateRequest) error {
 		return fmt.Errorf("%w: %s sees partition %d owned by %+v at epoch %d, not primary %s (its epoch %d)",
 			ErrNotOwner, n.cfg.Name, req.Partition, o, tab.Epoch(), req.From, req.Epoch)
 	}
-	stored, had := n.store.putIfNewer(req.Partition, req.Session)
-	if !stored && had > req.Session.Version {
-		return fmt.Errorf("%w: %s holds v%d of %s, refused v%d", ErrStale, n.cfg.Name, had, req.Session.ID, req.Session.Version)
+	n.clock.observe(req.Session.Stamp)
+	prev, stored := n.store.putIfNewer(req.Partition, req.Session)
+	if !stored && (prev.Version > req.Session.Version || conflicting(prev, req.Session)) {
+		return fmt.Errorf("%w: %s holds v%d of %s, refused v%d", ErrStale, n.cfg.Name, prev.Version, req.Session.ID, req.Session.Version)
 	}
 	n.stats.Replicated.Add(1)
 	return nil

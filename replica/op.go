@@ -95,7 +95,7 @@ type limits struct {
 // apply computes the session that a write op makes of prev, the stored copy
 // (nil, a tombstone or expired when the session does not exist for readers).
 // It is pure: the caller replicates and stores the result.
-func apply(op *Op, prev *Session, now time.Time, lim limits) (*Session, error) {
+func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, lim limits) (*Session, error) {
 	exists := prev.live(now)
 	if op.IfVersion != 0 && (!exists || prev.Version != op.IfVersion) {
 		have := uint64(0)
@@ -108,7 +108,7 @@ func apply(op *Op, prev *Session, now time.Time, lim limits) (*Session, error) {
 	if prev != nil {
 		base = prev.Version // versions keep growing across deletes and expiry
 	}
-	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now}
+	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now, Stamp: stamp, Writer: writer}
 
 	switch op.Kind {
 	case OpPut:

@@ -29,6 +29,12 @@ type Session struct {
 	IdleTimeout time.Duration `msgpack:"it"`
 	// Deadline ends the session whatever its activity; zero means none.
 	Deadline time.Time `msgpack:"dl"`
+	// Stamp is the hybrid logical clock reading of the write that made this
+	// version, and Writer the node that made it. They order two different
+	// copies of the same version, which only a network cut can produce:
+	// the higher stamp wins, then the higher writer name.
+	Stamp  uint64 `msgpack:"hlc"`
+	Writer string `msgpack:"w,omitempty"`
 	// Deleted marks a tombstone: the session was deleted at LastAccess, and
 	// the tombstone keeps its version so that older copies lose to it.
 	Deleted bool `msgpack:"del,omitempty"`
@@ -59,9 +65,23 @@ func (s *Session) live(now time.Time) bool {
 	return s != nil && !s.Deleted && !s.Expired(now)
 }
 
-// newer reports whether a should replace b: a higher version wins.
+// newer reports whether a should replace b: the higher version wins, then
+// the higher stamp, then the higher writer name. The order is total, so
+// every node reconciling the same copies keeps the same one.
 func newer(a, b *Session) bool {
-	return b == nil || a.Version > b.Version
+	switch {
+	case b == nil || a.Version != b.Version:
+		return b == nil || a.Version > b.Version
+	case a.Stamp != b.Stamp:
+		return a.Stamp > b.Stamp
+	}
+	return a.Writer > b.Writer
+}
+
+// conflicting reports whether a and b are different copies of the same
+// version: writes acknowledged on both sides of a network cut.
+func conflicting(a, b *Session) bool {
+	return a != nil && b != nil && a.Version == b.Version && (a.Stamp != b.Stamp || a.Writer != b.Writer)
 }
 
 // ValidateID reports whether id is a well-formed session id.

@@ -28,6 +28,10 @@ type Stats struct {
 	// HandoffSent and HandoffReceived count copies streamed to and from
 	// other nodes when the ring changed.
 	HandoffSent, HandoffReceived atomic.Uint64
+	// Conflicts is how many times two different copies of one version met
+	// (writes acknowledged on both sides of a network cut) and the older by
+	// stamp and writer name was discarded.
+	Conflicts atomic.Uint64
 	// Expired is how many expired copies and old tombstones were removed.
 	Expired atomic.Uint64
 }

@@ -83,21 +83,19 @@ func (s *store) put(p int, sess *Session) {
 	part.mu.Unlock()
 }
 
-// putIfNewer stores sess if it is newer than the stored copy and reports
-// the stored version before the call.
-func (s *store) putIfNewer(p int, sess *Session) (stored bool, had uint64) {
+// putIfNewer stores sess if it is newer than the stored copy. It returns
+// the copy stored before the call (nil if none) and whether sess replaced
+// it.
+func (s *store) putIfNewer(p int, sess *Session) (prev *Session, stored bool) {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
-	cur := part.sessions[sess.ID]
-	if cur != nil {
-		had = cur.Version
-	}
-	if !newer(sess, cur) {
-		return false, had
+	prev = part.sessions[sess.ID]
+	if !newer(sess, prev) {
+		return prev, false
 	}
 	part.setLocked(sess.ID, sess)
-	return true, had
+	return prev, true
 }
 
 // touch moves the last access of id to at, if the stored copy is live and

@@ -1,0 +1,143 @@
+package replica
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// After a network cut heals, both sides' copies are reconciled: the higher
+// version wins, then the higher stamp, then the writer's name; a node that
+// was cut off never serves its old copies; every conflict is counted.
+func TestSplitBrainHealsDeterministically(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	a, b, x := c.node("node-0"), c.node("node-1"), c.node("node-2")
+	const sessions = 60
+	for i := range sessions {
+		put(t, a, sessionID(i), "side", "before")
+	}
+	// A session the cut-off node holds a copy of, so both sides start
+	// from the same v1.
+	contested := 2000
+	for !owns(x.Table().OwnersOf(sessionID(contested)), x.Name()) {
+		contested++
+	}
+	put(t, a, sessionID(contested), "side", "before")
+	waitFor(t, 5*time.Second, "hand-offs", func() bool { return a.Ready() && b.Ready() && x.Ready() })
+
+	// The cut: x sees only itself; a and b see each other.
+	for _, n := range []*testNode{a, b} {
+		n.faults.Cut(x.member.Peer)
+		x.faults.Cut(n.member.Peer)
+	}
+	c.publishTo(map[string][]string{"node-0": {"node-0", "node-1"}, "node-1": {"node-0", "node-1"}, "node-2": {"node-2"}})
+
+	// The majority side writes every session twice; the cut-off node writes
+	// the even ones once. Both sides acknowledge.
+	for i := range sessions {
+		put(t, a, sessionID(i), "side", "majority-1")
+		put(t, b, sessionID(i), "side", "majority-2")
+		if i%2 == 0 {
+			put(t, x, sessionID(i), "side", "minority")
+		}
+	}
+	// One session written once on each side: two different v2s. The
+	// minority writes last, so its stamp is higher and it wins.
+	put(t, a, sessionID(contested), "side", "majority")
+	c.clock.Advance(time.Second)
+	put(t, x, sessionID(contested), "side", "minority")
+	// A session written only on the cut-off side, to the same version as
+	// the majority's: a true conflict, decided by stamp.
+	put(t, x, sessionID(1000), "side", "minority-only")
+
+	// The heal.
+	for _, n := range []*testNode{a, b, x} {
+		n.faults.HealAll()
+	}
+	c.publish()
+	waitFor(t, 10*time.Second, "reconciliation", func() bool { return a.Pending()+b.Pending()+x.Pending() == 0 })
+
+	for i := range sessions {
+		for _, n := range []*testNode{a, b, x} {
+			s, err := n.Get(testCtx(t), sessionID(i), true)
+			if err != nil {
+				t.Fatalf("get %s via %s after heal: %v", sessionID(i), n.Name(), err)
+			}
+			// The majority reached v3 (before + 2 writes); the minority v2.
+			var side string
+			if err := msgpack.Unmarshal(s.Attributes["side"], &side); err != nil || s.Version != 3 || side != "majority-2" {
+				t.Fatalf("%s via %s after heal: v%d %q, want v3 majority-2", sessionID(i), n.Name(), s.Version, side)
+			}
+		}
+	}
+	conflicts := a.stats.Conflicts.Load() + b.stats.Conflicts.Load() + x.stats.Conflicts.Load()
+	if conflicts == 0 {
+		t.Fatal("no conflict counted for two different copies of v2")
+	}
+	for _, n := range []*testNode{a, b, x} {
+		s, err := n.Get(testCtx(t), sessionID(contested), true)
+		var side string
+		_ = msgpack.Unmarshal(s.Attributes["side"], &side)
+		if err != nil || s.Version != 2 || side != "minority" {
+			t.Fatalf("contested session via %s: v%d %q %v, want v2 minority", n.Name(), s.Version, side, err)
+		}
+	}
+	s, err := a.Get(testCtx(t), sessionID(1000), true)
+	if err != nil || s.Writer != "node-2" {
+		t.Fatalf("the minority-only session after heal: %+v %v", s, err)
+	}
+	// Every owner of every session holds the same copy.
+	for i := range sessions {
+		p, bd := c.ownersOf(sessionID(i))
+		part := p.Table().Partition(sessionID(i))
+		ps, bs := p.store.get(part, sessionID(i)), bd.store.get(part, sessionID(i))
+		if ps == nil || bs == nil || ps.Version != bs.Version || ps.Stamp != bs.Stamp {
+			t.Fatalf("%s: primary %+v, buddy %+v", sessionID(i), ps, bs)
+		}
+	}
+}
+
+// Two copies of the same version are ordered by stamp, then writer name,
+// the same way on every node.
+func TestNewerIsATotalOrder(t *testing.T) {
+	v := func(version, stamp uint64, writer string) *Session {
+		return &Session{ID: "x", Version: version, Stamp: stamp, Writer: writer}
+	}
+	cases := []struct {
+		a, b *Session
+		want bool
+	}{
+		{v(2, 1, "a"), v(1, 9, "z"), true},
+		{v(1, 9, "a"), v(2, 1, "z"), false},
+		{v(3, 5, "a"), v(3, 4, "z"), true},
+		{v(3, 5, "b"), v(3, 5, "a"), true},
+		{v(3, 5, "a"), v(3, 5, "a"), false},
+		{v(1, 1, "a"), nil, true},
+	}
+	for _, tc := range cases {
+		if got := newer(tc.a, tc.b); got != tc.want {
+			t.Errorf("newer(%+v, %+v) = %v", tc.a, tc.b, got)
+		}
+		if tc.b != nil && tc.want && newer(tc.b, tc.a) {
+			t.Errorf("newer is not antisymmetric for %+v, %+v", tc.a, tc.b)
+		}
+	}
+	if !conflicting(v(3, 5, "a"), v(3, 6, "a")) || conflicting(v(3, 5, "a"), v(3, 5, "a")) || conflicting(v(3, 5, "a"), v(4, 6, "b")) {
+		t.Error("conflicting misjudges")
+	}
+}
+
+func TestHLCNeverGoesBackwards(t *testing.T) {
+	var c hlc
+	wall := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := c.now(wall)
+	b := c.now(wall.Add(-time.Hour)) // the wall clock stepped back
+	if b <= a {
+		t.Fatalf("stamp went backwards: %d then %d", a, b)
+	}
+	c.observe(b + 1000)
+	if d := c.now(wall); d <= b+1000 {
+		t.Fatalf("stamp %d not past an observed %d", d, b+1000)
+	}
+}
