@@ -385,8 +385,14 @@ type ClusterStatus struct {
 	// UnderReplicated counts partitions without a buddy in the ring.
 	UnderReplicated int `json:"under_replicated"`
 	// PendingHandoff counts partitions this node owns but is still being
-	// handed.
+	// handed or reconciling.
 	PendingHandoff int `json:"pending_handoff"`
+	// Lost names the latest partitions that lost both owners at once, as
+	// this node saw it; their sessions are gone.
+	Lost replica.LostPartitions `json:"lost"`
+	// Conflicts counts different copies of one version reconciled after a
+	// network cut healed.
+	Conflicts uint64 `json:"conflicts"`
 }
 
 // Status returns the node's view of the cluster.
@@ -394,7 +400,8 @@ func (n *Node) Status() ClusterStatus {
 	n.mu.Lock()
 	v := n.view
 	n.mu.Unlock()
-	st := ClusterStatus{Node: n.cfg.Name, Ready: n.Ready(), Members: v.Members, PendingHandoff: n.replica.Pending()}
+	st := ClusterStatus{Node: n.cfg.Name, Ready: n.Ready(), Members: v.Members, PendingHandoff: n.replica.Pending(),
+		Lost: n.replica.Lost(), Conflicts: n.replica.Stats().Conflicts.Load()}
 	if tab := n.replica.Table(); tab != nil {
 		st.Epoch = tab.Epoch()
 		st.Partitions = tab.Load()
@@ -410,8 +417,12 @@ func (n *Node) Status() ClusterStatus {
 // Stats returns the replication engine's counters.
 func (n *Node) Stats() *replica.Stats { return n.replica.Stats() }
 
-// Close leaves the cluster and stops the node. Sessions it was primary for
-// are served by their buddies, which hold every acknowledged write.
+// Close drains the node and stops it: it stops being ready, tells the
+// cluster it is leaving, stops acknowledging writes of its own, hands every
+// copy it holds to the sessions' owners in the ring without it and waits
+// for their acknowledgements, then leaves the membership and stops. ctx
+// bounds the whole drain; what was not handed off by then is logged and
+// returned as an error (those sessions still have their other copy).
 func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
@@ -424,6 +435,9 @@ func (n *Node) Close(ctx context.Context) error {
 	if err := n.members.SetState(ctx, cluster.StateLeaving); err != nil {
 		errs = append(errs, fmt.Errorf("announce leaving: %w", err))
 	}
+	if err := n.drain(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := n.members.Leave(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("leave: %w", err))
 	}
@@ -432,6 +446,32 @@ func (n *Node) Close(ctx context.Context) error {
 		return fmt.Errorf("tandem: close %s: %w", n.cfg.Name, err)
 	}
 	return nil
+}
+
+// drain serves by the ring without this node, then hands its copies over.
+func (n *Node) drain(ctx context.Context) error {
+	cur := n.replica.Table()
+	if cur == nil {
+		return nil
+	}
+	var rest []ring.Member
+	for _, m := range cur.Members() {
+		if m.Name != n.cfg.Name {
+			rest = append(rest, m)
+		}
+	}
+	if len(rest) == 0 {
+		n.log.Warn("last node leaving: its sessions go with it")
+		return nil
+	}
+	tab, err := ring.New(n.cfg.Ring, cur.Epoch()+1, rest)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	if err := n.replica.SetTable(tab); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return n.replica.Drain(ctx, tab)
 }
 
 // Kill stops the node at once, without telling anyone, as a crash would.

@@ -43,8 +43,14 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			}
 		}
 	}
+	var lost []int
 	for p := range tab.Partitions() {
 		o := tab.Owners(p)
+		if prev != nil {
+			if old := prev.Owners(p); !tab.Has(old.Primary) && (old.Buddy == "" || !tab.Has(old.Buddy)) {
+				lost = append(lost, p)
+			}
+		}
 		if !owns(o, n.cfg.Name) {
 			delete(n.pending, p)
 			continue
@@ -66,9 +72,19 @@ func (n *Node) SetTable(tab *ring.Table) error {
 	}
 	n.table.Store(tab)
 	pending := len(n.pending)
+	if len(lost) > 0 {
+		n.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
+	}
 	n.mu.Unlock()
 
+	if len(lost) > 0 {
+		n.stats.LostPartitions.Add(uint64(len(lost)))
+		n.log.Error("both owners of partitions lost at once: their sessions are gone", "epoch", tab.Epoch(), "partitions", lost)
+	}
 	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "appeared", appeared, "pending_partitions", pending)
+	if len(appeared) > 0 {
+		go n.tellAppeared(appeared)
+	}
 	select {
 	case n.changed <- struct{}{}:
 	default:
@@ -332,6 +348,22 @@ func (n *Node) UnderReplicated() []int {
 		}
 	}
 	return out
+}
+
+// LostPartitions names partitions whose primary and buddy left the ring at
+// once, so their sessions are gone.
+type LostPartitions struct {
+	// Epoch is the ring that no longer had either owner.
+	Epoch uint64 `json:"epoch"`
+	// Partitions lists them.
+	Partitions []int `json:"partitions"`
+}
+
+// Lost returns the latest loss of partitions this node saw, if any.
+func (n *Node) Lost() LostPartitions {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lost
 }
 
 // Pending returns how many owned partitions are still being handed over.

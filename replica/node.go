@@ -71,6 +71,12 @@ type Config struct {
 	// HandoffBytes is about how many bytes of sessions go in one hand-off
 	// message. Zero means 1 MiB.
 	HandoffBytes int
+	// PauseThreshold is how long the node may go without running (a
+	// SIGSTOP, a stall) before it assumes it may have been declared dead
+	// and reconciles its partitions before serving them. It should be
+	// shorter than the failure detector's time to declare a node dead.
+	// Zero means 500ms.
+	PauseThreshold time.Duration
 	// Partitions is the ring's partition count; every table given to
 	// SetTable must have it. Zero means ring.DefaultPartitions.
 	Partitions int
@@ -99,6 +105,7 @@ func (c Config) withDefaults() Config {
 	def(&c.SweepInterval, time.Second)
 	def(&c.TombstoneTTL, 5*time.Minute)
 	def(&c.BackupExpiryGrace, time.Minute)
+	def(&c.PauseThreshold, 500*time.Millisecond)
 	def(&c.HandoffTimeout, 10*time.Second)
 	if c.HandoffBytes == 0 {
 		c.HandoffBytes = 1 << 20
@@ -122,8 +129,12 @@ type Node struct {
 	pending map[int]*pendingPartition // partitions this node owns but has not been handed yet
 	touches map[string][]touchItem    // last accesses waiting to go to each buddy
 	changed chan struct{}             // signalled when the table changes
+	lost    LostPartitions            // the latest partitions lost with both owners
 
 	stats Stats
+
+	started time.Time    // monotonic origin of beat
+	beat    atomic.Int64 // when the node last ran, since started
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -152,8 +163,10 @@ func New(cfg Config) *Node {
 		touches: map[string][]touchItem{},
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
+		started: time.Now(),
 	}
-	n.done.Add(3)
+	n.done.Add(4)
+	go n.heartbeatLoop()
 	go n.rebalanceLoop()
 	go n.touchLoop()
 	go n.sweepLoop()
@@ -207,6 +220,7 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	if err := op.validate(); err != nil {
 		return nil, err
 	}
+	n.checkPause()
 	backoff := 5 * time.Millisecond
 	for {
 		tab := n.table.Load()
@@ -366,6 +380,7 @@ func (n *Node) ServePeer(ctx context.Context, method string, body msgpack.RawMes
 
 // servePeer dispatches one peer request.
 func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {
+	n.checkPause()
 	tab := n.table.Load()
 	if tab == nil {
 		return nil, fmt.Errorf("%w: %s has no ring yet", ErrNotOwner, n.cfg.Name)
@@ -421,6 +436,20 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 			return nil, fmt.Errorf("%w: decode expire: %v", ErrInvalid, err)
 		}
 		n.applyExpiry(req.Items)
+		return empty{}, nil
+	case methodReconcile:
+		var req reconcileRequest
+		if err := msgpack.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: decode reconcile: %v", ErrInvalid, err)
+		}
+		n.reconcileAll([]string{req.From})
+		return empty{}, nil
+	case methodPush:
+		var req pushRequest
+		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+			return nil, err
+		}
+		n.servePush(tab, &req)
 		return empty{}, nil
 	case MethodRing:
 		return ringInfo(tab), nil

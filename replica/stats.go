@@ -32,6 +32,11 @@ type Stats struct {
 	// (writes acknowledged on both sides of a network cut) and the older by
 	// stamp and writer name was discarded.
 	Conflicts atomic.Uint64
+	// LostPartitions is how many partitions lost both owners at once.
+	LostPartitions atomic.Uint64
+	// Pauses is how many times the node found it had not run for longer
+	// than PauseThreshold and reconciled its partitions.
+	Pauses atomic.Uint64
 	// Expired is how many expired copies and old tombstones were removed.
 	Expired atomic.Uint64
 }

@@ -15,6 +15,11 @@ const (
 	methodTouch = "touch"
 	// methodExpire tells a buddy which versions its primary expired.
 	methodExpire = "expire"
+	// methodReconcile tells a node that reappeared to reconcile with the
+	// sender.
+	methodReconcile = "reconcile"
+	// methodPush hands a leaving node's copies to an owner.
+	methodPush = "push"
 	// methodPrincipal asks a node for a principal's sessions.
 	methodPrincipal = "principal"
 	// methodPull asks a previous owner for a partition's copies.

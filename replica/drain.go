@@ -1,0 +1,106 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// pushRequest carries copies a leaving node hands to an owner.
+type pushRequest struct {
+	From      string     `msgpack:"f"`
+	Partition int        `msgpack:"p"`
+	Sessions  []*Session `msgpack:"s"`
+}
+
+// servePush merges copies handed over by a leaving node.
+func (n *Node) servePush(tab *ring.Table, req *pushRequest) {
+	for _, s := range req.Sessions {
+		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
+			n.merge(req.Partition, s)
+		}
+	}
+	n.stats.HandoffReceived.Add(uint64(len(req.Sessions)))
+}
+
+// Drain hands every copy this node holds to the owners tab names for it,
+// and returns once each owner has acknowledged, or ctx ends. tab must be a
+// ring without this node, already given to SetTable, so the node no longer
+// acknowledges writes of its own while it drains. Receivers merge, keeping
+// the newer copy of each session, so draining is safe to repeat. The error
+// names the partitions not handed off.
+func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
+	if tab.Has(n.cfg.Name) {
+		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
+	}
+	type job struct{ p int }
+	var jobs []job
+	for p := range n.store.parts {
+		if n.store.count(p) > 0 {
+			jobs = append(jobs, job{p})
+		}
+	}
+	var mu sync.Mutex
+	var failed []int
+	var errs []error
+	work := make(chan job)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for j := range work {
+				if err := n.pushPartition(ctx, tab, j.p); err != nil {
+					mu.Lock()
+					failed = append(failed, j.p)
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		n.log.Error("drain incomplete: partitions not handed off", "partitions", failed, "err", errors.Join(errs...))
+		return fmt.Errorf("drain %s: %d of %d partitions not handed off %v: %w", n.cfg.Name, len(failed), len(jobs), failed, errors.Join(errs...))
+	}
+	n.log.Info("drained: every copy handed off and acknowledged", "partitions", len(jobs))
+	return nil
+}
+
+// pushPartition sends partition p's copies to each of its owners in tab,
+// in batches of about HandoffBytes.
+func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error {
+	copies := n.store.snapshot(p)
+	o := tab.Owners(p)
+	for _, to := range []string{o.Primary, o.Buddy} {
+		if to == "" {
+			continue
+		}
+		for start := 0; start < len(copies); {
+			end, budget := start, n.cfg.HandoffBytes
+			for end < len(copies) && (end == start || budget > 0) {
+				size, err := encodedSize(copies[end])
+				if err != nil {
+					return err
+				}
+				budget -= size
+				end++
+			}
+			req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end]}
+			if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
+				return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
+			}
+			n.stats.HandoffSent.Add(uint64(end - start))
+			start = end
+		}
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package replica
+
+import (
+	"context"
+	"time"
+)
+
+// A node that stops running for a while — SIGSTOP, a VM freeze, a long
+// stall — may have been declared dead meanwhile, its buddies promoted and
+// writes acknowledged without it. When it runs again its own ring has not
+// changed, so nothing else would tell it that its copies are stale. The
+// node therefore keeps a heartbeat; a gap in it longer than PauseThreshold
+// makes the node reconcile every partition it owns with the other members
+// before serving it again.
+
+// heartbeatLoop records that the node is running.
+func (n *Node) heartbeatLoop() {
+	defer n.done.Done()
+	t := time.NewTicker(n.cfg.PauseThreshold / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.checkPause()
+		}
+	}
+}
+
+// checkPause reconciles everything if the node was not running for longer
+// than PauseThreshold, and records that it runs now.
+func (n *Node) checkPause() {
+	now := time.Since(n.started)
+	last := time.Duration(n.beat.Swap(int64(now)))
+	if gap := now - last; last != 0 && gap > n.cfg.PauseThreshold {
+		n.log.Warn("node was paused; reconciling its partitions before serving them", "gap", gap)
+		n.stats.Pauses.Add(1)
+		n.reconcileAll(nil)
+	}
+}
+
+// reconcileAll marks every partition this node owns for reconciliation
+// with sources (every other member, when nil) and wakes the pull loop.
+func (n *Node) reconcileAll(sources []string) {
+	tab := n.table.Load()
+	if tab == nil {
+		return
+	}
+	if sources == nil {
+		for _, m := range tab.Members() {
+			sources = append(sources, m.Name)
+		}
+	}
+	n.mu.Lock()
+	for p := range tab.Partitions() {
+		if !owns(tab.Owners(p), n.cfg.Name) {
+			continue
+		}
+		pp := n.pending[p]
+		if pp == nil {
+			pp = &pendingPartition{since: time.Now(), reconcile: true}
+		}
+		pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, sources...)...)
+		if len(pp.sources) > 0 {
+			n.pending[p] = pp
+		}
+	}
+	n.mu.Unlock()
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileRequest tells a node that the sender saw it (re)appear, so the
+// node may have missed writes the sender holds.
+type reconcileRequest struct {
+	From string `msgpack:"f"`
+}
+
+// tellAppeared asks each member that appeared in this node's ring to
+// reconcile with it: a member that was declared dead without knowing it
+// (a gossip blip, a pause too short to notice) learns its copies may be
+// stale.
+func (n *Node) tellAppeared(appeared []string) {
+	tab := n.table.Load()
+	for _, name := range appeared {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+		if err := n.call(ctx, tab, name, methodReconcile, reconcileRequest{From: n.cfg.Name}, nil); err != nil {
+			n.log.Debug("cannot ask a returning member to reconcile", "member", name, "err", err)
+		}
+		cancel()
+	}
+}

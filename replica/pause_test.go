@@ -1,0 +1,65 @@
+package replica
+
+import (
+	"testing"
+	"time"
+)
+
+// declaredDeadAndBack plays out a node being declared dead by the others
+// (who promote its buddies and take a write) while its own ring never
+// changes, then being taken back into their ring. It returns the node and
+// the session it was primary of.
+func declaredDeadAndBack(t *testing.T, c *testCluster, cutNotice bool) (*testNode, string) {
+	t.Helper()
+	x := c.node("node-2")
+	id := ""
+	for i := 0; id == ""; i++ {
+		if x.Table().OwnersOf(sessionID(i)).Primary == x.Name() {
+			id = sessionID(i)
+		}
+	}
+	put(t, x, id, "v", 1)
+	waitFor(t, 5*time.Second, "ready", func() bool { return c.node("node-0").Ready() && c.node("node-1").Ready() && x.Ready() })
+	others := []string{"node-0", "node-1"}
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+		t.Fatalf("write while x was dead made v%d", s.Version)
+	}
+	if cutNotice {
+		for _, name := range others {
+			c.node(name).faults.Cut(x.member.Peer)
+		}
+	}
+	all := []string{"node-0", "node-1", "node-2"}
+	c.publishTo(map[string][]string{"node-0": all, "node-1": all})
+	return x, id
+}
+
+// A node that was paused long enough to be declared dead reconciles before
+// it serves again, though its own ring never changed.
+func TestPausedNodeDoesNotServeStaleCopies(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x, id := declaredDeadAndBack(t, c, true)
+	x.beat.Store(int64(time.Since(x.started) - time.Hour)) // as if the node had not run for an hour
+	s, err := x.Get(testCtx(t), id, true)
+	if err != nil || s.Version != 2 {
+		t.Fatalf("read on the paused node: %+v %v, want v2", s, err)
+	}
+	if x.stats.Pauses.Load() == 0 {
+		t.Fatal("pause not detected")
+	}
+}
+
+// A node the others saw disappear and reappear is told to reconcile, so it
+// stops serving its stale copies even if it never noticed anything.
+func TestReappearedNodeIsToldToReconcile(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x, id := declaredDeadAndBack(t, c, false)
+	waitFor(t, 5*time.Second, "the returning node to serve the newer copy", func() bool {
+		s, err := x.Get(testCtx(t), id, true)
+		return err == nil && s.Version == 2
+	})
+	if x.stats.Pauses.Load() != 0 {
+		t.Fatal("a pause was detected where there was none")
+	}
+}
