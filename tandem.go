@@ -147,6 +147,7 @@ type Node struct {
 
 	mu      sync.Mutex
 	view    cluster.View
+	joined  bool // membership has finished joining; views are whole
 	closed  bool
 	stop    chan struct{}
 	watcher sync.WaitGroup
@@ -206,6 +207,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
 	}
 	n.members = members
+	n.mu.Lock()
+	n.joined = true
+	n.mu.Unlock()
+	// The first ring comes from the view after the join, so a node that
+	// starts with empty memory sees every partition it owns as one to be
+	// handed over, not as one it already holds.
 	n.onMembership(members.View())
 	n.watcher.Add(1)
 	go n.announceWhenReady()
@@ -215,6 +222,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // onMembership turns a membership view into the ring the node serves by.
 func (n *Node) onMembership(v cluster.View) {
 	n.mu.Lock()
+	if !n.joined {
+		n.mu.Unlock()
+		return // views during the join are partial
+	}
 	if v.Epoch < n.view.Epoch {
 		n.mu.Unlock()
 		return

@@ -1,0 +1,210 @@
+// Command tandem-failover measures what a node failure costs a Tandem
+// cluster on this machine. Each trial starts a local cluster, writes
+// sessions, crashes one node (its gossip and peer listeners vanish at once,
+// as with kill -9) and measures:
+//
+//   - read gap: crash → first successful read of a session the dead node was
+//     primary of (reads fall back to the buddy, so this is the cost of one
+//     refused connection);
+//   - write gap: crash → first successful write of such a session (the buddy
+//     must be promoted, so this is failure detection plus one ring change);
+//   - copies restored: crash → every survivor holds every partition it owns
+//     (the new buddies have pulled their copies);
+//   - rejoin to ready: a node started under the dead node's name, with empty
+//     memory → it holds every partition it owns and reports ready.
+//
+//	tandem-failover -trials 20 -sessions 1000
+//	tandem-failover -trials 1 -sessions 100000 -value-size 1024
+//
+// Every trial is bounded in time and the tool stops by itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "tandem-failover:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	trials, nodes, sessions, valueSize int
+	timeout                            time.Duration
+}
+
+// run parses flags, runs the trials and prints the figures.
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("tandem-failover", flag.ContinueOnError)
+	var o options
+	fs.IntVar(&o.trials, "trials", 10, "how many crashes to measure")
+	fs.IntVar(&o.nodes, "nodes", 3, "cluster size")
+	fs.IntVar(&o.sessions, "sessions", 1000, "sessions written before each crash")
+	fs.IntVar(&o.valueSize, "value-size", 1024, "bytes of attribute payload per session")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on each measured phase")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.trials < 1 || o.nodes < 2 || o.sessions < 1 {
+		return errors.New("-trials ≥ 1, -nodes ≥ 2 and -sessions ≥ 1")
+	}
+	fig := map[string][]time.Duration{}
+	for i := range o.trials {
+		r, err := trial(ctx, o)
+		if err != nil {
+			return fmt.Errorf("trial %d: %w", i+1, err)
+		}
+		for k, v := range r {
+			fig[k] = append(fig[k], v)
+		}
+		fmt.Fprintf(out, "trial %d: read gap %v, write gap %v, copies restored %v, rejoin to ready %v\n", i+1,
+			r["read gap"].Round(time.Microsecond), r["write gap"].Round(time.Millisecond), r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond))
+	}
+	fmt.Fprintf(out, "\nnodes=%d sessions=%d value=%dB trials=%d\n", o.nodes, o.sessions, o.valueSize, o.trials)
+	for _, k := range []string{"read gap", "write gap", "copies restored", "rejoin to ready"} {
+		v := fig[k]
+		slices.Sort(v)
+		fmt.Fprintf(out, "%-16s p50=%v p99=%v max=%v\n", k, pct(v, 50), pct(v, 99), v[len(v)-1])
+	}
+	return nil
+}
+
+// pct returns the p-th percentile of sorted durations.
+func pct(v []time.Duration, p float64) time.Duration {
+	return v[int(float64(len(v)-1)*p/100)]
+}
+
+// trial runs one crash and rejoin and returns its figures.
+func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
+	startCtx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	nodes, err := tandem.StartLocal(startCtx, o.nodes, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Kill()
+		}
+	}()
+	if err := fill(startCtx, nodes, o); err != nil {
+		return nil, err
+	}
+	victim, survivors := nodes[0], nodes[1:]
+	var probe string // a session the victim is primary of
+	for i := range o.sessions {
+		id := sessionID(i)
+		if p, _, _, err := victim.Owners(id); err == nil && p.Name == victim.Name() {
+			probe = id
+			break
+		}
+	}
+	if probe == "" {
+		return nil, errors.New("the victim is primary of no session")
+	}
+	victimCfg := tandem.DefaultConfig(victim.Name())
+	victimCfg.GossipAddr, victimCfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	victimCfg.Join = []string{survivors[0].GossipAddr()}
+
+	r := map[string]time.Duration{}
+	crash := time.Now()
+	victim.Kill()
+	until := func(name string, ok func() bool) error {
+		deadline := crash.Add(o.timeout)
+		for !ok() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: not within %v", name, o.timeout)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		r[name] = time.Since(crash)
+		return nil
+	}
+	reader := survivors[0]
+	if err := until("read gap", func() bool {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := reader.Peek(c, probe)
+		return err == nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := until("write gap", func() bool {
+		c, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		defer cancel()
+		_, err := reader.Patch(c, probe, map[string][]byte{"after": {0xc3}}, nil)
+		return err == nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := until("copies restored", func() bool {
+		for _, s := range survivors {
+			st := s.Status()
+			if st.PendingHandoff > 0 || len(st.Partitions) != len(survivors) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+
+	rejoinCtx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	start := time.Now()
+	back, err := tandem.Start(rejoinCtx, victimCfg)
+	if err != nil {
+		return nil, fmt.Errorf("rejoin: %w", err)
+	}
+	nodes[0] = back
+	for !back.Ready() {
+		if rejoinCtx.Err() != nil {
+			return nil, fmt.Errorf("rejoin to ready: not within %v", o.timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r["rejoin to ready"] = time.Since(start)
+	return r, nil
+}
+
+// sessionID names session i.
+func sessionID(i int) string { return fmt.Sprintf("failover-session-%08d", i) }
+
+// fill writes o.sessions sessions through the nodes, 16 writers at once.
+func fill(ctx context.Context, nodes []*tandem.Node, o options) error {
+	value, err := msgpack.Marshal(strings.Repeat("x", o.valueSize))
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < o.sessions; i += 16 {
+				if _, err := nodes[i%len(nodes)].Put(ctx, sessionID(i), "", map[string][]byte{"v": value}); err != nil {
+					errs <- fmt.Errorf("fill %s: %w", sessionID(i), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}

@@ -1,0 +1,59 @@
+package tandem
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A node restarted under its name with empty memory reports ready only once
+// it holds every session it is primary of — never before, however its
+// membership view arrives.
+func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodes, err := StartLocal(ctx, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Kill()
+		}
+	}()
+	const sessions = 3000
+	for i := range sessions {
+		if _, err := nodes[i%3].Put(ctx, fmt.Sprintf("rejoin-session-%06d", i), "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := nodes[0].Name()
+	nodes[0].Kill()
+	if err := WaitConverged(ctx, nodes[1:]); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig(name)
+	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{nodes[1].GossipAddr()}
+	back, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[0] = back
+	for !back.Ready() {
+		if ctx.Err() != nil {
+			t.Fatal("never ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	held, _ := back.replica.Count()
+	want := 0
+	for i := range sessions {
+		if p, _, _, _ := back.Owners(fmt.Sprintf("rejoin-session-%06d", i)); p.Name == name {
+			want++
+		}
+	}
+	if want == 0 || held < want {
+		t.Fatalf("ready while holding %d of the %d sessions it is primary of", held, want)
+	}
+}
