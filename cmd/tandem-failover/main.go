@@ -6,15 +6,18 @@
 //   - read gap: crash → first successful read of a session the dead node was
 //     primary of (reads fall back to the buddy, so this is the cost of one
 //     refused connection);
+//
 //   - write gap: crash → first successful write of such a session (the buddy
 //     must be promoted, so this is failure detection plus one ring change);
+//
 //   - copies restored: crash → every survivor holds every partition it owns
 //     (the new buddies have pulled their copies);
+//
 //   - rejoin to ready: a node started under the dead node's name, with empty
 //     memory → it holds every partition it owns and reports ready.
 //
-//	tandem-failover -trials 20 -sessions 1000
-//	tandem-failover -trials 1 -sessions 100000 -value-size 1024
+//     tandem-failover -trials 20 -sessions 1000
+//     tandem-failover -trials 1 -sessions 100000 -value-size 1024
 //
 // Every trial is bounded in time and the tool stops by itself.
 package main
