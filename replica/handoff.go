@@ -51,6 +51,12 @@ func (n *Node) SetTable(tab *ring.Table) error {
 				lost = append(lost, p)
 			}
 		}
+		if pp := n.pending[p]; pp != nil && !pp.reconcile && !slices.ContainsFunc(pp.sources, tab.Has) && !slices.Contains(lost, p) {
+			// Still waiting for a hand-off, and every node that held the
+			// partition has left: its sessions are gone.
+			lost = append(lost, p)
+			delete(n.pending, p)
+		}
 		if !owns(o, n.cfg.Name) {
 			delete(n.pending, p)
 			continue
@@ -73,6 +79,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 	n.table.Store(tab)
 	pending := len(n.pending)
 	if len(lost) > 0 {
+		slices.Sort(lost)
 		n.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
 	}
 	n.mu.Unlock()
@@ -196,7 +203,7 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 		sources := slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
 		switch {
 		case len(sources) == 0:
-			n.log.Warn("previous owners of partition left; serving own copies", "partition", p, "sources", pp.sources)
+			n.log.Warn("previous owners of partition left before handing it over", "partition", p, "sources", pp.sources)
 			delete(n.pending, p)
 		case time.Since(pp.since) > n.cfg.HandoffTimeout:
 			n.log.Warn("hand-off timed out; serving own copies", "partition", p, "sources", pp.sources)
