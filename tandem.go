@@ -260,7 +260,9 @@ func (n *Node) announceWhenReady() {
 		}
 		if n.replica.Ready() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			stop := context.AfterFunc(stopContext(n.stop), cancel)
 			err := n.members.SetState(ctx, cluster.StateActive)
+			stop()
 			cancel()
 			if err == nil {
 				n.log.Info("node ready", "epoch", n.replica.Table().Epoch())
@@ -269,6 +271,16 @@ func (n *Node) announceWhenReady() {
 			n.log.Warn("cannot announce readiness", "err", err)
 		}
 	}
+}
+
+// stopContext returns a context that ends when stop is closed.
+func stopContext(stop <-chan struct{}) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-stop
+		cancel()
+	}()
+	return ctx
 }
 
 // Name returns the node's name.
@@ -393,7 +405,10 @@ type ClusterStatus struct {
 	Members []cluster.Member `json:"members"`
 	// Partitions counts each ring member's partitions by role.
 	Partitions map[string]ring.MemberLoad `json:"partitions"`
-	// UnderReplicated counts partitions without a buddy in the ring.
+	// UnderReplicated counts partitions with fewer than two copies as far
+	// as this node can tell: those without a buddy in the ring, and those
+	// it owns but is still waiting to be handed. Summed over the nodes it
+	// returns to 0 once every partition has two copies again.
 	UnderReplicated int `json:"under_replicated"`
 	// PendingHandoff counts partitions this node owns but is still being
 	// handed or reconciling.
@@ -417,13 +432,18 @@ func (n *Node) Status() ClusterStatus {
 		st.Epoch = tab.Epoch()
 		st.Partitions = tab.Load()
 		for p := range tab.Partitions() {
-			if tab.Owners(p).Buddy == "" {
+			if o := tab.Owners(p); o.Buddy == "" && o.Primary == n.cfg.Name {
 				st.UnderReplicated++
 			}
 		}
+		st.UnderReplicated += n.replica.Handoffs()
 	}
 	return st
 }
+
+// Count returns how many session copies the node holds as primary and as
+// buddy.
+func (n *Node) Count() (primary, backup int) { return n.replica.Count() }
 
 // Stats returns the replication engine's counters.
 func (n *Node) Stats() *replica.Stats { return n.replica.Stats() }

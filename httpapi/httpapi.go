@@ -1,6 +1,7 @@
 // Package httpapi serves a Tandem node over HTTP, for standalone nodes and
 // their operators: session CRUD in JSON or msgpack, owner lookup for
-// balancers and smart clients, health, readiness and the cluster view.
+// balancers and smart clients, health, readiness, the cluster view and
+// Prometheus metrics.
 //
 // Every error is a JSON object {"error": "...", "code": "..."} with a
 // fitting status, and a request that fails changes nothing.
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/replica"
@@ -72,6 +75,7 @@ func New(node *tandem.Node, cfg Config) *Handler {
 	h.route("/v1/sessions/{id}/owners", map[string]http.HandlerFunc{http.MethodGet: h.owners})
 	h.route("/v1/principals/{name}/sessions", map[string]http.HandlerFunc{http.MethodDelete: h.invalidatePrincipal})
 	h.route("/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: h.cluster})
+	h.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(newRegistry(node), promhttp.HandlerOpts{}).ServeHTTP})
 	h.route("/livez", map[string]http.HandlerFunc{http.MethodGet: h.livez})
 	h.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

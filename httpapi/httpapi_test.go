@@ -267,6 +267,7 @@ func TestHealthAndClusterView(t *testing.T) {
 	}
 	status, _, body := call(t, "GET", urls[1]+"/v1/cluster", "")
 	var view struct {
+		Ready   bool   `json:"ready"`
 		Epoch   uint64 `json:"epoch"`
 		Members []struct {
 			Name string `json:"name"`
@@ -283,6 +284,13 @@ func TestHealthAndClusterView(t *testing.T) {
 	}
 	if total != 271 || view.UnderReplicated != 0 {
 		t.Fatalf("cluster: %d primaries, %d under-replicated: %s", total, view.UnderReplicated, body)
+	}
+	call(t, "PUT", urls[0]+"/v1/sessions/"+sid, `{}`)
+	status, h, body := call(t, "GET", urls[0]+"/metrics", "")
+	for _, want := range []string{"tandem_ready{node=", "tandem_under_replicated_partitions{node=", "tandem_writes_total", "tandem_sessions{node=", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics (%d, %s) lacks %s:\n%s", status, h.Get("Content-Type"), want, body)
+		}
 	}
 }
 

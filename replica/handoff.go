@@ -373,7 +373,22 @@ func (n *Node) Lost() LostPartitions {
 	return n.lost
 }
 
-// Pending returns how many owned partitions are still being handed over.
+// Handoffs returns how many owned partitions this node is still waiting to
+// be handed: it holds no complete copy of them yet.
+func (n *Node) Handoffs() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, pp := range n.pending {
+		if !pp.reconcile {
+			c++
+		}
+	}
+	return c
+}
+
+// Pending returns how many owned partitions are still being handed over or
+// reconciled.
 func (n *Node) Pending() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()

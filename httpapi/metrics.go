@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tandem-io/tandem"
+)
+
+// metrics exports a node's state and counters to Prometheus. It reads them
+// when scraped, so the node keeps no second set of counters.
+type metrics struct {
+	node *tandem.Node
+	desc map[string]*prometheus.Desc
+}
+
+// metricHelp documents every metric the node exports.
+var metricHelp = map[string]string{
+	"tandem_ready":                           "1 when the node holds every partition it owns and serves, else 0.",
+	"tandem_ring_epoch":                      "Epoch of the ring the node serves by.",
+	"tandem_ring_members":                    "Members in the node's ring.",
+	"tandem_under_replicated_partitions":     "Partitions with fewer than two copies as far as this node can tell.",
+	"tandem_pending_partitions":              "Owned partitions still being handed over or reconciled.",
+	"tandem_sessions":                        "Session copies held, by role.",
+	"tandem_reads_total":                     "Reads served as primary.",
+	"tandem_writes_total":                    "Writes acknowledged as primary.",
+	"tandem_replicated_total":                "Writes stored as buddy.",
+	"tandem_under_replicated_writes_total":   "Writes acknowledged with one copy (no buddy in the ring).",
+	"tandem_replication_failures_total":      "Writes refused because the buddy refused or could not be reached.",
+	"tandem_forwarded_total":                 "Requests forwarded to a primary.",
+	"tandem_buddy_reads_total":               "Reads served by the buddy because the primary could not be reached.",
+	"tandem_retries_total":                   "Requests retried while owners changed or were unreachable.",
+	"tandem_handoff_sent_sessions_total":     "Session copies handed to other nodes.",
+	"tandem_handoff_received_sessions_total": "Session copies received from other nodes.",
+	"tandem_conflicts_total":                 "Different copies of one version reconciled after a network cut.",
+	"tandem_lost_partitions_total":           "Partitions found with no owner left holding them.",
+	"tandem_expired_total":                   "Expired copies and old tombstones removed.",
+	"tandem_pauses_total":                    "Times the node found it had been paused and reconciled.",
+}
+
+// newMetrics describes the node's metrics.
+func newMetrics(node *tandem.Node) *metrics {
+	m := &metrics{node: node, desc: map[string]*prometheus.Desc{}}
+	for name, help := range metricHelp {
+		var labels []string
+		if name == "tandem_sessions" {
+			labels = []string{"role"}
+		}
+		m.desc[name] = prometheus.NewDesc(name, help, labels, prometheus.Labels{"node": node.Name()})
+	}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range m.desc {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.node.Status()
+	s := m.node.Stats()
+	gauge := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(m.desc[name], prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(name string, v uint64) {
+		ch <- prometheus.MustNewConstMetric(m.desc[name], prometheus.CounterValue, float64(v))
+	}
+	ready := 0.0
+	if st.Ready {
+		ready = 1
+	}
+	gauge("tandem_ready", ready)
+	gauge("tandem_ring_epoch", float64(st.Epoch))
+	gauge("tandem_ring_members", float64(len(st.Partitions)))
+	gauge("tandem_under_replicated_partitions", float64(st.UnderReplicated))
+	gauge("tandem_pending_partitions", float64(st.PendingHandoff))
+	primary, backup := m.node.Count()
+	gauge("tandem_sessions", float64(primary), "primary")
+	gauge("tandem_sessions", float64(backup), "backup")
+	counter("tandem_reads_total", s.Reads.Load())
+	counter("tandem_writes_total", s.Writes.Load())
+	counter("tandem_replicated_total", s.Replicated.Load())
+	counter("tandem_under_replicated_writes_total", s.UnderReplicatedWrites.Load())
+	counter("tandem_replication_failures_total", s.ReplicationFailures.Load())
+	counter("tandem_forwarded_total", s.Forwarded.Load())
+	counter("tandem_buddy_reads_total", s.BuddyReads.Load())
+	counter("tandem_retries_total", s.Retries.Load())
+	counter("tandem_handoff_sent_sessions_total", s.HandoffSent.Load())
+	counter("tandem_handoff_received_sessions_total", s.HandoffReceived.Load())
+	counter("tandem_conflicts_total", s.Conflicts.Load())
+	counter("tandem_lost_partitions_total", s.LostPartitions.Load())
+	counter("tandem_expired_total", s.Expired.Load())
+	counter("tandem_pauses_total", s.Pauses.Load())
+}
+
+// newRegistry returns a registry with the node's metrics and the Go
+// runtime's and process's.
+func newRegistry(node *tandem.Node) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newMetrics(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
