@@ -235,6 +235,28 @@ func TestKillNineLosesNoAcknowledgedWrite(t *testing.T) {
 	for _, p := range survivors {
 		waitFor(t, 30*time.Second, p.name+" to drop "+victim.name+" from its ring", func() bool { return len(ringOf(p)) == 2 })
 	}
+	// Two copies again: the survivors' under-replicated partitions return
+	// to 0 in /v1/cluster and in /metrics.
+	waitFor(t, 30*time.Second, "under-replicated partitions to return to 0", func() bool {
+		for _, p := range survivors {
+			var v struct {
+				UnderReplicated int `json:"under_replicated"`
+			}
+			if _, err := do("GET", "http://"+p.http+"/v1/cluster", "", &v); err != nil || v.UnderReplicated != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	resp, err := httpClient.Get("http://" + survivors[0].http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^tandem_under_replicated_partitions\{node="[^"]+"\} 0$`).Match(metrics) {
+		t.Fatalf("/metrics does not show 0 under-replicated partitions:\n%s", metrics)
+	}
 	readAll("after membership settled")
 	for id, v := range want {
 		var s sessionAnswer
