@@ -119,6 +119,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var f nodeFlags
 	f.register(fs)
+	faults := addFaultFlags(fs) // hidden chaos-harness hooks, see faults.go
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -130,6 +131,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
 	if f.join != "" {
 		cfg.Join = strings.Split(f.join, ",")
+	}
+	if err := faults.wire(ctx, &cfg, log); err != nil {
+		return err
 	}
 	srv, err := startServer(ctx, cfg, f.http, log)
 	if err != nil {

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/replica/peer"
+)
+
+// passCaller answers every call at once.
+type passCaller struct{}
+
+// Call succeeds.
+func (passCaller) Call(context.Context, string, string, any, any) error { return nil }
+
+// hookedNode builds fault hooks as serve would, with the Caller hook already
+// applied to a pass-through caller, and returns them with the wrapped caller.
+func hookedNode(t *testing.T) (*faultHooks, peer.Caller, *tandem.Config) {
+	t.Helper()
+	fs := flag.NewFlagSet("tandem serve", flag.ContinueOnError)
+	h := addFaultFlags(fs)
+	if err := fs.Parse([]string{"-chaos-control", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg := tandem.DefaultConfig("x")
+	if err := h.wire(ctx, &cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	return h, cfg.Caller(passCaller{}), &cfg
+}
+
+// post sends a control request and returns its status.
+func post(t *testing.T, h http.Handler, target string) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, target, nil))
+	return rec.Code
+}
+
+func TestFaultControlCutsAndHealsPeerLinks(t *testing.T) {
+	h, caller, _ := hookedNode(t)
+	ctrl := h.handler()
+	call := func(addr string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		return caller.Call(ctx, addr, "op", nil, nil)
+	}
+	if code := post(t, ctrl, "/cut?addr=127.0.0.1:9001"); code != http.StatusNoContent {
+		t.Fatalf("cut: %d", code)
+	}
+	if err := call("127.0.0.1:9001"); !errors.Is(err, peer.ErrUnreachable) {
+		t.Fatalf("call over a cut link: %v, want ErrUnreachable", err)
+	}
+	if err := call("127.0.0.1:9002"); err != nil {
+		t.Fatalf("a cut touches only its own link: %v", err)
+	}
+	if code := post(t, ctrl, "/drop?addr=127.0.0.1:9002&p=1"); code != http.StatusNoContent {
+		t.Fatalf("drop: %d", code)
+	}
+	if err := call("127.0.0.1:9002"); !errors.Is(err, peer.ErrUnreachable) {
+		t.Fatalf("call with every request dropped: %v", err)
+	}
+	if code := post(t, ctrl, "/heal?addr=127.0.0.1:9001"); code != http.StatusNoContent {
+		t.Fatalf("heal one: %d", code)
+	}
+	if err := call("127.0.0.1:9001"); err != nil {
+		t.Fatalf("healed link: %v", err)
+	}
+	if code := post(t, ctrl, "/delay?addr=127.0.0.1:9001&ms=20"); code != http.StatusNoContent {
+		t.Fatalf("delay: %d", code)
+	}
+	start := time.Now()
+	if err := call("127.0.0.1:9001"); err != nil || time.Since(start) < 20*time.Millisecond {
+		t.Fatalf("delayed call: %v after %v", err, time.Since(start))
+	}
+	if code := post(t, ctrl, "/heal"); code != http.StatusNoContent {
+		t.Fatalf("heal all: %d", code)
+	}
+	if err := call("127.0.0.1:9002"); err != nil {
+		t.Fatalf("after heal all: %v", err)
+	}
+}
+
+func TestFaultControlShiftsTheReplicaClock(t *testing.T) {
+	h, _, cfg := hookedNode(t)
+	ctrl := h.handler()
+	if code := post(t, ctrl, "/clock?offset=-90s"); code != http.StatusNoContent {
+		t.Fatalf("clock: %d", code)
+	}
+	if skew := time.Until(cfg.Replica.Now()); skew > -89*time.Second || skew < -91*time.Second {
+		t.Fatalf("replica clock is %v off, want -90s", skew)
+	}
+	if code := post(t, ctrl, "/clock?offset=0s"); code != http.StatusNoContent {
+		t.Fatalf("clock reset: %d", code)
+	}
+	if skew := time.Until(cfg.Replica.Now()); skew < -time.Second || skew > time.Second {
+		t.Fatalf("replica clock is %v off after reset", skew)
+	}
+}
+
+func TestFaultControlRefusesBadRequests(t *testing.T) {
+	h, _, _ := hookedNode(t)
+	ctrl := h.handler()
+	for _, target := range []string{"/cut", "/cut?addr=nonsense", "/delay?addr=127.0.0.1:1&ms=-1", "/drop?addr=127.0.0.1:1&p=2", "/clock?offset=soon"} {
+		if code := post(t, ctrl, target); code != http.StatusBadRequest {
+			t.Errorf("POST %s: %d, want 400", target, code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	ctrl.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/cut?addr=127.0.0.1:1", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /cut: %d, want 405", rec.Code)
+	}
+}
+
+func TestFaultControlIsHiddenAndLoopbackOnly(t *testing.T) {
+	var usage bytes.Buffer
+	err := run(context.Background(), []string{"serve", "-h"}, io.Discard, &usage)
+	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+		t.Fatalf("serve -h: %v", err)
+	}
+	if strings.Contains(usage.String(), chaosControlFlag) || !strings.Contains(usage.String(), "-gossip") {
+		t.Fatalf("usage should list the node flags but not the chaos hook:\n%s", usage.String())
+	}
+	err = run(context.Background(), []string{"serve", "-chaos-control", "0.0.0.0:7999"}, io.Discard, io.Discard)
+	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("a non-loopback control address: %v, want a usage error", err)
+	}
+	var off faultHooks
+	cfg := tandem.DefaultConfig("x")
+	if err := off.wire(context.Background(), &cfg, slog.New(slog.DiscardHandler)); err != nil || cfg.Caller != nil || cfg.Replica.Now != nil {
+		t.Fatalf("without the flag the hooks must leave the config alone: %v", err)
+	}
+}
