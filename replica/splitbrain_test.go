@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -24,6 +25,13 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 		contested++
 	}
 	put(t, a, sessionID(contested), "side", "before")
+	// A session the cut-off node holds, to be deleted on the majority side
+	// during the cut: its tombstone must outrank the old copy on heal.
+	deleted := contested + 1
+	for !owns(x.Table().OwnersOf(sessionID(deleted)), x.Name()) {
+		deleted++
+	}
+	put(t, a, sessionID(deleted), "side", "before")
 	waitFor(t, 5*time.Second, "hand-offs", func() bool { return a.Ready() && b.Ready() && x.Ready() })
 
 	// The cut: x sees only itself; a and b see each other.
@@ -47,6 +55,9 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 	put(t, a, sessionID(contested), "side", "majority")
 	c.clock.Advance(time.Second)
 	put(t, x, sessionID(contested), "side", "minority")
+	if _, err := a.Do(testCtx(t), &Op{Kind: OpDelete, ID: sessionID(deleted)}); err != nil {
+		t.Fatalf("delete during the cut: %v", err)
+	}
 	// A session written only on the cut-off side, to the same version as
 	// the majority's: a true conflict, decided by stamp.
 	put(t, x, sessionID(1000), "side", "minority-only")
@@ -81,6 +92,11 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 		_ = msgpack.Unmarshal(s.Attributes["side"], &side)
 		if err != nil || s.Version != 2 || side != "minority" {
 			t.Fatalf("contested session via %s: v%d %q %v, want v2 minority", n.Name(), s.Version, side, err)
+		}
+	}
+	for _, n := range []*testNode{a, b, x} {
+		if _, err := n.Get(testCtx(t), sessionID(deleted), true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("session deleted during the cut came back via %s: %v", n.Name(), err)
 		}
 	}
 	s, err := a.Get(testCtx(t), sessionID(1000), true)
