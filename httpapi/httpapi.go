@@ -144,63 +144,54 @@ func NewID() string {
 // get handles GET /v1/sessions/{id}; ?touch=false leaves the idle
 // deadline alone.
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	noTouch := false
-	if v := r.URL.Query().Get("touch"); v != "" {
-		touch, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, r, http.StatusBadRequest, "invalid", "touch must be true or false")
-			return
+	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) {
+		noTouch := false
+		if v := r.URL.Query().Get("touch"); v != "" {
+			touch, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, r, http.StatusBadRequest, "invalid", "touch must be true or false")
+				return nil, false
+			}
+			noTouch = !touch
 		}
-		noTouch = !touch
-	}
-	ctx, cancel := h.ctx(r)
-	defer cancel()
-	s, err := h.node.Do(ctx, &replica.Op{Kind: replica.OpGet, ID: id, NoTouch: noTouch})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeSession(w, r, http.StatusOK, s)
+		return &replica.Op{Kind: replica.OpGet, ID: id, NoTouch: noTouch}, true
+	})
 }
 
 // put handles PUT /v1/sessions/{id}: create or replace, conditional on
 // If-Match.
 func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	ifVersion, ok := ifMatch(w, r)
-	if !ok {
-		return
-	}
-	body, ok := h.readSessionBody(w, r)
-	if !ok {
-		return
-	}
-	op, err := body.op(id)
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, "invalid", err.Error())
-		return
-	}
-	op.IfVersion = ifVersion
-	ctx, cancel := h.ctx(r)
-	defer cancel()
-	s, err := h.node.Do(ctx, op)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeSession(w, r, http.StatusOK, s)
+	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) {
+		body, ok := h.readSessionBody(w, r)
+		if !ok {
+			return nil, false
+		}
+		op, err := body.op(id)
+		if err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid", err.Error())
+			return nil, false
+		}
+		return op, true
+	})
 }
 
 // patch handles PATCH /v1/sessions/{id}: a JSON merge patch (RFC 7396) of
-// the attributes, or its msgpack equivalent.
+// the attributes, or its msgpack equivalent; conditional on If-Match.
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
+	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) { return h.readPatch(w, r, id) })
+}
+
+// delete handles DELETE /v1/sessions/{id}, conditional on If-Match.
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	h.serveOp(w, r, http.StatusNoContent, func(id string) (*replica.Op, bool) {
+		return &replica.Op{Kind: replica.OpDelete, ID: id}, true
+	})
+}
+
+// serveOp runs the op that build makes for the session in the path, made
+// conditional by If-Match, and answers with the session (or nothing, for
+// 204). build answers the request itself when it returns false.
+func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, build func(id string) (*replica.Op, bool)) {
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -209,7 +200,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	op, ok := h.readPatch(w, r, id)
+	op, ok := build(id)
 	if !ok {
 		return
 	}
@@ -217,30 +208,14 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	s, err := h.node.Do(ctx, op)
-	if err != nil {
+	switch {
+	case err != nil:
 		h.fail(w, r, err)
-		return
+	case status == http.StatusNoContent:
+		w.WriteHeader(status)
+	default:
+		writeSession(w, r, status, s)
 	}
-	writeSession(w, r, http.StatusOK, s)
-}
-
-// delete handles DELETE /v1/sessions/{id}.
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	ifVersion, ok := ifMatch(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := h.ctx(r)
-	defer cancel()
-	if _, err := h.node.Do(ctx, &replica.Op{Kind: replica.OpDelete, ID: id, IfVersion: ifVersion}); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // invalidatePrincipal handles DELETE /v1/principals/{name}/sessions: log
