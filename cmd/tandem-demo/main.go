@@ -1,0 +1,151 @@
+// Command tandem-demo is a small web shop that embeds a Tandem node: log
+// in, put things in a cart, then kill the instance you are on and carry on
+// at another without logging in again.
+//
+//	tandem-demo -name a -http 127.0.0.1:8080 -gossip 127.0.0.1:7946 -peer 127.0.0.1:7947
+//	tandem-demo -name b -http 127.0.0.1:8081 -gossip 127.0.0.1:7956 -peer 127.0.0.1:7957 -join 127.0.0.1:7946
+//
+// Every flag can also be set as TANDEM_<FLAG> in the environment. The app
+// serves its pages, GET /readyz (200 once the node holds every session it
+// owns) and Tandem's operator API under /v1/. SIGTERM or SIGINT stops it
+// gracefully: the node leaves the cluster and its sessions are served by
+// their buddies.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/httpapi"
+)
+
+func main() {
+	ctx, stop := signalContext()
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tandem-demo:", err)
+		if errors.Is(err, flag.ErrHelp) || errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// signalContext returns a context that ends on SIGTERM or SIGINT.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ error }
+
+// Unwrap returns the mistake.
+func (e usageError) Unwrap() error { return e.error }
+
+// flags are the demo's settings.
+type flags struct {
+	name, http, gossip, peer, join, logLevel string
+}
+
+// parseFlags parses args, taking unset flags from TANDEM_<FLAG>.
+func parseFlags(args []string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("tandem-demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	fs.StringVar(&f.name, "name", host, "node name, unique in the cluster and stable across restarts")
+	fs.StringVar(&f.http, "http", "127.0.0.1:8080", "web app listen address")
+	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "gossip (membership) listen address, UDP and TCP")
+	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
+	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of running instances")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return f, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return f, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var err error
+	fs.VisitAll(func(fl *flag.Flag) {
+		env := "TANDEM_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[fl.Name] && err == nil {
+			if e := fl.Value.Set(v); e != nil {
+				err = usageError{fmt.Errorf("%s=%q: %w", env, v, e)}
+			}
+		}
+	})
+	return f, err
+}
+
+// run serves the demo until ctx ends, then stops gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usageError{fmt.Errorf("-log-level: %w", err)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ln, err := net.Listen("tcp", f.http)
+	if err != nil {
+		return fmt.Errorf("listen for HTTP on %s: %w", f.http, err)
+	}
+	defer ln.Close()
+	cfg := tandem.DefaultConfig(f.name)
+	cfg.GossipAddr, cfg.PeerAddr, cfg.HTTPAddr, cfg.Logger = f.gossip, f.peer, ln.Addr().String(), log
+	if f.join != "" {
+		cfg.Join = strings.Split(f.join, ",")
+	}
+	node, err := tandem.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", node.Middleware(newShop(node, log)))
+	mux.Handle("/v1/", httpapi.New(node, httpapi.Config{Logger: log}))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !node.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "tandem-demo %s serving http://%s (gossip %s, peer %s)\n", f.name, cfg.HTTPAddr, node.GossipAddr(), node.PeerAddr())
+
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	log.Info("stopping")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := []error{err}
+	if err := node.Close(stopCtx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := srv.Shutdown(stopCtx); err != nil {
+		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as the demo, so tests can start real
+// instances and kill them.
+func TestMain(m *testing.M) {
+	if os.Getenv("TANDEM_DEMO_AS_COMMAND") == "1" {
+		ctx, stop := signalContext()
+		defer stop()
+		if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "tandem-demo:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// freePort returns a loopback port free for TCP and UDP at the time of the
+// call.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// instance is one demo process.
+type instance struct {
+	name, url, gossip, peer string
+	cmd                     *exec.Cmd
+}
+
+// startInstance starts the demo as a child process on free ports.
+func startInstance(t *testing.T, name, join string) *instance {
+	t.Helper()
+	in := &instance{
+		name:   name,
+		url:    fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		peer:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}
+	in.start(t, join)
+	return in
+}
+
+// start runs the instance's process, joining join if not empty.
+func (in *instance) start(t *testing.T, join string) {
+	t.Helper()
+	args := []string{"-name", in.name, "-http", strings.TrimPrefix(in.url, "http://"), "-gossip", in.gossip, "-peer", in.peer, "-log-level", "warn"}
+	if join != "" {
+		args = append(args, "-join", join)
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "TANDEM_DEMO_AS_COMMAND=1")
+	cmd.Stderr = &prefixWriter{t: t, prefix: in.name}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	in.cmd = cmd
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+}
+
+// kill9 kills the instance as a crash would.
+func (in *instance) kill9(t *testing.T) {
+	t.Helper()
+	if err := in.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = in.cmd.Wait()
+}
+
+// prefixWriter logs a child's stderr through the test.
+type prefixWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+// Write logs p line by line.
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w.t.Logf("[%s] %s", w.prefix, line)
+	}
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// probe is a client without cookies, for health and cluster checks.
+var probe = &http.Client{Timeout: 5 * time.Second}
+
+// ready reports whether the instance answers /readyz with 200.
+func (in *instance) ready() bool {
+	resp, err := probe.Get(in.url + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// ring returns the names in the instance's ring, if it is ready.
+func (in *instance) ring() []string {
+	resp, err := probe.Get(in.url + "/v1/cluster")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Ready      bool           `json:"ready"`
+		Partitions map[string]any `json:"partitions"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&v) != nil || !v.Ready {
+		return nil
+	}
+	var names []string
+	for name := range v.Partitions {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// user is a browser: a cookie jar shared by every instance, all on
+// 127.0.0.1, as behind one balancer.
+type user struct {
+	t      *testing.T
+	client *http.Client
+}
+
+// newUser returns a user with no cookies.
+func newUser(t *testing.T) *user {
+	jar, _ := cookiejar.New(nil)
+	return &user{t: t, client: &http.Client{Jar: jar, Timeout: 15 * time.Second}}
+}
+
+// do sends a request, following redirects, and returns status and body.
+func (u *user) do(method, url string, form url.Values) (int, string) {
+	u.t.Helper()
+	var resp *http.Response
+	var err error
+	if method == "POST" {
+		resp, err = u.client.PostForm(url, form)
+	} else {
+		resp, err = u.client.Get(url)
+	}
+	if err != nil {
+		u.t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// must sends a request that must answer 200 and returns the body.
+func (u *user) must(method, url string, form url.Values) string {
+	u.t.Helper()
+	status, body := u.do(method, url, form)
+	if status != 200 {
+		u.t.Fatalf("%s %s: %d %s", method, url, status, body)
+	}
+	return body
+}
+
+// cookie returns the jar's value of the named cookie.
+func (u *user) cookie(in *instance, name string) string {
+	loc, _ := url.Parse(in.url)
+	for _, c := range u.client.Jar.Cookies(loc) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// expect checks whoami and the cart on in.
+func (u *user) expect(in *instance, who string, cart ...string) {
+	u.t.Helper()
+	if got := strings.TrimSpace(u.must("GET", in.url+"/whoami", nil)); got != who {
+		u.t.Fatalf("whoami on %s: %q, want %q", in.name, got, who)
+	}
+	want, _ := json.Marshal(append([]string{}, cart...))
+	if got := strings.TrimSpace(u.must("GET", in.url+"/cart", nil)); got != string(want) {
+		u.t.Fatalf("cart on %s: %s, want %s", in.name, got, want)
+	}
+}
+
+func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startInstance(t, "a", "")
+	waitFor(t, 20*time.Second, "a to be ready", a.ready)
+	b, c := startInstance(t, "b", a.gossip), startInstance(t, "c", a.gossip)
+	for _, in := range []*instance{a, b, c} {
+		waitFor(t, 20*time.Second, in.name+" to see a ready ring of three", func() bool { return len(in.ring()) == 3 })
+	}
+
+	alice := newUser(t)
+	if status, _ := alice.do("GET", a.url+"/whoami", nil); status != http.StatusUnauthorized {
+		t.Fatalf("whoami before login: %d", status)
+	}
+	if page := alice.must("GET", a.url+"/", nil); !strings.Contains(page, `action="/login"`) {
+		t.Fatalf("page without login form: %s", page)
+	}
+	alice.must("POST", a.url+"/cart", url.Values{"item": {"tea"}})
+	anonymous := alice.cookie(a, "tandem_session")
+	page := alice.must("POST", a.url+"/login", url.Values{"user": {"alice"}})
+	if !strings.Contains(page, "Logged in as <b>alice</b>") || !strings.Contains(page, "<li>tea") {
+		t.Fatalf("page after login: %s", page)
+	}
+	if alice.cookie(a, "tandem_session") == anonymous {
+		t.Fatal("login kept the session id")
+	}
+	alice.must("POST", a.url+"/cart", url.Values{"item": {"milk"}})
+	alice.expect(a, "alice", "tea", "milk")
+
+	a.kill9(t)
+	// At once, before membership notices: reads are served by buddies.
+	alice.expect(b, "alice", "tea", "milk")
+	for _, in := range []*instance{b, c} {
+		waitFor(t, 30*time.Second, in.name+" to drop a from its ring", func() bool { return slices.Equal(in.ring(), []string{"b", "c"}) })
+	}
+	alice.must("POST", b.url+"/cart", url.Values{"item": {"bread"}})
+	alice.expect(b, "alice", "tea", "milk", "bread")
+	if route := alice.cookie(b, "tandem_route"); route != "b" && route != "c" {
+		t.Fatalf("route cookie names %q after a died", route)
+	}
+
+	// a restarts, on its addresses and under its name, and takes its
+	// sessions back before it serves them; alice carries on there.
+	a.start(t, b.gossip)
+	waitFor(t, 30*time.Second, "a to be ready again", a.ready)
+	alice.expect(a, "alice", "tea", "milk", "bread")
+	alice.must("POST", a.url+"/cart/remove", url.Values{"item": {"tea"}})
+	alice.expect(a, "alice", "milk", "bread")
+	for _, in := range []*instance{a, b, c} {
+		waitFor(t, 30*time.Second, in.name+" to see a ready ring of three", func() bool { return len(in.ring()) == 3 })
+	}
+	alice.expect(c, "alice", "milk", "bread")
+	var owners struct{ Primary struct{ Name string } }
+	status, body := alice.do("GET", a.url+"/v1/sessions/"+alice.cookie(a, "tandem_session")+"/owners", nil)
+	if status != 200 || json.Unmarshal([]byte(body), &owners) != nil || alice.cookie(a, "tandem_route") != owners.Primary.Name {
+		t.Fatalf("route cookie %q, owners %d %s", alice.cookie(a, "tandem_route"), status, body)
+	}
+
+	alice.must("POST", c.url+"/logout", nil)
+	if status, _ := alice.do("GET", a.url+"/whoami", nil); status != http.StatusUnauthorized {
+		t.Fatalf("whoami after logout: %d", status)
+	}
+}
+
+func TestGracefulStopOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startInstance(t, "solo", "")
+	waitFor(t, 20*time.Second, "the instance to be ready", a.ready)
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{{"-no-such-flag"}, {"extra"}, {"-log-level", "loud"}} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		if _, ok := err.(usageError); !ok {
+			t.Errorf("run %q: %v, want a usage error", args, err)
+		}
+	}
+	t.Setenv("TANDEM_LOG_LEVEL", "loud")
+	if err := run(context.Background(), nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "log-level") {
+		t.Errorf("bad environment value: %v", err)
+	}
+}
