@@ -241,7 +241,11 @@ func TestConfigIsValidatedNotRecovered(t *testing.T) {
 // cluster places every partition.
 func TestLargeClustersPlaceEveryPartition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, n := range []int{64, 271, 300} {
+	sizes := []int{64, 271, 300}
+	if testing.Short() {
+		sizes = []int{64}
+	}
+	for _, n := range sizes {
 		tab := mustNew(t, randomMembers(rng, n))
 		for p := range tab.Partitions() {
 			if tab.Owners(p).Primary == "" || tab.Owners(p).Buddy == "" {
