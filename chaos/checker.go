@@ -1,0 +1,451 @@
+package chaos
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// AnomalyKind names a broken guarantee.
+type AnomalyKind string
+
+// The anomalies the checker finds.
+const (
+	// LostWrite: an acknowledged write is not in the final state and no
+	// later write or delete superseded it; or an expiring session vanished
+	// before its idle deadline.
+	LostWrite AnomalyKind = "lost-write"
+	// StaleRead: a read returned an older version (or not-found) after a
+	// newer acknowledged write had completed.
+	StaleRead AnomalyKind = "stale-read"
+	// ResurrectedDelete: a read returned content written before an
+	// acknowledged delete, after that delete completed.
+	ResurrectedDelete AnomalyKind = "resurrected-delete"
+	// ExpiredServed: a read returned a session after its idle deadline,
+	// allowing for clock skew and the buddy's documented grace.
+	ExpiredServed AnomalyKind = "expired-served"
+	// NotLinearizable: porcupine found no linearization of a session's
+	// history against the versioned-register model.
+	NotLinearizable AnomalyKind = "not-linearizable"
+	// Unreadable: a session written during the run could not be read back
+	// from any node after healing and settling.
+	Unreadable AnomalyKind = "unreadable"
+)
+
+// Anomaly is one broken guarantee, with the ops that show it.
+type Anomaly struct {
+	// Kind names the broken guarantee.
+	Kind AnomalyKind `json:"kind"`
+	// Session is the session concerned.
+	Session string `json:"session"`
+	// At is when it was observed, since the history began.
+	At time.Duration `json:"at"`
+	// Ops are the indexes of the ops that show it.
+	Ops []int `json:"ops,omitempty"`
+	// Detail says what happened, in words.
+	Detail string `json:"detail"`
+	// Visualization is porcupine's HTML page of the session, for
+	// NotLinearizable, relative to the report directory.
+	Visualization string `json:"visualization,omitempty"`
+}
+
+// String renders the anomaly on one line.
+func (a Anomaly) String() string {
+	return fmt.Sprintf("%s %s at %s: %s", a.Kind, a.Session, a.At.Round(time.Millisecond), a.Detail)
+}
+
+// CheckConfig tunes the checker.
+type CheckConfig struct {
+	// MaxSkew is the largest clock offset any node had during the run;
+	// expiry checks allow for it twice (the writer's and the reader's).
+	MaxSkew time.Duration
+	// ExpiryGrace is how long after its deadline a node may still serve a
+	// session by design: a buddy serves a backup copy for 2 × the replica's
+	// TouchInterval past its own idea of the deadline (default 2s).
+	ExpiryGrace time.Duration
+	// LinearizabilityTimeout bounds porcupine's search per session; past
+	// it the session's result is Unknown, reported but not a failure
+	// (default 30s).
+	LinearizabilityTimeout time.Duration
+	// VisualizeDir, if set, receives porcupine's visualization of every
+	// session that is not linearizable, as lin-<session>.html.
+	VisualizeDir string
+	// Faults are drawn in the visualizations, if given.
+	Faults []FaultEvent
+}
+
+// Verdict is the checker's answer.
+type Verdict struct {
+	// Pass is true when no anomaly was found.
+	Pass bool `json:"pass"`
+	// Anomalies lists every anomaly found, in order of time.
+	Anomalies []Anomaly `json:"anomalies"`
+	// Linearizability gives porcupine's result per session: Ok, Illegal
+	// or Unknown (timed out).
+	Linearizability map[string]porcupine.CheckResult `json:"linearizability"`
+	// Warnings are findings that are not anomalies: unknown results,
+	// requests the workload should not have provoked.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// String is "PASS" or "FAIL".
+func (v Verdict) String() string {
+	if v.Pass {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// Check checks a history and returns the verdict.
+func Check(h *History, cfg CheckConfig) Verdict {
+	if cfg.ExpiryGrace == 0 {
+		cfg.ExpiryGrace = 2 * time.Second
+	}
+	if cfg.LinearizabilityTimeout == 0 {
+		cfg.LinearizabilityTimeout = 30 * time.Second
+	}
+	ops := h.Ops()
+	bySession := map[string][]*Op{}
+	v := Verdict{Linearizability: map[string]porcupine.CheckResult{}}
+	invalid := map[string]int{}
+	for i := range ops {
+		op := &ops[i]
+		if op.Outcome == Unsent {
+			continue // never reached a node
+		}
+		if op.Outcome == Invalid {
+			invalid[fmt.Sprintf("%s got %s", op.Kind, op.Error)]++
+			continue
+		}
+		bySession[op.Session] = append(bySession[op.Session], op)
+	}
+	for _, msg := range slices.Sorted(maps.Keys(invalid)) {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("%d× %s: the workload should not provoke it", invalid[msg], msg))
+	}
+	sessions := slices.Sorted(maps.Keys(bySession))
+	for _, id := range sessions {
+		sops := bySession[id]
+		if isExpiringID(id) {
+			v.Anomalies = append(v.Anomalies, checkExpiring(id, sops, cfg)...)
+			continue
+		}
+		s := newSessionHistory(sops)
+		v.Anomalies = append(v.Anomalies, s.lostWrites()...)
+		v.Anomalies = append(v.Anomalies, s.staleReads()...)
+		v.Anomalies = append(v.Anomalies, s.resurrections()...)
+		res, a := checkLinearizable(id, sops, cfg)
+		v.Linearizability[id] = res
+		if res == porcupine.Unknown {
+			v.Warnings = append(v.Warnings, fmt.Sprintf("linearizability of %s unknown: porcupine timed out after %v", id, cfg.LinearizabilityTimeout))
+		}
+		if a != nil {
+			v.Anomalies = append(v.Anomalies, *a)
+		}
+	}
+	slices.SortStableFunc(v.Anomalies, func(a, b Anomaly) int { return cmp.Compare(a.At, b.At) })
+	v.Pass = len(v.Anomalies) == 0
+	return v
+}
+
+// sessionHistory indexes one register session's ops for the checks.
+type sessionHistory struct {
+	id      string
+	ops     []*Op
+	byValue map[string]*Op // the write that stored each value
+}
+
+// newSessionHistory indexes ops.
+func newSessionHistory(ops []*Op) *sessionHistory {
+	s := &sessionHistory{ops: ops, byValue: map[string]*Op{}}
+	if len(ops) > 0 {
+		s.id = ops[0].Session
+	}
+	for _, op := range ops {
+		if op.Kind.writes() && op.Value != "" {
+			s.byValue[op.Value] = op
+		}
+	}
+	return s
+}
+
+// writer returns the write whose content a successful read saw: its patch
+// if any, else its put.
+func (s *sessionHistory) writer(read *Op) *Op {
+	if read.Patch != "" {
+		return s.byValue[read.Patch]
+	}
+	return s.byValue[read.Put]
+}
+
+// acked reports whether op is a write that was acknowledged.
+func acked(op *Op) bool { return op.Kind.writes() && op.Outcome == OK }
+
+// mayDelete reports whether op is a delete that may have taken effect.
+func mayDelete(op *Op) bool {
+	return op.Kind == OpDelete && (op.Outcome == OK || op.Outcome == Indeterminate)
+}
+
+// lostWrites finds acknowledged writes missing from the final reads.
+func (s *sessionHistory) lostWrites() []Anomaly {
+	var finals []*Op
+	for _, op := range s.ops {
+		if op.Final && op.Kind == OpGet && (op.Outcome == OK || op.Outcome == NotFound) {
+			finals = append(finals, op)
+		}
+	}
+	var out []Anomaly
+	wrote := false
+	for _, op := range s.ops {
+		wrote = wrote || (op.Kind.writes() && op.Outcome != Conflict && op.Outcome != NotFound)
+	}
+	if len(finals) == 0 {
+		if wrote {
+			out = append(out, Anomaly{Kind: Unreadable, Session: s.id, At: s.ops[len(s.ops)-1].Return,
+				Detail: "no node answered a read of the session after healing and settling"})
+		}
+		return out
+	}
+	for _, w := range s.ops {
+		if !acked(w) || w.Kind == OpDelete {
+			continue
+		}
+		for _, f := range finals {
+			switch {
+			case f.Outcome == OK && f.Version < w.Version:
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+					Detail: fmt.Sprintf("op %d %s was acknowledged at v%d; the final read from %s answered v%d %s", w.Index, w.label(), w.Version, f.Node, f.Version, digest(f.Put, f.Patch))})
+			case f.Outcome == OK && f.Version == w.Version && (f.Put != w.Put || f.Patch != w.Patch):
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+					Detail: fmt.Sprintf("op %d %s was acknowledged as v%d %s; the final read from %s answered v%d with other content %s", w.Index, w.label(), w.Version, digest(w.Put, w.Patch), f.Node, f.Version, digest(f.Put, f.Patch))})
+			case f.Outcome == NotFound && !s.deletedAfter(w):
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+					Detail: fmt.Sprintf("op %d %s was acknowledged at v%d and no delete followed; the final read from %s answered not-found", w.Index, w.label(), w.Version, f.Node)})
+			default:
+				continue
+			}
+			break // one anomaly per lost write
+		}
+	}
+	return out
+}
+
+// deletedAfter reports whether a delete may have taken effect after op
+// was sent: one that did not complete before it, or an indeterminate one.
+func (s *sessionHistory) deletedAfter(op *Op) bool {
+	for _, d := range s.ops {
+		if mayDelete(d) && (d.Outcome == Indeterminate || d.Return >= op.Call) {
+			return true
+		}
+	}
+	return false
+}
+
+// staleReads finds answers during the run that went back in time: a
+// version lower than one already answered to a request that completed
+// before this one was sent, or not-found with no delete since. Versions
+// never go down, across deletes too, so either means state was lost (a
+// read: StaleRead; a write that started over or claimed the session gone:
+// LostWrite).
+func (s *sessionHistory) staleReads() []Anomaly {
+	byReturn := slices.Clone(s.ops)
+	slices.SortFunc(byReturn, func(a, b *Op) int { return cmp.Compare(a.Return, b.Return) })
+	byCall := slices.Clone(s.ops)
+	slices.SortFunc(byCall, func(a, b *Op) int { return cmp.Compare(a.Call, b.Call) })
+	var deletes []*Op
+	for _, d := range s.ops {
+		if mayDelete(d) {
+			deletes = append(deletes, d)
+		}
+	}
+	// deletedBetween reports whether a delete may have taken effect after
+	// w was sent and before r was answered.
+	deletedBetween := func(w, r *Op) bool {
+		for _, d := range deletes {
+			if d.Call <= r.Return && (d.Outcome == Indeterminate || d.Return >= w.Call) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []Anomaly
+	var newest *Op // the highest version answered by a request completed before r was sent
+	next := 0
+	for _, r := range byCall {
+		for ; next < len(byReturn) && byReturn[next].Return < r.Call; next++ {
+			if w := byReturn[next]; w.Outcome == OK && w.Version > 0 && (newest == nil || w.Version > newest.Version) {
+				newest = w
+			}
+		}
+		if r.Final || newest == nil || (r.Outcome != OK && r.Outcome != NotFound) || (r.Outcome == OK && r.Version == 0) {
+			continue
+		}
+		kind, what := StaleRead, "read"
+		if r.Kind.writes() {
+			kind, what = LostWrite, "write"
+		}
+		seen := fmt.Sprintf("op %d %s had been answered with v%d", newest.Index, newest.label(), newest.Version)
+		switch {
+		case r.Outcome == OK && (r.Version < newest.Version || (r.Kind.writes() && r.Version == newest.Version)):
+			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index},
+				Detail: fmt.Sprintf("%s op %d %s via %s was answered with v%d %s after %s: the session went back in time", what, r.Index, r.label(), r.Node, r.Version, digest(r.Put, r.Patch), seen)})
+		case r.Outcome == NotFound && !deletedBetween(newest, r):
+			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index},
+				Detail: fmt.Sprintf("%s op %d %s via %s was answered not-found after %s, with no delete since", what, r.Index, r.label(), r.Node, seen)})
+		}
+	}
+	return out
+}
+
+// resurrections finds reads that returned content an acknowledged delete
+// had removed.
+func (s *sessionHistory) resurrections() []Anomaly {
+	var out []Anomaly
+	for _, r := range s.ops {
+		if r.Kind != OpGet || r.Outcome != OK {
+			continue
+		}
+		w := s.writer(r)
+		if w == nil || !acked(w) {
+			continue // indeterminate writes may land late: no proof
+		}
+		for _, d := range s.ops {
+			if d.Kind == OpDelete && d.Outcome == OK && w.Return < d.Call && d.Return < r.Call {
+				out = append(out, Anomaly{Kind: ResurrectedDelete, Session: s.id, At: r.Call, Ops: []int{w.Index, d.Index, r.Index},
+					Detail: fmt.Sprintf("op %d read %s (written by op %d) from %s after op %d deleted the session", r.Index, digest(r.Put, r.Patch), w.Index, r.Node, d.Index)})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// checkExpiring checks an expiring session: created once, read without
+// touching, it must be live until its idle deadline and gone after it,
+// give or take clock skew and the buddy's grace.
+func checkExpiring(id string, ops []*Op, cfg CheckConfig) []Anomaly {
+	var create *Op
+	for _, op := range ops {
+		if op.Kind == OpCreate {
+			create = op
+		}
+	}
+	if create == nil || create.Outcome != OK {
+		return nil // never created, or maybe: nothing to prove
+	}
+	earliest := create.Call + create.IdleTimeout - 2*cfg.MaxSkew
+	latest := create.Return + create.IdleTimeout + 2*cfg.MaxSkew + cfg.ExpiryGrace
+	var out []Anomaly
+	for _, r := range ops {
+		if r.Kind != OpGet {
+			continue
+		}
+		switch {
+		case r.Outcome == OK && r.Call > latest:
+			out = append(out, Anomaly{Kind: ExpiredServed, Session: id, At: r.Call, Ops: []int{create.Index, r.Index},
+				Detail: fmt.Sprintf("op %d read v%d from %s %v after the create was acknowledged; idle timeout %v, skew allowance 2×%v, grace %v", r.Index, r.Version, r.Node, (r.Call - create.Return).Round(time.Millisecond), create.IdleTimeout, cfg.MaxSkew, cfg.ExpiryGrace)})
+		case r.Outcome == NotFound && r.Return < earliest:
+			out = append(out, Anomaly{Kind: LostWrite, Session: id, At: r.Call, Ops: []int{create.Index, r.Index},
+				Detail: fmt.Sprintf("op %d read not-found from %s %v after the create was sent, before its idle timeout %v (less skew allowance 2×%v) could have passed", r.Index, r.Node, (r.Return - create.Call).Round(time.Millisecond), create.IdleTimeout, cfg.MaxSkew)})
+		}
+	}
+	return out
+}
+
+// checkLinearizable runs porcupine on one session's ops; indeterminate
+// writes end at the end of the history and failed reads are left out.
+func checkLinearizable(id string, ops []*Op, cfg CheckConfig) (porcupine.CheckResult, *Anomaly) {
+	var end int64
+	for _, op := range ops {
+		end = max(end, int64(op.Return))
+	}
+	var kept []*Op
+	var pops []porcupine.Operation
+	for _, op := range ops {
+		if op.Outcome == Indeterminate && !op.Kind.writes() {
+			continue
+		}
+		ret := int64(op.Return)
+		if op.Outcome == Indeterminate {
+			ret = end + 1
+		}
+		kept = append(kept, op)
+		pops = append(pops, porcupine.Operation{
+			ClientId: op.Client,
+			Input:    modelInput{Kind: op.Kind, Value: op.Value, IfVersion: op.IfVersion},
+			Call:     int64(op.Call),
+			Output:   modelOutput{Outcome: op.Outcome, Ver: op.Version, Put: op.Put, Patch: op.Patch},
+			Return:   ret,
+			Metadata: fmt.Sprintf("op %d via %s", op.Index, op.Node),
+		})
+	}
+	model := sessionModel
+	model.DescribeOperationMetadata = func(m any) string { s, _ := m.(string); return s }
+	res, info := porcupine.CheckOperationsVerbose(model, pops, cfg.LinearizabilityTimeout)
+	if res != porcupine.Illegal {
+		return res, nil
+	}
+	a := &Anomaly{Kind: NotLinearizable, Session: id}
+	a.At, a.Ops, a.Detail = explainIllegal(kept, pops, info)
+	if cfg.VisualizeDir != "" {
+		name := "lin-" + id + ".html"
+		var notes []porcupine.Annotation
+		for _, f := range cfg.Faults {
+			notes = append(notes, porcupine.Annotation{Tag: "nemesis", Start: int64(f.Start), End: int64(f.End),
+				Description: f.Fault.String(), BackgroundColor: "#fde2e2"})
+		}
+		info.AddAnnotations(notes)
+		if err := os.MkdirAll(cfg.VisualizeDir, 0o755); err == nil {
+			if err := porcupine.VisualizePath(model, info, filepath.Join(cfg.VisualizeDir, name)); err == nil {
+				a.Visualization = name
+			}
+		}
+	}
+	return res, a
+}
+
+// explainIllegal says where a session stopped being linearizable: porcupine's
+// longest partial linearization, the state it reached, and the op that
+// could not follow it (the earliest-answered op left out).
+func explainIllegal(ops []*Op, pops []porcupine.Operation, info porcupine.LinearizationInfo) (time.Duration, []int, string) {
+	parts := info.PartialLinearizations()
+	if len(parts) == 0 || len(parts[0]) == 0 {
+		return 0, nil, fmt.Sprintf("no linearization of the session's %d ops fits the versioned-register model", len(ops))
+	}
+	longest := parts[0][0]
+	for _, p := range parts[0] {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	state := register{}
+	placed := map[int]bool{}
+	for _, i := range longest {
+		_, state = step(state, pops[i].Input.(modelInput), pops[i].Output.(modelOutput))
+		placed[i] = true
+	}
+	stuck := -1
+	for i, p := range pops {
+		if !placed[i] && (stuck < 0 || p.Return < pops[stuck].Return) {
+			stuck = i
+		}
+	}
+	if stuck < 0 {
+		return 0, nil, fmt.Sprintf("no linearization of the session's %d ops fits the versioned-register model", len(ops))
+	}
+	op := ops[stuck]
+	var last []int
+	for _, i := range longest[max(len(longest)-3, 0):] {
+		last = append(last, ops[i].Index)
+	}
+	return op.Call, append(last, op.Index), fmt.Sprintf(
+		"no linearization of the session's %d ops fits the versioned-register model: the longest linearizable prefix (%d ops, last ops %v) leaves the session %s, and no order lets op %d follow: %s via %s, sent at %v, answered at %v",
+		len(ops), len(longest), last, sessionModel.DescribeState(state), op.Index,
+		sessionModel.DescribeOperation(pops[stuck].Input, pops[stuck].Output), op.Node,
+		op.Call.Round(time.Millisecond), op.Return.Round(time.Millisecond))
+}

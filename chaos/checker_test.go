@@ -1,0 +1,204 @@
+package chaos
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// sec is n seconds, to write hand-built histories briefly.
+func sec(n float64) time.Duration { return time.Duration(n * float64(time.Second)) }
+
+// reg is the register session the hand-built histories use.
+const reg = "chaos-seed-0-session-000"
+
+// put is an acknowledged put of value at version v during [call, ret].
+func put(client int, value string, v uint64, call, ret float64) Op {
+	return Op{Client: client, Kind: OpPut, Session: reg, Value: value, Call: sec(call), Return: sec(ret), Outcome: OK, Version: v, Put: value}
+}
+
+// get is a read during [call, ret] that saw version v with put value value,
+// or not-found when v is 0.
+func get(client int, value string, v uint64, call, ret float64) Op {
+	op := Op{Client: client, Kind: OpGet, Session: reg, Call: sec(call), Return: sec(ret), Outcome: OK, Version: v, Put: value}
+	if v == 0 {
+		op.Outcome, op.Put = NotFound, ""
+	}
+	return op
+}
+
+// final marks a read as made after healing.
+func final(op Op) Op { op.Final = true; return op }
+
+// kinds lists the anomaly kinds of a verdict.
+func kinds(v Verdict) []AnomalyKind {
+	var out []Anomaly
+	out = append(out, v.Anomalies...)
+	var ks []AnomalyKind
+	for _, a := range out {
+		if !slices.Contains(ks, a.Kind) {
+			ks = append(ks, a.Kind)
+		}
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestCheckerPassesACleanHistory(t *testing.T) {
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		{Client: 1, Kind: OpPatch, Session: reg, Value: "p", Call: sec(1.5), Return: sec(2), Outcome: OK, Version: 2, Put: "a", Patch: "p"},
+		{Client: 0, Kind: OpCAS, Session: reg, Value: "b", IfVersion: 1, Call: sec(2.5), Return: sec(3), Outcome: Conflict},
+		{Client: 0, Kind: OpCAS, Session: reg, Value: "c", IfVersion: 2, Call: sec(3.5), Return: sec(4), Outcome: OK, Version: 3, Put: "c"},
+		{Client: 1, Kind: OpGet, Session: reg, Call: sec(4.5), Return: sec(5), Outcome: OK, Version: 3, Put: "c"},
+		{Client: 1, Kind: OpDelete, Session: reg, Call: sec(5.5), Return: sec(6), Outcome: OK},
+		{Client: 0, Kind: OpPatch, Session: reg, Value: "q", Call: sec(6.5), Return: sec(7), Outcome: NotFound},
+		put(1, "d", 5, 7.5, 8),
+		final(get(2, "d", 5, 10, 10.1)),
+	}
+	v := Check(HistoryOf(ops), CheckConfig{})
+	if !v.Pass || v.Linearizability[reg] != porcupine.Ok {
+		t.Fatalf("a clean history failed: %+v", v)
+	}
+}
+
+func TestCheckerCatchesALostWrite(t *testing.T) {
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		put(1, "b", 2, 2, 3),
+		final(get(2, "a", 1, 10, 10.1)),
+	}
+	v := Check(HistoryOf(ops), CheckConfig{})
+	if v.Pass || !slices.Contains(kinds(v), LostWrite) || !slices.Contains(kinds(v), NotLinearizable) {
+		t.Fatalf("lost write not caught: %+v", v)
+	}
+	// A session that vanished entirely is lost too, unless a delete
+	// may have removed it.
+	ops = []Op{put(0, "a", 1, 0, 1), final(get(2, "", 0, 10, 10.1))}
+	if v := Check(HistoryOf(ops), CheckConfig{}); !slices.Contains(kinds(v), LostWrite) {
+		t.Fatalf("vanished session not caught: %+v", v)
+	}
+	ops = []Op{put(0, "a", 1, 0, 1), {Client: 1, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(8), Outcome: Indeterminate}, final(get(2, "", 0, 10, 10.1))}
+	if v := Check(HistoryOf(ops), CheckConfig{}); !v.Pass {
+		t.Fatalf("a session an indeterminate delete may have removed counted as lost: %+v", v)
+	}
+}
+
+func TestCheckerCatchesAStaleRead(t *testing.T) {
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		put(0, "b", 2, 2, 3),
+		get(1, "a", 1, 4, 5),
+		final(get(2, "b", 2, 10, 10.1)),
+	}
+	v := Check(HistoryOf(ops), CheckConfig{})
+	if got := kinds(v); !slices.Equal(got, []AnomalyKind{NotLinearizable, StaleRead}) {
+		t.Fatalf("stale read: anomalies %v, want not-linearizable and stale-read: %+v", got, v)
+	}
+}
+
+func TestCheckerCatchesASessionThatStartsOver(t *testing.T) {
+	// A node that lost the session's history answers a put with v1 again.
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		put(0, "b", 2, 2, 3),
+		put(1, "c", 1, 4, 5),
+		final(get(2, "c", 1, 10, 10.1)),
+	}
+	v := Check(HistoryOf(ops), CheckConfig{})
+	if got := kinds(v); !slices.Equal(got, []AnomalyKind{LostWrite, NotLinearizable}) {
+		t.Fatalf("a session starting over: anomalies %v, want lost-write and not-linearizable: %+v", got, v)
+	}
+}
+
+func TestCheckerCatchesAResurrectedDelete(t *testing.T) {
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		{Client: 1, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(3), Outcome: OK},
+		get(0, "a", 1, 4, 5),
+		final(get(2, "", 0, 10, 10.1)),
+	}
+	v := Check(HistoryOf(ops), CheckConfig{})
+	if !slices.Contains(kinds(v), ResurrectedDelete) || v.Pass {
+		t.Fatalf("resurrected delete not caught: %+v", v)
+	}
+}
+
+func TestCheckerCatchesAnExpiredRead(t *testing.T) {
+	exp := "chaos-seed-0-exp-c00-00000"
+	create := Op{Kind: OpCreate, Session: exp, Value: "e", IdleTimeout: sec(2), Call: sec(0), Return: sec(0.1), Outcome: OK, Version: 1, Put: "e"}
+	read := func(at float64, found bool) Op {
+		op := Op{Kind: OpGet, Session: exp, Call: sec(at), Return: sec(at + 0.01), Outcome: NotFound}
+		if found {
+			op.Outcome, op.Version, op.Put = OK, 1, "e"
+		}
+		return op
+	}
+	cfg := CheckConfig{MaxSkew: sec(1), ExpiryGrace: sec(2)}
+	// Deadline 2.1s after start; allowance 2×1s skew + 2s grace: served
+	// until 6.1s at the latest.
+	ok := []Op{create, read(1, true), read(5.9, true), read(6.5, false)}
+	if v := Check(HistoryOf(ok), cfg); !v.Pass {
+		t.Fatalf("reads within the skew allowance failed: %+v", v)
+	}
+	bad := []Op{create, read(6.5, true)}
+	if v := Check(HistoryOf(bad), cfg); !slices.Equal(kinds(v), []AnomalyKind{ExpiredServed}) {
+		t.Fatalf("expired read not caught: %+v", v)
+	}
+	// With ±250ms skew the deadline is at least 1.5s after the create.
+	early := []Op{create, read(1.4, false)}
+	if v := Check(HistoryOf(early), CheckConfig{MaxSkew: sec(0.25)}); !slices.Equal(kinds(v), []AnomalyKind{LostWrite}) {
+		t.Fatalf("a session gone before its deadline not caught: %+v", v)
+	}
+}
+
+func TestCheckerTreatsIndeterminateOpsAsMaybe(t *testing.T) {
+	timedOut := func(value string, call float64) Op {
+		return Op{Client: 1, Kind: OpPut, Session: reg, Value: value, Call: sec(call), Return: sec(call + 6), Outcome: Indeterminate, Error: "context deadline exceeded"}
+	}
+	// It never took effect.
+	never := []Op{put(0, "a", 1, 0, 1), timedOut("x", 2), get(0, "a", 1, 9, 9.5), final(get(2, "a", 1, 10, 10.1))}
+	if v := Check(HistoryOf(never), CheckConfig{}); !v.Pass {
+		t.Fatalf("an indeterminate write that never took effect failed the run: %+v", v)
+	}
+	// It took effect, long after the client gave up.
+	late := []Op{put(0, "a", 1, 0, 1), timedOut("x", 2), get(0, "a", 1, 9, 9.5), final(get(2, "x", 2, 10, 10.1))}
+	if v := Check(HistoryOf(late), CheckConfig{}); !v.Pass {
+		t.Fatalf("an indeterminate write that took effect late failed the run: %+v", v)
+	}
+	// Unsent requests and failed reads are left out.
+	unsent := Op{Client: 1, Kind: OpDelete, Session: reg, Call: sec(3), Return: sec(3.1), Outcome: Unsent}
+	failedRead := Op{Client: 1, Kind: OpGet, Session: reg, Call: sec(3), Return: sec(9), Outcome: Indeterminate}
+	if v := Check(HistoryOf([]Op{put(0, "a", 1, 0, 1), unsent, failedRead, final(get(2, "a", 1, 10, 10.1))}), CheckConfig{}); !v.Pass {
+		t.Fatalf("unsent or failed requests failed the run: %+v", v)
+	}
+}
+
+func TestCheckerVisualizesNonLinearizableSessions(t *testing.T) {
+	// Only porcupine can tell: two reads saw version 2 with the content of
+	// two different writes that may have happened.
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		{Client: 1, Kind: OpPut, Session: reg, Value: "x", Call: sec(2), Return: sec(8), Outcome: Indeterminate},
+		{Client: 3, Kind: OpPut, Session: reg, Value: "y", Call: sec(2), Return: sec(8), Outcome: Indeterminate},
+		get(0, "x", 2, 3, 4),
+		get(0, "y", 2, 5, 6),
+		final(get(2, "y", 2, 10, 10.1)),
+	}
+	dir := t.TempDir()
+	v := Check(HistoryOf(ops), CheckConfig{VisualizeDir: dir, Faults: []FaultEvent{{Fault: Fault{Kind: FaultPause, Peer: -1}, Start: sec(2), End: sec(5)}}})
+	if got := kinds(v); !slices.Equal(got, []AnomalyKind{NotLinearizable}) {
+		t.Fatalf("anomalies %v, want only not-linearizable: %+v", got, v)
+	}
+	a := v.Anomalies[0]
+	if a.Visualization == "" {
+		t.Fatalf("no visualization: %+v", a)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, a.Visualization)); err != nil || fi.Size() == 0 {
+		t.Fatalf("visualization not written: %v", err)
+	}
+}

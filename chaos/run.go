@@ -1,0 +1,179 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Config configures a run.
+type Config struct {
+	// Binary is the tandem binary; empty builds one into ReportDir.
+	Binary string
+	// Nodes is the cluster size (default 5).
+	Nodes int
+	// Duration is how long the cluster is attacked under load (default
+	// 60s). Healing, settling and the final reads come after it.
+	Duration time.Duration
+	// Seed reproduces the fault schedule and the workload's choices.
+	Seed int64
+	// Faults are the fault kinds to draw from (default AllFaults).
+	Faults []FaultKind
+	// MaxSkew bounds injected clock skew (default 2s).
+	MaxSkew time.Duration
+	// MaxFaults stops the nemesis after that many faults (0: no limit).
+	MaxFaults int
+	// Workload tunes the clients; its Seed is set from Seed.
+	Workload WorkloadConfig
+	// RecoverTimeout bounds each wait for the cluster to be healthy again
+	// (default 30s).
+	RecoverTimeout time.Duration
+	// ReportDir receives the report, the history and the nodes' logs
+	// (default: a new temporary directory).
+	ReportDir string
+	// NodeLogLevel is the nodes' -log-level (default "warn").
+	NodeLogLevel string
+	// Logger receives progress (default: discard).
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Nodes == 0 {
+		c.Nodes = 5
+	}
+	if c.Duration == 0 {
+		c.Duration = 60 * time.Second
+	}
+	if len(c.Faults) == 0 {
+		c.Faults = AllFaults
+	}
+	if c.MaxSkew == 0 {
+		c.MaxSkew = 2 * time.Second
+	}
+	if c.RecoverTimeout == 0 {
+		c.RecoverTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Workload.Seed = c.Seed
+	return c
+}
+
+// Run starts a cluster, attacks it under load for cfg.Duration, heals it,
+// lets it settle, reads everything back, checks the history and writes
+// the report to cfg.ReportDir. It returns the report whatever the verdict;
+// an error means the run itself could not be carried out. Every node
+// process is killed before Run returns.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	if cfg.ReportDir == "" {
+		dir, err := os.MkdirTemp("", "tandem-chaos-")
+		if err != nil {
+			return nil, fmt.Errorf("chaos: run: %w", err)
+		}
+		cfg.ReportDir = dir
+	}
+	if err := os.MkdirAll(cfg.ReportDir, 0o755); err != nil {
+		return nil, fmt.Errorf("chaos: run: %w", err)
+	}
+	if cfg.Binary == "" {
+		log.Info("building tandem", "dir", cfg.ReportDir)
+		bin, err := BuildBinary(ctx, cfg.ReportDir)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: run: %w", err)
+		}
+		cfg.Binary = bin
+	}
+	started := time.Now()
+	log.Info("starting cluster", "nodes", cfg.Nodes, "seed", cfg.Seed)
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, Dir: filepath.Join(cfg.ReportDir, "nodes"),
+		LogLevel: cfg.NodeLogLevel, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("chaos: run: %w", err)
+	}
+	defer c.Close()
+
+	h := NewHistory()
+	w := NewWorkload(c.Nodes(), h, cfg.Workload)
+	defer w.Close()
+	sched := NewSchedule(cfg.Seed, ScheduleConfig{Nodes: cfg.Nodes, Kinds: cfg.Faults, MaxSkew: cfg.MaxSkew})
+	nem := NewNemesis(c, sched, h, NemesisConfig{RecoverTimeout: cfg.RecoverTimeout, MaxFaults: cfg.MaxFaults, Logger: log})
+
+	log.Info("attacking under load", "duration", cfg.Duration)
+	attack, stop := context.WithTimeout(ctx, cfg.Duration)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); w.Run(attack) }()
+	go func() { defer wg.Done(); nem.Run(attack) }()
+	wg.Wait()
+	stop()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("chaos: run interrupted: %w", err)
+	}
+
+	log.Info("healing and settling")
+	warnings := heal(ctx, c, cfg.RecoverTimeout)
+	events := nem.Events()
+	var maxSkew time.Duration
+	for _, e := range events {
+		maxSkew = max(maxSkew, e.Fault.Skew, -e.Fault.Skew)
+	}
+	check := CheckConfig{MaxSkew: maxSkew, VisualizeDir: cfg.ReportDir, Faults: events}
+	// Let every expiring session pass its deadline, so final reads check
+	// that it is gone.
+	if wait := w.LastExpiry() + 2*maxSkew + 2*time.Second - h.Since(time.Now()); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("chaos: run interrupted: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	log.Info("reading back")
+	fctx, cancel := context.WithTimeout(ctx, cfg.RecoverTimeout+30*time.Second)
+	w.FinalReads(fctx)
+	cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("chaos: run interrupted: %w", err)
+	}
+
+	log.Info("checking", "ops", len(h.Ops()))
+	v := Check(h, check)
+	v.Warnings = append(append(nem.Warnings(), warnings...), v.Warnings...)
+	rep := newReport(cfg, h, events, v, time.Since(started), maxSkew)
+	if err := WriteReport(cfg.ReportDir, rep, h); err != nil {
+		return rep, fmt.Errorf("chaos: run: %w", err)
+	}
+	return rep, nil
+}
+
+// heal ends every fault: it thaws and restarts nodes, heals every link and
+// resets every clock, then waits for the cluster to be healthy. It returns
+// what went wrong, as warnings.
+func heal(ctx context.Context, c *Cluster, timeout time.Duration) []string {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var warnings []string
+	for i := range c.Size() {
+		_ = c.Resume(i)
+		if err := c.StartNode(ctx, i); err != nil {
+			warnings = append(warnings, fmt.Sprintf("heal: %v", err))
+		}
+		if err := c.Heal(ctx, i); err != nil {
+			warnings = append(warnings, fmt.Sprintf("heal: %v", err))
+		}
+		if err := c.SetClock(ctx, i, 0); err != nil {
+			warnings = append(warnings, fmt.Sprintf("heal: %v", err))
+		}
+	}
+	if err := c.WaitHealthy(ctx); err != nil {
+		warnings = append(warnings, fmt.Sprintf("heal: cluster not healthy within %v after the attack", timeout))
+	}
+	return warnings
+}

@@ -1,0 +1,337 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// WorkloadConfig configures the clients of a run.
+type WorkloadConfig struct {
+	// Seed drives every client's choices: the same seed gives the same
+	// sequence of operations, sessions and target nodes per client.
+	Seed int64
+	// Clients is how many clients run at once (default 6).
+	Clients int
+	// Sessions is how many long-lived sessions the clients share (default
+	// 16). Each is a register in the linearizability model.
+	Sessions int
+	// RequestTimeout bounds each request (default 6s, more than a node's
+	// own 5s bound, so the node's answer is seen when it has one).
+	RequestTimeout time.Duration
+	// MinIdle and MaxIdle bound the idle timeouts of expiring sessions
+	// (default 2s and 4s).
+	MinIdle, MaxIdle time.Duration
+	// MaxThink bounds each client's pause between requests (default 10ms).
+	MaxThink time.Duration
+	// MaxOps stops each client after that many requests (0: no limit but
+	// time).
+	MaxOps int
+}
+
+// withDefaults fills zero fields.
+func (c WorkloadConfig) withDefaults() WorkloadConfig {
+	if c.Clients == 0 {
+		c.Clients = 6
+	}
+	if c.Sessions == 0 {
+		c.Sessions = 16
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 6 * time.Second
+	}
+	if c.MinIdle == 0 {
+		c.MinIdle = 2 * time.Second
+	}
+	if c.MaxIdle < c.MinIdle {
+		c.MaxIdle = max(c.MinIdle, 4*time.Second)
+	}
+	if c.MaxThink == 0 {
+		c.MaxThink = 10 * time.Millisecond
+	}
+	return c
+}
+
+// Unsent is the outcome of a request that never reached a node: the
+// connection was refused. It cannot have taken effect, so the checker
+// leaves it out.
+const Unsent Outcome = "unsent"
+
+// Workload is a set of clients sending session requests to a cluster and
+// recording them in a History.
+type Workload struct {
+	cfg    WorkloadConfig
+	nodes  []NodeInfo
+	h      *History
+	client *http.Client
+
+	mu       sync.Mutex
+	expiring map[string]time.Duration // expiring sessions created (maybe), by id: idle timeout
+}
+
+// NewWorkload returns a workload against nodes, recording into h.
+func NewWorkload(nodes []NodeInfo, h *History, cfg WorkloadConfig) *Workload {
+	return &Workload{cfg: cfg.withDefaults(), nodes: nodes, h: h, expiring: map[string]time.Duration{},
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}}}
+}
+
+// sessionID names long-lived session i of a seed's run.
+func sessionID(seed int64, i int) string { return fmt.Sprintf("chaos-seed-%d-session-%03d", seed, i) }
+
+// expiringID names the n-th expiring session of a client.
+func expiringID(seed int64, client, n int) string {
+	return fmt.Sprintf("chaos-seed-%d-exp-c%02d-%05d", seed, client, n)
+}
+
+// isExpiringID reports whether id names an expiring session.
+func isExpiringID(id string) bool { return strings.Contains(id, "-exp-") }
+
+// choice is one decision of a client: what to send where.
+type choice struct {
+	Kind    OpKind
+	Session int           // long-lived session index
+	Expired int           // for a read of an expiring session: which of the client's, by index (-1: none)
+	Node    int           // target node
+	Idle    time.Duration // a create's idle timeout
+	Think   time.Duration // pause before the request
+}
+
+// chooser makes a client's decisions from the seed alone.
+type chooser struct {
+	cfg     WorkloadConfig
+	nodes   int
+	rng     *rand.Rand
+	created int // expiring sessions created so far
+}
+
+// newChooser returns the chooser of client c.
+func newChooser(cfg WorkloadConfig, nodes, c int) *chooser {
+	cfg = cfg.withDefaults()
+	return &chooser{cfg: cfg, nodes: nodes, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(c)+0x636c69656e74))}
+}
+
+// next returns the client's next decision.
+func (ch *chooser) next() choice {
+	r := ch.rng
+	c := choice{Session: r.IntN(ch.cfg.Sessions), Node: r.IntN(ch.nodes), Expired: -1,
+		Think: time.Duration(r.Int64N(int64(ch.cfg.MaxThink) + 1))}
+	switch roll := r.IntN(100); {
+	case roll < 35:
+		c.Kind = OpGet
+	case roll < 50:
+		c.Kind = OpPut
+	case roll < 70:
+		c.Kind = OpPatch
+	case roll < 82:
+		c.Kind = OpCAS
+	case roll < 87:
+		c.Kind = OpDelete
+	case roll < 93:
+		c.Kind = OpCreate
+		c.Idle = (ch.cfg.MinIdle + time.Duration(r.Int64N(int64(ch.cfg.MaxIdle-ch.cfg.MinIdle)+1))).Round(100 * time.Millisecond)
+		ch.created++
+	default:
+		c.Kind = OpGet
+		if ch.created > 0 {
+			c.Expired = r.IntN(ch.created)
+		}
+	}
+	return c
+}
+
+// Run runs the clients until ctx ends or each has sent MaxOps requests.
+func (w *Workload) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for c := range w.cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.runClient(ctx, c)
+		}()
+	}
+	wg.Wait()
+}
+
+// runClient is one client's loop.
+func (w *Workload) runClient(ctx context.Context, c int) {
+	ch := newChooser(w.cfg, len(w.nodes), c)
+	versions := map[int]uint64{} // last version seen per session, for cas
+	for seq := 0; w.cfg.MaxOps == 0 || seq < w.cfg.MaxOps; seq++ {
+		next := ch.next()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next.Think):
+		}
+		op := Op{Client: c, Node: w.nodes[next.Node].Name, Kind: next.Kind, Session: sessionID(w.cfg.Seed, next.Session)}
+		switch {
+		case next.Kind == OpCreate:
+			op.Session = expiringID(w.cfg.Seed, c, ch.created-1)
+			op.IdleTimeout = next.Idle
+			op.Value = fmt.Sprintf("c%d-%d", c, seq)
+			w.mu.Lock()
+			w.expiring[op.Session] = next.Idle
+			w.mu.Unlock()
+		case next.Expired >= 0:
+			op.Session = expiringID(w.cfg.Seed, c, next.Expired)
+		case next.Kind == OpCAS:
+			op.IfVersion = max(versions[next.Session], 1)
+			op.Value = fmt.Sprintf("c%d-%d", c, seq)
+		case next.Kind != OpGet && next.Kind != OpDelete:
+			op.Value = fmt.Sprintf("c%d-%d", c, seq)
+		}
+		op = w.do(ctx, next.Node, op)
+		if op.Outcome == OK && op.Version > 0 && !isExpiringID(op.Session) {
+			versions[next.Session] = op.Version
+		}
+		w.h.Add(op)
+	}
+}
+
+// sessionAnswer is the part of a session answer the workload reads.
+type sessionAnswer struct {
+	Version    uint64         `json:"version"`
+	Attributes map[string]any `json:"attributes"`
+}
+
+// do sends op to node i and fills in its times and outcome.
+func (w *Workload) do(ctx context.Context, i int, op Op) Op {
+	base := "http://" + w.nodes[i].HTTP + "/v1/sessions/" + op.Session
+	var method, target, body string
+	header := http.Header{"Content-Type": {"application/json"}}
+	switch op.Kind {
+	case OpGet:
+		method, target = http.MethodGet, base
+		if op.expiring() || op.Final {
+			target += "?touch=false"
+		}
+	case OpPut, OpCAS, OpCreate:
+		method, target = http.MethodPut, base
+		idle := "24h"
+		if op.Kind == OpCreate {
+			idle = op.IdleTimeout.String()
+		}
+		body = fmt.Sprintf(`{"principal":"chaos","attributes":{"put":%q},"idle_timeout":%q,"absolute_timeout":"24h"}`, op.Value, idle)
+		if op.Kind == OpCAS {
+			header.Set("If-Match", fmt.Sprintf(`"%d"`, op.IfVersion))
+		}
+	case OpPatch:
+		method, target = http.MethodPatch, base
+		body = fmt.Sprintf(`{"patch":%q}`, op.Value)
+	case OpDelete:
+		method, target = http.MethodDelete, base
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, method, target, strings.NewReader(body))
+	if err != nil {
+		op.Outcome, op.Error = Invalid, err.Error()
+		return op
+	}
+	req.Header = header
+	op.Call = w.h.Since(time.Now())
+	resp, err := w.client.Do(req)
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	op.Return = w.h.Since(time.Now())
+	var opErr *net.OpError
+	switch {
+	case err != nil && errors.As(err, &opErr) && opErr.Op == "dial":
+		op.Outcome, op.Error = Unsent, err.Error()
+	case err != nil:
+		op.Outcome, op.Error = Indeterminate, err.Error()
+	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated:
+		var s sessionAnswer
+		if err := json.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
+			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode answer %q: %v", b, err)
+			break
+		}
+		op.Outcome, op.Version = OK, s.Version
+		op.Put, _ = s.Attributes["put"].(string)
+		op.Patch, _ = s.Attributes["patch"].(string)
+	case resp.StatusCode == http.StatusNoContent:
+		op.Outcome = OK
+	case resp.StatusCode == http.StatusNotFound:
+		op.Outcome = NotFound
+	case resp.StatusCode == http.StatusPreconditionFailed:
+		op.Outcome = Conflict
+	case resp.StatusCode >= 500:
+		op.Outcome, op.Error = Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	default:
+		op.Outcome, op.Error = Invalid, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return op
+}
+
+// FinalReads reads every session the run wrote, without touching it, from
+// every node, retrying each read that fails until it succeeds or ctx ends.
+func (w *Workload) FinalReads(ctx context.Context) {
+	ids := make([]string, 0, w.cfg.Sessions)
+	for i := range w.cfg.Sessions {
+		ids = append(ids, sessionID(w.cfg.Seed, i))
+	}
+	w.mu.Lock()
+	for id := range w.expiring {
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for range w.cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				for i := range w.nodes {
+					for ctx.Err() == nil {
+						op := w.do(ctx, i, Op{Client: w.cfg.Clients, Node: w.nodes[i].Name, Kind: OpGet, Session: id, Final: true})
+						if op.Outcome == OK || op.Outcome == NotFound {
+							w.h.Add(op)
+							break
+						}
+						select {
+						case <-ctx.Done():
+						case <-time.After(100 * time.Millisecond):
+						}
+					}
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		select {
+		case work <- id:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// LastExpiry returns how long after the history's start the last expiring
+// session created may still be served: its create's return plus its idle
+// timeout.
+func (w *Workload) LastExpiry() time.Duration {
+	var last time.Duration
+	for _, op := range w.h.Ops() {
+		if op.Kind == OpCreate {
+			last = max(last, op.Return+op.IdleTimeout)
+		}
+	}
+	return last
+}
+
+// Close releases the workload's connections.
+func (w *Workload) Close() { w.client.CloseIdleConnections() }
