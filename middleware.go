@@ -1,6 +1,7 @@
 package tandem
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -566,6 +568,16 @@ func (w *saveWriter) Flush() {
 	if w.commit() {
 		_ = http.NewResponseController(w.ResponseWriter).Flush()
 	}
+}
+
+// Hijack saves the session, then hands the connection over, as WebSocket
+// upgrades need; cookies set by the save reach the client only if the
+// hijacker writes the header it was given.
+func (w *saveWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !w.commit() {
+		return nil, nil, fmt.Errorf("tandem: response replaced by 503: %w", w.err)
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.

@@ -50,6 +50,17 @@ func testApp() http.Handler {
 			io.WriteString(w, "ok")
 		}
 	})
+	mux.HandleFunc("POST /hijack", func(w http.ResponseWriter, r *http.Request) {
+		_ = session(r).Set(r.FormValue("name"), r.FormValue("value"))
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		buf.Flush()
+	})
 	mux.HandleFunc("POST /set-after-write", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 		_ = session(r).Set(r.FormValue("name"), r.FormValue("value"))
@@ -291,6 +302,13 @@ func TestMiddlewareSavesBeforeTheResponseBegins(t *testing.T) {
 	s, err := nodes[1].Peek(context.Background(), id)
 	if err != nil || string(s.Attributes["late"]) != string(encode(t, "yes")) {
 		t.Fatalf("late change to an existing session: %+v %v", s, err)
+	}
+	// A hijacked connection still saves first.
+	if _, body := b.must(200, "POST", srv.URL+"/hijack?name=ws&value=up"); body != "hijacked" {
+		t.Fatalf("hijack answered %q", body)
+	}
+	if s, err := nodes[1].Peek(context.Background(), id); err != nil || string(s.Attributes["ws"]) != string(encode(t, "up")) {
+		t.Fatalf("change before a hijack: %+v %v", s, err)
 	}
 	// ...but cannot create one, whose cookie could not be sent.
 	before := writes(nodes)
