@@ -57,3 +57,41 @@ func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
 		t.Fatalf("ready while holding %d of the %d sessions it is primary of", held, want)
 	}
 }
+
+// A node restarted on new addresses before the others noticed its old
+// incarnation die reports ready only once they serve by a ring that holds
+// it at its new address.
+func TestRestartOnNewAddressesIsReadyOnlyWhenOthersAgree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodes, err := StartLocal(ctx, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Kill()
+		}
+	}()
+	name := nodes[0].Name()
+	nodes[0].Kill()
+	cfg := DefaultConfig(name)
+	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{nodes[1].GossipAddr()}
+	back, err := Start(ctx, cfg) // at once: the others still list the old incarnation
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[0] = back
+	for !back.Ready() {
+		if ctx.Err() != nil {
+			t.Fatal("never ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, other := range nodes[1:] {
+		m, ok := other.replica.Table().Member(name)
+		if !ok || m.Peer != back.PeerAddr() {
+			t.Fatalf("%s reported ready while %s's ring has it as %+v (present %v), not at %s", name, other.Name(), m, ok, back.PeerAddr())
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -145,12 +146,14 @@ type Node struct {
 	members *cluster.Cluster
 	peerLn  net.Listener
 
-	mu      sync.Mutex
-	view    cluster.View
-	joined  bool // membership has finished joining; views are whole
-	closed  bool
-	stop    chan struct{}
-	watcher sync.WaitGroup
+	mu        sync.Mutex
+	view      cluster.View
+	joined    bool        // membership has finished joining; views are whole
+	agreed    atomic.Bool // the other members once agreed on this node's ring
+	announced time.Time   // when the node last announced itself to disagreeing members
+	closed    bool
+	stop      chan struct{}
+	watcher   sync.WaitGroup
 }
 
 // Start starts a node: it listens for peers, joins the cluster through
@@ -246,8 +249,64 @@ func (n *Node) onMembership(v cluster.View) {
 	}
 }
 
+// checkAgreement records whether every member of the node's ring serves by
+// the same ring, with this node at its current peer address. A node
+// restarted on new addresses before the others noticed the old incarnation
+// die is in its own ring at once, but the others still route to the old
+// address, and memberlist refuses the new one until the old is declared
+// dead; until they agree, the node must not report ready.
+func (n *Node) checkAgreement() {
+	tab := n.replica.Table()
+	if tab == nil {
+		return
+	}
+	if !n.agreesWith(tab) {
+		// Tell the others of this incarnation now rather than at the next
+		// periodic exchange.
+		if time.Since(n.announced) > 500*time.Millisecond {
+			n.announced = time.Now()
+			var addrs []string
+			for _, m := range n.members.View().Members {
+				if m.Name != n.cfg.Name && (m.Health == "alive" || m.Health == "suspect") {
+					addrs = append(addrs, m.Addr)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = n.members.Announce(ctx, addrs)
+			cancel()
+		}
+		return
+	}
+	n.agreed.Store(true)
+}
+
+// agreesWith reports whether every other member of tab serves by the same
+// ring, holding this node at its current peer address.
+func (n *Node) agreesWith(tab *ring.Table) bool {
+	for _, m := range tab.Members() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var info replica.RingInfo
+		err := n.client.Call(ctx, m.Peer, replica.MethodRing, struct{}{}, &info)
+		cancel()
+		if err != nil {
+			return false
+		}
+		theirs, err := info.Table()
+		if err != nil || theirs.Fingerprint() != tab.Fingerprint() {
+			return false
+		}
+		if me, ok := theirs.Member(n.cfg.Name); !ok || me.Peer != n.PeerAddr() {
+			return false
+		}
+	}
+	return true
+}
+
 // announceWhenReady gossips state active once the node holds every
-// partition it owns.
+// partition it owns and the other members agree on its ring.
 func (n *Node) announceWhenReady() {
 	defer n.watcher.Done()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -258,7 +317,10 @@ func (n *Node) announceWhenReady() {
 			return
 		case <-t.C:
 		}
-		if n.replica.Ready() {
+		if !n.agreed.Load() {
+			n.checkAgreement()
+		}
+		if n.Ready() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			stop := context.AfterFunc(stopContext(n.stop), cancel)
 			err := n.members.SetState(ctx, cluster.StateActive)
@@ -292,13 +354,14 @@ func (n *Node) GossipAddr() string { return n.members.Addr() }
 // PeerAddr returns the address of the node's peer listener.
 func (n *Node) PeerAddr() string { return n.peerLn.Addr().String() }
 
-// Ready reports whether the node has joined and holds every partition it
+// Ready reports whether the node has joined, the other members agree on
+// its ring (checked once, when it starts), and it holds every partition it
 // owns. Health-checking balancers should send users only to ready nodes.
 func (n *Node) Ready() bool {
 	n.mu.Lock()
 	closed := n.closed
 	n.mu.Unlock()
-	return !closed && n.replica.Ready()
+	return !closed && n.agreed.Load() && n.replica.Ready()
 }
 
 // Do runs op through the session's primary, retrying while owners change,

@@ -428,6 +428,33 @@ func (c *Cluster) joinSeed(seed string) error {
 	return fmt.Errorf("seed %s: %w", seed, err)
 }
 
+// Announce exchanges full state with the nodes at the given gossip
+// addresses (a memberlist push/pull), so they learn of this node's current
+// incarnation now rather than at the next periodic exchange: a node
+// restarted on new addresses uses it until the others have taken it back.
+// It returns how many answered.
+func (c *Cluster) Announce(ctx context.Context, addrs []string) (int, error) {
+	if c.closed.Load() {
+		return 0, fmt.Errorf("cluster: announce: %w", errClosed)
+	}
+	done := make(chan struct{})
+	var n int
+	var err error
+	go func() {
+		defer close(done)
+		n, err = c.ml.Join(addrs)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("cluster: announce: %w", ctx.Err())
+	}
+	if err != nil {
+		return n, fmt.Errorf("cluster: announce to %v: %w", addrs, err)
+	}
+	return n, nil
+}
+
 // rejoinLoop re-joins, every RejoinInterval, the seeds that are not live
 // members, until stopRejoin is closed.
 func (c *Cluster) rejoinLoop() {
