@@ -261,7 +261,8 @@ func (c *Client) try(ctx context.Context, op *Op) (*Session, error) {
 	o := tab.OwnersOf(op.ID)
 	primary, _ := tab.Member(o.Primary)
 	var reply replica.OpReply
-	err := c.call(ctx, primary.Peer, replica.MethodOp, op, &reply)
+	// A write may make the primary fetch and replicate before it answers.
+	err := c.call(ctx, replica.ForwardTimeout(op, c.cfg.CallTimeout), primary.Peer, replica.MethodOp, op, &reply)
 	if err == nil {
 		return reply.Session, nil
 	}
@@ -288,7 +289,7 @@ func (c *Client) try(ctx context.Context, op *Op) (*Session, error) {
 func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy string) (*Session, error) {
 	m, _ := tab.Member(buddy)
 	var reply replica.ReadReply
-	if err := c.call(ctx, m.Peer, replica.MethodRead, replica.ReadRequest{Partition: tab.Partition(id), ID: id}, &reply); err != nil {
+	if err := c.call(ctx, c.cfg.CallTimeout, m.Peer, replica.MethodRead, replica.ReadRequest{Partition: tab.Partition(id), ID: id}, &reply); err != nil {
 		return nil, fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
 	}
 	if reply.Session == nil {
@@ -297,11 +298,11 @@ func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy strin
 	return reply.Session, nil
 }
 
-// call sends one request to the node at addr, bounded by CallTimeout, and
+// call sends one request to the node at addr, bounded by timeout, and
 // turns a remote error back into its sentinel. Transport failures keep
 // wrapping peer.ErrUnreachable and also wrap ErrUnavailable.
-func (c *Client) call(ctx context.Context, addr, method string, args, reply any) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+func (c *Client) call(ctx context.Context, timeout time.Duration, addr, method string, args, reply any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := c.peer.Call(ctx, addr, method, args, reply)
 	if err == nil {

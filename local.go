@@ -40,8 +40,8 @@ func StartLocal(ctx context.Context, n int, tune func(i int, cfg *Config)) ([]*N
 	return nodes, nil
 }
 
-// WaitConverged waits until every node is ready and all serve by the same
-// ring of exactly these nodes, or ctx ends.
+// WaitConverged waits until every node is ready, has finished reconciling,
+// and all serve by the same ring of exactly these nodes, or ctx ends.
 func WaitConverged(ctx context.Context, nodes []*Node) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -63,7 +63,7 @@ func converged(nodes []*Node) bool {
 	var fingerprint uint64
 	for i, node := range nodes {
 		tab := node.replica.Table()
-		if tab == nil || !node.Ready() || len(tab.Members()) != len(nodes) {
+		if tab == nil || !node.Ready() || node.replica.Pending() > 0 || len(tab.Members()) != len(nodes) {
 			return false
 		}
 		if i == 0 {

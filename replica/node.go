@@ -273,11 +273,17 @@ func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, er
 	return reply.Session, nil
 }
 
-// forward sends op to the primary and returns its answer.
+// forward sends op to the primary and returns its answer. A write may
+// make the primary fetch from previous owners and then replicate, each a
+// call of its own, so it is given ForwardTimeout(op) rather than one call's
+// time; a read keeps CallTimeout, so a hung primary costs a read no more
+// than that before the buddy answers.
 func (n *Node) forward(ctx context.Context, tab *ring.Table, primary string, op *Op) (*Session, error) {
 	n.stats.Forwarded.Add(1)
 	var reply opReply
-	if err := n.call(ctx, tab, primary, methodOp, op, &reply); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, ForwardTimeout(op, n.cfg.CallTimeout))
+	defer cancel()
+	if err := n.callWithin(ctx, tab, primary, methodOp, op, &reply); err != nil {
 		return nil, fmt.Errorf("forward %s %s to %s: %w", op.Kind, op.ID, primary, err)
 	}
 	return reply.Session, nil
@@ -285,13 +291,29 @@ func (n *Node) forward(ctx context.Context, tab *ring.Table, primary string, op 
 
 // call sends one request to the member called name, bounded by CallTimeout.
 func (n *Node) call(ctx context.Context, tab *ring.Table, name, method string, args, reply any) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	defer cancel()
+	return n.callWithin(ctx, tab, name, method, args, reply)
+}
+
+// callWithin sends one request to the member called name, bounded by ctx.
+func (n *Node) callWithin(ctx context.Context, tab *ring.Table, name, method string, args, reply any) error {
 	m, ok := tab.Member(name)
 	if !ok {
 		return fmt.Errorf("%w: %s is not a member", ErrNotOwner, name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
-	defer cancel()
 	return fromWire(n.cfg.Caller.Call(ctx, m.Peer, method, args, reply))
+}
+
+// ForwardTimeout is how long a caller should wait for a primary to answer
+// op, when each of the primary's own calls is bounded by callTimeout: one
+// call's time for reads, three for writes (fetches from previous owners
+// while a partition is being handed over, then replication to the buddy).
+func ForwardTimeout(op *Op, callTimeout time.Duration) time.Duration {
+	if op.Kind.writes() {
+		return 3 * callTimeout
+	}
+	return callTimeout
 }
 
 // serveAsPrimary runs op on this node, the session's primary.
