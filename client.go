@@ -1,7 +1,6 @@
 package tandem
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem/replica"
 	"github.com/tandem-io/tandem/replica/peer"
@@ -235,7 +232,7 @@ func (c *Client) refreshLoop() {
 // ctx has no deadline). Reads whose primary cannot be reached are
 // answered by the buddy.
 func (c *Client) Do(ctx context.Context, op *Op) (*Session, error) {
-	if err := validate(op); err != nil {
+	if err := op.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := c.bound(ctx)
@@ -304,50 +301,7 @@ func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy strin
 func (c *Client) call(ctx context.Context, timeout time.Duration, addr, method string, args, reply any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := c.peer.Call(ctx, addr, method, args, reply)
-	if err == nil {
-		return nil
-	}
-	var pe *peer.Error
-	if errors.As(err, &pe) {
-		if sentinel, ok := remoteErrors[pe.Code]; ok {
-			return fmt.Errorf("%w (%v)", sentinel, err)
-		}
-		return err
-	}
-	if errors.Is(err, peer.ErrUnreachable) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
-}
-
-// remoteErrors maps the codes of peer errors to sentinels.
-var remoteErrors = map[string]error{
-	"not_found":   ErrNotFound,
-	"conflict":    ErrConflict,
-	"too_large":   ErrTooLarge,
-	"invalid":     ErrInvalid,
-	"unavailable": ErrUnavailable,
-	"not_owner":   replica.ErrNotOwner,
-}
-
-// validate checks what the client must check before op travels: a
-// well-formed id, and attribute values that are each one msgpack value (a
-// frame with a broken value would cost the connection). Nodes check the
-// rest.
-func validate(op *Op) error {
-	if err := replica.ValidateID(op.ID); err != nil {
-		return err
-	}
-	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
-		for name, v := range attrs {
-			r := bytes.NewReader(v)
-			if err := msgpack.NewDecoder(r).Skip(); err != nil || r.Len() != 0 {
-				return fmt.Errorf("%w: attribute %q is not one msgpack value", ErrInvalid, name)
-			}
-		}
-	}
-	return nil
+	return replica.FromWire(c.peer.Call(ctx, addr, method, args, reply))
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.

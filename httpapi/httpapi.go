@@ -9,8 +9,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,11 +133,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 }
 
 // NewID returns a fresh session id: 128 bits from crypto/rand, URL-safe.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func NewID() string { return tandem.NewID() }
 
 // get handles GET /v1/sessions/{id}; ?touch=false leaves the idle
 // deadline alone.

@@ -49,9 +49,10 @@ func toWire(err error) error {
 	return err
 }
 
-// fromWire turns a remote error back into its sentinel, keeping the remote
-// message; transport failures become ErrUnavailable.
-func fromWire(err error) error {
+// FromWire turns an error from a peer call back into its sentinel, keeping
+// the remote message; transport failures (peer.ErrUnreachable) also wrap
+// ErrUnavailable. Smart clients use it too.
+func FromWire(err error) error {
 	var pe *peer.Error
 	if errors.As(err, &pe) {
 		if sentinel, ok := codes[pe.Code]; ok {

@@ -217,7 +217,7 @@ func (n *Node) Get(ctx context.Context, id string, noTouch bool) (*Session, erro
 // primary, else on the primary, one hop away. It retries while owners are
 // changing or unreachable, until ctx is done; give ctx a deadline.
 func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
-	if err := op.validate(); err != nil {
+	if err := op.Validate(); err != nil {
 		return nil, err
 	}
 	n.checkPause()
@@ -302,7 +302,7 @@ func (n *Node) callWithin(ctx context.Context, tab *ring.Table, name, method str
 	if !ok {
 		return fmt.Errorf("%w: %s is not a member", ErrNotOwner, name)
 	}
-	return fromWire(n.cfg.Caller.Call(ctx, m.Peer, method, args, reply))
+	return FromWire(n.cfg.Caller.Call(ctx, m.Peer, method, args, reply))
 }
 
 // ForwardTimeout is how long a caller should wait for a primary to answer
@@ -413,7 +413,7 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if err := msgpack.Unmarshal(body, &op); err != nil {
 			return nil, fmt.Errorf("%w: decode op: %v", ErrInvalid, err)
 		}
-		if err := op.validate(); err != nil {
+		if err := op.Validate(); err != nil {
 			return nil, err
 		}
 		p := tab.Partition(op.ID)

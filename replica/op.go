@@ -236,9 +236,10 @@ func mergePatch(target, patch any) any {
 	return tm
 }
 
-// validate checks op before it runs or travels: a well-formed id, a known
-// kind, and attribute values that are each exactly one msgpack value.
-func (op *Op) validate() error {
+// Validate checks op before it runs or travels: a well-formed id, a known
+// kind, and attribute values that are each exactly one msgpack value (a
+// frame carrying a broken value would cost the connection).
+func (op *Op) Validate() error {
 	if err := ValidateID(op.ID); err != nil {
 		return err
 	}
