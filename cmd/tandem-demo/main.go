@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/cmd/internal/cli"
 	"github.com/tandem-io/tandem/httpapi"
 )
 
@@ -48,11 +48,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// usageError is a mistake on the command line.
-type usageError struct{ error }
-
-// Unwrap returns the mistake.
-func (e usageError) Unwrap() error { return e.error }
+// usageError is a mistake on the command line; the demo exits 2.
+type usageError = cli.UsageError
 
 // flags are the demo's settings.
 type flags struct {
@@ -71,24 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of running instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return f, usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return f, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	var err error
-	fs.VisitAll(func(fl *flag.Flag) {
-		env := "TANDEM_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok && !set[fl.Name] && err == nil {
-			if e := fl.Value.Set(v); e != nil {
-				err = usageError{fmt.Errorf("%s=%q: %w", env, v, e)}
-			}
-		}
-	})
-	return f, err
+	return f, cli.Parse(fs, args)
 }
 
 // run serves the demo until ctx ends, then stops gracefully.
@@ -97,11 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return usageError{fmt.Errorf("-log-level: %w", err)}
+	log, err := cli.NewLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	ln, err := net.Listen("tcp", f.http)
 	if err != nil {

@@ -24,22 +24,26 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/cmd/internal/cli"
 	"github.com/tandem-io/tandem/httpapi"
 )
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
-		var usage usageError
-		if errors.As(err, &usage) {
+		if errors.As(err, new(usageError)) || errors.As(err, new(cli.UsageError)) {
 			os.Exit(2)
 		}
 		os.Exit(1)
 	}
 }
 
-// usageError is a mistake on the command line.
+// usageError is a mistake on the command line found here rather than by
+// cli.Parse; like cli.UsageError, the command exits 2 for it.
 type usageError struct{ error }
+
+// Unwrap returns the mistake.
+func (e usageError) Unwrap() error { return e.error }
 
 // run dispatches a command line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,37 +86,6 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
-// parseFlags parses args, taking unset flags from TANDEM_<NAME>.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		env := "TANDEM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && err == nil {
-			if e := f.Value.Set(v); e != nil {
-				err = usageError{fmt.Errorf("%s=%q: %w", env, v, e)}
-			}
-		}
-	})
-	return err
-}
-
-// newLogger returns a text logger at the named level.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageError{fmt.Errorf("-log-level: %w", err)}
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
 // serve runs one node until a signal stops it.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem serve", flag.ContinueOnError)
@@ -120,10 +93,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f nodeFlags
 	f.register(fs)
 	faults := addFaultFlags(fs) // hidden chaos-harness hooks, see faults.go
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, f.logLevel)
+	log, err := cli.NewLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
 	}
@@ -192,13 +165,13 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 3, "how many nodes to start")
 	httpPort := fs.Int("http-port", 7070, "HTTP port of the first node; the others count up from it (0 picks free ports)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *nodes < 1 {
 		return usageError{fmt.Errorf("-nodes must be at least 1")}
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := cli.NewLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-io/tandem/cmd/internal/cli"
 )
 
 // TestMain lets the test binary act as the tandem command, so tests can
@@ -303,7 +306,7 @@ func TestBadCommandLines(t *testing.T) {
 	cases := [][]string{{"frobnicate"}, {"serve", "-no-such-flag"}, {"dev", "-nodes", "0"}, {"serve", "extra"}}
 	for _, args := range cases {
 		err := run(context.Background(), args, io.Discard, io.Discard)
-		if _, ok := err.(usageError); !ok {
+		if !errors.As(err, new(usageError)) && !errors.As(err, new(cli.UsageError)) {
 			t.Errorf("run %q: %v, want a usage error", args, err)
 		}
 	}
