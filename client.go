@@ -235,6 +235,11 @@ func (c *Client) Do(ctx context.Context, op *Op) (*Session, error) {
 	if err := op.Validate(); err != nil {
 		return nil, err
 	}
+	if op.Kind != replica.OpGet && op.Kind != replica.OpTouch && op.RequestID == "" {
+		o := *op
+		o.RequestID = replica.NewRequestID() // retries below carry it, so no write applies twice
+		op = &o
+	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	backoff := 5 * time.Millisecond

@@ -42,6 +42,9 @@ var (
 	// ErrUnavailable: the session's owners could not be reached before the
 	// context ended; nothing was acknowledged.
 	ErrUnavailable = replica.ErrUnavailable
+	// ErrIndeterminate: a retried write had already been applied, once, but
+	// later writes superseded it before its result could be returned.
+	ErrIndeterminate = replica.ErrIndeterminate
 )
 
 // Session is a session as Tandem stores it.
@@ -210,16 +213,47 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
 	}
 	n.members = members
+	// The first ring comes from a view after the join that holds the other
+	// members, so a node that starts with empty memory sees every partition
+	// it owns as one to be handed over, not as one it already holds. Member
+	// events are applied asynchronously, so the view right after the join
+	// may still hold this node alone.
+	view, err := firstView(ctx, members, len(cfg.Join) > 0, cfg.JoinTimeout)
+	if err != nil {
+		members.Close()
+		n.shutdown()
+		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
 	n.mu.Lock()
 	n.joined = true
 	n.mu.Unlock()
-	// The first ring comes from the view after the join, so a node that
-	// starts with empty memory sees every partition it owns as one to be
-	// handed over, not as one it already holds.
-	n.onMembership(members.View())
+	n.onMembership(view)
 	n.watcher.Add(1)
 	go n.announceWhenReady()
 	return n, nil
+}
+
+// firstView returns the membership view a node starts serving by: once it
+// joined through seeds, one that holds another member.
+func firstView(ctx context.Context, members *cluster.Cluster, joined bool, timeout time.Duration) (cluster.View, error) {
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		v := members.View()
+		if !joined || len(v.Ring()) > 1 {
+			return v, nil
+		}
+		if time.Now().After(deadline) {
+			return v, fmt.Errorf("%w: joined, but no other member appeared within %v", ErrUnavailable, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("wait for the first membership view: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // onMembership turns a membership view into the ring the node serves by.

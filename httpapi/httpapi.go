@@ -199,6 +199,7 @@ func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, bu
 		return
 	}
 	op.IfVersion = ifVersion
+	op.RequestID = r.Header.Get("Idempotency-Key")
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	s, err := h.node.Do(ctx, op)
@@ -318,6 +319,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, tandem.ErrInvalid):
 		status, code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, tandem.ErrIndeterminate):
+		status, code = http.StatusServiceUnavailable, "indeterminate"
 	case errors.Is(err, tandem.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		status, code = http.StatusServiceUnavailable, "unavailable"
 	}

@@ -24,19 +24,24 @@ var (
 	// ErrNotOwner means the node asked is not the owner the request needs,
 	// in its own view of the ring; the caller retries once views agree.
 	ErrNotOwner = errors.New("not the owner of this partition")
+	// ErrIndeterminate means a retried write had already been applied but
+	// later writes superseded it, so its result can no longer be given:
+	// it took effect once, and the caller cannot know more.
+	ErrIndeterminate = errors.New("request already applied and superseded")
 	// ErrStale means a replica refused a copy older than the one it holds.
 	ErrStale = errors.New("stale session version")
 )
 
 // codes maps sentinels to wire codes and back.
 var codes = map[string]error{
-	"not_found":   ErrNotFound,
-	"conflict":    ErrConflict,
-	"too_large":   ErrTooLarge,
-	"invalid":     ErrInvalid,
-	"unavailable": ErrUnavailable,
-	"not_owner":   ErrNotOwner,
-	"stale":       ErrStale,
+	"not_found":     ErrNotFound,
+	"conflict":      ErrConflict,
+	"too_large":     ErrTooLarge,
+	"invalid":       ErrInvalid,
+	"unavailable":   ErrUnavailable,
+	"not_owner":     ErrNotOwner,
+	"stale":         ErrStale,
+	"indeterminate": ErrIndeterminate,
 }
 
 // toWire turns an error into a peer.Error carrying its sentinel's code.

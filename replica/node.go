@@ -14,6 +14,8 @@ package replica
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,6 +222,11 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	if err := op.Validate(); err != nil {
 		return nil, err
 	}
+	if op.Kind.writes() && op.RequestID == "" {
+		o := *op
+		o.RequestID = NewRequestID()
+		op = &o
+	}
 	n.checkPause()
 	backoff := 5 * time.Millisecond
 	for {
@@ -329,8 +336,21 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 	if err := n.awaitCopy(ctx, tab, p, op.ID); err != nil {
 		return nil, err
 	}
+	prev := n.store.get(p, op.ID)
+	if v, ok := prev.applied(op.RequestID); ok {
+		// A retry of a write this session already took, perhaps on another
+		// primary before a failover.
+		n.stats.Duplicates.Add(1)
+		switch {
+		case v != prev.Version:
+			return nil, fmt.Errorf("%w: request %s made v%d of %s, now at v%d", ErrIndeterminate, op.RequestID, v, op.ID, prev.Version)
+		case prev.Deleted:
+			return nil, nil
+		}
+		return prev, nil
+	}
 	now := n.cfg.Now()
-	next, err := apply(op, n.store.get(p, op.ID), now, n.clock.now(now), n.cfg.Name, n.lim)
+	next, err := apply(op, prev, now, n.clock.now(now), n.cfg.Name, n.lim)
 	if err != nil {
 		return nil, err
 	}
@@ -390,6 +410,13 @@ func (n *Node) readBackup(p int, id string) (*Session, error) {
 
 // backupGrace is how much later than the primary a backup copy expires.
 func (n *Node) backupGrace() time.Duration { return 2 * n.cfg.TouchInterval }
+
+// NewRequestID returns a fresh request id: 96 random bits, URL-safe.
+func NewRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
 
 // ServePeer answers requests from other nodes; it implements peer.Handler.
 func (n *Node) ServePeer(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -54,6 +55,13 @@ type Op struct {
 	Kind OpKind `msgpack:"k"`
 	// ID names the session.
 	ID string `msgpack:"id"`
+
+	// RequestID names the request across retries: a primary that already
+	// applied a write with this id answers from that, never applying it
+	// twice. Node.Do sets one for writes that have none; clients that
+	// retry on their own should set their own (httpapi takes it from
+	// Idempotency-Key). At most 128 bytes.
+	RequestID string `msgpack:"rid,omitempty"`
 
 	// NoTouch makes a get leave the idle deadline where it is.
 	NoTouch bool `msgpack:"nt,omitempty"`
@@ -109,6 +117,12 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 		base = prev.Version // versions keep growing across deletes and expiry
 	}
 	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now, Stamp: stamp, Writer: writer}
+	if prev != nil {
+		next.Recent = prev.Recent[max(0, len(prev.Recent)-recentRequests+1):]
+	}
+	if op.RequestID != "" {
+		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version})
+	}
 
 	switch op.Kind {
 	case OpPut:
@@ -245,6 +259,9 @@ func (op *Op) Validate() error {
 	}
 	if op.Kind < OpGet || op.Kind > OpTouch {
 		return fmt.Errorf("%w: unknown op kind %d", ErrInvalid, op.Kind)
+	}
+	if len(op.RequestID) > 128 {
+		return fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
 	}
 	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
 		for name, v := range attrs {

@@ -35,9 +35,37 @@ type Session struct {
 	// the higher stamp wins, then the higher writer name.
 	Stamp  uint64 `msgpack:"hlc"`
 	Writer string `msgpack:"w,omitempty"`
+	// Recent lists the requests that made the latest versions, newest last,
+	// so that a retried request is recognised wherever the session's
+	// primary now is, and never applied twice.
+	Recent []Applied `msgpack:"rq,omitempty"`
 	// Deleted marks a tombstone: the session was deleted at LastAccess, and
 	// the tombstone keeps its version so that older copies lose to it.
 	Deleted bool `msgpack:"del,omitempty"`
+}
+
+// Applied records that a request made a version.
+type Applied struct {
+	// Request is the request's id (Op.RequestID).
+	Request string `msgpack:"r"`
+	// Version is the version it made.
+	Version uint64 `msgpack:"v"`
+}
+
+// recentRequests is how many requests a session remembers.
+const recentRequests = 8
+
+// applied returns the version request made, if the session remembers it.
+func (s *Session) applied(request string) (uint64, bool) {
+	if s == nil || request == "" {
+		return 0, false
+	}
+	for _, a := range s.Recent {
+		if a.Request == request {
+			return a.Version, true
+		}
+	}
+	return 0, false
 }
 
 // ExpiresAt returns when the session ends if nothing touches it again, or

@@ -28,6 +28,9 @@ type Stats struct {
 	// HandoffSent and HandoffReceived count copies streamed to and from
 	// other nodes when the ring changed.
 	HandoffSent, HandoffReceived atomic.Uint64
+	// Duplicates is how many retried writes were recognised as already
+	// applied and not applied again.
+	Duplicates atomic.Uint64
 	// Conflicts is how many times two different copies of one version met
 	// (writes acknowledged on both sides of a network cut) and the older by
 	// stamp and writer name was discarded.

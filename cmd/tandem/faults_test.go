@@ -128,14 +128,14 @@ func TestFaultControlRefusesBadRequests(t *testing.T) {
 func TestFaultControlIsHiddenAndLoopbackOnly(t *testing.T) {
 	var usage bytes.Buffer
 	err := run(context.Background(), []string{"serve", "-h"}, io.Discard, &usage)
-	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+	if !isUsageError(err) || !strings.Contains(err.Error(), flag.ErrHelp.Error()) {
 		t.Fatalf("serve -h: %v", err)
 	}
 	if strings.Contains(usage.String(), chaosControlFlag) || !strings.Contains(usage.String(), "-gossip") {
 		t.Fatalf("usage should list the node flags but not the chaos hook:\n%s", usage.String())
 	}
 	err = run(context.Background(), []string{"serve", "-chaos-control", "0.0.0.0:7999"}, io.Discard, io.Discard)
-	if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), "loopback") {
+	if !isUsageError(err) || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("a non-loopback control address: %v, want a usage error", err)
 	}
 	var off faultHooks

@@ -302,11 +302,17 @@ func TestDevStartsALocalCluster(t *testing.T) {
 	}
 }
 
+// isUsageError reports whether err is a command-line mistake, found by
+// the command or by cli.Parse.
+func isUsageError(err error) bool {
+	return errors.As(err, new(usageError)) || errors.As(err, new(cli.UsageError))
+}
+
 func TestBadCommandLines(t *testing.T) {
 	cases := [][]string{{"frobnicate"}, {"serve", "-no-such-flag"}, {"dev", "-nodes", "0"}, {"serve", "extra"}}
 	for _, args := range cases {
 		err := run(context.Background(), args, io.Discard, io.Discard)
-		if !errors.As(err, new(usageError)) && !errors.As(err, new(cli.UsageError)) {
+		if !isUsageError(err) {
 			t.Errorf("run %q: %v, want a usage error", args, err)
 		}
 	}
