@@ -73,7 +73,7 @@ func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 	}
 	client := peer.NewClient(peer.DefaultClientConfig())
 	faults := peer.NewFaultyCaller(client)
-	cfg := Config{Name: name, Caller: faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second}
+	cfg := Config{Name: name, Caller: faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second, PauseQuarantine: 300 * time.Millisecond}
 	if tune != nil {
 		tune(&cfg)
 	}

@@ -79,6 +79,11 @@ type Config struct {
 	// shorter than the failure detector's time to declare a node dead.
 	// Zero means 500ms.
 	PauseThreshold time.Duration
+	// PauseQuarantine is how long a node that found it was paused serves
+	// nothing from its copies while membership settles and it reconciles.
+	// It should exceed the failure detector's time to declare a node dead
+	// and take it back. Zero means 3s.
+	PauseQuarantine time.Duration
 	// Partitions is the ring's partition count; every table given to
 	// SetTable must have it. Zero means ring.DefaultPartitions.
 	Partitions int
@@ -108,6 +113,7 @@ func (c Config) withDefaults() Config {
 	def(&c.TombstoneTTL, 5*time.Minute)
 	def(&c.BackupExpiryGrace, time.Minute)
 	def(&c.PauseThreshold, 500*time.Millisecond)
+	def(&c.PauseQuarantine, 3*time.Second)
 	def(&c.HandoffTimeout, 10*time.Second)
 	if c.HandoffBytes == 0 {
 		c.HandoffBytes = 1 << 20
@@ -135,8 +141,9 @@ type Node struct {
 
 	stats Stats
 
-	started time.Time    // monotonic origin of beat
-	beat    atomic.Int64 // when the node last ran, since started
+	started    time.Time    // monotonic origin of beat
+	beat       atomic.Int64 // when the node last ran, since started
+	quarantine atomic.Int64 // until when, since started, the node recovers from a pause; 0 if not
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -254,20 +261,30 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 }
 
 // route runs op on the primary named by tab, falling back to the buddy for
-// reads when the primary cannot be reached.
+// reads when the primary cannot be reached (or is this node, recovering
+// from a pause).
 func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, error) {
 	p := tab.Partition(op.ID)
 	o := tab.Owners(p)
+	var s *Session
+	var err error
 	if o.Primary == n.cfg.Name {
-		return n.serveAsPrimary(ctx, tab, p, op)
+		if !n.quarantined() {
+			return n.serveAsPrimary(ctx, tab, p, op)
+		}
+		err = fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)
+	} else if s, err = n.forward(ctx, tab, o.Primary, op); err == nil {
+		return s, nil
 	}
-	s, err := n.forward(ctx, tab, o.Primary, op)
-	if err == nil || op.Kind != OpGet || !errors.Is(err, ErrUnavailable) || o.Buddy == "" {
-		return s, err
+	if op.Kind != OpGet || !errors.Is(err, ErrUnavailable) || o.Buddy == "" {
+		return nil, err
 	}
 	// The primary is unreachable: the buddy holds every acknowledged write.
 	n.stats.BuddyReads.Add(1)
 	if o.Buddy == n.cfg.Name {
+		if n.quarantined() {
+			return nil, err
+		}
 		return n.readBackup(p, op.ID)
 	}
 	var reply readReply
@@ -447,6 +464,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if tab.Owners(p).Primary != n.cfg.Name {
 			return nil, fmt.Errorf("%w: %s is not primary of partition %d (epoch %d)", ErrNotOwner, n.cfg.Name, p, tab.Epoch())
 		}
+		if n.quarantined() {
+			return nil, fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)
+		}
 		s, err := n.serveAsPrimary(ctx, tab, p, &op)
 		return opReply{Session: s}, err
 	case methodRead:
@@ -456,6 +476,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		}
 		if req.Raw {
 			return readReply{Session: n.store.get(req.Partition, req.ID)}, nil
+		}
+		if n.quarantined() {
+			return nil, fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)
 		}
 		s, err := n.readBackup(req.Partition, req.ID)
 		if errors.Is(err, ErrNotFound) {

@@ -28,16 +28,35 @@ func (n *Node) heartbeatLoop() {
 	}
 }
 
-// checkPause reconciles everything if the node was not running for longer
-// than PauseThreshold, and records that it runs now.
+// checkPause notices when the node was not running for longer than
+// PauseThreshold and records that it runs now. A node that was paused
+// quarantines itself for PauseQuarantine: its own membership view is
+// unsettled too (it heard from nobody while paused and may briefly
+// suspect everyone, so its ring may shrink and the members it must
+// reconcile with drop out of it). Meanwhile it serves nothing from its
+// copies — callers read from the buddy and retry writes — and it reconciles
+// every owned partition with the members it sees, again when the
+// quarantine ends.
 func (n *Node) checkPause() {
 	now := time.Since(n.started)
 	last := time.Duration(n.beat.Swap(int64(now)))
 	if gap := now - last; last != 0 && gap > n.cfg.PauseThreshold {
-		n.log.Warn("node was paused; reconciling its partitions before serving them", "gap", gap)
+		n.log.Warn("node was paused; quarantined while it reconciles", "gap", gap, "quarantine", n.cfg.PauseQuarantine)
 		n.stats.Pauses.Add(1)
+		n.quarantine.Store(int64(now + n.cfg.PauseQuarantine))
+		n.reconcileAll(nil)
+		return
+	}
+	if q := time.Duration(n.quarantine.Load()); q != 0 && now >= q && n.quarantine.CompareAndSwap(int64(q), 0) {
+		n.log.Info("pause quarantine over; reconciling with the members seen now")
 		n.reconcileAll(nil)
 	}
+}
+
+// quarantined reports whether the node is recovering from a pause and must
+// not serve from its copies.
+func (n *Node) quarantined() bool {
+	return n.quarantine.Load() != 0
 }
 
 // reconcileAll marks every partition this node owns for reconciliation
