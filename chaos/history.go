@@ -44,6 +44,9 @@ const (
 	// Indeterminate: a timeout, a 5xx or a connection error; a write may or
 	// may not have taken effect, now or later.
 	Indeterminate Outcome = "indeterminate"
+	// Unsent: the request never reached a node (the connection was
+	// refused); it cannot have taken effect and the checker leaves it out.
+	Unsent Outcome = "unsent"
 	// Invalid: a 4xx the workload should never provoke; a harness bug,
 	// reported as a warning. It took no effect.
 	Invalid Outcome = "invalid"

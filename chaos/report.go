@@ -222,12 +222,12 @@ func timeline(r *Report) template.HTML {
 	}
 	fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%s"/>`, strings.Join(pts, " "))
 	if end := x(r.Duration); r.Duration > 0 {
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="10" x2="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#555">attack ends</text>`,
-			end, end, chartTop+chartH, end+3, chartTop+10)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="10" x2="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#555" text-anchor="end">attack ends</text>`,
+			end, end, chartTop+chartH, end-3, chartTop+10)
 	}
 	if end := x(r.Duration); r.Duration > 0 {
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="10" x2="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#555">attack ends</text>`,
-			end, end, chartTop+chartH, end+3, chartTop+10)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="10" x2="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#555" text-anchor="end">attack ends</text>`,
+			end, end, chartTop+chartH, end-3, chartTop+10)
 	}
 	for _, a := range r.Anomalies {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="10" x2="%.1f" y2="%.1f" stroke="red" stroke-width="1.5"><title>%s</title></line>`,

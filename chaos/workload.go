@@ -61,11 +61,6 @@ func (c WorkloadConfig) withDefaults() WorkloadConfig {
 	return c
 }
 
-// Unsent is the outcome of a request that never reached a node: the
-// connection was refused. It cannot have taken effect, so the checker
-// leaves it out.
-const Unsent Outcome = "unsent"
-
 // Workload is a set of clients sending session requests to a cluster and
 // recording them in a History.
 type Workload struct {
