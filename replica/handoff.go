@@ -76,6 +76,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			n.pending[p] = pp
 		}
 	}
+	n.prev.Store(prev)
 	n.table.Store(tab)
 	pending := len(n.pending)
 	if len(lost) > 0 {
@@ -137,20 +138,42 @@ func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string)
 	n.mu.Lock()
 	pp := n.pending[p]
 	var sources []string
+	handoff := false // the node holds no copy of its own yet
 	if pp != nil {
 		sources = slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
+		handoff = !pp.reconcile
 	}
 	n.mu.Unlock()
+	held := false
 	for _, src := range sources {
 		var reply readReply
 		if err := n.call(ctx, tab, src, methodRead, readRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
+		held = held || reply.Holds
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
 		}
 	}
+	if handoff && len(sources) > 0 && !held {
+		// None of the sources ever held the partition: this node's ring is
+		// not yet the whole cluster's (a view still arriving after a
+		// restart), so "no copy" means nothing yet.
+		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, sources, p)
+	}
 	return nil
+}
+
+// holds reports whether this node holds partition p: it owns it now, owned
+// it under its previous ring, or has copies of it.
+func (n *Node) holds(p int) bool {
+	if tab := n.table.Load(); tab != nil && owns(tab.Owners(p), n.cfg.Name) {
+		return true
+	}
+	if prev := n.prev.Load(); prev != nil && owns(prev.Owners(p), n.cfg.Name) {
+		return true
+	}
+	return n.store.count(p) > 0
 }
 
 // rebalanceLoop pulls pending partitions from their previous owners, and
@@ -194,8 +217,9 @@ func (n *Node) rebalanceLoop() {
 // all gone, or that waited longer than HandoffTimeout, stop being pending.
 func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 	type job struct {
-		p       int
-		sources []string
+		p         int
+		sources   []string
+		reconcile bool
 	}
 	var jobs []job
 	n.mu.Lock()
@@ -209,7 +233,7 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 			n.log.Warn("hand-off timed out; serving own copies", "partition", p, "sources", pp.sources)
 			delete(n.pending, p)
 		default:
-			jobs = append(jobs, job{p, sources})
+			jobs = append(jobs, job{p, sources, pp.reconcile})
 		}
 	}
 	n.mu.Unlock()
@@ -225,10 +249,16 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 				// returning from a network cut may each hold writes the
 				// other lacks, and merging keeps the newer of each.
 				var err error
+				held := false
 				for _, src := range j.sources {
-					if e := n.pull(ctx, tab, j.p, src); e != nil {
+					holds, e := n.pull(ctx, tab, j.p, src)
+					if e != nil {
 						err = e
 					}
+					held = held || holds
+				}
+				if err == nil && !held && !j.reconcile {
+					err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
 				}
 				if err == nil {
 					n.finishPending(j.p, tab)
@@ -245,13 +275,14 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 	wg.Wait()
 }
 
-// pull copies partition p from member src, in batches.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) error {
+// pull copies partition p from member src, in batches, and reports
+// whether src holds the partition at all.
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) (bool, error) {
 	after := ""
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, pullRequest{Partition: p, After: after, MaxBytes: n.cfg.HandoffBytes}, &reply); err != nil {
-			return fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+			return false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
@@ -261,7 +292,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) err
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		if !reply.More {
-			return nil
+			return reply.Holds, nil
 		}
 	}
 }
@@ -311,7 +342,7 @@ func (n *Node) servePull(req *pullRequest) (pullReply, error) {
 	if budget <= 0 || budget > 4<<20 {
 		budget = 4 << 20
 	}
-	var reply pullReply
+	reply := pullReply{Holds: n.holds(req.Partition)}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {

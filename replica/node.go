@@ -130,6 +130,7 @@ type Node struct {
 	log   *slog.Logger
 	lim   limits
 	table atomic.Pointer[ring.Table]
+	prev  atomic.Pointer[ring.Table] // the ring before table
 	clock hlc
 
 	mu      sync.Mutex
@@ -475,7 +476,7 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 			return nil, err
 		}
 		if req.Raw {
-			return readReply{Session: n.store.get(req.Partition, req.ID)}, nil
+			return readReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition)}, nil
 		}
 		if n.quarantined() {
 			return nil, fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)

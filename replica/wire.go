@@ -42,8 +42,13 @@ type readRequest struct {
 }
 
 // readReply answers methodRead; Session is nil when the node holds no copy.
+// For raw reads, Holds says whether the node holds the partition at all
+// (owns it now, owned it under its previous ring, or has copies of it), so
+// that "no copy" from a node that never held the partition is not taken
+// for "no such session".
 type readReply struct {
 	Session *Session `msgpack:"s"`
+	Holds   bool     `msgpack:"h,omitempty"`
 }
 
 // replicateRequest is one write, sent by the primary to the buddy. It
@@ -76,10 +81,12 @@ type pullRequest struct {
 	MaxBytes  int    `msgpack:"mb"`
 }
 
-// pullReply is one batch of a pull; More says another batch follows.
+// pullReply is one batch of a pull; More says another batch follows, and
+// Holds whether the node holds the partition at all (see readReply).
 type pullReply struct {
 	Sessions []*Session `msgpack:"s"`
 	More     bool       `msgpack:"m,omitempty"`
+	Holds    bool       `msgpack:"h,omitempty"`
 }
 
 // expireItem names one expired version of a session.
