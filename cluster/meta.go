@@ -75,16 +75,16 @@ type Meta struct {
 	// BootID is random per process start (8 random bytes, hex): a node
 	// restarted under the same name is a new incarnation with a new BootID,
 	// so its peers can tell that whatever it held in memory is gone.
-	BootID string
+	BootID string `json:"boot_id"`
 	// Peer is the address of the node's replication and forwarding listener.
-	Peer string
+	Peer string `json:"peer"`
 	// HTTP is the address of the node's HTTP API, "" if it has none.
-	HTTP string
+	HTTP string `json:"http"`
 	// State is the node's lifecycle stage.
-	State State
+	State State `json:"state"`
 	// Ring is ring.Config.String() of the node's ring settings. Nodes whose
 	// Ring differs refuse each other.
-	Ring string
+	Ring string `json:"ring"`
 }
 
 // metaVersion is the version of the metadata encoding; decoders refuse

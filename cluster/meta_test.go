@@ -97,7 +97,7 @@ func TestStateText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"State":"active"`) {
+	if !strings.Contains(string(b), `"state":"active"`) {
 		t.Fatalf("JSON %s does not render the state as a string", b)
 	}
 	var m Member

@@ -25,15 +25,15 @@ const (
 // Member is one node as the cluster sees it.
 type Member struct {
 	// Name is the node's unique name.
-	Name string
+	Name string `json:"name"`
 	// Addr is the node's gossip address, host:port.
-	Addr string
+	Addr string `json:"gossip"`
 	// Meta is what the node last gossiped about itself.
-	Meta Meta
+	Meta Meta `json:"meta"`
 	// Health is the failure detector's view of the node: "alive" (which
 	// includes suspect nodes, see View), "dead" (declared failed) or "left"
 	// (announced its departure with Leave).
-	Health string
+	Health string `json:"health"`
 }
 
 // View is a snapshot of membership as one node sees it. It is immutable:
