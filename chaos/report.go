@@ -42,8 +42,11 @@ type Report struct {
 	Anomalies []Anomaly `json:"anomalies"`
 	// Linearizability gives porcupine's result per session.
 	Linearizability map[string]porcupine.CheckResult `json:"linearizability"`
-	// Warnings are liveness notes and checker warnings: not anomalies.
+	// Warnings are the run's and the checker's warnings: not anomalies.
 	Warnings []string `json:"warnings,omitempty"`
+	// RunWarnings are the run's own: recoveries that took too long, faults
+	// that could not be healed. Warnings holds them too.
+	RunWarnings []string `json:"run_warnings,omitempty"`
 	// Series counts requests per second of the run, for the timeline.
 	Series []Bucket `json:"series"`
 	// Dir is the report's directory, with the nodes' logs under nodes/.
@@ -69,12 +72,13 @@ type Bucket struct {
 	Errors int `json:"errors"`
 }
 
-// newReport assembles a report.
-func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, elapsed, maxSkew time.Duration) *Report {
+// newReport assembles a report; runWarnings are the run's own warnings.
+func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnings []string, elapsed, maxSkew time.Duration) *Report {
 	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Started: h.Start(),
 		Duration: cfg.Duration, Elapsed: elapsed, MaxSkew: maxSkew, Faults: events, FaultsByKind: map[FaultKind]int{},
 		Ops: OpCounts{ByKind: map[OpKind]int{}, ByOutcome: map[Outcome]int{}}, Anomalies: v.Anomalies,
-		Linearizability: v.Linearizability, Warnings: v.Warnings, Dir: cfg.ReportDir}
+		Linearizability: v.Linearizability, Warnings: append(slices.Clone(runWarnings), v.Warnings...),
+		RunWarnings: runWarnings, Dir: cfg.ReportDir}
 	for _, e := range events {
 		r.FaultsByKind[e.Fault.Kind]++
 	}
@@ -301,14 +305,18 @@ func ReadReport(dir string) (*Report, *History, error) {
 }
 
 // Recheck checks the history of the run reported in dir again, with the
-// checker as it is now, and rewrites the report there.
-func Recheck(dir string) (*Report, error) {
+// checker as it is now, and rewrites the report there. The skew allowance,
+// the faults drawn and the visualization directory come from the report;
+// cfg may set the rest, such as a longer LinearizabilityTimeout.
+func Recheck(dir string, cfg CheckConfig) (*Report, error) {
 	r, h, err := ReadReport(dir)
 	if err != nil {
 		return nil, err
 	}
-	v := Check(h, CheckConfig{MaxSkew: r.MaxSkew, VisualizeDir: dir, Faults: r.Faults})
+	cfg.MaxSkew, cfg.VisualizeDir, cfg.Faults = r.MaxSkew, dir, r.Faults
+	v := Check(h, cfg)
 	r.Verdict, r.Anomalies, r.Linearizability = v.String(), v.Anomalies, v.Linearizability
+	r.Warnings = append(slices.Clone(r.RunWarnings), v.Warnings...)
 	if err := WriteReport(dir, r, h); err != nil {
 		return nil, err
 	}

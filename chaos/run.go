@@ -27,6 +27,9 @@ type Config struct {
 	MaxSkew time.Duration
 	// MaxFaults stops the nemesis after that many faults (0: no limit).
 	MaxFaults int
+	// LinearizabilityTimeout bounds porcupine's search per session
+	// (default 30s; see CheckConfig).
+	LinearizabilityTimeout time.Duration
 	// Workload tunes the clients; its Seed is set from Seed.
 	Workload WorkloadConfig
 	// RecoverTimeout bounds each wait for the cluster to be healthy again
@@ -125,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, e := range events {
 		maxSkew = max(maxSkew, e.Fault.Skew, -e.Fault.Skew)
 	}
-	check := CheckConfig{MaxSkew: maxSkew, VisualizeDir: cfg.ReportDir, Faults: events}
+	check := CheckConfig{MaxSkew: maxSkew, VisualizeDir: cfg.ReportDir, Faults: events, LinearizabilityTimeout: cfg.LinearizabilityTimeout}
 	// Let every expiring session pass its deadline, so final reads check
 	// that it is gone.
 	if wait := w.LastExpiry() + 2*maxSkew + 2*time.Second - h.Since(time.Now()); wait > 0 {
@@ -145,8 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	log.Info("checking", "ops", len(h.Ops()))
 	v := Check(h, check)
-	v.Warnings = append(append(nem.Warnings(), warnings...), v.Warnings...)
-	rep := newReport(cfg, h, events, v, time.Since(started), maxSkew)
+	rep := newReport(cfg, h, events, v, append(nem.Warnings(), warnings...), time.Since(started), maxSkew)
 	if err := WriteReport(cfg.ReportDir, rep, h); err != nil {
 		return rep, fmt.Errorf("chaos: run: %w", err)
 	}

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
 	quiet := fs.Bool("q", false, "print only the verdict and the summary")
 	recheck := fs.String("check", "", "check the history of the run reported in this directory again, instead of running")
+	fs.DurationVar(&cfg.LinearizabilityTimeout, "lin-timeout", 30*time.Second, "bound on porcupine's search per session; past it the session's linearizability is reported unknown")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitPass
@@ -88,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Faults = kinds
 	if *recheck != "" {
-		rep, err := chaos.Recheck(*recheck)
+		rep, err := chaos.Recheck(*recheck, chaos.CheckConfig{LinearizabilityTimeout: cfg.LinearizabilityTimeout})
 		if err != nil {
 			fmt.Fprintf(stderr, "tandem-chaos: %v\n", err)
 			return exitError
