@@ -7,21 +7,29 @@ import (
 	"time"
 )
 
-// A node restarted under its name with empty memory reports ready only once
-// it holds every session it is primary of — never before, however its
-// membership view arrives.
-func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
+// startThree starts a local 3-node cluster, bounded by a minute, and kills
+// whatever nodes the slice holds when the test ends.
+func startThree(t *testing.T) (context.Context, []*Node) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	nodes, err := StartLocal(ctx, 3, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		for _, n := range nodes {
 			n.Kill()
 		}
-	}()
+	})
+	return ctx, nodes
+}
+
+// A node restarted under its name with empty memory reports ready only once
+// it holds every session it is primary of — never before, however its
+// membership view arrives.
+func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
+	ctx, nodes := startThree(t)
 	const sessions = 3000
 	for i := range sessions {
 		if _, err := nodes[i%3].Put(ctx, fmt.Sprintf("rejoin-session-%06d", i), "", nil); err != nil {
@@ -62,17 +70,7 @@ func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
 // incarnation die reports ready only once they serve by a ring that holds
 // it at its new address.
 func TestRestartOnNewAddressesIsReadyOnlyWhenOthersAgree(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nodes, err := StartLocal(ctx, 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Kill()
-		}
-	}()
+	ctx, nodes := startThree(t)
 	name := nodes[0].Name()
 	nodes[0].Kill()
 	cfg := DefaultConfig(name)
@@ -100,17 +98,7 @@ func TestRestartOnNewAddressesIsReadyOnlyWhenOthersAgree(t *testing.T) {
 // addresses and empty — before the failure detector notices — never
 // answers for its sessions from its empty memory.
 func TestImmediateRestartServesNoEmptyCopy(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nodes, err := StartLocal(ctx, 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Kill()
-		}
-	}()
+	ctx, nodes := startThree(t)
 	const sessions = 600
 	want := map[string]uint64{}
 	for i := range sessions {
