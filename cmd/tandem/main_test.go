@@ -35,15 +35,17 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback port free for TCP and UDP at the time of the
-// call.
+// call. It picks below the kernel's ephemeral range (32768 and up by
+// default), so an outgoing connection can never take the port of a node
+// that is down and about to restart on it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 		if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			pc.Close()
