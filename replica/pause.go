@@ -39,11 +39,24 @@ func (n *Node) heartbeatLoop() {
 // quarantine ends.
 func (n *Node) checkPause() {
 	now := time.Since(n.started)
-	last := time.Duration(n.beat.Swap(int64(now)))
-	if gap := now - last; last != 0 && gap > n.cfg.PauseThreshold {
+	for {
+		last := n.beat.Load()
+		gap := now - time.Duration(last)
+		if last == 0 || gap <= n.cfg.PauseThreshold {
+			if time.Duration(last) >= now || n.beat.CompareAndSwap(last, int64(now)) {
+				break // never moves the heartbeat back
+			}
+			continue
+		}
+		// Quarantine before the heartbeat looks fresh again: a caller that
+		// runs concurrently and sees the new heartbeat must also see the
+		// quarantine, or it would serve a stale copy in between.
+		n.quarantine.Store(int64(now + n.cfg.PauseQuarantine))
+		if !n.beat.CompareAndSwap(last, int64(now)) {
+			continue // another caller took this gap; it reports and reconciles
+		}
 		n.log.Warn("node was paused; quarantined while it reconciles", "gap", gap, "quarantine", n.cfg.PauseQuarantine)
 		n.stats.Pauses.Add(1)
-		n.quarantine.Store(int64(now + n.cfg.PauseQuarantine))
 		n.reconcileAll(nil)
 		return
 	}

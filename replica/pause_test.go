@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"sync"
 	"testing"
 	"time"
 )
@@ -70,5 +71,41 @@ func TestReappearedNodeIsToldToReconcile(t *testing.T) {
 	})
 	if x.stats.Pauses.Load() != 0 {
 		t.Fatal("a pause was detected where there was none")
+	}
+}
+
+// Every caller that finds the heartbeat fresh after a pause also finds the
+// quarantine: none of the requests arriving together as the node resumes
+// may serve a stale copy while another one is still reporting the pause.
+func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	x := c.node("node-0")
+	for trial := range 200 {
+		x.quarantine.Store(0)
+		x.beat.Store(int64(time.Since(x.started) - time.Hour))
+		const callers = 8
+		var start, done sync.WaitGroup
+		start.Add(1)
+		missed := make(chan int, callers)
+		for i := range callers {
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				start.Wait()
+				x.checkPause()
+				if !x.quarantined() {
+					missed <- i
+				}
+			}()
+		}
+		start.Done()
+		done.Wait()
+		close(missed)
+		if i, ok := <-missed; ok {
+			t.Fatalf("trial %d: caller %d returned from checkPause unquarantined after a pause", trial, i)
+		}
+	}
+	if got := x.stats.Pauses.Load(); got != 200 {
+		t.Fatalf("pauses counted: %d, want one per pause (200)", got)
 	}
 }
