@@ -164,6 +164,15 @@ func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string)
 	return nil
 }
 
+// handingOver reports whether partition p is still being handed to this
+// node: it owns p and has not yet pulled it from the previous owners.
+func (n *Node) handingOver(p int) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	pp := n.pending[p]
+	return pp != nil && !pp.reconcile
+}
+
 // holds reports whether this node holds partition p: it owns it now, owned
 // it under its previous ring, or has copies of it.
 func (n *Node) holds(p int) bool {

@@ -286,7 +286,7 @@ func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, er
 		if n.quarantined() {
 			return nil, err
 		}
-		return n.readBackup(p, op.ID)
+		return n.readAsOwner(ctx, tab, p, op.ID)
 	}
 	var reply readReply
 	if err := n.call(ctx, tab, o.Buddy, methodRead, readRequest{Partition: p, ID: op.ID}, &reply); err != nil {
@@ -414,6 +414,33 @@ func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
 	return s, nil
 }
 
+// readAsOwner answers a read that could not reach the primary from this
+// node's own copy. Only a current owner's copy is an answer: a node that
+// no longer owns p keeps its old copies for a while but receives no writes,
+// and a new buddy still being handed p lacks the sessions nobody wrote
+// since, so it fetches the session from the previous owners first, as a
+// primary does. A "not found" from here is as trustworthy as the
+// primary's. (A buddy merely reconciling p with members that reappeared
+// holds every write acknowledged on its side and answers from its copy.)
+func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id string) (*Session, error) {
+	o := tab.Owners(p)
+	switch n.cfg.Name {
+	case o.Primary:
+		// Promoted since the caller looked: answer as the primary does,
+		// without touching (the caller's read is not this node's to count).
+		return n.serveAsPrimary(ctx, tab, p, &Op{Kind: OpGet, ID: id, NoTouch: true})
+	case o.Buddy:
+	default:
+		return nil, fmt.Errorf("%w: %s does not own partition %d (epoch %d)", ErrNotOwner, n.cfg.Name, p, tab.Epoch())
+	}
+	if n.handingOver(p) {
+		if err := n.awaitCopy(ctx, tab, p, id); err != nil {
+			return nil, err
+		}
+	}
+	return n.readBackup(p, id)
+}
+
 // readBackup answers a get from this node's backup copy, when the primary
 // cannot be reached. The backup's last access may lag the primary's by up
 // to TouchInterval, so it is given that much grace before it counts as
@@ -481,7 +508,7 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if n.quarantined() {
 			return nil, fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)
 		}
-		s, err := n.readBackup(req.Partition, req.ID)
+		s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 		if errors.Is(err, ErrNotFound) {
 			return readReply{}, nil
 		}

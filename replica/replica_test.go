@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
 func TestWritesThroughAnyNodeReadBackThroughEveryNode(t *testing.T) {
@@ -454,5 +456,62 @@ func TestRingInfoRebuildsTheTable(t *testing.T) {
 	}
 	if tab.Members()[0].Peer == "" {
 		t.Fatal("ring info lacks peer addresses")
+	}
+}
+
+// A new buddy that is still being handed a partition never answers a read
+// that fell back to it with "not found": it fetches the session from the
+// previous owners first, and says "unavailable" (so the reader retries)
+// while it cannot.
+func TestBuddyStillBeingHandedAPartitionNeverAnswersNotFound(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	joiner := c.start("node-3", func(cfg *Config) { cfg.HandoffTimeout = time.Minute })
+	var members []ring.Member
+	for _, n := range c.list() {
+		members = append(members, n.member)
+	}
+	next, err := ring.New(ring.DefaultConfig(), 99, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for i := 0; id == ""; i++ {
+		if next.OwnersOf(sessionID(i)).Buddy == joiner.Name() {
+			id = sessionID(i)
+		}
+	}
+	put(t, c.node("node-0"), id, "n", 1)
+	primary := c.node(next.OwnersOf(id).Primary)
+	var reader *testNode // neither owner, once the joiner is in
+	for _, n := range c.list() {
+		if n != primary && n != joiner {
+			reader = n
+		}
+	}
+	// The joiner can reach nobody, so it cannot pull; the reader cannot
+	// reach the primary, so its reads fall back to the joiner.
+	for _, n := range c.list() {
+		if n != joiner {
+			joiner.faults.Cut(n.member.Peer)
+		}
+	}
+	reader.faults.Cut(primary.member.Peer)
+	c.publish()
+	for _, via := range []*testNode{joiner, reader} {
+		ctx, cancel := contextWithTimeout(1500 * time.Millisecond)
+		s, err := via.Get(ctx, id, true)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("read via %s while the buddy cannot be handed the partition: %+v %v, want ErrUnavailable", via.Name(), s, err)
+		}
+	}
+	if via := joiner.stats.BuddyReads.Load() + reader.stats.BuddyReads.Load(); via == 0 {
+		t.Fatal("no read fell back to the buddy")
+	}
+	// Once the joiner reaches the previous owners it answers with the copy.
+	joiner.faults.HealAll()
+	s, err := reader.Get(testCtx(t), id, true)
+	if err != nil || s.Version != 1 {
+		t.Fatalf("read via the buddy once it reaches the previous owners: %+v %v, want v1", s, err)
 	}
 }
