@@ -142,6 +142,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	mlc.GossipToTheDeadTime = cfg.GossipToTheDeadTime
 	mlc.DeadNodeReclaimTime = max(cfg.DeadNodeReclaimTime, 0)
 	mlc.Logger = newMemberlistLogger(logger)
+	if cfg.WrapTransport != nil {
+		nt, err := bindTransport(mlc)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
+		}
+		mlc.Transport = cfg.WrapTransport(nt)
+	}
 	mlc.Delegate = c.del
 	mlc.Events = c.del
 	mlc.Alive = c.del
@@ -489,4 +496,30 @@ func (c *Cluster) rejoinLoop() {
 			}
 		}
 	}
+}
+
+// bindTransport binds memberlist's network transport for mlc, as
+// memberlist.Create would, so that it can be wrapped; a bind port of 0 is
+// replaced in mlc by the port bound. Binding UDP and TCP to one free port
+// races with other programs, so port 0 is tried a few times.
+func bindTransport(mlc *memberlist.Config) (*memberlist.NetTransport, error) {
+	tries := 1
+	if mlc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mlc.BindAddr}, BindPort: mlc.BindPort, Logger: mlc.Logger})
+		if err == nil {
+			if mlc.BindPort == 0 {
+				mlc.BindPort = nt.GetAutoBindPort()
+				if mlc.AdvertisePort == 0 {
+					mlc.AdvertisePort = mlc.BindPort
+				}
+			}
+			return nt, nil
+		}
+	}
+	return nil, fmt.Errorf("bind gossip transport: %w", err)
 }

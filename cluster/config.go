@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"github.com/hashicorp/memberlist"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,6 +147,11 @@ type Config struct {
 	// but the final one never is. The first call may come before Start
 	// returns. OnChange must not call Close or Leave, which wait for it.
 	OnChange func(View)
+
+	// WrapTransport, if set, wraps the gossip transport the node binds, as
+	// the chaos harness does with a FaultyTransport to cut gossip. Nil
+	// uses memberlist's network transport as is.
+	WrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
 
 // DefaultConfig returns a Config for a node called name, set up for a LAN or

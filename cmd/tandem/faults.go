@@ -8,12 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/cluster"
 	"github.com/tandem-io/tandem/replica/peer"
 )
 
@@ -27,9 +31,10 @@ const chaosControlFlag = "chaos-control"
 // driven over a small HTTP control endpoint on loopback. With the flag
 // unset they do nothing and the node runs as usual.
 type faultHooks struct {
-	control string                            // -chaos-control address; empty: off
-	caller  atomic.Pointer[peer.FaultyCaller] // set by the Caller hook once the node starts
-	offset  atomic.Int64                      // clock offset, nanoseconds
+	control string                                  // -chaos-control address; empty: off
+	caller  atomic.Pointer[peer.FaultyCaller]       // set by the Caller hook once the node starts
+	gossip  atomic.Pointer[cluster.FaultyTransport] // set by the gossip transport hook once the node starts
+	offset  atomic.Int64                            // clock offset, nanoseconds
 }
 
 // addFaultFlags registers the hidden chaos flags on fs and hides them from
@@ -70,6 +75,11 @@ func (h *faultHooks) wire(ctx context.Context, cfg *tandem.Config, log *slog.Log
 		h.caller.Store(fc)
 		return fc
 	}
+	cfg.Cluster.WrapTransport = func(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+		ft := cluster.NewFaultyTransport(inner)
+		h.gossip.Store(ft)
+		return ft
+	}
 	cfg.Replica.Now = h.now
 	srv := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -94,18 +104,39 @@ func (h *faultHooks) now() time.Time {
 // handler serves the control endpoint:
 //
 //	POST /cut?addr=PEER            calls to PEER fail at once
+//	POST /cut?gossip=ADDR          gossip to ADDR is lost (with addr: both)
 //	POST /delay?addr=PEER&ms=N     calls to PEER wait N ms first
 //	POST /drop?addr=PEER&p=P       calls to PEER are lost with probability P
-//	POST /heal[?addr=PEER]         removes PEER's faults, or every fault
+//	POST /heal[?addr=PEER][&gossip=ADDR]
+//	                               removes PEER's faults and ADDR's gossip
+//	                               cut, or, with neither, every fault
 //	POST /clock?offset=DURATION    shifts the replica clock (e.g. -3s)
 func (h *faultHooks) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /cut", h.withCaller(func(fc *peer.FaultyCaller, r *http.Request) error {
-		addr, err := peerAddr(r)
-		if err == nil {
+		q := r.URL.Query()
+		if !q.Has("addr") && !q.Has("gossip") {
+			return fmt.Errorf("cut needs addr (peer), gossip, or both")
+		}
+		var addr, gossip string
+		var err error
+		if q.Has("addr") {
+			if addr, err = hostPort(q, "addr"); err != nil {
+				return err
+			}
+		}
+		if q.Has("gossip") {
+			if gossip, err = hostPort(q, "gossip"); err != nil {
+				return err
+			}
+		}
+		if addr != "" {
 			fc.Cut(addr)
 		}
-		return err
+		if gossip != "" {
+			h.gossip.Load().Cut(gossip)
+		}
+		return nil
 	}))
 	mux.HandleFunc("POST /delay", h.withCaller(func(fc *peer.FaultyCaller, r *http.Request) error {
 		addr, err := peerAddr(r)
@@ -132,10 +163,17 @@ func (h *faultHooks) handler() http.Handler {
 		return nil
 	}))
 	mux.HandleFunc("POST /heal", h.withCaller(func(fc *peer.FaultyCaller, r *http.Request) error {
-		if addr := r.URL.Query().Get("addr"); addr != "" {
-			fc.Heal(addr)
-		} else {
+		q := r.URL.Query()
+		if !q.Has("addr") && !q.Has("gossip") {
 			fc.HealAll()
+			h.gossip.Load().HealAll()
+			return nil
+		}
+		if addr := q.Get("addr"); addr != "" {
+			fc.Heal(addr)
+		}
+		if gossip := q.Get("gossip"); gossip != "" {
+			h.gossip.Load().Heal(gossip)
 		}
 		return nil
 	}))
@@ -156,7 +194,7 @@ func (h *faultHooks) handler() http.Handler {
 func (h *faultHooks) withCaller(edit func(*peer.FaultyCaller, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		fc := h.caller.Load()
-		if fc == nil {
+		if fc == nil || h.gossip.Load() == nil {
 			http.Error(w, "node not started yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -169,10 +207,13 @@ func (h *faultHooks) withCaller(edit func(*peer.FaultyCaller, *http.Request) err
 }
 
 // peerAddr returns the addr query parameter, a host:port.
-func peerAddr(r *http.Request) (string, error) {
-	addr := r.URL.Query().Get("addr")
+func peerAddr(r *http.Request) (string, error) { return hostPort(r.URL.Query(), "addr") }
+
+// hostPort returns query parameter name, which must be a host:port.
+func hostPort(q url.Values, name string) (string, error) {
+	addr := q.Get(name)
 	if _, _, err := net.SplitHostPort(addr); err != nil || strings.TrimSpace(addr) == "" {
-		return "", fmt.Errorf("addr must be a peer host:port, got %q", addr)
+		return "", fmt.Errorf("%s must be a host:port, got %q", name, addr)
 	}
 	return addr, nil
 }

@@ -7,11 +7,15 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/replica/peer"
@@ -38,7 +42,27 @@ func hookedNode(t *testing.T) (*faultHooks, peer.Caller, *tandem.Config) {
 	if err := h.wire(ctx, &cfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
+	cfg.Cluster.WrapTransport(&countingTransport{})
 	return h, cfg.Caller(passCaller{}), &cfg
+}
+
+// countingTransport is a gossip transport that counts the packets and
+// dials that reach it.
+type countingTransport struct {
+	memberlist.NodeAwareTransport // unused methods panic
+	packets, dials                atomic.Int64
+}
+
+// WriteTo counts a packet.
+func (c *countingTransport) WriteTo([]byte, string) (time.Time, error) {
+	c.packets.Add(1)
+	return time.Now(), nil
+}
+
+// DialTimeout counts a dial and fails it.
+func (c *countingTransport) DialTimeout(string, time.Duration) (net.Conn, error) {
+	c.dials.Add(1)
+	return nil, errors.New("no network in this test")
 }
 
 // post sends a control request and returns its status.
@@ -93,6 +117,43 @@ func TestFaultControlCutsAndHealsPeerLinks(t *testing.T) {
 	}
 }
 
+func TestFaultControlCutsAndHealsGossip(t *testing.T) {
+	h, _, _ := hookedNode(t)
+	ctrl := h.handler()
+	gossip := h.gossip.Load()
+	inner := gossip.NodeAwareTransport.(*countingTransport)
+	send := func(addr string) (packets, dials int64) {
+		p, d := inner.packets.Load(), inner.dials.Load()
+		_, _ = gossip.WriteTo([]byte("ping"), addr)
+		_, _ = gossip.DialTimeout(addr, time.Second)
+		return inner.packets.Load() - p, inner.dials.Load() - d
+	}
+	if code := post(t, ctrl, "/cut?gossip=127.0.0.1:7001"); code != http.StatusNoContent {
+		t.Fatalf("cut gossip: %d", code)
+	}
+	if p, d := send("127.0.0.1:7001"); p != 0 || d != 0 {
+		t.Fatalf("over a cut gossip link %d packets and %d dials got through", p, d)
+	}
+	if p, d := send("127.0.0.1:7002"); p != 1 || d != 1 {
+		t.Fatalf("a gossip cut touches only its own link: %d packets, %d dials", p, d)
+	}
+	if code := post(t, ctrl, "/heal?gossip=127.0.0.1:7001"); code != http.StatusNoContent {
+		t.Fatalf("heal gossip: %d", code)
+	}
+	if p, d := send("127.0.0.1:7001"); p != 1 || d != 1 {
+		t.Fatalf("healed gossip link: %d packets, %d dials", p, d)
+	}
+	if code := post(t, ctrl, "/cut?addr=127.0.0.1:9001&gossip=127.0.0.1:7001"); code != http.StatusNoContent {
+		t.Fatalf("cut both: %d", code)
+	}
+	if code := post(t, ctrl, "/heal"); code != http.StatusNoContent {
+		t.Fatalf("heal all: %d", code)
+	}
+	if p, d := send("127.0.0.1:7001"); p != 1 || d != 1 {
+		t.Fatalf("after heal all: %d packets, %d dials", p, d)
+	}
+}
+
 func TestFaultControlShiftsTheReplicaClock(t *testing.T) {
 	h, _, cfg := hookedNode(t)
 	ctrl := h.handler()
@@ -113,7 +174,7 @@ func TestFaultControlShiftsTheReplicaClock(t *testing.T) {
 func TestFaultControlRefusesBadRequests(t *testing.T) {
 	h, _, _ := hookedNode(t)
 	ctrl := h.handler()
-	for _, target := range []string{"/cut", "/cut?addr=nonsense", "/delay?addr=127.0.0.1:1&ms=-1", "/drop?addr=127.0.0.1:1&p=2", "/clock?offset=soon"} {
+	for _, target := range []string{"/cut", "/cut?addr=nonsense", "/cut?gossip=nonsense", "/cut?addr=127.0.0.1:1&gossip=x", "/delay?addr=127.0.0.1:1&ms=-1", "/drop?addr=127.0.0.1:1&p=2", "/clock?offset=soon"} {
 		if code := post(t, ctrl, target); code != http.StatusBadRequest {
 			t.Errorf("POST %s: %d, want 400", target, code)
 		}
