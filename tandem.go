@@ -202,7 +202,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cc := cfg.Cluster
 	def := cluster.DefaultConfig(cfg.Name)
 	if cc.ProbeInterval == 0 {
+		wrap := cc.WrapTransport
 		cc = def
+		cc.WrapTransport = wrap
 	}
 	cc.Name, cc.BindAddr, cc.Seeds = cfg.Name, cfg.GossipAddr, cfg.Join
 	cc.Peer, cc.HTTP, cc.Ring = ln.Addr().String(), cfg.HTTPAddr, cfg.Ring

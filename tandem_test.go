@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
@@ -140,5 +142,26 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	cfg.Ring = ring.Config{Partitions: 100, VirtualNodes: 1, Load: 1.5}
 	if _, err := tandem.Start(ctx, cfg); !errors.Is(err, ring.ErrInvalidConfig) {
 		t.Fatalf("start with 100 partitions: %v", err)
+	}
+}
+
+// Config.Cluster.WrapTransport reaches membership, whatever else of
+// Config.Cluster is left zero: the chaos harness cuts gossip through it.
+func TestClusterTransportHookIsInstalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wrapped atomic.Int32
+	nodes, err := tandem.StartLocal(ctx, 1, func(_ int, cfg *tandem.Config) {
+		cfg.Cluster.WrapTransport = func(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+			wrapped.Add(1)
+			return inner
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodes[0].Kill()
+	if wrapped.Load() != 1 {
+		t.Fatalf("gossip transport wrapped %d times, want once", wrapped.Load())
 	}
 }
