@@ -371,9 +371,16 @@ func (c *Cluster) setState(i int, s NodeState) {
 	c.nodes[i].state = s
 }
 
-// Cut makes node from's calls to node to fail at once (one way; cut both
-// ways for a partition).
+// Cut makes node from's calls to node to fail at once and its gossip to
+// node to be lost, as a network cut does (one way; cut both ways for a
+// partition).
 func (c *Cluster) Cut(ctx context.Context, from, to int) error {
+	return c.control(ctx, from, "/cut", url.Values{"addr": {c.nodes[to].Peer}, "gossip": {c.nodes[to].Gossip}})
+}
+
+// CutPeer makes node from's calls to node to fail at once, while its
+// gossip still flows.
+func (c *Cluster) CutPeer(ctx context.Context, from, to int) error {
 	return c.control(ctx, from, "/cut", url.Values{"addr": {c.nodes[to].Peer}})
 }
 
@@ -387,7 +394,7 @@ func (c *Cluster) SetDropRate(ctx context.Context, from, to int, p float64) erro
 	return c.control(ctx, from, "/drop", url.Values{"addr": {c.nodes[to].Peer}, "p": {strconv.FormatFloat(p, 'f', -1, 64)}})
 }
 
-// Heal removes every peer-link fault node i injects.
+// Heal removes every link fault node i injects, peer and gossip.
 func (c *Cluster) Heal(ctx context.Context, i int) error { return c.control(ctx, i, "/heal", nil) }
 
 // SetClock shifts node i's replica clock by offset (zero resets it).

@@ -197,10 +197,14 @@ func (n *Nemesis) inject(ctx context.Context, f Fault) (heal func(context.Contex
 		return heal, errors.Join(c.Cut(ctx, f.Node, f.Peer), c.Cut(ctx, f.Peer, f.Node))
 	case FaultOneWay:
 		return healLinks(f.Node), c.Cut(ctx, f.Node, f.Peer)
-	case FaultIsolate:
+	case FaultIsolate, FaultSplit:
+		cut := c.Cut
+		if f.Kind == FaultIsolate {
+			cut = c.CutPeer
+		}
 		var errs []error
 		for _, o := range others() {
-			errs = append(errs, c.Cut(ctx, f.Node, o), c.Cut(ctx, o, f.Node))
+			errs = append(errs, cut(ctx, f.Node, o), cut(ctx, o, f.Node))
 		}
 		return healLinks(append(others(), f.Node)...), errors.Join(errs...)
 	case FaultDelay:

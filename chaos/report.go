@@ -173,7 +173,7 @@ type pageData struct {
 var faultColors = map[FaultKind]string{
 	FaultKill: "#d62728", FaultRestart: "#ff7f0e", FaultGraceful: "#bcbd22", FaultPause: "#9467bd",
 	FaultPartition: "#1f77b4", FaultOneWay: "#17becf", FaultIsolate: "#8c564b", FaultDelay: "#7f7f7f",
-	FaultDrop: "#e377c2", FaultClock: "#2ca02c",
+	FaultDrop: "#e377c2", FaultClock: "#2ca02c", FaultSplit: "#393b79",
 }
 
 // timeline draws the run as inline SVG: a lane of faults per node,

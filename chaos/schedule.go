@@ -11,9 +11,10 @@ import (
 // FaultKind names a kind of fault the nemesis injects.
 type FaultKind string
 
-// The faults the nemesis draws from. Cuts, delays and drops act on peer
-// traffic (replication and forwarding) through the node's fault-injecting
-// caller; gossip keeps flowing (see docs/CHAOS.md).
+// The faults the nemesis draws from. Cuts act on peer traffic
+// (replication and forwarding) through the node's fault-injecting caller
+// and, except for isolate, on gossip through its fault-injecting gossip
+// transport; delays and drops act on peer traffic only (see docs/CHAOS.md).
 const (
 	// FaultKill: kill -9 a node, keep it down for the fault's duration,
 	// then start it again, empty, under the same name.
@@ -27,12 +28,14 @@ const (
 	// FaultPause: SIGSTOP a node for longer than the failure detector
 	// takes to declare it dead, then SIGCONT.
 	FaultPause FaultKind = "pause"
-	// FaultPartition: cut peer traffic both ways between two nodes.
+	// FaultPartition: cut peer traffic and gossip both ways between two
+	// nodes.
 	FaultPartition FaultKind = "partition"
-	// FaultOneWay: one node's calls to another fail; the other way works.
+	// FaultOneWay: one node's calls and gossip to another are lost; the
+	// other way works.
 	FaultOneWay FaultKind = "oneway"
 	// FaultIsolate: cut peer traffic both ways between one node and all
-	// the others.
+	// the others, while gossip flows: the node stays a member.
 	FaultIsolate FaultKind = "isolate"
 	// FaultDelay: one node's calls to every other node wait first.
 	FaultDelay FaultKind = "delay"
@@ -41,10 +44,14 @@ const (
 	FaultDrop FaultKind = "drop"
 	// FaultClock: one node's clock is shifted, for expiry.
 	FaultClock FaultKind = "clock"
+	// FaultSplit: cut peer traffic and gossip both ways between one node
+	// and all the others, for longer than the failure detector takes: each
+	// side declares the other dead and carries on without it (split brain).
+	FaultSplit FaultKind = "split"
 )
 
 // AllFaults lists every fault kind, in a fixed order.
-var AllFaults = []FaultKind{FaultKill, FaultRestart, FaultGraceful, FaultPause, FaultPartition, FaultOneWay, FaultIsolate, FaultDelay, FaultDrop, FaultClock}
+var AllFaults = []FaultKind{FaultKill, FaultRestart, FaultGraceful, FaultPause, FaultPartition, FaultOneWay, FaultIsolate, FaultDelay, FaultDrop, FaultClock, FaultSplit}
 
 // crashes reports whether the kind stops a node's process.
 func (k FaultKind) crashes() bool {
@@ -159,10 +166,10 @@ func (s *Schedule) Next() Fault {
 	switch f.Kind {
 	case FaultKill:
 		f.Duration = between(time.Second, 3*time.Second)
-	case FaultPause:
+	case FaultPause, FaultSplit:
 		// The failure detector declares a silent node dead within about
 		// 2.4s at most (memberlist's suspicion bound with Tandem's 200ms
-		// probes), so every pause outlasts it.
+		// probes), so every pause and split outlasts it.
 		f.Duration = between(2500*time.Millisecond, 3500*time.Millisecond)
 	case FaultRestart, FaultGraceful:
 		f.Duration = 0
