@@ -16,8 +16,12 @@ const MethodOp = methodOp
 
 // MethodRead reads the node's own copy of a session (primary or backup)
 // without forwarding; the request is a ReadRequest and the reply a
-// ReadReply whose Session is nil when the node holds no live copy. Smart
-// clients use it to read from the buddy when the primary is unreachable.
+// ReadReply whose Session is nil when the node holds no live copy. Only a
+// current owner answers: another node's error code is "not_owner", and a
+// buddy still being handed the partition fetches the session from the
+// previous owners first ("unavailable" while it cannot), so a nil Session
+// is an answer. Smart clients use it to read from the buddy when the
+// primary is unreachable.
 const MethodRead = methodRead
 
 // RingInfo describes a ring: enough for a client to rebuild the same table.
