@@ -37,6 +37,10 @@ type ClusterConfig struct {
 	// StartTimeout bounds a node's start, from exec to answering HTTP
 	// (default 30s).
 	StartTimeout time.Duration
+	// MinMembers is the nodes' -min-members, the smallest ring a node
+	// serves in. Zero means a majority of Nodes, so the side of a network
+	// cut with fewer nodes serves nothing; one turns it off.
+	MinMembers int
 	// Logger receives the harness's progress (default: discard).
 	Logger *slog.Logger
 }
@@ -107,6 +111,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 5
+	}
+	if cfg.MinMembers == 0 {
+		cfg.MinMembers = cfg.Nodes/2 + 1
 	}
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "warn"
@@ -248,7 +255,8 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 		}
 	}
 	args := []string{"serve", "-name", n.Name, "-http", n.HTTP, "-gossip", n.Gossip, "-peer", n.Peer,
-		"-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control}
+		"-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control,
+		"-min-members", strconv.Itoa(c.cfg.MinMembers)}
 	if len(join) > 0 {
 		args = append(args, "-join", strings.Join(join, ","))
 	}

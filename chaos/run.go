@@ -16,6 +16,9 @@ type Config struct {
 	Binary string
 	// Nodes is the cluster size (default 5).
 	Nodes int
+	// MinMembers is the nodes' -min-members (default: a majority of
+	// Nodes; see ClusterConfig).
+	MinMembers int
 	// Duration is how long the cluster is attacked under load (default
 	// 60s). Healing, settling and the final reads come after it.
 	Duration time.Duration
@@ -96,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	started := time.Now()
 	log.Info("starting cluster", "nodes", cfg.Nodes, "seed", cfg.Seed)
-	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, Dir: filepath.Join(cfg.ReportDir, "nodes"),
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, MinMembers: cfg.MinMembers, Dir: filepath.Join(cfg.ReportDir, "nodes"),
 		LogLevel: cfg.NodeLogLevel, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: run: %w", err)

@@ -32,7 +32,8 @@ func (n *Node) servePush(tab *ring.Table, req *pushRequest) {
 // ring without this node, already given to SetTable, so the node no longer
 // acknowledges writes of its own while it drains. Receivers merge, keeping
 // the newer copy of each session, so draining is safe to repeat. The error
-// names the partitions not handed off.
+// names the partitions not handed off. Last, the node gives back its
+// leases, so the owners taking over need not wait for them to lapse.
 func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	if tab.Has(n.cfg.Name) {
 		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
@@ -66,6 +67,7 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	}
 	close(work)
 	wg.Wait()
+	n.releaseLeases(ctx, tab)
 	if len(failed) > 0 {
 		slices.Sort(failed)
 		n.log.Error("drain incomplete: partitions not handed off", "partitions", failed, "err", errors.Join(errs...))

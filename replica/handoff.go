@@ -35,14 +35,20 @@ func (n *Node) SetTable(tab *ring.Table) error {
 	// Members this node did not see before may hold copies it lacks: a
 	// node returning from a network cut, or one that was restarted. Every
 	// partition this node owns is reconciled with them.
-	var appeared []string
+	var appeared, departed []string
 	if prev != nil {
 		for _, m := range tab.Members() {
 			if !prev.Has(m.Name) {
 				appeared = append(appeared, m.Name)
 			}
 		}
+		for _, m := range prev.Members() {
+			if !tab.Has(m.Name) {
+				departed = append(departed, m.Name)
+			}
+		}
 	}
+	n.fencePartitions(prev, tab, departed)
 	var lost []int
 	for p := range tab.Partitions() {
 		o := tab.Owners(p)

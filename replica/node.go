@@ -87,6 +87,21 @@ type Config struct {
 	// Partitions is the ring's partition count; every table given to
 	// SetTable must have it. Zero means ring.DefaultPartitions.
 	Partitions int
+	// LeaseDuration is how long a lease from another member lets this
+	// node serve from its copies (see lease.go): a node cut off from the
+	// others stops serving this long after it last heard from them, and a
+	// node taking over from a departed member waits until its grant to it
+	// has lapsed before it acknowledges writes. Shorter than the failure
+	// detector's time to declare a node dead, it costs a failover nothing;
+	// reads that fall back to a dead primary's buddy wait from when the
+	// buddy's lease lapses until it is promoted. Zero means 600ms.
+	LeaseDuration time.Duration
+	// MinMembers is the smallest ring this node serves in. A node that
+	// sees fewer members (the minority side of a network cut) answers
+	// nothing, grants no lease and is not ready, so the two sides of a cut
+	// never both acknowledge writes. Set it to a majority of the cluster
+	// for split-brain protection; zero or one serves alone.
+	MinMembers int
 }
 
 // withDefaults fills zero fields.
@@ -121,6 +136,8 @@ func (c Config) withDefaults() Config {
 	if c.Partitions == 0 {
 		c.Partitions = ring.DefaultPartitions
 	}
+	def(&c.LeaseDuration, 600*time.Millisecond)
+	c.MinMembers = max(c.MinMembers, 1)
 	return c
 }
 
@@ -139,6 +156,16 @@ type Node struct {
 	touches map[string][]touchItem    // last accesses waiting to go to each buddy
 	changed chan struct{}             // signalled when the table changes
 	lost    LostPartitions            // the latest partitions lost with both owners
+
+	granted    map[string]time.Duration // until when (mono) each member may rely on this node's lease
+	departures map[string]uint64        // how often each member left this node's ring
+	fence      []time.Duration          // per partition: no write acknowledged before (mono)
+	leases     struct {
+		mu       sync.Mutex
+		held     map[string]heldLease     // leases from each member
+		seen     map[string]uint64        // each member's departure count of this node, as last reported
+		renewing map[string]chan struct{} // renewals in flight
+	}
 
 	stats Stats
 
@@ -174,9 +201,17 @@ func New(cfg Config) *Node {
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		started: time.Now(),
+
+		granted:    map[string]time.Duration{},
+		departures: map[string]uint64{},
+		fence:      make([]time.Duration, cfg.Partitions),
 	}
-	n.done.Add(4)
+	n.leases.held = map[string]heldLease{}
+	n.leases.seen = map[string]uint64{}
+	n.leases.renewing = map[string]chan struct{}{}
+	n.done.Add(5)
 	go n.heartbeatLoop()
+	go n.leaseLoop()
 	go n.rebalanceLoop()
 	go n.touchLoop()
 	go n.sweepLoop()
@@ -202,9 +237,9 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) Table() *ring.Table { return n.table.Load() }
 
 // Ready reports whether the node holds every partition it owns: it has a
-// ring and no hand-off to it is outstanding.
+// ring of at least MinMembers and no hand-off to it is outstanding.
 func (n *Node) Ready() bool {
-	if n.table.Load() == nil {
+	if tab := n.table.Load(); tab == nil || n.tooFew(tab) != nil {
 		return false
 	}
 	n.mu.Lock()
@@ -225,7 +260,9 @@ func (n *Node) Get(ctx context.Context, id string, noTouch bool) (*Session, erro
 
 // Do runs op wherever it must run: here if this node is the session's
 // primary, else on the primary, one hop away. It retries while owners are
-// changing or unreachable, until ctx is done; give ctx a deadline.
+// changing or unreachable, until ctx is done; give ctx a deadline. A node
+// cut off from the others (too few members, too few leases) gives up after
+// LeaseDuration instead, so that its callers can go to another node.
 func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	if err := op.Validate(); err != nil {
 		return nil, err
@@ -237,6 +274,7 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	}
 	n.checkPause()
 	backoff := 5 * time.Millisecond
+	var cutOff time.Time // when this node first found itself cut off
 	for {
 		tab := n.table.Load()
 		var s *Session
@@ -248,6 +286,13 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 		}
 		if err == nil || !(errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotOwner)) {
 			return s, err
+		}
+		if errors.Is(err, errCutOff) {
+			if cutOff.IsZero() {
+				cutOff = time.Now()
+			} else if time.Since(cutOff) > n.cfg.LeaseDuration {
+				return nil, fmt.Errorf("%s %s: %w", op.Kind, op.ID, err)
+			}
 		}
 		n.stats.Retries.Add(1)
 		t := time.NewTimer(backoff)
@@ -265,6 +310,9 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 // reads when the primary cannot be reached (or is this node, recovering
 // from a pause).
 func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, error) {
+	if err := n.tooFew(tab); err != nil {
+		return nil, err
+	}
 	p := tab.Partition(op.ID)
 	o := tab.Owners(p)
 	var s *Session
@@ -341,13 +389,30 @@ func ForwardTimeout(op *Op, callTimeout time.Duration) time.Duration {
 	return callTimeout
 }
 
-// serveAsPrimary runs op on this node, the session's primary.
+// tooFew returns ErrUnavailable if tab has fewer than MinMembers members.
+func (n *Node) tooFew(tab *ring.Table) error {
+	if m := len(tab.Members()); m < n.cfg.MinMembers {
+		return fmt.Errorf("%w: %w: %s sees %d members, fewer than the %d it needs to serve", ErrUnavailable, errCutOff, n.cfg.Name, m, n.cfg.MinMembers)
+	}
+	return nil
+}
+
+// serveAsPrimary runs op on this node, the session's primary. It serves
+// only under leases from the other members (lease.go), and acknowledges writes to a
+// partition it took over from a departed member only once that member's
+// lease has lapsed.
 func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
+	if err := n.requireLeases(ctx, tab); err != nil {
+		return nil, err
+	}
 	if op.Kind == OpGet || op.Kind == OpTouch {
 		if err := n.awaitCopy(ctx, tab, p, op.ID); err != nil {
 			return nil, err
 		}
 		return n.readPrimary(tab, p, op)
+	}
+	if err := n.awaitFence(ctx, p); err != nil {
+		return nil, err
 	}
 	unlock := n.store.lock(op.ID)
 	defer unlock()
@@ -422,6 +487,9 @@ func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
 // primary does. A "not found" from here is as trustworthy as the
 // primary's. (A buddy merely reconciling p with members that reappeared
 // holds every write acknowledged on its side and answers from its copy.)
+// The buddy answers only under leases from the other members (lease.go):
+// owners replacing a departed buddy acknowledge no write before its leases
+// have lapsed.
 func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id string) (*Session, error) {
 	o := tab.Owners(p)
 	switch n.cfg.Name {
@@ -432,6 +500,9 @@ func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id strin
 	case o.Buddy:
 	default:
 		return nil, fmt.Errorf("%w: %s does not own partition %d (epoch %d)", ErrNotOwner, n.cfg.Name, p, tab.Epoch())
+	}
+	if err := n.requireLeases(ctx, tab); err != nil {
+		return nil, err
 	}
 	if n.handingOver(p) {
 		if err := n.awaitCopy(ctx, tab, p, id); err != nil {
@@ -488,6 +559,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if err := op.Validate(); err != nil {
 			return nil, err
 		}
+		if err := n.tooFew(tab); err != nil {
+			return nil, err
+		}
 		p := tab.Partition(op.ID)
 		if tab.Owners(p).Primary != n.cfg.Name {
 			return nil, fmt.Errorf("%w: %s is not primary of partition %d (epoch %d)", ErrNotOwner, n.cfg.Name, p, tab.Epoch())
@@ -507,6 +581,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		}
 		if n.quarantined() {
 			return nil, fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, n.cfg.Name)
+		}
+		if err := n.tooFew(tab); err != nil {
+			return nil, err
 		}
 		s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 		if errors.Is(err, ErrNotFound) {
@@ -551,6 +628,12 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		}
 		n.servePush(tab, &req)
 		return empty{}, nil
+	case methodLease:
+		var req leaseRequest
+		if err := msgpack.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: decode lease request: %v", ErrInvalid, err)
+		}
+		return n.serveLease(&req)
 	case MethodRing:
 		return ringInfo(tab), nil
 	case methodPrincipal:
@@ -593,6 +676,10 @@ func (n *Node) applyReplica(tab *ring.Table, req *replicateRequest) error {
 	if o.Primary != req.From || o.Buddy != n.cfg.Name {
 		return fmt.Errorf("%w: %s sees partition %d owned by %+v at epoch %d, not primary %s (its epoch %d)",
 			ErrNotOwner, n.cfg.Name, req.Partition, o, tab.Epoch(), req.From, req.Epoch)
+	}
+	if wait := n.fencedFor(req.Partition); wait > 0 {
+		n.stats.FenceWaits.Add(1)
+		return fmt.Errorf("%w: %s fences partition %d for %v while a departed owner's lease lapses", ErrUnavailable, n.cfg.Name, req.Partition, wait)
 	}
 	n.clock.observe(req.Session.Stamp)
 	prev, stored := n.store.putIfNewer(req.Partition, req.Session)

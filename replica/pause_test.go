@@ -42,14 +42,15 @@ func TestPausedNodeDoesNotServeStaleCopies(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	x, id := declaredDeadAndBack(t, c, true)
 	x.beat.Store(int64(time.Since(x.started) - time.Hour)) // as if the node had not run for an hour
+	x.checkPause()
+	if x.stats.Pauses.Load() == 0 || !x.quarantined() {
+		t.Fatal("pause not detected")
+	}
 	// Quarantined, it serves nothing from its copies; its reads go to the
 	// buddy, which has the write it missed.
 	s, err := x.Get(testCtx(t), id, true)
 	if err != nil || s.Version != 2 {
 		t.Fatalf("read on the paused node: %+v %v, want v2", s, err)
-	}
-	if x.stats.Pauses.Load() == 0 || !x.quarantined() {
-		t.Fatal("pause not detected")
 	}
 	// Once the quarantine is over it has reconciled and serves v2 itself.
 	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.quarantined() })

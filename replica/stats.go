@@ -42,6 +42,15 @@ type Stats struct {
 	Pauses atomic.Uint64
 	// Expired is how many expired copies and old tombstones were removed.
 	Expired atomic.Uint64
+	// LeaseMisses is how many times the node needed a lease it did not
+	// hold and had to ask for one before serving.
+	LeaseMisses atomic.Uint64
+	// FenceWaits is how many writes waited (or were refused) while a
+	// departed owner's lease lapsed.
+	FenceWaits atomic.Uint64
+	// Rejoins is how many times the node learned the others had declared
+	// it dead and pulled every owned partition again.
+	Rejoins atomic.Uint64
 }
 
 // Stats returns the node's counters.

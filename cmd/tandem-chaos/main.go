@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := chaos.Config{}
 	fs.StringVar(&cfg.Binary, "binary", "", "tandem binary to run (default: go build ./cmd/tandem into the report directory)")
 	fs.IntVar(&cfg.Nodes, "nodes", 5, "number of node processes")
+	fs.IntVar(&cfg.MinMembers, "min-members", 0, "the nodes' -min-members (0: a majority of -nodes; 1 turns split-brain protection off)")
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to attack under load")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault schedule and the workload (default: from the clock, printed)")
 	faults := fs.String("faults", "all", "comma-separated fault kinds to draw from: "+fmt.Sprint(chaos.AllFaults))

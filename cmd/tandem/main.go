@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // nodeFlags are the settings of one node.
 type nodeFlags struct {
 	name, http, gossip, peer, join string
-	maxSessionBytes                int
+	maxSessionBytes, minMembers    int
 	drainTimeout                   time.Duration
 	logLevel                       string
 }
@@ -83,6 +83,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of nodes to join")
 	fs.IntVar(&f.maxSessionBytes, "max-session-bytes", 1<<20, "largest session accepted, encoded, in bytes")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
+	fs.IntVar(&f.minMembers, "min-members", 1, "smallest cluster this node serves in: set a majority of the cluster so the minority side of a network cut serves nothing")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -102,6 +103,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := tandem.DefaultConfig(f.name)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
+	if f.minMembers < 1 {
+		return usageError{fmt.Errorf("-min-members %d: want at least 1", f.minMembers)}
+	}
+	cfg.Replica.MinMembers = f.minMembers
 	if f.join != "" {
 		cfg.Join = strings.Split(f.join, ",")
 	}

@@ -1,0 +1,221 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// cutOff cuts x off from every other node of c, both ways.
+func cutOff(c *testCluster, x *testNode) {
+	for _, n := range c.list() {
+		if n != x {
+			n.faults.Cut(x.member.Peer)
+			x.faults.Cut(n.member.Peer)
+		}
+	}
+}
+
+// idOwnedBy returns a session id whose owners in x's ring give x the role
+// asked for: primary, or buddy.
+func idOwnedBy(t *testing.T, x *testNode, primary bool) string {
+	t.Helper()
+	for i := range 10000 {
+		o := x.Table().OwnersOf(sessionID(i))
+		if (primary && o.Primary == x.Name()) || (!primary && o.Buddy == x.Name()) {
+			return sessionID(i)
+		}
+	}
+	t.Fatal("no session with the wanted owner")
+	return ""
+}
+
+// read is one read's outcome, for the staleness check.
+type read struct {
+	invoked time.Time
+	version uint64
+}
+
+// readUntil reads id through x until stop is closed, and returns every
+// read that succeeded. It calls first after the first one.
+func readUntil(x *testNode, id string, stop <-chan struct{}, first func()) []read {
+	var out []read
+	defer func() {
+		if len(out) == 0 {
+			first()
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return out
+		default:
+		}
+		at := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		s, err := x.Get(ctx, id, true)
+		cancel()
+		if err == nil {
+			out = append(out, read{at, s.Version})
+			if len(out) == 1 {
+				first()
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A node cut off from everyone, gossip too, goes on seeing its old ring.
+// It must stop serving its copies (as primary, and as buddy of a primary
+// it cannot reach) before the others, who have declared it dead, take its
+// partitions over and acknowledge writes: no read through it returns a
+// version older than one acknowledged before the read began.
+func TestCutOffNodeStopsServingBeforeTheOthersTakeOver(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x := c.node("node-2")
+	asPrimary, asBuddy := idOwnedBy(t, x, true), idOwnedBy(t, x, false)
+	for _, id := range []string{asPrimary, asBuddy} {
+		put(t, c.node("node-0"), id, "v", 1)
+	}
+	waitFor(t, 5*time.Second, "leases", func() bool { return len(x.missingLeases(x.Table())) == 0 })
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	reads := map[string][]read{}
+	var mu sync.Mutex
+	var started sync.WaitGroup
+	for _, id := range []string{asPrimary, asBuddy} {
+		started.Add(1)
+		wg.Go(func() {
+			r := readUntil(x, id, stop, started.Done)
+			mu.Lock()
+			reads[id] = r
+			mu.Unlock()
+		})
+	}
+	started.Wait()
+	cutOff(c, x)
+	others := []string{"node-0", "node-1"}
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	acked := map[string]time.Time{}
+	for _, id := range []string{asPrimary, asBuddy} {
+		if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+			t.Fatalf("write to %s while x was cut off made v%d", id, s.Version)
+		}
+		acked[id] = time.Now()
+	}
+	time.Sleep(200 * time.Millisecond) // x keeps being asked after the writes
+	close(stop)
+	wg.Wait()
+
+	for _, id := range []string{asPrimary, asBuddy} {
+		if len(reads[id]) == 0 {
+			t.Fatalf("x never served %s, even before the cut", id)
+		}
+		for _, r := range reads[id] {
+			if r.invoked.After(acked[id]) && r.version < 2 {
+				t.Fatalf("x served v%d of %s in a read begun %v after v2 was acknowledged", r.version, id, r.invoked.Sub(acked[id]))
+			}
+		}
+	}
+	fenced := uint64(0)
+	for _, name := range others {
+		fenced += c.node(name).stats.FenceWaits.Load()
+	}
+	if fenced == 0 {
+		t.Fatal("the new owners acknowledged writes without waiting for x's leases to lapse")
+	}
+	if x.stats.LeaseMisses.Load() == 0 {
+		t.Fatal("x never found itself without leases")
+	}
+}
+
+// A node the others declared dead and took back learns it from its next
+// lease, even if nothing else tells it (here the others cannot reach it to
+// ask it to reconcile), and pulls every partition it owns before serving.
+func TestNodeDeclaredDeadPullsEverythingBeforeServing(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x, id := declaredDeadAndBack(t, c, true)
+	s, err := x.Get(testCtx(t), id, true)
+	if err != nil || s.Version != 2 {
+		t.Fatalf("read through x after it was taken back: %+v %v, want v2", s, err)
+	}
+	if x.stats.Rejoins.Load() == 0 {
+		t.Fatal("x never learned it had been declared dead")
+	}
+	waitFor(t, 5*time.Second, "x to pull its partitions", x.Ready)
+	p := x.Table().Partition(id)
+	if got := x.store.get(p, id); got == nil || got.Version != 2 {
+		t.Fatalf("x holds %+v, want v2", got)
+	}
+}
+
+// A node in a ring smaller than MinMembers serves nothing, grants no
+// lease and is not ready; grown back, it serves again.
+func TestTooFewMembersServesNothing(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MinMembers = 2 })
+	x := c.node("node-2")
+	id := idOwnedBy(t, x, true)
+	put(t, x, id, "v", 1)
+	c.publishTo(map[string][]string{"node-2": {"node-2"}})
+	ctx, cancel := contextWithTimeout(200 * time.Millisecond)
+	defer cancel()
+	if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("read alone with MinMembers 2: %v, want ErrUnavailable", err)
+	}
+	if x.Ready() {
+		t.Fatal("a node below MinMembers reports ready")
+	}
+	if _, err := x.serveLease(&leaseRequest{From: "node-0"}); err == nil {
+		t.Fatal("a node below MinMembers granted a lease")
+	}
+	c.publish()
+	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 1 {
+		t.Fatalf("read with the ring whole again: %+v %v", s, err)
+	}
+}
+
+// A drained node gives its leases back, so the owners taking over its
+// partitions acknowledge writes at once; a crashed node's leases make them
+// wait until they lapse.
+func TestDrainGivesLeasesBack(t *testing.T) {
+	for _, drain := range []bool{true, false} {
+		c := newTestCluster(t, 3, nil)
+		x := c.node("node-2")
+		id := idOwnedBy(t, x, true)
+		put(t, x, id, "v", 1)
+		waitFor(t, 5*time.Second, "leases", func() bool { return len(x.missingLeases(x.Table())) == 0 })
+		others := []string{"node-0", "node-1"}
+		var members []ring.Member
+		for _, name := range others {
+			members = append(members, c.node(name).member)
+		}
+		rest, err := ring.New(ring.DefaultConfig(), 1000, members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if drain {
+			if err := x.SetTable(rest); err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Drain(testCtx(t), rest); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			x.stop()
+		}
+		c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+		put(t, c.node("node-0"), id, "v", 2)
+		fenced := c.node("node-0").stats.FenceWaits.Load() + c.node("node-1").stats.FenceWaits.Load()
+		if drain && fenced != 0 {
+			t.Fatalf("writes waited %d times for the leases of a node that gave them back", fenced)
+		}
+		if !drain && fenced == 0 {
+			t.Fatal("writes to a crashed node's partitions did not wait for its leases")
+		}
+	}
+}
