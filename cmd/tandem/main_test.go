@@ -311,7 +311,7 @@ func isUsageError(err error) bool {
 }
 
 func TestBadCommandLines(t *testing.T) {
-	cases := [][]string{{"frobnicate"}, {"serve", "-no-such-flag"}, {"dev", "-nodes", "0"}, {"serve", "extra"}}
+	cases := [][]string{{"frobnicate"}, {"serve", "-no-such-flag"}, {"dev", "-nodes", "0"}, {"serve", "extra"}, {"serve", "-min-members", "0"}}
 	for _, args := range cases {
 		err := run(context.Background(), args, io.Discard, io.Discard)
 		if !isUsageError(err) {
