@@ -7,6 +7,11 @@
 //     primary of (reads fall back to the buddy, so this is the cost of one
 //     refused connection);
 //
+//   - read stall: the longest any one read of such a session waited, reads
+//     made back to back through a survivor from the crash until the write
+//     gap ends (a buddy answers for the dead primary only while it holds a
+//     lease from it; between the lease's end and its promotion reads wait);
+//
 //   - write gap: crash → first successful write of such a session (the buddy
 //     must be promoted, so this is failure detection plus one ring change);
 //
@@ -76,11 +81,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		for k, v := range r {
 			fig[k] = append(fig[k], v)
 		}
-		fmt.Fprintf(out, "trial %d: read gap %v, write gap %v, copies restored %v, rejoin to ready %v\n", i+1,
-			r["read gap"].Round(time.Microsecond), r["write gap"].Round(time.Millisecond), r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond))
+		fmt.Fprintf(out, "trial %d: read gap %v, read stall %v, write gap %v, copies restored %v, rejoin to ready %v\n", i+1,
+			r["read gap"].Round(time.Microsecond), r["read stall"].Round(time.Millisecond), r["write gap"].Round(time.Millisecond),
+			r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond))
 	}
 	fmt.Fprintf(out, "\nnodes=%d sessions=%d value=%dB trials=%d\n", o.nodes, o.sessions, o.valueSize, o.trials)
-	for _, k := range []string{"read gap", "write gap", "copies restored", "rejoin to ready"} {
+	for _, k := range []string{"read gap", "read stall", "write gap", "copies restored", "rejoin to ready"} {
 		v := fig[k]
 		slices.Sort(v)
 		fmt.Fprintf(out, "%-16s p50=%v p99=%v max=%v\n", k, pct(v, 50), pct(v, 99), v[len(v)-1])
@@ -140,6 +146,16 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 		return nil
 	}
 	reader := survivors[0]
+	stall := make(chan time.Duration, 1)
+	writeDone := make(chan struct{})
+	go func() { stall <- longestRead(ctx, reader, probe, writeDone) }()
+	defer func() {
+		select {
+		case <-writeDone:
+		default:
+			close(writeDone)
+		}
+	}()
 	if err := until("read gap", func() bool {
 		c, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
@@ -156,6 +172,8 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	}); err != nil {
 		return nil, err
 	}
+	close(writeDone)
+	r["read stall"] = <-stall
 	if err := until("copies restored", func() bool {
 		for _, s := range survivors {
 			st := s.Status()
@@ -184,6 +202,28 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	}
 	r["rejoin to ready"] = time.Since(start)
 	return r, nil
+}
+
+// longestRead reads session id through n back to back until done is
+// closed, and returns the longest time one read took to succeed (a read
+// that fails is retried, and its wait counts on).
+func longestRead(ctx context.Context, n *tandem.Node, id string, done <-chan struct{}) time.Duration {
+	var longest time.Duration
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return max(longest, time.Since(start))
+		default:
+		}
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := n.Peek(c, id)
+		cancel()
+		if err == nil {
+			longest = max(longest, time.Since(start))
+			start = time.Now()
+		}
+	}
 }
 
 // sessionID names session i.
