@@ -97,6 +97,9 @@ type Config struct {
 	Cluster cluster.Config
 	// Replica tunes the replication engine; Name, caller, logger and the
 	// limits above are filled in. Zero fields take replica's defaults.
+	// Set Replica.MinMembers to a majority of the cluster (2 of 3, 3 of 5)
+	// so that the smaller side of a network cut answers ErrUnavailable
+	// instead of serving alone.
 	Replica replica.Config
 	// Caller, if set, wraps the peer client; chaos tests use it to inject
 	// faults. Nil uses the client as is.
