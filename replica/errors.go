@@ -33,8 +33,8 @@ var (
 )
 
 // errCutOff marks an ErrUnavailable that says this node itself cannot serve
-// now: its ring is below MinMembers, or it cannot reach enough members for
-// the leases it needs. Node.Do retries it only for LeaseDuration (long
+// now: its ring is below MinMembers, or it cannot reach enough members (two
+// or more) for the leases it needs. Node.Do retries it only for LeaseDuration (long
 // enough for a ring to drop a crashed member), so that a caller (a
 // balancer, a client) can go to another node.
 var errCutOff = errors.New("this node is cut off from the cluster")

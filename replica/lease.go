@@ -223,8 +223,10 @@ func (n *Node) requireLeases(ctx context.Context, tab *ring.Table) error {
 	if missing = n.missingLeases(tab); len(missing) > spare {
 		err := fmt.Errorf("%w: %s holds leases from %d of the %d other members it needs, under its ring (epoch %d); lacking %v",
 			ErrUnavailable, n.cfg.Name, others-len(missing), leaseQuorum(others), tab.Epoch(), missing)
-		if unreachable > spare {
-			// Unreachable, not merely of another view: cut off.
+		if unreachable > spare && unreachable >= 2 {
+			// Several members unreachable, not merely of another view:
+			// cut off. (One unreachable partner in a two-node ring is as
+			// likely dead; the caller waits for the ring to drop it.)
 			return fmt.Errorf("%w: %w", errCutOff, errors.Join(err, errors.Join(errs...)))
 		}
 		return errors.Join(err, errors.Join(errs...))
