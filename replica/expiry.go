@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"time"
 )
 
 // queueTouch records a last access to send to buddy with the next batch.
@@ -12,46 +11,21 @@ func (n *Node) queueTouch(buddy string, it touchItem) {
 	n.mu.Unlock()
 }
 
-// touchLoop sends batched last accesses to buddies every TouchInterval, so
-// a buddy's idle deadlines lag the primary's by at most that much and no
-// read waits for a replicated touch.
-func (n *Node) touchLoop() {
-	defer n.done.Done()
-	t := time.NewTicker(n.cfg.TouchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
+// sendTouches sends the batched last accesses to buddies. It runs every
+// TouchInterval, so a buddy's idle deadlines lag the primary's by at most
+// that much and no read waits for a replicated touch.
+func (n *Node) sendTouches() {
+	n.mu.Lock()
+	batches := n.touches
+	n.touches = map[string][]touchItem{}
+	n.mu.Unlock()
+	tab := n.table.Load()
+	for buddy, items := range batches {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+		if err := n.call(ctx, tab, buddy, methodTouch, touchRequest{Items: items}, nil); err != nil {
+			n.log.Debug("touch batch not delivered", "buddy", buddy, "sessions", len(items), "err", err)
 		}
-		n.mu.Lock()
-		batches := n.touches
-		n.touches = map[string][]touchItem{}
-		n.mu.Unlock()
-		tab := n.table.Load()
-		for buddy, items := range batches {
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
-			if err := n.call(ctx, tab, buddy, methodTouch, touchRequest{Items: items}, nil); err != nil {
-				n.log.Debug("touch batch not delivered", "buddy", buddy, "sessions", len(items), "err", err)
-			}
-			cancel()
-		}
-	}
-}
-
-// sweepLoop removes expired copies and old tombstones every SweepInterval.
-func (n *Node) sweepLoop() {
-	defer n.done.Done()
-	t := time.NewTicker(n.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		n.sweep()
+		cancel()
 	}
 }
 

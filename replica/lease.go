@@ -272,7 +272,7 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 		// owned partition is pulled again before the lease is used.
 		n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", name)
 		n.stats.Rejoins.Add(1)
-		n.rejoinAll()
+		n.reconcileAll(nil, true)
 	}
 	n.leases.mu.Lock()
 	if l := n.leases.held[name]; sent+n.cfg.LeaseDuration > l.until {
@@ -282,33 +282,24 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 	return nil
 }
 
-// leaseLoop keeps leases from every member of the ring fresh.
-func (n *Node) leaseLoop() {
-	defer n.done.Done()
-	t := time.NewTicker(n.cfg.LeaseDuration / 6)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
+// renewLeases asks every other member of the ring for a lease, without
+// waiting for the answers. It runs every LeaseDuration/6.
+func (n *Node) renewLeases() {
+	tab := n.table.Load()
+	if tab == nil || !tab.Has(n.cfg.Name) {
+		return // not serving (yet, or any more): no lease needed
+	}
+	for _, m := range tab.Members() {
+		if m.Name == n.cfg.Name {
+			continue
 		}
-		tab := n.table.Load()
-		if tab == nil || !tab.Has(n.cfg.Name) {
-			continue // not serving (yet, or any more): no lease needed
-		}
-		for _, m := range tab.Members() {
-			if m.Name == n.cfg.Name {
-				continue
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseDuration)
+			defer cancel()
+			if err := n.renewLease(ctx, tab, m.Name); err != nil {
+				n.log.Debug("lease renewal failed", "member", m.Name, "err", err)
 			}
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseDuration)
-				defer cancel()
-				if err := n.renewLease(ctx, tab, m.Name); err != nil {
-					n.log.Debug("lease renewal failed", "member", m.Name, "err", err)
-				}
-			}()
-		}
+		}()
 	}
 }
 
@@ -326,40 +317,5 @@ func (n *Node) releaseLeases(ctx context.Context, tab *ring.Table) {
 		if err := n.call(ctx, tab, m.Name, methodLease, leaseRequest{From: n.cfg.Name, Release: true}, nil); err != nil {
 			n.log.Debug("cannot give back a lease", "member", m.Name, "err", err)
 		}
-	}
-}
-
-// rejoinAll marks every partition this node owns as being handed over
-// again from every other member: until it has pulled them, it fetches each
-// session from the others before answering, as a primary or as a buddy,
-// and it is not ready.
-func (n *Node) rejoinAll() {
-	tab := n.table.Load()
-	if tab == nil {
-		return
-	}
-	var sources []string
-	for _, m := range tab.Members() {
-		sources = append(sources, m.Name)
-	}
-	n.mu.Lock()
-	for p := range tab.Partitions() {
-		if !owns(tab.Owners(p), n.cfg.Name) {
-			continue
-		}
-		pp := n.pending[p]
-		if pp == nil {
-			pp = &pendingPartition{since: time.Now()}
-		}
-		pp.reconcile = false
-		pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, sources...)...)
-		if len(pp.sources) > 0 {
-			n.pending[p] = pp
-		}
-	}
-	n.mu.Unlock()
-	select {
-	case n.changed <- struct{}{}:
-	default:
 	}
 }

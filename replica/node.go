@@ -210,12 +210,27 @@ func New(cfg Config) *Node {
 	n.leases.seen = map[string]uint64{}
 	n.leases.renewing = map[string]chan struct{}{}
 	n.done.Add(5)
-	go n.heartbeatLoop()
-	go n.leaseLoop()
+	go n.every(cfg.PauseThreshold/10, n.checkPause) // the heartbeat
+	go n.every(cfg.LeaseDuration/6, n.renewLeases)
 	go n.rebalanceLoop()
-	go n.touchLoop()
-	go n.sweepLoop()
+	go n.every(cfg.TouchInterval, n.sendTouches)
+	go n.every(cfg.SweepInterval, n.sweep)
 	return n
+}
+
+// every runs f every d until the node is closed.
+func (n *Node) every(d time.Duration, f func()) {
+	defer n.done.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 // Close stops the background work. It does not hand anything off; the
@@ -619,7 +634,7 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if err := msgpack.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: decode reconcile: %v", ErrInvalid, err)
 		}
-		n.reconcileAll([]string{req.From})
+		n.reconcileAll([]string{req.From}, false)
 		return empty{}, nil
 	case methodPush:
 		var req pushRequest

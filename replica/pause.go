@@ -13,21 +13,6 @@ import (
 // makes the node reconcile every partition it owns with the other members
 // before serving it again.
 
-// heartbeatLoop records that the node is running.
-func (n *Node) heartbeatLoop() {
-	defer n.done.Done()
-	t := time.NewTicker(n.cfg.PauseThreshold / 10)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.checkPause()
-		}
-	}
-}
-
 // checkPause notices when the node was not running for longer than
 // PauseThreshold and records that it runs now. A node that was paused
 // quarantines itself for PauseQuarantine: its own membership view is
@@ -57,12 +42,12 @@ func (n *Node) checkPause() {
 		}
 		n.log.Warn("node was paused; quarantined while it reconciles", "gap", gap, "quarantine", n.cfg.PauseQuarantine)
 		n.stats.Pauses.Add(1)
-		n.reconcileAll(nil)
+		n.reconcileAll(nil, false)
 		return
 	}
 	if q := time.Duration(n.quarantine.Load()); q != 0 && now >= q && n.quarantine.CompareAndSwap(int64(q), 0) {
 		n.log.Info("pause quarantine over; reconciling with the members seen now")
-		n.reconcileAll(nil)
+		n.reconcileAll(nil, false)
 	}
 }
 
@@ -74,7 +59,11 @@ func (n *Node) quarantined() bool {
 
 // reconcileAll marks every partition this node owns for reconciliation
 // with sources (every other member, when nil) and wakes the pull loop.
-func (n *Node) reconcileAll(sources []string) {
+// With distrust, the node's own copies may be stale (it was declared dead):
+// each partition is handed over again, so that until it has pulled it the
+// node fetches each session from the others before answering, as primary
+// or as buddy, and it is not ready.
+func (n *Node) reconcileAll(sources []string, distrust bool) {
 	tab := n.table.Load()
 	if tab == nil {
 		return
@@ -92,6 +81,9 @@ func (n *Node) reconcileAll(sources []string) {
 		pp := n.pending[p]
 		if pp == nil {
 			pp = &pendingPartition{since: time.Now(), reconcile: true}
+		}
+		if distrust {
+			pp.reconcile = false
 		}
 		pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, sources...)...)
 		if len(pp.sources) > 0 {
