@@ -18,14 +18,7 @@ func TestClusterCloseKillsEveryNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	bin, err := BuildBinary(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Nodes: 2, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startTestCluster(ctx, t, 2)
 	defer c.Close()
 	if err := c.Cut(ctx, 0, 1); err != nil {
 		t.Fatalf("control endpoint: %v", err)
@@ -58,14 +51,7 @@ func TestFullCutSplitsMembership(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bin, err := BuildBinary(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Nodes: 3, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := startTestCluster(ctx, t, 3)
 	defer c.Close()
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
@@ -119,6 +105,21 @@ func TestFullCutSplitsMembership(t *testing.T) {
 			t.Fatalf("read through n%d after the heal: %d, v%d; want v2", i+1, code, v)
 		}
 	}
+}
+
+// startTestCluster builds the tandem binary and starts nodes processes
+// of it, with the harness's defaults (a majority for -min-members).
+func startTestCluster(ctx context.Context, t *testing.T, nodes int) *Cluster {
+	t.Helper()
+	bin, err := BuildBinary(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Nodes: nodes, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // putSession puts session id with one attribute through the node at addr

@@ -117,6 +117,7 @@ type Table struct {
 	config  Config
 	members []Member // sorted by name
 	owners  []Owners // indexed by partition
+	finger  uint64   // Fingerprint, computed once: nodes check it per request
 }
 
 // New builds the table for members under cfg, named by epoch. The order of
@@ -159,7 +160,7 @@ func New(cfg Config, epoch uint64, members []Member) (*Table, error) {
 			c.Add(m)
 		}
 	}
-	return &Table{epoch: epoch, config: cfg, members: sorted, owners: owners}, nil
+	return &Table{epoch: epoch, config: cfg, members: sorted, owners: owners, finger: fingerprint(cfg, sorted)}, nil
 }
 
 // newConsistent places members, sorted and validated, on a consistent-hash
@@ -250,10 +251,13 @@ type MemberLoad struct {
 
 // Fingerprint identifies the member set and settings: two tables with equal
 // fingerprints assign every partition identically.
-func (t *Table) Fingerprint() uint64 {
+func (t *Table) Fingerprint() uint64 { return t.finger }
+
+// fingerprint hashes the settings and the sorted member names.
+func fingerprint(cfg Config, members []Member) uint64 {
 	d := xxhash.New()
-	_, _ = d.WriteString(t.config.String())
-	for _, m := range t.members {
+	_, _ = d.WriteString(cfg.String())
+	for _, m := range members {
 		_, _ = d.WriteString("\x00" + m.Name)
 	}
 	return d.Sum64()
