@@ -36,6 +36,12 @@ var metricHelp = map[string]string{
 	"tandem_lost_partitions_total":           "Partitions found with no owner left holding them.",
 	"tandem_expired_total":                   "Expired copies and old tombstones removed.",
 	"tandem_pauses_total":                    "Times the node found it had been paused and reconciled.",
+	"tandem_duplicates_total":                "Retried writes recognised as already applied and not applied again.",
+	"tandem_lease_misses_total":              "Times the node lacked the leases it needs to serve and asked for them.",
+	"tandem_fence_waits_total":               "Writes that waited while a departed owner's lease lapsed.",
+	"tandem_handover_waits_total":            "Writes that waited for a previous owner to move to the node's ring.",
+	"tandem_handoff_refusals_total":          "Hand-off requests refused because the new owner was on another ring.",
+	"tandem_rejoins_total":                   "Times the node learned it had been declared dead and pulled every owned partition again.",
 }
 
 // newMetrics describes the node's metrics.
@@ -94,6 +100,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_lost_partitions_total", s.LostPartitions.Load())
 	counter("tandem_expired_total", s.Expired.Load())
 	counter("tandem_pauses_total", s.Pauses.Load())
+	counter("tandem_duplicates_total", s.Duplicates.Load())
+	counter("tandem_lease_misses_total", s.LeaseMisses.Load())
+	counter("tandem_fence_waits_total", s.FenceWaits.Load())
+	counter("tandem_handover_waits_total", s.HandoverWaits.Load())
+	counter("tandem_handoff_refusals_total", s.HandoffRefusals.Load())
+	counter("tandem_rejoins_total", s.Rejoins.Load())
 }
 
 // newRegistry returns a registry with the node's metrics and the Go

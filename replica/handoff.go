@@ -49,6 +49,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		}
 	}
 	n.fencePartitions(prev, tab, departed)
+	n.displace(prev, tab)
 	var lost []int
 	for p := range tab.Partitions() {
 		o := tab.Owners(p)
@@ -82,8 +83,10 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			n.pending[p] = pp
 		}
 	}
+	n.ringMu.Lock() // waits for reads and stores by the old ring
 	n.prev.Store(prev)
 	n.table.Store(tab)
+	n.ringMu.Unlock()
 	pending := len(n.pending)
 	if len(lost) > 0 {
 		slices.Sort(lost)
@@ -150,10 +153,16 @@ func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string)
 		handoff = !pp.reconcile
 	}
 	n.mu.Unlock()
+	req := readRequest{Partition: p, ID: id, Raw: true}
+	if handoff {
+		// A previous owner answers only once it has left its old ring
+		// (handover.go).
+		req.Ring = tab.Fingerprint()
+	}
 	held := false
 	for _, src := range sources {
 		var reply readReply
-		if err := n.call(ctx, tab, src, methodRead, readRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
+		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
 		held = held || reply.Holds
@@ -266,7 +275,7 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 				var err error
 				held := false
 				for _, src := range j.sources {
-					holds, e := n.pull(ctx, tab, j.p, src)
+					holds, e := n.pull(ctx, tab, j.p, src, !j.reconcile)
 					if e != nil {
 						err = e
 					}
@@ -291,18 +300,22 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 }
 
 // pull copies partition p from member src, in batches, and reports
-// whether src holds the partition at all.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string) (bool, error) {
-	after := ""
+// whether src holds the partition at all. A hand-off (not a
+// reconciliation) is served only once src is on this node's ring.
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff bool) (bool, error) {
+	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes}
+	if handoff {
+		req.Ring = tab.Fingerprint()
+	}
 	for {
 		var reply pullReply
-		if err := n.call(ctx, tab, src, methodPull, pullRequest{Partition: p, After: after, MaxBytes: n.cfg.HandoffBytes}, &reply); err != nil {
+		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
 			return false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				n.merge(p, s)
-				after = s.ID
+				req.After = s.ID
 			}
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))

@@ -148,7 +148,10 @@ type Node struct {
 	lim   limits
 	table atomic.Pointer[ring.Table]
 	prev  atomic.Pointer[ring.Table] // the ring before table
-	clock hlc
+	// ringMu is held for reading while a write is stored by the current
+	// table, and for writing while SetTable replaces it (handover.go).
+	ringMu sync.RWMutex
+	clock  hlc
 
 	mu      sync.Mutex
 	store   *store
@@ -160,6 +163,7 @@ type Node struct {
 	granted    map[string]time.Duration // until when (mono) each member may rely on this node's lease
 	departures map[string]uint64        // how often each member left this node's ring
 	fence      []time.Duration          // per partition: no write acknowledged before (mono)
+	displaced  map[int][]string         // per partition: previous owners not yet known to have left its old ring
 	leases     struct {
 		mu       sync.Mutex
 		held     map[string]heldLease     // leases from each member
@@ -205,6 +209,7 @@ func New(cfg Config) *Node {
 		granted:    map[string]time.Duration{},
 		departures: map[string]uint64{},
 		fence:      make([]time.Duration, cfg.Partitions),
+		displaced:  map[int][]string{},
 	}
 	n.leases.held = map[string]heldLease{}
 	n.leases.seen = map[string]uint64{}
@@ -429,6 +434,9 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 	if err := n.awaitFence(ctx, p); err != nil {
 		return nil, err
 	}
+	if err := n.awaitDisplaced(ctx, tab, p); err != nil {
+		return nil, err
+	}
 	unlock := n.store.lock(op.ID)
 	defer unlock()
 	if err := n.awaitCopy(ctx, tab, p, op.ID); err != nil {
@@ -461,7 +469,11 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 	} else {
 		n.stats.UnderReplicatedWrites.Add(1)
 	}
-	n.store.put(p, next)
+	if err := n.underRing(tab, func() { n.store.put(p, next) }); err != nil {
+		// Not stored here (the buddy may hold it): the caller retries
+		// with the same request id by the new ring.
+		return nil, fmt.Errorf("write %s v%d: %w", op.ID, next.Version, err)
+	}
 	n.stats.Writes.Add(1)
 	if next.Deleted {
 		return nil, nil
@@ -592,6 +604,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 			return nil, err
 		}
 		if req.Raw {
+			if err := n.checkRequesterRing(tab, req.Ring); err != nil {
+				return nil, err
+			}
 			return readReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition)}, nil
 		}
 		if n.quarantined() {
@@ -662,6 +677,9 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 			return nil, err
 		}
+		if err := n.checkRequesterRing(tab, req.Ring); err != nil {
+			return nil, err
+		}
 		return n.servePull(&req)
 	}
 	return nil, fmt.Errorf("%w: unknown method %q", ErrInvalid, method)
@@ -697,7 +715,11 @@ func (n *Node) applyReplica(tab *ring.Table, req *replicateRequest) error {
 		return fmt.Errorf("%w: %s fences partition %d for %v while a departed owner's lease lapses", ErrUnavailable, n.cfg.Name, req.Partition, wait)
 	}
 	n.clock.observe(req.Session.Stamp)
-	prev, stored := n.store.putIfNewer(req.Partition, req.Session)
+	var prev *Session
+	var stored bool
+	if err := n.underRing(tab, func() { prev, stored = n.store.putIfNewer(req.Partition, req.Session) }); err != nil {
+		return err
+	}
 	if !stored && (prev.Version > req.Session.Version || conflicting(prev, req.Session)) {
 		return fmt.Errorf("%w: %s holds v%d of %s, refused v%d", ErrStale, n.cfg.Name, prev.Version, req.Session.ID, req.Session.Version)
 	}

@@ -48,6 +48,13 @@ type Stats struct {
 	// FenceWaits is how many writes waited (or were refused) while a
 	// departed owner's lease lapsed.
 	FenceWaits atomic.Uint64
+	// HandoverWaits is how many writes waited (or were refused) because a
+	// member that owned the partition under the previous ring had not yet
+	// moved to this node's ring.
+	HandoverWaits atomic.Uint64
+	// HandoffRefusals is how many pulls and fetches this node refused
+	// because the new owner asking was on another ring.
+	HandoffRefusals atomic.Uint64
 	// Rejoins is how many times the node learned the others had declared
 	// it dead and pulled every owned partition again.
 	Rejoins atomic.Uint64

@@ -39,6 +39,10 @@ type readRequest struct {
 	// Raw includes tombstones and expired copies, for a new owner that
 	// needs the latest version whatever it is.
 	Raw bool `msgpack:"raw,omitempty"`
+	// Ring, when set, is the fingerprint of the requester's ring: a new
+	// owner fetching from a previous owner is answered only once both
+	// serve by the same ring (see handover.go).
+	Ring uint64 `msgpack:"ring,omitempty"`
 }
 
 // readReply answers methodRead; Session is nil when the node holds no copy.
@@ -74,11 +78,13 @@ type touchRequest struct {
 }
 
 // pullRequest asks for a partition's copies with ids after After, in id
-// order, up to about MaxBytes.
+// order, up to about MaxBytes. Ring, when set, is the fingerprint of the
+// requester's ring, as in readRequest.
 type pullRequest struct {
 	Partition int    `msgpack:"p"`
 	After     string `msgpack:"a"`
 	MaxBytes  int    `msgpack:"mb"`
+	Ring      uint64 `msgpack:"ring,omitempty"`
 }
 
 // pullReply is one batch of a pull; More says another batch follows, and

@@ -1,0 +1,167 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// ringOf returns the ring of the named members of c, as every node would
+// build it.
+func ringOf(t *testing.T, c *testCluster, names ...string) *ring.Table {
+	t.Helper()
+	var members []ring.Member
+	for _, name := range names {
+		members = append(members, c.node(name).member)
+	}
+	tab, err := ring.New(ring.DefaultConfig(), 0, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// movedSession returns a session id whose owners under before and after
+// satisfy moved.
+func movedSession(t *testing.T, before, after *ring.Table, moved func(old, now ring.Owners) bool) (id string, old, now ring.Owners) {
+	t.Helper()
+	for i := range 100000 {
+		id := sessionID(i)
+		if old, now := before.OwnersOf(id), after.OwnersOf(id); moved(old, now) {
+			return id, old, now
+		}
+	}
+	t.Fatal("no session moves as wanted")
+	return "", ring.Owners{}, ring.Owners{}
+}
+
+// lagBehindJoin starts node-3 in a cluster of node-0..2 and gives the new
+// ring to every node but the lagging one, which keeps the old ring, as a
+// node does that has not yet heard of the join.
+func lagBehindJoin(t *testing.T, c *testCluster, lagging string) {
+	t.Helper()
+	all := []string{"node-0", "node-1", "node-2", "node-3"}
+	views := map[string][]string{}
+	for _, name := range all {
+		if name != lagging {
+			views[name] = all
+		}
+	}
+	c.publishTo(views)
+}
+
+// tryPut writes id through n within d and returns the error.
+func tryPut(t *testing.T, n *testNode, id string, v int, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := n.Do(ctx, &Op{Kind: OpPut, ID: id, Principal: "user-" + id, Attributes: map[string]msgpack.RawMessage{"v": value(t, v)}})
+	return err
+}
+
+// A join moves a partition's buddy role away from a node that has not yet
+// heard of it, and which could still answer reads from its backup copy by
+// the old ring. The primary acknowledges no write to the partition until
+// that node has moved to the new ring (and said so in a lease reply);
+// then writes go through and the previous buddy reads them back.
+func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	before := c.node("node-0").Table()
+	c.start("node-3", nil)
+	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
+	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+		return now.Primary == old.Primary && !owns(now, old.Buddy)
+	})
+	primary, x := c.node(old.Primary), c.node(old.Buddy)
+	put(t, primary, id, "v", 1)
+
+	lagBehindJoin(t, c, x.Name())
+	if err := tryPut(t, primary, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write while the previous buddy %s still serves by the old ring: %v, want ErrUnavailable", x.Name(), err)
+	}
+	if primary.stats.HandoverWaits.Load() == 0 {
+		t.Fatal("the primary never waited for the previous buddy")
+	}
+
+	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
+	if s := put(t, primary, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
+	}
+	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 2 {
+		t.Fatalf("read through the previous buddy after the write: %+v %v, want v2", s, err)
+	}
+}
+
+// A node that joins takes a partition over only from previous owners on
+// its own ring: a previous owner that has not yet heard of the join
+// refuses to hand the partition over, so the joiner neither serves nor
+// acknowledges writes to it until that node has moved.
+func TestJoinerTakesOverOnlyFromPreviousOwnersOnItsRing(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	before := c.node("node-0").Table()
+	joiner := c.start("node-3", nil)
+	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
+	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+		return now.Primary == "node-3" && !owns(now, old.Buddy)
+	})
+	x := c.node(old.Buddy)
+	put(t, x, id, "v", 1)
+
+	lagBehindJoin(t, c, x.Name())
+	if err := tryPut(t, joiner, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write through the joiner while %s still serves by the old ring: %v, want ErrUnavailable", x.Name(), err)
+	}
+	if x.stats.HandoffRefusals.Load() == 0 {
+		t.Fatal("the lagging previous owner never refused the joiner")
+	}
+	if joiner.Ready() {
+		t.Fatal("the joiner is ready while a previous owner has not handed its partitions over")
+	}
+
+	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
+	if s := put(t, joiner, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
+	}
+	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 2 {
+		t.Fatalf("read through the previous owner after the write: %+v %v, want v2", s, err)
+	}
+	waitFor(t, 10*time.Second, "the joiner to be ready", joiner.Ready)
+}
+
+// A write routed by a ring the node has since left is not stored, neither
+// by the primary nor by the buddy: the new owners may already have pulled
+// the partition or acknowledged writes of their own to it. The caller's
+// retry, by the new ring, goes through.
+func TestNothingIsStoredByARingTheNodeHasLeft(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x := c.node("node-0")
+	id := idOwnedBy(t, x, true)
+	old := x.Table()
+	p := old.Partition(id)
+	buddy := c.node(old.Owners(p).Buddy)
+	c.publish() // the same members, but a ring x has moved to since
+
+	op := &Op{Kind: OpPut, ID: id, RequestID: NewRequestID(), Attributes: map[string]msgpack.RawMessage{"v": value(t, 1)}}
+	if _, err := x.serveAsPrimary(testCtx(t), old, p, op); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("write by the old ring: %v, want ErrNotOwner", err)
+	}
+	if s := x.store.get(p, id); s != nil {
+		t.Fatalf("the primary stored v%d by a ring it had left", s.Version)
+	}
+	replica := &Session{ID: id, Version: 1, Writer: x.Name(), Stamp: 1}
+	if err := buddy.applyReplica(old, &replicateRequest{From: x.Name(), Partition: p, Session: replica}); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("replica by the old ring: %v, want ErrNotOwner", err)
+	}
+
+	s, err := x.Do(testCtx(t), op)
+	if err != nil || s.Version != 1 {
+		t.Fatalf("retry by the new ring: %+v %v, want v1", s, err)
+	}
+	if got := buddy.store.get(p, id); got == nil || got.Stamp != s.Stamp {
+		t.Fatalf("the buddy holds %+v, want the acknowledged v1 %+v", got, s)
+	}
+}
