@@ -19,7 +19,13 @@
 //     (the new buddies have pulled their copies);
 //
 //   - rejoin to ready: a node started under the dead node's name, with empty
-//     memory → it holds every partition it owns and reports ready.
+//     memory → it holds every partition it owns and reports ready;
+//
+//   - failback write stall: the longest any one write waited, writes made
+//     back to back through a survivor from the rejoin until a second after
+//     ready, to a session whose primary moves back to the returning node and
+//     to one whose buddy does (owners wait until the previous owners have
+//     the returning node in their ring, and it has pulled their copies).
 //
 //     tandem-failover -trials 20 -sessions 1000
 //     tandem-failover -trials 1 -sessions 100000 -value-size 1024
@@ -81,15 +87,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		for k, v := range r {
 			fig[k] = append(fig[k], v)
 		}
-		fmt.Fprintf(out, "trial %d: read gap %v, read stall %v, write gap %v, copies restored %v, rejoin to ready %v\n", i+1,
+		fmt.Fprintf(out, "trial %d: read gap %v, read stall %v, write gap %v, copies restored %v, rejoin to ready %v, failback write stall %v\n", i+1,
 			r["read gap"].Round(time.Microsecond), r["read stall"].Round(time.Millisecond), r["write gap"].Round(time.Millisecond),
-			r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond))
+			r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond), r["failback write stall"].Round(time.Millisecond))
 	}
 	fmt.Fprintf(out, "\nnodes=%d sessions=%d value=%dB trials=%d\n", o.nodes, o.sessions, o.valueSize, o.trials)
-	for _, k := range []string{"read gap", "read stall", "write gap", "copies restored", "rejoin to ready"} {
+	for _, k := range []string{"read gap", "read stall", "write gap", "copies restored", "rejoin to ready", "failback write stall"} {
 		v := fig[k]
 		slices.Sort(v)
-		fmt.Fprintf(out, "%-16s p50=%v p99=%v max=%v\n", k, pct(v, 50), pct(v, 99), v[len(v)-1])
+		fmt.Fprintf(out, "%-20s p50=%v p99=%v max=%v\n", k, pct(v, 50), pct(v, 99), v[len(v)-1])
 	}
 	return nil
 }
@@ -116,16 +122,20 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 		return nil, err
 	}
 	victim, survivors := nodes[0], nodes[1:]
-	var probe string // a session the victim is primary of
+	var probe, backedUp string // sessions the victim is primary and buddy of
 	for i := range o.sessions {
 		id := sessionID(i)
-		if p, _, _, err := victim.Owners(id); err == nil && p.Name == victim.Name() {
+		p, b, _, err := victim.Owners(id)
+		switch {
+		case err != nil:
+		case probe == "" && p.Name == victim.Name():
 			probe = id
-			break
+		case backedUp == "" && b.Name == victim.Name():
+			backedUp = id
 		}
 	}
-	if probe == "" {
-		return nil, errors.New("the victim is primary of no session")
+	if probe == "" || backedUp == "" {
+		return nil, errors.New("the victim is primary or buddy of no session")
 	}
 	victimCfg := tandem.DefaultConfig(victim.Name())
 	victimCfg.GossipAddr, victimCfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -188,6 +198,18 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 
 	rejoinCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	writesDone := make(chan struct{})
+	writeStall := make(chan time.Duration, 2)
+	for _, id := range []string{probe, backedUp} {
+		go func() { writeStall <- longestWrite(ctx, reader, id, writesDone) }()
+	}
+	defer func() {
+		select {
+		case <-writesDone:
+		default:
+			close(writesDone)
+		}
+	}()
 	start := time.Now()
 	back, err := tandem.Start(rejoinCtx, victimCfg)
 	if err != nil {
@@ -201,7 +223,32 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 		time.Sleep(time.Millisecond)
 	}
 	r["rejoin to ready"] = time.Since(start)
+	time.Sleep(time.Second) // ring changes settle on the survivors too
+	close(writesDone)
+	r["failback write stall"] = max(<-writeStall, <-writeStall)
 	return r, nil
+}
+
+// longestWrite writes session id through n back to back until done is
+// closed, and returns the longest time one write took to succeed (a write
+// that fails is retried, and its wait counts on).
+func longestWrite(ctx context.Context, n *tandem.Node, id string, done <-chan struct{}) time.Duration {
+	var longest time.Duration
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return max(longest, time.Since(start))
+		default:
+		}
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := n.Patch(c, id, map[string][]byte{"failback": {0xc3}}, nil)
+		cancel()
+		if err == nil {
+			longest = max(longest, time.Since(start))
+			start = time.Now()
+		}
+	}
 }
 
 // longestRead reads session id through n back to back until done is
