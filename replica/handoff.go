@@ -83,10 +83,11 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			n.pending[p] = pp
 		}
 	}
-	n.ringMu.Lock() // waits for reads and stores by the old ring
+	n.ringMu.Lock() // waits for stores by the old ring (handover.go)
 	n.prev.Store(prev)
 	n.table.Store(tab)
 	n.ringMu.Unlock()
+	n.installed = n.mono()
 	pending := len(n.pending)
 	if len(lost) > 0 {
 		slices.Sort(lost)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/tandem-io/tandem/ring"
 )
@@ -29,8 +31,8 @@ import (
 //   - An owner that already held the partition (a primary whose buddy
 //     changed) needs no copy, but before it acknowledges a write it waits
 //     until each displaced owner (a previous owner that is a member but no
-//     owner any more) has answered a lease request under its ring: the
-//     lease reply names the granter's ring.
+//     owner any more) has answered a lease request, sent since it moved,
+//     under its ring: the lease reply names the granter's ring.
 //
 // And a node stores a write only by the ring it holds at that moment: the
 // primary's store of a write and the buddy's store of a replica happen
@@ -96,30 +98,46 @@ func (n *Node) displace(prev, tab *ring.Table) {
 	n.displaced = next
 }
 
-// onRing reports whether member name last granted this node a lease under
-// tab's ring: it had moved to tab by then.
-func (n *Node) onRing(name string, tab *ring.Table) bool {
+// onRing reports whether member name has answered a lease request sent
+// since tab was installed (since, on mono's clock) under tab's ring: it
+// had moved to tab by then. An older answer does not count, even under the
+// same fingerprint: a ring whose members left and came back has the
+// fingerprint it had before, and the member may have moved in between.
+func (n *Node) onRing(name string, tab *ring.Table, since time.Duration) bool {
 	n.leases.mu.Lock()
 	defer n.leases.mu.Unlock()
-	return n.leases.held[name].fingerprint == tab.Fingerprint()
+	l := n.leases.held[name]
+	return l.fingerprint == tab.Fingerprint() && l.asked >= since
 }
 
 // awaitDisplaced makes sure every displaced owner of partition p has moved
-// to tab, asking those not yet known to have for a lease. It returns
-// ErrUnavailable if one has not; the caller retries.
+// to tab, asking those not yet known to have for a lease, all at once. It
+// returns ErrUnavailable if one has not; the caller retries.
 func (n *Node) awaitDisplaced(ctx context.Context, tab *ring.Table, p int) error {
 	n.mu.Lock()
-	names := slices.Clone(n.displaced[p])
+	names, since, current := slices.Clone(n.displaced[p]), n.installed, n.table.Load() == tab
 	n.mu.Unlock()
+	if !current {
+		return fmt.Errorf("%w: %s's ring changed while it served a request", ErrNotOwner, n.cfg.Name)
+	}
 	if len(names) == 0 {
 		return nil
 	}
+	var wg sync.WaitGroup
+	for _, x := range names {
+		if !n.onRing(x, tab, since) {
+			wg.Go(func() {
+				if err := n.renewLease(ctx, tab, x); err != nil {
+					n.log.Debug("displaced owner did not answer", "member", x, "err", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
 	var behind []string
 	for _, x := range names {
-		if !n.onRing(x, tab) {
-			if err := n.renewLease(ctx, tab, x); err != nil || !n.onRing(x, tab) {
-				behind = append(behind, x)
-			}
+		if !n.onRing(x, tab, since) {
+			behind = append(behind, x)
 		}
 	}
 	if len(behind) > 0 {
@@ -129,8 +147,7 @@ func (n *Node) awaitDisplaced(ctx context.Context, tab *ring.Table, p int) error
 	n.mu.Lock()
 	if n.table.Load() == tab {
 		// Confirmed once, for good: a displaced owner that has moved to
-		// this ring serves the partition by it no more, whatever ring
-		// it moves to next.
+		// this ring serves the partition by the old one no more.
 		delete(n.displaced, p)
 	}
 	n.mu.Unlock()

@@ -165,3 +165,84 @@ func TestNothingIsStoredByARingTheNodeHasLeft(t *testing.T) {
 		t.Fatalf("the buddy holds %+v, want the acknowledged v1 %+v", got, s)
 	}
 }
+
+// A member that left and came back makes the ring's fingerprint what it
+// was before it left. An answer a displaced owner gave under the old ring
+// before then must not count as having moved to the new one: here the
+// displaced node took the partition over while the member was away (its
+// answers lost on the way back), and still serves by that ring.
+func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	all := []string{"node-0", "node-1", "node-2", "node-3"}
+	whole := c.node("node-0").Table()
+	var id string
+	var away string
+	var before, during ring.Owners
+	for _, d := range all {
+		var rest []string
+		for _, m := range all {
+			if m != d {
+				rest = append(rest, m)
+			}
+		}
+		without := ringOf(t, c, rest...)
+		for i := range 10000 {
+			if old, now := whole.OwnersOf(sessionID(i)), without.OwnersOf(sessionID(i)); old.Buddy == d && now.Primary == old.Primary {
+				id, away, before, during = sessionID(i), d, old, now
+				break
+			}
+		}
+		if id != "" {
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("no session whose buddy leaves while its primary stays")
+	}
+	primary, x := c.node(before.Primary), c.node(during.Buddy)
+	put(t, primary, id, "v", 1)
+	waitFor(t, 5*time.Second, "the primary to hold a lease from "+x.Name(), func() bool {
+		return primary.onRing(x.Name(), whole, 0)
+	})
+
+	// away leaves; x becomes the buddy and pulls the partition. The
+	// primary's lease requests to x are lost from now on.
+	primary.faults.Cut(x.member.Peer)
+	var rest []string
+	for _, m := range all {
+		if m != away {
+			rest = append(rest, m)
+		}
+	}
+	views := map[string][]string{}
+	for _, m := range rest {
+		views[m] = rest
+	}
+	c.publishTo(views)
+	p := whole.Partition(id)
+	waitFor(t, 5*time.Second, x.Name()+" to pull the partition", func() bool { return !x.handingOver(p) })
+	waitFor(t, 5*time.Second, "the departure's fence to lapse", func() bool { return primary.fencedFor(p) <= 0 })
+
+	// away comes back: the whole ring again, with the fingerprint it had,
+	// for everyone but x.
+	views = map[string][]string{}
+	for _, m := range all {
+		if m != x.Name() {
+			views[m] = all
+		}
+	}
+	c.publishTo(views)
+	waits := primary.stats.HandoverWaits.Load()
+	if err := tryPut(t, primary, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write while %s, displaced, still serves by the ring without %s: %v, want ErrUnavailable", x.Name(), away, err)
+	}
+	if primary.stats.HandoverWaits.Load() == waits {
+		t.Fatal("the primary never waited for the displaced buddy")
+	}
+
+	primary.faults.HealAll()
+	c.publishTo(map[string][]string{x.Name(): all})
+	if s := put(t, primary, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
+	}
+}

@@ -65,6 +65,7 @@ type leaseReply struct {
 type heldLease struct {
 	until       time.Duration // on mono's clock
 	fingerprint uint64        // the granter's ring
+	asked       time.Duration // when the request was sent, on mono's clock
 }
 
 // mono returns the node's monotonic clock: the time since it started.
@@ -276,7 +277,7 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 	}
 	n.leases.mu.Lock()
 	if l := n.leases.held[name]; sent+n.cfg.LeaseDuration > l.until {
-		n.leases.held[name] = heldLease{until: sent + n.cfg.LeaseDuration, fingerprint: reply.Fingerprint}
+		n.leases.held[name] = heldLease{until: sent + n.cfg.LeaseDuration, fingerprint: reply.Fingerprint, asked: sent}
 	}
 	n.leases.mu.Unlock()
 	return nil

@@ -164,6 +164,7 @@ type Node struct {
 	departures map[string]uint64        // how often each member left this node's ring
 	fence      []time.Duration          // per partition: no write acknowledged before (mono)
 	displaced  map[int][]string         // per partition: previous owners not yet known to have left its old ring
+	installed  time.Duration            // when (mono) the current table was installed
 	leases     struct {
 		mu       sync.Mutex
 		held     map[string]heldLease     // leases from each member
