@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -166,6 +167,9 @@ func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string)
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
+		if reply.OtherRing {
+			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
+		}
 		held = held || reply.Holds
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
@@ -274,20 +278,27 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 				// returning from a network cut may each hold writes the
 				// other lacks, and merging keeps the newer of each.
 				var err error
-				held := false
+				held, refused := false, false
 				for _, src := range j.sources {
 					holds, e := n.pull(ctx, tab, j.p, src, !j.reconcile)
 					if e != nil {
 						err = e
+						refused = refused || errors.Is(e, errOtherRing)
 					}
 					held = held || holds
 				}
 				if err == nil && !held && !j.reconcile {
 					err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
 				}
-				if err == nil {
+				switch {
+				case err == nil:
 					n.finishPending(j.p, tab)
-				} else {
+				case refused:
+					// A source is alive and serves by another ring: it may
+					// still serve the partition. Not given up on.
+					n.stillPending(j.p)
+					n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
+				default:
 					n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
 				}
 			}
@@ -312,6 +323,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
 			return false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+		}
+		if reply.OtherRing {
+			return false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
@@ -340,6 +354,15 @@ func (n *Node) merge(p int, s *Session) {
 		}
 		n.log.Warn("conflicting copies reconciled", "session", s.ID, "version", s.Version,
 			"kept_writer", kept.Writer, "kept_stamp", kept.Stamp, "lost_writer", lost.Writer, "lost_stamp", lost.Stamp)
+	}
+}
+
+// stillPending restarts partition p's hand-off timeout: a source answered.
+func (n *Node) stillPending(p int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if pp := n.pending[p]; pp != nil {
+		pp.since = time.Now()
 	}
 }
 

@@ -26,8 +26,10 @@ import (
 //
 //   - A new owner pulls a partition (or fetches a session of it) from its
 //     previous owners, and a previous owner answers only a node on its own
-//     ring (readRequest.Ring, pullRequest.Ring). By the time the new owner
-//     holds the partition, the previous owners have left the old ring.
+//     ring (readRequest.Ring, pullRequest.Ring); otherwise it answers
+//     OtherRing. By the time the new owner holds the partition, the
+//     previous owners have left the old ring. The new owner does not give
+//     up on a hand-off (HandoffTimeout) while a source answers OtherRing.
 //   - An owner that already held the partition (a primary whose buddy
 //     changed) needs no copy, but before it acknowledges a write it waits
 //     until each displaced owner (a previous owner that is a member but no
@@ -59,15 +61,16 @@ func (n *Node) underRing(tab *ring.Table, f func()) error {
 	return nil
 }
 
-// checkRequesterRing refuses a hand-off request from a node whose ring is
-// not this node's. ring is the requester's fingerprint; zero asks for no
-// check (a reconciliation, which merges copies and fences nothing).
-func (n *Node) checkRequesterRing(tab *ring.Table, ringFingerprint uint64) error {
-	if ringFingerprint == 0 || ringFingerprint == tab.Fingerprint() {
-		return nil
+// otherRing reports whether a hand-off request must be refused because the
+// requester's ring is not this node's. requesterRing is the requester's
+// fingerprint; zero asks for no check (a reconciliation, which merges
+// copies and fences nothing).
+func (n *Node) otherRing(tab *ring.Table, requesterRing uint64) bool {
+	if requesterRing == 0 || requesterRing == tab.Fingerprint() {
+		return false
 	}
 	n.stats.HandoffRefusals.Add(1)
-	return fmt.Errorf("%w: %s hands partitions over only to a node on its ring (epoch %d); the requester's ring differs", ErrUnavailable, n.cfg.Name, tab.Epoch())
+	return true
 }
 
 // displace records, for every partition this node owns in tab, the members

@@ -246,3 +246,38 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
 	}
 }
+
+// A new owner does not give up on a hand-off while a previous owner
+// answers that it serves by another ring: that node may still serve the
+// partition, so serving without it after HandoffTimeout could serve, and
+// build on, a stale copy.
+func TestHandoffDoesNotTimeOutWhileAPreviousOwnerLags(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HandoffTimeout = timeout })
+	before := c.node("node-0").Table()
+	joiner := c.start("node-3", func(cfg *Config) { cfg.HandoffTimeout = timeout })
+	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
+	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+		return now.Primary == "node-3" && !owns(now, old.Buddy)
+	})
+	x := c.node(old.Buddy)
+	put(t, x, id, "v", 1)
+
+	lagBehindJoin(t, c, x.Name())
+	deadline := time.Now().Add(4 * timeout)
+	for time.Now().Before(deadline) {
+		if joiner.Ready() {
+			t.Fatalf("the joiner gave up on its hand-off while %s, alive, still served by the old ring", x.Name())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tryPut(t, joiner, id, 2, 100*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write through the joiner after %v while %s still lags: %v, want ErrUnavailable", 4*timeout, x.Name(), err)
+	}
+
+	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
+	waitFor(t, 10*time.Second, "the joiner to be ready", joiner.Ready)
+	if s := put(t, joiner, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
+	}
+}

@@ -65,8 +65,10 @@ type Config struct {
 	// that older copies cannot bring it back. Zero means 5 minutes.
 	TombstoneTTL time.Duration
 	// HandoffTimeout bounds how long a new owner keeps trying to pull a
-	// partition from its previous owners before serving it from what it
-	// holds; until then it fetches each session it is asked for. Old owners
+	// partition from previous owners that do not answer before serving it
+	// from what it holds; until then it fetches each session it is asked
+	// for. A previous owner that answers it serves by another ring restarts
+	// the wait: it may still serve the partition (handover.go). Old owners
 	// drop partitions they no longer own once the ring has been stable this
 	// long. Zero means 10s.
 	HandoffTimeout time.Duration
@@ -605,8 +607,8 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 			return nil, err
 		}
 		if req.Raw {
-			if err := n.checkRequesterRing(tab, req.Ring); err != nil {
-				return nil, err
+			if n.otherRing(tab, req.Ring) {
+				return readReply{OtherRing: true}, nil
 			}
 			return readReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition)}, nil
 		}
@@ -678,8 +680,8 @@ func (n *Node) servePeer(ctx context.Context, method string, body msgpack.RawMes
 		if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 			return nil, err
 		}
-		if err := n.checkRequesterRing(tab, req.Ring); err != nil {
-			return nil, err
+		if n.otherRing(tab, req.Ring) {
+			return pullReply{OtherRing: true}, nil
 		}
 		return n.servePull(&req)
 	}

@@ -50,9 +50,14 @@ type readRequest struct {
 // (owns it now, owned it under its previous ring, or has copies of it), so
 // that "no copy" from a node that never held the partition is not taken
 // for "no such session".
+//
+// OtherRing answers a fetch that carried a ring (readRequest.Ring) other
+// than the receiver's: the receiver hands nothing over until both serve by
+// the same ring.
 type readReply struct {
-	Session *Session `msgpack:"s"`
-	Holds   bool     `msgpack:"h,omitempty"`
+	Session   *Session `msgpack:"s"`
+	Holds     bool     `msgpack:"h,omitempty"`
+	OtherRing bool     `msgpack:"or,omitempty"`
 }
 
 // replicateRequest is one write, sent by the primary to the buddy. It
@@ -88,11 +93,13 @@ type pullRequest struct {
 }
 
 // pullReply is one batch of a pull; More says another batch follows, and
-// Holds whether the node holds the partition at all (see readReply).
+// Holds whether the node holds the partition at all, and OtherRing that it
+// refused because the rings differ (see readReply).
 type pullReply struct {
-	Sessions []*Session `msgpack:"s"`
-	More     bool       `msgpack:"m,omitempty"`
-	Holds    bool       `msgpack:"h,omitempty"`
+	Sessions  []*Session `msgpack:"s"`
+	More      bool       `msgpack:"m,omitempty"`
+	Holds     bool       `msgpack:"h,omitempty"`
+	OtherRing bool       `msgpack:"or,omitempty"`
 }
 
 // expireItem names one expired version of a session.
