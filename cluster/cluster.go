@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,6 +311,16 @@ func opTimeout(ctx context.Context) time.Duration {
 	return max(time.Until(d), time.Millisecond)
 }
 
+// memberlistNode returns a memberlist node record for m, to send it a
+// message.
+func memberlistNode(m Member) (*memberlist.Node, error) {
+	ap, err := netip.ParseAddrPort(m.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: gossip address %q: %w", m.Name, m.Addr, err)
+	}
+	return &memberlist.Node{Name: m.Name, Addr: ap.Addr().AsSlice(), Port: ap.Port()}, nil
+}
+
 // sendGoodbyes tells every other live member, concurrently, that this node
 // is leaving; it gives up at deadline or when ctx ends. Goodbyes are best
 // effort: a member that misses one reports this node "dead" instead of
@@ -320,16 +331,25 @@ func (c *Cluster) sendGoodbyes(ctx context.Context, deadline time.Time) {
 		c.log.Warn("no goodbye sent", "error", err)
 		return
 	}
+	// The addresses come from this node's own view, not from
+	// memberlist.Members(): its nodes are memberlist's own records, which
+	// it goes on updating while the goodbyes are sent.
+	v, _ := c.tracker.snapshot()
 	var wg sync.WaitGroup
-	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.Name {
+	for _, m := range v.Members {
+		if m.Name == c.cfg.Name || m.Health != healthAlive {
+			continue
+		}
+		to, err := memberlistNode(m)
+		if err != nil {
+			c.log.Debug("no goodbye for a member without a usable address", "peer", m.Name, "error", err)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("goodbye not delivered", "peer", n.Name, "error", err)
+			if err := c.ml.SendReliable(to, msg); err != nil {
+				c.log.Debug("goodbye not delivered", "peer", m.Name, "error", err)
 			}
 		}()
 	}

@@ -387,3 +387,21 @@ func TestAdvertiseAddrAndDefaults(t *testing.T) {
 		t.Fatalf("lone node's view = %+v", v)
 	}
 }
+
+// A goodbye goes to the gossip address in this node's own view, IPv4 or
+// IPv6; an address that does not parse is an error, not a goodbye to
+// nowhere.
+func TestGoodbyeAddressesComeFromTheView(t *testing.T) {
+	for addr, want := range map[string]string{"127.0.0.1:7946": "127.0.0.1:7946", "[::1]:7947": "[::1]:7947"} {
+		n, err := memberlistNode(Member{Name: "b", Addr: addr})
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		if got := n.FullAddress(); got.Addr != want || got.Name != "b" {
+			t.Fatalf("%s: goodbye to %+v, want %s", addr, got, want)
+		}
+	}
+	if _, err := memberlistNode(Member{Name: "b", Addr: "nowhere"}); err == nil {
+		t.Fatal("a member without a usable address got a goodbye address")
+	}
+}
