@@ -12,14 +12,14 @@ import (
 )
 
 // ringOf returns the ring of the named members of c, as every node would
-// build it.
-func ringOf(t *testing.T, c *testCluster, names ...string) *ring.Table {
+// build it, named by epoch.
+func ringOf(t *testing.T, c *testCluster, epoch uint64, names ...string) *ring.Table {
 	t.Helper()
 	var members []ring.Member
 	for _, name := range names {
 		members = append(members, c.node(name).member)
 	}
-	tab, err := ring.New(ring.DefaultConfig(), 0, members)
+	tab, err := ring.New(ring.DefaultConfig(), epoch, members)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,17 +63,38 @@ func tryPut(t *testing.T, n *testNode, id string, v int, d time.Duration) error 
 	return err
 }
 
+// joinMoving starts node-3 in a cluster of node-0..2, each tuned by tune,
+// and returns it with a session whose owners before and after the join
+// satisfy moved. No node has the new ring yet.
+func joinMoving(t *testing.T, tune func(*Config), moved func(old, now ring.Owners) bool) (c *testCluster, joiner *testNode, id string, old ring.Owners) {
+	t.Helper()
+	c = newTestCluster(t, 3, tune)
+	before := c.node("node-0").Table()
+	joiner = c.start("node-3", tune)
+	id, old, _ = movedSession(t, before, ringOf(t, c, 0, "node-0", "node-1", "node-2", "node-3"), moved)
+	return c, joiner, id, old
+}
+
+// catchUp gives lagging node x the whole ring at last, and checks that a
+// write through writer then goes through and reads back through x.
+func catchUp(t *testing.T, c *testCluster, x, writer *testNode, id string) {
+	t.Helper()
+	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
+	if s := put(t, writer, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
+	}
+	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 2 {
+		t.Fatalf("read through %s after the write: %+v %v, want v2", x.Name(), s, err)
+	}
+}
+
 // A join moves a partition's buddy role away from a node that has not yet
 // heard of it, and which could still answer reads from its backup copy by
 // the old ring. The primary acknowledges no write to the partition until
 // that node has moved to the new ring (and said so in a lease reply);
 // then writes go through and the previous buddy reads them back.
 func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	before := c.node("node-0").Table()
-	c.start("node-3", nil)
-	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
-	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+	c, _, id, old := joinMoving(t, nil, func(old, now ring.Owners) bool {
 		return now.Primary == old.Primary && !owns(now, old.Buddy)
 	})
 	primary, x := c.node(old.Primary), c.node(old.Buddy)
@@ -87,13 +108,7 @@ func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
 		t.Fatal("the primary never waited for the previous buddy")
 	}
 
-	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
-	if s := put(t, primary, id, "v", 2); s.Version != 2 {
-		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
-	}
-	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 2 {
-		t.Fatalf("read through the previous buddy after the write: %+v %v, want v2", s, err)
-	}
+	catchUp(t, c, x, primary, id)
 }
 
 // A node that joins takes a partition over only from previous owners on
@@ -101,11 +116,7 @@ func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
 // refuses to hand the partition over, so the joiner neither serves nor
 // acknowledges writes to it until that node has moved.
 func TestJoinerTakesOverOnlyFromPreviousOwnersOnItsRing(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	before := c.node("node-0").Table()
-	joiner := c.start("node-3", nil)
-	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
-	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+	c, joiner, id, old := joinMoving(t, nil, func(old, now ring.Owners) bool {
 		return now.Primary == "node-3" && !owns(now, old.Buddy)
 	})
 	x := c.node(old.Buddy)
@@ -122,13 +133,7 @@ func TestJoinerTakesOverOnlyFromPreviousOwnersOnItsRing(t *testing.T) {
 		t.Fatal("the joiner is ready while a previous owner has not handed its partitions over")
 	}
 
-	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
-	if s := put(t, joiner, id, "v", 2); s.Version != 2 {
-		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
-	}
-	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 2 {
-		t.Fatalf("read through the previous owner after the write: %+v %v, want v2", s, err)
-	}
+	catchUp(t, c, x, joiner, id)
 	waitFor(t, 10*time.Second, "the joiner to be ready", joiner.Ready)
 }
 
@@ -185,7 +190,7 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 				rest = append(rest, m)
 			}
 		}
-		without := ringOf(t, c, rest...)
+		without := ringOf(t, c, 0, rest...)
 		for i := range 10000 {
 			if old, now := whole.OwnersOf(sessionID(i)), without.OwnersOf(sessionID(i)); old.Buddy == d && now.Primary == old.Primary {
 				id, away, before, during = sessionID(i), d, old, now
@@ -253,11 +258,7 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 // build on, a stale copy.
 func TestHandoffDoesNotTimeOutWhileAPreviousOwnerLags(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HandoffTimeout = timeout })
-	before := c.node("node-0").Table()
-	joiner := c.start("node-3", func(cfg *Config) { cfg.HandoffTimeout = timeout })
-	after := ringOf(t, c, "node-0", "node-1", "node-2", "node-3")
-	id, old, _ := movedSession(t, before, after, func(old, now ring.Owners) bool {
+	c, joiner, id, old := joinMoving(t, func(cfg *Config) { cfg.HandoffTimeout = timeout }, func(old, now ring.Owners) bool {
 		return now.Primary == "node-3" && !owns(now, old.Buddy)
 	})
 	x := c.node(old.Buddy)
@@ -275,9 +276,6 @@ func TestHandoffDoesNotTimeOutWhileAPreviousOwnerLags(t *testing.T) {
 		t.Fatalf("write through the joiner after %v while %s still lags: %v, want ErrUnavailable", 4*timeout, x.Name(), err)
 	}
 
-	c.publishTo(map[string][]string{x.Name(): {"node-0", "node-1", "node-2", "node-3"}})
+	catchUp(t, c, x, joiner, id)
 	waitFor(t, 10*time.Second, "the joiner to be ready", joiner.Ready)
-	if s := put(t, joiner, id, "v", 2); s.Version != 2 {
-		t.Fatalf("write once every node moved made v%d, want v2", s.Version)
-	}
 }

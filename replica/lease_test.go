@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tandem-io/tandem/ring"
 )
 
 // cutOff cuts x off from every other node of c, both ways.
@@ -190,14 +188,7 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 		put(t, x, id, "v", 1)
 		waitFor(t, 5*time.Second, "leases", func() bool { return len(x.missingLeases(x.Table())) == 0 })
 		others := []string{"node-0", "node-1"}
-		var members []ring.Member
-		for _, name := range others {
-			members = append(members, c.node(name).member)
-		}
-		rest, err := ring.New(ring.DefaultConfig(), 1000, members)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rest := ringOf(t, c, 1000, others...)
 		if drain {
 			if err := x.SetTable(rest); err != nil {
 				t.Fatal(err)

@@ -158,7 +158,12 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	reader := survivors[0]
 	stall := make(chan time.Duration, 1)
 	writeDone := make(chan struct{})
-	go func() { stall <- longestRead(ctx, reader, probe, writeDone) }()
+	go func() {
+		stall <- longestWait(ctx, writeDone, func(c context.Context) error {
+			_, err := reader.Peek(c, probe)
+			return err
+		})
+	}()
 	defer func() {
 		select {
 		case <-writeDone:
@@ -201,7 +206,12 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	writesDone := make(chan struct{})
 	writeStall := make(chan time.Duration, 2)
 	for _, id := range []string{probe, backedUp} {
-		go func() { writeStall <- longestWrite(ctx, reader, id, writesDone) }()
+		go func() {
+			writeStall <- longestWait(ctx, writesDone, func(c context.Context) error {
+				_, err := reader.Patch(c, id, map[string][]byte{"failback": {0xc3}}, nil)
+				return err
+			})
+		}()
 	}
 	defer func() {
 		select {
@@ -229,10 +239,10 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	return r, nil
 }
 
-// longestWrite writes session id through n back to back until done is
-// closed, and returns the longest time one write took to succeed (a write
+// longestWait runs try back to back, each call bounded by a second, until
+// done is closed, and returns the longest time it took to succeed (a call
 // that fails is retried, and its wait counts on).
-func longestWrite(ctx context.Context, n *tandem.Node, id string, done <-chan struct{}) time.Duration {
+func longestWait(ctx context.Context, done <-chan struct{}, try func(context.Context) error) time.Duration {
 	var longest time.Duration
 	start := time.Now()
 	for {
@@ -242,29 +252,7 @@ func longestWrite(ctx context.Context, n *tandem.Node, id string, done <-chan st
 		default:
 		}
 		c, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := n.Patch(c, id, map[string][]byte{"failback": {0xc3}}, nil)
-		cancel()
-		if err == nil {
-			longest = max(longest, time.Since(start))
-			start = time.Now()
-		}
-	}
-}
-
-// longestRead reads session id through n back to back until done is
-// closed, and returns the longest time one read took to succeed (a read
-// that fails is retried, and its wait counts on).
-func longestRead(ctx context.Context, n *tandem.Node, id string, done <-chan struct{}) time.Duration {
-	var longest time.Duration
-	start := time.Now()
-	for {
-		select {
-		case <-done:
-			return max(longest, time.Since(start))
-		default:
-		}
-		c, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := n.Peek(c, id)
+		err := try(c)
 		cancel()
 		if err == nil {
 			longest = max(longest, time.Since(start))
