@@ -75,6 +75,17 @@ func joinMoving(t *testing.T, tune func(*Config), moved func(old, now ring.Owner
 	return c, joiner, id, old
 }
 
+// refusedWhileLagging keeps x on the ring before the join while every
+// other node moves to the new one, and checks that a write through writer
+// is refused meanwhile.
+func refusedWhileLagging(t *testing.T, c *testCluster, x, writer *testNode, id string) {
+	t.Helper()
+	lagBehindJoin(t, c, x.Name())
+	if err := tryPut(t, writer, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write through %s while %s still serves by the old ring: %v, want ErrUnavailable", writer.Name(), x.Name(), err)
+	}
+}
+
 // catchUp gives lagging node x the whole ring at last, and checks that a
 // write through writer then goes through and reads back through x.
 func catchUp(t *testing.T, c *testCluster, x, writer *testNode, id string) {
@@ -100,10 +111,7 @@ func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
 	primary, x := c.node(old.Primary), c.node(old.Buddy)
 	put(t, primary, id, "v", 1)
 
-	lagBehindJoin(t, c, x.Name())
-	if err := tryPut(t, primary, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("write while the previous buddy %s still serves by the old ring: %v, want ErrUnavailable", x.Name(), err)
-	}
+	refusedWhileLagging(t, c, x, primary, id)
 	if primary.stats.HandoverWaits.Load() == 0 {
 		t.Fatal("the primary never waited for the previous buddy")
 	}
@@ -122,10 +130,7 @@ func TestJoinerTakesOverOnlyFromPreviousOwnersOnItsRing(t *testing.T) {
 	x := c.node(old.Buddy)
 	put(t, x, id, "v", 1)
 
-	lagBehindJoin(t, c, x.Name())
-	if err := tryPut(t, joiner, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("write through the joiner while %s still serves by the old ring: %v, want ErrUnavailable", x.Name(), err)
-	}
+	refusedWhileLagging(t, c, x, joiner, id)
 	if x.stats.HandoffRefusals.Load() == 0 {
 		t.Fatal("the lagging previous owner never refused the joiner")
 	}
