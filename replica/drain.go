@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -17,14 +19,23 @@ type pushRequest struct {
 	Sessions  []*Session `msgpack:"s"`
 }
 
-// servePush merges copies handed over by a leaving node.
-func (n *Node) servePush(tab *ring.Table, req *pushRequest) {
+// methodPush hands a leaving node's copies to an owner.
+const methodPush = "push"
+
+// servePush answers methodPush: it merges copies handed over by a leaving
+// node.
+func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req pushRequest
+	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+		return nil, err
+	}
 	for _, s := range req.Sessions {
 		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
 			n.merge(req.Partition, s)
 		}
 	}
 	n.stats.HandoffReceived.Add(uint64(len(req.Sessions)))
+	return empty{}, nil
 }
 
 // Drain hands every copy this node holds to the owners tab names for it,

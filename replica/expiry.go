@@ -2,24 +2,65 @@ package replica
 
 import (
 	"context"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
-// queueTouch records a last access to send to buddy with the next batch.
-func (n *Node) queueTouch(buddy string, it touchItem) {
-	n.mu.Lock()
-	n.touches[buddy] = append(n.touches[buddy], it)
-	n.mu.Unlock()
+// Expiry is the primary's to decide, and touches are batched: a read on
+// the primary moves the idle deadline at once, and the buddy hears of it
+// within TouchInterval (methodTouch). The primary removes what expired and
+// tells the buddy which versions it removed (methodExpire).
+
+// methodTouch carries a batch of last-access times to buddies.
+const methodTouch = "touch"
+
+// touchItem is one session's last access.
+type touchItem struct {
+	Partition int       `msgpack:"p"`
+	ID        string    `msgpack:"id"`
+	At        time.Time `msgpack:"at"`
 }
 
-// sendTouches sends the batched last accesses to buddies. It runs every
+// touchRequest is a batch of last-access times for a buddy.
+type touchRequest struct {
+	Items []touchItem `msgpack:"i"`
+}
+
+// methodExpire tells a buddy which versions its primary expired.
+const methodExpire = "expire"
+
+// expireItem names one expired version of a session.
+type expireItem struct {
+	Partition int    `msgpack:"p"`
+	ID        string `msgpack:"id"`
+	Version   uint64 `msgpack:"v"`
+}
+
+// expireRequest is a batch of expired versions for a buddy.
+type expireRequest struct {
+	Items []expireItem `msgpack:"i"`
+}
+
+// sendTouches sends the last accesses the primary queued (store.touch) to
+// each partition's buddy, in one batch per buddy. It runs every
 // TouchInterval, so a buddy's idle deadlines lag the primary's by at most
 // that much and no read waits for a replicated touch.
 func (n *Node) sendTouches() {
-	n.mu.Lock()
-	batches := n.touches
-	n.touches = map[string][]touchItem{}
-	n.mu.Unlock()
-	tab := n.table.Load()
+	tab := n.own.table()
+	if tab == nil {
+		return
+	}
+	batches := map[string][]touchItem{}
+	for p := range n.store.parts {
+		items := n.store.takeTouches(p)
+		if buddy := tab.Owners(p).Buddy; len(items) > 0 && buddy != "" && buddy != n.cfg.Name {
+			batches[buddy] = append(batches[buddy], items...)
+		}
+	}
 	for buddy, items := range batches {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
 		if err := n.call(ctx, tab, buddy, methodTouch, touchRequest{Items: items}, nil); err != nil {
@@ -29,13 +70,37 @@ func (n *Node) sendTouches() {
 	}
 }
 
+// serveTouch answers methodTouch: it moves the buddy copies' last accesses.
+func (n *Node) serveTouch(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req touchRequest
+	if err := msgpack.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: decode touch: %v", ErrInvalid, err)
+	}
+	for _, it := range req.Items {
+		if it.Partition >= 0 && it.Partition < len(n.store.parts) {
+			n.store.touch(it.Partition, it.ID, it.At, false)
+		}
+	}
+	return empty{}, nil
+}
+
+// serveExpire answers methodExpire.
+func (n *Node) serveExpire(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req expireRequest
+	if err := msgpack.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: decode expire: %v", ErrInvalid, err)
+	}
+	n.applyExpiry(req.Items)
+	return empty{}, nil
+}
+
 // sweep removes what has expired. The primary decides: it removes its
 // expired copies and tells each buddy which versions it removed. A buddy's
 // own idle deadlines may lag the primary's (touches are batched), so it
-// removes backup copies by itself only BackupExpiryGrace after they expire,
+// removes buddy copies by itself only BackupExpiryGrace after they expire,
 // for the case where the primary died before telling it.
 func (n *Node) sweep() {
-	tab := n.table.Load()
+	tab := n.own.table()
 	if tab == nil {
 		return
 	}
@@ -71,7 +136,7 @@ func (n *Node) sweep() {
 	}
 }
 
-// applyExpiry removes the backup copies the primary expired, unless a newer
+// applyExpiry removes the buddy copies the primary expired, unless a newer
 // version has arrived since.
 func (n *Node) applyExpiry(items []expireItem) {
 	for _, it := range items {

@@ -9,207 +9,75 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/tandem-io/tandem/ring"
 )
 
+// Hand-offs: when the ring moves a partition to this node, it pulls the
+// partition's copies from the previous owners (methodPull), in batches;
+// until it has, it fetches each session it is asked for first (read.go).
+// Members that reappear are reconciled the same way. A leaving node pushes
+// its copies instead (drain.go).
+
+// methodPull asks a previous owner for a partition's copies.
+const methodPull = "pull"
+
+// pullRequest asks for a partition's copies with ids after After, in id
+// order, up to about MaxBytes. Ring, when set, is the fingerprint of the
+// requester's ring, as in ReadRequest.
+type pullRequest struct {
+	Partition int    `msgpack:"p"`
+	After     string `msgpack:"a"`
+	MaxBytes  int    `msgpack:"mb"`
+	Ring      uint64 `msgpack:"ring,omitempty"`
+}
+
+// pullReply is one batch of a pull; More says another batch follows, and
+// Holds whether the node holds the partition at all, and OtherRing that it
+// refused because the rings differ (see ReadReply).
+type pullReply struct {
+	Sessions  []*Session `msgpack:"s"`
+	More      bool       `msgpack:"m,omitempty"`
+	Holds     bool       `msgpack:"h,omitempty"`
+	OtherRing bool       `msgpack:"or,omitempty"`
+}
+
 // SetTable makes tab the ring this node serves by. Partitions the node now
-// owns but did not own under the previous table become pending: the node
-// pulls them from their previous owners in the background, and until a pull
-// completes (or HandoffTimeout passes) each session asked for is first
+// owns but did not own under the previous table become hand-offs: the node
+// pulls them from their previous owners in the background, and until a
+// pull completes (or HandoffTimeout passes) each session asked for is first
 // fetched from them, so a new owner never serves an empty or stale copy.
+// The ring is installed while every store partition is held, so no write
+// routed by the old ring is stored after it.
 func (n *Node) SetTable(tab *ring.Table) error {
-	if tab.Partitions() != len(n.store.parts) {
-		return fmt.Errorf("%w: table has %d partitions, node has %d", ErrInvalid, tab.Partitions(), len(n.store.parts))
+	var ch ringChange
+	var err error
+	n.store.exclusive(func() { ch, err = n.own.install(tab, n.mono()) })
+	if err != nil || ch.stale {
+		return err
 	}
-	n.mu.Lock()
-	prev := n.table.Load()
-	if prev != nil && prev.Epoch() >= tab.Epoch() {
-		n.mu.Unlock()
-		return nil // an older or repeated view
+	if ch.fenced > 0 {
+		n.log.Info("fencing partitions taken over until the departed members' leases lapse",
+			"departed", ch.departed, "partitions", ch.fenced, "for", ch.fenceFor)
 	}
-	before := prev
-	if before == nil {
-		// A node joining (or rejoining with empty memory) takes over from
-		// the owners the ring had without it.
-		before = tableWithout(tab, n.cfg.Name)
+	if len(ch.lost) > 0 {
+		n.stats.LostPartitions.Add(uint64(len(ch.lost)))
+		n.log.Error("both owners of partitions lost at once: their sessions are gone", "epoch", tab.Epoch(), "partitions", ch.lost)
 	}
-	// Members this node did not see before may hold copies it lacks: a
-	// node returning from a network cut, or one that was restarted. Every
-	// partition this node owns is reconciled with them.
-	var appeared, departed []string
-	if prev != nil {
-		for _, m := range tab.Members() {
-			if !prev.Has(m.Name) {
-				appeared = append(appeared, m.Name)
-			}
-		}
-		for _, m := range prev.Members() {
-			if !tab.Has(m.Name) {
-				departed = append(departed, m.Name)
-			}
-		}
+	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "appeared", ch.appeared, "pending_partitions", ch.transfers)
+	if len(ch.appeared) > 0 {
+		go n.tellAppeared(tab, ch.appeared)
 	}
-	n.fencePartitions(prev, tab, departed)
-	n.displace(prev, tab)
-	var lost []int
-	for p := range tab.Partitions() {
-		o := tab.Owners(p)
-		if prev != nil {
-			if old := prev.Owners(p); !tab.Has(old.Primary) && (old.Buddy == "" || !tab.Has(old.Buddy)) {
-				lost = append(lost, p)
-			}
-		}
-		if pp := n.pending[p]; pp != nil && !pp.reconcile && !slices.ContainsFunc(pp.sources, tab.Has) && !slices.Contains(lost, p) {
-			// Still waiting for a hand-off, and every node that held the
-			// partition has left: its sessions are gone.
-			lost = append(lost, p)
-			delete(n.pending, p)
-		}
-		if !owns(o, n.cfg.Name) {
-			delete(n.pending, p)
-			continue
-		}
-		pp := n.pending[p]
-		if pp == nil && before != nil && !owns(before.Owners(p), n.cfg.Name) {
-			old := before.Owners(p)
-			pp = &pendingPartition{since: time.Now(), sources: sourcesIn(tab, n.cfg.Name, old.Primary, old.Buddy)}
-		}
-		if len(appeared) > 0 {
-			if pp == nil {
-				pp = &pendingPartition{since: time.Now(), reconcile: true}
-			}
-			pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, appeared...)...)
-		}
-		if pp != nil && len(pp.sources) > 0 {
-			n.pending[p] = pp
-		}
-	}
-	n.ringMu.Lock() // waits for stores by the old ring (handover.go)
-	n.prev.Store(prev)
-	n.table.Store(tab)
-	n.ringMu.Unlock()
-	n.installed = n.mono()
-	pending := len(n.pending)
-	if len(lost) > 0 {
-		slices.Sort(lost)
-		n.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
-	}
-	n.mu.Unlock()
-
-	if len(lost) > 0 {
-		n.stats.LostPartitions.Add(uint64(len(lost)))
-		n.log.Error("both owners of partitions lost at once: their sessions are gone", "epoch", tab.Epoch(), "partitions", lost)
-	}
-	n.log.Info("ring changed", "epoch", tab.Epoch(), "members", len(tab.Members()), "appeared", appeared, "pending_partitions", pending)
-	if len(appeared) > 0 {
-		go n.tellAppeared(appeared)
-	}
-	select {
-	case n.changed <- struct{}{}:
-	default:
-	}
+	n.wake()
 	return nil
 }
 
-// sourcesIn returns the distinct names among names that are members of tab
-// other than self.
-func sourcesIn(tab *ring.Table, self string, names ...string) []string {
-	var out []string
-	for _, s := range names {
-		if s != "" && s != self && tab.Has(s) && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// tableWithout returns tab's ring without member name, or nil if name is
-// its only member.
-func tableWithout(tab *ring.Table, name string) *ring.Table {
-	var rest []ring.Member
-	for _, m := range tab.Members() {
-		if m.Name != name {
-			rest = append(rest, m)
-		}
-	}
-	t, err := ring.New(tab.Config(), 0, rest)
-	if err != nil {
-		return nil
-	}
-	return t
-}
-
-// owns reports whether name is one of o's owners.
-func owns(o ring.Owners, name string) bool { return o.Primary == name || o.Buddy == name }
-
-// awaitCopy makes sure this node holds the latest copy of session id before
-// it serves it as primary: if partition p is still being handed over, it
-// fetches the session from the previous owners and keeps the newest.
-func (n *Node) awaitCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
-	n.mu.Lock()
-	pp := n.pending[p]
-	var sources []string
-	handoff := false // the node holds no copy of its own yet
-	if pp != nil {
-		sources = slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
-		handoff = !pp.reconcile
-	}
-	n.mu.Unlock()
-	req := readRequest{Partition: p, ID: id, Raw: true}
-	if handoff {
-		// A previous owner answers only once it has left its old ring
-		// (handover.go).
-		req.Ring = tab.Fingerprint()
-	}
-	held := false
-	for _, src := range sources {
-		var reply readReply
-		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
-			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
-		}
-		if reply.OtherRing {
-			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
-		}
-		held = held || reply.Holds
-		if reply.Session != nil && reply.Session.ID == id {
-			n.merge(p, reply.Session)
-		}
-	}
-	if handoff && len(sources) > 0 && !held {
-		// None of the sources ever held the partition: this node's ring is
-		// not yet the whole cluster's (a view still arriving after a
-		// restart), so "no copy" means nothing yet.
-		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, sources, p)
-	}
-	return nil
-}
-
-// handingOver reports whether partition p is still being handed to this
-// node: it owns p and has not yet pulled it from the previous owners.
-func (n *Node) handingOver(p int) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	pp := n.pending[p]
-	return pp != nil && !pp.reconcile
-}
-
-// holds reports whether this node holds partition p: it owns it now, owned
-// it under its previous ring, or has copies of it.
-func (n *Node) holds(p int) bool {
-	if tab := n.table.Load(); tab != nil && owns(tab.Owners(p), n.cfg.Name) {
-		return true
-	}
-	if prev := n.prev.Load(); prev != nil && owns(prev.Owners(p), n.cfg.Name) {
-		return true
-	}
-	return n.store.count(p) > 0
-}
-
-// rebalanceLoop pulls pending partitions from their previous owners, and
-// drops copies of partitions this node no longer owns once the ring has
-// been stable for HandoffTimeout (their new owners have pulled them by then,
-// or have given up on them).
-func (n *Node) rebalanceLoop() {
+// transferLoop pulls the partitions still to be handed over or
+// reconciled from their sources, and drops copies of partitions this node
+// no longer owns once the ring has been stable for HandoffTimeout (their
+// new owners have pulled them by then, or have given up on them).
+func (n *Node) transferLoop() {
 	defer n.done.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -229,11 +97,11 @@ func (n *Node) rebalanceLoop() {
 			changedAt = time.Now()
 		case <-tick.C:
 		}
-		tab := n.table.Load()
+		tab := n.own.table()
 		if tab == nil {
 			continue
 		}
-		n.pullPending(ctx, tab)
+		n.pullDue(ctx, tab)
 		if dropped != tab && time.Since(changedAt) > n.cfg.HandoffTimeout {
 			n.dropUnowned(tab)
 			dropped = tab
@@ -241,66 +109,19 @@ func (n *Node) rebalanceLoop() {
 	}
 }
 
-// pullPending pulls every pending partition from one of its previous
-// owners, a few partitions at a time. Partitions whose previous owners are
-// all gone, or that waited longer than HandoffTimeout, stop being pending.
-func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
-	type job struct {
-		p         int
-		sources   []string
-		reconcile bool
+// pullDue pulls every partition still to be handed over or reconciled
+// from its sources, a few partitions at a time.
+func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
+	jobs, gaveUp := n.own.dueTransfers(tab, n.mono())
+	for _, g := range gaveUp {
+		n.log.Warn("hand-off given up", "why", g)
 	}
-	var jobs []job
-	n.mu.Lock()
-	for p, pp := range n.pending {
-		sources := slices.DeleteFunc(slices.Clone(pp.sources), func(s string) bool { return !tab.Has(s) })
-		switch {
-		case len(sources) == 0:
-			n.log.Warn("previous owners of partition left before handing it over", "partition", p, "sources", pp.sources)
-			delete(n.pending, p)
-		case time.Since(pp.since) > n.cfg.HandoffTimeout:
-			n.log.Warn("hand-off timed out; serving own copies", "partition", p, "sources", pp.sources)
-			delete(n.pending, p)
-		default:
-			jobs = append(jobs, job{p, sources, pp.reconcile})
-		}
-	}
-	n.mu.Unlock()
-	if len(jobs) == 0 {
-		return
-	}
-	work := make(chan job)
+	work := make(chan transferJob)
 	var wg sync.WaitGroup
-	for range 4 {
+	for range min(4, len(jobs)) {
 		wg.Go(func() {
 			for j := range work {
-				// Every source is pulled: a previous owner and a member
-				// returning from a network cut may each hold writes the
-				// other lacks, and merging keeps the newer of each.
-				var err error
-				held, refused := false, false
-				for _, src := range j.sources {
-					holds, e := n.pull(ctx, tab, j.p, src, !j.reconcile)
-					if e != nil {
-						err = e
-						refused = refused || errors.Is(e, errOtherRing)
-					}
-					held = held || holds
-				}
-				if err == nil && !held && !j.reconcile {
-					err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
-				}
-				switch {
-				case err == nil:
-					n.finishPending(j.p, tab)
-				case refused:
-					// A source is alive and serves by another ring: it may
-					// still serve the partition. Not given up on.
-					n.stillPending(j.p)
-					n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
-				default:
-					n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
-				}
+				n.pullJob(ctx, tab, j)
 			}
 		})
 	}
@@ -309,6 +130,38 @@ func (n *Node) pullPending(ctx context.Context, tab *ring.Table) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// pullJob pulls one partition from every source: a previous owner and a
+// member returning from a network cut may each hold writes the other
+// lacks, and merging keeps the newer of each.
+func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
+	var err error
+	held, refused := false, false
+	for _, src := range j.sources {
+		holds, e := n.pull(ctx, tab, j.p, src, j.handoff)
+		if e != nil {
+			err = e
+			refused = refused || errors.Is(e, errOtherRing)
+		}
+		held = held || holds
+	}
+	if err == nil && !held && j.handoff {
+		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
+	}
+	switch {
+	case err == nil:
+		if n.own.finishTransfer(tab, j.p) {
+			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
+		}
+	case refused:
+		// A source is alive and serves by another ring: it may still
+		// serve the partition. Not given up on.
+		n.own.transferAnswered(j.p, n.mono())
+		n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
+	default:
+		n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
+	}
 }
 
 // pull copies partition p from member src, in batches, and reports
@@ -357,33 +210,20 @@ func (n *Node) merge(p int, s *Session) {
 	}
 }
 
-// stillPending restarts partition p's hand-off timeout: a source answered.
-func (n *Node) stillPending(p int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if pp := n.pending[p]; pp != nil {
-		pp.since = time.Now()
+// servePull answers methodPull, a new owner's pull: the copies of a
+// partition with ids after a cursor, in id order, up to a byte budget. A
+// hand-off is served only to a new owner on this node's ring.
+func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req pullRequest
+	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+		return nil, err
 	}
-}
-
-// finishPending ends partition p's hand-off, if tab is still the ring.
-func (n *Node) finishPending(p int, tab *ring.Table) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.table.Load() != tab {
-		return // the ring moved on; the next round decides
-	}
-	if _, ok := n.pending[p]; ok {
-		delete(n.pending, p)
-		if len(n.pending) == 0 {
-			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
+	if _, err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
+		if errors.Is(err, errOtherRing) {
+			return pullReply{OtherRing: true}, nil
 		}
+		return nil, err
 	}
-}
-
-// servePull answers a new owner's pull: the copies of a partition with ids
-// after a cursor, in id order, up to a byte budget.
-func (n *Node) servePull(req *pullRequest) (pullReply, error) {
 	copies := n.store.snapshot(req.Partition)
 	slices.SortFunc(copies, func(a, b *Session) int { return strings.Compare(a.ID, b.ID) })
 	i, _ := slices.BinarySearchFunc(copies, req.After, func(s *Session, id string) int { return strings.Compare(s.ID, id) })
@@ -427,7 +267,7 @@ func (n *Node) dropUnowned(tab *ring.Table) {
 // UnderReplicated returns the partitions this node is primary of that have
 // no buddy in its ring.
 func (n *Node) UnderReplicated() []int {
-	tab := n.table.Load()
+	tab := n.own.table()
 	if tab == nil {
 		return nil
 	}
@@ -450,30 +290,12 @@ type LostPartitions struct {
 }
 
 // Lost returns the latest loss of partitions this node saw, if any.
-func (n *Node) Lost() LostPartitions {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.lost
-}
+func (n *Node) Lost() LostPartitions { return n.own.lostPartitions() }
 
 // Handoffs returns how many owned partitions this node is still waiting to
 // be handed: it holds no complete copy of them yet.
-func (n *Node) Handoffs() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := 0
-	for _, pp := range n.pending {
-		if !pp.reconcile {
-			c++
-		}
-	}
-	return c
-}
+func (n *Node) Handoffs() int { return n.own.load().transfers(false) }
 
 // Pending returns how many owned partitions are still being handed over or
 // reconciled.
-func (n *Node) Pending() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.pending)
-}
+func (n *Node) Pending() int { return n.own.load().transfers(true) }

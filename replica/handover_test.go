@@ -163,7 +163,7 @@ func TestNothingIsStoredByARingTheNodeHasLeft(t *testing.T) {
 		t.Fatalf("the primary stored v%d by a ring it had left", s.Version)
 	}
 	replica := &Session{ID: id, Version: 1, Writer: x.Name(), Stamp: 1}
-	if err := buddy.applyReplica(old, &replicateRequest{From: x.Name(), Partition: p, Session: replica}); !errors.Is(err, ErrNotOwner) {
+	if err := buddy.storeReplica(testCtx(t), old, &replicateRequest{From: x.Name(), Partition: p, Session: replica}); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("replica by the old ring: %v, want ErrNotOwner", err)
 	}
 
@@ -212,7 +212,7 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 	primary, x := c.node(before.Primary), c.node(during.Buddy)
 	put(t, primary, id, "v", 1)
 	waitFor(t, 5*time.Second, "the primary to hold a lease from "+x.Name(), func() bool {
-		return primary.onRing(x.Name(), whole, 0)
+		return primary.own.onRing(x.Name(), whole, 0)
 	})
 
 	// away leaves; x becomes the buddy and pulls the partition. The
@@ -230,8 +230,8 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 	}
 	c.publishTo(views)
 	p := whole.Partition(id)
-	waitFor(t, 5*time.Second, x.Name()+" to pull the partition", func() bool { return !x.handingOver(p) })
-	waitFor(t, 5*time.Second, "the departure's fence to lapse", func() bool { return primary.fencedFor(p) <= 0 })
+	waitFor(t, 5*time.Second, x.Name()+" to pull the partition", func() bool { t := x.own.load().parts[p].transfer; return t == nil || t.reconcile })
+	waitFor(t, 5*time.Second, "the departure's fence to lapse", func() bool { return primary.own.load().parts[p].fence <= primary.mono() })
 
 	// away comes back: the whole ring again, with the fingerprint it had,
 	// for everyone but x.

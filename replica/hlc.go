@@ -1,7 +1,7 @@
 package replica
 
 import (
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -10,29 +10,31 @@ import (
 // backwards on one node, even when the wall clock does. Stamps seen from
 // other nodes push it forward, so a write that follows another in time gets
 // a larger stamp wherever it happens. Stamps break ties between copies of
-// one version written on both sides of a network cut.
+// one version written on both sides of a network cut. It takes no lock:
+// the write path reads it.
 type hlc struct {
-	mu   sync.Mutex
-	last uint64
+	last atomic.Uint64
 }
 
 // now returns a stamp larger than every stamp this clock has issued or
 // observed.
 func (c *hlc) now(wall time.Time) uint64 {
 	pt := uint64(max(wall.UnixMilli(), 0)) << 16
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pt > c.last {
-		c.last = pt
-	} else {
-		c.last++
+	for {
+		last := c.last.Load()
+		next := max(pt, last+1)
+		if c.last.CompareAndSwap(last, next) {
+			return next
+		}
 	}
-	return c.last
 }
 
 // observe moves the clock past a stamp seen from another node.
 func (c *hlc) observe(stamp uint64) {
-	c.mu.Lock()
-	c.last = max(c.last, stamp)
-	c.mu.Unlock()
+	for {
+		last := c.last.Load()
+		if stamp <= last || c.last.CompareAndSwap(last, stamp) {
+			return
+		}
+	}
 }

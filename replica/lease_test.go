@@ -79,7 +79,7 @@ func TestCutOffNodeStopsServingBeforeTheOthersTakeOver(t *testing.T) {
 	for _, id := range []string{asPrimary, asBuddy} {
 		put(t, c.node("node-0"), id, "v", 1)
 	}
-	waitFor(t, 5*time.Second, "leases", func() bool { return len(x.missingLeases(x.Table())) == 0 })
+	waitFor(t, 5*time.Second, "leases", func() bool { return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -168,7 +168,7 @@ func TestTooFewMembersServesNothing(t *testing.T) {
 	if x.Ready() {
 		t.Fatal("a node below MinMembers reports ready")
 	}
-	if _, err := x.serveLease(&leaseRequest{From: "node-0"}); err == nil {
+	if _, err := x.own.grant("node-0", x.mono()); err == nil {
 		t.Fatal("a node below MinMembers granted a lease")
 	}
 	c.publish()
@@ -186,7 +186,7 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 		x := c.node("node-2")
 		id := idOwnedBy(t, x, true)
 		put(t, x, id, "v", 1)
-		waitFor(t, 5*time.Second, "leases", func() bool { return len(x.missingLeases(x.Table())) == 0 })
+		waitFor(t, 5*time.Second, "leases", func() bool { return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
 		others := []string{"node-0", "node-1"}
 		rest := ringOf(t, c, 1000, others...)
 		if drain {

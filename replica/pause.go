@@ -2,7 +2,12 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
 // A node that stops running for a while — SIGSTOP, a VM freeze, a long
@@ -23,7 +28,7 @@ import (
 // every owned partition with the members it sees, again when the
 // quarantine ends.
 func (n *Node) checkPause() {
-	now := time.Since(n.started)
+	now := n.mono()
 	for {
 		last := n.beat.Load()
 		gap := now - time.Duration(last)
@@ -36,7 +41,7 @@ func (n *Node) checkPause() {
 		// Quarantine before the heartbeat looks fresh again: a caller that
 		// runs concurrently and sees the new heartbeat must also see the
 		// quarantine, or it would serve a stale copy in between.
-		n.quarantine.Store(int64(now + n.cfg.PauseQuarantine))
+		n.own.setQuarantine(now + n.cfg.PauseQuarantine)
 		if !n.beat.CompareAndSwap(last, int64(now)) {
 			continue // another caller took this gap; it reports and reconciles
 		}
@@ -45,57 +50,25 @@ func (n *Node) checkPause() {
 		n.reconcileAll(nil, false)
 		return
 	}
-	if q := time.Duration(n.quarantine.Load()); q != 0 && now >= q && n.quarantine.CompareAndSwap(int64(q), 0) {
+	if q := time.Duration(n.own.quarantine.Load()); q != 0 && now >= q && n.own.quarantine.CompareAndSwap(int64(q), 0) {
 		n.log.Info("pause quarantine over; reconciling with the members seen now")
 		n.reconcileAll(nil, false)
 	}
 }
 
-// quarantined reports whether the node is recovering from a pause and must
-// not serve from its copies.
-func (n *Node) quarantined() bool {
-	return n.quarantine.Load() != 0
+// reconcileAll marks every partition this node owns for reconciliation
+// with sources (every other member, when nil) and wakes the transfer loop.
+// With distrust, the node's own copies may be stale (it was declared
+// dead): each partition is handed over again (ownership.reconcile).
+func (n *Node) reconcileAll(sources []string, distrust bool) {
+	if n.own.reconcile(sources, distrust, n.mono()) {
+		n.wake()
+	}
 }
 
-// reconcileAll marks every partition this node owns for reconciliation
-// with sources (every other member, when nil) and wakes the pull loop.
-// With distrust, the node's own copies may be stale (it was declared dead):
-// each partition is handed over again, so that until it has pulled it the
-// node fetches each session from the others before answering, as primary
-// or as buddy, and it is not ready.
-func (n *Node) reconcileAll(sources []string, distrust bool) {
-	tab := n.table.Load()
-	if tab == nil {
-		return
-	}
-	if sources == nil {
-		for _, m := range tab.Members() {
-			sources = append(sources, m.Name)
-		}
-	}
-	n.mu.Lock()
-	for p := range tab.Partitions() {
-		if !owns(tab.Owners(p), n.cfg.Name) {
-			continue
-		}
-		pp := n.pending[p]
-		if pp == nil {
-			pp = &pendingPartition{since: time.Now(), reconcile: true}
-		}
-		if distrust {
-			pp.reconcile = false
-		}
-		pp.sources = sourcesIn(tab, n.cfg.Name, append(pp.sources, sources...)...)
-		if len(pp.sources) > 0 {
-			n.pending[p] = pp
-		}
-	}
-	n.mu.Unlock()
-	select {
-	case n.changed <- struct{}{}:
-	default:
-	}
-}
+// methodReconcile tells a node that reappeared to reconcile with the
+// sender.
+const methodReconcile = "reconcile"
 
 // reconcileRequest tells a node that the sender saw it (re)appear, so the
 // node may have missed writes the sender holds.
@@ -107,8 +80,7 @@ type reconcileRequest struct {
 // reconcile with it: a member that was declared dead without knowing it
 // (a gossip blip, a pause too short to notice) learns its copies may be
 // stale.
-func (n *Node) tellAppeared(appeared []string) {
-	tab := n.table.Load()
+func (n *Node) tellAppeared(tab *ring.Table, appeared []string) {
 	for _, name := range appeared {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
 		if err := n.call(ctx, tab, name, methodReconcile, reconcileRequest{From: n.cfg.Name}, nil); err != nil {
@@ -116,4 +88,15 @@ func (n *Node) tellAppeared(appeared []string) {
 		}
 		cancel()
 	}
+}
+
+// serveReconcile answers methodReconcile: the sender saw this node
+// reappear, so it reconciles every owned partition with the sender.
+func (n *Node) serveReconcile(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req reconcileRequest
+	if err := msgpack.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: decode reconcile: %v", ErrInvalid, err)
+	}
+	n.reconcileAll([]string{req.From}, false)
+	return empty{}, nil
 }

@@ -41,9 +41,9 @@ func declaredDeadAndBack(t *testing.T, c *testCluster, cutNotice bool) (*testNod
 func TestPausedNodeDoesNotServeStaleCopies(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	x, id := declaredDeadAndBack(t, c, true)
-	x.beat.Store(int64(time.Since(x.started) - time.Hour)) // as if the node had not run for an hour
+	x.beat.Store(int64(x.mono() - time.Hour)) // as if the node had not run for an hour
 	x.checkPause()
-	if x.stats.Pauses.Load() == 0 || !x.quarantined() {
+	if x.stats.Pauses.Load() == 0 || !x.own.quarantined() {
 		t.Fatal("pause not detected")
 	}
 	// Quarantined, it serves nothing from its copies; its reads go to the
@@ -53,7 +53,7 @@ func TestPausedNodeDoesNotServeStaleCopies(t *testing.T) {
 		t.Fatalf("read on the paused node: %+v %v, want v2", s, err)
 	}
 	// Once the quarantine is over it has reconciled and serves v2 itself.
-	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.quarantined() })
+	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
 	waitFor(t, 5*time.Second, "reconciliation", func() bool { return x.Pending() == 0 })
 	p := x.Table().Partition(id)
 	if got := x.store.get(p, id); got == nil || got.Version != 2 {
@@ -82,8 +82,8 @@ func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
 	c := newTestCluster(t, 1, nil)
 	x := c.node("node-0")
 	for trial := range 200 {
-		x.quarantine.Store(0)
-		x.beat.Store(int64(time.Since(x.started) - time.Hour))
+		x.own.quarantine.Store(0)
+		x.beat.Store(int64(x.mono() - time.Hour))
 		const callers = 8
 		var start, done sync.WaitGroup
 		start.Add(1)
@@ -94,7 +94,7 @@ func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
 				defer done.Done()
 				start.Wait()
 				x.checkPause()
-				if !x.quarantined() {
+				if !x.own.quarantined() {
 					missed <- i
 				}
 			}()

@@ -6,10 +6,17 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
+// methodPrincipal asks a node for a principal's sessions.
+const methodPrincipal = "principal"
+
 // principalRequest asks a node for the live sessions of a principal among
-// the copies it holds, primary or backup.
+// the copies it holds, primary or buddy.
 type principalRequest struct {
 	Principal string `msgpack:"pr"`
 }
@@ -37,13 +44,13 @@ func (n *Node) sessionsOf(principal string) []string {
 // InvalidatePrincipal deletes every session of principal in the cluster —
 // "log this user out everywhere" — and returns how many it deleted. It asks
 // every member for the principal's sessions (each answers from its index,
-// primary and backup copies alike, so a session is found even if its
+// primary and buddy copies alike, so a session is found even if its
 // primary cannot be reached), then deletes each through its primary.
 func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, error) {
 	if principal == "" {
 		return 0, fmt.Errorf("%w: empty principal", ErrInvalid)
 	}
-	tab := n.table.Load()
+	tab := n.own.table()
 	if tab == nil {
 		return 0, fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
 	}
@@ -101,4 +108,13 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 		}
 	}
 	return deleted, nil
+}
+
+// servePrincipal answers methodPrincipal.
+func (n *Node) servePrincipal(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req principalRequest
+	if err := msgpack.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: decode principal request: %v", ErrInvalid, err)
+	}
+	return principalReply{IDs: n.sessionsOf(req.Principal)}, nil
 }

@@ -60,7 +60,7 @@ func TestVersionsGrowAndTheBuddyRefusesOlderOnes(t *testing.T) {
 	tab := buddy.Table()
 	p := tab.Partition(id)
 	old := &Session{ID: id, Version: 2}
-	err := buddy.applyReplica(tab, &replicateRequest{From: primary.Name(), Partition: p, Session: old})
+	err := buddy.storeReplica(testCtx(t), tab, &replicateRequest{From: primary.Name(), Partition: p, Session: old})
 	if !errors.Is(err, ErrStale) {
 		t.Fatalf("buddy took v2 after v3: %v", err)
 	}
@@ -68,7 +68,7 @@ func TestVersionsGrowAndTheBuddyRefusesOlderOnes(t *testing.T) {
 		t.Fatalf("buddy holds v%d, want v3", got)
 	}
 	// Fencing: only the primary in the buddy's view may replicate to it.
-	err = buddy.applyReplica(tab, &replicateRequest{From: "someone-else", Partition: p, Session: &Session{ID: id, Version: 9}})
+	err = buddy.storeReplica(testCtx(t), tab, &replicateRequest{From: "someone-else", Partition: p, Session: &Session{ID: id, Version: 9}})
 	if !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("buddy took a write from a non-primary: %v", err)
 	}

@@ -1,6 +1,10 @@
 package replica
 
 import (
+	"context"
+
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -8,21 +12,6 @@ import (
 // to send each request straight to the session's primary. The request body
 // is empty (any value); the reply is a RingInfo.
 const MethodRing = "ring"
-
-// MethodOp runs an Op on the node asked, which must be the session's
-// primary in its ring (else the error code is "not_owner"); the reply is an
-// OpReply. Smart clients use it.
-const MethodOp = methodOp
-
-// MethodRead reads the node's own copy of a session (primary or backup)
-// without forwarding; the request is a ReadRequest and the reply a
-// ReadReply whose Session is nil when the node holds no live copy. Only a
-// current owner answers: another node's error code is "not_owner", and a
-// buddy still being handed the partition fetches the session from the
-// previous owners first ("unavailable" while it cannot), so a nil Session
-// is an answer. Smart clients use it to read from the buddy when the
-// primary is unreachable.
-const MethodRead = methodRead
 
 // RingInfo describes a ring: enough for a client to rebuild the same table.
 type RingInfo struct {
@@ -44,11 +33,7 @@ func ringInfo(tab *ring.Table) RingInfo {
 	return RingInfo{Epoch: tab.Epoch(), Partitions: c.Partitions, VNodes: c.VirtualNodes, Load: c.Load, Members: tab.Members()}
 }
 
-// OpReply answers MethodOp.
-type OpReply = opReply
-
-// ReadRequest asks MethodRead for one session's copy.
-type ReadRequest = readRequest
-
-// ReadReply answers MethodRead.
-type ReadReply = readReply
+// serveRing answers MethodRing with the ring this node serves by.
+func (n *Node) serveRing(_ context.Context, tab *ring.Table, _ msgpack.RawMessage) (any, error) {
+	return ringInfo(tab), nil
+}

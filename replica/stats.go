@@ -65,7 +65,7 @@ func (n *Node) Stats() *Stats { return &n.stats }
 
 // Count returns how many copies the node holds, primary and backup.
 func (n *Node) Count() (primary, backup int) {
-	tab := n.table.Load()
+	tab := n.own.table()
 	if tab == nil {
 		return 0, 0
 	}

@@ -24,6 +24,7 @@ type partition struct {
 	mu         sync.RWMutex
 	sessions   map[string]*Session
 	principals map[string]map[string]struct{} // principal → ids
+	touched    []touchItem                    // last accesses the primary has yet to send to the buddy
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
@@ -75,32 +76,56 @@ func (s *store) get(p int, id string) *Session {
 	return part.sessions[id]
 }
 
-// put stores sess unconditionally.
-func (s *store) put(p int, sess *Session) {
-	part := s.parts[p]
-	part.mu.Lock()
-	part.setLocked(sess.ID, sess)
-	part.mu.Unlock()
-}
-
 // putIfNewer stores sess if it is newer than the stored copy. It returns
 // the copy stored before the call (nil if none) and whether sess replaced
 // it.
 func (s *store) putIfNewer(p int, sess *Session) (prev *Session, stored bool) {
+	prev, stored, _ = s.putUnder(p, sess, true, nil)
+	return prev, stored
+}
+
+// putUnder stores sess in partition p (only if it is newer than the stored
+// copy, with ifNewer), provided check, run under the partition's lock,
+// returns nil; else it stores nothing and returns check's error. A node
+// installing a ring holds every partition (exclusive), so a check that the
+// ring is still the one a write was routed by holds until the write is
+// stored. It returns the copy stored before and whether sess replaced it.
+func (s *store) putUnder(p int, sess *Session, ifNewer bool, check func() error) (prev *Session, stored bool, err error) {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, false, err
+		}
+	}
 	prev = part.sessions[sess.ID]
-	if !newer(sess, prev) {
-		return prev, false
+	if ifNewer && !newer(sess, prev) {
+		return prev, false, nil
 	}
 	part.setLocked(sess.ID, sess)
-	return prev, true
+	return prev, true, nil
+}
+
+// exclusive runs f while holding every partition, so that no store
+// happens while it runs.
+func (s *store) exclusive(f func()) {
+	for _, part := range s.parts {
+		part.mu.Lock()
+	}
+	defer func() {
+		for _, part := range s.parts {
+			part.mu.Unlock()
+		}
+	}()
+	f()
 }
 
 // touch moves the last access of id to at, if the stored copy is live and
-// older; it never changes the version or the content.
-func (s *store) touch(p int, id string, at time.Time) bool {
+// older; it never changes the version or the content. With queue (on the
+// primary), the access is also kept for the next batch to the buddy
+// (takeTouches).
+func (s *store) touch(p int, id string, at time.Time, queue bool) bool {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
@@ -111,7 +136,20 @@ func (s *store) touch(p int, id string, at time.Time) bool {
 	c := *cur
 	c.LastAccess = at
 	part.sessions[id] = &c
+	if queue {
+		part.touched = append(part.touched, touchItem{Partition: p, ID: id, At: at})
+	}
 	return true
+}
+
+// takeTouches returns and forgets partition p's queued last accesses.
+func (s *store) takeTouches(p int) []touchItem {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	out := part.touched
+	part.touched = nil
+	return out
 }
 
 // snapshot returns the copies of partition p.

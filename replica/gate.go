@@ -1,0 +1,355 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// The gate answers one question for every request that would serve from
+// this node's copies or change them: may this node serve partition p now,
+// in this role? Every entry point asks it (a routed request served here,
+// an op or a read from a peer, a replica write, a lease request, a
+// hand-off fetch or pull); none checks any part of it on its own.
+//
+// The gate asks, in this order, and stops at the first rule that refuses
+// (a request this node only routes, serving or forwarding it, is asked
+// rules 1 and 3):
+//
+//  1. Ring: the node has a ring; a write or replica was routed by the ring
+//     the node serves by now (else ErrNotOwner: the caller retries by the
+//     new ring).
+//  2. Hand-off ring: a new owner fetching or pulling from this node is on
+//     the node's ring (else the answer is OtherRing: it retries).
+//  3. Members: the ring has at least MinMembers members (else
+//     ErrUnavailable, cut off).
+//  4. Quarantine: the node is not recovering from a pause (else
+//     ErrUnavailable).
+//  5. Role: the node is the partition's primary (a read or a write), its
+//     buddy (a read whose primary cannot be reached), the buddy of the
+//     sender as primary (a replica), or the asker is another member of its
+//     ring (a lease) (else ErrNotOwner).
+//  6. Leases: the node holds live leases under its ring from all its
+//     ring's other members but one (reads and writes; else it asks for
+//     them, once).
+//  7. Fence: the partition is not fenced while a departed owner's lease
+//     lapses (writes wait it out; replicas are refused).
+//  8. Displaced owners: every previous owner still in the ring has moved
+//     to the node's ring (writes; else it asks them, once).
+//  9. Copy: if the partition is still being handed to the node, the
+//     session is first fetched from the previous owners (reads and
+//     writes as primary; reads as buddy only for a hand-off).
+//
+// ownership.admit decides, without I/O; Node.admit does what a verdict
+// asks (asks for leases, waits out a fence, asks displaced owners) and
+// asks again.
+
+// entry says how a request reached the gate.
+type entry uint8
+
+const (
+	entryRoute     entry = iota + 1 // a request this node routes (serves or forwards)
+	entryRead                       // a get or touch served from the primary copy
+	entryWrite                      // a put, patch or delete applied as primary
+	entryBuddyRead                  // a get answered by the buddy, the primary unreachable
+	entryReplica                    // a write replicated here by its primary
+	entryTransfer                   // a new owner's fetch or pull
+	entryLease                      // another member asking for a lease
+)
+
+// admission is one question to the gate.
+type admission struct {
+	entry entry
+	tab   *ring.Table // the ring the request was routed by
+	p     int
+	from  string // replica: the sending primary; lease: the asker
+	ring  uint64 // transfer: the requester's ring fingerprint; zero asks for no check
+
+	// What the node already did for this request: asked for leases
+	// (reporting how many members could not be reached), asked displaced
+	// owners.
+	askedLeases    bool
+	unreachable    int
+	askedDisplaced bool
+}
+
+// verdict is the gate's answer: a refusal, work to do before asking
+// again, or leave to serve (after fetching the session, if fetch is set).
+type verdict struct {
+	err       error
+	otherRing bool          // a transfer from another ring: answer OtherRing
+	leases    []string      // ask these members for leases, then ask again
+	spare     int           // how many of leases may stay missing
+	fence     time.Duration // wait this long, then ask again
+	displaced []string      // ask these displaced owners, then ask again
+	confirmed bool          // the displaced owners have all moved: forget them
+	fetch     *fetchPlan    // fetch the session from previous owners, then serve
+}
+
+// fetchPlan says where to fetch a session from before serving it.
+type fetchPlan struct {
+	sources []string
+	ring    uint64 // the fingerprint to send (a hand-off), or zero
+}
+
+// errFenced marks a replica refused while its partition is fenced.
+var errFenced = errors.New("partition fenced")
+
+// errDisplaced marks a write refused because previous owners have not yet
+// moved to the node's ring.
+var errDisplaced = errors.New("previous owners have not yet moved to this ring")
+
+// admit is the gate: it decides whether this node may serve a at now, in
+// the order documented above.
+func (o *ownership) admit(a admission, now time.Duration) verdict {
+	s := o.load()
+	if v, done := o.admitRing(s, a); done {
+		return v
+	}
+	tab := s.tab
+	if a.entry != entryReplica && a.entry != entryTransfer {
+		if m := len(tab.Members()); m < o.minMembers {
+			return refuse(fmt.Errorf("%w: %w: %s sees %d members, fewer than the %d it needs to serve", ErrUnavailable, errCutOff, o.self, m, o.minMembers))
+		}
+		if a.entry == entryRoute {
+			return verdict{} // routing needs no more: whoever serves asks again
+		}
+		if o.quarantined() {
+			return refuse(fmt.Errorf("%w: %s is recovering from a pause", ErrUnavailable, o.self))
+		}
+	}
+	if err := o.admitRole(tab, a); err != nil {
+		return refuse(err)
+	}
+	part := s.parts[a.p]
+	switch a.entry {
+	case entryRead, entryWrite, entryBuddyRead:
+		if v, done := o.admitLeases(tab, a, now); done {
+			return v
+		}
+	case entryReplica:
+		if wait := part.fence - now; wait > 0 {
+			return refuse(fmt.Errorf("%w: %w: %s fences partition %d for %v while a departed owner's lease lapses", ErrUnavailable, errFenced, o.self, a.p, wait))
+		}
+	}
+	if a.entry == entryWrite {
+		if wait := part.fence - now; wait > 0 {
+			return verdict{fence: wait}
+		}
+		if v, done := o.admitDisplaced(s, part, a); done {
+			return v
+		}
+	}
+	return verdict{fetch: fetchFirst(part.transfer, tab, a.entry)}
+}
+
+// refuse is a verdict that refuses with err.
+func refuse(err error) verdict { return verdict{err: err} }
+
+// admitRing applies rules 1 and 2 and reports whether they decide.
+func (o *ownership) admitRing(s *ownState, a admission) (verdict, bool) {
+	switch {
+	case s.tab == nil:
+		return refuse(fmt.Errorf("%w: %s has no ring yet", ErrNotOwner, o.self)), true
+	case a.tab != nil && a.tab != s.tab && (a.entry == entryWrite || a.entry == entryReplica):
+		return refuse(fmt.Errorf("%w: %s's ring changed (epoch %d to %d) while it served a request", ErrNotOwner, o.self, a.tab.Epoch(), s.tab.Epoch())), true
+	case a.entry == entryTransfer:
+		return verdict{otherRing: a.ring != 0 && a.ring != s.tab.Fingerprint()}, true
+	}
+	return verdict{}, false
+}
+
+// admitRole applies rule 5.
+func (o *ownership) admitRole(tab *ring.Table, a admission) error {
+	switch a.entry {
+	case entryLease:
+		if !tab.Has(a.from) || a.from == o.self {
+			return fmt.Errorf("%w: %s does not see %s in its ring", ErrNotOwner, o.self, a.from)
+		}
+		return nil
+	case entryRead, entryWrite:
+		if tab.Owners(a.p).Primary != o.self {
+			return fmt.Errorf("%w: %s is not primary of partition %d (epoch %d)", ErrNotOwner, o.self, a.p, tab.Epoch())
+		}
+	case entryBuddyRead:
+		if tab.Owners(a.p).Buddy != o.self {
+			return fmt.Errorf("%w: %s does not own partition %d (epoch %d)", ErrNotOwner, o.self, a.p, tab.Epoch())
+		}
+	case entryReplica:
+		if ow := tab.Owners(a.p); ow.Primary != a.from || ow.Buddy != o.self {
+			return fmt.Errorf("%w: %s sees partition %d owned by %+v at epoch %d, not primary %s", ErrNotOwner, o.self, a.p, ow, tab.Epoch(), a.from)
+		}
+	}
+	return nil
+}
+
+// leaseQuorum is how many of its ring's other members a node must hold
+// live leases from to serve from its copies: all but one, so that a single
+// member's crash costs no reads, and at least one.
+//
+// A write acknowledged under new owners of a partition needs both of them,
+// and each fences the partition until its grant to the departed owner has
+// lapsed; a node holding leases from all its other members but one holds
+// one from at least one of the two, so it has stopped serving before
+// either acknowledges. A node cut off from everyone holds none.
+func leaseQuorum(others int) int {
+	if others <= 0 {
+		return 0
+	}
+	return max(1, others-1)
+}
+
+// admitLeases applies rule 6 and reports whether it decides.
+func (o *ownership) admitLeases(tab *ring.Table, a admission, now time.Duration) (verdict, bool) {
+	others := len(tab.Members())
+	if tab.Has(o.self) {
+		others--
+	}
+	spare := others - leaseQuorum(others) // leases the node may lack
+	missing := o.missingLeases(tab, now)
+	if len(missing) <= spare {
+		return verdict{}, false
+	}
+	if !a.askedLeases {
+		return verdict{leases: missing, spare: spare}, true
+	}
+	err := fmt.Errorf("%w: %s holds leases from %d of the %d other members it needs, under its ring (epoch %d); lacking %v",
+		ErrUnavailable, o.self, others-len(missing), leaseQuorum(others), tab.Epoch(), missing)
+	if a.unreachable > spare && a.unreachable >= 2 {
+		// Several members unreachable, not merely of another view: cut
+		// off. (One unreachable partner in a two-node ring is as likely
+		// dead; the caller waits for the ring to drop it.)
+		err = fmt.Errorf("%w: %w", errCutOff, err)
+	}
+	return refuse(err), true
+}
+
+// admitDisplaced applies rule 8 and reports whether it decides.
+func (o *ownership) admitDisplaced(s *ownState, part partState, a admission) (verdict, bool) {
+	if len(part.displaced) == 0 {
+		return verdict{}, false
+	}
+	var behind []string
+	for _, x := range part.displaced {
+		if !o.onRing(x, s.tab, s.installed) {
+			behind = append(behind, x)
+		}
+	}
+	switch {
+	case len(behind) == 0:
+		return verdict{confirmed: true, fetch: fetchFirst(part.transfer, s.tab, a.entry)}, true
+	case !a.askedDisplaced:
+		return verdict{displaced: behind}, true
+	}
+	return refuse(fmt.Errorf("%w: %w: partition %d's previous owners %v have not yet moved to %s's ring (epoch %d)",
+		ErrUnavailable, errDisplaced, a.p, behind, o.self, s.tab.Epoch())), true
+}
+
+// fetchFirst applies rule 9: where to fetch a session of a partition with
+// transfer t before serving it through entry e, or nil.
+func fetchFirst(t *transfer, tab *ring.Table, e entry) *fetchPlan {
+	if t == nil || e == entryBuddyRead && t.reconcile {
+		return nil
+	}
+	plan := &fetchPlan{}
+	for _, x := range t.sources {
+		if tab.Has(x) {
+			plan.sources = append(plan.sources, x)
+		}
+	}
+	if !t.reconcile {
+		// A previous owner answers only once it has left its old ring.
+		plan.ring = tab.Fingerprint()
+	}
+	return plan
+}
+
+// admit asks the gate whether this node may serve a, doing first what the
+// gate asks (asking members for leases, waiting out a fence, asking
+// displaced owners) and asking again, and returns where to fetch the
+// session from before serving it, if anywhere.
+func (n *Node) admit(ctx context.Context, a admission) (*fetchPlan, error) {
+	for {
+		v := n.own.admit(a, n.mono())
+		switch {
+		case v.err != nil:
+			if errors.Is(v.err, errDisplaced) {
+				n.stats.HandoverWaits.Add(1)
+			}
+			return nil, v.err
+		case v.otherRing:
+			n.stats.HandoffRefusals.Add(1)
+			return nil, errOtherRing
+		case len(v.leases) > 0:
+			n.stats.LeaseMisses.Add(1)
+			a.askedLeases, a.unreachable = true, n.askLeases(ctx, a.tab, v.leases, v.spare)
+		case v.fence > 0:
+			if err := n.waitFence(ctx, a.p, v.fence); err != nil {
+				return nil, err
+			}
+		case len(v.displaced) > 0:
+			n.askDisplaced(ctx, a.tab, v.displaced)
+			a.askedDisplaced = true
+		default:
+			if v.confirmed {
+				n.own.confirmDisplaced(a.tab, a.p)
+			}
+			return v.fetch, nil
+		}
+	}
+}
+
+// waitFence waits out partition p's fence, or until ctx ends.
+func (n *Node) waitFence(ctx context.Context, p int, wait time.Duration) error {
+	n.stats.FenceWaits.Add(1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: partition %d is fenced for %v while a departed owner's lease lapses", ErrUnavailable, p, wait)
+	case <-t.C:
+		return nil
+	}
+}
+
+// askLeases asks the members in missing for leases, all at once, and
+// returns once all but spare have granted one or more than spare have
+// failed. It returns how many could not be reached (refusals, from members
+// of another view, are not counted).
+func (n *Node) askLeases(ctx context.Context, tab *ring.Table, missing []string, spare int) (unreachable int) {
+	results := make(chan error, len(missing))
+	for _, m := range missing {
+		go func() { results <- n.renewLease(ctx, tab, m) }()
+	}
+	failed := 0
+	for need := len(missing) - spare; need > 0 && failed <= spare; {
+		if err := <-results; err != nil {
+			failed++
+			if !errors.Is(err, ErrNotOwner) {
+				unreachable++
+			}
+			n.log.Debug("lease not granted", "err", err)
+		} else {
+			need--
+		}
+	}
+	return unreachable
+}
+
+// askDisplaced asks each displaced owner in names for a lease, all at once:
+// its answer says which ring it serves by.
+func (n *Node) askDisplaced(ctx context.Context, tab *ring.Table, names []string) {
+	var wg sync.WaitGroup
+	for _, x := range names {
+		wg.Go(func() {
+			if err := n.renewLease(ctx, tab, x); err != nil {
+				n.log.Debug("displaced owner did not answer", "member", x, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}

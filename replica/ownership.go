@@ -1,0 +1,523 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// ownership is everything a node knows that decides whether it may serve a
+// partition now: the ring it serves by and the one before, the partitions
+// being handed to it, fences, displaced owners, how often each member left
+// its ring, the leases it granted and holds, the partitions lost with both
+// owners, and its pause quarantine.
+//
+// It does no I/O and reads no clock: every transition takes the time (on
+// the node's monotonic clock, a time.Duration since it started) as an
+// argument and returns what the caller must do, so every rule of
+// docs/ARCHITECTURE.md "Fencing" is tested as a table (ownership_test.go).
+// The gate (gate.go) reads it without locks: transitions build a new
+// immutable state and publish it whole.
+type ownership struct {
+	self       string
+	partitions int
+	minMembers int
+	lease      time.Duration // LeaseDuration
+	handoff    time.Duration // HandoffTimeout
+
+	// mu serialises transitions. The gate never takes it. Lock order: a
+	// node installing a ring holds every partition of its store, then mu
+	// (SetTable); nothing holds mu while it takes a store lock.
+	mu         sync.Mutex
+	state      atomic.Pointer[ownState]
+	held       atomic.Pointer[map[string]heldLease] // leases this node holds; replaced whole under mu
+	granted    map[string]time.Duration             // until when each member may rely on this node's lease
+	departures map[string]uint64                    // how often each member left this node's ring
+	seen       map[string]uint64                    // each member's departure count of this node, as last reported
+	lost       LostPartitions                       // the latest partitions lost with both owners
+
+	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
+}
+
+// ownState is one published state of ownership. It is never changed once
+// published.
+type ownState struct {
+	tab, prev *ring.Table   // the ring served by, and the one before
+	installed time.Duration // when tab was installed
+	parts     []partState   // per partition
+}
+
+// partState is what ownership knows of one partition.
+type partState struct {
+	// transfer is the partition's hand-off or reconciliation still to be
+	// done; nil when the node holds it.
+	transfer *transfer
+	// fence: no write to the partition is acknowledged before then.
+	fence time.Duration
+	// displaced lists previous owners not yet known to have moved to tab.
+	displaced []string
+}
+
+// transfer is a partition this node owns whose copies it must first get
+// from other members. Never changed once published.
+type transfer struct {
+	sources []string      // previous owners and reappeared members still in the ring
+	since   time.Duration // when it began, or a source last answered
+	// reconcile marks a partition the node already held and merges with
+	// members that reappeared: it does not make the node unready, and
+	// reads from the buddy need not wait for it.
+	reconcile bool
+}
+
+// heldLease is a lease this node holds from a member.
+type heldLease struct {
+	until       time.Duration // when it lapses
+	fingerprint uint64        // the granter's ring
+	asked       time.Duration // when the request was sent
+}
+
+// newOwnership returns the ownership of a node that has no ring yet.
+func newOwnership(cfg Config) *ownership {
+	o := &ownership{
+		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers,
+		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
+		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
+	}
+	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions)})
+	o.held.Store(&map[string]heldLease{})
+	return o
+}
+
+// load returns the published state.
+func (o *ownership) load() *ownState { return o.state.Load() }
+
+// table returns the ring the node serves by, or nil.
+func (o *ownership) table() *ring.Table { return o.state.Load().tab }
+
+// edit publishes a copy of the state changed by f. The caller holds mu.
+func (o *ownership) edit(f func(s *ownState)) {
+	s := *o.state.Load()
+	s.parts = slices.Clone(s.parts)
+	f(&s)
+	o.state.Store(&s)
+}
+
+// margin is how much longer than the holder a granter keeps a lease in
+// mind, for clocks that run at slightly different rates.
+func (o *ownership) margin() time.Duration { return o.lease/10 + 5*time.Millisecond }
+
+// ringChange is what installing a ring changed, for the caller to log,
+// count and act on.
+type ringChange struct {
+	stale     bool     // tab is not newer than the ring served by: nothing changed
+	appeared  []string // members new to the node's ring: ask them to reconcile
+	departed  []string // members that left it
+	lost      []int    // partitions whose owners both left at once
+	fenced    int      // partitions fenced until the departed members' leases lapse
+	fenceFor  time.Duration
+	transfers int // partitions to get from other members
+}
+
+// install makes tab the ring the node serves by, at now. Partitions the
+// node owns in tab but did not own before become hand-offs from their
+// previous owners; every owned partition is reconciled with members that
+// appeared; partitions a departed member owned are fenced until the node's
+// grant to it lapses; previous owners that stay members are displaced
+// until they confirm tab. The caller holds every store partition, so that
+// no write routed by the old ring is stored once tab is published.
+func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, error) {
+	if tab.Partitions() != o.partitions {
+		return ringChange{}, fmt.Errorf("%w: table has %d partitions, node has %d", ErrInvalid, tab.Partitions(), o.partitions)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	cur := o.load()
+	prev := cur.tab
+	if prev != nil && prev.Epoch() >= tab.Epoch() {
+		return ringChange{stale: true}, nil // an older or repeated view
+	}
+	var ch ringChange
+	if prev != nil {
+		ch.appeared = membersMissing(tab, prev)
+		ch.departed = membersMissing(prev, tab)
+	}
+	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts)}
+	o.fence(next, prev, ch.departed, now, &ch)
+	o.displace(next, prev)
+	o.transfers(next, prev, ch.appeared, now, &ch)
+	o.state.Store(next)
+	if len(ch.lost) > 0 {
+		slices.Sort(ch.lost)
+		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}
+	}
+	for _, p := range next.parts {
+		if p.transfer != nil {
+			ch.transfers++
+		}
+	}
+	return ch, nil
+}
+
+// membersMissing returns the members of a that b lacks.
+func membersMissing(a, b *ring.Table) []string {
+	var out []string
+	for _, m := range a.Members() {
+		if !b.Has(m.Name) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// fence fences, until this node's grants to them have lapsed, every
+// partition it owns in next that one of the departed members owned in
+// prev.
+func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, now time.Duration, ch *ringChange) {
+	until := time.Duration(0)
+	for _, d := range departed {
+		o.departures[d]++
+		until = max(until, o.granted[d])
+	}
+	if prev == nil || until <= now {
+		return
+	}
+	for p := range next.parts {
+		old := prev.Owners(p)
+		if owns(next.tab.Owners(p), o.self) && (slices.Contains(departed, old.Primary) || slices.Contains(departed, old.Buddy)) {
+			next.parts[p].fence = max(next.parts[p].fence, until)
+			ch.fenced++
+		}
+	}
+	ch.fenceFor = until - now
+}
+
+// displace records, for every partition this node owns in next, the
+// members that owned it in prev (or were still waiting to be confirmed
+// from earlier changes) and own it no more.
+func (o *ownership) displace(next *ownState, prev *ring.Table) {
+	tab := next.tab
+	for p := range next.parts {
+		ow := tab.Owners(p)
+		candidates := next.parts[p].displaced
+		next.parts[p].displaced = nil
+		if !owns(ow, o.self) {
+			continue
+		}
+		if prev != nil {
+			old := prev.Owners(p)
+			candidates = append(slices.Clone(candidates), old.Primary, old.Buddy)
+		}
+		var names []string
+		for _, x := range candidates {
+			if x != "" && x != o.self && tab.Has(x) && !owns(ow, x) && !slices.Contains(names, x) {
+				names = append(names, x)
+			}
+		}
+		next.parts[p].displaced = names
+	}
+}
+
+// transfers updates the partitions to get from other members: new ones
+// for partitions that move to this node, reconciliations with appeared
+// members, and losses where every member that held a partition is gone.
+func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared []string, now time.Duration, ch *ringChange) {
+	tab := next.tab
+	before := prev
+	if before == nil {
+		// A node joining (or rejoining with empty memory) takes over from
+		// the owners the ring had without it.
+		before = tableWithout(tab, o.self)
+	}
+	for p := range next.parts {
+		t := next.parts[p].transfer
+		if prev != nil {
+			if old := prev.Owners(p); !tab.Has(old.Primary) && (old.Buddy == "" || !tab.Has(old.Buddy)) {
+				ch.lost = append(ch.lost, p)
+			}
+		}
+		if t != nil && !t.reconcile && !slices.ContainsFunc(t.sources, tab.Has) && !slices.Contains(ch.lost, p) {
+			// Still waiting for a hand-off, and every node that held the
+			// partition has left: its sessions are gone.
+			ch.lost = append(ch.lost, p)
+			t = nil
+		}
+		if !owns(tab.Owners(p), o.self) {
+			next.parts[p].transfer = nil
+			continue
+		}
+		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
+			old := before.Owners(p)
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, old.Primary, old.Buddy)}
+		}
+		if len(appeared) > 0 {
+			u := transfer{since: now, reconcile: true}
+			if t != nil {
+				u = *t
+			}
+			u.sources = sourcesIn(tab, o.self, append(slices.Clone(u.sources), appeared...)...)
+			t = &u
+		}
+		if t != nil && len(t.sources) == 0 {
+			t = nil
+		}
+		next.parts[p].transfer = t
+	}
+}
+
+// sourcesIn returns the distinct names among names that are members of tab
+// other than self.
+func sourcesIn(tab *ring.Table, self string, names ...string) []string {
+	var out []string
+	for _, s := range names {
+		if s != "" && s != self && tab.Has(s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// tableWithout returns tab's ring without member name, or nil if name is
+// its only member.
+func tableWithout(tab *ring.Table, name string) *ring.Table {
+	var rest []ring.Member
+	for _, m := range tab.Members() {
+		if m.Name != name {
+			rest = append(rest, m)
+		}
+	}
+	t, err := ring.New(tab.Config(), 0, rest)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+// owns reports whether name is one of o's owners.
+func owns(o ring.Owners, name string) bool { return o.Primary == name || o.Buddy == name }
+
+// reconcile marks every partition the node owns for reconciliation with
+// sources (every other member, when nil), at now. With distrust, the
+// node's own copies may be stale (it was declared dead): each partition is
+// handed over again, so that until it has pulled it the node fetches each
+// session from the others before answering, as primary or as buddy, and
+// it is not ready. It reports whether there is anything to do.
+func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	tab := o.load().tab
+	if tab == nil {
+		return false
+	}
+	if sources == nil {
+		for _, m := range tab.Members() {
+			sources = append(sources, m.Name)
+		}
+	}
+	o.edit(func(s *ownState) {
+		for p := range s.parts {
+			if !owns(tab.Owners(p), o.self) {
+				continue
+			}
+			t := transfer{since: now, reconcile: true}
+			if cur := s.parts[p].transfer; cur != nil {
+				t = *cur
+			}
+			if distrust {
+				t.reconcile = false
+			}
+			t.sources = sourcesIn(tab, o.self, append(slices.Clone(t.sources), sources...)...)
+			if len(t.sources) > 0 {
+				s.parts[p].transfer = &t
+			}
+		}
+	})
+	return true
+}
+
+// transferJob is one partition to pull from its sources.
+type transferJob struct {
+	p       int
+	sources []string
+	handoff bool // a hand-off (not a reconciliation): sources must be on the node's ring
+}
+
+// dueTransfers returns the transfers to work on under tab at now, after
+// giving up those whose sources have all left and those that waited longer
+// than HandoffTimeout (returned as gaveUp, for the caller to log).
+func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.edit(func(s *ownState) {
+		for p := range s.parts {
+			t := s.parts[p].transfer
+			if t == nil {
+				continue
+			}
+			sources := slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !tab.Has(x) })
+			switch {
+			case len(sources) == 0:
+				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: previous owners %v left before handing it over", p, t.sources))
+				s.parts[p].transfer = nil
+			case now-t.since > o.handoff:
+				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
+				s.parts[p].transfer = nil
+			default:
+				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile})
+			}
+		}
+	})
+	return jobs, gaveUp
+}
+
+// transferAnswered restarts partition p's hand-off timeout at now: a
+// source answered, serving by another ring.
+func (o *ownership) transferAnswered(p int, now time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.load().parts[p].transfer == nil {
+		return
+	}
+	o.edit(func(s *ownState) {
+		t := *s.parts[p].transfer
+		t.since = now
+		s.parts[p].transfer = &t
+	})
+}
+
+// finishTransfer ends partition p's transfer, if tab is still the ring,
+// and reports whether it was the last one.
+func (o *ownership) finishTransfer(tab *ring.Table, p int) (last bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	cur := o.load()
+	if cur.tab != tab || cur.parts[p].transfer == nil {
+		return false // the ring moved on; the next round decides
+	}
+	o.edit(func(s *ownState) { s.parts[p].transfer = nil })
+	return o.load().transfers(false) == 0
+}
+
+// transfers counts the partitions still to get from other members; without
+// reconciling, only hand-offs.
+func (s *ownState) transfers(reconciling bool) int {
+	c := 0
+	for _, p := range s.parts {
+		if p.transfer != nil && (reconciling || !p.transfer.reconcile) {
+			c++
+		}
+	}
+	return c
+}
+
+// holds reports whether this node holds partition p by its rings: it owns
+// it now or owned it under its previous ring.
+func (s *ownState) holds(self string, p int) bool {
+	return s.tab != nil && owns(s.tab.Owners(p), self) || s.prev != nil && owns(s.prev.Owners(p), self)
+}
+
+// confirmDisplaced forgets partition p's displaced owners, if tab is still
+// the ring: each has answered under it, and serves p by the old ring no
+// more.
+func (o *ownership) confirmDisplaced(tab *ring.Table, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur := o.load(); cur.tab != tab || len(cur.parts[p].displaced) == 0 {
+		return
+	}
+	o.edit(func(s *ownState) { s.parts[p].displaced = nil })
+}
+
+// grant grants a lease to member from at now, if the gate admits it, and
+// returns the reply. It runs under mu, as install fences under mu: a grant
+// is either seen by the fence of the ring that drops from, or refused by
+// it.
+func (o *ownership) grant(from string, now time.Duration) (leaseReply, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.load()
+	if v := o.admit(admission{entry: entryLease, tab: s.tab, from: from}, now); v.err != nil {
+		return leaseReply{}, v.err
+	}
+	o.granted[from] = max(o.granted[from], now+o.lease+o.margin())
+	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[from]}, nil
+}
+
+// release ends the lease member from holds, at now: it left gracefully.
+func (o *ownership) release(from string, now time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.granted[from] > now {
+		o.granted[from] = now
+	}
+}
+
+// recordLease records a lease member name granted in reply to a request
+// sent at sent. It reports whether the member saw this node leave its
+// ring since it last asked: the node was declared dead meanwhile.
+func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duration) (declaredDead bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen, known := o.seen[name]
+	o.seen[name] = reply.Departed
+	held := *o.held.Load()
+	if l := held[name]; sent+o.lease > l.until {
+		next := make(map[string]heldLease, len(held)+1)
+		for k, v := range held {
+			next[k] = v
+		}
+		next[name] = heldLease{until: sent + o.lease, fingerprint: reply.Fingerprint, asked: sent}
+		o.held.Store(&next)
+	}
+	return known && reply.Departed > seen
+}
+
+// dropLeases forgets every lease this node holds: it stops serving.
+func (o *ownership) dropLeases() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.held.Store(&map[string]heldLease{})
+}
+
+// missingLeases returns the other members of tab this node holds no live
+// lease from at now, granted under tab's ring. A lease granted under
+// another ring does not count: a node whose view is not yet the cluster's
+// (one that sees only part of the cluster after a cut heals) must not
+// serve by it.
+func (o *ownership) missingLeases(tab *ring.Table, now time.Duration) []string {
+	held, fp := *o.held.Load(), tab.Fingerprint()
+	var out []string
+	for _, m := range tab.Members() {
+		if l := held[m.Name]; m.Name != o.self && (l.until <= now || l.fingerprint != fp) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// onRing reports whether member name has answered a lease request sent
+// since tab was installed (since) under tab's ring: it had moved to tab by
+// then. An older answer does not count, even under the same fingerprint:
+// a ring whose members left and came back has the fingerprint it had
+// before, and the member may have moved in between.
+func (o *ownership) onRing(name string, tab *ring.Table, since time.Duration) bool {
+	l := (*o.held.Load())[name]
+	return l.fingerprint == tab.Fingerprint() && l.asked >= since
+}
+
+// setQuarantine makes the node serve nothing from its copies until until
+// (zero ends the quarantine).
+func (o *ownership) setQuarantine(until time.Duration) { o.quarantine.Store(int64(until)) }
+
+// quarantined reports whether the node is recovering from a pause.
+func (o *ownership) quarantined() bool { return o.quarantine.Load() != 0 }
+
+// lostPartitions returns the latest loss of partitions seen.
+func (o *ownership) lostPartitions() LostPartitions {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lost
+}

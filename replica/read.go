@@ -1,0 +1,188 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// The read path: the primary answers from its copy (readPrimary); when it
+// cannot be reached, the buddy answers from its own (readAsOwner). Either
+// first fetches the session from previous owners while the partition is
+// being handed to it (fetch). methodRead also serves those fetches.
+
+// methodRead reads a stored copy from an owner: the buddy when the primary
+// cannot be reached, or a previous owner during a hand-off.
+const methodRead = "read"
+
+// MethodRead reads the node's own copy of a session (primary or buddy)
+// without forwarding; the request is a ReadRequest and the reply a
+// ReadReply whose Session is nil when the node holds no live copy. Only a
+// current owner answers: another node's error code is "not_owner", and a
+// buddy still being handed the partition fetches the session from the
+// previous owners first ("unavailable" while it cannot), so a nil Session
+// is an answer. Smart clients use it to read from the buddy when the
+// primary is unreachable.
+const MethodRead = methodRead
+
+// ReadRequest asks an owner for its copy of one session.
+type ReadRequest struct {
+	Partition int    `msgpack:"p"`
+	ID        string `msgpack:"id"`
+	// Raw includes tombstones and expired copies, for a new owner that
+	// needs the latest version whatever it is.
+	Raw bool `msgpack:"raw,omitempty"`
+	// Ring, when set, is the fingerprint of the requester's ring: a new
+	// owner fetching from a previous owner is answered only once both
+	// serve by the same ring (the gate's hand-off rule).
+	Ring uint64 `msgpack:"ring,omitempty"`
+}
+
+// ReadReply answers MethodRead; Session is nil when the node holds no
+// copy. For raw reads, Holds says whether the node holds the partition at
+// all (owns it now, owned it under its previous ring, or has copies of
+// it), so that "no copy" from a node that never held the partition is not
+// taken for "no such session".
+//
+// OtherRing answers a fetch that carried a ring (ReadRequest.Ring) other
+// than the receiver's: the receiver hands nothing over until both serve by
+// the same ring.
+type ReadReply struct {
+	Session   *Session `msgpack:"s"`
+	Holds     bool     `msgpack:"h,omitempty"`
+	OtherRing bool     `msgpack:"or,omitempty"`
+}
+
+// readPrimary answers a get or touch from this node's primary copy, once
+// the gate admits it.
+func (n *Node) readPrimary(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
+	plan, err := n.admit(ctx, admission{entry: entryRead, tab: tab, p: p})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.fetch(ctx, tab, p, op.ID, plan); err != nil {
+		return nil, err
+	}
+	now := n.cfg.Now()
+	s := n.store.get(p, op.ID)
+	if !s.live(now) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
+	}
+	n.stats.Reads.Add(1)
+	if op.Kind == OpGet && op.NoTouch {
+		return s, nil
+	}
+	if n.store.touch(p, op.ID, now, true) {
+		t := *s
+		t.LastAccess = now
+		s = &t
+	}
+	if op.Kind == OpTouch {
+		return nil, nil
+	}
+	return s, nil
+}
+
+// readAsOwner answers a read that could not reach the primary from this
+// node's own copy, once the gate admits it. Only a current owner's copy is
+// an answer: a node that no longer owns p keeps its old copies for a while
+// but receives no writes, and a new buddy still being handed p lacks the
+// sessions nobody wrote since, so it fetches the session from the previous
+// owners first, as a primary does. A "not found" from here is as
+// trustworthy as the primary's.
+func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id string) (*Session, error) {
+	if tab.Owners(p).Primary == n.cfg.Name {
+		// Promoted since the caller looked: answer as the primary does,
+		// without touching (the caller's read is not this node's to count).
+		return n.readPrimary(ctx, tab, p, &Op{Kind: OpGet, ID: id, NoTouch: true})
+	}
+	plan, err := n.admit(ctx, admission{entry: entryBuddyRead, tab: tab, p: p})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.fetch(ctx, tab, p, id, plan); err != nil {
+		return nil, err
+	}
+	return n.readAsBuddy(p, id)
+}
+
+// readAsBuddy answers a get from this node's buddy copy, when the primary
+// cannot be reached. The buddy's last access may lag the primary's by up
+// to TouchInterval, so it is given that much grace before it counts as
+// expired.
+func (n *Node) readAsBuddy(p int, id string) (*Session, error) {
+	s := n.store.get(p, id)
+	if !s.live(n.cfg.Now().Add(-n.buddyGrace())) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// buddyGrace is how much later than the primary a buddy copy expires.
+func (n *Node) buddyGrace() time.Duration { return 2 * n.cfg.TouchInterval }
+
+// fetch makes sure this node holds the latest copy of session id before it
+// serves it, when the gate says the partition is still being handed over
+// or reconciled (plan not nil): it fetches the session from plan's sources
+// and keeps the newest.
+func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, plan *fetchPlan) error {
+	if plan == nil {
+		return nil
+	}
+	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring}
+	held := false
+	for _, src := range plan.sources {
+		var reply ReadReply
+		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
+			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
+		}
+		if reply.OtherRing {
+			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
+		}
+		held = held || reply.Holds
+		if reply.Session != nil && reply.Session.ID == id {
+			n.merge(p, reply.Session)
+		}
+	}
+	if plan.ring != 0 && len(plan.sources) > 0 && !held {
+		// None of the sources ever held the partition: this node's ring is
+		// not yet the whole cluster's (a view still arriving after a
+		// restart), so "no copy" means nothing yet.
+		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, plan.sources, p)
+	}
+	return nil
+}
+
+// serveRead answers methodRead: a raw read is a new owner's fetch, any
+// other the read of an owner whose primary could not be reached.
+func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req ReadRequest
+	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+		return nil, err
+	}
+	if req.Raw {
+		if _, err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
+			if errors.Is(err, errOtherRing) {
+				return ReadReply{OtherRing: true}, nil
+			}
+			return nil, err
+		}
+		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition)}, nil
+	}
+	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
+	if errors.Is(err, ErrNotFound) {
+		return ReadReply{}, nil
+	}
+	return ReadReply{Session: s}, err
+}
+
+// holds reports whether this node holds partition p: it owns it now, owned
+// it under its previous ring, or has copies of it.
+func (n *Node) holds(p int) bool {
+	return n.own.load().holds(n.cfg.Name, p) || n.store.count(p) > 0
+}

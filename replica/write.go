@@ -1,0 +1,286 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// The write path: the primary applies a write to its copy (apply),
+// replicates the result to the buddy (methodReplicate), and stores it and
+// acknowledges only once the buddy has stored it. Both stores happen only
+// by the ring the write was routed by (store.putUnder).
+
+// methodReplicate carries a primary's write to its buddy.
+const methodReplicate = "replicate"
+
+// replicateRequest is one write, sent by the primary to the buddy. It
+// carries the whole session, so a buddy that missed earlier versions still
+// ends with the latest.
+type replicateRequest struct {
+	From      string   `msgpack:"f"`
+	Epoch     uint64   `msgpack:"e"`
+	Partition int      `msgpack:"p"`
+	Session   *Session `msgpack:"s"`
+}
+
+// write applies a write op as the session's primary, once the gate admits
+// it: it replicates the new version to the buddy, then stores it.
+func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
+	plan, err := n.admit(ctx, admission{entry: entryWrite, tab: tab, p: p})
+	if err != nil {
+		return nil, err
+	}
+	unlock := n.store.lock(op.ID)
+	defer unlock()
+	if err := n.fetch(ctx, tab, p, op.ID, plan); err != nil {
+		return nil, err
+	}
+	prev := n.store.get(p, op.ID)
+	if v, ok := prev.applied(op.RequestID); ok {
+		// A retry of a write this session already took, perhaps on another
+		// primary before a failover.
+		n.stats.Duplicates.Add(1)
+		switch {
+		case v != prev.Version:
+			return nil, fmt.Errorf("%w: request %s made v%d of %s, now at v%d", ErrIndeterminate, op.RequestID, v, op.ID, prev.Version)
+		case prev.Deleted:
+			return nil, nil
+		}
+		return prev, nil
+	}
+	now := n.cfg.Now()
+	next, err := apply(op, prev, now, n.clock.now(now), n.cfg.Name, n.lim)
+	if err != nil {
+		return nil, err
+	}
+	if buddy := tab.Owners(p).Buddy; buddy != "" {
+		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next}
+		if err := n.call(ctx, tab, buddy, methodReplicate, req, nil); err != nil {
+			n.stats.ReplicationFailures.Add(1)
+			return nil, fmt.Errorf("replicate %s v%d to %s: %w", op.ID, next.Version, buddy, err)
+		}
+	} else {
+		n.stats.UnderReplicatedWrites.Add(1)
+	}
+	if _, _, err := n.store.putUnder(p, next, false, n.ringIs(tab)); err != nil {
+		// Not stored here (the buddy may hold it): the caller retries
+		// with the same request id by the new ring.
+		return nil, fmt.Errorf("write %s v%d: %w", op.ID, next.Version, err)
+	}
+	n.stats.Writes.Add(1)
+	if next.Deleted {
+		return nil, nil
+	}
+	return next, nil
+}
+
+// ringIs returns a check that tab is still the ring this node serves by,
+// for store.putUnder: a node that has moved to a new ring, and so may have
+// answered a new owner, stores nothing more by its old one.
+func (n *Node) ringIs(tab *ring.Table) func() error {
+	return func() error {
+		if cur := n.own.table(); cur != tab {
+			return fmt.Errorf("%w: %s's ring changed (epoch %d to %d) while it served a request", ErrNotOwner, n.cfg.Name, tab.Epoch(), cur.Epoch())
+		}
+		return nil
+	}
+}
+
+// serveReplicate stores a write sent by the primary, once the gate admits
+// it: only from the node this one sees as the partition's primary, while
+// it sees itself as the buddy, and not while the partition is fenced.
+func (n *Node) serveReplicate(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req replicateRequest
+	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
+		return nil, err
+	}
+	return empty{}, n.storeReplica(ctx, tab, &req)
+}
+
+// storeReplica stores a replicated write once the gate admits it.
+func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicateRequest) error {
+	if req.Session == nil || ValidateID(req.Session.ID) != nil || tab.Partition(req.Session.ID) != req.Partition {
+		return fmt.Errorf("%w: malformed replicate request", ErrInvalid)
+	}
+	if _, err := n.admit(ctx, admission{entry: entryReplica, tab: tab, p: req.Partition, from: req.From}); err != nil {
+		if errors.Is(err, errFenced) {
+			n.stats.FenceWaits.Add(1)
+		}
+		return err
+	}
+	n.clock.observe(req.Session.Stamp)
+	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.ringIs(tab))
+	if err != nil {
+		return err
+	}
+	if !stored && (prev.Version > req.Session.Version || conflicting(prev, req.Session)) {
+		return fmt.Errorf("%w: %s holds v%d of %s, refused v%d", ErrStale, n.cfg.Name, prev.Version, req.Session.ID, req.Session.Version)
+	}
+	n.stats.Replicated.Add(1)
+	return nil
+}
+
+// limits are the node settings apply needs.
+type limits struct {
+	maxBytes        int
+	idleTimeout     time.Duration
+	absoluteTimeout time.Duration
+}
+
+// apply computes the session that a write op makes of prev, the stored copy
+// (nil, a tombstone or expired when the session does not exist for readers).
+// It is pure: the caller replicates and stores the result.
+func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, lim limits) (*Session, error) {
+	exists := prev.live(now)
+	if op.IfVersion != 0 && (!exists || prev.Version != op.IfVersion) {
+		have := uint64(0)
+		if exists {
+			have = prev.Version
+		}
+		return nil, fmt.Errorf("%w: %s wants version %d, have %d", ErrConflict, op.ID, op.IfVersion, have)
+	}
+	var base uint64
+	if prev != nil {
+		base = prev.Version // versions keep growing across deletes and expiry
+	}
+	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now, Stamp: stamp, Writer: writer}
+	if prev != nil {
+		next.Recent = prev.Recent[max(0, len(prev.Recent)-recentRequests+1):]
+	}
+	if op.RequestID != "" {
+		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version})
+	}
+
+	switch op.Kind {
+	case OpPut:
+		if op.IfAbsent && exists {
+			return nil, fmt.Errorf("%w: %s already exists at version %d", ErrConflict, op.ID, prev.Version)
+		}
+		next.Principal = op.Principal
+		next.Attributes = op.Attributes
+		next.Created = now
+		if exists {
+			next.Created = prev.Created
+		}
+		next.IdleTimeout = pick(op.IdleTimeout, lim.idleTimeout)
+		if abs := pick(op.AbsoluteTimeout, lim.absoluteTimeout); abs > 0 {
+			next.Deadline = next.Created.Add(abs)
+		}
+	case OpPatch:
+		if !exists {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
+		}
+		next.Principal, next.Created, next.IdleTimeout, next.Deadline = prev.Principal, prev.Created, prev.IdleTimeout, prev.Deadline
+		if op.SetPrincipal {
+			next.Principal = op.Principal
+		}
+		attrs, err := patchAttributes(prev.Attributes, op)
+		if err != nil {
+			return nil, err
+		}
+		next.Attributes = attrs
+	case OpDelete:
+		if !exists {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
+		}
+		next.Deleted = true
+		next.Created = prev.Created
+	default:
+		return nil, fmt.Errorf("%w: %s is not a write", ErrInvalid, op.Kind)
+	}
+
+	if !next.Deleted {
+		size, err := encodedSize(next)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode %s: %v", ErrInvalid, op.ID, err)
+		}
+		if lim.maxBytes > 0 && size > lim.maxBytes {
+			return nil, fmt.Errorf("%w: %s would be %d bytes, limit %d", ErrTooLarge, op.ID, size, lim.maxBytes)
+		}
+	}
+	return next, nil
+}
+
+// pick returns v, or def when v is zero.
+func pick(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// patchAttributes returns a new attribute map: prev with op's sets, merges
+// and deletes applied. prev is not changed.
+func patchAttributes(prev map[string]msgpack.RawMessage, op *Op) (map[string]msgpack.RawMessage, error) {
+	out := maps.Clone(prev)
+	if out == nil {
+		out = map[string]msgpack.RawMessage{}
+	}
+	for name, v := range op.Set {
+		out[name] = v
+	}
+	for name, patch := range op.Merge {
+		merged, err := mergeValue(out[name], patch)
+		if err != nil {
+			return nil, fmt.Errorf("%w: merge attribute %q: %v", ErrInvalid, name, err)
+		}
+		if merged == nil {
+			delete(out, name)
+		} else {
+			out[name] = merged
+		}
+	}
+	for _, name := range op.Delete {
+		delete(out, name)
+	}
+	return out, nil
+}
+
+// mergeValue applies an RFC 7396 merge patch to an encoded value and returns
+// the encoded result, or nil when the result is null.
+func mergeValue(target, patch msgpack.RawMessage) (msgpack.RawMessage, error) {
+	var t, p any
+	if len(target) > 0 {
+		if err := msgpack.Unmarshal(target, &t); err != nil {
+			return nil, err
+		}
+	}
+	if err := msgpack.Unmarshal(patch, &p); err != nil {
+		return nil, err
+	}
+	r := mergePatch(t, p)
+	if r == nil {
+		return nil, nil
+	}
+	return msgpack.Marshal(r)
+}
+
+// mergePatch is RFC 7396's MergePatch over decoded values.
+func mergePatch(target, patch any) any {
+	pm, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	tm, ok := target.(map[string]any)
+	if !ok {
+		tm = map[string]any{}
+	} else {
+		tm = maps.Clone(tm)
+	}
+	for k, v := range pm {
+		if v == nil {
+			delete(tm, k)
+			continue
+		}
+		tm[k] = mergePatch(tm[k], v)
+	}
+	return tm
+}
