@@ -1,0 +1,570 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// These tests cover the rules of docs/ARCHITECTURE.md "Fencing" on
+// ownership alone: no sockets, no goroutines, no sleeps. Time is a number
+// handed to each transition.
+
+const testLease = 600 * time.Millisecond
+
+// tableOf builds a ring of the named members at epoch.
+func tableOf(t *testing.T, epoch uint64, names ...string) *ring.Table {
+	t.Helper()
+	var members []ring.Member
+	for _, n := range names {
+		members = append(members, ring.Member{Name: n, Peer: n + ":7947"})
+	}
+	tab, err := ring.New(ring.DefaultConfig(), epoch, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// ownershipOf returns the ownership of node self, with min members.
+func ownershipOf(self string, minMembers int) *ownership {
+	return newOwnership(Config{Name: self, MinMembers: minMembers, LeaseDuration: testLease}.withDefaults())
+}
+
+// installed returns the ownership of self after installing tabs in turn,
+// at time 0, 1s, 2s….
+func installed(t *testing.T, self string, tabs ...*ring.Table) *ownership {
+	t.Helper()
+	o := ownershipOf(self, 1)
+	for i, tab := range tabs {
+		if _, err := o.install(tab, time.Duration(i)*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// partitionWhere returns a partition of tab whose owners satisfy cond.
+func partitionWhere(t *testing.T, tab *ring.Table, cond func(ring.Owners) bool) int {
+	t.Helper()
+	for p := range tab.Partitions() {
+		if cond(tab.Owners(p)) {
+			return p
+		}
+	}
+	t.Fatal("no partition matches")
+	return -1
+}
+
+// holdAllLeases records leases from every other member of tab, asked at
+// asked, so the lease rule passes.
+func holdAllLeases(o *ownership, tab *ring.Table, asked time.Duration) {
+	for _, m := range tab.Members() {
+		if m.Name != o.self {
+			o.recordLease(m.Name, leaseReply{Fingerprint: tab.Fingerprint()}, asked)
+		}
+	}
+}
+
+// What the gate answers, rule by rule, for a node "a" of a three-node ring
+// that holds its leases and owns its partitions outright.
+func TestGateRules(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	older := tableOf(t, 0, "a", "b", "c")
+	primaryP := partitionWhere(t, tab, func(o ring.Owners) bool { return o.Primary == "a" })
+	buddyP := partitionWhere(t, tab, func(o ring.Owners) bool { return o.Buddy == "a" })
+	otherP := partitionWhere(t, tab, func(o ring.Owners) bool { return !owns(o, "a") })
+	buddyPrimary := tab.Owners(buddyP).Primary
+
+	type want struct {
+		err       error // a sentinel the refusal wraps, or nil
+		otherRing bool
+		leases    bool
+	}
+	cases := []struct {
+		name  string
+		setup func(o *ownership)
+		a     admission
+		want  want
+	}{
+		{"a read on the primary is served", nil, admission{entry: entryRead, tab: tab, p: primaryP}, want{}},
+		{"a write on the primary is served", nil, admission{entry: entryWrite, tab: tab, p: primaryP}, want{}},
+		{"a read on a node that is not primary is refused", nil, admission{entry: entryRead, tab: tab, p: buddyP}, want{err: ErrNotOwner}},
+		{"a write routed by an older ring is refused", nil, admission{entry: entryWrite, tab: older, p: primaryP}, want{err: ErrNotOwner}},
+		{"a replica routed by an older ring is refused", nil, admission{entry: entryReplica, tab: older, p: buddyP, from: buddyPrimary}, want{err: ErrNotOwner}},
+		{"a read routed by an older ring is served", nil, admission{entry: entryRead, tab: older, p: primaryP}, want{}},
+		{"a buddy read on the buddy is served", nil, admission{entry: entryBuddyRead, tab: tab, p: buddyP}, want{}},
+		{"a buddy read on a non-owner is refused", nil, admission{entry: entryBuddyRead, tab: tab, p: otherP}, want{err: ErrNotOwner}},
+		{"a replica from the primary is stored", nil, admission{entry: entryReplica, tab: tab, p: buddyP, from: buddyPrimary}, want{}},
+		{"a replica from another node is refused", nil, admission{entry: entryReplica, tab: tab, p: buddyP, from: "a"}, want{err: ErrNotOwner}},
+		{"a replica on a node that is not buddy is refused", nil, admission{entry: entryReplica, tab: tab, p: primaryP, from: "b"}, want{err: ErrNotOwner}},
+		{"a lease for a member is granted", nil, admission{entry: entryLease, tab: tab, from: "b"}, want{}},
+		{"a lease for a stranger is refused", nil, admission{entry: entryLease, tab: tab, from: "z"}, want{err: ErrNotOwner}},
+		{"a lease for itself is refused", nil, admission{entry: entryLease, tab: tab, from: "a"}, want{err: ErrNotOwner}},
+		{"a fetch from the same ring is answered", nil, admission{entry: entryTransfer, tab: tab, p: otherP, ring: tab.Fingerprint()}, want{}},
+		{"a fetch with no ring (a reconciliation) is answered", nil, admission{entry: entryTransfer, tab: tab, p: otherP}, want{}},
+		{"a fetch from another ring is answered OtherRing", nil, admission{entry: entryTransfer, tab: tab, p: otherP, ring: 42}, want{otherRing: true}},
+		{"without leases a read asks for them", func(o *ownership) { o.dropLeases() }, admission{entry: entryRead, tab: tab, p: primaryP}, want{leases: true}},
+		{"without leases a buddy read asks for them", func(o *ownership) { o.dropLeases() }, admission{entry: entryBuddyRead, tab: tab, p: buddyP}, want{leases: true}},
+		{"without leases, having asked, a write is refused", func(o *ownership) { o.dropLeases() }, admission{entry: entryWrite, tab: tab, p: primaryP, askedLeases: true}, want{err: ErrUnavailable}},
+		{"without leases, two members unreachable, the node is cut off", func(o *ownership) { o.dropLeases() }, admission{entry: entryWrite, tab: tab, p: primaryP, askedLeases: true, unreachable: 2}, want{err: errCutOff}},
+		{"without leases a replica is still stored", func(o *ownership) { o.dropLeases() }, admission{entry: entryReplica, tab: tab, p: buddyP, from: buddyPrimary}, want{}},
+		{"leases granted under another ring do not count", func(o *ownership) {
+			o.dropLeases()
+			holdAllLeases(o, older, time.Second)
+		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{leases: true}},
+		{"one lease of two others is enough", func(o *ownership) {
+			o.dropLeases()
+			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 2*time.Second)
+		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{}},
+		{"a lapsed lease does not count", func(o *ownership) {
+			o.dropLeases()
+			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 0)
+		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{leases: true}},
+		{"quarantined, a read is refused", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryRead, tab: tab, p: primaryP}, want{err: ErrUnavailable}},
+		{"quarantined, a lease is refused", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
+		{"quarantined, a request is still routed", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryRoute, tab: tab, p: primaryP}, want{}},
+		{"quarantined, a replica is still stored", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryReplica, tab: tab, p: buddyP, from: buddyPrimary}, want{}},
+		{"below min members, a request is not even routed", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryRoute, tab: tab, p: primaryP}, want{err: errCutOff}},
+		{"below min members, a lease is refused", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
+		{"below min members, a fetch is answered", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryTransfer, tab: tab, p: otherP}, want{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := installed(t, "a", tab)
+			now := 2 * time.Second
+			holdAllLeases(o, tab, now)
+			if tc.setup != nil {
+				tc.setup(o)
+			}
+			v := o.admit(tc.a, now)
+			switch {
+			case tc.want.err != nil && !errors.Is(v.err, tc.want.err):
+				t.Fatalf("err = %v, want %v", v.err, tc.want.err)
+			case tc.want.err == nil && v.err != nil:
+				t.Fatalf("refused: %v", v.err)
+			case v.otherRing != tc.want.otherRing:
+				t.Fatalf("otherRing = %v, want %v", v.otherRing, tc.want.otherRing)
+			case (len(v.leases) > 0) != tc.want.leases:
+				t.Fatalf("leases to ask = %v, want some: %v", v.leases, tc.want.leases)
+			}
+		})
+	}
+}
+
+// The gate with no ring refuses everything as not the owner.
+func TestGateWithoutARing(t *testing.T) {
+	o := ownershipOf("a", 1)
+	for _, e := range []entry{entryRoute, entryRead, entryWrite, entryBuddyRead, entryReplica, entryTransfer, entryLease} {
+		if v := o.admit(admission{entry: e}, 0); !errors.Is(v.err, ErrNotOwner) {
+			t.Errorf("entry %d: %v, want ErrNotOwner", e, v.err)
+		}
+	}
+	if _, err := o.grant("b", 0); err == nil {
+		t.Error("a node with no ring granted a lease")
+	}
+}
+
+// The lease quorum: all other members but one, and at least one.
+func TestLeaseQuorum(t *testing.T) {
+	for others, want := range map[int]int{0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 9: 8} {
+		if got := leaseQuorum(others); got != want {
+			t.Errorf("leaseQuorum(%d) = %d, want %d", others, got, want)
+		}
+	}
+}
+
+// A departure fences the partitions the departed member owned until this
+// node's grant to it lapses: writes wait, replicas are refused, reads are
+// served. A member that gave its lease back, or held none, fences nothing.
+func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c")
+	rest := tableOf(t, 2, "a", "b")
+	cases := []struct {
+		name      string
+		grant     bool
+		release   bool
+		wantFence bool
+	}{
+		{"granted", true, false, true},
+		{"granted and given back", true, true, false},
+		{"never granted", false, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := installed(t, "a", whole)
+			now := time.Second
+			if tc.grant {
+				if _, err := o.grant("c", now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.release {
+				o.release("c", now)
+			}
+			ch, err := o.install(rest, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ch.departed, []string{"c"}) {
+				t.Fatalf("departed = %v", ch.departed)
+			}
+			holdAllLeases(o, rest, now)
+			p := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
+				return now.Primary == "a" && (old.Primary == "c" || old.Buddy == "c")
+			})
+			w := o.admit(admission{entry: entryWrite, tab: rest, p: p}, now)
+			if got := w.fence > 0; got != tc.wantFence || (ch.fenced > 0) != tc.wantFence {
+				t.Fatalf("write fenced = %v (fenced %d partitions), want %v", got, ch.fenced, tc.wantFence)
+			}
+			if tc.wantFence {
+				if w.fence < testLease {
+					t.Fatalf("fenced for %v, want at least the lease %v", w.fence, testLease)
+				}
+				if v := o.admit(admission{entry: entryRead, tab: rest, p: p}, now); v.err != nil || v.fence != 0 {
+					t.Fatalf("a read of a fenced partition: %+v", v)
+				}
+				if v := o.admit(admission{entry: entryWrite, tab: rest, p: p}, now+w.fence); v.fence != 0 {
+					t.Fatalf("still fenced once the grant lapsed: %v", v.fence)
+				}
+			}
+		})
+	}
+}
+
+// A replica arriving for a fenced partition is refused, not waited for:
+// its primary retries.
+func TestFencedReplicaIsRefused(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c")
+	rest := tableOf(t, 2, "a", "b")
+	o := installed(t, "a", whole)
+	if _, err := o.grant("c", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
+		return now.Buddy == "a" && (old.Primary == "c" || old.Buddy == "c")
+	})
+	v := o.admit(admission{entry: entryReplica, tab: rest, p: p, from: rest.Owners(p).Primary}, time.Second)
+	if !errors.Is(v.err, errFenced) || !errors.Is(v.err, ErrUnavailable) {
+		t.Fatalf("replica to a fenced partition: %v, want a fence refusal", v.err)
+	}
+}
+
+// partitionOwnedBefore returns a partition whose owners in before and
+// after satisfy cond.
+func partitionOwnedBefore(t *testing.T, before, after *ring.Table, cond func(old, now ring.Owners) bool) int {
+	t.Helper()
+	for p := range after.Partitions() {
+		if cond(before.Owners(p), after.Owners(p)) {
+			return p
+		}
+	}
+	t.Fatal("no partition matches")
+	return -1
+}
+
+// Both owners of a partition leaving at once loses it, and says so.
+func TestBothOwnersLeavingLosesThePartition(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d")
+	rest := tableOf(t, 2, "a", "b")
+	o := installed(t, "a", whole)
+	for q := range whole.Partitions() {
+		o.finishTransfer(whole, q) // a's own hand-offs are done
+	}
+	ch, err := o.install(rest, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for p := range whole.Partitions() {
+		if old := whole.Owners(p); !rest.Has(old.Primary) && !rest.Has(old.Buddy) {
+			want = append(want, p)
+		}
+	}
+	if len(want) == 0 || !slices.Equal(ch.lost, want) || !slices.Equal(o.lostPartitions().Partitions, want) {
+		t.Fatalf("lost %v (recorded %v), want %v", ch.lost, o.lostPartitions().Partitions, want)
+	}
+}
+
+// A node that joins takes each partition it gains from the owners the ring
+// had without it: a hand-off, fetched first by ring, making it unready
+// until pulled; a rejoin after a cut reconciles what it already owned.
+func TestJoiningOwnershipFetchesByRingUntilPulled(t *testing.T) {
+	tab := tableOf(t, 5, "a", "b", "c")
+	o := installed(t, "a", tab)
+	s := o.load()
+	if s.transfers(false) == 0 {
+		t.Fatal("a joining node expects no hand-off")
+	}
+	without := tableWithout(tab, "a")
+	for p := range tab.Partitions() {
+		tr := s.parts[p].transfer
+		if !owns(tab.Owners(p), "a") {
+			if tr != nil {
+				t.Fatalf("partition %d: a transfer for a partition not owned", p)
+			}
+			continue
+		}
+		old := without.Owners(p)
+		if tr == nil || tr.reconcile || !slices.Equal(tr.sources, sourcesIn(tab, "a", old.Primary, old.Buddy)) {
+			t.Fatalf("partition %d: transfer %+v, want a hand-off from %+v", p, tr, old)
+		}
+	}
+	p := partitionWhere(t, tab, func(ow ring.Owners) bool { return ow.Primary == "a" })
+	holdAllLeases(o, tab, time.Second)
+	v := o.admit(admission{entry: entryRead, tab: tab, p: p}, time.Second)
+	if v.fetch == nil || v.fetch.ring != tab.Fingerprint() || len(v.fetch.sources) == 0 {
+		t.Fatalf("a read during a hand-off: fetch %+v, want the previous owners by ring", v.fetch)
+	}
+	// Once pulled, the partition is served from the node's own copy.
+	for q := range tab.Partitions() {
+		o.finishTransfer(tab, q)
+	}
+	if v := o.admit(admission{entry: entryRead, tab: tab, p: p}, time.Second); v.fetch != nil {
+		t.Fatalf("fetch after the hand-off: %+v", v.fetch)
+	}
+}
+
+// Members that reappear are reconciled with: no hand-off, so the node
+// stays ready, reads as buddy need not wait, and reads as primary fetch
+// without a ring.
+func TestReappearedMembersAreReconciled(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c")
+	alone := tableOf(t, 2, "a", "b")
+	back := tableOf(t, 3, "a", "b", "c")
+	o := installed(t, "a", whole)
+	for q := range whole.Partitions() {
+		o.finishTransfer(whole, q)
+	}
+	if _, err := o.install(alone, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for q := range alone.Partitions() {
+		o.finishTransfer(alone, q)
+	}
+	ch, err := o.install(back, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ch.appeared, []string{"c"}) {
+		t.Fatalf("appeared = %v", ch.appeared)
+	}
+	s := o.load()
+	if s.transfers(false) != 0 || s.transfers(true) == 0 {
+		t.Fatalf("hand-offs %d, reconciliations %d: want only reconciliations", s.transfers(false), s.transfers(true))
+	}
+	holdAllLeases(o, back, 2*time.Second)
+	primary := partitionOwnedBefore(t, alone, back, func(old, now ring.Owners) bool { return now.Primary == "a" && old.Primary == "a" })
+	v := o.admit(admission{entry: entryRead, tab: back, p: primary}, 2*time.Second)
+	if v.fetch == nil || v.fetch.ring != 0 || !slices.Contains(v.fetch.sources, "c") {
+		t.Fatalf("a primary read while reconciling: fetch %+v, want from c without a ring", v.fetch)
+	}
+	buddy := partitionOwnedBefore(t, alone, back, func(old, now ring.Owners) bool { return now.Buddy == "a" && old.Buddy == "a" })
+	if v := o.admit(admission{entry: entryBuddyRead, tab: back, p: buddy}, 2*time.Second); v.fetch != nil {
+		t.Fatalf("a buddy read while reconciling waits for a fetch: %+v", v.fetch)
+	}
+}
+
+// An owner that keeps a partition while another owner of it is displaced
+// acknowledges no write until the displaced owner has answered a lease
+// request sent since the ring changed, under the new ring.
+func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
+	before := tableOf(t, 1, "a", "b", "c")
+	after := tableOf(t, 2, "a", "b", "c", "d")
+	o := installed(t, "a", before)
+	installedAt := 5 * time.Second
+	if _, err := o.install(after, installedAt); err != nil {
+		t.Fatal(err)
+	}
+	p := partitionOwnedBefore(t, before, after, func(old, now ring.Owners) bool {
+		return now.Primary == "a" && old.Primary == "a" && old.Buddy != now.Buddy && after.Has(old.Buddy)
+	})
+	displaced := before.Owners(p).Buddy
+	now := installedAt + time.Second
+	// A lease asked before the change, even under the same fingerprint
+	// (a ring that came back), does not confirm.
+	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, installedAt-time.Millisecond)
+	for _, m := range after.Members() {
+		if m.Name != "a" && m.Name != displaced {
+			o.recordLease(m.Name, leaseReply{Fingerprint: after.Fingerprint()}, now)
+		}
+	}
+	for q := range after.Partitions() {
+		o.finishTransfer(after, q)
+	}
+	v := o.admit(admission{entry: entryWrite, tab: after, p: p}, installedAt)
+	if !slices.Equal(v.displaced, []string{displaced}) {
+		t.Fatalf("write: displaced %v, want to ask %s", v.displaced, displaced)
+	}
+	if v := o.admit(admission{entry: entryWrite, tab: after, p: p, askedDisplaced: true}, installedAt); !errors.Is(v.err, errDisplaced) {
+		t.Fatalf("write after asking, unanswered: %v, want errDisplaced", v.err)
+	}
+	if v := o.admit(admission{entry: entryRead, tab: after, p: p}, installedAt); v.err != nil || len(v.displaced) > 0 {
+		t.Fatalf("a read waits for displaced owners: %+v", v)
+	}
+	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, now)
+	v = o.admit(admission{entry: entryWrite, tab: after, p: p}, now)
+	if v.err != nil || !v.confirmed {
+		t.Fatalf("write once the displaced owner answered: %+v", v)
+	}
+	o.confirmDisplaced(after, p)
+	if got := o.load().parts[p].displaced; got != nil {
+		t.Fatalf("displaced after confirming: %v", got)
+	}
+}
+
+// Transfers whose sources all left, or that waited longer than
+// HandoffTimeout, are given up; a source that answers from another ring
+// restarts the wait.
+func TestDueTransfers(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	timeout := newOwnership(Config{Name: "a"}.withDefaults()).handoff
+	o := installed(t, "a", tab)
+	jobs, gaveUp := o.dueTransfers(tab, timeout/2)
+	if len(jobs) == 0 || len(gaveUp) != 0 {
+		t.Fatalf("at half the timeout: %d jobs, gave up %v", len(jobs), gaveUp)
+	}
+	answered := jobs[0].p
+	o.transferAnswered(answered, timeout/2)
+	jobs, gaveUp = o.dueTransfers(tab, timeout+time.Millisecond)
+	if len(jobs) != 1 || jobs[0].p != answered || len(gaveUp) == 0 {
+		t.Fatalf("past the timeout: jobs %v, gave up %d, want only partition %d left", jobs, len(gaveUp), answered)
+	}
+	// Sources that left the ring end the transfer.
+	shrunk := tableOf(t, 2, "a")
+	jobs, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
+	if len(jobs) != 0 || o.load().transfers(true) != 0 {
+		t.Fatalf("with every source gone: jobs %v, transfers %d", jobs, o.load().transfers(true))
+	}
+}
+
+// A lease reply that counts more departures than the last one says the
+// node was declared dead meanwhile; with distrust it hands every owned
+// partition over again.
+func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	o := installed(t, "a", tab)
+	for q := range tab.Partitions() {
+		o.finishTransfer(tab, q)
+	}
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, 0) {
+		t.Fatal("the first reply cannot say the node was declared dead")
+	}
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, time.Second) {
+		t.Fatal("the same count again says declared dead")
+	}
+	if !o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second) {
+		t.Fatal("a grown count does not say declared dead")
+	}
+	o.reconcile(nil, true, 2*time.Second)
+	owned := 0
+	for p := range tab.Partitions() {
+		if owns(tab.Owners(p), "a") {
+			owned++
+		}
+	}
+	if got := o.load().transfers(false); got != owned {
+		t.Fatalf("%d hand-offs after distrust, want every owned partition (%d)", got, owned)
+	}
+}
+
+// A grant under a ring, then the install of a ring that drops the holder:
+// the grant is seen by the fence, whichever order the two take.
+func TestGrantAndDepartureAreOrdered(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c")
+	rest := tableOf(t, 2, "a", "b")
+	o := installed(t, "a", whole)
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.grant("c", time.Second); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("a grant to a departed member: %v, want ErrNotOwner", err)
+	}
+	if got := o.departures["c"]; got != 1 {
+		t.Fatalf("departures of c = %d, want 1", got)
+	}
+	if r, err := o.grant("b", time.Second); err != nil || r.Fingerprint != rest.Fingerprint() {
+		t.Fatalf("grant to b: %+v %v", r, err)
+	}
+}
+
+// An older or repeated ring changes nothing.
+func TestStaleRingIsIgnored(t *testing.T) {
+	o := installed(t, "a", tableOf(t, 3, "a", "b"))
+	before := o.load()
+	ch, err := o.install(tableOf(t, 3, "a", "b", "c"), time.Second)
+	if err != nil || !ch.stale || o.load() != before {
+		t.Fatalf("a repeated epoch: %+v %v", ch, err)
+	}
+	if _, err := o.install(tableOf(t, 4, "a"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.install(mustPartitions(t, 17), time.Second); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a ring of another partition count: %v", err)
+	}
+}
+
+// mustPartitions returns a ring with another partition count.
+func mustPartitions(t *testing.T, n int) *ring.Table {
+	cfg := ring.DefaultConfig()
+	cfg.Partitions = n
+	tab, err := ring.New(cfg, 9, []ring.Member{{Name: "a"}})
+	if err != nil {
+		t.Fatal(fmt.Errorf("ring of %d partitions: %w", n, err))
+	}
+	return tab
+}
+
+// Installing rings while writes are stored and leases are asked for: the
+// locks nest one way only (every store partition, then ownership's), and
+// no write is lost or stored by a ring the node has left. Run under -race.
+func TestRingInstallsRaceWritesAndGrants(t *testing.T) {
+	n := New(Config{Name: "a", Caller: nil})
+	defer n.Close()
+	if err := n.SetTable(tableOf(t, 1, "a")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var installs sync.WaitGroup
+	installs.Go(func() {
+		for epoch := uint64(2); ; epoch++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := n.SetTable(tableOf(t, epoch, "a")); err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = n.own.grant("b", n.mono())
+		}
+	})
+	var writers sync.WaitGroup
+	for w := range 4 {
+		writers.Go(func() {
+			for i := range 50 {
+				id := sessionID(w*1000 + i)
+				if _, err := n.Do(testCtx(t), &Op{Kind: OpPut, ID: id}); err != nil {
+					t.Errorf("put %s: %v", id, err)
+					return
+				}
+				if s, err := n.Get(testCtx(t), id, true); err != nil || s.Version != 1 {
+					t.Errorf("get %s: %+v %v", id, s, err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(done)
+	installs.Wait()
+}
