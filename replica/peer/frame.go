@@ -187,19 +187,7 @@ func decodePayload(payload []byte) (Header, msgpack.RawMessage, error) {
 // of b. Unlike msgpack.Decoder.Skip it does not recurse, and it rejects
 // nesting deeper than maxDepth.
 func skipValue(b []byte) (int, error) {
-	pos := 0
-	// readLen reads a k-byte big-endian length at pos.
-	readLen := func(k int) (uint64, error) {
-		if len(b)-pos < k {
-			return 0, io.ErrUnexpectedEOF
-		}
-		var v uint64
-		for _, c := range b[pos : pos+k] {
-			v = v<<8 | uint64(c)
-		}
-		pos += k
-		return v, nil
-	}
+	c := cursor{b: b}
 	// todo[i] counts the values still to skip at nesting level i; level 0
 	// is the single top-level value.
 	todo := make([]uint64, 1, 16)
@@ -211,61 +199,14 @@ func skipValue(b []byte) (int, error) {
 			continue
 		}
 		todo[top]--
-		if pos >= len(b) {
-			return 0, io.ErrUnexpectedEOF
-		}
-		c := b[pos]
-		pos++
-		var skip, items uint64 // payload bytes to skip; nested values that follow
-		var err error
-		switch {
-		case msgpcode.IsFixedNum(c), c == msgpcode.Nil, c == msgpcode.False, c == msgpcode.True:
-		case msgpcode.IsFixedMap(c):
-			items = 2 * uint64(c&msgpcode.FixedMapMask)
-		case msgpcode.IsFixedArray(c):
-			items = uint64(c & msgpcode.FixedArrayMask)
-		case msgpcode.IsFixedString(c):
-			skip = uint64(c & msgpcode.FixedStrMask)
-		case c == msgpcode.Uint8, c == msgpcode.Int8:
-			skip = 1
-		case c == msgpcode.Uint16, c == msgpcode.Int16:
-			skip = 2
-		case c == msgpcode.Uint32, c == msgpcode.Int32, c == msgpcode.Float:
-			skip = 4
-		case c == msgpcode.Uint64, c == msgpcode.Int64, c == msgpcode.Double:
-			skip = 8
-		case c == msgpcode.FixExt1, c == msgpcode.FixExt2, c == msgpcode.FixExt4,
-			c == msgpcode.FixExt8, c == msgpcode.FixExt16:
-			skip = 1 + 1<<(c-msgpcode.FixExt1) // type byte + data
-		case c == msgpcode.Str8, c == msgpcode.Bin8:
-			skip, err = readLen(1)
-		case c == msgpcode.Str16, c == msgpcode.Bin16:
-			skip, err = readLen(2)
-		case c == msgpcode.Str32, c == msgpcode.Bin32:
-			skip, err = readLen(4)
-		case c == msgpcode.Ext8, c == msgpcode.Ext16, c == msgpcode.Ext32:
-			skip, err = readLen(1 << (c - msgpcode.Ext8))
-			skip++ // type byte
-		case c == msgpcode.Array16:
-			items, err = readLen(2)
-		case c == msgpcode.Array32:
-			items, err = readLen(4)
-		case c == msgpcode.Map16:
-			items, err = readLen(2)
-			items *= 2
-		case c == msgpcode.Map32:
-			items, err = readLen(4)
-			items *= 2
-		default:
-			return 0, fmt.Errorf("invalid msgpack code %#x", c)
-		}
+		skip, items, err := c.header()
 		if err != nil {
 			return 0, err
 		}
-		if skip > uint64(len(b)-pos) {
+		if skip > uint64(len(b)-c.pos) {
 			return 0, io.ErrUnexpectedEOF
 		}
-		pos += int(skip)
+		c.pos += int(skip)
 		if items > 0 {
 			if len(todo) > maxDepth {
 				return 0, fmt.Errorf("nesting deeper than %d", maxDepth)
@@ -273,5 +214,76 @@ func skipValue(b []byte) (int, error) {
 			todo = append(todo, items)
 		}
 	}
-	return pos, nil
+	return c.pos, nil
+}
+
+// cursor reads msgpack value headers from b.
+type cursor struct {
+	b   []byte
+	pos int
+}
+
+// readLen reads a k-byte big-endian length.
+func (c *cursor) readLen(k int) (uint64, error) {
+	if len(c.b)-c.pos < k {
+		return 0, io.ErrUnexpectedEOF
+	}
+	var v uint64
+	for _, x := range c.b[c.pos : c.pos+k] {
+		v = v<<8 | uint64(x)
+	}
+	c.pos += k
+	return v, nil
+}
+
+// header reads one value's header and returns how many payload bytes
+// follow it and how many nested values.
+func (c *cursor) header() (skip, items uint64, err error) {
+	if c.pos >= len(c.b) {
+		return 0, 0, io.ErrUnexpectedEOF
+	}
+	code := c.b[c.pos]
+	c.pos++
+	switch {
+	case msgpcode.IsFixedNum(code), code == msgpcode.Nil, code == msgpcode.False, code == msgpcode.True:
+	case msgpcode.IsFixedMap(code):
+		items = 2 * uint64(code&msgpcode.FixedMapMask)
+	case msgpcode.IsFixedArray(code):
+		items = uint64(code & msgpcode.FixedArrayMask)
+	case msgpcode.IsFixedString(code):
+		skip = uint64(code & msgpcode.FixedStrMask)
+	case code == msgpcode.Uint8, code == msgpcode.Int8:
+		skip = 1
+	case code == msgpcode.Uint16, code == msgpcode.Int16:
+		skip = 2
+	case code == msgpcode.Uint32, code == msgpcode.Int32, code == msgpcode.Float:
+		skip = 4
+	case code == msgpcode.Uint64, code == msgpcode.Int64, code == msgpcode.Double:
+		skip = 8
+	case code == msgpcode.FixExt1, code == msgpcode.FixExt2, code == msgpcode.FixExt4,
+		code == msgpcode.FixExt8, code == msgpcode.FixExt16:
+		skip = 1 + 1<<(code-msgpcode.FixExt1) // type byte + data
+	case code == msgpcode.Str8, code == msgpcode.Bin8:
+		skip, err = c.readLen(1)
+	case code == msgpcode.Str16, code == msgpcode.Bin16:
+		skip, err = c.readLen(2)
+	case code == msgpcode.Str32, code == msgpcode.Bin32:
+		skip, err = c.readLen(4)
+	case code == msgpcode.Ext8, code == msgpcode.Ext16, code == msgpcode.Ext32:
+		skip, err = c.readLen(1 << (code - msgpcode.Ext8))
+		skip++ // type byte
+	case code == msgpcode.Array16:
+		items, err = c.readLen(2)
+	case code == msgpcode.Array32:
+		items, err = c.readLen(4)
+	case code == msgpcode.Map16:
+		items, err = c.readLen(2)
+		items *= 2
+	case code == msgpcode.Map32:
+		items, err = c.readLen(4)
+		items *= 2
+	default:
+		return 0, 0, fmt.Errorf("invalid msgpack code %#x", code)
+	}
+	return skip, items, err
 }
