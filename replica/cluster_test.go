@@ -32,30 +32,46 @@ func (c *clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
 // Advance moves the clock forward.
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// testNode is one node of a test cluster: a replica.Node behind a real peer
-// server on loopback.
+// testNode is one node of a test cluster: a replica.Node reached through
+// the cluster's in-memory network, or behind a real peer server on
+// loopback.
 type testNode struct {
 	*Node
 	member ring.Member
 	faults *peer.FaultyCaller
-	server *peer.Server
-	client *peer.Client
+	caller peer.Caller // the node's own calls, without faults
+	stop   func()      // shuts the node down like a crash: no hand-off
 }
 
 // testCluster is a set of nodes with a ring shared by hand, as the
 // membership layer would share it.
 type testCluster struct {
-	t     *testing.T
-	clock *clock
-	mu    sync.Mutex
-	nodes map[string]*testNode
-	epoch uint64
+	t       *testing.T
+	clock   *clock
+	network *peer.Network // nil: nodes talk over loopback sockets
+	mu      sync.Mutex
+	nodes   map[string]*testNode
+	epoch   uint64
 }
 
-// newTestCluster starts n nodes and gives them one ring.
+// newTestCluster starts n nodes on an in-memory network and gives them one
+// ring.
 func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 	t.Helper()
+	c := &testCluster{t: t, clock: newClock(), network: peer.NewNetwork(peer.NetworkConfig{}), nodes: map[string]*testNode{}}
+	return c.startAll(n, tune)
+}
+
+// newSocketCluster starts n nodes behind real peer servers on loopback and
+// gives them one ring: the few tests that cover the wire itself use it.
+func newSocketCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, clock: newClock(), nodes: map[string]*testNode{}}
+	return c.startAll(n, tune)
+}
+
+// startAll starts n nodes and gives them one ring.
+func (c *testCluster) startAll(n int, tune func(*Config)) *testCluster {
 	for i := range n {
 		c.start(fmt.Sprintf("node-%d", i), tune)
 	}
@@ -67,32 +83,40 @@ func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 	t := c.t
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	tn := &testNode{member: ring.Member{Name: name, Peer: name}}
+	var client *peer.Client
+	if c.network != nil {
+		tn.caller = c.network.Caller(name)
+	} else {
+		client = peer.NewClient(peer.DefaultClientConfig())
+		tn.caller = client
 	}
-	client := peer.NewClient(peer.DefaultClientConfig())
-	faults := peer.NewFaultyCaller(client)
-	cfg := Config{Name: name, Caller: faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second, PauseQuarantine: 300 * time.Millisecond}
+	tn.faults = peer.NewFaultyCaller(tn.caller)
+	cfg := Config{Name: name, Caller: tn.faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second, PauseQuarantine: 300 * time.Millisecond}
 	if tune != nil {
 		tune(&cfg)
 	}
-	node := New(cfg)
-	server := peer.NewServer(node, peer.DefaultServerConfig())
-	go server.Serve(ln)
-	tn := &testNode{Node: node, member: ring.Member{Name: name, Peer: ln.Addr().String()}, faults: faults, server: server, client: client}
-	t.Cleanup(tn.stop)
+	tn.Node = New(cfg)
+	if c.network != nil {
+		if err := c.network.Listen(name, tn.Node); err != nil {
+			t.Fatal(err)
+		}
+		tn.stop = func() { c.network.Close(name); tn.Node.Close() }
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := peer.NewServer(tn.Node, peer.DefaultServerConfig())
+		go server.Serve(ln)
+		tn.member.Peer = ln.Addr().String()
+		tn.stop = func() { server.Close(); tn.Node.Close(); client.Close() }
+	}
+	t.Cleanup(func() { tn.stop() })
 	c.mu.Lock()
 	c.nodes[name] = tn
 	c.mu.Unlock()
 	return tn
-}
-
-// stop shuts a node down like a crash: no hand-off.
-func (tn *testNode) stop() {
-	tn.server.Close()
-	tn.Node.Close()
-	tn.client.Close()
 }
 
 // publish gives every running node a ring of every running node.

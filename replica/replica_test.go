@@ -13,7 +13,7 @@ import (
 )
 
 func TestWritesThroughAnyNodeReadBackThroughEveryNode(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	c := newSocketCluster(t, 3, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[string]uint64{}
 	for i := range 500 {
@@ -218,6 +218,44 @@ func TestReadsFallBackToTheBuddy(t *testing.T) {
 	}
 }
 
+// A hung primary (its process stopped: calls to it are neither answered
+// nor refused) costs a read no more than CallTimeout: the buddy answers.
+// Writes wait until membership moves the partition.
+func TestHungPrimaryReadsFromTheBuddy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(11)
+	primary, buddy := c.ownersOf(id)
+	put(t, primary, id, "n", 1)
+	var reader *testNode
+	for _, n := range c.list() {
+		if n != primary && n != buddy {
+			reader = n
+		}
+	}
+	waitFor(t, 5*time.Second, "hand-offs to finish", func() bool {
+		for _, n := range c.list() {
+			if n.Pending() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	c.network.Hang(primary.member.Peer, true)
+	defer c.network.HealAll()
+	s, err := reader.Get(testCtx(t), id, true)
+	if err != nil || s.Version != 1 {
+		t.Fatalf("read with the primary hung: %+v %v", s, err)
+	}
+	if reader.stats.BuddyReads.Load() == 0 {
+		t.Fatal("the read did not go to the buddy")
+	}
+	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
+	defer cancel()
+	if _, err := reader.Do(ctx, &Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{"n": value(t, 2)}}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write with the primary hung: %v, want ErrUnavailable", err)
+	}
+}
+
 // Writes are acknowledged only with two copies: with the buddy unreachable,
 // a write fails and leaves nothing behind.
 func TestNoAcknowledgementWithoutTheBuddy(t *testing.T) {
@@ -343,7 +381,7 @@ func TestJoinHandsPartitionsOver(t *testing.T) {
 // A crashed node's sessions survive on their buddies, which are promoted,
 // and get a second copy again.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
-	c := newTestCluster(t, 4, nil)
+	c := newSocketCluster(t, 4, nil)
 	rng := rand.New(rand.NewPCG(9, 10))
 	want := map[string]uint64{}
 	for i := range 500 {
@@ -444,10 +482,10 @@ func TestInvalidatePrincipal(t *testing.T) {
 
 // A client can learn the ring from any node and rebuild the same table.
 func TestRingInfoRebuildsTheTable(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	c := newSocketCluster(t, 3, nil)
 	n := c.list()[0]
 	var info RingInfo
-	if err := n.client.Call(testCtx(t), c.list()[1].member.Peer, MethodRing, empty{}, &info); err != nil {
+	if err := n.caller.Call(testCtx(t), c.list()[1].member.Peer, MethodRing, empty{}, &info); err != nil {
 		t.Fatal(err)
 	}
 	tab, err := info.Table()
