@@ -41,7 +41,7 @@ var errCutOff = errors.New("this node is cut off from the cluster")
 
 // errOtherRing marks an ErrUnavailable that says a previous owner, alive
 // and answering, refused a hand-off because it serves by another ring
-// (handover.go). A hand-off is not given up on while its sources say so.
+// (the gate's hand-off rule, gate.go). A hand-off is not given up on while its sources say so.
 var errOtherRing = errors.New("the previous owner serves by another ring")
 
 // codes maps sentinels to wire codes and back.

@@ -97,7 +97,7 @@ func (n *Node) serveExpire(_ context.Context, _ *ring.Table, body msgpack.RawMes
 // sweep removes what has expired. The primary decides: it removes its
 // expired copies and tells each buddy which versions it removed. A buddy's
 // own idle deadlines may lag the primary's (touches are batched), so it
-// removes buddy copies by itself only BackupExpiryGrace after they expire,
+// removes buddy copies by itself only BuddyExpiryGrace after they expire,
 // for the case where the primary died before telling it.
 func (n *Node) sweep() {
 	tab := n.own.table()
@@ -122,7 +122,7 @@ func (n *Node) sweep() {
 				}
 				return false
 			default:
-				return s.Expired(now.Add(-n.cfg.BackupExpiryGrace))
+				return s.Expired(now.Add(-n.cfg.BuddyExpiryGrace))
 			}
 		})
 		n.stats.Expired.Add(uint64(removed))

@@ -67,6 +67,7 @@ type admission struct {
 	tab   *ring.Table // the ring the request was routed by
 	p     int
 	from  string // replica: the sending primary; lease: the asker
+	id    string // the session read or written, to fetch first (rule 9)
 	ring  uint64 // transfer: the requester's ring fingerprint; zero asks for no check
 
 	// What the node already did for this request: asked for leases
@@ -270,26 +271,26 @@ func fetchFirst(t *transfer, tab *ring.Table, e entry) *fetchPlan {
 
 // admit asks the gate whether this node may serve a, doing first what the
 // gate asks (asking members for leases, waiting out a fence, asking
-// displaced owners) and asking again, and returns where to fetch the
-// session from before serving it, if anywhere.
-func (n *Node) admit(ctx context.Context, a admission) (*fetchPlan, error) {
+// displaced owners) and asking again; once admitted, it fetches a.id from
+// the partition's sources if the gate says so (rule 9).
+func (n *Node) admit(ctx context.Context, a admission) error {
 	for {
 		v := n.own.admit(a, n.mono())
 		switch {
 		case v.err != nil:
 			if errors.Is(v.err, errDisplaced) {
-				n.stats.HandoverWaits.Add(1)
+				n.stats.DisplacedWaits.Add(1)
 			}
-			return nil, v.err
+			return v.err
 		case v.otherRing:
 			n.stats.HandoffRefusals.Add(1)
-			return nil, errOtherRing
+			return errOtherRing
 		case len(v.leases) > 0:
 			n.stats.LeaseMisses.Add(1)
 			a.askedLeases, a.unreachable = true, n.askLeases(ctx, a.tab, v.leases, v.spare)
 		case v.fence > 0:
 			if err := n.waitFence(ctx, a.p, v.fence); err != nil {
-				return nil, err
+				return err
 			}
 		case len(v.displaced) > 0:
 			n.askDisplaced(ctx, a.tab, v.displaced)
@@ -298,9 +299,41 @@ func (n *Node) admit(ctx context.Context, a admission) (*fetchPlan, error) {
 			if v.confirmed {
 				n.own.confirmDisplaced(a.tab, a.p)
 			}
-			return v.fetch, nil
+			return n.fetch(ctx, a.tab, a.p, a.id, v.fetch)
 		}
 	}
+}
+
+// fetch makes sure this node holds the latest copy of session id before it
+// serves it, when the gate says the partition is still being handed over
+// or reconciled (plan not nil): it fetches the session from plan's sources
+// and keeps the newest.
+func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, plan *fetchPlan) error {
+	if plan == nil {
+		return nil
+	}
+	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring}
+	held := false
+	for _, src := range plan.sources {
+		var reply ReadReply
+		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
+			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
+		}
+		if reply.OtherRing {
+			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
+		}
+		held = held || reply.Holds
+		if reply.Session != nil && reply.Session.ID == id {
+			n.merge(p, reply.Session)
+		}
+	}
+	if plan.ring != 0 && len(plan.sources) > 0 && !held {
+		// None of the sources ever held the partition: this node's ring is
+		// not yet the whole cluster's (a view still arriving after a
+		// restart), so "no copy" means nothing yet.
+		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, plan.sources, p)
+	}
+	return nil
 }
 
 // waitFence waits out partition p's fence, or until ctx ends.

@@ -218,7 +218,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 		return nil, err
 	}
-	if _, err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
+	if err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
 		if errors.Is(err, errOtherRing) {
 			return pullReply{OtherRing: true}, nil
 		}

@@ -50,10 +50,10 @@ type Config struct {
 	// SweepInterval is how often expired copies and old tombstones are
 	// removed. Zero means 1s.
 	SweepInterval time.Duration
-	// BackupExpiryGrace is how long after its own idea of a session's
-	// expiry a buddy keeps a backup copy, waiting for the primary (whose
+	// BuddyExpiryGrace is how long after its own idea of a session's
+	// expiry a buddy keeps a buddy copy, waiting for the primary (whose
 	// last-access times are fresher) to expire it. Zero means 1 minute.
-	BackupExpiryGrace time.Duration
+	BuddyExpiryGrace time.Duration
 	// TombstoneTTL is how long a deleted session's tombstone is kept so
 	// that older copies cannot bring it back. Zero means 5 minutes.
 	TombstoneTTL time.Duration
@@ -61,7 +61,7 @@ type Config struct {
 	// partition from previous owners that do not answer before serving it
 	// from what it holds; until then it fetches each session it is asked
 	// for. A previous owner that answers it serves by another ring restarts
-	// the wait: it may still serve the partition (handover.go). Old owners
+	// the wait: it may still serve the partition (the gate's hand-off rule, gate.go). Old owners
 	// drop partitions they no longer own once the ring has been stable this
 	// long. Zero means 10s.
 	HandoffTimeout time.Duration
@@ -121,7 +121,7 @@ func (c Config) withDefaults() Config {
 	def(&c.TouchInterval, time.Second)
 	def(&c.SweepInterval, time.Second)
 	def(&c.TombstoneTTL, 5*time.Minute)
-	def(&c.BackupExpiryGrace, time.Minute)
+	def(&c.BuddyExpiryGrace, time.Minute)
 	def(&c.PauseThreshold, 500*time.Millisecond)
 	def(&c.PauseQuarantine, 3*time.Second)
 	def(&c.HandoffTimeout, 10*time.Second)

@@ -58,16 +58,9 @@ type ReadReply struct {
 	OtherRing bool     `msgpack:"or,omitempty"`
 }
 
-// readPrimary answers a get or touch from this node's primary copy, once
-// the gate admits it.
-func (n *Node) readPrimary(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
-	plan, err := n.admit(ctx, admission{entry: entryRead, tab: tab, p: p})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.fetch(ctx, tab, p, op.ID, plan); err != nil {
-		return nil, err
-	}
+// readPrimary answers a get or touch from this node's primary copy; the
+// gate has admitted it.
+func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
 	now := n.cfg.Now()
 	s := n.store.get(p, op.ID)
 	if !s.live(now) {
@@ -99,13 +92,9 @@ func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id strin
 	if tab.Owners(p).Primary == n.cfg.Name {
 		// Promoted since the caller looked: answer as the primary does,
 		// without touching (the caller's read is not this node's to count).
-		return n.readPrimary(ctx, tab, p, &Op{Kind: OpGet, ID: id, NoTouch: true})
+		return n.serveAsPrimary(ctx, tab, p, &Op{Kind: OpGet, ID: id, NoTouch: true})
 	}
-	plan, err := n.admit(ctx, admission{entry: entryBuddyRead, tab: tab, p: p})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.fetch(ctx, tab, p, id, plan); err != nil {
+	if err := n.admit(ctx, admission{entry: entryBuddyRead, tab: tab, p: p, id: id}); err != nil {
 		return nil, err
 	}
 	return n.readAsBuddy(p, id)
@@ -126,38 +115,6 @@ func (n *Node) readAsBuddy(p int, id string) (*Session, error) {
 // buddyGrace is how much later than the primary a buddy copy expires.
 func (n *Node) buddyGrace() time.Duration { return 2 * n.cfg.TouchInterval }
 
-// fetch makes sure this node holds the latest copy of session id before it
-// serves it, when the gate says the partition is still being handed over
-// or reconciled (plan not nil): it fetches the session from plan's sources
-// and keeps the newest.
-func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, plan *fetchPlan) error {
-	if plan == nil {
-		return nil
-	}
-	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring}
-	held := false
-	for _, src := range plan.sources {
-		var reply ReadReply
-		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
-			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
-		}
-		if reply.OtherRing {
-			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
-		}
-		held = held || reply.Holds
-		if reply.Session != nil && reply.Session.ID == id {
-			n.merge(p, reply.Session)
-		}
-	}
-	if plan.ring != 0 && len(plan.sources) > 0 && !held {
-		// None of the sources ever held the partition: this node's ring is
-		// not yet the whole cluster's (a view still arriving after a
-		// restart), so "no copy" means nothing yet.
-		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, plan.sources, p)
-	}
-	return nil
-}
-
 // serveRead answers methodRead: a raw read is a new owner's fetch, any
 // other the read of an owner whose primary could not be reached.
 func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
@@ -166,7 +123,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		return nil, err
 	}
 	if req.Raw {
-		if _, err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
+		if err := n.admit(ctx, admission{entry: entryTransfer, tab: tab, p: req.Partition, ring: req.Ring}); err != nil {
 			if errors.Is(err, errOtherRing) {
 				return ReadReply{OtherRing: true}, nil
 			}

@@ -48,10 +48,10 @@ type Stats struct {
 	// FenceWaits is how many writes waited (or were refused) while a
 	// departed owner's lease lapsed.
 	FenceWaits atomic.Uint64
-	// HandoverWaits is how many writes waited (or were refused) because a
+	// DisplacedWaits is how many writes waited (or were refused) because a
 	// member that owned the partition under the previous ring had not yet
 	// moved to this node's ring.
-	HandoverWaits atomic.Uint64
+	DisplacedWaits atomic.Uint64
 	// HandoffRefusals is how many pulls and fetches this node refused
 	// because the new owner asking was on another ring.
 	HandoffRefusals atomic.Uint64
@@ -63,8 +63,8 @@ type Stats struct {
 // Stats returns the node's counters.
 func (n *Node) Stats() *Stats { return &n.stats }
 
-// Count returns how many copies the node holds, primary and backup.
-func (n *Node) Count() (primary, backup int) {
+// Count returns how many copies the node holds, primary and buddy.
+func (n *Node) Count() (primary, buddy int) {
 	tab := n.own.table()
 	if tab == nil {
 		return 0, 0
@@ -75,8 +75,8 @@ func (n *Node) Count() (primary, backup int) {
 		case o.Primary:
 			primary += c
 		case o.Buddy:
-			backup += c
+			buddy += c
 		}
 	}
-	return primary, backup
+	return primary, buddy
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // store holds this node's copies, one map per partition. Whether a
-// partition's copies are primary or backup copies is the ring's to say; a
+// partition's copies are primary or buddy copies is the ring's to say; a
 // node holds each partition in at most one role, so the two kinds of copy
 // never share a map.
 type store struct {

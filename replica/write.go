@@ -31,18 +31,12 @@ type replicateRequest struct {
 	Session   *Session `msgpack:"s"`
 }
 
-// write applies a write op as the session's primary, once the gate admits
-// it: it replicates the new version to the buddy, then stores it.
+// write applies a write op as the session's primary (the gate has
+// admitted it): it replicates the new version to the buddy, then stores
+// it.
 func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
-	plan, err := n.admit(ctx, admission{entry: entryWrite, tab: tab, p: p})
-	if err != nil {
-		return nil, err
-	}
 	unlock := n.store.lock(op.ID)
 	defer unlock()
-	if err := n.fetch(ctx, tab, p, op.ID, plan); err != nil {
-		return nil, err
-	}
 	prev := n.store.get(p, op.ID)
 	if v, ok := prev.applied(op.RequestID); ok {
 		// A retry of a write this session already took, perhaps on another
@@ -110,7 +104,7 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 	if req.Session == nil || ValidateID(req.Session.ID) != nil || tab.Partition(req.Session.ID) != req.Partition {
 		return fmt.Errorf("%w: malformed replicate request", ErrInvalid)
 	}
-	if _, err := n.admit(ctx, admission{entry: entryReplica, tab: tab, p: req.Partition, from: req.From}); err != nil {
+	if err := n.admit(ctx, admission{entry: entryReplica, tab: tab, p: req.Partition, from: req.From}); err != nil {
 		if errors.Is(err, errFenced) {
 			n.stats.FenceWaits.Add(1)
 		}

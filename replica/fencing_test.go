@@ -100,7 +100,7 @@ func catchUp(t *testing.T, c *testCluster, x, writer *testNode, id string) {
 }
 
 // A join moves a partition's buddy role away from a node that has not yet
-// heard of it, and which could still answer reads from its backup copy by
+// heard of it, and which could still answer reads from its buddy copy by
 // the old ring. The primary acknowledges no write to the partition until
 // that node has moved to the new ring (and said so in a lease reply);
 // then writes go through and the previous buddy reads them back.
@@ -112,7 +112,7 @@ func TestPrimaryWaitsForALaggingPreviousBuddyBeforeAcknowledging(t *testing.T) {
 	put(t, primary, id, "v", 1)
 
 	refusedWhileLagging(t, c, x, primary, id)
-	if primary.stats.HandoverWaits.Load() == 0 {
+	if primary.stats.DisplacedWaits.Load() == 0 {
 		t.Fatal("the primary never waited for the previous buddy")
 	}
 
@@ -242,11 +242,11 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 		}
 	}
 	c.publishTo(views)
-	waits := primary.stats.HandoverWaits.Load()
+	waits := primary.stats.DisplacedWaits.Load()
 	if err := tryPut(t, primary, id, 2, 300*time.Millisecond); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write while %s, displaced, still serves by the ring without %s: %v, want ErrUnavailable", x.Name(), away, err)
 	}
-	if primary.stats.HandoverWaits.Load() == waits {
+	if primary.stats.DisplacedWaits.Load() == waits {
 		t.Fatal("the primary never waited for the displaced buddy")
 	}
 
