@@ -227,11 +227,12 @@ func (c *Client) refreshLoop() {
 	}
 }
 
-// Do runs op on the session's primary, retrying while owners change or
+// Do runs req on the session's primary, retrying while owners change or
 // cannot be reached, until ctx ends (or ClientConfig.RequestTimeout, if
 // ctx has no deadline). Reads whose primary cannot be reached are
 // answered by the buddy.
-func (c *Client) Do(ctx context.Context, op *Op) (*Session, error) {
+func (c *Client) Do(ctx context.Context, req *Op) (*Session, error) {
+	op := engineOp(req)
 	if err := op.Validate(); err != nil {
 		return nil, err
 	}
@@ -246,7 +247,7 @@ func (c *Client) Do(ctx context.Context, op *Op) (*Session, error) {
 	for {
 		s, err := c.try(ctx, op)
 		if err == nil || !(errors.Is(err, ErrUnavailable) || errors.Is(err, replica.ErrNotOwner)) {
-			return s, err
+			return sessionOf(s), err
 		}
 		if !sleep(ctx, backoff) {
 			return nil, fmt.Errorf("%s %s: %w (last: %w)", op.Kind, op.ID, ErrUnavailable, err)
@@ -258,7 +259,7 @@ func (c *Client) Do(ctx context.Context, op *Op) (*Session, error) {
 // try sends op once to the primary in the client's ring (reads fall back
 // to the buddy) and refreshes the ring when the answer says it is out of
 // date.
-func (c *Client) try(ctx context.Context, op *Op) (*Session, error) {
+func (c *Client) try(ctx context.Context, op *replica.Op) (*replica.Session, error) {
 	tab := c.tab.Load()
 	o := tab.OwnersOf(op.ID)
 	primary, _ := tab.Member(o.Primary)
@@ -288,7 +289,7 @@ func (c *Client) try(ctx context.Context, op *Op) (*Session, error) {
 
 // readBuddy reads the buddy's copy of session id, as when the primary
 // cannot be reached.
-func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy string) (*Session, error) {
+func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy string) (*replica.Session, error) {
 	m, _ := tab.Member(buddy)
 	var reply replica.ReadReply
 	if err := c.call(ctx, c.cfg.CallTimeout, m.Peer, replica.MethodRead, replica.ReadRequest{Partition: tab.Partition(id), ID: id}, &reply); err != nil {
@@ -323,40 +324,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // Get reads session id and moves its idle deadline.
 func (c *Client) Get(ctx context.Context, id string) (*Session, error) {
-	return c.Do(ctx, &Op{Kind: replica.OpGet, ID: id})
+	return c.Do(ctx, &Op{Kind: OpGet, ID: id})
 }
 
 // Peek reads session id without moving its idle deadline.
 func (c *Client) Peek(ctx context.Context, id string) (*Session, error) {
-	return c.Do(ctx, &Op{Kind: replica.OpGet, ID: id, NoTouch: true})
+	return c.Do(ctx, &Op{Kind: OpGet, ID: id, NoTouch: true})
 }
 
 // Put creates or replaces session id with principal and attributes and
 // the cluster's default timeouts, and returns the stored session.
 func (c *Client) Put(ctx context.Context, id, principal string, attributes map[string][]byte) (*Session, error) {
-	return c.Do(ctx, &Op{Kind: replica.OpPut, ID: id, Principal: principal, Attributes: raw(attributes)})
+	return c.Do(ctx, &Op{Kind: OpPut, ID: id, Principal: principal, Attributes: raw(attributes)})
 }
 
 // Patch changes only the named attributes of session id: set replaces
 // values, del removes names; see Node.Patch.
 func (c *Client) Patch(ctx context.Context, id string, set map[string][]byte, del []string) (*Session, error) {
-	return c.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, Set: raw(set), Delete: del})
+	return c.Do(ctx, &Op{Kind: OpPatch, ID: id, Set: raw(set), Delete: del})
 }
 
 // SetPrincipal names the user session id belongs to, leaving its
 // attributes as they are.
 func (c *Client) SetPrincipal(ctx context.Context, id, principal string) (*Session, error) {
-	return c.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, SetPrincipal: true, Principal: principal})
+	return c.Do(ctx, &Op{Kind: OpPatch, ID: id, SetPrincipal: true, Principal: principal})
 }
 
 // Delete deletes session id.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	_, err := c.Do(ctx, &Op{Kind: replica.OpDelete, ID: id})
+	_, err := c.Do(ctx, &Op{Kind: OpDelete, ID: id})
 	return err
 }
 
 // Touch moves session id's idle deadline without reading it.
 func (c *Client) Touch(ctx context.Context, id string) error {
-	_, err := c.Do(ctx, &Op{Kind: replica.OpTouch, ID: id})
+	_, err := c.Do(ctx, &Op{Kind: OpTouch, ID: id})
 	return err
 }

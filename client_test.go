@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -31,7 +30,7 @@ func dial(t *testing.T, nodes []*tandem.Node, cfg tandem.ClientConfig) *tandem.C
 func forwarded(nodes []*tandem.Node) uint64 {
 	var n uint64
 	for _, node := range nodes {
-		n += node.Stats().Forwarded.Load()
+		n += node.Stats().Forwarded
 	}
 	return n
 }
@@ -89,7 +88,7 @@ func TestClientSendsEveryRequestStraightToThePrimary(t *testing.T) {
 		t.Fatalf("primaries acknowledged %d writes, want %d", got, 2*300+2)
 	}
 	for _, node := range nodes {
-		if node.Stats().Writes.Load() == 0 {
+		if node.Stats().Writes == 0 {
 			t.Fatalf("%s was primary of none of 300 sessions", node.Name())
 		}
 	}
@@ -108,11 +107,11 @@ func TestClientSendsEveryRequestStraightToThePrimary(t *testing.T) {
 		{"bad id", func() error { _, err := c.Get(ctx, "bad id"); return err }, tandem.ErrInvalid},
 		{"bad value", func() error { _, err := c.Patch(ctx, ids[3], map[string][]byte{"x": {0xc1}}, nil); return err }, tandem.ErrInvalid},
 		{"conflict", func() error {
-			_, err := c.Do(ctx, &tandem.Op{Kind: replica.OpPut, ID: ids[3], IfVersion: 99})
+			_, err := c.Do(ctx, &tandem.Op{Kind: tandem.OpPut, ID: ids[3], IfVersion: 99})
 			return err
 		}, tandem.ErrConflict},
 		{"exists", func() error {
-			_, err := c.Do(ctx, &tandem.Op{Kind: replica.OpPut, ID: ids[3], IfAbsent: true})
+			_, err := c.Do(ctx, &tandem.Op{Kind: tandem.OpPut, ID: ids[3], IfAbsent: true})
 			return err
 		}, tandem.ErrConflict},
 		{"too large", func() error {
@@ -214,7 +213,7 @@ func TestClientLearnsAJoiningNode(t *testing.T) {
 	if got := forwarded(nodes) - fwd; got != 0 {
 		t.Fatalf("nodes forwarded %d requests after the client learned the ring", got)
 	}
-	if joined.Stats().Writes.Load() == 0 {
+	if joined.Stats().Writes == 0 {
 		t.Fatal("the joined node was primary of none of 100 sessions")
 	}
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-
-	"github.com/tandem-io/tandem/replica"
 )
 
 // MiddlewareConfig configures the session middleware; the zero value
@@ -121,7 +119,7 @@ func FromContext(ctx context.Context) *SessionHandle {
 // serve runs next with a session handle and saves the handle's changes.
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	h := &SessionHandle{m: m, ctx: r.Context()}
-	if c, err := r.Cookie(m.cfg.CookieName); err == nil && replica.ValidateID(c.Value) == nil {
+	if c, err := r.Cookie(m.cfg.CookieName); err == nil && ValidateID(c.Value) == nil {
 		h.cookieID, h.id = c.Value, c.Value
 	}
 	if c, err := r.Cookie(m.cfg.RouteCookieName); err == nil {
@@ -371,7 +369,7 @@ func (h *SessionHandle) create(ctx context.Context, principal string, attrs map[
 	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	for {
-		op := &Op{Kind: replica.OpPut, ID: NewID(), IfAbsent: true, Principal: principal, Attributes: attrs}
+		op := &Op{Kind: OpPut, ID: NewID(), IfAbsent: true, Principal: principal, Attributes: attrs}
 		s, err := h.m.node.Do(ctx, op)
 		if !errors.Is(err, ErrConflict) { // a conflict is an id collision: draw again
 			return s, err
@@ -427,7 +425,7 @@ func (h *SessionHandle) save(ctx context.Context) error {
 		for name := range h.del {
 			del = append(del, name)
 		}
-		op := &Op{Kind: replica.OpPatch, ID: h.id, Set: h.set, Delete: del, SetPrincipal: h.setPrinc, Principal: h.principal}
+		op := &Op{Kind: OpPatch, ID: h.id, Set: h.set, Delete: del, SetPrincipal: h.setPrinc, Principal: h.principal}
 		pctx, cancel := h.opCtx(ctx)
 		s, err := h.m.node.Do(pctx, op)
 		cancel()

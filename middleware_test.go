@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 	"github.com/tandem-io/tandem/replica/peer"
 )
 
@@ -169,7 +168,7 @@ func calls(nodes []*tandem.Node) uint64 {
 	var n uint64
 	for _, node := range nodes {
 		st := node.Stats()
-		n += st.Reads.Load() + st.Writes.Load() + st.Forwarded.Load() + st.BuddyReads.Load()
+		n += st.Reads + st.Writes + st.Forwarded + st.BuddyReads
 	}
 	return n
 }
@@ -178,7 +177,7 @@ func calls(nodes []*tandem.Node) uint64 {
 func writes(nodes []*tandem.Node) uint64 {
 	var n uint64
 	for _, node := range nodes {
-		n += node.Stats().Writes.Load()
+		n += node.Stats().Writes
 	}
 	return n
 }
@@ -207,7 +206,7 @@ func TestMiddlewareCreatesASessionOnlyWhenWrittenWithSecureCookies(t *testing.T)
 	if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure || c.MaxAge != 0 {
 		t.Fatalf("session cookie %+v, want HttpOnly, SameSite=Lax, Path=/, no Max-Age", c)
 	}
-	if len(c.Value) != 22 || replica.ValidateID(c.Value) != nil {
+	if len(c.Value) != 22 || tandem.ValidateID(c.Value) != nil {
 		t.Fatalf("session id %q is not 128 bits in base64url", c.Value)
 	}
 	s, err := nodes[2].Peek(context.Background(), c.Value)
@@ -378,7 +377,7 @@ func TestMiddlewareNeverAdoptsAnUnknownID(t *testing.T) {
 	ctx := context.Background()
 
 	expired := "expired-session-00000001"
-	if _, err := nodes[0].Do(ctx, &tandem.Op{Kind: replica.OpPut, ID: expired, Principal: "mallory", IdleTimeout: 50 * time.Millisecond}); err != nil {
+	if _, err := nodes[0].Do(ctx, &tandem.Op{Kind: tandem.OpPut, ID: expired, Principal: "mallory", IdleTimeout: 50 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	deleted := "deleted-session-00000001"
@@ -408,7 +407,7 @@ func TestMiddlewareNeverAdoptsAnUnknownID(t *testing.T) {
 			if c == nil || c.Value == id {
 				t.Fatalf("cookie %+v: the client's id was kept", c)
 			}
-			if replica.ValidateID(id) == nil {
+			if tandem.ValidateID(id) == nil {
 				if _, err := nodes[1].Peek(ctx, id); !errors.Is(err, tandem.ErrNotFound) {
 					t.Fatalf("the client's id %s was stored: %v", id, err)
 				}

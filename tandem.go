@@ -47,81 +47,6 @@ var (
 	ErrIndeterminate = replica.ErrIndeterminate
 )
 
-// Session is a session as Tandem stores it.
-type Session = replica.Session
-
-// Op is one request against one session; see Node.Do.
-type Op = replica.Op
-
-// Config configures a Node. Start from DefaultConfig.
-type Config struct {
-	// Name identifies the node in the cluster. It must be unique and should
-	// be stable across restarts, so a returning node gets its sessions back.
-	Name string
-	// GossipAddr is where the node gossips membership (UDP and TCP),
-	// host:port; port 0 picks a free one.
-	GossipAddr string
-	// PeerAddr is where the node listens for replication and forwarded
-	// requests from other nodes, host:port; port 0 picks a free one.
-	PeerAddr string
-	// HTTPAddr is the address of the node's HTTP API, if the program serves
-	// one; it is advertised to other nodes and to clients asking who owns a
-	// session. It may be empty.
-	HTTPAddr string
-	// Join lists gossip addresses of existing nodes. Empty starts a new
-	// cluster.
-	Join []string
-	// JoinTimeout is how long Start keeps trying to join when no seed
-	// answers yet, as when a whole cluster starts at once (default 30s).
-	// Seeds that refuse the node, because its ring settings differ, fail
-	// Start at once.
-	JoinTimeout time.Duration
-	// Ring holds the partitioning settings; every node must agree.
-	Ring ring.Config
-	// MaxSessionBytes bounds a session's encoded size (default 1 MiB).
-	MaxSessionBytes int
-	// IdleTimeout and AbsoluteTimeout apply to sessions written without
-	// their own (defaults 30 minutes and 12 hours).
-	IdleTimeout, AbsoluteTimeout time.Duration
-	// RequestTimeout bounds each session operation whose context has no
-	// deadline, including retries while owners change (default 5s).
-	RequestTimeout time.Duration
-	// SecretKey, if set, encrypts gossip (16, 24 or 32 bytes).
-	SecretKey []byte
-	// Logger receives the node's logs (default: discard).
-	Logger *slog.Logger
-
-	// Cluster tunes membership; Name, addresses, seeds, ring settings,
-	// secret, logger and change callback are filled in from the fields
-	// above. Zero fields take cluster.DefaultConfig's values.
-	Cluster cluster.Config
-	// Replica tunes the replication engine; Name, caller, logger and the
-	// limits above are filled in. Zero fields take replica's defaults.
-	// Set Replica.MinMembers to a majority of the cluster (2 of 3, 3 of 5)
-	// so that the smaller side of a network cut answers ErrUnavailable
-	// instead of serving alone.
-	Replica replica.Config
-	// Caller, if set, wraps the peer client; chaos tests use it to inject
-	// faults. Nil uses the client as is.
-	Caller func(peer.Caller) peer.Caller
-}
-
-// DefaultConfig returns settings for a node called name on loopback, on the
-// default ports: gossip 7946, peer 7947.
-func DefaultConfig(name string) Config {
-	return Config{
-		Name:            name,
-		GossipAddr:      "127.0.0.1:7946",
-		PeerAddr:        "127.0.0.1:7947",
-		Ring:            ring.DefaultConfig(),
-		MaxSessionBytes: 1 << 20,
-		IdleTimeout:     30 * time.Minute,
-		AbsoluteTimeout: 12 * time.Hour,
-		RequestTimeout:  5 * time.Second,
-		JoinTimeout:     30 * time.Second,
-	}
-}
-
 // joinCluster starts membership, retrying while no seed answers, for up to
 // timeout or until ctx ends.
 func joinCluster(ctx context.Context, cc cluster.Config, timeout time.Duration) (*cluster.Cluster, error) {
@@ -195,23 +120,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Caller != nil {
 		caller = cfg.Caller(caller)
 	}
-	rc := cfg.Replica
-	rc.Name, rc.Caller, rc.Logger, rc.Partitions = cfg.Name, caller, log, cfg.Ring.Partitions
-	rc.MaxSessionBytes, rc.IdleTimeout, rc.AbsoluteTimeout = cfg.MaxSessionBytes, cfg.IdleTimeout, cfg.AbsoluteTimeout
+	cc, rc, err := cfg.engineConfigs(ln.Addr().String(), caller, log, n.onMembership)
+	if err != nil {
+		n.client.Close()
+		ln.Close()
+		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
 	n.replica = replica.New(rc)
 	n.server = peer.NewServer(n.replica, peer.ServerConfig{Logger: log})
 	go n.server.Serve(ln)
 
-	cc := cfg.Cluster
-	def := cluster.DefaultConfig(cfg.Name)
-	if cc.ProbeInterval == 0 {
-		wrap := cc.WrapTransport
-		cc = def
-		cc.WrapTransport = wrap
-	}
-	cc.Name, cc.BindAddr, cc.Seeds = cfg.Name, cfg.GossipAddr, cfg.Join
-	cc.Peer, cc.HTTP, cc.Ring = ln.Addr().String(), cfg.HTTPAddr, cfg.Ring
-	cc.SecretKey, cc.Logger, cc.OnChange = cfg.SecretKey, log, n.onMembership
 	members, err := joinCluster(ctx, cc, cfg.JoinTimeout)
 	if err != nil {
 		n.shutdown()
@@ -411,23 +329,24 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		defer cancel()
 	}
-	return n.replica.Do(ctx, op)
+	s, err := n.replica.Do(ctx, engineOp(op))
+	return sessionOf(s), err
 }
 
 // Get reads session id and moves its idle deadline.
 func (n *Node) Get(ctx context.Context, id string) (*Session, error) {
-	return n.Do(ctx, &Op{Kind: replica.OpGet, ID: id})
+	return n.Do(ctx, &Op{Kind: OpGet, ID: id})
 }
 
 // Peek reads session id without moving its idle deadline.
 func (n *Node) Peek(ctx context.Context, id string) (*Session, error) {
-	return n.Do(ctx, &Op{Kind: replica.OpGet, ID: id, NoTouch: true})
+	return n.Do(ctx, &Op{Kind: OpGet, ID: id, NoTouch: true})
 }
 
 // Put creates or replaces session s.ID with s's principal and attributes
 // and the node's default timeouts, and returns the stored session.
 func (n *Node) Put(ctx context.Context, id, principal string, attributes map[string][]byte) (*Session, error) {
-	op := &Op{Kind: replica.OpPut, ID: id, Principal: principal, Attributes: raw(attributes)}
+	op := &Op{Kind: OpPut, ID: id, Principal: principal, Attributes: raw(attributes)}
 	return n.Do(ctx, op)
 }
 
@@ -435,13 +354,13 @@ func (n *Node) Put(ctx context.Context, id, principal string, attributes map[str
 // values, del removes names; attributes it does not name are left as they
 // are, so concurrent patches of different attributes all survive.
 func (n *Node) Patch(ctx context.Context, id string, set map[string][]byte, del []string) (*Session, error) {
-	return n.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, Set: raw(set), Delete: del})
+	return n.Do(ctx, &Op{Kind: OpPatch, ID: id, Set: raw(set), Delete: del})
 }
 
 // SetPrincipal names the user session id belongs to, leaving its attributes
 // as they are.
 func (n *Node) SetPrincipal(ctx context.Context, id, principal string) (*Session, error) {
-	return n.Do(ctx, &Op{Kind: replica.OpPatch, ID: id, SetPrincipal: true, Principal: principal})
+	return n.Do(ctx, &Op{Kind: OpPatch, ID: id, SetPrincipal: true, Principal: principal})
 }
 
 // InvalidatePrincipal deletes every session of principal across the
@@ -457,17 +376,17 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 
 // Delete deletes session id.
 func (n *Node) Delete(ctx context.Context, id string) error {
-	_, err := n.Do(ctx, &Op{Kind: replica.OpDelete, ID: id})
+	_, err := n.Do(ctx, &Op{Kind: OpDelete, ID: id})
 	return err
 }
 
 // Touch moves session id's idle deadline without reading it.
 func (n *Node) Touch(ctx context.Context, id string) error {
-	_, err := n.Do(ctx, &Op{Kind: replica.OpTouch, ID: id})
+	_, err := n.Do(ctx, &Op{Kind: OpTouch, ID: id})
 	return err
 }
 
-// raw converts encoded attribute values to the replica's type.
+// raw converts encoded attribute values to the type Op carries.
 func raw(in map[string][]byte) map[string]msgpack.RawMessage {
 	if in == nil {
 		return nil
@@ -478,77 +397,6 @@ func raw(in map[string][]byte) map[string]msgpack.RawMessage {
 	}
 	return out
 }
-
-// Owners names the primary and buddy of session id in the node's ring,
-// with the ring's epoch.
-func (n *Node) Owners(id string) (primary, buddy ring.Member, epoch uint64, err error) {
-	tab := n.replica.Table()
-	if tab == nil {
-		return ring.Member{}, ring.Member{}, 0, fmt.Errorf("%w: %s has no ring yet", ErrUnavailable, n.cfg.Name)
-	}
-	if err := replica.ValidateID(id); err != nil {
-		return ring.Member{}, ring.Member{}, 0, err
-	}
-	o := tab.OwnersOf(id)
-	primary, _ = tab.Member(o.Primary)
-	buddy, _ = tab.Member(o.Buddy)
-	return primary, buddy, tab.Epoch(), nil
-}
-
-// ClusterStatus is a node's view of the cluster, for operators.
-type ClusterStatus struct {
-	// Node is the name of the node answering.
-	Node string `json:"node"`
-	// Epoch names the ring the node serves by.
-	Epoch uint64 `json:"epoch"`
-	// Ready says whether the node holds every partition it owns.
-	Ready bool `json:"ready"`
-	// Members lists every node known, with its state and addresses.
-	Members []cluster.Member `json:"members"`
-	// Partitions counts each ring member's partitions by role.
-	Partitions map[string]ring.MemberLoad `json:"partitions"`
-	// UnderReplicated counts partitions with fewer than two copies as far
-	// as this node can tell: those without a buddy in the ring, and those
-	// it owns but is still waiting to be handed. Summed over the nodes it
-	// returns to 0 once every partition has two copies again.
-	UnderReplicated int `json:"under_replicated"`
-	// PendingHandoff counts partitions this node owns but is still being
-	// handed or reconciling.
-	PendingHandoff int `json:"pending_handoff"`
-	// Lost names the latest partitions that lost both owners at once, as
-	// this node saw it; their sessions are gone.
-	Lost replica.LostPartitions `json:"lost"`
-	// Conflicts counts different copies of one version reconciled after a
-	// network cut healed.
-	Conflicts uint64 `json:"conflicts"`
-}
-
-// Status returns the node's view of the cluster.
-func (n *Node) Status() ClusterStatus {
-	n.mu.Lock()
-	v := n.view
-	n.mu.Unlock()
-	st := ClusterStatus{Node: n.cfg.Name, Ready: n.Ready(), Members: v.Members, PendingHandoff: n.replica.Pending(),
-		Lost: n.replica.Lost(), Conflicts: n.replica.Stats().Conflicts.Load()}
-	if tab := n.replica.Table(); tab != nil {
-		st.Epoch = tab.Epoch()
-		st.Partitions = tab.Load()
-		for p := range tab.Partitions() {
-			if o := tab.Owners(p); o.Buddy == "" && o.Primary == n.cfg.Name {
-				st.UnderReplicated++
-			}
-		}
-		st.UnderReplicated += n.replica.Handoffs()
-	}
-	return st
-}
-
-// Count returns how many session copies the node holds as primary and as
-// buddy.
-func (n *Node) Count() (primary, backup int) { return n.replica.Count() }
-
-// Stats returns the replication engine's counters.
-func (n *Node) Stats() *replica.Stats { return n.replica.Stats() }
 
 // Close drains the node and stops it: it stops being ready, tells the
 // cluster it is leaving, stops acknowledging writes of its own, hands every

@@ -15,7 +15,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 )
 
 // sessionBody is the body of PUT and POST.
@@ -35,8 +34,8 @@ type jsonSessionBody struct {
 }
 
 // op turns a body into a put of session id.
-func (b *sessionBody) op(id string) (*replica.Op, error) {
-	op := &replica.Op{Kind: replica.OpPut, ID: id, Principal: b.Principal, Attributes: b.Attributes}
+func (b *sessionBody) op(id string) (*tandem.Op, error) {
+	op := &tandem.Op{Kind: tandem.OpPut, ID: id, Principal: b.Principal, Attributes: b.Attributes}
 	var err error
 	if op.IdleTimeout, err = parseTimeout("idle_timeout", b.IdleTimeout); err != nil {
 		return nil, err
@@ -121,12 +120,12 @@ func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sess
 // patch, or a msgpack map with the same meaning. Top-level null deletes an
 // attribute, an object merges into it, anything else replaces it; the
 // reserved key "principal" is not special (principals change through PUT).
-func (h *Handler) readPatch(w http.ResponseWriter, r *http.Request, id string) (*replica.Op, bool) {
+func (h *Handler) readPatch(w http.ResponseWriter, r *http.Request, id string) (*tandem.Op, bool) {
 	raw, ok := h.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
-	op := &replica.Op{Kind: replica.OpPatch, ID: id, Set: map[string]msgpack.RawMessage{}, Merge: map[string]msgpack.RawMessage{}}
+	op := &tandem.Op{Kind: tandem.OpPatch, ID: id, Set: map[string]msgpack.RawMessage{}, Merge: map[string]msgpack.RawMessage{}}
 	add := func(name string, v any) error {
 		switch v.(type) {
 		case nil:

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 )
 
 // Content types the API speaks.
@@ -138,7 +137,7 @@ func NewID() string { return tandem.NewID() }
 // get handles GET /v1/sessions/{id}; ?touch=false leaves the idle
 // deadline alone.
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) {
+	h.serveOp(w, r, http.StatusOK, func(id string) (*tandem.Op, bool) {
 		noTouch := false
 		if v := r.URL.Query().Get("touch"); v != "" {
 			touch, err := strconv.ParseBool(v)
@@ -148,14 +147,14 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 			}
 			noTouch = !touch
 		}
-		return &replica.Op{Kind: replica.OpGet, ID: id, NoTouch: noTouch}, true
+		return &tandem.Op{Kind: tandem.OpGet, ID: id, NoTouch: noTouch}, true
 	})
 }
 
 // put handles PUT /v1/sessions/{id}: create or replace, conditional on
 // If-Match.
 func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
-	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) {
+	h.serveOp(w, r, http.StatusOK, func(id string) (*tandem.Op, bool) {
 		body, ok := h.readSessionBody(w, r)
 		if !ok {
 			return nil, false
@@ -172,20 +171,20 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 // patch handles PATCH /v1/sessions/{id}: a JSON merge patch (RFC 7396) of
 // the attributes, or its msgpack equivalent; conditional on If-Match.
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	h.serveOp(w, r, http.StatusOK, func(id string) (*replica.Op, bool) { return h.readPatch(w, r, id) })
+	h.serveOp(w, r, http.StatusOK, func(id string) (*tandem.Op, bool) { return h.readPatch(w, r, id) })
 }
 
 // delete handles DELETE /v1/sessions/{id}, conditional on If-Match.
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	h.serveOp(w, r, http.StatusNoContent, func(id string) (*replica.Op, bool) {
-		return &replica.Op{Kind: replica.OpDelete, ID: id}, true
+	h.serveOp(w, r, http.StatusNoContent, func(id string) (*tandem.Op, bool) {
+		return &tandem.Op{Kind: tandem.OpDelete, ID: id}, true
 	})
 }
 
 // serveOp runs the op that build makes for the session in the path, made
 // conditional by If-Match, and answers with the session (or nothing, for
 // 204). build answers the request itself when it returns false.
-func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, build func(id string) (*replica.Op, bool)) {
+func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, build func(id string) (*tandem.Op, bool)) {
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -285,7 +284,7 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 // pathID returns the session id in the path, or answers 400.
 func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
-	if err := replica.ValidateID(id); err != nil {
+	if err := tandem.ValidateID(id); err != nil {
 		writeError(w, r, http.StatusBadRequest, "invalid_id", err.Error())
 		return "", false
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 )
 
 // Sessions is what the Store needs of Tandem: a *tandem.Node embedded in
@@ -82,10 +81,10 @@ func (s *Store) New(r *http.Request, name string) (*sessions.Session, error) {
 	opts := *s.Options
 	session.Options, session.IsNew = &opts, true
 	c, err := r.Cookie(name)
-	if err != nil || replica.ValidateID(c.Value) != nil {
+	if err != nil || tandem.ValidateID(c.Value) != nil {
 		return session, nil
 	}
-	stored, err := s.sessions.Do(r.Context(), &tandem.Op{Kind: replica.OpGet, ID: c.Value})
+	stored, err := s.sessions.Do(r.Context(), &tandem.Op{Kind: tandem.OpGet, ID: c.Value})
 	if errors.Is(err, tandem.ErrNotFound) {
 		return session, nil
 	}
@@ -126,7 +125,7 @@ func (s *Store) Save(r *http.Request, w http.ResponseWriter, session *sessions.S
 	}
 	saved := false
 	if session.ID != "" {
-		op := &tandem.Op{Kind: replica.OpPatch, ID: session.ID, Set: map[string]msgpack.RawMessage{AttrValues: values}}
+		op := &tandem.Op{Kind: tandem.OpPatch, ID: session.ID, Set: map[string]msgpack.RawMessage{AttrValues: values}}
 		_, err := s.sessions.Do(ctx, op)
 		if err != nil && !errors.Is(err, tandem.ErrNotFound) {
 			return fmt.Errorf("tandemsessions: save session %q: %w", session.Name(), err)
@@ -152,7 +151,7 @@ func (s *Store) Regenerate(r *http.Request, w http.ResponseWriter, session *sess
 	old := session.ID
 	principal := ""
 	if old != "" {
-		stored, err := s.sessions.Do(r.Context(), &tandem.Op{Kind: replica.OpGet, ID: old, NoTouch: true})
+		stored, err := s.sessions.Do(r.Context(), &tandem.Op{Kind: tandem.OpGet, ID: old, NoTouch: true})
 		if err != nil && !errors.Is(err, tandem.ErrNotFound) {
 			return fmt.Errorf("tandemsessions: regenerate session %q: %w", session.Name(), err)
 		}
@@ -185,7 +184,7 @@ func (s *Store) SetPrincipal(r *http.Request, session *sessions.Session, princip
 	if session.ID == "" {
 		return fmt.Errorf("tandemsessions: set principal of session %q: %w: save it first", session.Name(), tandem.ErrInvalid)
 	}
-	op := &tandem.Op{Kind: replica.OpPatch, ID: session.ID, SetPrincipal: true, Principal: principal}
+	op := &tandem.Op{Kind: tandem.OpPatch, ID: session.ID, SetPrincipal: true, Principal: principal}
 	if _, err := s.sessions.Do(r.Context(), op); err != nil {
 		return fmt.Errorf("tandemsessions: set principal of session %q: %w", session.Name(), err)
 	}
@@ -200,7 +199,7 @@ func (s *Store) create(ctx context.Context, principal string, values []byte, max
 	}
 	for {
 		op := &tandem.Op{
-			Kind: replica.OpPut, ID: tandem.NewID(), IfAbsent: true, Principal: principal,
+			Kind: tandem.OpPut, ID: tandem.NewID(), IfAbsent: true, Principal: principal,
 			Attributes:  map[string]msgpack.RawMessage{AttrValues: values},
 			IdleTimeout: ttl, AbsoluteTimeout: ttl,
 		}
@@ -213,7 +212,7 @@ func (s *Store) create(ctx context.Context, principal string, values []byte, max
 
 // delete deletes session id; one that does not exist is already deleted.
 func (s *Store) delete(ctx context.Context, id string) error {
-	_, err := s.sessions.Do(ctx, &tandem.Op{Kind: replica.OpDelete, ID: id})
+	_, err := s.sessions.Do(ctx, &tandem.Op{Kind: tandem.OpDelete, ID: id})
 	if err != nil && !errors.Is(err, tandem.ErrNotFound) {
 		return fmt.Errorf("tandemsessions: delete session: %w", err)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tandem-io/tandem"
 	tandemsessions "github.com/tandem-io/tandem/contrib/gorillasessions"
-	"github.com/tandem-io/tandem/replica"
 )
 
 // startCluster starts n nodes on loopback, killed when the test ends.
@@ -140,7 +139,7 @@ func TestSessionsFollowTheUserAcrossInstances(t *testing.T) {
 			cookie = c
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge != 0 || replica.ValidateID(cookie.Value) != nil {
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge != 0 || tandem.ValidateID(cookie.Value) != nil {
 		t.Fatalf("session cookie %+v", cookie)
 	}
 	for _, srv := range srvs {
@@ -175,10 +174,10 @@ func TestUnknownIDsAreNeverKept(t *testing.T) {
 			t.Fatalf("cookie %q: %q", id, body)
 		}
 		b.get(srv.URL + "/put?v=x")
-		if got := b.id(srv); got == id || replica.ValidateID(got) != nil {
+		if got := b.id(srv); got == id || tandem.ValidateID(got) != nil {
 			t.Fatalf("cookie %q: session saved as %q", id, got)
 		}
-		if replica.ValidateID(id) == nil {
+		if tandem.ValidateID(id) == nil {
 			if _, err := nodes[1].Peek(ctx, id); !errors.Is(err, tandem.ErrNotFound) {
 				t.Fatalf("the client's id %q was stored: %v", id, err)
 			}

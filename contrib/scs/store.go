@@ -28,7 +28,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica"
 )
 
 // Sessions is what the Store needs of Tandem: a *tandem.Node embedded in
@@ -72,10 +71,10 @@ func (s *Store) Find(token string) ([]byte, bool, error) {
 
 // FindCtx is Find with a context.
 func (s *Store) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	if replica.ValidateID(token) != nil {
+	if tandem.ValidateID(token) != nil {
 		return nil, false, nil
 	}
-	sess, err := s.sessions.Do(ctx, &tandem.Op{Kind: replica.OpGet, ID: token, NoTouch: true})
+	sess, err := s.sessions.Do(ctx, &tandem.Op{Kind: tandem.OpGet, ID: token, NoTouch: true})
 	if errors.Is(err, tandem.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -116,7 +115,7 @@ func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry ti
 		return fmt.Errorf("tandemscs: commit session: %w", err)
 	}
 	op := &tandem.Op{
-		Kind: replica.OpPut, ID: token,
+		Kind: tandem.OpPut, ID: token,
 		Attributes:  map[string]msgpack.RawMessage{AttrData: data, AttrExpiry: exp},
 		IdleTimeout: ttl, AbsoluteTimeout: noDeadline,
 	}
@@ -134,10 +133,10 @@ func (s *Store) Delete(token string) error {
 
 // DeleteCtx is Delete with a context.
 func (s *Store) DeleteCtx(ctx context.Context, token string) error {
-	if replica.ValidateID(token) != nil {
+	if tandem.ValidateID(token) != nil {
 		return nil
 	}
-	_, err := s.sessions.Do(ctx, &tandem.Op{Kind: replica.OpDelete, ID: token})
+	_, err := s.sessions.Do(ctx, &tandem.Op{Kind: tandem.OpDelete, ID: token})
 	if err != nil && !errors.Is(err, tandem.ErrNotFound) {
 		return fmt.Errorf("tandemscs: delete session: %w", err)
 	}

@@ -1,0 +1,129 @@
+package tandem
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tandem-io/tandem/cluster"
+	"github.com/tandem-io/tandem/replica"
+	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/ring"
+)
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// Name identifies the node in the cluster. It must be unique and should
+	// be stable across restarts, so a returning node gets its sessions back.
+	Name string
+	// GossipAddr is where the node gossips membership (UDP and TCP),
+	// host:port; port 0 picks a free one.
+	GossipAddr string
+	// PeerAddr is where the node listens for replication and forwarded
+	// requests from other nodes, host:port; port 0 picks a free one.
+	PeerAddr string
+	// HTTPAddr is the address of the node's HTTP API, if the program serves
+	// one; it is advertised to other nodes and to clients asking who owns a
+	// session. It may be empty.
+	HTTPAddr string
+	// Join lists gossip addresses of existing nodes. Empty starts a new
+	// cluster.
+	Join []string
+	// JoinTimeout is how long Start keeps trying to join when no seed
+	// answers yet, as when a whole cluster starts at once (default 30s).
+	// Seeds that refuse the node, because its ring settings differ, fail
+	// Start at once.
+	JoinTimeout time.Duration
+	// Ring holds the partitioning settings; every node must agree.
+	Ring ring.Config
+	// MaxSessionBytes bounds a session's encoded size (default 1 MiB).
+	MaxSessionBytes int
+	// IdleTimeout and AbsoluteTimeout apply to sessions written without
+	// their own (defaults 30 minutes and 12 hours).
+	IdleTimeout, AbsoluteTimeout time.Duration
+	// RequestTimeout bounds each session operation whose context has no
+	// deadline, including retries while owners change (default 5s).
+	RequestTimeout time.Duration
+	// SecretKey, if set, encrypts gossip (16, 24 or 32 bytes).
+	SecretKey []byte
+	// Logger receives the node's logs (default: discard).
+	Logger *slog.Logger
+
+	// Cluster tunes membership: the failure detector's timing, the
+	// advertised address, the gossip transport. Zero fields take
+	// cluster.DefaultConfig's values, each on its own. Start fills Name,
+	// BindAddr, Seeds, Peer, HTTP, Ring, SecretKey, Logger and OnChange
+	// from the fields above; leave them empty, or Start fails with
+	// ErrInvalid.
+	Cluster cluster.Config
+	// Replica tunes the replication engine. Zero fields take replica's
+	// defaults. Start fills Name, Caller, Logger, Partitions,
+	// MaxSessionBytes, IdleTimeout and AbsoluteTimeout from the fields
+	// above; leave them empty, or Start fails with ErrInvalid. Set
+	// Replica.MinMembers to a majority of the cluster (2 of 3, 3 of 5) so
+	// that the smaller side of a network cut answers ErrUnavailable
+	// instead of serving alone.
+	Replica replica.Config
+	// Caller, if set, wraps the peer client; chaos tests use it to inject
+	// faults. Nil uses the client as is.
+	Caller func(peer.Caller) peer.Caller
+}
+
+// DefaultConfig returns settings for a node called name on loopback, on the
+// default ports: gossip 7946, peer 7947.
+func DefaultConfig(name string) Config {
+	return Config{
+		Name:            name,
+		GossipAddr:      "127.0.0.1:7946",
+		PeerAddr:        "127.0.0.1:7947",
+		Ring:            ring.DefaultConfig(),
+		MaxSessionBytes: 1 << 20,
+		IdleTimeout:     30 * time.Minute,
+		AbsoluteTimeout: 12 * time.Hour,
+		RequestTimeout:  5 * time.Second,
+		JoinTimeout:     30 * time.Second,
+	}
+}
+
+// engineConfigs returns the settings of the node's membership and of its
+// replication engine: cfg.Cluster and cfg.Replica as the user tuned them,
+// with the fields Start fills from cfg's own and from what it made: the
+// peer listener at peerAddr, caller (the peer client, wrapped by
+// cfg.Caller), the logger and onChange, which receives membership views.
+// Zero tuning fields stay zero: cluster.Start and replica.New give each
+// its default. A nested field that Start fills is refused, wrapping
+// ErrInvalid, rather than overwritten.
+func (cfg Config) engineConfigs(peerAddr string, caller peer.Caller, log *slog.Logger, onChange func(cluster.View)) (cluster.Config, replica.Config, error) {
+	cc, rc := cfg.Cluster, cfg.Replica
+	for _, f := range []struct {
+		field, from string
+		set         bool
+	}{
+		{"Cluster.Name", "Config.Name", cc.Name != ""},
+		{"Cluster.BindAddr", "Config.GossipAddr", cc.BindAddr != ""},
+		{"Cluster.Seeds", "Config.Join", len(cc.Seeds) > 0},
+		{"Cluster.Peer", "the peer listener at Config.PeerAddr", cc.Peer != ""},
+		{"Cluster.HTTP", "Config.HTTPAddr", cc.HTTP != ""},
+		{"Cluster.Ring", "Config.Ring", cc.Ring != ring.Config{}},
+		{"Cluster.SecretKey", "Config.SecretKey", len(cc.SecretKey) > 0},
+		{"Cluster.Logger", "Config.Logger", cc.Logger != nil},
+		{"Cluster.OnChange", "the node itself", cc.OnChange != nil},
+		{"Replica.Name", "Config.Name", rc.Name != ""},
+		{"Replica.Caller", "the peer client (wrap it with Config.Caller)", rc.Caller != nil},
+		{"Replica.Logger", "Config.Logger", rc.Logger != nil},
+		{"Replica.Partitions", "Config.Ring.Partitions", rc.Partitions != 0},
+		{"Replica.MaxSessionBytes", "Config.MaxSessionBytes", rc.MaxSessionBytes != 0},
+		{"Replica.IdleTimeout", "Config.IdleTimeout", rc.IdleTimeout != 0},
+		{"Replica.AbsoluteTimeout", "Config.AbsoluteTimeout", rc.AbsoluteTimeout != 0},
+	} {
+		if f.set {
+			return cluster.Config{}, replica.Config{}, fmt.Errorf("%w: Config.%s is filled from %s; leave it empty", ErrInvalid, f.field, f.from)
+		}
+	}
+	cc.Name, cc.BindAddr, cc.Seeds = cfg.Name, cfg.GossipAddr, cfg.Join
+	cc.Peer, cc.HTTP, cc.Ring = peerAddr, cfg.HTTPAddr, cfg.Ring
+	cc.SecretKey, cc.Logger, cc.OnChange = cfg.SecretKey, log, onChange
+	rc.Name, rc.Caller, rc.Logger, rc.Partitions = cfg.Name, caller, log, cfg.Ring.Partitions
+	rc.MaxSessionBytes, rc.IdleTimeout, rc.AbsoluteTimeout = cfg.MaxSessionBytes, cfg.IdleTimeout, cfg.AbsoluteTimeout
+	return cc, rc, nil
+}

@@ -1,0 +1,264 @@
+package tandem
+
+import (
+	"fmt"
+
+	"github.com/tandem-io/tandem/cluster"
+	"github.com/tandem-io/tandem/replica"
+	"github.com/tandem-io/tandem/ring"
+)
+
+// Member is a node of the ring, as Node.Owners names a session's owners.
+type Member struct {
+	// Name identifies the node; it is unique in the cluster.
+	Name string
+	// Peer is the address of the node's replication and forwarding
+	// listener (Node.PeerAddr).
+	Peer string
+	// HTTP is the address of the node's HTTP API, if it has one
+	// (Config.HTTPAddr).
+	HTTP string
+}
+
+// memberOf returns the ring's member as the API names it.
+func memberOf(m ring.Member) Member {
+	return Member{Name: m.Name, Peer: m.Peer, HTTP: m.HTTP}
+}
+
+// Owners names the primary and buddy of session id in the node's ring,
+// with the ring's epoch.
+func (n *Node) Owners(id string) (primary, buddy Member, epoch uint64, err error) {
+	tab := n.replica.Table()
+	if tab == nil {
+		return Member{}, Member{}, 0, fmt.Errorf("%w: %s has no ring yet", ErrUnavailable, n.cfg.Name)
+	}
+	if err := ValidateID(id); err != nil {
+		return Member{}, Member{}, 0, err
+	}
+	o := tab.OwnersOf(id)
+	p, _ := tab.Member(o.Primary)
+	b, _ := tab.Member(o.Buddy)
+	return memberOf(p), memberOf(b), tab.Epoch(), nil
+}
+
+// ClusterStatus is a node's view of the cluster, for operators. httpapi
+// serves it as GET /v1/cluster.
+type ClusterStatus struct {
+	// Node is the name of the node answering.
+	Node string `json:"node"`
+	// Epoch names the ring the node serves by.
+	Epoch uint64 `json:"epoch"`
+	// Ready says whether the node holds every partition it owns.
+	Ready bool `json:"ready"`
+	// Members lists every node known, with its state and addresses.
+	Members []MemberStatus `json:"members"`
+	// Partitions counts each ring member's partitions by role.
+	Partitions map[string]PartitionLoad `json:"partitions"`
+	// UnderReplicated counts partitions with fewer than two copies as far
+	// as this node can tell: those without a buddy in the ring, and those
+	// it owns but is still waiting to be handed. Summed over the nodes it
+	// returns to 0 once every partition has two copies again.
+	UnderReplicated int `json:"under_replicated"`
+	// PendingHandoff counts partitions this node owns but is still being
+	// handed or reconciling.
+	PendingHandoff int `json:"pending_handoff"`
+	// Lost names the latest partitions that lost both owners at once, as
+	// this node saw it; their sessions are gone.
+	Lost LostPartitions `json:"lost"`
+	// Conflicts counts different copies of one version reconciled after a
+	// network cut healed.
+	Conflicts uint64 `json:"conflicts"`
+}
+
+// MemberStatus is one node as membership knows it.
+type MemberStatus struct {
+	// Name is the node's unique name.
+	Name string `json:"name"`
+	// Gossip is the node's gossip address, host:port.
+	Gossip string `json:"gossip"`
+	// Meta is what the node last gossiped about itself.
+	Meta MemberMeta `json:"meta"`
+	// Health is the failure detector's view of the node: "alive" (which
+	// includes suspect nodes), "dead" (declared failed) or "left"
+	// (announced its departure).
+	Health string `json:"health"`
+}
+
+// MemberMeta is what a node gossips about itself.
+type MemberMeta struct {
+	// BootID is random per process start: a node restarted under the same
+	// name is a new incarnation with a new BootID.
+	BootID string `json:"boot_id"`
+	// Peer is the address of the node's replication and forwarding
+	// listener.
+	Peer string `json:"peer"`
+	// HTTP is the address of the node's HTTP API, "" if it has none.
+	HTTP string `json:"http"`
+	// State is the node's lifecycle stage: "joining", "active" or
+	// "leaving".
+	State string `json:"state"`
+	// Ring names the node's ring settings; nodes whose settings differ
+	// refuse each other.
+	Ring string `json:"ring"`
+}
+
+// memberStatuses returns membership's members as the API shows them; nil
+// stays nil.
+func memberStatuses(ms []cluster.Member) []MemberStatus {
+	if ms == nil {
+		return nil
+	}
+	out := make([]MemberStatus, len(ms))
+	for i, m := range ms {
+		out[i] = MemberStatus{Name: m.Name, Gossip: m.Addr, Health: m.Health, Meta: MemberMeta{
+			BootID: m.Meta.BootID, Peer: m.Meta.Peer, HTTP: m.Meta.HTTP, State: m.Meta.State.String(), Ring: m.Meta.Ring,
+		}}
+	}
+	return out
+}
+
+// PartitionLoad counts one ring member's partitions by role.
+type PartitionLoad struct {
+	// Primary counts the partitions the member is primary of.
+	Primary int `json:"primary"`
+	// Buddy counts the partitions the member is buddy of.
+	Buddy int `json:"buddy"`
+}
+
+// partitionLoads returns the ring's load per member as the API shows it;
+// nil stays nil.
+func partitionLoads(in map[string]ring.MemberLoad) map[string]PartitionLoad {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]PartitionLoad, len(in))
+	for name, l := range in {
+		out[name] = PartitionLoad{Primary: l.Primary, Buddy: l.Buddy}
+	}
+	return out
+}
+
+// LostPartitions names partitions whose primary and buddy left the ring at
+// once, so their sessions are gone.
+type LostPartitions struct {
+	// Epoch is the ring that no longer had either owner.
+	Epoch uint64 `json:"epoch"`
+	// Partitions lists them.
+	Partitions []int `json:"partitions"`
+}
+
+// Status returns the node's view of the cluster.
+func (n *Node) Status() ClusterStatus {
+	n.mu.Lock()
+	v := n.view
+	n.mu.Unlock()
+	lost := n.replica.Lost()
+	st := ClusterStatus{Node: n.cfg.Name, Ready: n.Ready(), Members: memberStatuses(v.Members), PendingHandoff: n.replica.Pending(),
+		Lost: LostPartitions{Epoch: lost.Epoch, Partitions: lost.Partitions}, Conflicts: n.replica.Stats().Conflicts.Load()}
+	if tab := n.replica.Table(); tab != nil {
+		st.Epoch = tab.Epoch()
+		st.Partitions = partitionLoads(tab.Load())
+		for p := range tab.Partitions() {
+			if o := tab.Owners(p); o.Buddy == "" && o.Primary == n.cfg.Name {
+				st.UnderReplicated++
+			}
+		}
+		st.UnderReplicated += n.replica.Handoffs()
+	}
+	return st
+}
+
+// Count returns how many session copies the node holds as primary and as
+// buddy.
+func (n *Node) Count() (primary, backup int) { return n.replica.Count() }
+
+// Stats counts what a node has done since it started; every field only
+// grows. Node.Stats returns a snapshot.
+type Stats struct {
+	// Reads is how many reads this node served as primary.
+	Reads uint64
+	// Writes is how many writes this node acknowledged as primary.
+	Writes uint64
+	// Replicated is how many writes this node stored as buddy.
+	Replicated uint64
+	// UnderReplicatedWrites is how many writes were acknowledged with one
+	// copy, because the ring had no buddy for them (a one-node cluster).
+	UnderReplicatedWrites uint64
+	// ReplicationFailures is how many writes failed because the buddy
+	// refused them or could not be reached; none was acknowledged.
+	ReplicationFailures uint64
+	// Forwarded is how many requests this node sent to a primary.
+	Forwarded uint64
+	// BuddyReads is how many reads went to the buddy because the primary
+	// could not be reached.
+	BuddyReads uint64
+	// Retries is how many times a request was retried while owners were
+	// changing or unreachable.
+	Retries uint64
+	// HandoffSent is how many session copies this node streamed to other
+	// nodes when the ring changed.
+	HandoffSent uint64
+	// HandoffReceived is how many session copies this node received from
+	// other nodes when the ring changed.
+	HandoffReceived uint64
+	// Duplicates is how many retried writes were recognised as already
+	// applied and not applied again.
+	Duplicates uint64
+	// Conflicts is how many times two different copies of one version met
+	// (writes acknowledged on both sides of a network cut) and the older by
+	// stamp and writer name was discarded.
+	Conflicts uint64
+	// LostPartitions is how many partitions lost both owners at once.
+	LostPartitions uint64
+	// Pauses is how many times the node found it had not run for a while
+	// (a SIGSTOP, a stall) and reconciled its partitions.
+	Pauses uint64
+	// Expired is how many expired copies and old tombstones were removed.
+	Expired uint64
+	// LeaseMisses is how many times the node needed a lease it did not
+	// hold and had to ask for one before serving.
+	LeaseMisses uint64
+	// FenceWaits is how many writes waited (or were refused) while a
+	// departed owner's lease lapsed.
+	FenceWaits uint64
+	// DisplacedWaits is how many writes waited (or were refused) because a
+	// member that owned the partition under the previous ring had not yet
+	// moved to this node's ring.
+	DisplacedWaits uint64
+	// HandoffRefusals is how many pulls and fetches this node refused
+	// because the new owner asking was on another ring.
+	HandoffRefusals uint64
+	// Rejoins is how many times the node learned the others had declared
+	// it dead and pulled every owned partition again.
+	Rejoins uint64
+}
+
+// statsOf reads the engine's counters, one at a time: the snapshot is not
+// atomic across fields.
+func statsOf(s *replica.Stats) Stats {
+	return Stats{
+		Reads:                 s.Reads.Load(),
+		Writes:                s.Writes.Load(),
+		Replicated:            s.Replicated.Load(),
+		UnderReplicatedWrites: s.UnderReplicatedWrites.Load(),
+		ReplicationFailures:   s.ReplicationFailures.Load(),
+		Forwarded:             s.Forwarded.Load(),
+		BuddyReads:            s.BuddyReads.Load(),
+		Retries:               s.Retries.Load(),
+		HandoffSent:           s.HandoffSent.Load(),
+		HandoffReceived:       s.HandoffReceived.Load(),
+		Duplicates:            s.Duplicates.Load(),
+		Conflicts:             s.Conflicts.Load(),
+		LostPartitions:        s.LostPartitions.Load(),
+		Pauses:                s.Pauses.Load(),
+		Expired:               s.Expired.Load(),
+		LeaseMisses:           s.LeaseMisses.Load(),
+		FenceWaits:            s.FenceWaits.Load(),
+		DisplacedWaits:        s.DisplacedWaits.Load(),
+		HandoffRefusals:       s.HandoffRefusals.Load(),
+		Rejoins:               s.Rejoins.Load(),
+	}
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats { return statsOf(n.replica.Stats()) }
