@@ -101,17 +101,16 @@ func Dial(ctx context.Context, seeds []string, cfg ClientConfig) (*Client, error
 	c.remember(seeds)
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	backoff := 5 * time.Millisecond
+	var backoff replica.Backoff
 	for {
 		err := c.refresh(ctx, "", nil)
 		if err == nil {
 			break
 		}
-		if !sleep(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			c.Close()
 			return nil, fmt.Errorf("tandem: dial %v: %w: %w", seeds, ErrUnavailable, err)
 		}
-		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 	c.done.Add(1)
 	go c.refreshLoop()
@@ -243,62 +242,41 @@ func (c *Client) Do(ctx context.Context, req *Op) (*Session, error) {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	backoff := 5 * time.Millisecond
-	for {
-		s, err := c.try(ctx, op)
-		if err == nil || !(errors.Is(err, ErrUnavailable) || errors.Is(err, replica.ErrNotOwner)) {
-			return sessionOf(s), err
-		}
-		if !sleep(ctx, backoff) {
-			return nil, fmt.Errorf("%s %s: %w (last: %w)", op.Kind, op.ID, ErrUnavailable, err)
-		}
-		backoff = min(2*backoff, 200*time.Millisecond)
-	}
+	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) { return c.try(ctx, op) })
+	return sessionOf(s), err
 }
 
-// try sends op once to the primary in the client's ring (reads fall back
-// to the buddy) and refreshes the ring when the answer says it is out of
-// date.
+// try runs op once by the client's ring (replica.Route: the primary, and
+// for a get it cannot answer, the buddy), and refreshes the ring when the
+// answer says it is out of date.
 func (c *Client) try(ctx context.Context, op *replica.Op) (*replica.Session, error) {
 	tab := c.tab.Load()
-	o := tab.OwnersOf(op.ID)
-	primary, _ := tab.Member(o.Primary)
-	var reply replica.OpReply
-	// A write may make the primary fetch and replicate before it answers.
-	err := c.call(ctx, replica.ForwardTimeout(op, c.cfg.CallTimeout), primary.Peer, replica.MethodOp, op, &reply)
-	if err == nil {
-		return reply.Session, nil
-	}
-	err = fmt.Errorf("%s %s on primary %s: %w", op.Kind, op.ID, o.Primary, err)
+	s, err := replica.Route(ctx, tab, op, replica.Hops{
+		Primary: func(ctx context.Context, name string) (*replica.Session, error) {
+			m, _ := tab.Member(name)
+			var reply replica.OpReply
+			// A write may make the primary fetch and replicate before it answers.
+			if err := c.call(ctx, replica.ForwardTimeout(op, c.cfg.CallTimeout), m.Peer, replica.MethodOp, op, &reply); err != nil {
+				return nil, fmt.Errorf("%s %s on primary %s: %w", op.Kind, op.ID, name, err)
+			}
+			return reply.Session, nil
+		},
+		Buddy: func(ctx context.Context, name string) (*replica.Session, error) {
+			m, _ := tab.Member(name)
+			var reply replica.ReadReply
+			err := c.call(ctx, c.cfg.CallTimeout, m.Peer, replica.MethodRead, replica.ReadRequest{Partition: tab.Partition(op.ID), ID: op.ID}, &reply)
+			return reply.Session, err
+		},
+	})
 	switch {
 	case errors.Is(err, replica.ErrNotOwner):
-		// The primary's ring differs from ours: take its view.
+		// A node's ring differs from ours: take the primary's view.
+		primary, _ := tab.Member(tab.OwnersOf(op.ID).Primary)
 		_ = c.refresh(ctx, primary.Peer, tab)
 	case errors.Is(err, peer.ErrUnreachable):
-		if op.Kind == replica.OpGet && o.Buddy != "" {
-			s, berr := c.readBuddy(ctx, tab, op.ID, o.Buddy)
-			if berr == nil || errors.Is(berr, ErrNotFound) {
-				return s, berr
-			}
-			err = fmt.Errorf("%w; buddy: %w", err, berr)
-		}
 		_ = c.refresh(ctx, "", tab)
 	}
-	return nil, err
-}
-
-// readBuddy reads the buddy's copy of session id, as when the primary
-// cannot be reached.
-func (c *Client) readBuddy(ctx context.Context, tab *ring.Table, id, buddy string) (*replica.Session, error) {
-	m, _ := tab.Member(buddy)
-	var reply replica.ReadReply
-	if err := c.call(ctx, c.cfg.CallTimeout, m.Peer, replica.MethodRead, replica.ReadRequest{Partition: tab.Partition(id), ID: id}, &reply); err != nil {
-		return nil, fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
-	}
-	if reply.Session == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	return reply.Session, nil
+	return s, err
 }
 
 // call sends one request to the node at addr, bounded by timeout, and
@@ -308,18 +286,6 @@ func (c *Client) call(ctx context.Context, timeout time.Duration, addr, method s
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return replica.FromWire(c.peer.Call(ctx, addr, method, args, reply))
-}
-
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Get reads session id and moves its idle deadline.
