@@ -170,7 +170,7 @@ func (n *Node) Status() ClusterStatus {
 
 // Count returns how many session copies the node holds as primary and as
 // buddy.
-func (n *Node) Count() (primary, backup int) { return n.replica.Count() }
+func (n *Node) Count() (primary, buddy int) { return n.replica.Count() }
 
 // Stats counts what a node has done since it started; every field only
 // grows. Node.Stats returns a snapshot.

@@ -83,9 +83,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge("tandem_ring_members", float64(len(st.Partitions)))
 	gauge("tandem_under_replicated_partitions", float64(st.UnderReplicated))
 	gauge("tandem_pending_partitions", float64(st.PendingHandoff))
-	primary, backup := m.node.Count()
+	primary, buddy := m.node.Count()
 	gauge("tandem_sessions", float64(primary), "primary")
-	gauge("tandem_sessions", float64(backup), "backup")
+	gauge("tandem_sessions", float64(buddy), "backup") // the label predates the word "buddy"; dashboards use it
 	counter("tandem_reads_total", s.Reads)
 	counter("tandem_writes_total", s.Writes)
 	counter("tandem_replicated_total", s.Replicated)
