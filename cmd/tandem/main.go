@@ -4,6 +4,8 @@
 //	tandem dev        start a local cluster in one process, on loopback
 //	tandem serve      run one node; flags below, each also read from
 //	                  TANDEM_<FLAG> (e.g. TANDEM_JOIN, TANDEM_MAX_SESSION_BYTES)
+//	tandem certs      write a cluster's CA, node certificates, gossip key
+//	                  and API tokens to a directory
 //
 // SIGTERM or SIGINT stops a node gracefully.
 package main
@@ -58,11 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stdout, stderr)
 	case "dev":
 		return dev(ctx, args, stdout, stderr)
+	case "certs":
+		return certs(ctx, args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: tandem [dev|serve] [flags]; tandem <command> -h lists the flags")
+		fmt.Fprintln(stdout, "usage: tandem [dev|serve|certs] [flags]; tandem <command> -h lists the flags")
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown command %q (want dev or serve)", cmd)}
+	return usageError{fmt.Errorf("unknown command %q (want dev, serve or certs)", cmd)}
 }
 
 // nodeFlags are the settings of one node.
