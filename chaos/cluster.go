@@ -90,12 +90,13 @@ type Cluster struct {
 	closed bool
 }
 
-// BuildBinary builds the tandem node binary into dir and returns its path.
+// BuildBinary builds the tandem node binary into dir, with the build tag
+// chaos that compiles its fault-injection hooks in, and returns its path.
 // It runs `go build`, so it needs the Go toolchain and a module that
 // requires github.com/tandem-io/tandem (or is it).
 func BuildBinary(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "tandem")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tandem-io/tandem/cmd/tandem")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "chaos", "-o", bin, "github.com/tandem-io/tandem/cmd/tandem")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build tandem: %w: %s", err, out)
 	}

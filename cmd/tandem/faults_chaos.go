@@ -1,3 +1,5 @@
+//go:build chaos
+
 package main
 
 import (
@@ -20,6 +22,10 @@ import (
 	"github.com/tandem-io/tandem/cluster"
 	"github.com/tandem-io/tandem/replica/peer"
 )
+
+// Fault injection is compiled in only under the build tag chaos, which the
+// chaos harness builds with (chaos.BuildBinary); a release build has none
+// of it (faults_release.go).
 
 // chaosControlFlag names the hidden flag that switches fault injection on.
 // Only the chaos harness (cmd/tandem-chaos, package chaos) sets it; it is
