@@ -39,14 +39,23 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
+	// Tokens are the bearer tokens the API accepts, each granting one
+	// scope. Every endpoint but /livez, /readyz and /metrics needs one:
+	// without a token a request gets 401, with a token of another scope
+	// 403. With no tokens and Insecure unset, only those three answer.
+	Tokens []Token
+	// Insecure serves every endpoint without a token. It is the explicit
+	// choice of `tandem serve -insecure` and of tests.
+	Insecure bool
 }
 
 // Handler is the HTTP API of one node.
 type Handler struct {
-	node *tandem.Node
-	cfg  Config
-	log  *slog.Logger
-	mux  *http.ServeMux
+	node   *tandem.Node
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	tokens tokenSet
 }
 
 // New returns the HTTP API of node.
