@@ -44,17 +44,25 @@ type Config struct {
 	// RequestTimeout bounds each session operation whose context has no
 	// deadline, including retries while owners change (default 5s).
 	RequestTimeout time.Duration
-	// SecretKey, if set, encrypts gossip (16, 24 or 32 bytes).
+	// SecretKey, if set, encrypts gossip (16, 24 or 32 bytes): a shorthand
+	// for GossipKeys holding this key alone. Set one or the other.
 	SecretKey []byte
+	// GossipKeys, if set, encrypts and authenticates gossip with AES-GCM:
+	// the first key (the primary) encrypts, all of them are tried to
+	// decrypt, and nodes without a key the cluster uses can neither join
+	// nor be heard. Each key is 16, 24 or 32 bytes; LoadGossipKeys reads
+	// them from a key file. Rotate them at run time with
+	// Node.InstallGossipKey, UseGossipKey and RemoveGossipKey.
+	GossipKeys [][]byte
 	// Logger receives the node's logs (default: discard).
 	Logger *slog.Logger
 
 	// Cluster tunes membership: the failure detector's timing, the
 	// advertised address, the gossip transport. Zero fields take
 	// cluster.DefaultConfig's values, each on its own. Start fills Name,
-	// BindAddr, Seeds, Peer, HTTP, Ring, SecretKey, Logger and OnChange
-	// from the fields above; leave them empty, or Start fails with
-	// ErrInvalid.
+	// BindAddr, Seeds, Peer, HTTP, Ring, SecretKey, Keys, Logger and
+	// OnChange from the fields above; leave them empty, or Start fails
+	// with ErrInvalid.
 	Cluster cluster.Config
 	// Replica tunes the replication engine. Zero fields take replica's
 	// defaults. Start fills Name, Caller, Logger, Partitions,
@@ -106,6 +114,7 @@ func (cfg Config) engineConfigs(peerAddr string, caller peer.Caller, log *slog.L
 		{"Cluster.HTTP", "Config.HTTPAddr", cc.HTTP != ""},
 		{"Cluster.Ring", "Config.Ring", cc.Ring != ring.Config{}},
 		{"Cluster.SecretKey", "Config.SecretKey", len(cc.SecretKey) > 0},
+		{"Cluster.Keys", "Config.GossipKeys", len(cc.Keys) > 0},
 		{"Cluster.Logger", "Config.Logger", cc.Logger != nil},
 		{"Cluster.OnChange", "the node itself", cc.OnChange != nil},
 		{"Replica.Name", "Config.Name", rc.Name != ""},
@@ -120,9 +129,12 @@ func (cfg Config) engineConfigs(peerAddr string, caller peer.Caller, log *slog.L
 			return cluster.Config{}, replica.Config{}, fmt.Errorf("%w: Config.%s is filled from %s; leave it empty", ErrInvalid, f.field, f.from)
 		}
 	}
+	if err := checkGossipKeys(cfg.SecretKey, cfg.GossipKeys); err != nil {
+		return cluster.Config{}, replica.Config{}, err
+	}
 	cc.Name, cc.BindAddr, cc.Seeds = cfg.Name, cfg.GossipAddr, cfg.Join
 	cc.Peer, cc.HTTP, cc.Ring = peerAddr, cfg.HTTPAddr, cfg.Ring
-	cc.SecretKey, cc.Logger, cc.OnChange = cfg.SecretKey, log, onChange
+	cc.SecretKey, cc.Keys, cc.Logger, cc.OnChange = cfg.SecretKey, cfg.GossipKeys, log, onChange
 	rc.Name, rc.Caller, rc.Logger, rc.Partitions = cfg.Name, caller, log, cfg.Ring.Partitions
 	rc.MaxSessionBytes, rc.IdleTimeout, rc.AbsoluteTimeout = cfg.MaxSessionBytes, cfg.IdleTimeout, cfg.AbsoluteTimeout
 	return cc, rc, nil

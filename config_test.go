@@ -37,6 +37,7 @@ func TestStartRefusesNestedFieldsItFills(t *testing.T) {
 		{"Cluster.HTTP", func(c *Config) { c.Cluster.HTTP = "127.0.0.1:8080" }},
 		{"Cluster.Ring", func(c *Config) { c.Cluster.Ring = ring.DefaultConfig() }},
 		{"Cluster.SecretKey", func(c *Config) { c.Cluster.SecretKey = make([]byte, 16) }},
+		{"Cluster.Keys", func(c *Config) { c.Cluster.Keys = [][]byte{make([]byte, 16)} }},
 		{"Cluster.Logger", func(c *Config) { c.Cluster.Logger = logger }},
 		{"Cluster.OnChange", func(c *Config) { c.Cluster.OnChange = func(cluster.View) {} }},
 		{"Replica.Name", func(c *Config) { c.Replica.Name = "other" }},

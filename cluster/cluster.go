@@ -21,6 +21,10 @@
 //     knobs; a node restarted under its old name, on any address, is taken
 //     back with its new address and BootID; after a network cut heals, the
 //     periodic re-join of the seeds merges the halves again.
+//   - With gossip keys (Config.Keys), every gossip message is encrypted and
+//     authenticated; a node without a key the cluster uses cannot join it
+//     nor be heard by it, and keys rotate while the cluster runs
+//     (Cluster.InstallKey, UseKey, RemoveKey).
 package cluster
 
 import (
@@ -69,6 +73,9 @@ type Cluster struct {
 
 	metaMu sync.Mutex // serialises changes of the local Meta
 	meta   Meta
+
+	keyMu   sync.Mutex          // serialises keyring rotations and Keys
+	keyring *memberlist.Keyring // gossip keys; nil when gossip is in the clear
 
 	stopRejoin chan struct{} // closed to stop the re-join loop
 	rejoinDone chan struct{} // closed when the re-join loop has stopped
@@ -133,7 +140,17 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if adv.port == 0 {
 		mlc.AdvertisePort = bind.port
 	}
-	mlc.SecretKey = cfg.SecretKey
+	keys, err := cfg.gossipKeys()
+	if err != nil {
+		return nil, err
+	}
+	if c.keyring, err = newKeyring(keys); err != nil {
+		return nil, fmt.Errorf("cluster: start %s: %w", cfg.Name, err)
+	}
+	if c.keyring != nil {
+		mlc.Keyring = c.keyring
+		mlc.GossipVerifyIncoming, mlc.GossipVerifyOutgoing = true, true
+	}
 	mlc.ProbeInterval = cfg.ProbeInterval
 	mlc.ProbeTimeout = cfg.ProbeTimeout
 	mlc.SuspicionMult = cfg.SuspicionMult

@@ -73,10 +73,20 @@ type Config struct {
 	Ring ring.Config
 
 	// SecretKey, if set, encrypts and authenticates all gossip with AES-GCM
-	// (memberlist's SecretKey). It must be 16, 24 or 32 bytes, and every
-	// node must use the same key; nodes with another key or none cannot
-	// talk to this one.
+	// under this one key: a shorthand for Keys holding it alone. Setting
+	// both SecretKey and Keys is an error.
 	SecretKey []byte
+
+	// Keys, if set, is the node's gossip keyring: all gossip is encrypted
+	// and authenticated with AES-GCM under the first key (the primary),
+	// and a message is accepted if any of the keys opens it; unencrypted
+	// messages and messages no key opens are dropped, so nodes without a
+	// key the others use cannot talk to this one. Each key is 16, 24 or 32
+	// bytes (AES-128, -192, -256), none repeated. Keys rotate at run time
+	// with Cluster.InstallKey, UseKey and RemoveKey; ParseKeyFile reads
+	// them from a key file. Empty (and no SecretKey) leaves gossip in the
+	// clear.
+	Keys [][]byte
 
 	// RejoinInterval is how often the node re-joins those of its Seeds that
 	// are not currently live members. After a network cut heals, the two
@@ -218,10 +228,8 @@ func (c Config) validate() (bind, adv endpoint, err error) {
 	if err := c.Ring.Validate(); err != nil {
 		return bind, adv, fmt.Errorf("%w: ring: %w", errConfig, err)
 	}
-	switch len(c.SecretKey) {
-	case 0, 16, 24, 32:
-	default:
-		return bind, adv, fmt.Errorf("%w: secret key must be 16, 24 or 32 bytes, got %d", errConfig, len(c.SecretKey))
+	if _, err := c.gossipKeys(); err != nil {
+		return bind, adv, err
 	}
 	for _, k := range []struct {
 		name string

@@ -81,6 +81,7 @@ func New(node *tandem.Node, cfg Config) *Handler {
 	h.route("/v1/sessions/{id}/owners", map[string]http.HandlerFunc{http.MethodGet: h.owners})
 	h.route("/v1/principals/{name}/sessions", map[string]http.HandlerFunc{http.MethodDelete: h.invalidatePrincipal})
 	h.route("/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: h.cluster})
+	h.routeKeys()
 	h.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(newRegistry(node), promhttp.HandlerOpts{}).ServeHTTP})
 	h.route("/livez", map[string]http.HandlerFunc{http.MethodGet: h.livez})
 	h.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
