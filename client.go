@@ -29,7 +29,10 @@ type ClientConfig struct {
 	// reached (default 2s).
 	RefreshInterval time.Duration
 	// Peer configures the connections to nodes: TLS, dial timeout, redial
-	// backoff. Zero fields take peer.DefaultClientConfig's values.
+	// backoff. Zero fields take peer.DefaultClientConfig's values. Nodes
+	// that speak mutual TLS (Config.PeerTLS) admit a client only with a
+	// client certificate from their CA: set Peer.TLS from
+	// PeerTLS.ClientTLS.
 	Peer peer.ClientConfig
 	// Logger receives ring changes and refresh failures (default: discard).
 	Logger *slog.Logger

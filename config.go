@@ -75,6 +75,13 @@ type Config struct {
 	// Caller, if set, wraps the peer client; chaos tests use it to inject
 	// faults. Nil uses the client as is.
 	Caller func(peer.Caller) peer.Caller
+	// PeerTLS, if set, makes the peer wire speak mutual TLS (TLS 1.3):
+	// the node accepts peer connections only from certificates the CA
+	// signed, takes each caller's name from its certificate, and verifies
+	// the nodes it dials against the CA. Its certificate must name this
+	// node (Subject CommonName = Name), or Start fails with ErrInvalid.
+	// Nil means plain TCP, for a trusted network only (`-insecure`).
+	PeerTLS *PeerTLS
 }
 
 // DefaultConfig returns settings for a node called name on loopback, on the

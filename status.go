@@ -231,6 +231,11 @@ type Stats struct {
 	// Rejoins is how many times the node learned the others had declared
 	// it dead and pulled every owned partition again.
 	Rejoins uint64
+	// IdentityRefusals is how many peer requests the node refused because
+	// the caller's certificate did not allow them: a node sending in
+	// another node's name, or a smart client calling a method open only to
+	// nodes. Always zero without Config.PeerTLS.
+	IdentityRefusals uint64
 }
 
 // statsOf reads the engine's counters, one at a time: the snapshot is not
@@ -257,6 +262,7 @@ func statsOf(s *replica.Stats) Stats {
 		DisplacedWaits:        s.DisplacedWaits.Load(),
 		HandoffRefusals:       s.HandoffRefusals.Load(),
 		Rejoins:               s.Rejoins.Load(),
+		IdentityRefusals:      s.IdentityRefusals.Load(),
 	}
 }
 

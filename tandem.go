@@ -109,13 +109,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), stop: make(chan struct{})}
+	serverTLS, clientTLS, err := cfg.PeerTLS.nodeTLS(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
 
 	ln, err := net.Listen("tcp", cfg.PeerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("tandem: start %s: listen for peers: %w", cfg.Name, err)
 	}
 	n.peerLn = ln
-	n.client = peer.NewClient(peer.ClientConfig{Logger: log})
+	n.client = peer.NewClient(peer.ClientConfig{TLS: clientTLS, Logger: log})
 	var caller peer.Caller = n.client
 	if cfg.Caller != nil {
 		caller = cfg.Caller(caller)
@@ -127,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
 	}
 	n.replica = replica.New(rc)
-	n.server = peer.NewServer(n.replica, peer.ServerConfig{Logger: log})
+	n.server = peer.NewServer(n.replica, peer.ServerConfig{TLS: serverTLS, Logger: log})
 	go n.server.Serve(ln)
 
 	members, err := joinCluster(ctx, cc, cfg.JoinTimeout)

@@ -42,6 +42,7 @@ var metricHelp = map[string]string{
 	"tandem_handover_waits_total":            "Writes that waited for a previous owner to move to the node's ring.",
 	"tandem_handoff_refusals_total":          "Hand-off requests refused because the new owner was on another ring.",
 	"tandem_rejoins_total":                   "Times the node learned it had been declared dead and pulled every owned partition again.",
+	"tandem_peer_identity_refusals_total":    "Peer requests refused because the caller's certificate did not allow them (a node acting as another, a client calling a node-only method).",
 }
 
 // newMetrics describes the node's metrics.
@@ -106,6 +107,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_handover_waits_total", s.DisplacedWaits)
 	counter("tandem_handoff_refusals_total", s.HandoffRefusals)
 	counter("tandem_rejoins_total", s.Rejoins)
+	counter("tandem_peer_identity_refusals_total", s.IdentityRefusals)
 }
 
 // newRegistry returns a registry with the node's metrics and the Go

@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/replica/peer/tlstest"
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -49,6 +50,7 @@ type testCluster struct {
 	t       *testing.T
 	clock   *clock
 	network *peer.Network // nil: nodes talk over loopback sockets
+	ca      *tlstest.CA   // socket nodes speak mutual TLS with certificates from it; nil: plain TCP
 	mu      sync.Mutex
 	nodes   map[string]*testNode
 	epoch   uint64
@@ -85,10 +87,13 @@ func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 	t.Helper()
 	tn := &testNode{member: ring.Member{Name: name, Peer: name}}
 	var client *peer.Client
+	var serverCfg peer.ServerConfig
 	if c.network != nil {
 		tn.caller = c.network.Caller(name)
 	} else {
-		client = peer.NewClient(peer.DefaultClientConfig())
+		var clientCfg peer.ClientConfig
+		clientCfg, serverCfg = c.peerConfigs(name)
+		client = peer.NewClient(clientCfg)
 		tn.caller = client
 	}
 	tn.faults = peer.NewFaultyCaller(tn.caller)
@@ -107,7 +112,7 @@ func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 		if err != nil {
 			t.Fatal(err)
 		}
-		server := peer.NewServer(tn.Node, peer.DefaultServerConfig())
+		server := peer.NewServer(tn.Node, serverCfg)
 		go server.Serve(ln)
 		tn.member.Peer = ln.Addr().String()
 		tn.stop = func() { server.Close(); tn.Node.Close(); client.Close() }

@@ -30,6 +30,11 @@ var (
 	ErrIndeterminate = errors.New("request already applied and superseded")
 	// ErrStale means a replica refused a copy older than the one it holds.
 	ErrStale = errors.New("stale session version")
+	// ErrForbidden means the caller's certificate does not allow the
+	// request: a smart client called a method open only to nodes, or a
+	// node sent a request naming another node as its sender. Retrying
+	// does not help.
+	ErrForbidden = errors.New("forbidden by the caller's certificate")
 )
 
 // errCutOff marks an ErrUnavailable that says this node itself cannot serve
@@ -54,6 +59,7 @@ var codes = map[string]error{
 	"not_owner":     ErrNotOwner,
 	"stale":         ErrStale,
 	"indeterminate": ErrIndeterminate,
+	"forbidden":     ErrForbidden,
 }
 
 // toWire turns an error into a peer.Error carrying its sentinel's code.

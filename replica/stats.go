@@ -58,6 +58,12 @@ type Stats struct {
 	// Rejoins is how many times the node learned the others had declared
 	// it dead and pulled every owned partition again.
 	Rejoins atomic.Uint64
+	// IdentityRefusals is how many peer requests this node refused
+	// because the caller's certificate did not allow them: a request
+	// naming another sender than the certificate's node, or a smart
+	// client calling a method open only to nodes (ErrForbidden). Always
+	// zero without mutual TLS.
+	IdentityRefusals atomic.Uint64
 }
 
 // Stats returns the node's counters.

@@ -42,7 +42,8 @@ type ClientConfig struct {
 
 	// TLS, when non-nil, makes the client speak TLS with this
 	// configuration. If ServerName is empty it is taken from the address
-	// being dialled. Nil means plain TCP.
+	// being dialled. Nil means plain TCP. MutualTLS builds a node's and
+	// ClientTLS a smart client's.
 	TLS *tls.Config
 
 	// Logger receives connection events: Debug for routine connects,

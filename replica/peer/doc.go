@@ -33,6 +33,40 @@
 // cannot know whether the remote handler ran. Retrying is the caller's
 // decision.
 //
+// # Mutual TLS
+//
+// [MutualTLS] builds both sides of a cluster node's TLS, [ClientTLS] a smart
+// client's. Every node and every smart client holds a certificate signed by
+// the cluster's CA, and a certificate names its holder in its Subject
+// CommonName: a node's names the node (CN=<node name>; `tandem certs`
+// issues it with DNS and IP SANs for the hosts, for use as server and
+// client), a smart client's names a client, CN=[ClientNamePrefix]<name>.
+// The prefix, rather than an extended key usage or an OU, tells the two
+// apart: it travels with the name into every log line and refusal, and a
+// name with the prefix can never be taken for a node's.
+//
+// A node's server requires a client certificate that chains to the CA
+// (tls.RequireAndVerifyClientCert, extended key usage ClientAuth) and
+// names someone; a caller without one fails the handshake and reaches no
+// handler. The server puts the name into every request's context
+// ([CallerName]) and the handler decides what that caller may do: the
+// replication engine lets clients call only the methods open to them and
+// refuses a request that names a sender other than its caller.
+//
+// A node or client dialling a node verifies the server's chain against
+// the CA (extended key usage ServerAuth) and requires a node's
+// certificate, not a client's, but does not match the certificate to the
+// address dialled. Nodes dial each other at advertised addresses, which
+// change with the hosts they run on (containers, DHCP, a node moved), and
+// clients dial seeds by whatever name reaches them; the cluster's identity
+// is the node name, not the address, and every node certificate the CA
+// signed is a node of the cluster. This is Consul's verify_server_hostname
+// rather than a browser's check: a client's certificate, or one from
+// another CA, cannot answer as a node, and a node's certificate keeps
+// working when its node moves. What it does not check is which node
+// answers at an address: a node holding a valid certificate is trusted to
+// answer for the address it was dialled at.
+//
 // # Frame layout
 //
 // Both directions carry the same frame:

@@ -34,7 +34,9 @@ type ServerConfig struct {
 
 	// TLS, when non-nil, makes Serve wrap its listener with this
 	// configuration, which must then hold a certificate. Nil means plain
-	// TCP.
+	// TCP. When it verifies client certificates (MutualTLS builds one
+	// that requires them), handlers learn each caller's name from
+	// CallerName.
 	TLS *tls.Config
 
 	// Logger receives connection events: Debug for routine connects and
@@ -228,6 +230,10 @@ func (s *Server) serveConn(nc net.Conn) {
 			log.Warn("peer: TLS handshake failed", "err", err)
 			nc.Close()
 			return
+		}
+		if name, err := verifiedCaller(tc.ConnectionState()); err == nil {
+			ctx = withCaller(ctx, name)
+			log = log.With("caller", name)
 		}
 	}
 	log.Debug("peer: connection accepted")
