@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -97,15 +98,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var f nodeFlags
 	f.register(fs)
-	faults := addFaultFlags(fs) // hidden chaos-harness hooks, see faults.go
+	var secFlags securityFlags
+	secFlags.register(fs)
+	faults := addFaultFlags(fs) // chaos-harness hooks, only in a build tagged chaos
 	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	sec, err := secFlags.load(f.name)
+	if err != nil {
 		return err
 	}
 	log, err := cli.NewLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
 	}
+	if secFlags.insecure {
+		fmt.Fprintln(stderr, "tandem: WARNING: -insecure: no TLS, no gossip encryption, no API tokens; anyone who reaches a port can read and write every session")
+	}
 	cfg := tandem.DefaultConfig(f.name)
+	sec.apply(&cfg)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
 	if f.minMembers < 1 {
 		return usageError{fmt.Errorf("-min-members %d: want at least 1", f.minMembers)}
@@ -117,11 +128,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := faults.wire(ctx, &cfg, log); err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, cfg, f.http, log)
+	srv, err := startServer(ctx, cfg, f.http, sec, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "tandem node %s serving http://%s (gossip %s, peer %s)\n", f.name, srv.httpAddr, srv.node.GossipAddr(), srv.node.PeerAddr())
+	fmt.Fprintf(stdout, "tandem node %s serving %s://%s (gossip %s, peer %s)\n", f.name, srv.scheme, srv.httpAddr, srv.node.GossipAddr(), srv.node.PeerAddr())
 	<-ctx.Done()
 	log.Info("stopping", "drain_timeout", f.drainTimeout)
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
@@ -134,10 +145,12 @@ type server struct {
 	node     *tandem.Node
 	http     *http.Server
 	httpAddr string
+	scheme   string // http or https
 }
 
-// startServer starts a node and serves its HTTP API on httpAddr.
-func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, log *slog.Logger) (*server, error) {
+// startServer starts a node with its security material and serves its
+// HTTP API on httpAddr.
+func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *security, log *slog.Logger) (*server, error) {
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", httpAddr, err)
@@ -148,14 +161,19 @@ func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, log *s
 		ln.Close()
 		return nil, err
 	}
-	api := httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(cfg.MaxSessionBytes), Logger: log})
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	api := httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(cfg.MaxSessionBytes), Logger: log, Tokens: sec.tokens, Insecure: sec.openHTTP})
+	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.httpTLS}
+	scheme := "http"
+	if sec.httpTLS != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, sec.httpTLS)
+	}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP server stopped", "err", err)
 		}
 	}()
-	return &server{node: node, http: hs, httpAddr: cfg.HTTPAddr}, nil
+	return &server{node: node, http: hs, httpAddr: cfg.HTTPAddr, scheme: scheme}, nil
 }
 
 // stop leaves the cluster gracefully, then stops serving HTTP.
@@ -192,10 +210,23 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			_ = s.stop(stopCtx)
 		}
 	}()
-	var seed string
+	var names []string
 	for i := range *nodes {
-		cfg := tandem.DefaultConfig(fmt.Sprintf("node-%d", i+1))
+		names = append(names, fmt.Sprintf("node-%d", i+1))
+	}
+	secs, err := devSecurity(names)
+	if err != nil {
+		return fmt.Errorf("make throwaway security material: %w", err)
+	}
+	fmt.Fprintln(stdout, "Tandem dev cluster, for development only: nodes talk over mutual TLS with throwaway")
+	fmt.Fprintln(stdout, "certificates and encrypted gossip, but the HTTP API is open (no tokens, no TLS) on loopback.")
+	fmt.Fprintln(stdout, "For production, see docs/SECURITY.md (tandem certs, tandem serve -certs-dir).")
+	fmt.Fprintln(stdout)
+	var seed string
+	for i, name := range names {
+		cfg := tandem.DefaultConfig(name)
 		cfg.GossipAddr, cfg.PeerAddr, cfg.Logger = "127.0.0.1:0", "127.0.0.1:0", log
+		secs[name].apply(&cfg)
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}
@@ -203,14 +234,14 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *httpPort != 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", *httpPort+i)
 		}
-		s, err := startServer(ctx, cfg, addr, log)
+		s, err := startServer(ctx, cfg, addr, secs[name], log)
 		if err != nil {
 			return fmt.Errorf("start node %d: %w", i+1, err)
 		}
 		servers = append(servers, s)
 		seed = s.node.GossipAddr()
 	}
-	fmt.Fprintf(stdout, "Tandem dev cluster: %d nodes on loopback\n", len(servers))
+	fmt.Fprintf(stdout, "%d nodes on loopback:\n", len(servers))
 	for _, s := range servers {
 		fmt.Fprintf(stdout, "  %s  http://%s\n", s.node.Name(), s.httpAddr)
 	}

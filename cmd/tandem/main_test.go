@@ -70,7 +70,7 @@ func startProc(t *testing.T, name string, join string) *proc {
 		http:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
-	args := []string{"serve", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-log-level", "warn"}
+	args := []string{"serve", "-insecure", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-log-level", "warn"}
 	if join != "" {
 		args = append(args, "-join", join)
 	}
@@ -317,6 +317,12 @@ func TestBadCommandLines(t *testing.T) {
 		if !isUsageError(err) {
 			t.Errorf("run %q: %v, want a usage error", args, err)
 		}
+	}
+	if err := run(context.Background(), []string{"serve", "-name", "a"}, io.Discard, io.Discard); !isUsageError(err) || !strings.Contains(err.Error(), "tandem certs") || !strings.Contains(err.Error(), "-insecure") {
+		t.Errorf("serve without security material: %v, want a refusal saying how to make it", err)
+	}
+	if err := run(context.Background(), []string{"serve", "-insecure", "-certs-dir", t.TempDir()}, io.Discard, io.Discard); !isUsageError(err) {
+		t.Errorf("-insecure with -certs-dir: %v, want a usage error", err)
 	}
 	t.Setenv("TANDEM_MAX_SESSION_BYTES", "lots")
 	if err := run(context.Background(), []string{"serve"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "TANDEM_MAX_SESSION_BYTES") {
