@@ -45,6 +45,10 @@ var (
 	// ErrIndeterminate: a retried write had already been applied, once, but
 	// later writes superseded it before its result could be returned.
 	ErrIndeterminate = replica.ErrIndeterminate
+	// ErrRequestReused: a write carried the RequestID of an earlier write
+	// to the session but other content (HTTP answers 422); nothing was
+	// applied.
+	ErrRequestReused = replica.ErrRequestReused
 )
 
 // joinCluster starts membership, retrying while no seed answers, for up to

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/tandem-io/tandem"
 )
@@ -79,27 +80,46 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	return b, true
 }
 
-// readSessionBody decodes a PUT or POST body, JSON or msgpack, refusing
-// unknown fields.
+// readSessionBody reads and decodes a PUT or POST body, answering 400 or
+// 413 itself when it returns false.
 func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sessionBody, bool) {
 	raw, ok := h.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
+	body, err := decodeSessionBody(raw, isMsgpack(r.Header.Get("Content-Type")), h.node.Limits().MaxAttributes)
+	if err != nil {
+		bodyError(w, r, err)
+		return nil, false
+	}
+	return body, true
+}
+
+// decodeSessionBody decodes a PUT or POST body, JSON or msgpack, refusing
+// unknown fields. Its structure is checked before anything is decoded
+// (checkBody, with the node's attribute limit), so hostile lengths, nesting
+// and attribute counts cost nothing.
+func decodeSessionBody(raw []byte, asMsgpack bool, maxAttributes int) (*sessionBody, error) {
+	if err := checkBody(raw, asMsgpack, sessionBodyWrap, maxAttributes); err != nil {
+		return nil, err
+	}
 	body := &sessionBody{}
-	if isMsgpack(r.Header.Get("Content-Type")) {
+	if asMsgpack {
 		dec := msgpack.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields(true)
 		if err := dec.Decode(body); err != nil {
-			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("decode msgpack body: %v", err))
-			return nil, false
+			return nil, fmt.Errorf("decode msgpack body: %w", err)
 		}
-		return body, true
+		for name, v := range body.Attributes {
+			if len(v) == 0 { // msgpack's decoder keeps nil as no bytes
+				body.Attributes[name] = msgpack.RawMessage{msgpcode.Nil}
+			}
+		}
+		return body, nil
 	}
 	var jb jsonSessionBody
 	if err := decodeJSON(raw, &jb); err != nil {
-		writeError(w, r, http.StatusBadRequest, "invalid_body", err.Error())
-		return nil, false
+		return nil, err
 	}
 	body.Principal, body.IdleTimeout, body.AbsoluteTimeout = jb.Principal, jb.IdleTimeout, jb.AbsoluteTimeout
 	if len(jb.Attributes) > 0 {
@@ -107,69 +127,94 @@ func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sess
 		for name, v := range jb.Attributes {
 			mv, err := jsonToMsgpack(v)
 			if err != nil {
-				writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
-				return nil, false
+				return nil, fmt.Errorf("attribute %q: %w", name, err)
 			}
 			body.Attributes[name] = mv
 		}
 	}
-	return body, true
+	return body, nil
 }
 
-// readPatch decodes a PATCH body into an attribute patch: a JSON merge
-// patch, or a msgpack map with the same meaning. Top-level null deletes an
-// attribute, an object merges into it, anything else replaces it; the
-// reserved key "principal" is not special (principals change through PUT).
+// readPatch reads and decodes a PATCH body (decodePatch), answering 400 or
+// 413 itself when it returns false.
 func (h *Handler) readPatch(w http.ResponseWriter, r *http.Request, id string) (*tandem.Op, bool) {
 	raw, ok := h.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
-	op := &tandem.Op{Kind: tandem.OpPatch, ID: id, Set: map[string]msgpack.RawMessage{}, Merge: map[string]msgpack.RawMessage{}}
-	add := func(name string, v any) error {
-		switch v.(type) {
-		case nil:
-			op.Delete = append(op.Delete, name)
-			return nil
-		case map[string]any:
-			b, err := msgpack.Marshal(v)
-			op.Merge[name] = b
-			return err
-		default:
-			b, err := msgpack.Marshal(v)
-			op.Set[name] = b
-			return err
-		}
-	}
-	var fields map[string]any
-	if isMsgpack(r.Header.Get("Content-Type")) {
-		if err := msgpack.Unmarshal(raw, &fields); err != nil {
-			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("decode msgpack patch: %v", err))
-			return nil, false
-		}
-	} else {
-		var obj map[string]json.RawMessage
-		if err := decodeJSON(raw, &obj); err != nil || obj == nil {
-			writeError(w, r, http.StatusBadRequest, "invalid_body", "a merge patch must be a JSON object")
-			return nil, false
-		}
-		fields = make(map[string]any, len(obj))
-		for name, v := range obj {
-			val, err := decodeJSONValue(v)
-			if err != nil {
-				writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
-				return nil, false
-			}
-			fields[name] = val
-		}
-	}
-	for name, v := range fields {
-		if err := add(name, v); err != nil {
-			writeError(w, r, http.StatusBadRequest, "invalid_body", fmt.Sprintf("attribute %q: %v", name, err))
-			return nil, false
-		}
+	op, err := decodePatch(raw, isMsgpack(r.Header.Get("Content-Type")), id, h.node.Limits().MaxAttributes)
+	if err != nil {
+		bodyError(w, r, err)
+		return nil, false
 	}
 	return op, true
+}
+
+// bodyError answers a body that could not be decoded: 413 for one naming
+// too many attributes, else 400.
+func bodyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, tandem.ErrTooLarge) {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+		return
+	}
+	writeError(w, r, http.StatusBadRequest, "invalid_body", err.Error())
+}
+
+// decodePatch decodes a PATCH body into an attribute patch of session id:
+// a JSON merge patch, or a msgpack map with the same meaning. Top-level
+// null deletes an attribute, an object merges into it, anything else
+// replaces it; the reserved key "principal" is not special (principals
+// change through PUT). Its structure is checked before anything is decoded
+// (checkBody, with the node's attribute limit). msgpack values are kept
+// byte for byte and JSON values transcoded (jsonToMsgpack), so the same
+// body always makes the same op (a retry with its Idempotency-Key is
+// recognised as one).
+func decodePatch(raw []byte, asMsgpack bool, id string, maxAttributes int) (*tandem.Op, error) {
+	if err := checkBody(raw, asMsgpack, patchBodyWrap, maxAttributes); err != nil {
+		return nil, err
+	}
+	op := &tandem.Op{Kind: tandem.OpPatch, ID: id, Set: map[string]msgpack.RawMessage{}, Merge: map[string]msgpack.RawMessage{}}
+	if asMsgpack {
+		var fields map[string]msgpack.RawMessage
+		if err := msgpack.Unmarshal(raw, &fields); err != nil {
+			return nil, fmt.Errorf("decode msgpack patch: %w", err)
+		}
+		if fields == nil {
+			return nil, errors.New("a msgpack patch must be a map of attribute names to values")
+		}
+		for name, v := range fields {
+			switch {
+			case len(v) == 0 || v[0] == msgpcode.Nil: // the decoder keeps nil as no bytes
+				op.Delete = append(op.Delete, name)
+			case msgpcode.IsFixedMap(v[0]) || v[0] == msgpcode.Map16 || v[0] == msgpcode.Map32:
+				op.Merge[name] = v
+			default:
+				op.Set[name] = v
+			}
+		}
+		return op, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := decodeJSON(raw, &obj); err != nil || obj == nil {
+		return nil, errors.New("a merge patch must be a JSON object")
+	}
+	for name, raw := range obj {
+		raw = bytes.TrimLeft(raw, " \t\r\n")
+		if bytes.HasPrefix(raw, []byte("null")) {
+			op.Delete = append(op.Delete, name)
+			continue
+		}
+		b, err := jsonToMsgpack(raw)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %q: %w", name, err)
+		}
+		if raw[0] == '{' {
+			op.Merge[name] = b
+		} else {
+			op.Set[name] = b
+		}
+	}
+	return op, nil
 }
 
 // decodeJSON decodes one JSON value into v, refusing unknown fields and
@@ -181,52 +226,10 @@ func decodeJSON(raw []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode JSON body: %w", err)
 	}
-	if dec.More() {
+	if rest := bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return fmt.Errorf("decode JSON body: data after the value")
 	}
 	return nil
-}
-
-// decodeJSONValue decodes a JSON value into Go values msgpack encodes
-// faithfully: integers stay integers.
-func decodeJSONValue(raw json.RawMessage) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return fromJSONNumbers(v), nil
-}
-
-// fromJSONNumbers replaces json.Numbers with int64 or float64.
-func fromJSONNumbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = fromJSONNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = fromJSONNumbers(e)
-		}
-	}
-	return v
-}
-
-// jsonToMsgpack re-encodes one JSON value as msgpack.
-func jsonToMsgpack(raw json.RawMessage) (msgpack.RawMessage, error) {
-	v, err := decodeJSONValue(raw)
-	if err != nil {
-		return nil, err
-	}
-	return msgpack.Marshal(v)
 }
 
 // sessionView is a session as the API returns it.

@@ -32,7 +32,8 @@ const (
 // Config configures the handler.
 type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413 before they
-	// are read. Zero means 1 MiB.
+	// are read. Zero means DefaultMaxBodyBytes of the node's
+	// MaxSessionBytes.
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's session operation, retries
 	// included. Zero means 5s.
@@ -49,6 +50,15 @@ type Config struct {
 	Insecure bool
 }
 
+// DefaultMaxBodyBytes is the body limit for a node whose sessions may
+// take maxSessionBytes encoded: twice that, since JSON spells most values
+// in more bytes than msgpack does (quotes, escapes, digits), plus 64 KiB
+// for the body's own fields. A body within it may still make a session
+// over the limit, which the write refuses (413, too_large).
+func DefaultMaxBodyBytes(maxSessionBytes int) int64 {
+	return 2*int64(maxSessionBytes) + 64<<10
+}
+
 // Handler is the HTTP API of one node.
 type Handler struct {
 	node   *tandem.Node
@@ -61,7 +71,7 @@ type Handler struct {
 // New returns the HTTP API of node.
 func New(node *tandem.Node, cfg Config) *Handler {
 	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = 1 << 20
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes(node.Limits().MaxSessionBytes)
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 5 * time.Second
@@ -328,6 +338,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, tandem.ErrInvalid):
 		status, code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, tandem.ErrRequestReused):
+		status, code = http.StatusUnprocessableEntity, "request_reused"
 	case errors.Is(err, tandem.ErrIndeterminate):
 		status, code = http.StatusServiceUnavailable, "indeterminate"
 	case errors.Is(err, tandem.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -28,6 +28,10 @@ var (
 	// later writes superseded it, so its result can no longer be given:
 	// it took effect once, and the caller cannot know more.
 	ErrIndeterminate = errors.New("request already applied and superseded")
+	// ErrRequestReused means a write carried the request id of an earlier
+	// write to the session (an Idempotency-Key, say) but other content: it
+	// is not a retry, and nothing was applied.
+	ErrRequestReused = errors.New("request id reused with other content")
 	// ErrStale means a replica refused a copy older than the one it holds.
 	ErrStale = errors.New("stale session version")
 	// ErrForbidden means the caller's certificate does not allow the
@@ -51,15 +55,16 @@ var errOtherRing = errors.New("the previous owner serves by another ring")
 
 // codes maps sentinels to wire codes and back.
 var codes = map[string]error{
-	"not_found":     ErrNotFound,
-	"conflict":      ErrConflict,
-	"too_large":     ErrTooLarge,
-	"invalid":       ErrInvalid,
-	"unavailable":   ErrUnavailable,
-	"not_owner":     ErrNotOwner,
-	"stale":         ErrStale,
-	"indeterminate": ErrIndeterminate,
-	"forbidden":     ErrForbidden,
+	"not_found":      ErrNotFound,
+	"conflict":       ErrConflict,
+	"request_reused": ErrRequestReused,
+	"too_large":      ErrTooLarge,
+	"invalid":        ErrInvalid,
+	"unavailable":    ErrUnavailable,
+	"not_owner":      ErrNotOwner,
+	"stale":          ErrStale,
+	"indeterminate":  ErrIndeterminate,
+	"forbidden":      ErrForbidden,
 }
 
 // toWire turns an error into a peer.Error carrying its sentinel's code.

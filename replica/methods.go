@@ -104,10 +104,10 @@ func (n *Node) checkCaller(ctx context.Context, method string, a access, body ms
 	return refused
 }
 
-// decodePartitioned decodes a request naming a partition and checks the
-// partition exists.
+// decodePartitioned decodes a request naming a partition, bounded
+// (decodeBounded), and checks the partition exists.
 func decodePartitioned(body msgpack.RawMessage, v any, partition *int, tab *ring.Table) error {
-	if err := msgpack.Unmarshal(body, v); err != nil {
+	if err := decodeBounded(body, v); err != nil {
 		return fmt.Errorf("%w: decode request: %v", ErrInvalid, err)
 	}
 	if *partition < 0 || *partition >= tab.Partitions() {

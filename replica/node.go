@@ -37,6 +37,12 @@ type Config struct {
 	// MaxSessionBytes bounds a session's encoded size; larger writes fail
 	// with ErrTooLarge. Zero means 1 MiB.
 	MaxSessionBytes int
+	// MaxAttributes bounds how many attributes a session holds; a write
+	// that would leave more fails with ErrTooLarge. Zero means 1024.
+	MaxAttributes int
+	// MaxAttributeNameBytes bounds an attribute's name; a write naming a
+	// longer one fails with ErrInvalid. Zero means 256.
+	MaxAttributeNameBytes int
 	// IdleTimeout and AbsoluteTimeout are used by puts that name none.
 	// Zero means 30 minutes and 12 hours.
 	IdleTimeout, AbsoluteTimeout time.Duration
@@ -115,6 +121,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxSessionBytes == 0 {
 		c.MaxSessionBytes = 1 << 20
 	}
+	if c.MaxAttributes == 0 {
+		c.MaxAttributes = 1024
+	}
+	if c.MaxAttributeNameBytes == 0 {
+		c.MaxAttributeNameBytes = 256
+	}
 	def(&c.IdleTimeout, 30*time.Minute)
 	def(&c.AbsoluteTimeout, 12*time.Hour)
 	def(&c.CallTimeout, time.Second)
@@ -134,6 +146,12 @@ func (c Config) withDefaults() Config {
 	def(&c.LeaseDuration, 600*time.Millisecond)
 	c.MinMembers = max(c.MinMembers, 1)
 	return c
+}
+
+// limits returns the settings apply needs.
+func (c Config) limits() limits {
+	return limits{maxBytes: c.MaxSessionBytes, maxAttributes: c.MaxAttributes, maxNameBytes: c.MaxAttributeNameBytes,
+		idleTimeout: c.IdleTimeout, absoluteTimeout: c.AbsoluteTimeout}
 }
 
 // Node is one node's store and replication engine. Its state lives in
@@ -167,7 +185,7 @@ func New(cfg Config) *Node {
 	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.Name),
-		lim:     limits{maxBytes: cfg.MaxSessionBytes, idleTimeout: cfg.IdleTimeout, absoluteTimeout: cfg.AbsoluteTimeout},
+		lim:     cfg.limits(),
 		own:     newOwnership(cfg),
 		store:   newStore(cfg.Partitions),
 		changed: make(chan struct{}, 1),
@@ -225,6 +243,12 @@ func (n *Node) mono() time.Duration { return time.Since(n.started) }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
+
+// Limits returns the bounds the node puts on a session as its primary,
+// defaults filled in.
+func (n *Node) Limits() Limits {
+	return Limits{MaxSessionBytes: n.cfg.MaxSessionBytes, MaxAttributes: n.cfg.MaxAttributes, MaxAttributeNameBytes: n.cfg.MaxAttributeNameBytes}
+}
 
 // Table returns the ring the node currently serves by, or nil before the
 // first SetTable.

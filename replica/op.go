@@ -1,11 +1,12 @@
 package replica
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // OpKind says what an Op does.
@@ -91,9 +92,23 @@ type Op struct {
 	Delete []string `msgpack:"del,omitempty"`
 }
 
+// DecodeMsgpack decodes an op as its fields' tags say, then restores the
+// nil attribute values msgpack's decoder drops (restoreNils).
+func (op *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
+	type plain Op // the same fields, without this method
+	if err := dec.Decode((*plain)(op)); err != nil {
+		return err
+	}
+	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
+		restoreNils(attrs)
+	}
+	return nil
+}
+
 // Validate checks op before it runs or travels: a well-formed id, a known
-// kind, and attribute values that are each exactly one msgpack value (a
-// frame carrying a broken value would cost the connection).
+// kind, and attribute values that are each exactly one msgpack value nested
+// at most peer.MaxValueDepth deep (a frame carrying a broken or too deep
+// value would cost the connection). Errors wrap ErrInvalid.
 func (op *Op) Validate() error {
 	if err := ValidateID(op.ID); err != nil {
 		return err
@@ -117,14 +132,9 @@ func (op *Op) Validate() error {
 	return nil
 }
 
-// validValue reports whether b holds exactly one msgpack value.
+// validValue reports whether b holds exactly one msgpack value, nested at
+// most peer.MaxValueDepth deep so that every frame carrying it fits the
+// wire's nesting limit. It checks the structure without decoding it.
 func validValue(b msgpack.RawMessage) error {
-	r := bytes.NewReader(b)
-	if err := msgpack.NewDecoder(r).Skip(); err != nil {
-		return fmt.Errorf("undecodable value: %w", err)
-	}
-	if r.Len() != 0 {
-		return fmt.Errorf("%d bytes after the value", r.Len())
-	}
-	return nil
+	return peer.CheckValue(b, peer.MaxValueDepth)
 }

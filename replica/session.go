@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Session is one user's session, as stored on its primary and its buddy and
@@ -44,28 +45,56 @@ type Session struct {
 	Deleted bool `msgpack:"del,omitempty"`
 }
 
+// DecodeMsgpack decodes a session as its fields' tags say, then restores
+// the nil attribute values msgpack's decoder drops (restoreNils).
+func (s *Session) DecodeMsgpack(dec *msgpack.Decoder) error {
+	type plain Session // the same fields, without this method
+	if err := dec.Decode((*plain)(s)); err != nil {
+		return err
+	}
+	restoreNils(s.Attributes)
+	return nil
+}
+
+// restoreNils gives back the values msgpack's decoder turns into empty
+// RawMessages: decoding into a map of RawMessage, it stores a nil value
+// (0xc0) as no bytes at all, which is not a msgpack value and would make
+// the next frame carrying it undecodable.
+func restoreNils(attrs map[string]msgpack.RawMessage) {
+	for name, v := range attrs {
+		if len(v) == 0 {
+			attrs[name] = msgpack.RawMessage{msgpcode.Nil}
+		}
+	}
+}
+
 // Applied records that a request made a version.
 type Applied struct {
 	// Request is the request's id (Op.RequestID).
 	Request string `msgpack:"r"`
 	// Version is the version it made.
 	Version uint64 `msgpack:"v"`
+	// Hash is a hash of the request's content (opHash), so that an id
+	// reused for another request is told from a retry (ErrRequestReused).
+	// Zero in records made before it existed: such a record recognises
+	// any request with its id as a retry, as it did then.
+	Hash uint64 `msgpack:"h,omitempty"`
 }
 
 // recentRequests is how many requests a session remembers.
 const recentRequests = 8
 
-// applied returns the version request made, if the session remembers it.
-func (s *Session) applied(request string) (uint64, bool) {
+// applied returns the record of request, if the session remembers it.
+func (s *Session) applied(request string) (Applied, bool) {
 	if s == nil || request == "" {
-		return 0, false
+		return Applied{}, false
 	}
 	for _, a := range s.Recent {
 		if a.Request == request {
-			return a.Version, true
+			return a, true
 		}
 	}
-	return 0, false
+	return Applied{}, false
 }
 
 // ExpiresAt returns when the session ends if nothing touches it again, or

@@ -38,11 +38,15 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 	unlock := n.store.lock(op.ID)
 	defer unlock()
 	prev := n.store.get(p, op.ID)
-	if v, ok := prev.applied(op.RequestID); ok {
+	if a, ok := prev.applied(op.RequestID); ok {
+		if a.Hash != 0 && a.Hash != opHash(op) {
+			// The id of a request this session took, on another request.
+			return nil, fmt.Errorf("%w: request id %q made v%d of %s from a request with other content", ErrRequestReused, op.RequestID, a.Version, op.ID)
+		}
 		// A retry of a write this session already took, perhaps on another
 		// primary before a failover.
 		n.stats.Duplicates.Add(1)
-		switch {
+		switch v := a.Version; {
 		case v != prev.Version:
 			return nil, fmt.Errorf("%w: request %s made v%d of %s, now at v%d", ErrIndeterminate, op.RequestID, v, op.ID, prev.Version)
 		case prev.Deleted:
@@ -122,9 +126,11 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 	return nil
 }
 
-// limits are the node settings apply needs.
+// limits are the node settings apply needs; zero bounds mean none.
 type limits struct {
 	maxBytes        int
+	maxAttributes   int
+	maxNameBytes    int
 	idleTimeout     time.Duration
 	absoluteTimeout time.Duration
 }
@@ -150,7 +156,10 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 		next.Recent = prev.Recent[max(0, len(prev.Recent)-recentRequests+1):]
 	}
 	if op.RequestID != "" {
-		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version})
+		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op)})
+	}
+	if err := checkNames(op, lim); err != nil {
+		return nil, err
 	}
 
 	switch op.Kind {
@@ -192,6 +201,9 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 	}
 
 	if !next.Deleted {
+		if err := checkCount(op, prev, next, lim); err != nil {
+			return nil, err
+		}
 		size, err := encodedSize(next)
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode %s: %v", ErrInvalid, op.ID, err)

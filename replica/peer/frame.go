@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -140,14 +141,37 @@ func ReadFrame(r io.Reader, maxSize int) (Header, msgpack.RawMessage, error) {
 	if maxSize < 0 || uint64(n) > uint64(maxSize) {
 		return Header{}, nil, fmt.Errorf("%w: %d byte payload exceeds limit %d", ErrFrameTooLarge, n, maxSize)
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
+	payload, err := readPayload(r, int(n))
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return Header{}, nil, fmt.Errorf("read frame payload: %w", err)
 	}
 	return decodePayload(payload)
+}
+
+// payloadChunk is how much of a frame's payload ReadFrame allocates before
+// the bytes have arrived: payloads up to this size are read into one exact
+// buffer; larger ones into a buffer that doubles as the bytes come in.
+const payloadChunk = 16 << 10
+
+// readPayload reads exactly n bytes from r. It never allocates much more
+// than it has read (at most twice, plus payloadChunk), so a peer that claims
+// a 16 MiB frame and sends 10 bytes costs payloadChunk, not 16 MiB.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, payloadChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), n-len(buf)))
+		}
+		m, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // decodePayload splits a frame payload into its header and body.
@@ -186,7 +210,15 @@ func decodePayload(payload []byte) (Header, msgpack.RawMessage, error) {
 // skipValue returns the encoded length of the one msgpack value at the start
 // of b. Unlike msgpack.Decoder.Skip it does not recurse, and it rejects
 // nesting deeper than maxDepth.
-func skipValue(b []byte) (int, error) {
+func skipValue(b []byte) (int, error) { return skipDepth(b, maxDepth) }
+
+// skipDepth returns the encoded length of the one msgpack value at the start
+// of b, refusing containers nested more than depth deep (a scalar is at
+// depth 0, the elements of a top-level array at depth 1; empty containers
+// count). It allocates nothing that grows with the claimed lengths: every
+// claimed length is checked against the bytes left before it is used, and
+// its stack holds at most depth+1 counters.
+func skipDepth(b []byte, depth int) (int, error) {
 	c := cursor{b: b}
 	// todo[i] counts the values still to skip at nesting level i; level 0
 	// is the single top-level value.
@@ -199,19 +231,23 @@ func skipValue(b []byte) (int, error) {
 			continue
 		}
 		todo[top]--
-		skip, items, err := c.header()
+		skip, items, container, err := c.header()
 		if err != nil {
 			return 0, err
 		}
-		if skip > uint64(len(b)-c.pos) {
+		left := uint64(len(b) - c.pos)
+		if skip > left || items > left {
+			// Every element takes at least one byte.
 			return 0, io.ErrUnexpectedEOF
 		}
 		c.pos += int(skip)
-		if items > 0 {
-			if len(todo) > maxDepth {
-				return 0, fmt.Errorf("nesting deeper than %d", maxDepth)
+		if container {
+			if len(todo) > depth {
+				return 0, fmt.Errorf("nesting deeper than %d", depth)
 			}
-			todo = append(todo, items)
+			if items > 0 {
+				todo = append(todo, items)
+			}
 		}
 	}
 	return c.pos, nil
@@ -237,10 +273,11 @@ func (c *cursor) readLen(k int) (uint64, error) {
 }
 
 // header reads one value's header and returns how many payload bytes
-// follow it and how many nested values.
-func (c *cursor) header() (skip, items uint64, err error) {
+// follow it, how many nested values, and whether it is a container (an
+// array or a map, perhaps empty).
+func (c *cursor) header() (skip, items uint64, container bool, err error) {
 	if c.pos >= len(c.b) {
-		return 0, 0, io.ErrUnexpectedEOF
+		return 0, 0, false, io.ErrUnexpectedEOF
 	}
 	code := c.b[c.pos]
 	c.pos++
@@ -283,7 +320,9 @@ func (c *cursor) header() (skip, items uint64, err error) {
 		items, err = c.readLen(4)
 		items *= 2
 	default:
-		return 0, 0, fmt.Errorf("invalid msgpack code %#x", code)
+		return 0, 0, false, fmt.Errorf("invalid msgpack code %#x", code)
 	}
-	return skip, items, err
+	container = msgpcode.IsFixedMap(code) || msgpcode.IsFixedArray(code) ||
+		code == msgpcode.Array16 || code == msgpcode.Array32 || code == msgpcode.Map16 || code == msgpcode.Map32
+	return skip, items, container, err
 }

@@ -238,7 +238,16 @@ const fuzzMaxSize = 64 << 10
 func FuzzReadFrame(f *testing.F) {
 	f.Add(mustFrame(f, Header{ID: 1, Kind: KindRequest, Method: "session.put"}, sessionWrite{Key: "k", Data: []byte("v")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		h, body, err := ReadFrame(bytes.NewReader(data), fuzzMaxSize)
+		var h Header
+		var body msgpack.RawMessage
+		var err error
+		// Bounded before it allocates: the payload buffer grows with the
+		// bytes that arrive (at most twice them plus one chunk), the
+		// walker's stack is at most MaxDepth counters, and the header's
+		// strings are copies of bytes of the input.
+		if n := allocated(func() { h, body, err = ReadFrame(bytes.NewReader(data), fuzzMaxSize) }); n > uint64(4*len(data)+64<<10) {
+			t.Fatalf("ReadFrame of %d bytes allocated %d", len(data), n)
+		}
 		if err != nil {
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/net/netutil"
 )
 
 // ServerConfig configures a Server. Zero fields take the value from
@@ -32,6 +33,14 @@ type ServerConfig struct {
 	// Default 256.
 	MaxInFlight int
 
+	// MaxConns caps how many connections each listener given to Serve
+	// holds open at once. At the cap, Serve stops accepting until one
+	// closes; the kernel's backlog holds the callers meanwhile. A cluster
+	// needs about one connection per other node plus one per smart client,
+	// so the cap only bounds what a flood of connections can cost.
+	// Default 1024.
+	MaxConns int
+
 	// TLS, when non-nil, makes Serve wrap its listener with this
 	// configuration, which must then hold a certificate. Nil means plain
 	// TCP. When it verifies client certificates (MutualTLS builds one
@@ -46,9 +55,10 @@ type ServerConfig struct {
 }
 
 // DefaultServerConfig returns the default server settings: 16 MiB frames,
-// 256 concurrent handlers per connection, plain TCP, no logging.
+// 256 concurrent handlers per connection, 1024 connections per listener,
+// plain TCP, no logging.
 func DefaultServerConfig() ServerConfig {
-	return ServerConfig{MaxFrameSize: 16 << 20, MaxInFlight: 256}
+	return ServerConfig{MaxFrameSize: 16 << 20, MaxInFlight: 256, MaxConns: 1024}
 }
 
 // handshakeTimeout bounds the TLS handshake of an accepted connection.
@@ -79,6 +89,9 @@ func NewServer(h Handler, cfg ServerConfig) *Server {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = def.MaxInFlight
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = def.MaxConns
+	}
 	s := &Server{
 		h:         h,
 		cfg:       cfg,
@@ -99,6 +112,7 @@ func NewServer(h Handler, cfg ServerConfig) *Server {
 // and retried with backoff; if ln is closed by someone else, Serve returns
 // that error. Serve may be called on several listeners at once.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = netutil.LimitListener(ln, s.cfg.MaxConns) // a closed connection frees its slot
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
