@@ -79,37 +79,41 @@ func New(node *tandem.Node, cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{node: node, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
-	h.route("/v1/sessions", map[string]http.HandlerFunc{http.MethodPost: h.create})
-	h.route("/v1/sessions/{id}", map[string]http.HandlerFunc{
+	h := &Handler{node: node, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: newTokenSet(cfg.Tokens)}
+	h.route("/v1/sessions", ScopeSessions, map[string]http.HandlerFunc{http.MethodPost: h.create})
+	h.route("/v1/sessions/{id}", ScopeSessions, map[string]http.HandlerFunc{
 		http.MethodGet:    h.get,
 		http.MethodHead:   h.get,
 		http.MethodPut:    h.put,
 		http.MethodPatch:  h.patch,
 		http.MethodDelete: h.delete,
 	})
-	h.route("/v1/sessions/{id}/owners", map[string]http.HandlerFunc{http.MethodGet: h.owners})
-	h.route("/v1/principals/{name}/sessions", map[string]http.HandlerFunc{http.MethodDelete: h.invalidatePrincipal})
-	h.route("/v1/cluster", map[string]http.HandlerFunc{http.MethodGet: h.cluster})
+	h.route("/v1/sessions/{id}/owners", ScopeSessions, map[string]http.HandlerFunc{http.MethodGet: h.owners})
+	h.route("/v1/principals/{name}/sessions", ScopeAdmin, map[string]http.HandlerFunc{http.MethodDelete: h.invalidatePrincipal})
+	h.route("/v1/cluster", ScopeAdmin, map[string]http.HandlerFunc{http.MethodGet: h.cluster})
 	h.routeKeys()
-	h.route("/metrics", map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(newRegistry(node), promhttp.HandlerOpts{}).ServeHTTP})
-	h.route("/livez", map[string]http.HandlerFunc{http.MethodGet: h.livez})
-	h.route("/readyz", map[string]http.HandlerFunc{http.MethodGet: h.readyz})
+	h.route("/metrics", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(newRegistry(node), promhttp.HandlerOpts{}).ServeHTTP})
+	h.route("/livez", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: h.livez})
+	h.route("/readyz", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: h.readyz})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
 	return h
 }
 
-// route registers handlers for pattern by method; other methods get a JSON
-// 405 with an Allow header.
-func (h *Handler) route(pattern string, byMethod map[string]http.HandlerFunc) {
+// route registers handlers for pattern by method, each reachable only with
+// a token of scope (authorize); other methods get a JSON 405 with an Allow
+// header.
+func (h *Handler) route(pattern string, scope Scope, byMethod map[string]http.HandlerFunc) {
 	var allowed []string
 	for m := range byMethod {
 		allowed = append(allowed, m)
 	}
 	allow := strings.Join(sorted(allowed), ", ")
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorize(w, r, scope) {
+			return
+		}
 		fn, ok := byMethod[r.Method]
 		if !ok {
 			w.Header().Set("Allow", allow)

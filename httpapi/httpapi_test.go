@@ -42,7 +42,7 @@ func startAPI(t *testing.T, n int, maxBytes int) []string {
 	}
 	var urls []string
 	for i, node := range nodes {
-		srv := &http.Server{Handler: httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(max(maxBytes, 1<<20))})}
+		srv := &http.Server{Handler: httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(max(maxBytes, 1<<20)), Insecure: true})}
 		go srv.Serve(lns[i])
 		t.Cleanup(func() {
 			srv.Close()

@@ -55,9 +55,9 @@ type keyBody struct {
 
 // routeKeys registers the key endpoints.
 func (h *Handler) routeKeys() {
-	h.route("/v1/cluster/keys", map[string]http.HandlerFunc{http.MethodGet: h.listKeys, http.MethodPost: h.installKey})
-	h.route("/v1/cluster/keys/primary", map[string]http.HandlerFunc{http.MethodPut: h.useKey})
-	h.route("/v1/cluster/keys/{fingerprint}", map[string]http.HandlerFunc{http.MethodDelete: h.removeKey})
+	h.route("/v1/cluster/keys", ScopeAdmin, map[string]http.HandlerFunc{http.MethodGet: h.listKeys, http.MethodPost: h.installKey})
+	h.route("/v1/cluster/keys/primary", ScopeAdmin, map[string]http.HandlerFunc{http.MethodPut: h.useKey})
+	h.route("/v1/cluster/keys/{fingerprint}", ScopeAdmin, map[string]http.HandlerFunc{http.MethodDelete: h.removeKey})
 }
 
 // keys returns the node's keys as fingerprints.

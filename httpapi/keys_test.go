@@ -27,7 +27,7 @@ func startKeyed(t *testing.T, n int, keys ...[]byte) []string {
 	}
 	var urls []string
 	for _, node := range nodes {
-		srv := httptest.NewServer(httpapi.New(node, httpapi.Config{}))
+		srv := httptest.NewServer(httpapi.New(node, httpapi.Config{Insecure: true}))
 		t.Cleanup(func() {
 			srv.Close()
 			node.Kill()

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/cmd/internal/cli"
+	"github.com/tandem-io/tandem/cmd/internal/material"
 	"github.com/tandem-io/tandem/httpapi"
 )
 
@@ -54,6 +56,8 @@ type usageError = cli.UsageError
 // flags are the demo's settings.
 type flags struct {
 	name, http, gossip, peer, join, logLevel string
+	api, tokensFile                          string
+	insecureAPI                              bool
 }
 
 // parseFlags parses args, taking unset flags from TANDEM_<FLAG>.
@@ -68,7 +72,16 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of running instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	return f, cli.Parse(fs, args)
+	fs.StringVar(&f.api, "api", "", "listen address of Tandem's operator API (httpapi), on its own port; empty serves none")
+	fs.StringVar(&f.tokensFile, "tokens-file", "", "bearer tokens for the operator API, lines \"sessions TOKEN\" and \"admin TOKEN\" (as `tandem certs` writes them)")
+	fs.BoolVar(&f.insecureAPI, "insecure-api", false, "serve the operator API without tokens (tests and local experiments only)")
+	if err := cli.Parse(fs, args); err != nil {
+		return f, err
+	}
+	if f.api != "" && f.tokensFile == "" && !f.insecureAPI {
+		return f, usageError{Err: errors.New("-api needs -tokens-file (or -insecure-api): the operator API reads and writes every session")}
+	}
+	return f, nil
 }
 
 // run serves the demo until ctx ends, then stops gracefully.
@@ -97,9 +110,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The shop's public port serves the shop only: Tandem's operator API,
+	// which reads and writes every session, is on a port of its own, and
+	// only if asked for.
 	mux := http.NewServeMux()
 	mux.Handle("/", node.Middleware(newShop(node, log)))
-	mux.Handle("/v1/", httpapi.New(node, httpapi.Config{Logger: log}))
+	if f.api != "" {
+		stopAPI, err := serveAPI(f, node, log)
+		if err != nil {
+			_ = node.Close(ctx)
+			return err
+		}
+		defer stopAPI()
+	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !node.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
@@ -127,4 +150,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// serveAPI serves Tandem's operator API on f.api, with the tokens of
+// f.tokensFile, and returns how to stop it.
+func serveAPI(f flags, node *tandem.Node, log *slog.Logger) (func(), error) {
+	cfg := httpapi.Config{Logger: log, Insecure: f.insecureAPI}
+	if f.tokensFile != "" {
+		data, err := os.ReadFile(f.tokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("tokens: %w", err)
+		}
+		tokens, err := material.ParseTokens(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.tokensFile, err)
+		}
+		for scope, value := range tokens {
+			cfg.Tokens = append(cfg.Tokens, httpapi.Token{Scope: httpapi.Scope(scope), Value: value})
+		}
+	}
+	ln, err := net.Listen("tcp", f.api)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the operator API on %s: %w", f.api, err)
+	}
+	srv := &http.Server{Handler: httpapi.New(node, cfg), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("operator API stopped", "err", err)
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
 }

@@ -55,8 +55,8 @@ func freePort(t *testing.T) int {
 
 // instance is one demo process.
 type instance struct {
-	name, url, gossip, peer string
-	cmd                     *exec.Cmd
+	name, url, api, gossip, peer string // url is the shop's public port, api the operator API's
+	cmd                          *exec.Cmd
 }
 
 // startInstance starts the demo as a child process on free ports.
@@ -65,6 +65,7 @@ func startInstance(t *testing.T, name, join string) *instance {
 	in := &instance{
 		name:   name,
 		url:    fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		api:    fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		peer:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
@@ -75,7 +76,8 @@ func startInstance(t *testing.T, name, join string) *instance {
 // start runs the instance's process, joining join if not empty.
 func (in *instance) start(t *testing.T, join string) {
 	t.Helper()
-	args := []string{"-name", in.name, "-http", strings.TrimPrefix(in.url, "http://"), "-gossip", in.gossip, "-peer", in.peer, "-log-level", "warn"}
+	args := []string{"-name", in.name, "-http", strings.TrimPrefix(in.url, "http://"), "-gossip", in.gossip, "-peer", in.peer, "-log-level", "warn",
+		"-api", strings.TrimPrefix(in.api, "http://"), "-insecure-api"}
 	if join != "" {
 		args = append(args, "-join", join)
 	}
@@ -142,7 +144,7 @@ func (in *instance) ready() bool {
 
 // ring returns the names in the instance's ring, if it is ready.
 func (in *instance) ring() []string {
-	resp, err := probe.Get(in.url + "/v1/cluster")
+	resp, err := probe.Get(in.api + "/v1/cluster")
 	if err != nil {
 		return nil
 	}
@@ -280,7 +282,7 @@ func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
 	}
 	alice.expect(c, "alice", "milk", "bread")
 	var owners struct{ Primary struct{ Name string } }
-	status, body := alice.do("GET", a.url+"/v1/sessions/"+alice.cookie(a, "tandem_session")+"/owners", nil)
+	status, body := alice.do("GET", a.api+"/v1/sessions/"+alice.cookie(a, "tandem_session")+"/owners", nil)
 	if status != 200 || json.Unmarshal([]byte(body), &owners) != nil || alice.cookie(a, "tandem_route") != owners.Primary.Name {
 		t.Fatalf("route cookie %q, owners %d %s", alice.cookie(a, "tandem_route"), status, body)
 	}
@@ -322,5 +324,28 @@ func TestBadCommandLines(t *testing.T) {
 	t.Setenv("TANDEM_LOG_LEVEL", "loud")
 	if err := run(context.Background(), nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "log-level") {
 		t.Errorf("bad environment value: %v", err)
+	}
+}
+
+// The shop's public port does not serve Tandem's operator API: it would
+// let any visitor read and write every session.
+func TestPublicPortHasNoOperatorAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startInstance(t, "public", "")
+	waitFor(t, 20*time.Second, "the instance to be ready", a.ready)
+	for _, path := range []string{"/v1/cluster", "/v1/sessions/some-session-id-0001", "/v1/principals/alice/sessions"} {
+		resp, err := probe.Get(a.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("%s on the public port: %d", path, resp.StatusCode)
+		}
+	}
+	if err := run(context.Background(), []string{"-api", "127.0.0.1:0"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-tokens-file") {
+		t.Errorf("-api without tokens: %v, want a refusal", err)
 	}
 }
