@@ -161,8 +161,12 @@ func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *s
 		ln.Close()
 		return nil, err
 	}
-	api := httpapi.New(node, httpapi.Config{MaxBodyBytes: int64(cfg.MaxSessionBytes), Logger: log, Tokens: sec.tokens, Insecure: sec.openHTTP})
-	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.httpTLS}
+	// Bodies up to httpapi.DefaultMaxBodyBytes of the session limit.
+	api := httpapi.New(node, httpapi.Config{Logger: log, Tokens: sec.tokens, Insecure: sec.openHTTP})
+	lim := defaultHTTPLimits()
+	hs := lim.server(api)
+	hs.TLSConfig = sec.httpTLS
+	ln = lim.listener(ln)
 	scheme := "http"
 	if sec.httpTLS != nil {
 		scheme = "https"
