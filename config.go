@@ -26,6 +26,15 @@ type Config struct {
 	// one; it is advertised to other nodes and to clients asking who owns a
 	// session. It may be empty.
 	HTTPAddr string
+	// Advertise is the host (an IP address) other nodes and clients are
+	// given for the node's HTTP, gossip and peer listeners, with each
+	// listener's own port. Empty advertises each listener's bound host,
+	// except that a wildcard (0.0.0.0, ::, or an empty host as in ":7070")
+	// is never advertised: the address of the default route is, and if
+	// the host has none Start fails with ErrInvalid. Set it when the node
+	// is bound to a wildcard address on a host with several networks, or
+	// behind NAT. Cluster.AdvertiseAddr, if set, overrides it for gossip.
+	Advertise string
 	// Join lists gossip addresses of existing nodes. Empty starts a new
 	// cluster.
 	Join []string

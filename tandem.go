@@ -81,6 +81,8 @@ type Node struct {
 	members *cluster.Cluster
 	peerLn  net.Listener
 
+	peerAddr string // the peer listener's advertised address
+
 	mu        sync.Mutex
 	view      cluster.View
 	joined    bool        // membership has finished joining; views are whole
@@ -118,9 +120,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
 	}
 
+	// The addresses others are given: never a wildcard (advertise.go).
+	adv := &advertiser{advertise: cfg.Advertise, route: lookupDefaultRoute}
+	httpAddr, gossipHost, err := cfg.advertisedAddrs(adv)
+	if err != nil {
+		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
+	cfg.HTTPAddr, n.cfg.HTTPAddr = httpAddr, httpAddr
+
 	ln, err := net.Listen("tcp", cfg.PeerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("tandem: start %s: listen for peers: %w", cfg.Name, err)
+	}
+	if n.peerAddr, err = adv.addr(ln.Addr().String()); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("tandem: start %s: peer address %s: %w", cfg.Name, cfg.PeerAddr, err)
 	}
 	n.peerLn = ln
 	n.client = peer.NewClient(peer.ClientConfig{TLS: clientTLS, Logger: log})
@@ -128,11 +142,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Caller != nil {
 		caller = cfg.Caller(caller)
 	}
-	cc, rc, err := cfg.engineConfigs(ln.Addr().String(), caller, log, n.onMembership)
+	cc, rc, err := cfg.engineConfigs(n.peerAddr, caller, log, n.onMembership)
 	if err != nil {
 		n.client.Close()
 		ln.Close()
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
+	if gossipHost != "" {
+		cc.AdvertiseAddr = gossipHost
 	}
 	n.replica = replica.New(rc)
 	n.server = peer.NewServer(n.replica, peer.ServerConfig{TLS: serverTLS, Logger: log})
@@ -316,8 +333,14 @@ func (n *Node) Name() string { return n.cfg.Name }
 // GossipAddr returns the address other nodes join through.
 func (n *Node) GossipAddr() string { return n.members.Addr() }
 
-// PeerAddr returns the address of the node's peer listener.
-func (n *Node) PeerAddr() string { return n.peerLn.Addr().String() }
+// PeerAddr returns the address of the node's peer listener, as other
+// nodes are given it: with the advertised host (Config.Advertise) if the
+// listener is bound to a wildcard address.
+func (n *Node) PeerAddr() string { return n.peerAddr }
+
+// HTTPAddr returns Config.HTTPAddr as other nodes and clients are given it
+// (with the advertised host if it names a wildcard address), or "".
+func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
 
 // Ready reports whether the node has joined, the other members agree on
 // its ring (checked once, when it starts), and it holds every partition it

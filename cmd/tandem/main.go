@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // nodeFlags are the settings of one node.
 type nodeFlags struct {
 	name, http, gossip, peer, join string
+	advertise                      string
 	maxSessionBytes, minMembers    int
 	drainTimeout                   time.Duration
 	logLevel                       string
@@ -85,6 +86,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.http, "http", "127.0.0.1:7070", "HTTP API listen address")
 	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "gossip (membership) listen address, UDP and TCP")
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
+	fs.StringVar(&f.advertise, "advertise", "", "IP address other nodes and clients are given for this node's HTTP, gossip and peer ports (default: the bound address; for a wildcard such as 0.0.0.0 or :7070, the default route's address)")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of nodes to join")
 	fs.IntVar(&f.maxSessionBytes, "max-session-bytes", 1<<20, "largest session accepted, encoded, in bytes")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
@@ -118,6 +120,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := tandem.DefaultConfig(f.name)
 	sec.apply(&cfg)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
+	cfg.Advertise = f.advertise
 	if f.minMembers < 1 {
 		return usageError{fmt.Errorf("-min-members %d: want at least 1", f.minMembers)}
 	}
@@ -177,7 +180,7 @@ func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *s
 			log.Error("HTTP server stopped", "err", err)
 		}
 	}()
-	return &server{node: node, http: hs, httpAddr: cfg.HTTPAddr, scheme: scheme}, nil
+	return &server{node: node, http: hs, httpAddr: node.HTTPAddr(), scheme: scheme}, nil
 }
 
 // stop leaves the cluster gracefully, then stops serving HTTP.
