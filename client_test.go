@@ -188,7 +188,7 @@ func TestClientLearnsAJoiningNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	cfg := tandem.DefaultConfig("node-3")
+	cfg := tandem.LocalConfig("node-3")
 	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{nodes[0].GossipAddr()}
 	joined, err := tandem.Start(ctx, cfg)
 	if err != nil {

@@ -94,7 +94,10 @@ type Config struct {
 }
 
 // DefaultConfig returns settings for a node called name on loopback, on the
-// default ports: gossip 7946, peer 7947.
+// default ports (gossip 7946, peer 7947), with the failure detector timed
+// for a real network (cluster.LANProfile: a crash is declared in about five
+// seconds, while writes fail over on a refused connection at once). Set
+// the addresses for anything but one machine.
 func DefaultConfig(name string) Config {
 	return Config{
 		Name:            name,
@@ -107,6 +110,16 @@ func DefaultConfig(name string) Config {
 		RequestTimeout:  5 * time.Second,
 		JoinTimeout:     30 * time.Second,
 	}
+}
+
+// LocalConfig is DefaultConfig with the failure detector timed for one
+// machine's loopback (cluster.LocalProfile: a crash is declared in under a
+// second). Tests and `tandem dev` use it; on a real network it declares
+// live nodes dead when an answer is late.
+func LocalConfig(name string) Config {
+	cfg := DefaultConfig(name)
+	cluster.LocalProfile().Apply(&cfg.Cluster)
+	return cfg
 }
 
 // engineConfigs returns the settings of the node's membership and of its

@@ -199,7 +199,7 @@ func TestGossipKeyRotationUnderLoad(t *testing.T) {
 	}
 
 	// A node with only the old key cannot get in, while the load goes on.
-	oldCfg := tandem.DefaultConfig("node-old")
+	oldCfg := tandem.LocalConfig("node-old")
 	oldCfg.GossipAddr, oldCfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
 	oldCfg.Join = []string{nodes[0].GossipAddr()}
 	oldCfg.GossipKeys = [][]byte{oldKey}

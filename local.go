@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// StartLocal starts a cluster of n nodes on loopback, named node-1 … node-n,
+// StartLocal starts a cluster of n nodes on loopback (LocalConfig), named node-1 … node-n,
 // on free ports, and waits until every node is ready and all agree on the
 // ring. tune, if not nil, adjusts each node's Config before it starts (i
 // counts from 0). It is how `tandem dev` and tests get a cluster. On error,
@@ -20,7 +20,7 @@ func StartLocal(ctx context.Context, n int, tune func(i int, cfg *Config)) ([]*N
 		return nil, err
 	}
 	for i := range n {
-		cfg := DefaultConfig(fmt.Sprintf("node-%d", i+1))
+		cfg := LocalConfig(fmt.Sprintf("node-%d", i+1))
 		cfg.GossipAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
 		if i > 0 {
 			cfg.Join = []string{nodes[0].GossipAddr()}

@@ -603,7 +603,7 @@ func TestMiddlewareRouteCookieFollowsFailoverAndFailback(t *testing.T) {
 	}
 
 	// The old primary returns under its name and gets the session back.
-	cfg := tandem.DefaultConfig(primary.Name)
+	cfg := tandem.LocalConfig(primary.Name)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{survivors[0].GossipAddr()}
 	back, err := tandem.Start(ctx, cfg)
 	if err != nil {

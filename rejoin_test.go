@@ -41,7 +41,7 @@ func TestRejoinedNodeIsReadyOnlyWhenItHoldsItsSessions(t *testing.T) {
 	if err := WaitConverged(ctx, nodes[1:]); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig(name)
+	cfg := LocalConfig(name)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{nodes[1].GossipAddr()}
 	back, err := Start(ctx, cfg)
 	if err != nil {
@@ -73,7 +73,7 @@ func TestRestartOnNewAddressesIsReadyOnlyWhenOthersAgree(t *testing.T) {
 	ctx, nodes := startThree(t)
 	name := nodes[0].Name()
 	nodes[0].Kill()
-	cfg := DefaultConfig(name)
+	cfg := LocalConfig(name)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = "127.0.0.1:0", "127.0.0.1:0", []string{nodes[1].GossipAddr()}
 	back, err := Start(ctx, cfg) // at once: the others still list the old incarnation
 	if err != nil {
@@ -110,7 +110,7 @@ func TestImmediateRestartServesNoEmptyCopy(t *testing.T) {
 		want[id] = s.Version
 	}
 	old := nodes[0]
-	cfg := DefaultConfig(old.Name())
+	cfg := LocalConfig(old.Name())
 	cfg.GossipAddr, cfg.PeerAddr, cfg.Join = old.GossipAddr(), old.PeerAddr(), []string{nodes[1].GossipAddr()}
 	old.Kill()
 	back, err := Start(ctx, cfg)

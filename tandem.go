@@ -91,6 +91,14 @@ type Node struct {
 	closed    bool
 	stop      chan struct{}
 	watcher   sync.WaitGroup
+
+	// Early failover (failover.go), under mu: the incarnations (boot ids)
+	// of members whose peer port refused connections, the checks running,
+	// and the epoch of the last ring built.
+	down     map[string]string
+	checking map[string]bool
+	epoch    uint64
+	downs    atomic.Uint64 // members taken out on evidence from the peer wire
 }
 
 // Start starts a node: it listens for peers, joins the cluster through
@@ -138,10 +146,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.peerLn = ln
 	n.client = peer.NewClient(peer.ClientConfig{TLS: clientTLS, Logger: log})
+	n.down, n.checking = map[string]string{}, map[string]bool{}
 	var caller peer.Caller = n.client
 	if cfg.Caller != nil {
 		caller = cfg.Caller(caller)
 	}
+	caller = evidenceCaller{inner: caller, refused: n.refused}
 	cc, rc, err := cfg.engineConfigs(n.peerAddr, caller, log, n.onMembership)
 	if err != nil {
 		n.client.Close()
@@ -152,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cc.AdvertiseAddr = gossipHost
 	}
 	n.replica = replica.New(rc)
-	n.server = peer.NewServer(n.replica, peer.ServerConfig{TLS: serverTLS, Logger: log})
+	n.server = peer.NewServer(peer.HandlerFunc(n.servePeer), peer.ServerConfig{TLS: serverTLS, Logger: log})
 	go n.server.Serve(ln)
 
 	members, err := joinCluster(ctx, cc, cfg.JoinTimeout)
@@ -176,8 +186,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.joined = true
 	n.mu.Unlock()
 	n.onMembership(view)
-	n.watcher.Add(1)
+	n.watcher.Add(2)
 	go n.announceWhenReady()
+	go n.every(time.Second, n.recheckDown)
 	return n, nil
 }
 
@@ -204,7 +215,8 @@ func firstView(ctx context.Context, members *cluster.Cluster, joined bool, timeo
 	}
 }
 
-// onMembership turns a membership view into the ring the node serves by.
+// onMembership turns a membership view into the ring the node serves by
+// (installRing, failover.go).
 func (n *Node) onMembership(v cluster.View) {
 	n.mu.Lock()
 	if !n.joined {
@@ -217,18 +229,7 @@ func (n *Node) onMembership(v cluster.View) {
 	}
 	n.view = v
 	n.mu.Unlock()
-	members := v.Ring()
-	if len(members) == 0 {
-		return
-	}
-	tab, err := ring.New(n.cfg.Ring, v.Epoch, members)
-	if err != nil {
-		n.log.Error("cannot build ring from membership", "epoch", v.Epoch, "err", err)
-		return
-	}
-	if err := n.replica.SetTable(tab); err != nil {
-		n.log.Error("cannot serve by new ring", "epoch", v.Epoch, "err", err)
-	}
+	n.installRing()
 }
 
 // checkAgreement records whether every member of the node's ring serves by
@@ -476,7 +477,11 @@ func (n *Node) drain(ctx context.Context) error {
 		n.log.Warn("last node leaving: its sessions go with it")
 		return nil
 	}
-	tab, err := ring.New(n.cfg.Ring, cur.Epoch()+1, rest)
+	n.mu.Lock()
+	n.epoch++
+	epoch := n.epoch
+	n.mu.Unlock()
+	tab, err := ring.New(n.cfg.Ring, epoch, rest)
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

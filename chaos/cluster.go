@@ -258,7 +258,7 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	// The harness runs its nodes without security material: the faults
 	// it injects are about membership and replication, not attackers.
 	args := []string{"serve", "-insecure", "-name", n.Name, "-http", n.HTTP, "-gossip", n.Gossip, "-peer", n.Peer,
-		"-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control,
+		"-profile", "local", "-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control,
 		"-min-members", strconv.Itoa(c.cfg.MinMembers)}
 	if len(join) > 0 {
 		args = append(args, "-join", strings.Join(join, ","))

@@ -377,7 +377,7 @@ func TestAdvertiseAddrAndDefaults(t *testing.T) {
 	if _, port, _ := net.SplitHostPort(a.Addr()); port == "0" {
 		t.Fatalf("Addr() = %s, want the bound port", a.Addr())
 	}
-	if a.cfg.RejoinInterval != defaultRejoinInterval || a.cfg.ProbeInterval != defaultProbeInterval || a.cfg.TCPTimeout != defaultTCPTimeout {
+	if a.cfg.RejoinInterval != defaultRejoinInterval || a.cfg.ProbeInterval != LANProfile().ProbeInterval || a.cfg.TCPTimeout != defaultTCPTimeout {
 		t.Fatalf("defaults not applied: %+v", a.cfg)
 	}
 	if a.Name() != "a" {

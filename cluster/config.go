@@ -13,17 +13,12 @@ import (
 	"github.com/tandem-io/tandem/ring"
 )
 
-// Defaults used by DefaultConfig, and by Start for knobs left at zero. They
-// suit a cluster on one LAN or on loopback: a crashed node is declared dead
-// within a second or two.
+// Defaults used by DefaultConfig, and by Start for knobs left at zero. The
+// failure detector's timing is LANProfile's (profile.go).
 const (
 	defaultBindAddr            = "127.0.0.1:7946"
 	defaultRejoinInterval      = 10 * time.Second
 	defaultDeadNodeReclaimTime = time.Second
-	defaultProbeInterval       = 200 * time.Millisecond
-	defaultProbeTimeout        = 100 * time.Millisecond
-	defaultSuspicionMult       = 2
-	defaultGossipInterval      = 50 * time.Millisecond
 	defaultPushPullInterval    = 5 * time.Second
 	defaultTCPTimeout          = time.Second
 	defaultGossipToTheDeadTime = 15 * time.Second
@@ -108,24 +103,25 @@ type Config struct {
 	// how fast failures are detected: a crashed node is suspected about one
 	// round of probes after it stops answering and declared dead
 	// SuspicionMult × ProbeInterval (scaled up by log10 of the cluster size)
-	// after that. Default 200ms.
+	// after that. Default 1s (LANProfile); 200ms in LocalProfile.
 	ProbeInterval time.Duration
 
 	// ProbeTimeout is how long a probe waits for the direct acknowledgement
 	// before asking other nodes to probe indirectly. It should exceed the
 	// round-trip time of the network, with room for a busy machine. Default
-	// 100ms.
+	// 500ms (LANProfile); 100ms in LocalProfile.
 	ProbeTimeout time.Duration
 
 	// SuspicionMult scales how long a suspected node has to refute the
 	// suspicion before it is declared dead (see ProbeInterval). Higher
 	// values make false deaths of slow but live nodes rarer and real deaths
-	// slower to notice. Default 2.
+	// slower to notice. Default 4 (LANProfile); 2 in LocalProfile.
 	SuspicionMult int
 
 	// GossipInterval is how often a node sends queued gossip (joins, state
 	// changes, suspicions) to a few random peers. Lower spreads changes
-	// faster for more packets. Default 50ms.
+	// faster for more packets. Default 200ms (LANProfile); 50ms in
+	// LocalProfile.
 	GossipInterval time.Duration
 
 	// PushPullInterval is how often a node exchanges its full membership
@@ -164,21 +160,23 @@ type Config struct {
 	WrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
 
-// DefaultConfig returns a Config for a node called name, set up for a LAN or
-// loopback cluster: gossip on 127.0.0.1:7946, the default ring settings, and
-// fast failure-detector defaults (each Config field says its default). Set BindAddr (and Seeds, Peer,
-// HTTP) for anything but a single-machine cluster.
+// DefaultConfig returns a Config for a node called name: gossip on
+// 127.0.0.1:7946, the default ring settings, and the failure-detector
+// timing of LANProfile, safe on a real network (each Config field says its
+// default). Set BindAddr (and Seeds, Peer, HTTP) for anything but a
+// single-machine cluster; LocalProfile().Apply suits loopback and tests.
 func DefaultConfig(name string) Config {
+	lan := LANProfile()
 	return Config{
 		Name:                name,
 		BindAddr:            defaultBindAddr,
 		Ring:                ring.DefaultConfig(),
 		RejoinInterval:      defaultRejoinInterval,
 		DeadNodeReclaimTime: defaultDeadNodeReclaimTime,
-		ProbeInterval:       defaultProbeInterval,
-		ProbeTimeout:        defaultProbeTimeout,
-		SuspicionMult:       defaultSuspicionMult,
-		GossipInterval:      defaultGossipInterval,
+		ProbeInterval:       lan.ProbeInterval,
+		ProbeTimeout:        lan.ProbeTimeout,
+		SuspicionMult:       lan.SuspicionMult,
+		GossipInterval:      lan.GossipInterval,
 		PushPullInterval:    defaultPushPullInterval,
 		TCPTimeout:          defaultTCPTimeout,
 		GossipToTheDeadTime: defaultGossipToTheDeadTime,

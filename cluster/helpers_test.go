@@ -78,6 +78,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // at debug level into logs and recording views into rec.
 func testConfig(name string, rec *recorder, logs *syncBuffer, seeds ...string) Config {
 	cfg := DefaultConfig(name)
+	LocalProfile().Apply(&cfg)
 	cfg.BindAddr = "127.0.0.1:0"
 	cfg.Seeds = seeds
 	cfg.Peer = name + ".peer:7000"

@@ -389,7 +389,7 @@ func (o *ownership) transferAnswered(p int, now time.Duration) {
 }
 
 // finishTransfer ends partition p's transfer, if tab is still the ring,
-// and reports whether it was the last one.
+// and reports whether it ended the last hand-off.
 func (o *ownership) finishTransfer(tab *ring.Table, p int) (last bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -397,8 +397,9 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int) (last bool) {
 	if cur.tab != tab || cur.parts[p].transfer == nil {
 		return false // the ring moved on; the next round decides
 	}
+	handoff := !cur.parts[p].transfer.reconcile
 	o.edit(func(s *ownState) { s.parts[p].transfer = nil })
-	return o.load().transfers(false) == 0
+	return handoff && o.load().transfers(false) == 0
 }
 
 // transfers counts the partitions still to get from other members; without

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/cluster"
 	"github.com/tandem-io/tandem/cmd/internal/cli"
 	"github.com/tandem-io/tandem/cmd/internal/material"
 	"github.com/tandem-io/tandem/httpapi"
@@ -58,6 +59,7 @@ type flags struct {
 	name, http, gossip, peer, join, logLevel string
 	api, tokensFile                          string
 	insecureAPI                              bool
+	profile                                  string
 }
 
 // parseFlags parses args, taking unset flags from TANDEM_<FLAG>.
@@ -72,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of running instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.profile, "profile", "lan", "failure-detector timing: lan (a real network) or local (one machine's loopback)")
 	fs.StringVar(&f.api, "api", "", "listen address of Tandem's operator API (httpapi), on its own port; empty serves none")
 	fs.StringVar(&f.tokensFile, "tokens-file", "", "bearer tokens for the operator API, lines \"sessions TOKEN\" and \"admin TOKEN\" (as `tandem certs` writes them)")
 	fs.BoolVar(&f.insecureAPI, "insecure-api", false, "serve the operator API without tokens (tests and local experiments only)")
@@ -102,6 +105,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer ln.Close()
 	cfg := tandem.DefaultConfig(f.name)
 	cfg.GossipAddr, cfg.PeerAddr, cfg.HTTPAddr, cfg.Logger = f.gossip, f.peer, ln.Addr().String(), log
+	profile, err := cluster.ProfileNamed(f.profile)
+	if err != nil {
+		return usageError{Err: err}
+	}
+	profile.Apply(&cfg.Cluster)
 	if f.join != "" {
 		cfg.Join = strings.Split(f.join, ",")
 	}

@@ -76,7 +76,7 @@ func startInstance(t *testing.T, name, join string) *instance {
 // start runs the instance's process, joining join if not empty.
 func (in *instance) start(t *testing.T, join string) {
 	t.Helper()
-	args := []string{"-name", in.name, "-http", strings.TrimPrefix(in.url, "http://"), "-gossip", in.gossip, "-peer", in.peer, "-log-level", "warn",
+	args := []string{"-name", in.name, "-http", strings.TrimPrefix(in.url, "http://"), "-gossip", in.gossip, "-peer", in.peer, "-profile", "local", "-log-level", "warn",
 		"-api", strings.TrimPrefix(in.api, "http://"), "-insecure-api"}
 	if join != "" {
 		args = append(args, "-join", join)

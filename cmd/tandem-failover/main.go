@@ -48,6 +48,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/cluster"
 )
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 type options struct {
 	trials, nodes, sessions, valueSize int
 	timeout                            time.Duration
+	profile                            cluster.Profile
 }
 
 // run parses flags, runs the trials and prints the figures.
@@ -72,9 +74,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.sessions, "sessions", 1000, "sessions written before each crash")
 	fs.IntVar(&o.valueSize, "value-size", 1024, "bytes of attribute payload per session")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on each measured phase")
+	profile := fs.String("profile", "local", "failure-detector timing of the nodes: lan (tandem serve's default) or local")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	p, err := cluster.ProfileNamed(*profile)
+	if err != nil {
+		return err
+	}
+	o.profile = p
 	if o.trials < 1 || o.nodes < 2 || o.sessions < 1 {
 		return errors.New("-trials ≥ 1, -nodes ≥ 2 and -sessions ≥ 1")
 	}
@@ -91,7 +99,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			r["read gap"].Round(time.Microsecond), r["read stall"].Round(time.Millisecond), r["write gap"].Round(time.Millisecond),
 			r["copies restored"].Round(time.Millisecond), r["rejoin to ready"].Round(time.Millisecond), r["failback write stall"].Round(time.Millisecond))
 	}
-	fmt.Fprintf(out, "\nnodes=%d sessions=%d value=%dB trials=%d\n", o.nodes, o.sessions, o.valueSize, o.trials)
+	fmt.Fprintf(out, "\nnodes=%d sessions=%d value=%dB trials=%d profile=%s\n", o.nodes, o.sessions, o.valueSize, o.trials, o.profile.Name)
 	for _, k := range []string{"read gap", "read stall", "write gap", "copies restored", "rejoin to ready", "failback write stall"} {
 		v := fig[k]
 		slices.Sort(v)
@@ -109,7 +117,7 @@ func pct(v []time.Duration, p float64) time.Duration {
 func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 	startCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	nodes, err := tandem.StartLocal(startCtx, o.nodes, nil)
+	nodes, err := tandem.StartLocal(startCtx, o.nodes, func(_ int, cfg *tandem.Config) { o.profile.Apply(&cfg.Cluster) })
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +146,7 @@ func trial(ctx context.Context, o options) (map[string]time.Duration, error) {
 		return nil, errors.New("the victim is primary or buddy of no session")
 	}
 	victimCfg := tandem.DefaultConfig(victim.Name())
+	o.profile.Apply(&victimCfg.Cluster)
 	victimCfg.GossipAddr, victimCfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
 	victimCfg.Join = []string{survivors[0].GossipAddr()}
 

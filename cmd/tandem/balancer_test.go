@@ -133,7 +133,7 @@ func restartOnSameHTTP(t *testing.T, old *proc, join string) *proc {
 	t.Helper()
 	p := &proc{name: old.name, http: old.http, gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	p.cmd = exec.Command(os.Args[0], "serve", "-insecure", "-name", p.name, "-http", p.http, "-gossip", p.gossip,
-		"-peer", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-join", join, "-log-level", "warn")
+		"-peer", "127.0.0.1:0", "-profile", "local", "-join", join, "-log-level", "warn")
 	p.cmd.Env = append(os.Environ(), "TANDEM_TEST_AS_COMMAND=1")
 	p.cmd.Stderr = &prefixWriter{t: t, prefix: p.name}
 	if err := p.cmd.Start(); err != nil {

@@ -102,6 +102,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	var secFlags securityFlags
 	secFlags.register(fs)
+	var detector detectorFlags
+	detector.register(fs)
 	faults := addFaultFlags(fs) // chaos-harness hooks, only in a build tagged chaos
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -119,6 +121,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := tandem.DefaultConfig(f.name)
 	sec.apply(&cfg)
+	if err := detector.apply(&cfg); err != nil {
+		return err
+	}
 	cfg.GossipAddr, cfg.PeerAddr, cfg.MaxSessionBytes, cfg.Logger = f.gossip, f.peer, f.maxSessionBytes, log
 	cfg.Advertise = f.advertise
 	if f.minMembers < 1 {
@@ -231,7 +236,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout)
 	var seed string
 	for i, name := range names {
-		cfg := tandem.DefaultConfig(name)
+		cfg := tandem.LocalConfig(name)
 		cfg.GossipAddr, cfg.PeerAddr, cfg.Logger = "127.0.0.1:0", "127.0.0.1:0", log
 		secs[name].apply(&cfg)
 		if seed != "" {

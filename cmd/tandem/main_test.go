@@ -70,7 +70,7 @@ func startProc(t *testing.T, name string, join string) *proc {
 		http:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
-	args := []string{"serve", "-insecure", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-log-level", "warn"}
+	args := []string{"serve", "-insecure", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", "127.0.0.1:0", "-profile", "local", "-log-level", "warn"}
 	if join != "" {
 		args = append(args, "-join", join)
 	}

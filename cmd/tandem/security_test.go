@@ -25,8 +25,8 @@ type secureProc struct {
 // startSecureProc starts node name with the material in dir, joining join.
 func startSecureProc(t *testing.T, dir, name, join string, extra ...string) *secureProc {
 	t.Helper()
-	p := &secureProc{name: name, http: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)), peer: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	args := append([]string{"serve", "-certs-dir", dir, "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", p.peer, "-log-level", "warn"}, extra...)
+	p := &secureProc{name: name, http: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)), peer: "127.0.0.1:0"}
+	args := append([]string{"serve", "-certs-dir", dir, "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", p.peer, "-profile", "local", "-log-level", "warn"}, extra...)
 	if join != "" {
 		args = append(args, "-join", join)
 	}
