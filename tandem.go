@@ -346,12 +346,8 @@ func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
 // Ready reports whether the node has joined, the other members agree on
 // its ring (checked once, when it starts), and it holds every partition it
 // owns. Health-checking balancers should send users only to ready nodes.
-func (n *Node) Ready() bool {
-	n.mu.Lock()
-	closed := n.closed
-	n.mu.Unlock()
-	return !closed && n.agreed.Load() && n.replica.Ready()
-}
+// Readiness says why it is not.
+func (n *Node) Ready() bool { return n.Readiness().Ready }
 
 // Do runs op through the session's primary, retrying while owners change,
 // until ctx ends (or Config.RequestTimeout, if ctx has no deadline).

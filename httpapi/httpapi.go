@@ -296,13 +296,16 @@ func (h *Handler) livez(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz handles GET /readyz: 200 once the node has joined and holds every
-// partition it owns, 503 before that and while it leaves.
+// partition it owns, 503 before that and while it leaves. The body is
+// tandem.Readiness: {"ready": false, "reason": "joining" | "catching_up" |
+// "draining" | "too_few_members", "detail": "...", ...}.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
-	if !h.node.Ready() {
-		writeValue(w, r, http.StatusServiceUnavailable, map[string]any{"ready": false})
-		return
+	rd := h.node.Readiness()
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
 	}
-	writeValue(w, r, http.StatusOK, map[string]any{"ready": true})
+	writeValue(w, r, status, rd)
 }
 
 // pathID returns the session id in the path, or answers 400.

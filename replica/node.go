@@ -256,7 +256,31 @@ func (n *Node) Table() *ring.Table { return n.own.table() }
 
 // Ready reports whether the node holds every partition it owns: it has a
 // ring of at least MinMembers and no hand-off to it is outstanding.
-func (n *Node) Ready() bool {
+func (n *Node) Ready() bool { return n.Readiness().Ready() }
+
+// Readiness is what Ready decides by, read from one state, so a caller
+// can say why a node is not ready.
+type Readiness struct {
+	// HasRing is false before the first SetTable.
+	HasRing bool
+	// Members counts the ring's members; MinMembers is the smallest ring
+	// the node serves in (Config.MinMembers).
+	Members, MinMembers int
+	// Handoffs counts owned partitions still to be handed to the node.
+	Handoffs int
+}
+
+// Ready reports whether r is a ready node's.
+func (r Readiness) Ready() bool {
+	return r.HasRing && r.Members >= r.MinMembers && r.Handoffs == 0
+}
+
+// Readiness returns what Ready decides by.
+func (n *Node) Readiness() Readiness {
 	s := n.own.load()
-	return s.tab != nil && len(s.tab.Members()) >= n.cfg.MinMembers && s.transfers(false) == 0
+	r := Readiness{HasRing: s.tab != nil, MinMembers: n.cfg.MinMembers, Handoffs: s.transfers(false)}
+	if s.tab != nil {
+		r.Members = len(s.tab.Members())
+	}
+	return r
 }
