@@ -83,6 +83,8 @@ type Node struct {
 
 	peerAddr string // the peer listener's advertised address
 
+	latency opLatencies // Do's durations by kind (latency.go)
+
 	mu        sync.Mutex
 	view      cluster.View
 	joined    bool        // membership has finished joining; views are whole
@@ -357,7 +359,9 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		defer cancel()
 	}
+	start := time.Now()
 	s, err := n.replica.Do(ctx, engineOp(op))
+	n.latency.observe(op.Kind, time.Since(start))
 	return sessionOf(s), err
 }
 

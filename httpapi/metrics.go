@@ -7,11 +7,29 @@ import (
 	"github.com/tandem-io/tandem"
 )
 
+// NewCollector returns a prometheus.Collector of node's metrics: its
+// state, counters and latency histograms and tandem_build_info, every
+// series labelled node="NAME". An app that embeds a node registers it on
+// its own registry, beside its own metrics:
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(httpapi.NewCollector(node), collectors.NewGoCollector())
+//	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// It reads the node when scraped, so the node keeps no second set of
+// counters. The Go runtime's and the process's metrics are not in it (an
+// app's registry has its own); the handler's /metrics adds them.
+func NewCollector(node *tandem.Node) prometheus.Collector { return newMetrics(node) }
+
 // metrics exports a node's state and counters to Prometheus. It reads them
 // when scraped, so the node keeps no second set of counters.
 type metrics struct {
-	node *tandem.Node
-	desc map[string]*prometheus.Desc
+	node             *tandem.Node
+	desc             map[string]*prometheus.Desc
+	ops, replication *prometheus.Desc // latency histograms
+	buildInfo        *prometheus.Desc
+	build            tandem.BuildInfo
+	bucketBounds     []float64 // the histograms' upper bounds, in seconds
 }
 
 // metricHelp documents every metric the node exports.
@@ -55,6 +73,19 @@ func newMetrics(node *tandem.Node) *metrics {
 		}
 		m.desc[name] = prometheus.NewDesc(name, help, labels, prometheus.Labels{"node": node.Name()})
 	}
+	nodeLabel := prometheus.Labels{"node": node.Name()}
+	m.ops = prometheus.NewDesc("tandem_request_duration_seconds",
+		"Duration of session operations asked of this node (the middleware's, the HTTP API's, Node.Do), from the call to its answer: routing, forwarding to the primary, replication and retries included; by op (get, put, patch, delete, touch).",
+		[]string{"op"}, nodeLabel)
+	m.replication = prometheus.NewDesc("tandem_replication_duration_seconds",
+		"Duration of each write this node sent to the buddy as primary, until the buddy answered or the call failed.", nil, nodeLabel)
+	m.buildInfo = prometheus.NewDesc("tandem_build_info",
+		"Always 1; its labels name the build of Tandem running: version (module version, devel when not recorded), go_version and commit.",
+		[]string{"version", "go_version", "commit"}, nodeLabel)
+	m.build = tandem.Build()
+	for _, b := range node.Latencies().Replication.Bounds {
+		m.bucketBounds = append(m.bucketBounds, b.Seconds())
+	}
 	return m
 }
 
@@ -63,6 +94,20 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range m.desc {
 		ch <- d
 	}
+	ch <- m.ops
+	ch <- m.replication
+	ch <- m.buildInfo
+}
+
+// histogram exports a latency histogram.
+func (m *metrics) histogram(desc *prometheus.Desc, h tandem.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(m.bucketBounds))
+	var cumulative uint64
+	for i, le := range m.bucketBounds {
+		cumulative += h.Counts[i]
+		buckets[le] = cumulative
+	}
+	return prometheus.MustNewConstHistogram(desc, h.Count(), h.Sum.Seconds(), buckets, labels...)
 }
 
 // Collect implements prometheus.Collector.
@@ -108,12 +153,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_handoff_refusals_total", s.HandoffRefusals)
 	counter("tandem_rejoins_total", s.Rejoins)
 	counter("tandem_peer_identity_refusals_total", s.IdentityRefusals)
+	lat := m.node.Latencies()
+	for kind, h := range lat.Ops {
+		ch <- m.histogram(m.ops, h, kind.String())
+	}
+	ch <- m.histogram(m.replication, lat.Replication)
+	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, m.build.Version, m.build.GoVersion, m.build.Commit)
 }
 
 // newRegistry returns a registry with the node's metrics and the Go
 // runtime's and process's.
 func newRegistry(node *tandem.Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newMetrics(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }

@@ -64,6 +64,10 @@ type Stats struct {
 	// client calling a method open only to nodes (ErrForbidden). Always
 	// zero without mutual TLS.
 	IdentityRefusals atomic.Uint64
+	// ReplicationLatency times each write this node sent to the buddy as
+	// primary, until the buddy acknowledged or refused it or the call
+	// failed.
+	ReplicationLatency Latency
 }
 
 // Stats returns the node's counters.

@@ -61,7 +61,10 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 	}
 	if buddy := tab.Owners(p).Buddy; buddy != "" {
 		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next}
-		if err := n.call(ctx, tab, buddy, methodReplicate, req, nil); err != nil {
+		sent := time.Now()
+		err := n.call(ctx, tab, buddy, methodReplicate, req, nil)
+		n.stats.ReplicationLatency.Observe(time.Since(sent))
+		if err != nil {
 			n.stats.ReplicationFailures.Add(1)
 			return nil, fmt.Errorf("replicate %s v%d to %s: %w", op.ID, next.Version, buddy, err)
 		}

@@ -7,7 +7,9 @@
 //
 // Every flag can also be set as TANDEM_<FLAG> in the environment. The app
 // serves its pages, GET /readyz (200 once the node holds every session it
-// owns) and Tandem's operator API under /v1/. SIGTERM or SIGINT stops it
+// owns, else 503 and why) and GET /metrics (its own registry, holding
+// Tandem's collector, httpapi.NewCollector); -api serves Tandem's operator
+// API on a port of its own. SIGTERM or SIGINT stops it
 // gracefully: the node leaves the cluster and its sessions are served by
 // their buddies.
 package main
@@ -26,6 +28,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/cluster"
@@ -122,7 +128,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// which reads and writes every session, is on a port of its own, and
 	// only if asked for.
 	mux := http.NewServeMux()
-	mux.Handle("/", node.Middleware(newShop(node, log)))
+	// The app's own registry, as an app that embeds Tandem keeps one:
+	// Tandem's collector beside the app's metrics and the runtime's.
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shop_requests_total", Help: "Requests the shop answered, by method and status code."}, []string{"method", "code"})
+	reg.MustRegister(httpapi.NewCollector(node), requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("/", promhttp.InstrumentHandlerCounter(requests, node.Middleware(newShop(node, log))))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if f.api != "" {
 		stopAPI, err := serveAPI(f, node, log)
 		if err != nil {
@@ -132,8 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopAPI()
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !node.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if r := node.Readiness(); !r.Ready {
+			http.Error(w, "not ready: "+r.Reason, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")

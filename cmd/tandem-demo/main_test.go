@@ -349,3 +349,33 @@ func TestPublicPortHasNoOperatorAPI(t *testing.T) {
 		t.Errorf("-api without tokens: %v, want a refusal", err)
 	}
 }
+
+// The app serves /metrics from a registry of its own that holds Tandem's
+// collector beside the app's metrics and the runtime's.
+func TestMetricsFromTheAppsRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startInstance(t, "metered", "")
+	waitFor(t, 20*time.Second, "the instance to be ready", a.ready)
+	shopper := newUser(t)
+	shopper.must("POST", a.url+"/cart", url.Values{"item": {"tea"}})
+	if cart := strings.TrimSpace(shopper.must("GET", a.url+"/cart", nil)); cart != `["tea"]` {
+		t.Fatalf("cart: %s", cart)
+	}
+	resp, err := probe.Get(a.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`tandem_request_duration_seconds_count{node="metered",op="put"} 1`, `tandem_request_duration_seconds_bucket{node="metered",op="get",le="0.001"}`,
+		`tandem_replication_duration_seconds_count{node="metered"}`, `tandem_build_info{commit=`, `tandem_sessions{node="metered",role="primary"} 1`,
+		`shop_requests_total{code="303",method="post"} 1`, "go_goroutines", "process_resident_memory_bytes",
+	} {
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics (%d) lacks %s:\n%s", resp.StatusCode, want, body)
+		}
+	}
+}
