@@ -197,7 +197,7 @@ func TestFaultControlIsHiddenAndLoopbackOnly(t *testing.T) {
 	if strings.Contains(usage.String(), chaosControlFlag) || !strings.Contains(usage.String(), "-gossip") {
 		t.Fatalf("usage should list the node flags but not the chaos hook:\n%s", usage.String())
 	}
-	err = run(context.Background(), []string{"serve", "-chaos-control", "0.0.0.0:7999"}, io.Discard, io.Discard)
+	err = run(context.Background(), []string{"serve", "-insecure", "-chaos-control", "0.0.0.0:7999"}, io.Discard, io.Discard)
 	if !isUsageError(err) || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("a non-loopback control address: %v, want a usage error", err)
 	}
