@@ -63,6 +63,7 @@ type usageError = cli.UsageError
 // flags are the demo's settings.
 type flags struct {
 	name, http, gossip, peer, join, logLevel string
+	logFormat                                string
 	api, tokensFile                          string
 	insecureAPI                              bool
 	profile                                  string
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of running instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", cli.LogFormatUsage)
 	fs.StringVar(&f.profile, "profile", "lan", "failure-detector timing: lan (a real network) or local (one machine's loopback)")
 	fs.StringVar(&f.api, "api", "", "listen address of Tandem's operator API (httpapi), on its own port; empty serves none")
 	fs.StringVar(&f.tokensFile, "tokens-file", "", "bearer tokens for the operator API, lines \"sessions TOKEN\" and \"admin TOKEN\" (as `tandem certs` writes them)")
@@ -99,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(stderr, f.logLevel)
+	log, err := cli.NewLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,13 @@
 //
 //	tandem            start a local 3-node cluster (same as tandem dev)
 //	tandem dev        start a local cluster in one process, on loopback
-//	tandem serve      run one node; flags below, each also read from
-//	                  TANDEM_<FLAG> (e.g. TANDEM_JOIN, TANDEM_MAX_SESSION_BYTES)
+//	tandem serve      run one node; each flag also read from TANDEM_<FLAG>
+//	                  (e.g. TANDEM_JOIN, TANDEM_MAX_SESSION_BYTES), then from
+//	                  the JSON file of -config; -print-config shows the result
 //	tandem certs      write a cluster's CA, node certificates, gossip key
 //	                  and API tokens to a directory
+//	tandem version    print the version
+//	tandem help       list the commands (also tandem -h)
 //
 // SIGTERM or SIGINT stops a node gracefully.
 package main
@@ -53,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd := "dev"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -63,11 +66,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dev(ctx, args, stdout, stderr)
 	case "certs":
 		return certs(ctx, args, stdout, stderr)
-	case "help":
-		fmt.Fprintln(stdout, "usage: tandem [dev|serve|certs] [flags]; tandem <command> -h lists the flags")
-		return nil
+	case "version":
+		return version(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		_, err := io.WriteString(stdout, usage)
+		return err
 	}
-	return usageError{fmt.Errorf("unknown command %q (want dev, serve or certs)", cmd)}
+	return usageError{fmt.Errorf("unknown command %q (want dev, serve, certs, version or help)", cmd)}
+}
+
+// usage lists the commands.
+const usage = `Tandem keeps web sessions on two nodes each, so a user's session
+survives the server they were on.
+
+usage: tandem [command] [flags]
+
+commands:
+  dev       run a local cluster in one process, on loopback (the default)
+  serve     run one node (flags, TANDEM_<FLAG> variables, -config FILE)
+  certs     write a cluster's CA, node certificates, gossip key and tokens
+  version   print the version
+  help      print this list
+
+tandem <command> -h lists a command's flags.
+`
+
+// version prints the build: Tandem's version, commit and Go version.
+func version(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tandem version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	b := tandem.Build()
+	_, err := fmt.Fprintf(stdout, "tandem %s (commit %s, %s)\n", b.Version, b.Commit, b.GoVersion)
+	return err
 }
 
 // nodeFlags are the settings of one node.
@@ -76,7 +109,7 @@ type nodeFlags struct {
 	advertise                      string
 	maxSessionBytes, minMembers    int
 	drainTimeout                   time.Duration
-	logLevel                       string
+	logLevel, logFormat            string
 }
 
 // register adds the node flags to fs.
@@ -92,6 +125,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
 	fs.IntVar(&f.minMembers, "min-members", 1, "smallest cluster this node serves in: set a majority of the cluster so the minority side of a network cut serves nothing")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", cli.LogFormatUsage)
 }
 
 // serve runs one node until a signal stops it.
@@ -105,19 +139,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var detector detectorFlags
 	detector.register(fs)
 	faults := addFaultFlags(fs) // chaos-harness hooks, only in a build tagged chaos
+	printConfig := cli.AddConfigFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *printConfig {
+		return cli.PrintConfig(stdout, fs)
 	}
 	sec, err := secFlags.load(f.name)
 	if err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(stderr, f.logLevel)
+	log, err := cli.NewLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
 	if secFlags.insecure {
-		fmt.Fprintln(stderr, "tandem: WARNING: -insecure: no TLS, no gossip encryption, no API tokens; anyone who reaches a port can read and write every session")
+		const warning = "-insecure: no TLS, no gossip encryption, no API tokens; anyone who reaches a port can read and write every session"
+		if f.logFormat == "json" { // a record of its own, whatever the level, so every line of stderr is JSON
+			slog.New(slog.NewJSONHandler(stderr, nil)).Warn(warning)
+		} else {
+			fmt.Fprintln(stderr, "tandem: WARNING: "+warning)
+		}
 	}
 	cfg := tandem.DefaultConfig(f.name)
 	sec.apply(&cfg)
@@ -204,13 +247,14 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 3, "how many nodes to start")
 	httpPort := fs.Int("http-port", 7070, "HTTP port of the first node; the others count up from it (0 picks free ports)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", cli.LogFormatUsage)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *nodes < 1 {
 		return usageError{fmt.Errorf("-nodes must be at least 1")}
 	}
-	log, err := cli.NewLogger(stderr, *logLevel)
+	log, err := cli.NewLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -35,10 +36,13 @@ func TestMistakesAreUsageErrors(t *testing.T) {
 			t.Errorf("%s: %v, want a UsageError", name, err)
 		}
 	}
-	if _, err := NewLogger(io.Discard, "loud"); !errors.As(err, new(UsageError)) {
+	if _, err := NewLogger(io.Discard, "loud", "text"); !errors.As(err, new(UsageError)) {
 		t.Errorf("bad level: %v", err)
 	}
-	if _, err := NewLogger(io.Discard, "warn"); err != nil {
+	if _, err := NewLogger(io.Discard, "warn", "yaml"); !errors.As(err, new(UsageError)) || !strings.Contains(err.Error(), "-log-format") {
+		t.Errorf("bad format: %v", err)
+	}
+	if _, err := NewLogger(io.Discard, "warn", "text"); err != nil {
 		t.Errorf("warn: %v", err)
 	}
 }
