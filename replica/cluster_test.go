@@ -47,7 +47,7 @@ type testNode struct {
 // testCluster is a set of nodes with a ring shared by hand, as the
 // membership layer would share it.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *clock
 	network *peer.Network // nil: nodes talk over loopback sockets
 	ca      *tlstest.CA   // socket nodes speak mutual TLS with certificates from it; nil: plain TCP
@@ -58,7 +58,7 @@ type testCluster struct {
 
 // newTestCluster starts n nodes on an in-memory network and gives them one
 // ring.
-func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, clock: newClock(), network: peer.NewNetwork(peer.NetworkConfig{}), nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)
@@ -66,7 +66,7 @@ func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 
 // newSocketCluster starts n nodes behind real peer servers on loopback and
 // gives them one ring: the few tests that cover the wire itself use it.
-func newSocketCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
+func newSocketCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, clock: newClock(), nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)

@@ -270,8 +270,10 @@ func TestPartitionOfIsStable(t *testing.T) {
 	}
 }
 
+// BenchmarkNew measures building a ring: every node does it on each
+// membership change.
 func BenchmarkNew(b *testing.B) {
-	for _, n := range []int{3, 16, 64} {
+	for _, n := range []int{3, 16, 64, 100} {
 		members := randomMembers(rand.New(rand.NewPCG(1, uint64(n))), n)
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			for b.Loop() {
@@ -279,6 +281,24 @@ func BenchmarkNew(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkOwnersOf measures the lookup every request makes: a session id
+// to its partition's owners.
+func BenchmarkOwnersOf(b *testing.B) {
+	for _, n := range []int{3, 100} {
+		tab, err := New(DefaultConfig(), 1, randomMembers(rand.New(rand.NewPCG(2, uint64(n))), n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			var sink Owners
+			for b.Loop() {
+				sink = tab.OwnersOf("0123456789abcdefghijklmnop")
+			}
+			_ = sink
 		})
 	}
 }

@@ -1,0 +1,134 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// membersNamed returns n members called m-0 … m-(n-1).
+func membersNamed(n int) []ring.Member {
+	out := make([]ring.Member, n)
+	for i := range out {
+		out[i] = ring.Member{Name: fmt.Sprintf("m-%d", i), Peer: fmt.Sprintf("m-%d:7947", i)}
+	}
+	return out
+}
+
+// BenchmarkInstallRing measures what a membership change costs a node's
+// ownership: installing the ring after a join or a leave, with the
+// hand-offs, fences and displaced owners it works out, at 3 and 100
+// members. (Building the ring itself is ring.BenchmarkNew.)
+func BenchmarkInstallRing(b *testing.B) {
+	for _, n := range []int{3, 100} {
+		all := membersNamed(n + 1)
+		before, err := ring.New(ring.DefaultConfig(), 1, all[:n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		joined, err := ring.New(ring.DefaultConfig(), 2, all)
+		if err != nil {
+			b.Fatal(err)
+		}
+		left, err := ring.New(ring.DefaultConfig(), 2, all[1:n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			next *ring.Table
+		}{{"join", joined}, {"leave", left}} {
+			b.Run(fmt.Sprintf("%s/members=%d", tc.name, n), func(b *testing.B) {
+				for b.Loop() {
+					o := newOwnership(Config{Name: "m-1"}.withDefaults())
+					if _, err := o.install(before, 0); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := o.install(tc.next, time.Second); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkGate measures the admission check on the hot path: a primary
+// read and write that hold their leases.
+func BenchmarkGate(b *testing.B) {
+	tab, err := ring.New(ring.DefaultConfig(), 1, membersNamed(3))
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := newOwnership(Config{Name: "m-0"}.withDefaults())
+	if _, err := o.install(tab, 0); err != nil {
+		b.Fatal(err)
+	}
+	for p := range tab.Partitions() {
+		o.finishTransfer(tab, p)
+	}
+	p := 0
+	for tab.Owners(p).Primary != "m-0" {
+		p++
+	}
+	now := time.Hour
+	for _, m := range []string{"m-1", "m-2"} {
+		o.recordLease(m, leaseReply{Fingerprint: tab.Fingerprint()}, now)
+	}
+	for _, tc := range []struct {
+		name string
+		e    entry
+	}{{"read", entryRead}, {"write", entryWrite}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if v := o.admit(admission{entry: tc.e, tab: tab, p: p}, now); v.err != nil || len(v.leases) > 0 || v.fetch != nil {
+					b.Fatalf("not admitted: %+v", v)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStore measures the store's get and put of a 1 KiB session.
+func BenchmarkStore(b *testing.B) {
+	s := newStore(ring.DefaultPartitions)
+	sess := &Session{ID: "0123456789abcdefghij", Version: 1, Attributes: map[string]msgpack.RawMessage{"v": make([]byte, 1024)}}
+	s.putIfNewer(3, sess)
+	b.Run("get", func(b *testing.B) {
+		for b.Loop() {
+			if s.get(3, sess.ID) == nil {
+				b.Fatal("missing")
+			}
+		}
+	})
+	b.Run("put", func(b *testing.B) {
+		for b.Loop() {
+			s.putUnder(3, sess, false, nil)
+		}
+	})
+}
+
+// BenchmarkReplicatedWrite measures a patch through the whole write path
+// (routing, the gate, apply, replication to the buddy, store) on a 3-node
+// cluster over the in-memory network, from the session's primary.
+func BenchmarkReplicatedWrite(b *testing.B) {
+	c := newTestCluster(b, 3, nil)
+	id := sessionID(1)
+	primary, _ := c.ownersOf(id)
+	ctx := context.Background()
+	if _, err := primary.Do(ctx, &Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{"v": {0x01}}}); err != nil {
+		b.Fatal(err)
+	}
+	patch := &Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{"v": make([]byte, 0)}}
+	patch.Set["v"] = msgpack.RawMessage{0xc4, 0x00} // an empty bin
+	for b.Loop() {
+		if _, err := primary.Do(ctx, patch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
