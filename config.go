@@ -35,13 +35,24 @@ type Config struct {
 	// is bound to a wildcard address on a host with several networks, or
 	// behind NAT. Cluster.AdvertiseAddr, if set, overrides it for gossip.
 	Advertise string
-	// Join lists gossip addresses of existing nodes. Empty starts a new
-	// cluster.
+	// Join lists seeds, existing nodes to join: gossip addresses
+	// ("ip:port"), host names ("host:port": every A and AAAA address of
+	// the host) or DNS SRV records ("dns+srv://_gossip._tcp.tandem.default.svc.cluster.local",
+	// as a Kubernetes headless Service publishes), resolved at Start and
+	// again at every periodic re-join (cluster.Config.Seeds; the lookups
+	// go through Cluster.Resolver if set). The node's own address is
+	// skipped. Empty starts a new cluster.
+	//
+	// A live member with the node's name fails Start with ErrNameTaken:
+	// the member answers probes at another gossip address. A node
+	// restarted under its name before its crashed incarnation was
+	// declared dead is accepted (nothing answers at the old address).
 	Join []string
 	// JoinTimeout is how long Start keeps trying to join when no seed
-	// answers yet, as when a whole cluster starts at once (default 30s).
-	// Seeds that refuse the node, because its ring settings differ, fail
-	// Start at once.
+	// answers yet, as when a whole cluster starts at once (default 30s);
+	// each retry is logged. Seeds that refuse the node, because its ring
+	// settings differ, and a name taken by a live member fail Start at
+	// once.
 	JoinTimeout time.Duration
 	// Ring holds the partitioning settings; every node must agree.
 	Ring ring.Config

@@ -51,26 +51,6 @@ var (
 	ErrRequestReused = replica.ErrRequestReused
 )
 
-// joinCluster starts membership, retrying while no seed answers, for up to
-// timeout or until ctx ends.
-func joinCluster(ctx context.Context, cc cluster.Config, timeout time.Duration) (*cluster.Cluster, error) {
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		members, err := cluster.Start(ctx, cc)
-		if err == nil || !errors.Is(err, cluster.ErrJoin) || errors.Is(err, cluster.ErrRingMismatch) || time.Now().After(deadline) {
-			return members, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
 // Node is a running Tandem node.
 type Node struct {
 	cfg     Config
@@ -167,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.server = peer.NewServer(peer.HandlerFunc(n.servePeer), peer.ServerConfig{TLS: serverTLS, Logger: log})
 	go n.server.Serve(ln)
 
-	members, err := joinCluster(ctx, cc, cfg.JoinTimeout)
+	members, err := joinCluster(ctx, cc, cfg.JoinTimeout, n.log)
 	if err != nil {
 		n.shutdown()
 		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
@@ -178,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// it owns as one to be handed over, not as one it already holds. Member
 	// events are applied asynchronously, so the view right after the join
 	// may still hold this node alone.
-	view, err := firstView(ctx, members, len(cfg.Join) > 0, cfg.JoinTimeout)
+	view, err := firstView(ctx, members, members.Joined(), cfg.JoinTimeout)
 	if err != nil {
 		members.Close()
 		n.shutdown()

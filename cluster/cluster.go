@@ -77,6 +77,9 @@ type Cluster struct {
 	keyMu   sync.Mutex          // serialises keyring rotations and Keys
 	keyring *memberlist.Keyring // gossip keys; nil when gossip is in the clear
 
+	joined    int               // seed addresses Start joined
+	takenSeen map[conflict]bool // live holders of our name already logged; the re-join loop's own
+
 	stopRejoin chan struct{} // closed to stop the re-join loop
 	rejoinDone chan struct{} // closed when the re-join loop has stopped
 	stopNotify chan struct{} // closed to stop view delivery
@@ -171,6 +174,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	mlc.Events = c.del
 	mlc.Alive = c.del
 	mlc.Merge = c.del
+	mlc.Conflict = c.del
 
 	// Deliver views from the start: Create reports this node's own join.
 	go func() {
@@ -187,18 +191,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	local := ml.LocalNode()
 	c.addr, c.port = local.Address(), local.Port
 
-	seeds := c.otherSeeds()
-	if len(seeds) > 0 {
-		if err := c.joinSeeds(ctx, seeds); err != nil {
-			_ = ml.Shutdown()
-			close(c.stopNotify)
-			<-c.notifyDone
-			return nil, err
-		}
+	c.joined, err = c.joinSeeds(ctx)
+	if err == nil {
+		err = c.checkName(ctx, false)
+	}
+	if err != nil {
+		_ = ml.Shutdown()
+		close(c.stopNotify)
+		<-c.notifyDone
+		return nil, err
 	}
 
 	go c.rejoinLoop()
-	c.log.Info("started", "addr", c.addr, "boot_id", bootID, "seeds", len(seeds))
+	c.log.Info("started", "addr", c.addr, "boot_id", bootID, "seeds_joined", c.joined)
 	return c, nil
 }
 
@@ -381,18 +386,6 @@ func (c *Cluster) sendGoodbyes(ctx context.Context, deadline time.Time) {
 	}
 }
 
-// otherSeeds returns the configured seeds other than this node's own
-// address.
-func (c *Cluster) otherSeeds() []string {
-	var out []string
-	for _, s := range c.cfg.Seeds {
-		if normalizeAddr(s, c.port) != c.addr {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // normalizeAddr returns addr as host:port, adding defaultPort if it has
 // none, so that it compares equal to a memberlist node's Address().
 func normalizeAddr(addr string, defaultPort uint16) string {
@@ -404,72 +397,6 @@ func normalizeAddr(addr string, defaultPort uint16) string {
 		host = ip.String()
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// joinSeeds joins each seed in turn; it succeeds if one join does. It returns
-// early, with ctx's error, when ctx ends; the join under way then finishes on
-// its own within TCPTimeout.
-func (c *Cluster) joinSeeds(ctx context.Context, seeds []string) error {
-	type result struct {
-		joined int
-		errs   []error
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: node %s: %w", ErrJoin, c.cfg.Name, err)
-	}
-	stop := make(chan struct{})
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		for _, seed := range seeds {
-			select {
-			case <-stop:
-				done <- r
-				return
-			default:
-			}
-			if err := c.joinSeed(seed); err != nil {
-				r.errs = append(r.errs, err)
-			} else {
-				r.joined++
-			}
-		}
-		done <- r
-	}()
-
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		close(stop)
-		return fmt.Errorf("%w: node %s: %w", ErrJoin, c.cfg.Name, ctx.Err())
-	}
-	if r.joined > 0 {
-		for _, err := range r.errs {
-			c.log.Warn("seed not joined", "error", err)
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: node %s joined none of its %d seeds: %w", ErrJoin, c.cfg.Name, len(seeds), errors.Join(r.errs...))
-}
-
-// joinSeed joins one seed. If the join failed because the merge delegate
-// refused the seed's cluster for its ring settings, the error wraps that
-// refusal, and so ErrRingMismatch.
-func (c *Cluster) joinSeed(seed string) error {
-	c.del.beginJoin()
-	_, err := c.ml.Join([]string{seed})
-	mismatch := c.del.endJoin()
-	if err == nil {
-		return nil
-	}
-	// memberlist reports the delegate's error as text only. Our own join's
-	// refusal is in that text; a refusal recorded meanwhile for another
-	// node's join into ours is not, and is ignored.
-	if mismatch != nil && strings.Contains(err.Error(), mismatch.Error()) {
-		return fmt.Errorf("seed %s: %w", seed, mismatch)
-	}
-	return fmt.Errorf("seed %s: %w", seed, err)
 }
 
 // Announce exchanges full state with the nodes at the given gossip
@@ -515,23 +442,46 @@ func (c *Cluster) rejoinLoop() {
 			return
 		case <-ticker.C:
 		}
-		for _, seed := range c.otherSeeds() {
-			if c.tracker.isAliveAddr(normalizeAddr(seed, c.port)) {
-				continue
-			}
-			select {
-			case <-c.stopRejoin:
-				return
-			default:
-			}
-			if err := c.joinSeed(seed); errors.Is(err, ErrRingMismatch) {
-				c.log.Warn("re-join refused", "seed", seed, "error", err)
-			} else if err != nil {
-				c.log.Debug("re-join failed", "seed", seed, "error", err)
-			} else {
-				c.log.Info("re-joined seed", "seed", seed)
-			}
+		c.rejoin()
+	}
+}
+
+// rejoin resolves the seeds again and joins those of their addresses that
+// are not live members, then checks that no live member holds this node's
+// name (logging it if one does). It gives up when stopRejoin is closed.
+func (c *Cluster) rejoin() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stopRejoin:
+			cancel()
+		case <-ctx.Done():
 		}
+	}()
+	targets, errs := c.targets(ctx)
+	for _, err := range errs {
+		c.log.Debug("re-join: seed not resolved", "error", err)
+	}
+	for _, t := range targets {
+		if c.tracker.isAliveAddr(t.addr) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err := c.joinSeed(t); errors.Is(err, ErrRingMismatch) {
+			c.log.Warn("re-join refused", "seed", t.seed, "addr", t.addr, "error", err)
+		} else if err != nil {
+			c.log.Debug("re-join failed", "seed", t.seed, "addr", t.addr, "error", err)
+		} else {
+			c.log.Info("re-joined seed", "seed", t.seed, "addr", t.addr)
+		}
+	}
+	var taken *NameTakenError
+	if err := c.checkName(ctx, true); errors.As(err, &taken) && c.reportTaken(taken) {
+		c.log.Error("a live member at another address has this node's name; one of the two must be renamed or stopped",
+			"member", taken.Name, "addr", taken.Addr, "boot_id", taken.BootID)
 	}
 }
 

@@ -48,11 +48,19 @@ type Config struct {
 	// 0. Default: the bound address.
 	AdvertiseAddr string
 
-	// Seeds are gossip addresses ("ip:port") of nodes to join. Joining one
-	// of them is enough to learn the whole cluster. Addresses equal to this
-	// node's own gossip address are skipped, so every node can be given the
-	// same list. Empty means this node starts a new cluster.
+	// Seeds name nodes to join: gossip addresses ("ip:port"), host names
+	// with a port ("host:port", standing for every A and AAAA address of
+	// the host), or DNS SRV records ("dns+srv://_gossip._tcp.example.org",
+	// see SRVScheme; a Kubernetes headless Service has one), resolved at
+	// Start and again at every re-join (see join.go). Joining one of them
+	// is enough to learn the whole cluster. Addresses equal to this node's
+	// own gossip address are skipped, so every node can be given the same
+	// list. Empty means this node starts a new cluster.
 	Seeds []string
+
+	// Resolver looks up the names in Seeds. Nil uses net.DefaultResolver;
+	// tests inject their own.
+	Resolver Resolver
 
 	// Peer is the address of this node's replication and forwarding
 	// listener, gossiped in Meta.Peer for the ring's users.
@@ -243,6 +251,11 @@ func (c Config) validate() (bind, adv endpoint, err error) {
 	}
 	if c.SuspicionMult < 1 {
 		return bind, adv, fmt.Errorf("%w: suspicion multiplier must be ≥ 1, got %d", errConfig, c.SuspicionMult)
+	}
+	for _, s := range c.Seeds {
+		if err := checkSeed(s); err != nil {
+			return bind, adv, fmt.Errorf("%w: seed %q: %w", errConfig, s, err)
+		}
 	}
 	if bind, err = parseEndpoint(c.BindAddr, false); err != nil {
 		return bind, adv, fmt.Errorf("%w: bind address: %w", errConfig, err)

@@ -24,6 +24,12 @@ type delegate struct {
 	joinMu   sync.Mutex
 	joining  bool
 	mismatch error
+
+	// conflicts holds, by address and boot id, the other nodes memberlist
+	// reported under our own name at another address (NotifyConflict),
+	// until checkName takes them; at most maxConflicts.
+	conflictMu sync.Mutex
+	conflicts  map[conflict]struct{}
 }
 
 var (
@@ -32,6 +38,8 @@ var (
 	_ memberlist.AliveDelegate = (*delegate)(nil)
 	_ memberlist.MergeDelegate = (*delegate)(nil)
 )
+
+var _ memberlist.ConflictDelegate = (*delegate)(nil)
 
 // NodeMeta returns our encoded Meta; Start made sure it fits.
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -94,6 +102,40 @@ func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 		}
 	}
 	return nil
+}
+
+// NotifyConflict records a node that gossips our name from another address
+// (a live member that already has the name, or an earlier incarnation of
+// ours not yet declared dead); checkName tells the two apart. Conflicts
+// between other nodes are memberlist's to log.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name != d.name || other.Name != d.name {
+		return
+	}
+	cf := conflict{addr: other.Address()}
+	if meta, err := decodeMeta(other.Meta); err == nil {
+		cf.bootID = meta.BootID
+	}
+	d.conflictMu.Lock()
+	defer d.conflictMu.Unlock()
+	if d.conflicts == nil {
+		d.conflicts = map[conflict]struct{}{}
+	}
+	if len(d.conflicts) < maxConflicts {
+		d.conflicts[cf] = struct{}{}
+	}
+}
+
+// takeConflicts returns the conflicts recorded since the last call.
+func (d *delegate) takeConflicts() []conflict {
+	d.conflictMu.Lock()
+	defer d.conflictMu.Unlock()
+	out := make([]conflict, 0, len(d.conflicts))
+	for cf := range d.conflicts {
+		out = append(out, cf)
+	}
+	d.conflicts = nil
+	return out
 }
 
 // check returns an error if n's metadata does not decode or names other

@@ -120,7 +120,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gossip, "gossip", "127.0.0.1:7946", "gossip (membership) listen address, UDP and TCP")
 	fs.StringVar(&f.peer, "peer", "127.0.0.1:7947", "replication listen address")
 	fs.StringVar(&f.advertise, "advertise", "", "IP address other nodes and clients are given for this node's HTTP, gossip and peer ports (default: the bound address; for a wildcard such as 0.0.0.0 or :7070, the default route's address)")
-	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of nodes to join")
+	fs.StringVar(&f.join, "join", "", "comma-separated seeds to join: gossip addresses ip:port, host names host:port (every A/AAAA address), or dns+srv://_service._proto.name (an SRV record, as a Kubernetes headless Service publishes); names are looked up again at every re-join (10s)")
 	fs.IntVar(&f.maxSessionBytes, "max-session-bytes", 1<<20, "largest session accepted, encoded, in bytes")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
 	fs.IntVar(&f.minMembers, "min-members", 1, "smallest cluster this node serves in: set a majority of the cluster so the minority side of a network cut serves nothing")
