@@ -235,6 +235,7 @@ func (n *Node) installRing() {
 		return
 	}
 	members := n.ringMembers(n.view)
+	why := outOfRing(n.view, members, n.down)
 	n.epoch++
 	epoch := n.epoch
 	n.mu.Unlock()
@@ -251,7 +252,9 @@ func (n *Node) installRing() {
 	}
 	if err := n.replica.SetTable(tab); err != nil {
 		n.log.Error("cannot serve by new ring", "epoch", epoch, "err", err)
+		return
 	}
+	n.events.record(tab, why, time.Now())
 }
 
 // every runs f every d until the node stops.

@@ -64,6 +64,7 @@ type Node struct {
 	peerAddr string // the peer listener's advertised address
 
 	latency opLatencies // Do's durations by kind (latency.go)
+	events  eventLog    // the latest ring changes (events.go)
 
 	mu        sync.Mutex
 	view      cluster.View

@@ -21,6 +21,10 @@ const (
 	// scopeOpen marks the endpoints probes and scrapers reach without a
 	// token: /livez, /readyz and /metrics.
 	scopeOpen Scope = ""
+	// scopePage marks the status page at /: the admin scope, whose token
+	// may also come as the password of HTTP Basic auth (any user name),
+	// since a browser cannot send a bearer header by itself.
+	scopePage Scope = "admin (page)"
 )
 
 // Token is a bearer token and the scope it grants. Several tokens may
@@ -55,9 +59,17 @@ func newTokenSet(tokens []Token) tokenSet {
 
 // check returns whether the request's token grants scope: 0 if it does,
 // else 401 (no valid token) or 403 (a valid token of another scope). Every
-// token is compared, in constant time, whatever matched first.
+// token is compared, in constant time, whatever matched first. The token
+// is the bearer's, or for scopePage (which grants as ScopeAdmin) the Basic
+// auth password when there is no bearer.
 func (ts tokenSet) check(r *http.Request, scope Scope) int {
 	value, ok := bearer(r)
+	if scope == scopePage {
+		scope = ScopeAdmin
+		if !ok {
+			_, value, ok = r.BasicAuth()
+		}
+	}
 	if !ok {
 		return http.StatusUnauthorized
 	}
@@ -106,8 +118,18 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, scope Scope)
 	case 0:
 		return true
 	case http.StatusForbidden:
-		writeError(w, r, http.StatusForbidden, "forbidden", "this token does not grant the "+string(scope)+" scope")
+		granted := scope
+		if scope == scopePage {
+			granted = ScopeAdmin
+		}
+		writeError(w, r, http.StatusForbidden, "forbidden", "this token does not grant the "+string(granted)+" scope")
 	default:
+		if scope == scopePage {
+			// A browser prompts for credentials on a Basic challenge.
+			w.Header().Set("WWW-Authenticate", `Basic realm="tandem"`)
+			writeError(w, r, http.StatusUnauthorized, "unauthorized", "the admin token is required, as the password of HTTP Basic auth (any user name) or as a bearer token")
+			break
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tandem"`)
 		writeError(w, r, http.StatusUnauthorized, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
 	}

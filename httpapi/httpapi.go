@@ -95,6 +95,7 @@ func New(node *tandem.Node, cfg Config) *Handler {
 	h.route("/metrics", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(newRegistry(node), promhttp.HandlerOpts{}).ServeHTTP})
 	h.route("/livez", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: h.livez})
 	h.route("/readyz", scopeOpen, map[string]http.HandlerFunc{http.MethodGet: h.readyz})
+	h.route("/{$}", scopePage, map[string]http.HandlerFunc{http.MethodGet: h.status, http.MethodHead: h.status}) // the status page (status.go)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
