@@ -67,7 +67,7 @@ func TestWritesFailOverOnARefusedConnection(t *testing.T) {
 	if !alive {
 		t.Fatalf("membership declared %s dead within %v: the test shows nothing about early failover", victim, wrote)
 	}
-	if nodes[1].downs.Load()+nodes[2].downs.Load() == 0 {
+	if nodes[1].Stats().PeerWireDowns+nodes[2].Stats().PeerWireDowns == 0 {
 		t.Fatal("no node took the crashed member out on evidence")
 	}
 	s, err := nodes[2].Peek(ctx, id)

@@ -236,6 +236,10 @@ type Stats struct {
 	// another node's name, or a smart client calling a method open only to
 	// nodes. Always zero without Config.PeerTLS.
 	IdentityRefusals uint64
+	// PeerWireDowns is how many times the node took a member out of its
+	// ring because its peer port refused connections (failover.go), before
+	// membership declared it dead.
+	PeerWireDowns uint64
 }
 
 // statsOf reads the engine's counters, one at a time: the snapshot is not
@@ -267,4 +271,8 @@ func statsOf(s *replica.Stats) Stats {
 }
 
 // Stats returns a snapshot of the node's counters.
-func (n *Node) Stats() Stats { return statsOf(n.replica.Stats()) }
+func (n *Node) Stats() Stats {
+	st := statsOf(n.replica.Stats())
+	st.PeerWireDowns = n.downs.Load()
+	return st
+}

@@ -288,7 +288,7 @@ func TestHealthAndClusterView(t *testing.T) {
 	call(t, "PUT", urls[0]+"/v1/sessions/"+sid, `{}`)
 	status, h, body := call(t, "GET", urls[0]+"/metrics", "")
 	for _, want := range []string{"tandem_ready{node=", "tandem_under_replicated_partitions{node=", "tandem_writes_total", "tandem_sessions{node=", "go_goroutines",
-		"tandem_lease_misses_total{", "tandem_fence_waits_total{", "tandem_handover_waits_total{", "tandem_handoff_refusals_total{", "tandem_rejoins_total{", "tandem_duplicates_total{", "tandem_peer_identity_refusals_total{",
+		"tandem_lease_misses_total{", "tandem_fence_waits_total{", "tandem_handover_waits_total{", "tandem_handoff_refusals_total{", "tandem_rejoins_total{", "tandem_duplicates_total{", "tandem_peer_identity_refusals_total{", "tandem_peer_wire_downs_total{",
 		`tandem_request_duration_seconds_bucket{node="node-1",op="put",le="0.001"}`, "tandem_replication_duration_seconds_count{", "tandem_build_info{"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics (%d, %s) lacks %s:\n%s", status, h.Get("Content-Type"), want, body)

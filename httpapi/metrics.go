@@ -61,6 +61,7 @@ var metricHelp = map[string]string{
 	"tandem_handoff_refusals_total":          "Hand-off requests refused because the new owner was on another ring.",
 	"tandem_rejoins_total":                   "Times the node learned it had been declared dead and pulled every owned partition again.",
 	"tandem_peer_identity_refusals_total":    "Peer requests refused because the caller's certificate did not allow them (a node acting as another, a client calling a node-only method).",
+	"tandem_peer_wire_downs_total":           "Members taken out of the ring because their peer port refused connections, before membership declared them dead.",
 }
 
 // newMetrics describes the node's metrics.
@@ -153,6 +154,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_handoff_refusals_total", s.HandoffRefusals)
 	counter("tandem_rejoins_total", s.Rejoins)
 	counter("tandem_peer_identity_refusals_total", s.IdentityRefusals)
+	counter("tandem_peer_wire_downs_total", s.PeerWireDowns)
 	lat := m.node.Latencies()
 	for kind, h := range lat.Ops {
 		ch <- m.histogram(m.ops, h, kind.String())
