@@ -4,7 +4,7 @@ go 1.25.0
 
 require (
 	github.com/gorilla/sessions v1.4.0
-	github.com/tandem-io/tandem v0.0.0
+	github.com/tandem-io/tandem v0.1.0
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 
@@ -27,5 +27,3 @@ require (
 	golang.org/x/net v0.58.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 )
-
-replace github.com/tandem-io/tandem => ../..

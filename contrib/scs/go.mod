@@ -3,7 +3,7 @@ module github.com/tandem-io/tandem/contrib/scs
 go 1.25.0
 
 require (
-	github.com/tandem-io/tandem v0.0.0
+	github.com/tandem-io/tandem v0.1.0
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 
@@ -26,5 +26,3 @@ require (
 	golang.org/x/net v0.58.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 )
-
-replace github.com/tandem-io/tandem => ../..
