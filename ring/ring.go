@@ -7,11 +7,15 @@
 // table, whatever order the members arrived in, because the table depends only
 // on the member names.
 //
-// Primaries are placed by buraksezer/consistent (consistent hashing with
-// bounded loads, xxhash). The buddy of a partition is the member that would be
-// its primary if its primary were gone: the primary of the same partition in
-// the table built without that member. So when a primary fails, the new table
-// names its buddy as the new primary, and promotion needs no copying.
+// Primaries are placed as buraksezer/consistent places them (consistent
+// hashing with bounded loads, xxhash). The buddy of a partition is the member
+// that would be its primary if its primary were gone: the primary of the same
+// partition in the table built without that member. So when a primary fails,
+// the new table names its buddy as the new primary, and promotion needs no
+// copying. circle.go replays consistent's placement, with each member left
+// out in turn, on one sorted circle, so a ring of N members costs one sort
+// rather than N+1 of consistent's builds; its tests hold it to consistent's
+// results.
 package ring
 
 import (
@@ -21,7 +25,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
 )
 
@@ -140,49 +143,28 @@ func New(cfg Config, epoch uint64, members []Member) (*Table, error) {
 		}
 	}
 
-	c := newConsistent(cfg, sorted)
+	// Primaries are consistent's bounded-load placement; the buddy of a
+	// partition is its primary in the placement without that primary. The
+	// circle replays both without rebuilding consistent's circle per
+	// member (circle.go; TestCircleMatchesConsistent holds it to
+	// consistent's results).
+	circ := newCircle(cfg, sorted)
 	owners := make([]Owners, cfg.Partitions)
-	for p := range owners {
-		owners[p].Primary = c.GetPartitionOwner(p).String()
+	for p, mi := range circ.place(-1) {
+		owners[p].Primary = sorted[mi].Name
 	}
 	if len(sorted) > 1 {
-		// The table without member m names the buddy of every partition m
-		// is primary for. Removing m from the circle and adding it back
-		// gives exactly the placement a fresh table without m would give,
-		// at a fraction of the cost of building one.
-		for _, m := range sorted {
-			c.Remove(m.Name)
+		for mi, m := range sorted {
+			without := circ.place(mi)
 			for p := range owners {
 				if owners[p].Primary == m.Name {
-					owners[p].Buddy = c.GetPartitionOwner(p).String()
+					owners[p].Buddy = sorted[without[p]].Name
 				}
 			}
-			c.Add(m)
 		}
 	}
 	return &Table{epoch: epoch, config: cfg, members: sorted, owners: owners, finger: fingerprint(cfg, sorted)}, nil
 }
-
-// newConsistent places members, sorted and validated, on a consistent-hash
-// circle with bounded loads.
-func newConsistent(cfg Config, members []Member) *consistent.Consistent {
-	cm := make([]consistent.Member, len(members))
-	for i, m := range members {
-		cm[i] = m
-	}
-	return consistent.New(cm, consistent.Config{
-		Hasher:            hasher{},
-		PartitionCount:    cfg.Partitions,
-		ReplicationFactor: cfg.VirtualNodes,
-		Load:              cfg.Load,
-	})
-}
-
-// hasher adapts xxhash to consistent.Hasher.
-type hasher struct{}
-
-// Sum64 hashes b with xxhash.
-func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
 
 // PartitionOf maps a session id to its partition. It depends only on the
 // partition count, so it never changes while a cluster runs.
