@@ -152,7 +152,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Form posts from other sites (CSRF) are refused, by the browser's
+	// Sec-Fetch-Site or by Origin against Host.
+	srv := &http.Server{Handler: crossOriginProtection(f.name).Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "tandem-demo %s serving http://%s (gossip %s, peer %s)\n", f.name, cfg.HTTPAddr, node.GossipAddr(), node.PeerAddr())
