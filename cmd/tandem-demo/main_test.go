@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -249,7 +250,7 @@ func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
 	alice.must("POST", a.url+"/cart", url.Values{"item": {"tea"}})
 	anonymous := alice.cookie(a, "tandem_session")
 	page := alice.must("POST", a.url+"/login", url.Values{"user": {"alice"}})
-	if !strings.Contains(page, "Logged in as <b>alice</b>") || !strings.Contains(page, "<li>tea") {
+	if !strings.Contains(page, "Logged in as <b>alice</b>") || !strings.Contains(page, `<li class="item">tea `) {
 		t.Fatalf("page after login: %s", page)
 	}
 	if alice.cookie(a, "tandem_session") == anonymous {
@@ -257,6 +258,10 @@ func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
 	}
 	alice.must("POST", a.url+"/cart", url.Values{"item": {"milk"}})
 	alice.expect(a, "alice", "tea", "milk")
+	// The page tells the story: who served it, where the session lives
+	// (as the operator API says), who is alive.
+	where := alice.owners(a)
+	alice.expectPage(a, where[0], where[1], "a", "b", "c")
 
 	a.kill9(t)
 	// At once, before membership notices: reads are served by buddies.
@@ -266,6 +271,12 @@ func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
 	}
 	alice.must("POST", b.url+"/cart", url.Values{"item": {"bread"}})
 	alice.expect(b, "alice", "tea", "milk", "bread")
+	where = alice.owners(b)
+	if where[0] == "a" || where[1] == "a" {
+		t.Fatalf("owners after a died: %q", where)
+	}
+	waitFor(t, 30*time.Second, "b's page to show b and c alive", func() bool { return slices.Equal(alice.page(b).alive, []string{"b", "c"}) })
+	alice.expectPage(b, where[0], where[1], "b", "c")
 	if route := alice.cookie(b, "tandem_route"); route != "b" && route != "c" {
 		t.Fatalf("route cookie names %q after a died", route)
 	}
@@ -290,6 +301,128 @@ func TestUserKeepsWorkingWhenTheirInstanceDiesAndReturns(t *testing.T) {
 	alice.must("POST", c.url+"/logout", nil)
 	if status, _ := alice.do("GET", a.url+"/whoami", nil); status != http.StatusUnauthorized {
 		t.Fatalf("whoami after logout: %d", status)
+	}
+}
+
+// shown is what the shop's page shows.
+type shown struct {
+	servedBy, primary, buddy string
+	alive                    []string
+}
+
+var (
+	servedByRe = regexp.MustCompile(`id="served-by">([^<]*)<`)
+	primaryRe  = regexp.MustCompile(`id="primary">([^<]*)<`)
+	buddyRe    = regexp.MustCompile(`id="buddy">([^<]*)<`)
+	memberRe   = regexp.MustCompile(`<li class="member" data-name="([^"]*)"`)
+)
+
+// page reads the shop's page on in.
+func (u *user) page(in *instance) shown {
+	u.t.Helper()
+	body := u.must("GET", in.url+"/", nil)
+	var s shown
+	for re, v := range map[*regexp.Regexp]*string{servedByRe: &s.servedBy, primaryRe: &s.primary, buddyRe: &s.buddy} {
+		if m := re.FindStringSubmatch(body); m != nil {
+			*v = m[1]
+		}
+	}
+	for _, m := range memberRe.FindAllStringSubmatch(body, -1) {
+		s.alive = append(s.alive, m[1])
+	}
+	return s
+}
+
+// expectPage checks the page on in: served by in, the session's primary
+// and buddy, the members alive.
+func (u *user) expectPage(in *instance, primary, buddy string, alive ...string) {
+	u.t.Helper()
+	got := u.page(in)
+	want := shown{servedBy: in.name, primary: primary, buddy: buddy, alive: alive}
+	if got.servedBy != want.servedBy || got.primary != want.primary || got.buddy != want.buddy || !slices.Equal(got.alive, want.alive) {
+		u.t.Fatalf("page on %s shows %+v, want %+v", in.name, got, want)
+	}
+}
+
+// owners returns the primary and buddy of the user's session, as in's
+// operator API names them.
+func (u *user) owners(in *instance) [2]string {
+	u.t.Helper()
+	var v struct{ Primary, Buddy struct{ Name string } }
+	status, body := u.do("GET", in.api+"/v1/sessions/"+u.cookie(in, "tandem_session")+"/owners", nil)
+	if status != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Primary.Name == "" || v.Buddy.Name == "" {
+		u.t.Fatalf("owners on %s: %d %s", in.name, status, body)
+	}
+	return [2]string{v.Primary.Name, v.Buddy.Name}
+}
+
+// The shop refuses form posts from other sites, and answers bad input
+// with a page that says what is wrong.
+func TestShopRefusesCrossOriginPostsAndBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startInstance(t, "guarded", "")
+	waitFor(t, 20*time.Second, "the instance to be ready", a.ready)
+	for _, h := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": "http://evil.example"},
+	} {
+		req, _ := http.NewRequest("POST", a.url+"/login", strings.NewReader("user=mallory"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := probe.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(string(body), "Cross-origin request refused") || len(resp.Cookies()) != 0 {
+			t.Errorf("cross-origin POST /login with %v: %d %q cookies %v\n%s", h, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Cookies(), body)
+		}
+	}
+	// The same origin, as the browser says it, is served.
+	req, _ := http.NewRequest("POST", a.url+"/cart", strings.NewReader("item=tea"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Origin", a.url)
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("same-origin POST /cart: %d", resp.StatusCode)
+	}
+
+	shopper := newUser(t)
+	for _, c := range []struct{ path, field, value, want string }{
+		{"/cart", "item", strings.Repeat("x", 65), "The item field holds at most 64 characters; this one has 65."},
+		{"/cart", "item", "   ", "The item field is empty"},
+		{"/login", "user", strings.Repeat("é", 65), "The user field holds at most 64 characters; this one has 65."},
+	} {
+		resp, err := shopper.client.PostForm(a.url+c.path, url.Values{c.field: {c.value}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(string(body), "<!doctype html>") || !strings.Contains(string(body), c.want) || !strings.Contains(string(body), `href="/"`) {
+			t.Errorf("POST %s %s=%q: %d %q\n%s", c.path, c.field, c.value, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	if cart := strings.TrimSpace(shopper.must("GET", a.url+"/cart", nil)); cart != "[]" {
+		t.Errorf("cart after refused input: %s", cart)
+	}
+	// 64 characters are fine.
+	shopper.must("POST", a.url+"/cart", url.Values{"item": {strings.Repeat("é", 64)}})
+	if got := shopper.page(a); got.servedBy != "guarded" || got.primary != "guarded" || got.buddy != "none (a single member holds one copy)" || !slices.Equal(got.alive, []string{"guarded"}) {
+		t.Errorf("page of a one-member cluster: %+v", got)
 	}
 }
 
