@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,39 @@ type MiddlewareConfig struct {
 	Timeout time.Duration
 	// Logger receives load and save failures (default: the node's logger).
 	Logger *slog.Logger
+
+	// IdleTimeout ends a session created by this middleware when it has
+	// not been read or written for this long, like scs's IdleTimeout
+	// (default: the node's Config.IdleTimeout, 30 minutes unless set).
+	IdleTimeout time.Duration
+	// Lifetime ends a session created by this middleware this long after
+	// it was created, whatever its activity, like scs's Lifetime (default:
+	// the node's Config.AbsoluteTimeout, 12 hours unless set). A session
+	// keeps the timeouts it was created with, RenewID included.
+	Lifetime time.Duration
+	// SessionOnly makes both cookies session cookies, which the browser
+	// drops when it closes (scs's Cookie.Persist = false). By default the
+	// cookies persist, so restarting the browser keeps the user logged in:
+	// as with scs, they carry Expires and Max-Age set to the session's
+	// absolute deadline (its Lifetime), which no activity moves, so reads
+	// set no cookie. The idle timeout still ends an unused session sooner;
+	// its cookie then names an id the middleware never adopts. Where the
+	// middleware does not know the deadline (a route cookie re-set for a
+	// session the request did not read, or a session stored without one)
+	// the cookies expire the Lifetime from now; with no Lifetime and no
+	// Config.AbsoluteTimeout they are session cookies.
+	SessionOnly bool
+	// ErrorFunc answers a request whose session cannot be loaded or saved,
+	// in place of the handler's response, which is discarded; err says
+	// why. It must write a response. The default answers 503 Service
+	// Unavailable with Retry-After: 1 and a plain-text body.
+	ErrorFunc func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// defaultErrorFunc is the default MiddlewareConfig.ErrorFunc.
+func defaultErrorFunc(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "session store unavailable, please retry", http.StatusServiceUnavailable)
 }
 
 // withDefaults fills zero fields of c from n.
@@ -67,6 +101,9 @@ func (c MiddlewareConfig) withDefaults(n *Node) MiddlewareConfig {
 	if c.Logger == nil {
 		c.Logger = n.log
 	}
+	if c.ErrorFunc == nil {
+		c.ErrorFunc = defaultErrorFunc
+	}
 	return c
 }
 
@@ -81,7 +118,10 @@ func (c MiddlewareConfig) withDefaults(n *Node) MiddlewareConfig {
 // when something is written to it; an unknown or expired id in the cookie
 // is never adopted: the user gets a fresh session under a fresh id. If the
 // session cannot be loaded or saved because its owners are unavailable,
-// the middleware answers 503 instead of the handler's response.
+// the middleware answers 503 (or what MiddlewareConfig.ErrorFunc writes)
+// instead of the handler's response. A response that sets a cookie also
+// gets Vary: Cookie and Cache-Control: no-store, so no shared cache keeps
+// one user's session cookie for another.
 //
 // Handlers must change the session before they write the response: a
 // change made later is still saved to an existing session when the handler
@@ -94,7 +134,10 @@ func (n *Node) Middleware(next http.Handler) http.Handler {
 // MiddlewareWith returns session middleware configured by cfg; see
 // Middleware. Its shape fits routers' middleware chains.
 func (n *Node) MiddlewareWith(cfg MiddlewareConfig) func(http.Handler) http.Handler {
-	m := &middleware{node: n, cfg: cfg.withDefaults(n)}
+	m := &middleware{node: n, cfg: cfg.withDefaults(n), lifetime: cfg.Lifetime}
+	if m.lifetime == 0 {
+		m.lifetime = n.cfg.AbsoluteTimeout
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })
 	}
@@ -102,17 +145,26 @@ func (n *Node) MiddlewareWith(cfg MiddlewareConfig) func(http.Handler) http.Hand
 
 // middleware is one configured instance of the session middleware.
 type middleware struct {
-	node *Node
-	cfg  MiddlewareConfig
+	node     *Node
+	cfg      MiddlewareConfig
+	lifetime time.Duration // the absolute timeout of the sessions it creates
 }
 
 // handleKey is the context key of a request's SessionHandle.
 type handleKey struct{}
 
-// FromContext returns the session of the request whose context ctx is, or
-// nil outside the session middleware.
+// errNoMiddleware is FromContext's panic outside the middleware.
+const errNoMiddleware = "tandem: FromContext called outside Node.Middleware: the request did not pass through node.Middleware or node.MiddlewareWith; wrap the handler (or the router) with it"
+
+// FromContext returns the session of the request whose context ctx is. It
+// panics, naming the mistake, when ctx is not a request's context inside
+// Node.Middleware or Node.MiddlewareWith: a handler mounted outside the
+// middleware is a wiring bug, not a request to handle.
 func FromContext(ctx context.Context) *SessionHandle {
 	h, _ := ctx.Value(handleKey{}).(*SessionHandle)
+	if h == nil {
+		panic(errNoMiddleware)
+	}
 	return h
 }
 
@@ -152,6 +204,7 @@ type SessionHandle struct {
 	exists      bool   // loaded and found; or written by this request
 	loadErr     error  // why loading failed; the request then answers 503
 	principal   string
+	deadline    time.Time                     // the session's absolute deadline, if loaded or saved; zero if unknown or none
 	attrs       map[string]msgpack.RawMessage // as loaded
 	set         map[string]msgpack.RawMessage // changed since the last save
 	del         map[string]bool               // deleted since the last save
@@ -190,6 +243,7 @@ func (h *SessionHandle) load() error {
 	switch {
 	case err == nil:
 		h.loaded, h.exists, h.attrs = true, true, s.Attributes
+		h.deadline = s.Deadline
 		if !h.setPrinc { // a principal set before the load wins
 			h.principal = s.Principal
 		}
@@ -243,6 +297,109 @@ func (h *SessionHandle) GetString(name string) string {
 		return ""
 	}
 	return s
+}
+
+// GetInt returns attribute name as an int, or 0 when it is absent or not
+// an integer. Any integer that fits decodes, whatever width it was set as.
+func (h *SessionHandle) GetInt(name string) int { return getAs[int](h, name) }
+
+// GetInt64 returns attribute name as an int64, or 0 when it is absent or
+// not an integer.
+func (h *SessionHandle) GetInt64(name string) int64 { return getAs[int64](h, name) }
+
+// GetBool returns attribute name as a bool, or false when it is absent or
+// not a bool.
+func (h *SessionHandle) GetBool(name string) bool { return getAs[bool](h, name) }
+
+// GetFloat returns attribute name as a float64, or 0 when it is absent or
+// not a number.
+func (h *SessionHandle) GetFloat(name string) float64 { return getAs[float64](h, name) }
+
+// GetTime returns attribute name as a time.Time, or the zero time when it
+// is absent or not a time.
+func (h *SessionHandle) GetTime(name string) time.Time { return getAs[time.Time](h, name) }
+
+// GetBytes returns attribute name as a byte slice, or nil when it is
+// absent or not bytes (or a string).
+func (h *SessionHandle) GetBytes(name string) []byte { return getAs[[]byte](h, name) }
+
+// Pop decodes attribute name into v, as Unmarshal does, and deletes the
+// attribute, as for a flash message shown once. When the session has no
+// such attribute, v is left as it is and nothing changes. The attribute is
+// deleted even when it does not decode into v.
+func (h *SessionHandle) Pop(name string, v any) error {
+	b, ok, err := h.pop(name)
+	if err != nil || !ok {
+		return err
+	}
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("tandem: decode session attribute %q: %w", name, err)
+	}
+	return nil
+}
+
+// PopString returns attribute name as GetString does and deletes it.
+func (h *SessionHandle) PopString(name string) string { return popAs[string](h, name) }
+
+// PopInt returns attribute name as GetInt does and deletes it.
+func (h *SessionHandle) PopInt(name string) int { return popAs[int](h, name) }
+
+// PopInt64 returns attribute name as GetInt64 does and deletes it.
+func (h *SessionHandle) PopInt64(name string) int64 { return popAs[int64](h, name) }
+
+// PopBool returns attribute name as GetBool does and deletes it.
+func (h *SessionHandle) PopBool(name string) bool { return popAs[bool](h, name) }
+
+// PopFloat returns attribute name as GetFloat does and deletes it.
+func (h *SessionHandle) PopFloat(name string) float64 { return popAs[float64](h, name) }
+
+// PopTime returns attribute name as GetTime does and deletes it.
+func (h *SessionHandle) PopTime(name string) time.Time { return popAs[time.Time](h, name) }
+
+// PopBytes returns attribute name as GetBytes does and deletes it.
+func (h *SessionHandle) PopBytes(name string) []byte { return popAs[[]byte](h, name) }
+
+// getAs decodes attribute name as a T, or returns T's zero value.
+func getAs[T any](h *SessionHandle, name string) T {
+	var v T
+	if err := h.Unmarshal(name, &v); err != nil {
+		var zero T
+		return zero
+	}
+	return v
+}
+
+// popAs is getAs that also deletes the attribute.
+func popAs[T any](h *SessionHandle, name string) T {
+	var v T
+	if err := h.Pop(name, &v); err != nil {
+		var zero T
+		return zero
+	}
+	return v
+}
+
+// pop returns attribute name's current value, as value does, and deletes
+// the attribute in the same step if it is there.
+func (h *SessionHandle) pop(name string) (msgpack.RawMessage, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.load(); err != nil {
+		return nil, false, err
+	}
+	v, ok := h.set[name]
+	if !ok && !h.del[name] {
+		v, ok = h.attrs[name]
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	if h.del == nil {
+		h.del = map[string]bool{}
+	}
+	h.del[name] = true
+	delete(h.set, name)
+	return v, true, nil
 }
 
 // Unmarshal decodes attribute name into v, which must be a pointer. When
@@ -369,7 +526,10 @@ func (h *SessionHandle) create(ctx context.Context, principal string, attrs map[
 	ctx, cancel := h.opCtx(ctx)
 	defer cancel()
 	for {
-		op := &Op{Kind: OpPut, ID: NewID(), IfAbsent: true, Principal: principal, Attributes: attrs}
+		op := &Op{
+			Kind: OpPut, ID: NewID(), IfAbsent: true, Principal: principal, Attributes: attrs,
+			IdleTimeout: h.m.cfg.IdleTimeout, AbsoluteTimeout: h.m.cfg.Lifetime,
+		}
 		s, err := h.m.node.Do(ctx, op)
 		if !errors.Is(err, ErrConflict) { // a conflict is an id collision: draw again
 			return s, err
@@ -382,6 +542,7 @@ func (h *SessionHandle) create(ctx context.Context, principal string, attrs map[
 func (h *SessionHandle) adopt(s *Session) {
 	h.id, h.loaded, h.exists = s.ID, true, true
 	h.principal, h.attrs = s.Principal, s.Attributes
+	h.deadline = s.Deadline
 	h.set, h.del, h.setPrinc = nil, nil, false
 }
 
@@ -477,30 +638,64 @@ func (h *SessionHandle) saveLate() {
 
 // cookies sets the response's cookies for the handle's session: the
 // session cookie when the id changed, the route cookie when the primary
-// changed, or expired ones after Destroy. Called with h.mu held.
+// changed, or expired ones after Destroy. A response that sets any gets Vary:
+// Cookie and Cache-Control: no-store. Called with h.mu held.
 func (h *SessionHandle) cookies(w http.ResponseWriter, r *http.Request) {
 	cfg := h.m.cfg
-	cookie := func(name, value string, maxAge int) {
-		http.SetCookie(w, &http.Cookie{
-			Name: name, Value: value, MaxAge: maxAge,
+	set := false
+	expires := h.deadline
+	if expires.IsZero() && h.m.lifetime > 0 {
+		expires = time.Now().Add(h.m.lifetime)
+	}
+	cookie := func(name, value string, expire bool) {
+		c := &http.Cookie{
+			Name: name, Value: value,
 			Path: cfg.Path, Domain: cfg.Domain, Secure: cfg.Secure || r.TLS != nil,
 			HttpOnly: true, SameSite: cfg.SameSite,
-		})
+		}
+		switch {
+		case expire:
+			c.MaxAge = -1
+		case !cfg.SessionOnly && !expires.IsZero():
+			c.Expires = expires.UTC()
+			c.MaxAge = max(1, int((time.Until(expires)+time.Second-1)/time.Second))
+		}
+		http.SetCookie(w, c)
+		set = true
 	}
+	defer func() {
+		if set {
+			noStore(w.Header())
+		}
+	}()
 	if h.id == "" {
 		if h.destroyed {
-			cookie(cfg.CookieName, "", -1)
-			cookie(cfg.RouteCookieName, "", -1)
+			cookie(cfg.CookieName, "", true)
+			cookie(cfg.RouteCookieName, "", true)
 		}
 		return
 	}
 	if h.id != h.cookieID {
-		cookie(cfg.CookieName, h.id, 0)
+		cookie(cfg.CookieName, h.id, false)
 	}
 	primary, _, _, err := h.m.node.Owners(h.id)
 	if err == nil && primary.Name != "" && primary.Name != h.routeCookie {
-		cookie(cfg.RouteCookieName, primary.Name, 0)
+		cookie(cfg.RouteCookieName, primary.Name, false)
 	}
+}
+
+// noStore marks a response that sets a session cookie as private to its
+// request: Vary: Cookie (once) and Cache-Control: no-store.
+func noStore(hdr http.Header) {
+	hdr.Set("Cache-Control", "no-store")
+	for _, v := range hdr.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+				return
+			}
+		}
+	}
+	hdr.Add("Vary", "Cookie")
 }
 
 // saveWriter saves the session when the response begins: on the first
@@ -533,9 +728,8 @@ func (w *saveWriter) commit() bool {
 		return true
 	}
 	w.failed, w.err = true, err
-	h.m.cfg.Logger.Warn("session unavailable; answering 503", "method", w.r.Method, "path", w.r.URL.Path, "err", err)
-	w.Header().Set("Retry-After", "1")
-	http.Error(w.ResponseWriter, "session store unavailable, please retry", http.StatusServiceUnavailable)
+	h.m.cfg.Logger.Warn("session unavailable; answering with the error handler", "method", w.r.Method, "path", w.r.URL.Path, "err", err)
+	h.m.cfg.ErrorFunc(w.ResponseWriter, w.r, err)
 	return false
 }
 
