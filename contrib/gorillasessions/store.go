@@ -45,11 +45,12 @@ const AttrValues = "gorilla.values"
 // Store is a gorilla/sessions store backed by Tandem.
 type Store struct {
 	// Options are the cookie settings new sessions start with: by default
-	// path "/", HttpOnly, SameSite=Lax, no Max-Age (a browser-session
-	// cookie). Set Secure in production. A MaxAge > 0 also becomes, when
-	// the session is created, its idle and absolute timeout in Tandem;
-	// otherwise the cluster's defaults apply. MaxAge < 0 on a session
-	// deletes it when saved.
+	// path "/", HttpOnly, SameSite=Lax and MaxAge DefaultMaxAge (30 days),
+	// as gorilla's own stores default. Set Secure in production. A
+	// MaxAge > 0 also becomes, when the session is created, its idle and
+	// absolute timeout in Tandem. MaxAge 0, set on purpose, gives a
+	// browser-session cookie, as in gorilla, and the cluster's default
+	// timeouts. MaxAge < 0 on a session deletes it when saved.
 	Options *sessions.Options
 
 	sessions Sessions
@@ -57,12 +58,22 @@ type Store struct {
 
 var _ sessions.Store = (*Store)(nil)
 
+// DefaultMaxAge is the MaxAge of New's Options, in seconds: 30 days, as
+// gorilla's CookieStore and FilesystemStore default.
+const DefaultMaxAge = 86400 * 30
+
 // New returns a store keeping sessions in Tandem through s.
 func New(s Sessions) *Store {
 	return &Store{
 		sessions: s,
-		Options:  &sessions.Options{Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode},
+		Options:  &sessions.Options{Path: "/", MaxAge: DefaultMaxAge, HttpOnly: true, SameSite: http.SameSiteLaxMode},
 	}
+}
+
+// MaxAge sets the MaxAge of the sessions the store makes from now on, in
+// seconds, as gorilla's stores' MaxAge does; see Options.
+func (s *Store) MaxAge(age int) {
+	s.Options.MaxAge = age
 }
 
 // Get returns the request's session called name, cached for the request

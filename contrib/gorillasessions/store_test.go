@@ -139,7 +139,7 @@ func TestSessionsFollowTheUserAcrossInstances(t *testing.T) {
 			cookie = c
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge != 0 || tandem.ValidateID(cookie.Value) != nil {
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge != tandemsessions.DefaultMaxAge || tandem.ValidateID(cookie.Value) != nil {
 		t.Fatalf("session cookie %+v", cookie)
 	}
 	for _, srv := range srvs {
@@ -256,23 +256,40 @@ func TestLoginRegeneratesAndLogoutDeletes(t *testing.T) {
 
 func TestMaxAgeBecomesTheSessionsTimeouts(t *testing.T) {
 	nodes := startCluster(t, 1)
+	defaults := tandem.DefaultConfig("x")
+	for _, tc := range []struct {
+		name     string
+		set      func(*tandemsessions.Store)
+		maxAge   int           // the cookie's
+		idle     time.Duration // the stored session's
+		lifetime time.Duration
+	}{
+		{"default: 30 days, as gorilla's stores", func(*tandemsessions.Store) {}, 86400 * 30, 30 * 24 * time.Hour, 30 * 24 * time.Hour},
+		{"Options.MaxAge", func(s *tandemsessions.Store) { s.Options.MaxAge = 3600 }, 3600, time.Hour, time.Hour},
+		{"MaxAge method", func(s *tandemsessions.Store) { s.MaxAge(7200) }, 7200, 2 * time.Hour, 2 * time.Hour},
+		{"MaxAge 0 on purpose: browser-session cookie, cluster timeouts", func(s *tandemsessions.Store) { s.MaxAge(0) }, 0, defaults.IdleTimeout, defaults.AbsoluteTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := tandemsessions.New(nodes[0])
+			tc.set(store)
+			req := httptest.NewRequest("GET", "/", nil)
+			s, _ := store.Get(req, "app")
+			s.Values["k"] = "v"
+			rec := httptest.NewRecorder()
+			if err := store.Save(req, rec, s); err != nil {
+				t.Fatal(err)
+			}
+			stored, err := nodes[0].Peek(context.Background(), s.ID)
+			if err != nil || stored.IdleTimeout != tc.idle || !stored.Deadline.Equal(stored.Created.Add(tc.lifetime)) {
+				t.Fatalf("stored: %+v %v", stored, err)
+			}
+			if c := rec.Result().Cookies(); len(c) != 1 || c[0].MaxAge != tc.maxAge {
+				t.Fatalf("cookie %v", c)
+			}
+		})
+	}
 	store := tandemsessions.New(nodes[0])
-	store.Options.MaxAge = 3600
-	req := httptest.NewRequest("GET", "/", nil)
-	s, _ := store.Get(req, "app")
-	s.Values["k"] = "v"
-	rec := httptest.NewRecorder()
-	if err := store.Save(req, rec, s); err != nil {
-		t.Fatal(err)
-	}
-	stored, err := nodes[0].Peek(context.Background(), s.ID)
-	if err != nil || stored.IdleTimeout != time.Hour || !stored.Deadline.Equal(stored.Created.Add(time.Hour)) {
-		t.Fatalf("stored: %+v %v", stored, err)
-	}
-	if c := rec.Result().Cookies(); len(c) != 1 || c[0].MaxAge != 3600 {
-		t.Fatalf("cookie %v", c)
-	}
-	if err := store.SetPrincipal(req, sessions.NewSession(store, "unsaved"), "x"); !errors.Is(err, tandem.ErrInvalid) {
+	if err := store.SetPrincipal(httptest.NewRequest("GET", "/", nil), sessions.NewSession(store, "unsaved"), "x"); !errors.Is(err, tandem.ErrInvalid) {
 		t.Fatalf("principal of an unsaved session: %v", err)
 	}
 }
