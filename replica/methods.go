@@ -46,6 +46,7 @@ var peerMethods = map[string]peerMethod{
 	methodExpire:    {(*Node).serveExpire, forNodes},     // expiry.go
 	methodPrincipal: {(*Node).servePrincipal, forNodes},  // principal.go
 	methodPull:      {(*Node).servePull, forNodes},       // handoff.go
+	methodList:      {(*Node).serveList, forNodes},       // list.go
 }
 
 // ServePeer answers requests from other nodes; it implements peer.Handler.

@@ -12,7 +12,8 @@
 //	sessions := scs.New()
 //	sessions.Store = tandemscs.New(node)
 //
-// The Store implements scs.Store and scs.CtxStore. scs tokens (43
+// The Store implements scs.Store and scs.CtxStore, and, over a
+// *tandem.Node, scs.IterableStore and scs.IterableCtxStore (All). scs tokens (43
 // characters of base64url, or of a hash with HashTokenInStore) are valid
 // Tandem session ids as they are. Each commit replaces the whole Tandem
 // session, as scs wants, so such sessions carry no principal.
@@ -55,7 +56,18 @@ type Store struct {
 	sessions Sessions
 }
 
-var _ scs.CtxStore = (*Store)(nil)
+var (
+	_ scs.CtxStore         = (*Store)(nil)
+	_ scs.IterableStore    = (*Store)(nil)
+	_ scs.IterableCtxStore = (*Store)(nil)
+)
+
+// Lister is what All needs besides Sessions: a way to list every live
+// session of the cluster. *tandem.Node has it (Node.SessionIDs); a
+// *tandem.Client does not, and All over one fails.
+type Lister interface {
+	SessionIDs(ctx context.Context) ([]string, error)
+}
 
 // New returns a store keeping scs sessions in Tandem through sessions.
 func New(sessions Sessions) *Store {
@@ -141,4 +153,39 @@ func (s *Store) DeleteCtx(ctx context.Context, token string) error {
 		return fmt.Errorf("tandemscs: delete session: %w", err)
 	}
 	return nil
+}
+
+// All returns the data of every live scs session in the cluster, keyed by
+// token; see AllCtx.
+func (s *Store) All() (map[string][]byte, error) {
+	return s.AllCtx(context.Background())
+}
+
+// AllCtx returns the data of every live scs session in the cluster, keyed
+// by token, and an empty map when there is none. It lists the cluster's
+// session ids with Node.SessionIDs (every member asked, every id held in
+// memory), then reads each session once without touching it; Tandem
+// sessions that scs did not write are left out. Its cost grows with the
+// number of sessions in the cluster: for admin pages and scripts, not per
+// request. It needs Sessions that are also a Lister, as a *tandem.Node is.
+func (s *Store) AllCtx(ctx context.Context) (map[string][]byte, error) {
+	l, ok := s.sessions.(Lister)
+	if !ok {
+		return nil, fmt.Errorf("tandemscs: all sessions: %w: %T cannot list sessions; give New a *tandem.Node", tandem.ErrInvalid, s.sessions)
+	}
+	ids, err := l.SessionIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tandemscs: all sessions: %w", err)
+	}
+	out := make(map[string][]byte, len(ids))
+	for _, id := range ids {
+		data, found, err := s.FindCtx(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("tandemscs: all sessions: %w", err)
+		}
+		if found {
+			out[id] = data
+		}
+	}
+	return out, nil
 }
