@@ -64,7 +64,7 @@ func TestFullCutSplitsMembership(t *testing.T) {
 		return len(st.Partitions)
 	}
 	const id = "split-test-session-1"
-	if v, code := putSession(t, c.nodes[0].HTTP, id, "before"); code != http.StatusOK || v != 1 {
+	if v, code := putSession(t, c.nodes[0].HTTP, id, "before"); code != http.StatusCreated || v != 1 {
 		t.Fatalf("put before the cut: %d, v%d", code, v)
 	}
 	for _, o := range []int{1, 2} {
@@ -159,7 +159,7 @@ func doSession(t *testing.T, req *http.Request) (uint64, int) {
 	var s struct {
 		Version uint64 `json:"version"`
 	}
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
 		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 			t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 		}

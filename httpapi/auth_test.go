@@ -39,7 +39,7 @@ func TestTokensAndScopes(t *testing.T) {
 		name, method, path, token string
 		want                      int
 	}{
-		{"put with the sessions token", http.MethodPut, id, sessions, http.StatusOK},
+		{"put with the sessions token", http.MethodPut, id, sessions, http.StatusCreated},
 		{"get with the sessions token", http.MethodGet, id, sessions, http.StatusOK},
 		{"owners with the sessions token", http.MethodGet, id + "/owners", sessions, http.StatusOK},
 		{"get without a token", http.MethodGet, id, "", http.StatusUnauthorized},

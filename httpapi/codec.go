@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -18,12 +16,21 @@ import (
 	"github.com/tandem-io/tandem"
 )
 
-// sessionBody is the body of PUT and POST.
+// sessionBody is the body of PUT and POST. It may carry the read-only
+// fields of a session answer (sessionView), so that what a GET answers can
+// be PUT back: id must then be the path's, and the others are ignored
+// whatever they hold (the server keeps the version, times and deadline).
 type sessionBody struct {
 	Principal       string                        `json:"principal" msgpack:"principal"`
 	Attributes      map[string]msgpack.RawMessage `json:"-" msgpack:"attributes"`
 	IdleTimeout     string                        `json:"idle_timeout" msgpack:"idle_timeout"`
 	AbsoluteTimeout string                        `json:"absolute_timeout" msgpack:"absolute_timeout"`
+
+	ID           string             `json:"id" msgpack:"id"`
+	Version      msgpack.RawMessage `json:"-" msgpack:"version"`
+	CreatedAt    msgpack.RawMessage `json:"-" msgpack:"created_at"`
+	LastAccessAt msgpack.RawMessage `json:"-" msgpack:"last_access_at"`
+	ExpiresAt    msgpack.RawMessage `json:"-" msgpack:"expires_at"`
 }
 
 // jsonSessionBody is sessionBody as JSON carries it.
@@ -32,6 +39,12 @@ type jsonSessionBody struct {
 	Attributes      map[string]json.RawMessage `json:"attributes"`
 	IdleTimeout     string                     `json:"idle_timeout"`
 	AbsoluteTimeout string                     `json:"absolute_timeout"`
+
+	ID           string          `json:"id"`
+	Version      json.RawMessage `json:"version"`
+	CreatedAt    json.RawMessage `json:"created_at"`
+	LastAccessAt json.RawMessage `json:"last_access_at"`
+	ExpiresAt    json.RawMessage `json:"expires_at"`
 }
 
 // op turns a body into a put of session id.
@@ -59,12 +72,6 @@ func parseTimeout(field, v string) (time.Duration, error) {
 	return d, nil
 }
 
-// isMsgpack reports whether a content type names msgpack.
-func isMsgpack(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == contentMsgpack || mt == "application/x-msgpack"
-}
-
 // readBody reads a request body within the limit, answering 413 or 400.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
@@ -80,14 +87,18 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	return b, true
 }
 
-// readSessionBody reads and decodes a PUT or POST body, answering 400 or
-// 413 itself when it returns false.
+// readSessionBody reads and decodes a PUT or POST body, answering 400,
+// 413 or 415 itself when it returns false.
 func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sessionBody, bool) {
+	asMsgpack, ok := bodyType(w, r, false)
+	if !ok {
+		return nil, false
+	}
 	raw, ok := h.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
-	body, err := decodeSessionBody(raw, isMsgpack(r.Header.Get("Content-Type")), h.node.Limits().MaxAttributes)
+	body, err := decodeSessionBody(raw, asMsgpack, h.node.Limits().MaxAttributes)
 	if err != nil {
 		bodyError(w, r, err)
 		return nil, false
@@ -96,12 +107,19 @@ func (h *Handler) readSessionBody(w http.ResponseWriter, r *http.Request) (*sess
 }
 
 // decodeSessionBody decodes a PUT or POST body, JSON or msgpack, refusing
-// unknown fields. Its structure is checked before anything is decoded
+// unknown fields and a body that is not an object (a map): null, an array
+// or a scalar replaces nothing. Its structure is checked before anything is decoded
 // (checkBody, with the node's attribute limit), so hostile lengths, nesting
 // and attribute counts cost nothing.
 func decodeSessionBody(raw []byte, asMsgpack bool, maxAttributes int) (*sessionBody, error) {
 	if err := checkBody(raw, asMsgpack, sessionBodyWrap, maxAttributes); err != nil {
 		return nil, err
+	}
+	if !isObject(raw, asMsgpack) {
+		if asMsgpack {
+			return nil, errors.New("the body must be a msgpack map of the session's fields")
+		}
+		return nil, errors.New(`the body must be a JSON object of the session's fields, such as {"principal": "alice", "attributes": {}}`)
 	}
 	body := &sessionBody{}
 	if asMsgpack {
@@ -121,7 +139,7 @@ func decodeSessionBody(raw []byte, asMsgpack bool, maxAttributes int) (*sessionB
 	if err := decodeJSON(raw, &jb); err != nil {
 		return nil, err
 	}
-	body.Principal, body.IdleTimeout, body.AbsoluteTimeout = jb.Principal, jb.IdleTimeout, jb.AbsoluteTimeout
+	body.Principal, body.IdleTimeout, body.AbsoluteTimeout, body.ID = jb.Principal, jb.IdleTimeout, jb.AbsoluteTimeout, jb.ID
 	if len(jb.Attributes) > 0 {
 		body.Attributes = make(map[string]msgpack.RawMessage, len(jb.Attributes))
 		for name, v := range jb.Attributes {
@@ -135,14 +153,28 @@ func decodeSessionBody(raw []byte, asMsgpack bool, maxAttributes int) (*sessionB
 	return body, nil
 }
 
-// readPatch reads and decodes a PATCH body (decodePatch), answering 400 or
-// 413 itself when it returns false.
+// isObject reports whether raw is a JSON object or a msgpack map, by its
+// first byte (the decoder checks the rest).
+func isObject(raw []byte, asMsgpack bool) bool {
+	if asMsgpack {
+		return len(raw) > 0 && (msgpcode.IsFixedMap(raw[0]) || raw[0] == msgpcode.Map16 || raw[0] == msgpcode.Map32)
+	}
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+// readPatch reads and decodes a PATCH body (decodePatch), answering 400,
+// 413 or 415 itself when it returns false.
 func (h *Handler) readPatch(w http.ResponseWriter, r *http.Request, id string) (*tandem.Op, bool) {
+	asMsgpack, ok := bodyType(w, r, true)
+	if !ok {
+		return nil, false
+	}
 	raw, ok := h.readBody(w, r)
 	if !ok {
 		return nil, false
 	}
-	op, err := decodePatch(raw, isMsgpack(r.Header.Get("Content-Type")), id, h.node.Limits().MaxAttributes)
+	op, err := decodePatch(raw, asMsgpack, id, h.node.Limits().MaxAttributes)
 	if err != nil {
 		bodyError(w, r, err)
 		return nil, false
@@ -269,16 +301,6 @@ func writeSession(w http.ResponseWriter, r *http.Request, status int, s *tandem.
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, s.Version))
 	writeValue(w, r, status, v)
-}
-
-// wantsMsgpack reports whether the client asked for msgpack answers.
-func wantsMsgpack(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		if isMsgpack(strings.TrimSpace(part)) {
-			return true
-		}
-	}
-	return false
 }
 
 // writeValue answers with v as JSON, or msgpack if the client accepts it.

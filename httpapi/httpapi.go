@@ -9,7 +9,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -121,6 +120,19 @@ func (h *Handler) route(pattern string, scope Scope, byMethod map[string]http.Ha
 			writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s does not allow %s", pattern, r.Method))
 			return
 		}
+		// Answers in JSON or msgpack need an Accept that takes one: 406
+		// before anything is done otherwise. Not /metrics or the status
+		// page (their own types), a session's DELETE (204, no content), or
+		// the probes, which answer JSON whatever a prober sends (RFC 9110
+		// lets a server disregard Accept).
+		negotiated := scope != scopePage && !(pattern == "/v1/sessions/{id}" && r.Method == http.MethodDelete)
+		switch pattern {
+		case "/metrics", "/livez", "/readyz":
+			negotiated = false
+		}
+		if negotiated && !acceptable(w, r) {
+			return
+		}
 		fn(w, r)
 	})
 }
@@ -137,6 +149,10 @@ func (h *Handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	body, ok := h.readSessionBody(w, r)
 	if !ok {
+		return
+	}
+	if body.ID != "" {
+		writeError(w, r, http.StatusBadRequest, "invalid", "POST /v1/sessions makes the id; to choose it, PUT /v1/sessions/{id}")
 		return
 	}
 	op, err := body.op(NewID())
@@ -159,29 +175,39 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 // NewID returns a fresh session id: 128 bits from crypto/rand, URL-safe.
 func NewID() string { return tandem.NewID() }
 
-// get handles GET /v1/sessions/{id}; ?touch=false leaves the idle
-// deadline alone.
+// get handles GET and HEAD /v1/sessions/{id}; ?touch=false leaves the idle
+// deadline alone, and so does every HEAD (a HEAD is not an access: RFC
+// 9110 9.3.2 makes it GET without the content, and a monitor probing with
+// it must not keep a session alive).
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	h.serveOp(w, r, http.StatusOK, func(id string) (*tandem.Op, bool) {
-		noTouch := false
+		noTouch := r.Method == http.MethodHead
 		if v := r.URL.Query().Get("touch"); v != "" {
 			touch, err := strconv.ParseBool(v)
 			if err != nil {
 				writeError(w, r, http.StatusBadRequest, "invalid", "touch must be true or false")
 				return nil, false
 			}
-			noTouch = !touch
+			noTouch = noTouch || !touch
 		}
 		return &tandem.Op{Kind: tandem.OpGet, ID: id, NoTouch: noTouch}, true
 	})
 }
 
 // put handles PUT /v1/sessions/{id}: create or replace, conditional on
-// If-Match.
+// If-Match and If-None-Match. It answers 201 with Location when it
+// created the session (serveOp says how it knows), 200 when it replaced
+// one. The read-only fields of a session answer (id, version, created_at,
+// last_access_at, expires_at) are ignored, so that a GET's body can be
+// PUT back; an id other than the path's is refused.
 func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 	h.serveOp(w, r, http.StatusOK, func(id string) (*tandem.Op, bool) {
 		body, ok := h.readSessionBody(w, r)
 		if !ok {
+			return nil, false
+		}
+		if body.ID != "" && body.ID != id {
+			writeError(w, r, http.StatusBadRequest, "invalid", fmt.Sprintf("the body's id %q is not the path's %q; a session's id cannot change", body.ID, id))
 			return nil, false
 		}
 		op, err := body.op(id)
@@ -207,31 +233,54 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveOp runs the op that build makes for the session in the path, made
-// conditional by If-Match, and answers with the session (or nothing, for
-// 204). build answers the request itself when it returns false.
+// conditional by If-Match and If-None-Match (doConditional), and answers
+// with the session (or nothing, for 204). build answers the request itself
+// when it returns false.
+//
+// A PUT that creates answers 201 with Location. Whether it created is
+// read from the engine's answer to the write itself, so no other write can
+// get in between: a put of a session that does not exist for readers
+// (never written, deleted or expired) gives it the write's time as both
+// its creation and its last access, while a put that replaces keeps the
+// creation time of the session it replaces, which is always earlier. The
+// version cannot tell, since versions keep growing across deletes. (Under
+// a clock that does not advance between two writes, as only a test's fake
+// clock does, a replace would look like a create.) A retry that the
+// engine recognises by its Idempotency-Key answers the session as it is.
 func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, build func(id string) (*tandem.Op, bool)) {
 	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	ifVersion, ok := ifMatch(w, r)
-	if !ok {
-		return
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	var pre preconditions
+	if !read { // preconditions on reads are not evaluated
+		if pre, ok = parsePreconditions(w, r); !ok {
+			return
+		}
 	}
 	op, ok := build(id)
 	if !ok {
 		return
 	}
-	op.IfVersion = ifVersion
 	op.RequestID = r.Header.Get("Idempotency-Key")
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	s, err := h.node.Do(ctx, op)
+	var s *tandem.Session
+	var err error
+	if read {
+		s, err = h.node.Do(ctx, op)
+	} else {
+		s, err = h.doConditional(ctx, op, pre)
+	}
 	switch {
 	case err != nil:
 		h.fail(w, r, err)
 	case status == http.StatusNoContent:
 		w.WriteHeader(status)
+	case op.Kind == tandem.OpPut && s.Created.Equal(s.LastAccess):
+		w.Header().Set("Location", "/v1/sessions/"+s.ID)
+		writeSession(w, r, http.StatusCreated, s)
 	default:
 		writeSession(w, r, status, s)
 	}
@@ -319,42 +368,15 @@ func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return id, true
 }
 
-// ifMatch parses If-Match: "<version>" into a version; 0 when absent.
-func ifMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {
-	v := r.Header.Get("If-Match")
-	if v == "" {
-		return 0, true
-	}
-	v = strings.Trim(strings.TrimPrefix(strings.TrimSpace(v), "W/"), `"`)
-	version, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || version == 0 {
-		writeError(w, r, http.StatusBadRequest, "invalid_if_match", `If-Match must be a session ETag such as "3"`)
-		return 0, false
-	}
-	return version, true
-}
-
-// fail answers a failed session operation.
+// fail answers a failed session operation with the user-facing account
+// of userError; the full error (which node forwarded what) goes to the
+// log: at warn for 5xx, at debug otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := http.StatusInternalServerError, "internal"
-	switch {
-	case errors.Is(err, tandem.ErrNotFound):
-		status, code = http.StatusNotFound, "not_found"
-	case errors.Is(err, tandem.ErrConflict):
-		status, code = http.StatusPreconditionFailed, "version_mismatch"
-	case errors.Is(err, tandem.ErrTooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "too_large"
-	case errors.Is(err, tandem.ErrInvalid):
-		status, code = http.StatusBadRequest, "invalid"
-	case errors.Is(err, tandem.ErrRequestReused):
-		status, code = http.StatusUnprocessableEntity, "request_reused"
-	case errors.Is(err, tandem.ErrIndeterminate):
-		status, code = http.StatusServiceUnavailable, "indeterminate"
-	case errors.Is(err, tandem.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		status, code = http.StatusServiceUnavailable, "unavailable"
-	}
+	status, code, msg := userError(err, r)
+	level := slog.LevelDebug
 	if status >= 500 {
-		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+		level = slog.LevelWarn
 	}
-	writeError(w, r, status, code, err.Error())
+	h.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	writeError(w, r, status, code, msg)
 }

@@ -103,7 +103,7 @@ func TestSessionLifecycleOverHTTP(t *testing.T) {
 	a, b, c := urls[0], urls[1], urls[2]
 
 	status, h, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"principal":"alice","attributes":{"cart":{"tea":1},"n":42,"f":1.5},"idle_timeout":"10m","absolute_timeout":"1h"}`)
-	if status != 200 || h.Get("ETag") != `"1"` {
+	if status != 201 || h.Get("ETag") != `"1"` || h.Get("Location") != "/v1/sessions/"+sid {
 		t.Fatalf("PUT: %d %s %s", status, h.Get("ETag"), body)
 	}
 	s := decodeSession(t, body)
@@ -186,7 +186,7 @@ func TestMsgpackBodiesAndAnswers(t *testing.T) {
 	urls := startAPI(t, 2, 0)
 	body, _ := msgpack.Marshal(map[string]any{"principal": "dave", "attributes": map[string]any{"bin": []byte{0, 1, 2}, "n": 7}})
 	status, h, resp := call(t, "PUT", urls[0]+"/v1/sessions/"+sid, string(body), "Content-Type", "application/msgpack", "Accept", "application/msgpack")
-	if status != 200 || h.Get("Content-Type") != "application/msgpack" {
+	if status != 201 || h.Get("Content-Type") != "application/msgpack" {
 		t.Fatalf("msgpack PUT: %d %s", status, resp)
 	}
 	var s struct {
@@ -213,7 +213,7 @@ func TestMsgpackBodiesAndAnswers(t *testing.T) {
 func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 	urls := startAPI(t, 2, 4096)
 	a := urls[0]
-	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"principal":"erin","attributes":{"k":"v"}}`); status != 200 {
+	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"principal":"erin","attributes":{"k":"v"}}`); status != 201 {
 		t.Fatalf("setup PUT: %d %s", status, body)
 	}
 	big := `{"attributes":{"blob":"` + strings.Repeat("x", 5000) + `"}}`
@@ -304,7 +304,7 @@ func TestLogAUserOutEverywhere(t *testing.T) {
 			principal = "grace"
 		}
 		id := "principal-session-000" + string(rune('a'+i))
-		if status, _, body := call(t, "PUT", urls[i%3]+"/v1/sessions/"+id, `{"principal":"`+principal+`"}`); status != 200 {
+		if status, _, body := call(t, "PUT", urls[i%3]+"/v1/sessions/"+id, `{"principal":"`+principal+`"}`); status != 201 {
 			t.Fatalf("PUT: %d %s", status, body)
 		}
 	}

@@ -41,7 +41,7 @@ func wantError(t *testing.T, what string, status int, body []byte, wantStatus in
 func TestHostileBodiesAreRefusedBeforeTheyAllocate(t *testing.T) {
 	urls := startAPI(t, 2, 0)
 	a, b := urls[0], urls[1]
-	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"principal":"erin","attributes":{"k":"v"}}`); status != 200 {
+	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"principal":"erin","attributes":{"k":"v"}}`); status != 201 {
 		t.Fatalf("setup PUT: %d %s", status, body)
 	}
 	five := "\xdf\xff\xff\xff\xff"
@@ -89,7 +89,7 @@ func TestHostileBodiesAreRefusedBeforeTheyAllocate(t *testing.T) {
 func TestReusedIdempotencyKey(t *testing.T) {
 	urls := startAPI(t, 2, 0)
 	a, b := urls[0], urls[1]
-	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`); status != 200 {
+	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`); status != 201 {
 		t.Fatalf("setup PUT: %d %s", status, body)
 	}
 	key := []string{"Idempotency-Key", "key-1"}
@@ -119,7 +119,7 @@ func TestReusedIdempotencyKey(t *testing.T) {
 func TestAttributeLimitsOverHTTP(t *testing.T) {
 	urls := startAPI(t, 2, 0)
 	a := urls[0]
-	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"attributes":{"k":"v"}}`); status != 200 {
+	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"attributes":{"k":"v"}}`); status != 201 {
 		t.Fatalf("setup PUT: %d %s", status, body)
 	}
 	attrs := func(n int) string {

@@ -302,7 +302,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  %s  http://%s\n", s.node.Name(), s.httpAddr)
 	}
 	first, last := servers[0].httpAddr, servers[len(servers)-1].httpAddr
-	fmt.Fprintf(stdout, "\nTry:\n  curl -X PUT http://%s/v1/sessions/my-first-session-01 -d '{\"principal\":\"alice\",\"attributes\":{\"cart\":[\"tea\"]}}'\n  curl http://%s/v1/sessions/my-first-session-01\n\nCtrl-C stops the cluster.\n", first, last)
+	fmt.Fprintf(stdout, "\nTry:\n  curl -X PUT http://%s/v1/sessions/my-first-session-01 -H 'Content-Type: application/json' -d '{\"principal\":\"alice\",\"attributes\":{\"cart\":[\"tea\"]}}'\n  curl http://%s/v1/sessions/my-first-session-01\n\nCtrl-C stops the cluster.\n", first, last)
 	<-ctx.Done()
 	return nil
 }
