@@ -266,7 +266,10 @@ type Readiness struct {
 	// Members counts the ring's members; MinMembers is the smallest ring
 	// the node serves in (Config.MinMembers).
 	Members, MinMembers int
-	// Handoffs counts owned partitions still to be handed to the node.
+	// Handoffs counts owned partitions still to be handed to the node
+	// that keep it unready: those of a node that joins or was declared
+	// dead (a partition a running node takes over does not; see
+	// transfer.gates).
 	Handoffs int
 }
 
@@ -278,7 +281,7 @@ func (r Readiness) Ready() bool {
 // Readiness returns what Ready decides by.
 func (n *Node) Readiness() Readiness {
 	s := n.own.load()
-	r := Readiness{HasRing: s.tab != nil, MinMembers: n.cfg.MinMembers, Handoffs: s.transfers(false)}
+	r := Readiness{HasRing: s.tab != nil, MinMembers: n.cfg.MinMembers, Handoffs: s.gating()}
 	if s.tab != nil {
 		r.Members = len(s.tab.Members())
 	}

@@ -71,6 +71,13 @@ type transfer struct {
 	// members that reappeared: it does not make the node unready, and
 	// reads from the buddy need not wait for it.
 	reconcile bool
+	// gates marks a hand-off that keeps the node unready: one of a node
+	// that joins (its first ring) or was declared dead (it distrusts its
+	// copies). A partition a running node takes over when the ring changes
+	// is handed over too, but does not turn a ready node unready: it
+	// serves meanwhile by fetching first, and balancers' health checks do
+	// not flap on every membership change.
+	gates bool
 }
 
 // heldLease is a lease this node holds from a member.
@@ -251,7 +258,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared []strin
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
 			old := before.Owners(p)
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, old.Primary, old.Buddy)}
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, old.Primary, old.Buddy), gates: prev == nil}
 		}
 		if len(appeared) > 0 {
 			u := transfer{since: now, reconcile: true}
@@ -327,7 +334,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				t = *cur
 			}
 			if distrust {
-				t.reconcile = false
+				t.reconcile, t.gates = false, true
 			}
 			t.sources = sourcesIn(tab, o.self, append(slices.Clone(t.sources), sources...)...)
 			if len(t.sources) > 0 {
@@ -408,6 +415,17 @@ func (s *ownState) transfers(reconciling bool) int {
 	c := 0
 	for _, p := range s.parts {
 		if p.transfer != nil && (reconciling || !p.transfer.reconcile) {
+			c++
+		}
+	}
+	return c
+}
+
+// gating counts the hand-offs that keep the node unready (transfer.gates).
+func (s *ownState) gating() int {
+	c := 0
+	for _, p := range s.parts {
+		if p.transfer != nil && p.transfer.gates && !p.transfer.reconcile {
 			c++
 		}
 	}

@@ -568,3 +568,29 @@ func TestRingInstallsRaceWritesAndGrants(t *testing.T) {
 	close(done)
 	installs.Wait()
 }
+
+// Only a node that joins or was declared dead is kept unready by its
+// hand-offs; a ready node taking over a departed member's partitions stays
+// ready while it pulls them (and fetches first meanwhile), so balancers'
+// health checks do not flap on a failover.
+func TestWhichHandoffsKeepANodeUnready(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d")
+	rest := tableOf(t, 2, "a", "b", "c")
+	o := installed(t, "a", whole)
+	if o.load().gating() == 0 {
+		t.Fatal("a joining node's hand-offs do not keep it unready")
+	}
+	for p := range whole.Partitions() {
+		o.finishTransfer(whole, p)
+	}
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if s := o.load(); s.transfers(false) == 0 || s.gating() != 0 {
+		t.Fatalf("after a departure: %d hand-offs, %d keeping the node unready; want some, none", s.transfers(false), s.gating())
+	}
+	o.reconcile(nil, true, 2*time.Second)
+	if o.load().gating() == 0 {
+		t.Fatal("a node declared dead is not kept unready by its hand-offs")
+	}
+}
