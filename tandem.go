@@ -89,17 +89,9 @@ type Node struct {
 // The node serves requests at once, fetching sessions it has not been
 // handed yet; Ready reports when the hand-off is done.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.Name == "" {
-		return nil, fmt.Errorf("tandem: start: %w: a node needs a name", ErrInvalid)
-	}
-	if cfg.Ring == (ring.Config{}) {
-		cfg.Ring = ring.DefaultConfig()
-	}
-	if err := cfg.Ring.Validate(); err != nil {
-		return nil, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
-	}
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 5 * time.Second
+	cfg, err := cfg.checked()
+	if err != nil {
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -173,6 +165,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	go n.announceWhenReady()
 	go n.every(time.Second, n.recheckDown)
 	return n, nil
+}
+
+// checked returns cfg with the root's defaults filled in, or an error if it
+// cannot start a node.
+func (cfg Config) checked() (Config, error) {
+	if cfg.Name == "" {
+		return cfg, fmt.Errorf("tandem: start: %w: a node needs a name", ErrInvalid)
+	}
+	if cfg.Ring == (ring.Config{}) {
+		cfg.Ring = ring.DefaultConfig()
+	}
+	if err := cfg.Ring.Validate(); err != nil {
+		return cfg, fmt.Errorf("tandem: start %s: %w", cfg.Name, err)
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	return cfg, nil
 }
 
 // firstView returns the membership view a node starts serving by: once it
