@@ -132,3 +132,32 @@ func BenchmarkReplicatedWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSessionCodec measures a 1 KiB session's msgpack encoding and its
+// bounded decoding, as the peer wire carries it.
+func BenchmarkSessionCodec(b *testing.B) {
+	sess := &Session{ID: "0123456789abcdefghij", Principal: "alice", Version: 7,
+		Attributes: map[string]msgpack.RawMessage{"cart": append([]byte{0xc5, 0x04, 0x00}, make([]byte, 1024)...)},
+		Created:    time.Unix(1, 0), LastAccess: time.Unix(2, 0), IdleTimeout: time.Hour}
+	enc, err := msgpack.Marshal(sess)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			if _, err := msgpack.Marshal(sess); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			var s Session
+			if err := decodeBounded(enc, &s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
