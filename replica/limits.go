@@ -111,9 +111,18 @@ func opHash(op *Op) uint64 {
 // peer.ReadFrame checks every frame body as it reads it; the requests that
 // carry sessions (decodePartitioned) are checked again here, so that what
 // a node stores never rests on how its transport read the bytes.
-func decodeBounded(b []byte, v any) error {
+//
+// msgpack's decoder also panics on some well-formed input it cannot map
+// (a nil where a slice holds structs: FuzzDecodeSession found it); such a
+// panic is an undecodable request, answered ErrInvalid like any other.
+func decodeBounded(b []byte, v any) (err error) {
 	if err := peer.CheckValue(b, peer.MaxDepth); err != nil {
 		return err
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: undecodable msgpack: %v", ErrInvalid, r)
+		}
+	}()
 	return msgpack.Unmarshal(b, v)
 }
