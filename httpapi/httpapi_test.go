@@ -53,7 +53,9 @@ func startAPI(t *testing.T, n int, maxBytes int) []string {
 	return urls
 }
 
-// call makes one request and returns status, headers and body.
+// call makes one request with header fields given as name, value pairs (a
+// name repeated makes repeated fields) and returns status, headers and
+// body.
 func call(t *testing.T, method, url, body string, header ...string) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -61,7 +63,7 @@ func call(t *testing.T, method, url, body string, header ...string) (int, http.H
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		req.Header.Add(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
