@@ -163,13 +163,16 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 
 // freePorts returns n distinct loopback ports free for TCP and UDP, chosen
 // below the kernel's ephemeral range so that no outgoing connection takes
-// a stopped node's port before it restarts.
+// a stopped node's port before it restarts, and below 20000, so that a
+// harness running beside the cmd/tandem suites (which pick from 20000 up,
+// as `go test ./...` runs packages at once) never takes a port one of
+// them has picked but not yet bound.
 func freePorts(n int) ([]int, error) {
-	lo, hi := 20000, 32000
+	lo, hi := 10000, 20000
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if eph, err := strconv.Atoi(f[0]); err == nil && eph > 11000 {
-				lo, hi = 10000, eph-1
+			if eph, err := strconv.Atoi(f[0]); err == nil && eph > lo+1000 && eph-1 < hi {
+				hi = eph - 1
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,14 +35,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// handedOut holds the ports freePort has returned in this test binary.
+var handedOut sync.Map
+
 // freePort returns a loopback port free for TCP and UDP at the time of the
 // call. It picks below the kernel's ephemeral range (32768 and up by
 // default), so an outgoing connection can never take the port of a node
-// that is down and about to restart on it.
+// that is down and about to restart on it, and from 20000 up, apart from
+// the chaos harness's ports (below 20000) whose tests run at the same time.
+// A port is handed out once per test binary: two picks before either is
+// bound would otherwise get the same one.
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
