@@ -45,6 +45,11 @@ type Machine struct {
 	OS string `json:"os"`
 	// GoVersion is the toolchain tandem-bench was built with.
 	GoVersion string `json:"go_version"`
+	// LoadAvgStart and LoadAvgEnd are /proc/loadavg when the run started
+	// and ended: the machine's 1, 5 and 15 minute load averages, which
+	// say how much other work shared it.
+	LoadAvgStart string `json:"loadavg_start,omitempty"`
+	LoadAvgEnd   string `json:"loadavg_end,omitempty"`
 }
 
 // Settings are a run's flags.
@@ -264,6 +269,7 @@ func machine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.OS += " " + strings.TrimSpace(string(b))
 	}
+	m.LoadAvgStart = loadAvg()
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -281,6 +287,19 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages of /proc/loadavg,
+// or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(b)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
 }
 
 // add records a run of workload.
@@ -309,6 +328,7 @@ func (r *Result) run(workload, target string) *TargetRun {
 
 // finish computes the ratios to Redis, the memory per copy and the goals.
 func (r *Result) finish() {
+	r.Machine.LoadAvgEnd = loadAvg()
 	r.Tandem.BytesPerCopy = perCopy(r.Tandem.Memory)
 	r.Redis.BytesPerCopy = perCopy(r.Redis.Memory)
 	for _, w := range r.Workloads {
@@ -436,6 +456,9 @@ func (r *Result) print(w io.Writer) error {
 	m := r.Machine
 	fmt.Fprintf(&b, "machine: %d CPUs (%s), %.0f GiB, %s, %s\n", m.CPUs, m.CPUModel, float64(m.MemoryBytes)/(1<<30), m.OS, m.GoVersion)
 	fmt.Fprintf(&b, "         the load generator, the embedded node and the servers share it, with whatever else runs on it: a floor, not a ceiling\n")
+	if m.LoadAvgStart != "" {
+		fmt.Fprintf(&b, "         load average %s at the start, %s at the end\n", m.LoadAvgStart, m.LoadAvgEnd)
+	}
 	fmt.Fprintf(&b, "tandem:  %s, 3 processes (%s)\n", r.Tandem.Version, r.Tandem.BinarySource)
 	if r.Tandem.Commit != "" {
 		fmt.Fprintf(&b, "         at commit %s\n", r.Tandem.Commit)
