@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tandem-io/tandem"
+	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // NewCollector returns a prometheus.Collector of node's metrics: its
@@ -163,10 +164,50 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, m.build.Version, m.build.GoVersion, m.build.Commit)
 }
 
-// newRegistry returns a registry with the node's metrics and the Go
-// runtime's and process's.
+// newRegistry returns a registry with the node's metrics, the peer wire's
+// request counts and the Go runtime's and process's.
 func newRegistry(node *tandem.Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(node), newPeerMetrics(peer.ProcessCounters()),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// peerMetrics exports the peer wire's request counts by method. They are
+// the process's (peer.ProcessCounters: the root hands the wire no
+// counters of a node's own), so like the process_* metrics they carry no
+// node label, and in a process running several nodes (tandem dev, an
+// in-process test cluster) they are the sum of them all; `tandem serve`
+// runs one node per process.
+type peerMetrics struct {
+	counters       *peer.Counters
+	sent, received *prometheus.Desc
+}
+
+// newPeerMetrics describes the peer wire's request counters.
+func newPeerMetrics(c *peer.Counters) *peerMetrics {
+	return &peerMetrics{
+		counters: c,
+		sent: prometheus.NewDesc("tandem_peer_requests_sent_total",
+			"Requests this process wrote to other nodes over the peer wire, by method (each is answered by one response); method \""+peer.OtherMethod+"\" counts names not kept apart.",
+			[]string{"method"}, nil),
+		received: prometheus.NewDesc("tandem_peer_requests_received_total",
+			"Requests this process read from other nodes and smart clients over the peer wire, by method, whether or not they were then served; method \""+peer.OtherMethod+"\" counts names not kept apart.",
+			[]string{"method"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *peerMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.sent
+	ch <- m.received
+}
+
+// Collect implements prometheus.Collector. A method appears once a
+// request of it has been sent or received.
+func (m *peerMetrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.counters.Snapshot() {
+		ch <- prometheus.MustNewConstMetric(m.sent, prometheus.CounterValue, float64(c.Sent), c.Method)
+		ch <- prometheus.MustNewConstMetric(m.received, prometheus.CounterValue, float64(c.Received), c.Method)
+	}
 }

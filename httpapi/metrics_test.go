@@ -151,3 +151,62 @@ func labels(m *dto.Metric) map[string]string {
 	}
 	return out
 }
+
+// The handler's /metrics counts the peer wire's requests by method, sent
+// and received: a cluster at rest renews leases, so lease requests go
+// both ways, and the counters only grow.
+func TestMetricsCountPeerRequests(t *testing.T) {
+	urls := startAPI(t, 3, 0)
+	scrape := func() map[string]float64 {
+		t.Helper()
+		status, _, body := call(t, "GET", urls[0]+"/metrics", "")
+		if status != 200 {
+			t.Fatalf("/metrics: %d %s", status, body)
+		}
+		problems, err := promlint.New(strings.NewReader(string(body))).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			if strings.HasPrefix(p.Metric, "tandem_peer_") {
+				t.Errorf("lint: %v", p)
+			}
+		}
+		out := map[string]float64{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, "tandem_peer_requests_") {
+				continue
+			}
+			name, value, ok := strings.Cut(line, " ")
+			var v float64
+			if _, err := fmt.Sscan(value, &v); !ok || err != nil {
+				t.Fatalf("bad line %q", line)
+			}
+			out[name] = v
+		}
+		return out
+	}
+	const sent, received = `tandem_peer_requests_sent_total{method="lease"}`, `tandem_peer_requests_received_total{method="lease"}`
+	var first map[string]float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		first = scrape()
+		if first[sent] > 0 && first[received] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease requests counted within 10s: %v", first)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // leases are renewed every 100ms
+	second := scrape()
+	for name, v := range first {
+		if second[name] < v {
+			t.Errorf("%s went from %v to %v", name, v, second[name])
+		}
+	}
+	if second[sent] <= first[sent] {
+		t.Errorf("%s stayed at %v over 300ms", sent, first[sent])
+	}
+}

@@ -50,6 +50,10 @@ type ClientConfig struct {
 	// disconnects and dial failures, Warn for protocol violations by the
 	// remote node. Nil discards logs.
 	Logger *slog.Logger
+
+	// Counters count every request the client writes (Counters.Sent).
+	// Nil means ProcessCounters().
+	Counters *Counters
 }
 
 // DefaultClientConfig returns the default client settings: 1s dial timeout,
@@ -67,9 +71,10 @@ func DefaultClientConfig() ClientConfig {
 // remote address. It is safe for concurrent use; see the package
 // documentation for its guarantees.
 type Client struct {
-	cfg    ClientConfig
-	log    *slog.Logger
-	dialer interface {
+	cfg      ClientConfig
+	log      *slog.Logger
+	counters *Counters
+	dialer   interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
 	ctx    context.Context // cancelled by Close; parents every dial
@@ -111,9 +116,12 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.MaxBackoff = def.MaxBackoff
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
-	c := &Client{cfg: cfg, log: cfg.Logger, remotes: make(map[string]*remote)}
+	c := &Client{cfg: cfg, log: cfg.Logger, counters: cfg.Counters, remotes: make(map[string]*remote)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.counters == nil {
+		c.counters = ProcessCounters()
 	}
 	if cfg.TLS != nil {
 		c.dialer = &tls.Dialer{Config: cfg.TLS}
@@ -320,6 +328,7 @@ func (cn *conn) roundTrip(ctx context.Context, method string, args any) (result,
 		cn.unregister(id)
 		return result{}, err
 	}
+	cn.client.counters.sent(method)
 
 	select {
 	case res := <-ch:

@@ -33,6 +33,10 @@
 // cannot know whether the remote handler ran. Retrying is the caller's
 // decision.
 //
+// Every request a Client writes and a Server reads is counted by method in
+// a [Counters], the process's ([ProcessCounters]) unless the config names
+// others, so what the nodes say to each other can be measured.
+//
 // # Mutual TLS
 //
 // [MutualTLS] builds both sides of a cluster node's TLS, [ClientTLS] a smart

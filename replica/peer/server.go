@@ -52,6 +52,10 @@ type ServerConfig struct {
 	// disconnects, Warn for malformed frames, failed TLS handshakes and
 	// accept errors, Error for handler panics. Nil discards logs.
 	Logger *slog.Logger
+
+	// Counters count every request the server reads (Counters.Received),
+	// before its handler runs. Nil means ProcessCounters().
+	Counters *Counters
 }
 
 // DefaultServerConfig returns the default server settings: 16 MiB frames,
@@ -66,12 +70,13 @@ const handshakeTimeout = 10 * time.Second
 
 // Server answers requests from other nodes' Clients by calling its Handler.
 type Server struct {
-	h      Handler
-	cfg    ServerConfig
-	log    *slog.Logger
-	ctx    context.Context // cancelled by Close; parents every handler ctx
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // connection goroutines
+	h        Handler
+	cfg      ServerConfig
+	log      *slog.Logger
+	counters *Counters
+	ctx      context.Context // cancelled by Close; parents every handler ctx
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // connection goroutines
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -98,9 +103,13 @@ func NewServer(h Handler, cfg ServerConfig) *Server {
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
+		counters:  cfg.Counters,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.counters == nil {
+		s.counters = ProcessCounters()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -267,6 +276,7 @@ func (s *Server) serveConn(nc net.Conn) {
 			err = fmt.Errorf("%w: client sent a response (id %d)", errMalformed, h.ID)
 			break
 		}
+		s.counters.received(h.Method)
 		select {
 		case sem <- struct{}{}: // blocks, and so stops reading, while MaxInFlight handlers run
 		case <-ctx.Done():
