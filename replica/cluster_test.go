@@ -48,20 +48,40 @@ type testNode struct {
 // membership layer would share it.
 type testCluster struct {
 	t       testing.TB
-	clock   *clock
-	network *peer.Network // nil: nodes talk over loopback sockets
-	ca      *tlstest.CA   // socket nodes speak mutual TLS with certificates from it; nil: plain TCP
+	clock   *clock            // the wall clock (Config.Now), set by hand
+	ticks   *peer.ManualClock // elapsed time on the in-memory network, moved by an autopilot; nil on sockets
+	network *peer.Network     // nil: nodes talk over loopback sockets
+	ca      *tlstest.CA       // socket nodes speak mutual TLS with certificates from it; nil: plain TCP
 	mu      sync.Mutex
 	nodes   map[string]*testNode
 	epoch   uint64
 }
 
 // newTestCluster starts n nodes on an in-memory network and gives them one
-// ring.
+// ring. The nodes' elapsed time is virtual: leases, fences, time-outs and
+// back-off run on a ManualClock that an autopilot moves on whenever the
+// network is quiet, so the suite waits for computation, not for the clock.
 func newTestCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, clock: newClock(), network: peer.NewNetwork(peer.NetworkConfig{}), nodes: map[string]*testNode{}}
+	ticks := peer.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	network := peer.NewNetwork(peer.NetworkConfig{Clock: ticks})
+	pilot := peer.StartAutopilot(ticks, network, peer.AutopilotConfig{})
+	t.Cleanup(pilot.Stop) // runs last: the nodes' Close may wait on the clock
+	c := &testCluster{t: t, clock: newClock(), ticks: ticks, network: network, nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)
+}
+
+// sleep lets d pass on the nodes' clock: virtual time on the in-memory
+// network, real time on sockets.
+func (c *testCluster) sleep(d time.Duration) {
+	if c.ticks == nil {
+		time.Sleep(d)
+		return
+	}
+	until := c.ticks.Now().Add(d)
+	for c.ticks.Now().Before(until) {
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // newSocketCluster starts n nodes behind real peer servers on loopback and
@@ -98,6 +118,13 @@ func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 	}
 	tn.faults = peer.NewFaultyCaller(tn.caller)
 	cfg := Config{Name: name, Caller: tn.faults, Now: c.clock.Now, CallTimeout: 500 * time.Millisecond, TouchInterval: 20 * time.Millisecond, SweepInterval: 20 * time.Millisecond, HandoffTimeout: time.Second, PauseQuarantine: 300 * time.Millisecond}
+	if c.ticks != nil {
+		cfg.Clock = c.ticks
+		// The autopilot moves the clock as fast as the nodes compute, so a
+		// heartbeat goroutine the machine runs late would look paused:
+		// only the pause tests' hour-long gaps count as pauses here.
+		cfg.PauseThreshold = 10 * time.Minute
+	}
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -237,9 +264,21 @@ func put(t *testing.T, n *testNode, id string, attr string, v any) *Session {
 	return s
 }
 
-// contextWithTimeout returns a context that ends after d.
-func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
+// within returns a context that ends once d has passed on n's clock:
+// virtual time on the in-memory network, as the node's own waits are.
+func within(n *testNode, d time.Duration) (context.Context, context.CancelFunc) {
+	return n.withTimeout(context.Background(), d)
+}
+
+// before returns a func reporting whether less than d has passed on the
+// cluster's clock since before was called.
+func (c *testCluster) before(d time.Duration) func() bool {
+	if c.ticks == nil {
+		deadline := time.Now().Add(d)
+		return func() bool { return time.Now().Before(deadline) }
+	}
+	deadline := c.ticks.Now().Add(d)
+	return func() bool { return c.ticks.Now().Before(deadline) }
 }
 
 // asInt decodes an integer attribute value, whatever width msgpack chose.

@@ -62,7 +62,7 @@ func (n *Node) sendTouches() {
 		}
 	}
 	for buddy, items := range batches {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+		ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
 		if err := n.call(ctx, tab, buddy, methodTouch, touchRequest{Items: items}, nil); err != nil {
 			n.log.Debug("touch batch not delivered", "buddy", buddy, "sessions", len(items), "err", err)
 		}
@@ -128,7 +128,7 @@ func (n *Node) sweep() {
 		n.stats.Expired.Add(uint64(removed))
 	}
 	for buddy, items := range expired {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+		ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
 		if err := n.call(ctx, tab, buddy, methodExpire, expireRequest{Items: items}, nil); err != nil {
 			n.log.Debug("expiry batch not delivered; the buddy will expire them after its grace", "buddy", buddy, "sessions", len(items), "err", err)
 		}

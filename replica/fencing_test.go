@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -57,7 +56,7 @@ func lagBehindJoin(t *testing.T, c *testCluster, lagging string) {
 
 // tryPut writes id through n within d and returns the error.
 func tryPut(t *testing.T, n *testNode, id string, v int, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := within(n, d)
 	defer cancel()
 	_, err := n.Do(ctx, &Op{Kind: OpPut, ID: id, Principal: "user-" + id, Attributes: map[string]msgpack.RawMessage{"v": value(t, v)}})
 	return err
@@ -270,8 +269,7 @@ func TestHandoffDoesNotTimeOutWhileAPreviousOwnerLags(t *testing.T) {
 	put(t, x, id, "v", 1)
 
 	lagBehindJoin(t, c, x.Name())
-	deadline := time.Now().Add(4 * timeout)
-	for time.Now().Before(deadline) {
+	for still := c.before(4 * timeout); still(); {
 		if joiner.Ready() {
 			t.Fatalf("the joiner gave up on its hand-off while %s, alive, still served by the old ring", x.Name())
 		}

@@ -339,14 +339,10 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 // waitFence waits out partition p's fence, or until ctx ends.
 func (n *Node) waitFence(ctx context.Context, p int, wait time.Duration) error {
 	n.stats.FenceWaits.Add(1)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !n.sleep(ctx, wait) {
 		return fmt.Errorf("%w: partition %d is fenced for %v while a departed owner's lease lapses", ErrUnavailable, p, wait)
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // askLeases asks the members in missing for leases, all at once, and

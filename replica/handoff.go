@@ -85,24 +85,25 @@ func (n *Node) transferLoop() {
 		<-n.stop
 		cancel()
 	}()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var changedAt time.Time
+	var changedAt time.Duration // on mono's clock
 	var dropped *ring.Table
 	for {
+		tick := n.cfg.Clock.NewTimer(100 * time.Millisecond)
 		select {
 		case <-n.stop:
+			tick.Stop()
 			return
 		case <-n.changed:
-			changedAt = time.Now()
-		case <-tick.C:
+			changedAt = n.mono()
+			tick.Stop()
+		case <-tick.Chan():
 		}
 		tab := n.own.table()
 		if tab == nil {
 			continue
 		}
 		n.pullDue(ctx, tab)
-		if dropped != tab && time.Since(changedAt) > n.cfg.HandoffTimeout {
+		if dropped != tab && n.mono()-changedAt > n.cfg.HandoffTimeout {
 			n.dropUnowned(tab)
 			dropped = tab
 		}

@@ -135,7 +135,7 @@ func (n *Node) renewLeases() {
 			continue
 		}
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseDuration)
+			ctx, cancel := n.withTimeout(context.Background(), n.cfg.LeaseDuration)
 			defer cancel()
 			if err := n.renewLease(ctx, tab, m.Name); err != nil {
 				n.log.Debug("lease renewal failed", "member", m.Name, "err", err)

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -54,7 +53,7 @@ func readUntil(x *testNode, id string, stop <-chan struct{}, first func()) []rea
 		default:
 		}
 		at := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		ctx, cancel := within(x, 50*time.Millisecond)
 		s, err := x.Get(ctx, id, true)
 		cancel()
 		if err == nil {
@@ -106,7 +105,7 @@ func TestCutOffNodeStopsServingBeforeTheOthersTakeOver(t *testing.T) {
 		}
 		acked[id] = time.Now()
 	}
-	time.Sleep(200 * time.Millisecond) // x keeps being asked after the writes
+	c.sleep(200 * time.Millisecond) // x keeps being asked after the writes
 	close(stop)
 	wg.Wait()
 
@@ -160,7 +159,7 @@ func TestTooFewMembersServesNothing(t *testing.T) {
 	id := idOwnedBy(t, x, true)
 	put(t, x, id, "v", 1)
 	c.publishTo(map[string][]string{"node-2": {"node-2"}})
-	ctx, cancel := contextWithTimeout(200 * time.Millisecond)
+	ctx, cancel := within(x, 200*time.Millisecond)
 	defer cancel()
 	if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("read alone with MinMembers 2: %v, want ErrUnavailable", err)

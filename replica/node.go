@@ -13,6 +13,7 @@
 package replica
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -30,9 +31,15 @@ type Config struct {
 	Caller peer.Caller
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now. Expiry and last-access times
-	// come from it.
+	// Now is the wall clock; nil means time.Now. Expiry and last-access
+	// times come from it, so a step of it moves them.
 	Now func() time.Time
+	// Clock measures elapsed time: leases, fences, hand-off time-outs,
+	// call time-outs, retry back-off and the node's periodic work run on
+	// it, never on the wall clock. Nil means the system's monotonic clock;
+	// tests pass a peer.ManualClock (moved by a peer.Autopilot) to run
+	// those waits in virtual time.
+	Clock peer.Clock
 
 	// MaxSessionBytes bounds a session's encoded size; larger writes fail
 	// with ErrTooLarge. Zero means 1 MiB.
@@ -113,6 +120,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Clock == nil {
+		c.Clock = peer.SystemClock()
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -190,11 +200,13 @@ func New(cfg Config) *Node {
 		store:   newStore(cfg.Partitions),
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
-		started: time.Now(),
+		started: cfg.Clock.Now(),
 	}
 	n.renewals.calls = map[string]chan struct{}{}
 	n.done.Add(5)
-	go n.every(cfg.PauseThreshold/10, n.checkPause) // the heartbeat
+	// The heartbeat: often enough to notice a pause, and the end of a
+	// quarantine, within a tenth of their length.
+	go n.every(min(cfg.PauseThreshold, cfg.PauseQuarantine)/10, n.checkPause)
 	go n.every(cfg.LeaseDuration/6, n.renewLeases)
 	go n.transferLoop()
 	go n.every(cfg.TouchInterval, n.sendTouches)
@@ -202,19 +214,37 @@ func New(cfg Config) *Node {
 	return n
 }
 
-// every runs f every d until the node is closed.
+// every runs f every d, on the node's clock, until the node is closed.
 func (n *Node) every(d time.Duration, f func()) {
 	defer n.done.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
 	for {
+		t := n.cfg.Clock.NewTimer(d)
 		select {
 		case <-n.stop:
+			t.Stop()
 			return
-		case <-t.C:
+		case <-t.Chan():
 			f()
 		}
 	}
+}
+
+// sleep waits d on the node's clock, or until ctx ends; it reports whether
+// the whole wait passed.
+func (n *Node) sleep(ctx context.Context, d time.Duration) bool {
+	t := n.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.Chan():
+		return true
+	}
+}
+
+// withTimeout returns a context that ends d from now on the node's clock.
+func (n *Node) withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return peer.WithTimeout(ctx, n.cfg.Clock, d)
 }
 
 // wake tells the transfer loop there is work now.
@@ -239,7 +269,7 @@ func (n *Node) Close() {
 // mono returns the node's monotonic clock: the time since it started.
 // Leases, fences and hand-off timeouts use it, never the wall clock (which
 // the Now setting may skew).
-func (n *Node) mono() time.Duration { return time.Since(n.started) }
+func (n *Node) mono() time.Duration { return n.cfg.Clock.Now().Sub(n.started) }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }

@@ -521,10 +521,12 @@ func (o *ownership) missingLeases(tab *ring.Table, now time.Duration) []string {
 // since tab was installed (since) under tab's ring: it had moved to tab by
 // then. An older answer does not count, even under the same fingerprint:
 // a ring whose members left and came back has the fingerprint it had
-// before, and the member may have moved in between.
+// before, and the member may have moved in between. Nor does one asked at
+// the very instant tab was installed: on a coarse clock that request may
+// have gone out just before.
 func (o *ownership) onRing(name string, tab *ring.Table, since time.Duration) bool {
 	l := (*o.held.Load())[name]
-	return l.fingerprint == tab.Fingerprint() && l.asked >= since
+	return l.fingerprint == tab.Fingerprint() && l.asked > since
 }
 
 // setQuarantine makes the node serve nothing from its copies until until

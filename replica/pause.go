@@ -82,7 +82,7 @@ type reconcileRequest struct {
 // stale.
 func (n *Node) tellAppeared(tab *ring.Table, appeared []string) {
 	for _, name := range appeared {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+		ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
 		if err := n.call(ctx, tab, name, methodReconcile, reconcileRequest{From: n.cfg.Name}, nil); err != nil {
 			n.log.Debug("cannot ask a returning member to reconcile", "member", name, "err", err)
 		}

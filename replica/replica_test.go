@@ -249,7 +249,7 @@ func TestHungPrimaryReadsFromTheBuddy(t *testing.T) {
 	if reader.stats.BuddyReads.Load() == 0 {
 		t.Fatal("the read did not go to the buddy")
 	}
-	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
+	ctx, cancel := within(reader, 300*time.Millisecond)
 	defer cancel()
 	if _, err := reader.Do(ctx, &Op{Kind: OpPatch, ID: id, Set: map[string]msgpack.RawMessage{"n": value(t, 2)}}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write with the primary hung: %v, want ErrUnavailable", err)
@@ -264,7 +264,7 @@ func TestNoAcknowledgementWithoutTheBuddy(t *testing.T) {
 	primary, buddy := c.ownersOf(id)
 	put(t, primary, id, "n", 1)
 	primary.faults.Cut(buddy.member.Peer)
-	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
+	ctx, cancel := within(primary, 300*time.Millisecond)
 	defer cancel()
 	if _, err := primary.Do(ctx, &Op{Kind: OpPut, ID: id}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("write with buddy cut off: %v, want ErrUnavailable", err)
@@ -536,7 +536,7 @@ func TestBuddyStillBeingHandedAPartitionNeverAnswersNotFound(t *testing.T) {
 	reader.faults.Cut(primary.member.Peer)
 	c.publish()
 	for _, via := range []*testNode{joiner, reader} {
-		ctx, cancel := contextWithTimeout(1500 * time.Millisecond)
+		ctx, cancel := within(via, 1500*time.Millisecond)
 		s, err := via.Get(ctx, id, true)
 		cancel()
 		if !errors.Is(err, ErrUnavailable) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/tandem-io/tandem/replica/peer"
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -55,7 +56,7 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 		op = &o
 	}
 	n.checkPause()
-	r := Retry{CutOffAfter: n.cfg.LeaseDuration}
+	r := Retry{CutOffAfter: n.cfg.LeaseDuration, Clock: n.cfg.Clock}
 	return r.Do(ctx, op, &n.stats.Retries, func(ctx context.Context) (*Session, error) {
 		tab := n.own.table()
 		if tab == nil {
@@ -78,7 +79,7 @@ func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, er
 				return n.serveAsPrimary(ctx, tab, p, op)
 			}
 			var reply OpReply
-			ctx, cancel := context.WithTimeout(ctx, ForwardTimeout(op, n.cfg.CallTimeout))
+			ctx, cancel := n.withTimeout(ctx, ForwardTimeout(op, n.cfg.CallTimeout))
 			defer cancel()
 			n.stats.Forwarded.Add(1)
 			if err := n.callWithin(ctx, tab, primary, methodOp, op, &reply); err != nil {
@@ -135,7 +136,7 @@ func (n *Node) serveOp(ctx context.Context, tab *ring.Table, body msgpack.RawMes
 
 // call sends one request to the member called name, bounded by CallTimeout.
 func (n *Node) call(ctx context.Context, tab *ring.Table, name, method string, args, reply any) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.CallTimeout)
+	ctx, cancel := n.withTimeout(ctx, n.cfg.CallTimeout)
 	defer cancel()
 	return n.callWithin(ctx, tab, name, method, args, reply)
 }
@@ -213,6 +214,8 @@ type Retry struct {
 	// said that the node itself is cut off from the cluster, so that its
 	// caller (a balancer, a client) can go to another node.
 	CutOffAfter time.Duration
+	// Clock times the waits and CutOffAfter; nil means the system clock.
+	Clock peer.Clock
 }
 
 // Retryable reports whether err says to try again: the owners are changing
@@ -224,7 +227,10 @@ func Retryable(err error) bool {
 // Do calls attempt until it succeeds or fails for good (not Retryable), or
 // ctx ends, counting each retry in retries (if not nil).
 func (r Retry) Do(ctx context.Context, op *Op, retries *atomic.Uint64, attempt func(context.Context) (*Session, error)) (*Session, error) {
-	b := Backoff{First: r.First, Max: r.Max}
+	b := Backoff{First: r.First, Max: r.Max, Clock: r.Clock}
+	if b.Clock == nil {
+		b.Clock = peer.SystemClock()
+	}
 	var cutOff time.Time // when the node first found itself cut off
 	for {
 		s, err := attempt(ctx)
@@ -233,8 +239,8 @@ func (r Retry) Do(ctx context.Context, op *Op, retries *atomic.Uint64, attempt f
 		}
 		if r.CutOffAfter > 0 && errors.Is(err, errCutOff) {
 			if cutOff.IsZero() {
-				cutOff = time.Now()
-			} else if time.Since(cutOff) > r.CutOffAfter {
+				cutOff = b.Clock.Now()
+			} else if b.Clock.Now().Sub(cutOff) > r.CutOffAfter {
 				return nil, fmt.Errorf("%s %s: %w", op.Kind, op.ID, err)
 			}
 		}
@@ -248,10 +254,12 @@ func (r Retry) Do(ctx context.Context, op *Op, retries *atomic.Uint64, attempt f
 }
 
 // Backoff spaces out retries: exponential, capped, with jitter. The zero
-// value starts at 5ms and caps at 200ms.
+// value starts at 5ms, caps at 200ms and waits on the system clock.
 type Backoff struct {
 	First, Max time.Duration
-	next       time.Duration
+	// Clock times Wait; nil means the system clock.
+	Clock peer.Clock
+	next  time.Duration
 }
 
 // Next returns how long to wait before the next attempt: between half and
@@ -274,12 +282,16 @@ func (b *Backoff) Next() time.Duration {
 // Wait waits Next() or until ctx ends, and reports whether ctx is still
 // live.
 func (b *Backoff) Wait(ctx context.Context) bool {
-	t := time.NewTimer(b.Next())
+	clock := b.Clock
+	if clock == nil {
+		clock = peer.SystemClock()
+	}
+	t := clock.NewTimer(b.Next())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	}
 }

@@ -188,3 +188,78 @@ func (t *manualTimer) Stop() bool {
 	c.notify()
 	return true
 }
+
+// Next returns when the earliest pending timer fires, and false when none
+// is pending.
+func (c *ManualClock) Next() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return time.Time{}, false
+	}
+	next := c.pending[0].at
+	for _, t := range c.pending[1:] {
+		if t.at.Before(next) {
+			next = t.at
+		}
+	}
+	return next, true
+}
+
+// WithTimeout returns a copy of parent that ends when clock says d has
+// passed, as context.WithTimeout does on the system clock (which it uses
+// for SystemClock and nil). Its Err is context.DeadlineExceeded once the
+// time is up, for contexts derived from it too; its Deadline is parent's,
+// since a deadline on another clock means nothing to a socket. Call the
+// CancelFunc when done with it.
+func WithTimeout(parent context.Context, clock Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, system := clock.(systemClock); system || clock == nil {
+		return context.WithTimeout(parent, d)
+	}
+	t := clock.NewTimer(d)
+	c := &clockContext{Context: parent, timer: t, done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		select {
+		case <-t.Chan():
+			c.end(context.DeadlineExceeded)
+		case <-parent.Done():
+			c.end(parent.Err())
+		case <-c.stopped:
+		}
+	}()
+	return c, func() { c.end(context.Canceled) }
+}
+
+// clockContext is a context that WithTimeout ends on another clock. It
+// has a Done channel of its own, so contexts derived from it take its Err.
+type clockContext struct {
+	context.Context               // the parent: values and deadline
+	timer           Timer         // stopped by end
+	done            chan struct{} // closed by end
+	stopped         chan struct{} // closed by end: the timer's goroutine returns
+	mu              sync.Mutex
+	err             error
+}
+
+// end records why the context ended and closes Done, the first time only.
+func (c *clockContext) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	c.timer.Stop()
+	close(c.done)
+	close(c.stopped)
+}
+
+// Done is closed when the time is up, the parent ends or it is cancelled.
+func (c *clockContext) Done() <-chan struct{} { return c.done }
+
+// Err says why the context ended, or nil while it lasts.
+func (c *clockContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}

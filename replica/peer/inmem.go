@@ -84,6 +84,8 @@ type Network struct {
 	maxFrame int
 	log      *slog.Logger
 	nextID   atomic.Uint64 // request IDs, as a Client numbers its requests
+	activity atomic.Uint64 // calls started plus calls ended: Quiet watches it
+	inFlight atomic.Int64  // calls started and not yet ended
 
 	mu      sync.Mutex
 	nodes   map[string]*endpoint
@@ -314,6 +316,13 @@ func (n *Network) Hang(addr string, on bool) {
 	}
 }
 
+// Activity returns a counter that grows whenever a call starts or ends,
+// and the number of calls under way. An Autopilot watches them to advance
+// a ManualClock only once the nodes have stopped talking.
+func (n *Network) Activity() (changes uint64, inFlight int64) {
+	return n.activity.Load(), n.inFlight.Load()
+}
+
 // Stats returns a snapshot of the call counts per (from, to, method). Kinds
 // of call never made are absent.
 func (n *Network) Stats() map[CallKey]CallStats {
@@ -400,6 +409,12 @@ type response struct {
 
 // call is InmemCaller.Call without the error prefix and the stats.
 func (n *Network) call(ctx context.Context, key CallKey, args, reply any) error {
+	n.activity.Add(1)
+	n.inFlight.Add(1)
+	defer func() {
+		n.inFlight.Add(-1)
+		n.activity.Add(1)
+	}()
 	id := n.nextID.Add(1)
 	req, err := n.encode(Header{ID: id, Kind: KindRequest, Method: key.Method}, args)
 	if err != nil {

@@ -1,0 +1,88 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A context from WithTimeout on a ManualClock ends when the clock passes
+// its time, not before, with DeadlineExceeded, which contexts derived from
+// it inherit; cancelling it says Canceled.
+func TestWithTimeoutOnAManualClock(t *testing.T) {
+	c := NewManualClock(t0)
+	ctx, cancel := WithTimeout(context.Background(), c, time.Second)
+	defer cancel()
+	child, cancelChild := context.WithCancel(ctx)
+	defer cancelChild()
+	if err := c.BlockUntil(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(999 * time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatalf("ended %v before its time", ctx.Err())
+	}
+	c.Advance(time.Millisecond)
+	<-child.Done()
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || !errors.Is(child.Err(), context.DeadlineExceeded) {
+		t.Fatalf("after the time: %v, derived %v; want DeadlineExceeded", ctx.Err(), child.Err())
+	}
+
+	ctx, cancel = WithTimeout(context.Background(), c, time.Second)
+	cancel()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("cancelled: %v, want Canceled", ctx.Err())
+	}
+	if c.Pending() != 0 {
+		t.Fatalf("%d timers left pending by contexts that ended", c.Pending())
+	}
+}
+
+// WithTimeout on the system clock is context.WithTimeout.
+func TestWithTimeoutOnTheSystemClock(t *testing.T) {
+	ctx, cancel := WithTimeout(context.Background(), SystemClock(), time.Hour)
+	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
+		t.Fatalf("deadline %v %v, want an hour from now", d, ok)
+	}
+}
+
+// The autopilot lets an hour pass on the clock in far less real time while
+// the network is idle, and holds the clock while a call computes: a call
+// whose handler works 20ms of real time does not time out on a one-second
+// virtual deadline (the autopilot moves at most MaxStep per Busy of quiet).
+func TestAutopilot(t *testing.T) {
+	c := NewManualClock(t0)
+	network := NewNetwork(NetworkConfig{Clock: c})
+	pilot := StartAutopilot(c, network, AutopilotConfig{})
+	defer pilot.Stop()
+
+	start := time.Now()
+	ctx, cancel := WithTimeout(context.Background(), c, time.Hour)
+	<-ctx.Done()
+	cancel()
+	if c.Now().Sub(t0) < time.Hour {
+		t.Fatalf("the clock reads %v after the hour's context ended", c.Now().Sub(t0))
+	}
+	t.Logf("an hour of virtual time took %v", time.Since(start))
+
+	if err := network.Listen("b", HandlerFunc(func(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {
+		time.Sleep(20 * time.Millisecond) // computing, as far as the network can tell
+		return "done", nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = WithTimeout(context.Background(), c, time.Second)
+	defer cancel()
+	var reply string
+	before := c.Now()
+	if err := network.Caller("a").Call(ctx, "b", "work", struct{}{}, &reply); err != nil || reply != "done" {
+		t.Fatalf("call: %q %v", reply, err)
+	}
+	if moved := c.Now().Sub(before); moved >= time.Second {
+		t.Fatalf("the clock moved %v during a 20ms call", moved)
+	}
+}
