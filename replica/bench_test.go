@@ -70,7 +70,7 @@ func BenchmarkGate(b *testing.B) {
 		b.Fatal(err)
 	}
 	for p := range tab.Partitions() {
-		o.finishTransfer(tab, p)
+		o.finishTransfer(tab, p, o.load().parts[p].transfer)
 	}
 	p := 0
 	for tab.Owners(p).Primary != "m-0" {

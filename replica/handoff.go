@@ -152,7 +152,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	}
 	switch {
 	case err == nil:
-		if n.own.finishTransfer(tab, j.p) {
+		if n.own.finishTransfer(tab, j.p, j.transfer) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
 	case refused:

@@ -350,14 +350,23 @@ type transferJob struct {
 	p       int
 	sources []string
 	handoff bool // a hand-off (not a reconciliation): sources must be on the node's ring
+	// transfer is the transfer the job is for: only a pull for it ends it,
+	// not one begun before the partition was marked again (a distrust).
+	transfer *transfer
 }
 
 // dueTransfers returns the transfers to work on under tab at now, after
 // giving up those whose sources have all left and those that waited longer
-// than HandoffTimeout (returned as gaveUp, for the caller to log).
+// than HandoffTimeout (returned as gaveUp, for the caller to log). If tab
+// is no longer the ring it returns nothing: a ring installed since the
+// caller read tab brought transfers whose sources tab may lack, and
+// judging them by tab would give them up.
 func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.load().tab != tab {
+		return nil, nil // the ring moved on; the next round works by the new one
+	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
 			t := s.parts[p].transfer
@@ -373,7 +382,7 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
 				s.parts[p].transfer = nil
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile})
+				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, transfer: t})
 			}
 		}
 	})
@@ -395,14 +404,15 @@ func (o *ownership) transferAnswered(p int, now time.Duration) {
 	})
 }
 
-// finishTransfer ends partition p's transfer, if tab is still the ring,
-// and reports whether it ended the last hand-off.
-func (o *ownership) finishTransfer(tab *ring.Table, p int) (last bool) {
+// finishTransfer ends partition p's transfer t, if tab is still the ring
+// and t still p's transfer, and reports whether it ended the last
+// hand-off.
+func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	cur := o.load()
-	if cur.tab != tab || cur.parts[p].transfer == nil {
-		return false // the ring moved on; the next round decides
+	if cur.tab != tab || cur.parts[p].transfer == nil || cur.parts[p].transfer != t {
+		return false // the ring moved on, or p was marked again since: the next round decides
 	}
 	handoff := !cur.parts[p].transfer.reconcile
 	o.edit(func(s *ownState) { s.parts[p].transfer = nil })

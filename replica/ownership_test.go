@@ -277,7 +277,7 @@ func TestBothOwnersLeavingLosesThePartition(t *testing.T) {
 	rest := tableOf(t, 2, "a", "b")
 	o := installed(t, "a", whole)
 	for q := range whole.Partitions() {
-		o.finishTransfer(whole, q) // a's own hand-offs are done
+		o.finishTransfer(whole, q, o.load().parts[q].transfer) // a's own hand-offs are done
 	}
 	ch, err := o.install(rest, time.Second)
 	if err != nil {
@@ -326,7 +326,7 @@ func TestJoiningOwnershipFetchesByRingUntilPulled(t *testing.T) {
 	}
 	// Once pulled, the partition is served from the node's own copy.
 	for q := range tab.Partitions() {
-		o.finishTransfer(tab, q)
+		o.finishTransfer(tab, q, o.load().parts[q].transfer)
 	}
 	if v := o.admit(admission{entry: entryRead, tab: tab, p: p}, time.Second); v.fetch != nil {
 		t.Fatalf("fetch after the hand-off: %+v", v.fetch)
@@ -342,13 +342,13 @@ func TestReappearedMembersAreReconciled(t *testing.T) {
 	back := tableOf(t, 3, "a", "b", "c")
 	o := installed(t, "a", whole)
 	for q := range whole.Partitions() {
-		o.finishTransfer(whole, q)
+		o.finishTransfer(whole, q, o.load().parts[q].transfer)
 	}
 	if _, err := o.install(alone, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for q := range alone.Partitions() {
-		o.finishTransfer(alone, q)
+		o.finishTransfer(alone, q, o.load().parts[q].transfer)
 	}
 	ch, err := o.install(back, 2*time.Second)
 	if err != nil {
@@ -399,7 +399,7 @@ func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
 		}
 	}
 	for q := range after.Partitions() {
-		o.finishTransfer(after, q)
+		o.finishTransfer(after, q, o.load().parts[q].transfer)
 	}
 	v := o.admit(admission{entry: entryWrite, tab: after, p: p}, installedAt)
 	if !slices.Equal(v.displaced, []string{displaced}) {
@@ -439,11 +439,48 @@ func TestDueTransfers(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].p != answered || len(gaveUp) == 0 {
 		t.Fatalf("past the timeout: jobs %v, gave up %d, want only partition %d left", jobs, len(gaveUp), answered)
 	}
+	// Judged by a ring the node has left, nothing is given up: a ring
+	// installed since the caller read it brought the transfers.
+	grown := tableOf(t, 2, "a", "b", "c", "d")
+	if _, err := o.install(grown, timeout); err != nil {
+		t.Fatal(err)
+	}
+	before := o.load().transfers(true)
+	if jobs, gaveUp := o.dueTransfers(tableOf(t, 1, "a"), timeout+time.Millisecond); len(jobs) != 0 || len(gaveUp) != 0 || o.load().transfers(true) != before {
+		t.Fatalf("by a stale ring: jobs %v, gave up %v, transfers %d of %d", jobs, gaveUp, o.load().transfers(true), before)
+	}
 	// Sources that left the ring end the transfer.
-	shrunk := tableOf(t, 2, "a")
+	shrunk := tableOf(t, 3, "a")
+	if _, err := o.install(shrunk, timeout); err != nil {
+		t.Fatal(err)
+	}
 	jobs, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
 	if len(jobs) != 0 || o.load().transfers(true) != 0 {
 		t.Fatalf("with every source gone: jobs %v, transfers %d", jobs, o.load().transfers(true))
+	}
+}
+
+// A pull begun before a partition was marked again (the node learned it
+// was declared dead) does not end the new transfer: only a pull for it
+// does.
+func TestAnOlderPullDoesNotEndANewerTransfer(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	o := installed(t, "a", tab)
+	jobs, _ := o.dueTransfers(tab, 0)
+	if len(jobs) == 0 {
+		t.Fatal("no transfers to work on")
+	}
+	j := jobs[0]
+	o.reconcile(nil, true, time.Millisecond) // marked again while j's pull runs
+	if o.finishTransfer(tab, j.p, j.transfer); o.load().parts[j.p].transfer == nil {
+		t.Fatal("a pull begun before the partition was marked again ended its transfer")
+	}
+	jobs, _ = o.dueTransfers(tab, time.Millisecond)
+	for _, k := range jobs {
+		o.finishTransfer(tab, k.p, k.transfer)
+	}
+	if n := o.load().transfers(true); n != 0 {
+		t.Fatalf("%d transfers left after pulls for them", n)
 	}
 }
 
@@ -454,7 +491,7 @@ func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	o := installed(t, "a", tab)
 	for q := range tab.Partitions() {
-		o.finishTransfer(tab, q)
+		o.finishTransfer(tab, q, o.load().parts[q].transfer)
 	}
 	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, 0) {
 		t.Fatal("the first reply cannot say the node was declared dead")
@@ -582,7 +619,7 @@ func TestWhichHandoffsKeepANodeUnready(t *testing.T) {
 		t.Fatal("a joining node's hand-offs do not keep it unready")
 	}
 	for p := range whole.Partitions() {
-		o.finishTransfer(whole, p)
+		o.finishTransfer(whole, p, o.load().parts[p].transfer)
 	}
 	if _, err := o.install(rest, time.Second); err != nil {
 		t.Fatal(err)
