@@ -2,6 +2,8 @@ package tandem
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/tandem-io/tandem/cluster"
 	"github.com/tandem-io/tandem/replica"
@@ -275,4 +277,27 @@ func (n *Node) Stats() Stats {
 	st := statsOf(n.replica.Stats())
 	st.PeerWireDowns = n.downs.Load()
 	return st
+}
+
+// PeerRequests is how many requests of one method a node sent to other
+// nodes and received (from nodes and smart clients) over the peer wire.
+type PeerRequests struct {
+	// Method is the wire method's name ("replicate", "lease", "pull", ...),
+	// or "_other" for names past the ones kept apart.
+	Method string
+	// Sent counts the requests the node wrote; Received the ones it read,
+	// whether or not it then served them.
+	Sent, Received uint64
+}
+
+// PeerRequests returns the node's peer-wire request counts by method, in
+// method order. A method appears once a request of it went either way.
+func (n *Node) PeerRequests() []PeerRequests {
+	counts := n.requests.Snapshot()
+	out := make([]PeerRequests, 0, len(counts))
+	for _, c := range counts {
+		out = append(out, PeerRequests{Method: c.Method, Sent: c.Sent, Received: c.Received})
+	}
+	slices.SortFunc(out, func(a, b PeerRequests) int { return strings.Compare(a.Method, b.Method) })
+	return out
 }

@@ -82,6 +82,8 @@ type Node struct {
 	checking map[string]bool
 	epoch    uint64
 	downs    atomic.Uint64 // members taken out on evidence from the peer wire
+
+	requests peer.Counters // peer requests this node sent and received, by method
 }
 
 // Start starts a node: it listens for peers, joins the cluster through
@@ -120,7 +122,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("tandem: start %s: peer address %s: %w", cfg.Name, cfg.PeerAddr, err)
 	}
 	n.peerLn = ln
-	n.client = peer.NewClient(peer.ClientConfig{TLS: clientTLS, Logger: log})
+	n.client = peer.NewClient(peer.ClientConfig{TLS: clientTLS, Logger: log, Counters: &n.requests})
 	n.down, n.checking = map[string]string{}, map[string]bool{}
 	var caller peer.Caller = n.client
 	if cfg.Caller != nil {
@@ -137,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cc.AdvertiseAddr = gossipHost
 	}
 	n.replica = replica.New(rc)
-	n.server = peer.NewServer(peer.HandlerFunc(n.servePeer), peer.ServerConfig{TLS: serverTLS, Logger: log})
+	n.server = peer.NewServer(peer.HandlerFunc(n.servePeer), peer.ServerConfig{TLS: serverTLS, Logger: log, Counters: &n.requests})
 	go n.server.Serve(ln)
 
 	members, err := joinCluster(ctx, cc, cfg.JoinTimeout, n.log)

@@ -5,7 +5,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tandem-io/tandem"
-	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // NewCollector returns a prometheus.Collector of node's metrics: its
@@ -29,6 +28,7 @@ type metrics struct {
 	desc             map[string]*prometheus.Desc
 	ops, replication *prometheus.Desc // latency histograms
 	buildInfo        *prometheus.Desc
+	sent, received   *prometheus.Desc // peer-wire requests by method
 	build            tandem.BuildInfo
 	bucketBounds     []float64 // the histograms' upper bounds, in seconds
 }
@@ -84,6 +84,12 @@ func newMetrics(node *tandem.Node) *metrics {
 	m.buildInfo = prometheus.NewDesc("tandem_build_info",
 		"Always 1; its labels name the build of Tandem running: version (module version, devel when not recorded), go_version and commit.",
 		[]string{"version", "go_version", "commit"}, nodeLabel)
+	m.sent = prometheus.NewDesc("tandem_peer_requests_sent_total",
+		"Requests this node wrote to other nodes over the peer wire, by method (each is answered by one response); method \"_other\" counts names not kept apart.",
+		[]string{"method"}, nodeLabel)
+	m.received = prometheus.NewDesc("tandem_peer_requests_received_total",
+		"Requests this node read from other nodes and smart clients over the peer wire, by method, whether or not it then served them; method \"_other\" counts names not kept apart.",
+		[]string{"method"}, nodeLabel)
 	m.build = tandem.Build()
 	for _, b := range node.Latencies().Replication.Bounds {
 		m.bucketBounds = append(m.bucketBounds, b.Seconds())
@@ -99,6 +105,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.ops
 	ch <- m.replication
 	ch <- m.buildInfo
+	ch <- m.sent
+	ch <- m.received
 }
 
 // histogram exports a latency histogram.
@@ -162,52 +170,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- m.histogram(m.replication, lat.Replication)
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, m.build.Version, m.build.GoVersion, m.build.Commit)
+	for _, r := range m.node.PeerRequests() {
+		ch <- prometheus.MustNewConstMetric(m.sent, prometheus.CounterValue, float64(r.Sent), r.Method)
+		ch <- prometheus.MustNewConstMetric(m.received, prometheus.CounterValue, float64(r.Received), r.Method)
+	}
 }
 
-// newRegistry returns a registry with the node's metrics, the peer wire's
-// request counts and the Go runtime's and process's.
+// newRegistry returns a registry with the node's metrics and the Go
+// runtime's and process's.
 func newRegistry(node *tandem.Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(node), newPeerMetrics(peer.ProcessCounters()),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// peerMetrics exports the peer wire's request counts by method. They are
-// the process's (peer.ProcessCounters: the root hands the wire no
-// counters of a node's own), so like the process_* metrics they carry no
-// node label, and in a process running several nodes (tandem dev, an
-// in-process test cluster) they are the sum of them all; `tandem serve`
-// runs one node per process.
-type peerMetrics struct {
-	counters       *peer.Counters
-	sent, received *prometheus.Desc
-}
-
-// newPeerMetrics describes the peer wire's request counters.
-func newPeerMetrics(c *peer.Counters) *peerMetrics {
-	return &peerMetrics{
-		counters: c,
-		sent: prometheus.NewDesc("tandem_peer_requests_sent_total",
-			"Requests this process wrote to other nodes over the peer wire, by method (each is answered by one response); method \""+peer.OtherMethod+"\" counts names not kept apart.",
-			[]string{"method"}, nil),
-		received: prometheus.NewDesc("tandem_peer_requests_received_total",
-			"Requests this process read from other nodes and smart clients over the peer wire, by method, whether or not they were then served; method \""+peer.OtherMethod+"\" counts names not kept apart.",
-			[]string{"method"}, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (m *peerMetrics) Describe(ch chan<- *prometheus.Desc) {
-	ch <- m.sent
-	ch <- m.received
-}
-
-// Collect implements prometheus.Collector. A method appears once a
-// request of it has been sent or received.
-func (m *peerMetrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range m.counters.Snapshot() {
-		ch <- prometheus.MustNewConstMetric(m.sent, prometheus.CounterValue, float64(c.Sent), c.Method)
-		ch <- prometheus.MustNewConstMetric(m.received, prometheus.CounterValue, float64(c.Received), c.Method)
-	}
 }

@@ -182,7 +182,12 @@ func TestMetricsCountPeerRequests(t *testing.T) {
 			if _, err := fmt.Sscan(value, &v); !ok || err != nil {
 				t.Fatalf("bad line %q", line)
 			}
-			out[name] = v
+			// Each series is the node's own: labelled with its name.
+			series, node, labelled := strings.Cut(name, `,node="`)
+			if !labelled || !strings.HasPrefix(node, "node-") {
+				t.Fatalf("%q is not labelled with the node's name", line)
+			}
+			out[series+"}"] = v
 		}
 		return out
 	}
