@@ -67,8 +67,9 @@ type ClusterStatus struct {
 	// Lost names the latest partitions that lost both owners at once, as
 	// this node saw it; their sessions are gone.
 	Lost LostPartitions `json:"lost"`
-	// Conflicts counts different copies of one version reconciled after a
-	// network cut healed.
+	// Conflicts counts copies reconciled after a network cut healed that
+	// had diverged (both sides wrote the session); the losing side's
+	// writes are gone.
 	Conflicts uint64 `json:"conflicts"`
 }
 

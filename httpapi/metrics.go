@@ -51,7 +51,7 @@ var metricHelp = map[string]string{
 	"tandem_retries_total":                   "Requests retried while owners changed or were unreachable.",
 	"tandem_handoff_sent_sessions_total":     "Session copies handed to other nodes.",
 	"tandem_handoff_received_sessions_total": "Session copies received from other nodes.",
-	"tandem_conflicts_total":                 "Different copies of one version reconciled after a network cut.",
+	"tandem_conflicts_total":                 "Copies that diverged (both sides of a network cut wrote the session) reconciled after the cut healed: the losing side's writes are gone.",
 	"tandem_lost_partitions_total":           "Partitions found with no owner left holding them.",
 	"tandem_expired_total":                   "Expired copies and old tombstones removed.",
 	"tandem_pauses_total":                    "Times the node found it had been paused and reconciled.",

@@ -195,19 +195,21 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 }
 
 // merge keeps the newer of a copy from another node and this node's own,
-// counting and logging a conflict when they are different copies of the
-// same version (writes acknowledged on both sides of a network cut).
+// counting and logging a conflict when the two diverged: writes were
+// acknowledged on both sides of a network cut, and the side whose copy
+// loses loses them.
 func (n *Node) merge(p int, s *Session) {
 	n.clock.observe(s.Stamp)
 	prev, stored := n.store.putIfNewer(p, s)
-	if conflicting(prev, s) {
+	if diverged(prev, s) {
 		n.stats.Conflicts.Add(1)
 		kept, lost := prev, s
 		if stored {
 			kept, lost = s, prev
 		}
-		n.log.Warn("conflicting copies reconciled", "session", s.ID, "version", s.Version,
-			"kept_writer", kept.Writer, "kept_stamp", kept.Stamp, "lost_writer", lost.Writer, "lost_stamp", lost.Stamp)
+		n.log.Warn("conflicting copies reconciled: the writes that made the lost copy are gone", "session", s.ID,
+			"kept_version", kept.Version, "kept_writer", kept.Writer, "kept_stamp", kept.Stamp,
+			"lost_version", lost.Version, "lost_writer", lost.Writer, "lost_stamp", lost.Stamp)
 	}
 }
 

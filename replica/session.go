@@ -141,6 +141,48 @@ func conflicting(a, b *Session) bool {
 	return a != nil && b != nil && a.Version == b.Version && (a.Stamp != b.Stamp || a.Writer != b.Writer)
 }
 
+// diverged reports whether a and b come from writes acknowledged on both
+// sides of a network cut, whatever versions each side reached: different
+// copies of one version, or a newer copy whose history does not pass
+// through the older one (the request that made the older version is not
+// the one the newer copy remembers at that version). A newer copy that
+// remembers no request at the older version (more than recentRequests
+// writes apart, or versions made without a request id) cannot be judged
+// and does not count.
+func diverged(a, b *Session) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	if a.Version == b.Version {
+		return conflicting(a, b)
+	}
+	older, newer := a, b
+	if older.Version > newer.Version {
+		older, newer = b, a
+	}
+	made, ok := older.madeBy()
+	if !ok {
+		return false
+	}
+	for _, r := range newer.Recent {
+		if r.Version == older.Version {
+			return r.Request != made.Request || (r.Hash != made.Hash && r.Hash != 0 && made.Hash != 0)
+		}
+	}
+	return false
+}
+
+// madeBy returns the record of the request that made the session's
+// version, if it remembers one.
+func (s *Session) madeBy() (Applied, bool) {
+	for i := len(s.Recent) - 1; i >= 0; i-- {
+		if s.Recent[i].Version == s.Version {
+			return s.Recent[i], true
+		}
+	}
+	return Applied{}, false
+}
+
 // ValidateID reports whether id is a well-formed session id.
 func ValidateID(id string) error {
 	if len(id) < 16 || len(id) > 128 {

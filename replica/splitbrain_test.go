@@ -82,9 +82,12 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 			}
 		}
 	}
+	// Every even session diverged (the majority's v3 and the minority's
+	// v2 both grew from v1): each is a conflict, though the versions
+	// differ, and so are the two different v2s.
 	conflicts := a.stats.Conflicts.Load() + b.stats.Conflicts.Load() + x.stats.Conflicts.Load()
-	if conflicts == 0 {
-		t.Fatal("no conflict counted for two different copies of v2")
+	if conflicts < sessions/2+2 {
+		t.Fatalf("%d conflicts counted; the cut made at least %d", conflicts, sessions/2+2)
 	}
 	for _, n := range []*testNode{a, b, x} {
 		s, err := n.Get(testCtx(t), sessionID(contested), true)
@@ -141,6 +144,37 @@ func TestNewerIsATotalOrder(t *testing.T) {
 	}
 	if !conflicting(v(3, 5, "a"), v(3, 6, "a")) || conflicting(v(3, 5, "a"), v(3, 5, "a")) || conflicting(v(3, 5, "a"), v(4, 6, "b")) {
 		t.Error("conflicting misjudges")
+	}
+}
+
+// Two copies diverged when the newer one's history does not pass through
+// the older one, whatever versions they reached.
+func TestDiverged(t *testing.T) {
+	copyOf := func(version uint64, stamp uint64, requests ...string) *Session {
+		s := &Session{ID: "x", Version: version, Stamp: stamp, Writer: "a"}
+		for i, r := range requests {
+			s.Recent = append(s.Recent, Applied{Request: r, Version: version - uint64(len(requests)-1-i), Hash: 7})
+		}
+		return s
+	}
+	cases := []struct {
+		name string
+		a, b *Session
+		want bool
+	}{
+		{"the same copy", copyOf(2, 5, "r1", "r2"), copyOf(2, 5, "r1", "r2"), false},
+		{"one version, two copies", copyOf(2, 5, "r1", "r2"), copyOf(2, 6, "r1", "x2"), true},
+		{"a newer copy grown from the older", copyOf(2, 5, "r1", "r2"), copyOf(4, 9, "r1", "r2", "r3", "r4"), false},
+		{"a newer copy grown from elsewhere", copyOf(2, 5, "r1", "r2"), copyOf(4, 9, "r1", "x2", "x3", "x4"), true},
+		{"either order", copyOf(4, 9, "r1", "x2", "x3", "x4"), copyOf(2, 5, "r1", "r2"), true},
+		{"too far apart to tell", copyOf(2, 5, "r1", "r2"), copyOf(20, 9, "x19", "x20"), false},
+		{"an older copy without a request", &Session{ID: "x", Version: 2}, copyOf(4, 9, "x3", "x4"), false},
+		{"nothing to compare", nil, copyOf(2, 5, "r2"), false},
+	}
+	for _, tc := range cases {
+		if got := diverged(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: diverged = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 

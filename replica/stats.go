@@ -31,9 +31,9 @@ type Stats struct {
 	// Duplicates is how many retried writes were recognised as already
 	// applied and not applied again.
 	Duplicates atomic.Uint64
-	// Conflicts is how many times two different copies of one version met
-	// (writes acknowledged on both sides of a network cut) and the older by
-	// stamp and writer name was discarded.
+	// Conflicts is how many times two copies that diverged met (writes
+	// acknowledged on both sides of a network cut: see diverged) and the
+	// one that loses by version, stamp and writer name was discarded.
 	Conflicts atomic.Uint64
 	// LostPartitions is how many partitions lost both owners at once.
 	LostPartitions atomic.Uint64
