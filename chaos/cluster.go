@@ -92,13 +92,21 @@ type Cluster struct {
 
 // BuildBinary builds the tandem node binary into dir, with the build tag
 // chaos that compiles its fault-injection hooks in, and returns its path.
-// It runs `go build`, so it needs the Go toolchain and a module that
-// requires github.com/tandem-io/tandem (or is it).
+// It runs `go build` in the current directory, so it needs the Go
+// toolchain and a module that requires github.com/tandem-io/tandem (or is
+// it). LocateBinary finds an installed one instead.
 func BuildBinary(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "tandem")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "chaos", "-o", bin, "github.com/tandem-io/tandem/cmd/tandem")
+	return buildIn(ctx, "", dir)
+}
+
+// buildIn builds the tandem node binary with the build tag chaos into
+// outDir, running `go build` in srcDir (empty: the current directory).
+func buildIn(ctx context.Context, srcDir, outDir string) (string, error) {
+	bin := filepath.Join(outDir, "tandem")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "chaos", "-o", bin, TandemPackage)
+	cmd.Dir = srcDir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build tandem: %w: %s", err, out)
+		return "", fmt.Errorf("build tandem: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return bin, nil
 }

@@ -10,6 +10,16 @@
 // report.html and history.json to the report directory. Exit status: 0 on
 // PASS, 1 on FAIL, 2 for a bad command line, 3 when the run itself could
 // not be carried out. See docs/CHAOS.md.
+//
+// The nodes run a tandem built with the build tag chaos, which compiles
+// the fault-injection hooks in. Without -binary, tandem-chaos uses the
+// first usable of: a tandem in its own directory; one it builds with `go
+// build -tags chaos` when run from within a checkout of the source; a
+// tandem on PATH. It says on standard error which one and why. Installed
+// with go install, put a chaos build of tandem beside it:
+//
+//	go install -tags chaos github.com/tandem-io/tandem/cmd/tandem@VERSION
+//	go install github.com/tandem-io/tandem/cmd/tandem-chaos@VERSION
 package main
 
 import (
@@ -49,7 +59,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tandem-chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := chaos.Config{}
-	fs.StringVar(&cfg.Binary, "binary", "", "tandem binary to run (default: go build ./cmd/tandem into the report directory)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Binary, "binary", "", "tandem binary to run, built with -tags chaos (default: a tandem beside tandem-chaos, else one built from the source tree when run within it, else tandem on PATH)")
+	which := fs.Bool("which", false, "say which tandem binary a run would use, and why, then exit (its path on standard output)")
 	fs.IntVar(&cfg.Nodes, "nodes", 5, "number of node processes")
 	fs.IntVar(&cfg.MinMembers, "min-members", 0, "the nodes' -min-members (0: a majority of -nodes; 1 turns split-brain protection off)")
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to attack under load")
@@ -108,7 +123,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if abs, err := filepath.Abs(cfg.ReportDir); err == nil {
 			cfg.ReportDir = abs
 		}
+	} else if !*which {
+		dir, err := os.MkdirTemp("", "tandem-chaos-")
+		if err != nil {
+			fmt.Fprintf(stderr, "tandem-chaos: report directory: %v\n", err)
+			return exitError
+		}
+		cfg.ReportDir = dir
 	}
+	loc, err := chaos.LocateBinary(ctx, chaos.LocateConfig{Binary: cfg.Binary, BuildDir: cfg.ReportDir, NoBuild: *which,
+		Progress: prefixWriter{stderr}})
+	if err != nil {
+		fmt.Fprintf(stderr, "tandem-chaos: %v\n", err)
+		return exitError
+	}
+	for _, p := range loc.PassedOver {
+		fmt.Fprintf(stderr, "tandem-chaos: passed over %s\n", p)
+	}
+	fmt.Fprintf(stderr, "tandem-chaos: %s\n", loc)
+	for _, w := range loc.Warnings {
+		fmt.Fprintf(stderr, "tandem-chaos: warning: %s\n", w)
+	}
+	if *which {
+		if loc.Path != "" {
+			fmt.Fprintln(stdout, loc.Path)
+		}
+		return exitPass
+	}
+	cfg.Binary = loc.Path
 	level := slog.LevelInfo
 	if *quiet {
 		level = slog.LevelWarn
@@ -128,4 +170,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitPass
+}
+
+// usageHead introduces the flags in the usage text.
+const usageHead = `usage: tandem-chaos [flags]
+       tandem-chaos -check DIR
+
+Runs a Tandem cluster of real tandem serve processes on loopback, attacks
+it under load with a seeded fault schedule and checks that nothing
+acknowledged was lost. Exit status: 0 PASS, 1 FAIL, 2 bad command line,
+3 the run could not be carried out.
+
+The nodes run a tandem built with the build tag chaos (it has the
+fault-injection hooks). Without -binary, tandem-chaos uses the first
+usable of: a tandem in its own directory; one built with go build -tags
+chaos when run from within a checkout of the source; a tandem on PATH.
+It says which on standard error. To install both:
+
+  go install -tags chaos github.com/tandem-io/tandem/cmd/tandem@VERSION
+  go install github.com/tandem-io/tandem/cmd/tandem-chaos@VERSION
+
+(the first replaces a release tandem in the same GOBIN; GOBIN=DIR keeps
+them apart). See docs/CHAOS.md.
+
+flags:
+`
+
+// prefixWriter writes each write to w after "tandem-chaos: ".
+type prefixWriter struct{ w io.Writer }
+
+// Write writes p, prefixed, to the underlying writer.
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := fmt.Fprintf(p.w, "tandem-chaos: %s", b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
