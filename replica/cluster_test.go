@@ -17,21 +17,41 @@ import (
 	"github.com/tandem-io/tandem/ring"
 )
 
-// clock is a settable clock shared by a test cluster.
-type clock struct{ ns atomic.Int64 }
+// clock is a test cluster's wall clock. On the in-memory network it reads
+// the nodes' virtual clock, so that Advance lets time pass for the wall
+// clock and the monotonic clock alike (a wall clock that moved alone
+// would be a step, which the engine refuses to follow); on sockets it is
+// a settable instant.
+type clock struct {
+	ns    atomic.Int64      // the instant (sockets), or the offset from ticks
+	ticks *peer.ManualClock // nil on sockets
+}
 
-// newClock starts a clock at a fixed instant.
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+// newClock starts a clock at a fixed instant, or on ticks when not nil.
+func newClock(ticks *peer.ManualClock) *clock {
+	c := &clock{ticks: ticks}
+	if ticks == nil {
+		c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	}
 	return c
 }
 
 // Now returns the clock's time.
-func (c *clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Now() time.Time {
+	if c.ticks != nil {
+		return c.ticks.Now().Add(time.Duration(c.ns.Load()))
+	}
+	return time.Unix(0, c.ns.Load())
+}
 
-// Advance moves the clock forward.
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+// Advance lets d pass.
+func (c *clock) Advance(d time.Duration) {
+	if c.ticks != nil {
+		c.ticks.Advance(d)
+		return
+	}
+	c.ns.Add(int64(d))
+}
 
 // testNode is one node of a test cluster: a replica.Node reached through
 // the cluster's in-memory network, or behind a real peer server on
@@ -67,7 +87,7 @@ func newTestCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	network := peer.NewNetwork(peer.NetworkConfig{Clock: ticks})
 	pilot := peer.StartAutopilot(ticks, network, peer.AutopilotConfig{})
 	t.Cleanup(pilot.Stop) // runs last: the nodes' Close may wait on the clock
-	c := &testCluster{t: t, clock: newClock(), ticks: ticks, network: network, nodes: map[string]*testNode{}}
+	c := &testCluster{t: t, clock: newClock(ticks), ticks: ticks, network: network, nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)
 }
 
@@ -88,7 +108,7 @@ func (c *testCluster) sleep(d time.Duration) {
 // gives them one ring: the few tests that cover the wire itself use it.
 func newSocketCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, clock: newClock(), nodes: map[string]*testNode{}}
+	c := &testCluster{t: t, clock: newClock(nil), nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)
 }
 

@@ -104,7 +104,7 @@ func (n *Node) sweep() {
 	if tab == nil {
 		return
 	}
-	now := n.cfg.Now()
+	now := n.wall()
 	expired := map[string][]expireItem{}
 	for p := range n.store.parts {
 		o := tab.Owners(p)

@@ -22,7 +22,7 @@ import (
 // one ring.
 func newTLSCluster(t *testing.T, ca *tlstest.CA, n int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, clock: newClock(), nodes: map[string]*testNode{}, ca: ca}
+	c := &testCluster{t: t, clock: newClock(nil), nodes: map[string]*testNode{}, ca: ca}
 	return c.startAll(n, nil)
 }
 

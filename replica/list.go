@@ -52,7 +52,7 @@ func (s *store) liveIDs(p int, now time.Time) []string {
 // partitions until at least listPageIDs, and the partition to go on from
 // (-1 at the end).
 func (n *Node) listPage(from int) listReply {
-	now := n.cfg.Now()
+	now := n.wall()
 	var reply listReply
 	p := max(from, 0)
 	for ; p < len(n.store.parts) && len(reply.IDs) < listPageIDs; p++ {

@@ -170,13 +170,14 @@ func (c Config) limits() limits {
 // renewals in flight, the hybrid logical clock and the counters. No lock
 // spans the node.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	lim   limits
-	own   *ownership
-	store *store
-	clock hlc
-	stats Stats
+	cfg    Config
+	log    *slog.Logger
+	lim    limits
+	own    *ownership
+	store  *store
+	clock  hlc
+	expiry expiryClock // the wall clock, kept from steps (wallclock.go)
+	stats  Stats
 
 	renewals renewals // lease requests in flight, one per member
 

@@ -29,7 +29,7 @@ type principalReply struct {
 // sessionsOf returns the ids of live sessions of principal among this
 // node's copies, found through the principal index.
 func (n *Node) sessionsOf(principal string) []string {
-	now := n.cfg.Now()
+	now := n.wall()
 	var ids []string
 	for p := range n.store.parts {
 		for _, id := range n.store.ofPrincipal(p, principal) {

@@ -61,7 +61,7 @@ type ReadReply struct {
 // readPrimary answers a get or touch from this node's primary copy; the
 // gate has admitted it.
 func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
-	now := n.cfg.Now()
+	now := n.wall()
 	s := n.store.get(p, op.ID)
 	if !s.live(now) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, op.ID)
@@ -106,7 +106,7 @@ func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id strin
 // expired.
 func (n *Node) readAsBuddy(p int, id string) (*Session, error) {
 	s := n.store.get(p, id)
-	if !s.live(n.cfg.Now().Add(-n.buddyGrace())) {
+	if !s.live(n.wall().Add(-n.buddyGrace())) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return s, nil

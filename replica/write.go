@@ -54,7 +54,7 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 		}
 		return prev, nil
 	}
-	now := n.cfg.Now()
+	now := n.wall()
 	next, err := apply(op, prev, now, n.clock.now(now), n.cfg.Name, n.lim)
 	if err != nil {
 		return nil, err
