@@ -423,6 +423,10 @@ func raw(in map[string][]byte) map[string]msgpack.RawMessage {
 	return out
 }
 
+// announceLeavingTimeout bounds Close's wait for its "leaving" state to be
+// gossiped.
+const announceLeavingTimeout = 3 * time.Second
+
 // Close drains the node and stops it: it stops being ready, tells the
 // cluster it is leaving, stops acknowledging writes of its own, hands every
 // copy it holds to the sessions' owners in the ring without it and waits
@@ -438,9 +442,15 @@ func (n *Node) Close(ctx context.Context) error {
 	n.closed = true
 	n.mu.Unlock()
 	var errs []error
-	if err := n.members.SetState(ctx, cluster.StateLeaving); err != nil {
-		errs = append(errs, fmt.Errorf("announce leaving: %w", err))
+	// Announcing "leaving" lets the others stop routing here before the
+	// drain; it is a courtesy, bounded so that a broadcast memberlist
+	// cannot finish (its last peer just left) does not eat the drain's
+	// time. The leave itself, below, is what the others act on.
+	announce, cancel := context.WithTimeout(ctx, announceLeavingTimeout)
+	if err := n.members.SetState(announce, cluster.StateLeaving); err != nil {
+		n.log.Warn("could not announce leaving; draining anyway", "err", err)
 	}
+	cancel()
 	if err := n.drain(ctx); err != nil {
 		errs = append(errs, err)
 	}

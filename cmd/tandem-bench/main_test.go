@@ -102,7 +102,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("no ratio column in the output")
 		}
 		for _, g := range res.Goals {
-			if g.Met == nil {
+			// Memory per copy is noise at a few hundred sessions: the tool
+			// says so rather than judge it; every other goal is judged.
+			if g.Met == nil && !strings.Contains(g.Goal, "KiB per") {
 				t.Errorf("goal %q not evaluated: %s", g.Goal, g.Measured)
 			}
 		}
