@@ -57,10 +57,10 @@ func TestExpiryClockRidesOutSteps(t *testing.T) {
 // it and on its buddy, and the sweep keeps it.
 func TestAWallClockStepExpiresNothingEarly(t *testing.T) {
 	var skew atomic.Int64
-	var c *testCluster
-	c = newTestCluster(t, 3, func(cfg *Config) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
 		if cfg.Name == "node-0" {
-			cfg.Now = func() time.Time { return c.clock.Now().Add(time.Duration(skew.Load())) }
+			cluster := cfg.Now // the cluster's wall clock
+			cfg.Now = func() time.Time { return cluster().Add(time.Duration(skew.Load())) }
 		}
 	})
 	x := c.node("node-0")
