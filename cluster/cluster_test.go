@@ -59,7 +59,7 @@ func TestThreeNodesJoinThroughSeed(t *testing.T) {
 			}
 			return len(v.Members) == 3
 		})
-		wantRing(t, n.View().Ring(), "a", "b", "c")
+		waitFor(t, converge, n.Name()+" to serve by a, b and c", hasRing(n, "a", "b", "c"))
 	}
 
 	// OnChange saw the views in order, and ends with the current one.
@@ -143,7 +143,9 @@ func TestCrashIsDeadAndLeaveIsLeft(t *testing.T) {
 			m, ok := n.View().member("d")
 			return ok && m.Health == healthLeft
 		})
-		wantRing(t, n.View().Ring(), "a", "b")
+		// b may be briefly suspected on a loaded machine (local timing):
+		// the ring settles on a and b.
+		waitFor(t, converge, n.Name()+" to serve by a and b", hasRing(n, "a", "b"))
 		if m, _ := n.View().member("c"); m.Health != healthDead {
 			t.Fatalf("%s sees c as %q, want still dead", n.Name(), m.Health)
 		}
