@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -79,7 +81,7 @@ type Client struct {
 	}
 	ctx    context.Context // cancelled by Close; parents every dial
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // dial and read goroutines
+	wg     sync.WaitGroup // dial, read and write goroutines
 
 	mu      sync.Mutex
 	remotes map[string]*remote
@@ -263,8 +265,9 @@ func (c *Client) dial(addr string, r *remote) {
 	}
 	r.backoff, r.retryAt, r.lastErr = 0, time.Time{}, nil
 	r.conn = newConn(c, addr, nc)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go r.conn.readLoop()
+	go r.conn.writeLoop()
 	c.log.Debug("peer: connected", "addr", addr, "local", nc.LocalAddr().String())
 }
 
@@ -284,19 +287,50 @@ type result struct {
 	err  error
 }
 
-// conn is one client connection: a lock-protected writer shared by all
-// calls and a reader goroutine dispatching responses by ID.
+// writeBufSize is the size of a connection's write buffer: the frames a
+// writer finds queued are copied into it and sent with one write per
+// buffer-full. A frame larger than the buffer is written straight from the
+// caller's encode buffer.
+const writeBufSize = 32 << 10
+
+// callState is how far a call's request has got towards the wire.
+type callState uint8
+
+const (
+	callQueued    callState = iota // in conn.queue, not yet taken by the writer
+	callWriting                    // in the batch the writer is writing
+	callWritten                    // written; only the response is awaited
+	callAbandoned                  // its caller gave up before the writer took it
+)
+
+// call is one request in flight on a conn. Its frame belongs to the writer
+// from the moment it is queued.
+type call struct {
+	method string
+	fb     *frameBuf // pooled buffer holding frame
+	frame  []byte    // the encoded request
+	res    chan result
+	state  callState // guarded by conn.mu
+}
+
+// conn is one client connection. Callers encode their request into a pooled
+// buffer and queue it; a writer goroutine drains the queue into one buffered
+// write per wake-up, so concurrent callers share syscalls and no caller
+// holds a lock across one; a reader goroutine hands each response to the
+// call waiting for its ID.
 type conn struct {
 	client *Client
 	addr   string
 	nc     net.Conn
-	wlock  chan struct{} // write mutex; a channel so waiters can watch ctx
+	wake   chan struct{} // capacity 1: the queue went from empty to non-empty
 	done   chan struct{} // closed when the connection fails
+	nextID atomic.Uint64
 
 	mu      sync.Mutex
-	nextID  uint64
-	pending map[uint64]chan result // nil once failed
-	err     error                  // why the connection failed; wraps ErrUnreachable
+	pending map[uint64]*call // nil once failed
+	queue   []*call          // requests waiting for the writer
+	aborted bool             // a caller set a past write deadline to abort the write in progress
+	err     error            // why the connection failed; wraps ErrUnreachable
 }
 
 // newConn wraps a freshly dialled connection.
@@ -305,120 +339,173 @@ func newConn(c *Client, addr string, nc net.Conn) *conn {
 		client:  c,
 		addr:    addr,
 		nc:      nc,
-		wlock:   make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		pending: make(map[uint64]chan result),
+		pending: make(map[uint64]*call),
 	}
 }
 
 // roundTrip sends one request and waits for its response, a connection
 // failure or the end of ctx.
 func (cn *conn) roundTrip(ctx context.Context, method string, args any) (result, error) {
-	id, ch, err := cn.register()
-	if err != nil {
-		return result{}, err
+	if err := ctx.Err(); err != nil {
+		return result{}, unreachable(err)
 	}
+	id := cn.nextID.Add(1)
 	fb := getFrameBuf()
 	frame, err := fb.encode(Header{ID: id, Kind: KindRequest, Method: method}, args, cn.client.cfg.MaxFrameSize)
-	if err == nil {
-		err = cn.write(ctx, frame)
-	}
-	putFrameBuf(fb)
 	if err != nil {
-		cn.unregister(id)
+		putFrameBuf(fb)
 		return result{}, err
 	}
-	cn.client.counters.sent(method)
+	cl := &call{method: method, fb: fb, frame: frame, res: make(chan result, 1)}
+	if err := cn.send(id, cl); err != nil {
+		putFrameBuf(fb)
+		return result{}, err
+	}
 
 	select {
-	case res := <-ch:
+	case res := <-cl.res:
 		return res, res.err
 	case <-ctx.Done():
-		cn.unregister(id)
+		cn.abandon(id, cl)
 		return result{}, unreachable(ctx.Err())
 	}
 }
 
-// register allocates a request ID and the channel its response will arrive on.
-func (cn *conn) register() (uint64, chan result, error) {
+// send registers cl as waiting for response id and queues its request for
+// the writer.
+func (cn *conn) send(id uint64, cl *call) error {
 	cn.mu.Lock()
-	defer cn.mu.Unlock()
 	if cn.err != nil {
-		return 0, nil, cn.err
+		err := cn.err
+		cn.mu.Unlock()
+		return err
 	}
-	cn.nextID++
-	ch := make(chan result, 1)
-	cn.pending[cn.nextID] = ch
-	return cn.nextID, ch, nil
+	cn.pending[id] = cl
+	wasEmpty := len(cn.queue) == 0
+	cn.queue = append(cn.queue, cl)
+	cn.mu.Unlock()
+	if wasEmpty {
+		select {
+		case cn.wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+	return nil
 }
 
-// unregister forgets a call that gave up; a late response is then dropped.
-func (cn *conn) unregister(id uint64) {
+// abandon forgets a call whose caller gave up; a late response is then
+// dropped. A request still queued is never sent. A request in the write in
+// progress means that write has stalled for longer than the caller would
+// wait: it is aborted, and the connection fails, since a partly written
+// frame cannot be taken back.
+func (cn *conn) abandon(id uint64, cl *call) {
 	cn.mu.Lock()
+	defer cn.mu.Unlock()
 	delete(cn.pending, id)
-	cn.mu.Unlock()
+	switch cl.state {
+	case callQueued:
+		cl.state = callAbandoned
+	case callWriting:
+		if !cn.aborted && cn.err == nil {
+			cn.aborted = true
+			cn.nc.SetWriteDeadline(time.Unix(1, 0))
+		}
+	}
 }
 
 // deliver hands res to the call waiting for id, if it is still waiting.
 func (cn *conn) deliver(id uint64, res result) {
 	cn.mu.Lock()
-	ch, ok := cn.pending[id]
+	cl, ok := cn.pending[id]
 	delete(cn.pending, id)
 	cn.mu.Unlock()
 	if ok {
-		ch <- res // buffered, never blocks
+		cl.res <- res // buffered, never blocks
 	}
 }
 
-// failure returns why the connection failed.
-func (cn *conn) failure() error {
-	cn.mu.Lock()
-	defer cn.mu.Unlock()
-	return cn.err
-}
+// writeLoop writes queued requests until the connection fails. Each
+// wake-up takes every request queued so far and writes them with as few
+// writes as the buffer allows.
+func (cn *conn) writeLoop() {
+	defer cn.client.wg.Done()
+	bw := bufio.NewWriterSize(cn.nc, writeBufSize)
+	var batch []*call
+	for {
+		cn.mu.Lock()
+		for len(cn.queue) == 0 && cn.err == nil {
+			cn.mu.Unlock()
+			select {
+			case <-cn.wake:
+			case <-cn.done:
+			}
+			cn.mu.Lock()
+		}
+		if cn.err != nil {
+			for _, cl := range cn.queue {
+				putFrameBuf(cl.fb)
+			}
+			cn.queue = nil
+			cn.mu.Unlock()
+			return
+		}
+		if len(cn.queue) < gatherBelow {
+			// Let the goroutines that are about to queue a frame do so,
+			// to send theirs in the same write.
+			cn.mu.Unlock()
+			runtime.Gosched()
+			cn.mu.Lock()
+		}
+		batch, cn.queue = cn.queue, batch[:0]
+		n := 0
+		for _, cl := range batch {
+			if cl.state == callAbandoned {
+				putFrameBuf(cl.fb)
+				continue
+			}
+			cl.state = callWriting
+			batch[n] = cl
+			n++
+		}
+		clear(batch[n:])
+		batch = batch[:n]
+		cn.mu.Unlock()
 
-// write sends one encoded frame. The write lock is held for the whole frame
-// so frames never interleave. If ctx ends while the write is blocked, the
-// write is aborted and the connection fails, since a partly written frame
-// cannot be taken back.
-func (cn *conn) write(ctx context.Context, frame []byte) error {
-	select {
-	case cn.wlock <- struct{}{}:
-	case <-ctx.Done():
-		return unreachable(ctx.Err())
-	case <-cn.done:
-		return cn.failure()
-	}
-	defer func() { <-cn.wlock }()
-	if err := ctx.Err(); err != nil {
-		return unreachable(err)
-	}
-
-	var err error
-	if ctx.Done() == nil {
-		_, err = cn.nc.Write(frame)
-	} else {
-		aborted := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			cn.nc.SetWriteDeadline(time.Unix(1, 0))
-			close(aborted)
-		})
-		_, err = cn.nc.Write(frame)
-		if !stop() {
-			<-aborted
-			if err == nil { // finished just in time: undo the abort for the next writer
-				err = cn.nc.SetWriteDeadline(time.Time{})
+		var err error
+		for _, cl := range batch {
+			// Counted before the write: once it starts, the frame is
+			// on the wire as far as this side can tell.
+			cn.client.counters.sent(cl.method)
+			if err == nil {
+				_, err = bw.Write(cl.frame)
 			}
 		}
-	}
-	if err != nil {
-		cn.fail(fmt.Errorf("%w: write: %w", ErrUnreachable, err))
-		if ctx.Err() != nil {
-			return unreachable(ctx.Err())
+		if err == nil {
+			err = bw.Flush()
 		}
-		return cn.failure()
+
+		cn.mu.Lock()
+		for _, cl := range batch {
+			cl.state = callWritten
+		}
+		if cn.aborted && err == nil {
+			// The write finished just before a caller aborted it: undo
+			// the abort for the next write.
+			cn.aborted = false
+			err = cn.nc.SetWriteDeadline(time.Time{})
+		}
+		cn.mu.Unlock()
+		for i, cl := range batch {
+			putFrameBuf(cl.fb)
+			batch[i] = nil
+		}
+		if err != nil {
+			cn.fail(fmt.Errorf("%w: write: %w", ErrUnreachable, err))
+			return
+		}
 	}
-	return nil
 }
 
 // readLoop reads responses until the connection fails.
@@ -460,8 +547,12 @@ func (cn *conn) fail(err error) {
 
 	cn.nc.Close()
 	cn.client.drop(cn)
-	for _, ch := range pending {
-		ch <- result{err: err}
+	for _, cl := range pending {
+		cl.res <- result{err: err}
 	}
 	cn.client.log.Debug("peer: disconnected", "addr", cn.addr, "err", err, "failed_calls", len(pending))
 }
+
+// gatherBelow is the batch size under which a writer yields once before
+// taking the queue, so that callers already runnable can join the write.
+const gatherBelow = 8

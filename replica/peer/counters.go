@@ -13,7 +13,9 @@ import (
 // the handler then accepts them. Every request is answered by exactly
 // one response, so responses are not counted separately; a call that
 // fails before its frame is written (redial backoff, a dial that fails,
-// args too large) is not counted. The in-memory Network counts in its
+// args too large, or its caller gave up while the frame waited for the
+// connection's writer) is not counted. A Client counts a frame when its
+// writer starts the write that carries it. The in-memory Network counts in its
 // own Stats, not here.
 //
 // Counting is one lock-free map lookup and one atomic add per request.

@@ -9,9 +9,17 @@
 // pipelined: many calls can be in flight on one connection at once, each
 // tagged with a request ID, and a single reader goroutine per connection
 // hands each response to the call waiting for that ID. A [Server] accepts
-// connections, runs every request's [Handler] in its own goroutine (at most
-// [ServerConfig.MaxInFlight] per connection) and writes the answers back in
-// whatever order they finish.
+// connections, runs every request's [Handler] on a worker goroutine of its
+// connection (a worker serves one request at a time and another starts when
+// none is free, so a handler that blocks holds up no other request; at most
+// [ServerConfig.MaxInFlight] requests per connection are unanswered) and
+// writes the answers back in whatever order they finish.
+//
+// Both sides write the same way: a caller (or a handler) encodes its frame
+// into a pooled buffer and queues it, and one writer goroutine per
+// connection drains the queue into a single buffered write per wake-up, so
+// frames that are ready together share a syscall and nobody holds a lock
+// across one.
 //
 // # What it promises
 //

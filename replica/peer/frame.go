@@ -57,8 +57,10 @@ const maxPooledBuf = 1 << 20
 
 // frameBuf is a reusable buffer with an encoder bound to it.
 type frameBuf struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
+	buf    bytes.Buffer
+	enc    *msgpack.Encoder
+	h      Header
+	prefix [lenSize]byte // zero
 }
 
 // framePool recycles frameBufs across WriteFrame and Client/Server writes.
@@ -89,8 +91,9 @@ func (fb *frameBuf) encode(h Header, body any, maxSize int) ([]byte, error) {
 		body = nil // an empty RawMessage would leave the frame without a body
 	}
 	fb.buf.Reset()
-	fb.buf.Write(make([]byte, lenSize))
-	if err := fb.enc.Encode(&h); err != nil {
+	fb.buf.Write(fb.prefix[:]) // room for the length, filled in below
+	fb.h = h                   // encoded from fb, so that h does not escape
+	if err := fb.enc.Encode(&fb.h); err != nil {
 		return nil, fmt.Errorf("encode frame header: %w", err)
 	}
 	if err := fb.enc.Encode(body); err != nil {
@@ -189,8 +192,8 @@ func decodePayload(payload []byte) (Header, msgpack.RawMessage, error) {
 	if err != nil {
 		return Header{}, nil, fmt.Errorf("%w: header: %v", errMalformed, err)
 	}
-	var h Header
-	if err := msgpack.NewDecoder(bytes.NewReader(payload[:hn])).Decode(&h); err != nil {
+	h, err := decodeHeader(payload[:hn])
+	if err != nil {
 		return Header{}, nil, fmt.Errorf("%w: header: %v", errMalformed, err)
 	}
 	if h.Kind != KindRequest && h.Kind != KindResponse {
@@ -205,6 +208,45 @@ func decodePayload(payload []byte) (Header, msgpack.RawMessage, error) {
 		return Header{}, nil, fmt.Errorf("%w: %d trailing bytes after body", errMalformed, len(body)-n)
 	}
 	return h, msgpack.RawMessage(body), nil
+}
+
+// maxPooledHeader is the largest encoded header decoded with a pooled
+// decoder. The decoder keeps a buffer as large as the longest string it has
+// read, so a larger header (a long error message) gets a decoder of its own
+// rather than leaving a big buffer in the pool.
+const maxPooledHeader = 4 << 10
+
+// headerDecoder is a reusable decoder for frame headers.
+type headerDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+	h   Header
+}
+
+// headerPool recycles headerDecoders across frames.
+var headerPool = sync.Pool{New: func() any {
+	hd := new(headerDecoder)
+	hd.dec = msgpack.NewDecoder(&hd.r)
+	return hd
+}}
+
+// decodeHeader decodes the encoded header b, whose lengths skipValue has
+// already checked against len(b).
+func decodeHeader(b []byte) (Header, error) {
+	if len(b) > maxPooledHeader {
+		var h Header
+		err := msgpack.NewDecoder(bytes.NewReader(b)).Decode(&h)
+		return h, err
+	}
+	hd := headerPool.Get().(*headerDecoder)
+	hd.r.Reset(b)
+	hd.dec.Reset(&hd.r)
+	hd.h = Header{}
+	err := hd.dec.Decode(&hd.h)
+	h := hd.h
+	hd.r.Reset(nil)
+	headerPool.Put(hd)
+	return h, err
 }
 
 // skipValue returns the encoded length of the one msgpack value at the start

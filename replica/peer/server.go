@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -26,11 +27,12 @@ type ServerConfig struct {
 	// 16 MiB.
 	MaxFrameSize int
 
-	// MaxInFlight caps how many handlers may run at once for one
-	// connection. When the cap is reached the server stops reading that
-	// connection until a handler returns, pushing back on the client
-	// through TCP flow control rather than queueing without bound.
-	// Default 256.
+	// MaxInFlight caps how many requests of one connection may be
+	// unanswered at once: handlers running plus answers not yet written.
+	// When the cap is reached the server stops reading that connection
+	// until an answer is written, pushing back on the client through TCP
+	// flow control rather than queueing without bound. It also caps the
+	// connection's handler goroutines. Default 256.
 	MaxInFlight int
 
 	// MaxConns caps how many connections each listener given to Serve
@@ -74,6 +76,7 @@ type Server struct {
 	cfg      ServerConfig
 	log      *slog.Logger
 	counters *Counters
+	idle     time.Duration   // how long a worker waits for a request before it exits
 	ctx      context.Context // cancelled by Close; parents every handler ctx
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // connection goroutines
@@ -104,6 +107,7 @@ func NewServer(h Handler, cfg ServerConfig) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		counters:  cfg.Counters,
+		idle:      workerIdle,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -218,26 +222,111 @@ func (s *Server) untrack(nc net.Conn) {
 	s.mu.Unlock()
 }
 
-// serverConn is the write side of one accepted connection.
+// serverConn is the write side of one accepted connection. Handlers queue
+// their encoded responses; a writer goroutine drains the queue into one
+// buffered write per wake-up, so responses that finish together share
+// syscalls. A request's in-flight slot is freed only once its response is
+// written, so a client that does not read its responses stops the server
+// reading its requests, as MaxInFlight promises.
 type serverConn struct {
-	nc  net.Conn
-	wmu sync.Mutex
+	nc     net.Conn
+	log    *slog.Logger
+	cancel context.CancelFunc // ends the connection's handlers and its read loop
+	sem    chan struct{}      // in-flight slots, one per request read and not yet answered
+	wake   chan struct{}      // capacity 1: the queue went from empty to non-empty
+	stop   chan struct{}      // closed once no handler is left to queue a response
+
+	mu     sync.Mutex
+	queue  []*frameBuf // encoded responses waiting for the writer
+	failed bool        // a write failed; responses are dropped
 }
 
-// write sends one encoded frame; on failure it closes the connection, whose
-// stream may now hold a partial frame.
-func (sc *serverConn) write(frame []byte) error {
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
-	_, err := sc.nc.Write(frame)
-	if err != nil {
-		sc.nc.Close()
+// send queues an encoded response for the writer, which returns fb to the
+// pool and frees the request's slot once it is written.
+func (sc *serverConn) send(fb *frameBuf) {
+	sc.mu.Lock()
+	if sc.failed {
+		sc.mu.Unlock()
+		putFrameBuf(fb)
+		<-sc.sem
+		return
 	}
-	return err
+	wasEmpty := len(sc.queue) == 0
+	sc.queue = append(sc.queue, fb)
+	sc.mu.Unlock()
+	if wasEmpty {
+		select {
+		case sc.wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
 }
 
-// serveConn reads requests from nc and runs a handler goroutine for each,
-// until the connection fails or the server closes.
+// writeLoop writes queued responses until stop is closed and the queue is
+// empty, or a write fails. On failure it closes the connection, whose
+// stream may now hold a partial frame.
+func (sc *serverConn) writeLoop() {
+	bw := bufio.NewWriterSize(sc.nc, writeBufSize)
+	var batch []*frameBuf
+	for {
+		sc.mu.Lock()
+		for len(sc.queue) == 0 {
+			sc.mu.Unlock()
+			select {
+			case <-sc.wake:
+			case <-sc.stop:
+				sc.mu.Lock()
+				if len(sc.queue) == 0 {
+					sc.mu.Unlock()
+					return
+				}
+				sc.mu.Unlock()
+			}
+			sc.mu.Lock()
+		}
+		if len(sc.queue) < gatherBelow {
+			// Let the goroutines that are about to queue a frame do so,
+			// to send theirs in the same write.
+			sc.mu.Unlock()
+			runtime.Gosched()
+			sc.mu.Lock()
+		}
+		batch, sc.queue = sc.queue, batch[:0]
+		sc.mu.Unlock()
+
+		var err error
+		for _, fb := range batch {
+			if err == nil {
+				_, err = bw.Write(fb.buf.Bytes())
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		for i, fb := range batch {
+			putFrameBuf(fb)
+			batch[i] = nil
+			<-sc.sem
+		}
+		if err != nil {
+			sc.log.Debug("peer: cannot write replies", "err", err)
+			sc.mu.Lock()
+			sc.failed = true
+			for _, fb := range sc.queue {
+				putFrameBuf(fb)
+				<-sc.sem
+			}
+			sc.queue = nil
+			sc.mu.Unlock()
+			sc.nc.Close()
+			sc.cancel()
+			return
+		}
+	}
+}
+
+// serveConn reads requests from nc and hands each to a worker, until the
+// connection fails or the server closes.
 func (s *Server) serveConn(nc net.Conn) {
 	defer s.wg.Done()
 	defer s.untrack(nc)
@@ -261,9 +350,20 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	log.Debug("peer: connection accepted")
 
-	sc := &serverConn{nc: nc}
-	sem := make(chan struct{}, s.cfg.MaxInFlight)
-	var handlers sync.WaitGroup
+	sc := &serverConn{
+		nc:     nc,
+		log:    log,
+		cancel: cancel,
+		sem:    make(chan struct{}, s.cfg.MaxInFlight),
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		sc.writeLoop()
+	}()
+	pool := workerPool{work: make(chan request), exited: make(chan struct{}, s.cfg.MaxInFlight)}
 	br := bufio.NewReader(nc)
 	var err error
 	for {
@@ -278,18 +378,16 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		s.counters.received(h.Method)
 		select {
-		case sem <- struct{}{}: // blocks, and so stops reading, while MaxInFlight handlers run
+		case sc.sem <- struct{}{}: // blocks, and so stops reading, while MaxInFlight requests are unanswered
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			defer func() { <-sem }()
-			s.handle(ctx, sc, h, body)
-		}()
+		if !s.dispatch(ctx, sc, &pool, request{h: h, body: body}) {
+			<-sc.sem
+			break
+		}
 	}
 
 	switch {
@@ -300,10 +398,90 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	cancel()
 	nc.Close()
-	handlers.Wait()
+	pool.wg.Wait()
+	close(sc.stop)
+	<-writerDone
 }
 
-// handle runs the handler for one request and writes its response.
+// request is a request read from a connection, for a worker to serve.
+type request struct {
+	h    Header
+	body msgpack.RawMessage
+}
+
+// workerIdle is how long a connection's worker waits for another request
+// before it exits (Server.idle; tests shorten it).
+const workerIdle = 5 * time.Second
+
+// workerPool is the handler goroutines of one connection. A worker serves
+// one request at a time; the read loop starts another when none is idle, up
+// to MaxInFlight, so a handler that blocks holds up no other request.
+// Reusing workers spares a goroutine start, and the growth of its stack,
+// per request. Only the read loop touches running.
+type workerPool struct {
+	work    chan request   // unbuffered: to a worker waiting for a request
+	exited  chan struct{}  // a worker exited after idling; buffered MaxInFlight
+	running int            // workers started and not known to have exited
+	wg      sync.WaitGroup // running workers
+}
+
+// dispatch hands req to an idle worker, or to a new one while fewer than
+// MaxInFlight run, or else waits for a worker to come free. It reports
+// false if ctx ended first.
+func (s *Server) dispatch(ctx context.Context, sc *serverConn, p *workerPool, req request) bool {
+	for {
+		select {
+		case p.work <- req:
+			return true
+		default:
+		}
+	reap:
+		for {
+			select {
+			case <-p.exited:
+				p.running--
+			default:
+				break reap
+			}
+		}
+		if p.running < s.cfg.MaxInFlight {
+			p.running++
+			p.wg.Add(1)
+			go s.work(ctx, sc, p, req)
+			return true
+		}
+		select {
+		case p.work <- req:
+			return true
+		case <-p.exited:
+			p.running--
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// work serves req and then every request the read loop hands it, until it
+// has waited s.idle for one or ctx ends.
+func (s *Server) work(ctx context.Context, sc *serverConn, p *workerPool, req request) {
+	defer p.wg.Done()
+	idle := time.NewTimer(s.idle)
+	defer idle.Stop()
+	for {
+		s.handle(ctx, sc, req.h, req.body)
+		idle.Reset(s.idle)
+		select {
+		case req = <-p.work:
+		case <-idle.C:
+			p.exited <- struct{}{}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handle runs the handler for one request and queues its response.
 func (s *Server) handle(ctx context.Context, sc *serverConn, req Header, body msgpack.RawMessage) {
 	resp := Header{ID: req.ID, Kind: KindResponse}
 	reply, err := s.invoke(ctx, req.Method, body)
@@ -312,22 +490,20 @@ func (s *Server) handle(ctx context.Context, sc *serverConn, req Header, body ms
 		reply = nil
 	}
 	fb := getFrameBuf()
-	defer putFrameBuf(fb)
-	frame, err := fb.encode(resp, reply, s.cfg.MaxFrameSize)
-	if err != nil {
+	if _, err := fb.encode(resp, reply, s.cfg.MaxFrameSize); err != nil {
 		s.log.Warn("peer: cannot encode reply", "method", req.Method, "err", err)
 		resp.Code, resp.Msg = codeInternal, err.Error()
-		if frame, err = fb.encode(resp, nil, s.cfg.MaxFrameSize); err != nil {
+		if _, err = fb.encode(resp, nil, s.cfg.MaxFrameSize); err != nil {
 			// Not even the error fits: closing is the only way to
 			// stop the caller from waiting for an answer.
 			s.log.Warn("peer: cannot encode error reply", "method", req.Method, "err", err)
+			putFrameBuf(fb)
 			sc.nc.Close()
+			<-sc.sem
 			return
 		}
 	}
-	if err := sc.write(frame); err != nil {
-		s.log.Debug("peer: cannot write reply", "method", req.Method, "err", err)
-	}
+	sc.send(fb)
 }
 
 // invoke calls the handler, turning a panic into an internal error.
