@@ -113,9 +113,16 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("headers %v", h)
 	}
 	html := string(page)
-	for _, want := range []string{`<meta http-equiv="refresh" content="2">`, "<svg", "</svg>", "</html>", "first ring: node-1", "node-2 joined", "node-3 joined"} {
+	for _, want := range []string{`<meta http-equiv="refresh" content="2">`, "<svg", "</svg>", "</html>", "first ring: node-1"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("the page lacks %q", want)
+		}
+	}
+	// The others joined after node-1's first ring, or were in it already
+	// (on a loaded machine node-1 may form its ring late).
+	for _, name := range []string{"node-2", "node-3"} {
+		if !strings.Contains(html, name+" joined") && !regexp.MustCompile(`first ring: [^<]*`+name).MatchString(html) {
+			t.Errorf("the page shows neither %s joining nor in the first ring", name)
 		}
 	}
 	if strings.Contains(strings.ToLower(html), "<script") {
@@ -178,20 +185,20 @@ func TestStatusPage(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, _, page = call(t, http.MethodGet, srv.URL+"/", "", basicHeader("ops", admin)...)
-		if strings.Contains(string(page), "<td>node-3</td><td>node-3 ") {
+		// The event is logged as the ring is installed; the drawing
+		// follows the installed ring: wait for both.
+		drawn := strings.Contains(string(page), "primary node-3") || strings.Contains(string(page), "buddy node-3")
+		if strings.Contains(string(page), "<td>node-3</td><td>node-3 ") && !drawn {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no ring change removing node-3 within 30s: events %+v", nodes[0].Events())
+			t.Fatalf("no ring change removing node-3, drawn without it, within 30s: events %+v", nodes[0].Events())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	evs := nodes[0].Events()
 	if len(evs) < 2 || len(evs[0].Removed) != 1 || evs[0].Removed[0] != "node-3" || strings.Join(evs[0].Members, ",") != "node-1,node-2" || evs[0].Epoch <= evs[len(evs)-1].Epoch {
 		t.Fatalf("events %+v", evs)
-	}
-	if strings.Contains(string(page), "primary node-3") || strings.Contains(string(page), "buddy node-3") {
-		t.Errorf("the ring still draws node-3's partitions after the ring without it")
 	}
 }
 
