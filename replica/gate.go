@@ -25,7 +25,8 @@ import (
 //     new ring).
 //  2. Hand-off ring: a new owner fetching or pulling from this node is on
 //     the node's ring (else the answer is OtherRing: it retries).
-//  3. Members: the ring has at least MinMembers members (else
+//  3. Members: the ring has a majority of the members the node knows,
+//     and at least MinMembers (ownership.quorum; else
 //     ErrUnavailable, cut off).
 //  4. Quarantine: the node is not recovering from a pause (else
 //     ErrUnavailable).
@@ -113,8 +114,8 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 	}
 	tab := s.tab
 	if a.entry != entryReplica && a.entry != entryTransfer {
-		if m := len(tab.Members()); m < o.minMembers {
-			return refuse(fmt.Errorf("%w: %w: %s sees %d members, fewer than the %d it needs to serve", ErrUnavailable, errCutOff, o.self, m, o.minMembers))
+		if m := len(tab.Members()); m < s.need {
+			return refuse(fmt.Errorf("%w: %w: %s sees %d members, fewer than the %d it needs to serve (a majority of the members it knows, or MinMembers)", ErrUnavailable, errCutOff, o.self, m, s.need))
 		}
 		if a.entry == entryRoute {
 			return verdict{} // routing needs no more: whoever serves asks again

@@ -104,11 +104,18 @@ type Config struct {
 	// reads that fall back to a dead primary's buddy wait from when the
 	// buddy's lease lapses until it is promoted. Zero means 600ms.
 	LeaseDuration time.Duration
-	// MinMembers is the smallest ring this node serves in. A node that
-	// sees fewer members (the minority side of a network cut) answers
-	// nothing, grants no lease and is not ready, so the two sides of a cut
-	// never both acknowledge writes. Set it to a majority of the cluster
-	// for split-brain protection; zero or one serves alone.
+	// AllowMinority lets the node serve in a ring of MinMembers however
+	// many members it knows, trading safety for availability: both sides
+	// of a network cut then acknowledge writes, and after the heal the
+	// losing side's are gone (each counted and logged as a conflict). By
+	// default a node serves only in a ring holding a majority of the
+	// members it knows (every member of every ring it installed, less
+	// those that left gracefully), so at most one side of a cut serves.
+	AllowMinority bool
+	// MinMembers is a floor under the smallest ring this node serves in,
+	// beside the majority of the members it knows (see AllowMinority). A
+	// node that sees fewer members answers nothing, grants no lease and is
+	// not ready. Zero or one adds nothing to the majority.
 	MinMembers int
 }
 
@@ -295,7 +302,8 @@ type Readiness struct {
 	// HasRing is false before the first SetTable.
 	HasRing bool
 	// Members counts the ring's members; MinMembers is the smallest ring
-	// the node serves in (Config.MinMembers).
+	// the node serves in now: a majority of the members it knows, and at
+	// least Config.MinMembers.
 	Members, MinMembers int
 	// Handoffs counts owned partitions still to be handed to the node
 	// that keep it unready: those of a node that joins or was declared
@@ -312,7 +320,7 @@ func (r Readiness) Ready() bool {
 // Readiness returns what Ready decides by.
 func (n *Node) Readiness() Readiness {
 	s := n.own.load()
-	r := Readiness{HasRing: s.tab != nil, MinMembers: n.cfg.MinMembers, Handoffs: s.gating()}
+	r := Readiness{HasRing: s.tab != nil, MinMembers: s.need, Handoffs: s.gating()}
 	if s.tab != nil {
 		r.Members = len(s.tab.Members())
 	}

@@ -23,9 +23,10 @@ import (
 // The gate (gate.go) reads it without locks: transitions build a new
 // immutable state and publish it whole.
 type ownership struct {
-	self       string
-	partitions int
-	minMembers int
+	self          string
+	partitions    int
+	minMembers    int
+	allowMinority bool // serve in any ring of minMembers, not only a majority of the members known
 	lease      time.Duration // LeaseDuration
 	handoff    time.Duration // HandoffTimeout
 
@@ -39,6 +40,7 @@ type ownership struct {
 	departures map[string]uint64                    // how often each member left this node's ring
 	seen       map[string]uint64                    // each member's departure count of this node, as last reported
 	lost       LostPartitions                       // the latest partitions lost with both owners
+	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
 }
@@ -49,6 +51,9 @@ type ownState struct {
 	tab, prev *ring.Table   // the ring served by, and the one before
 	installed time.Duration // when tab was installed
 	parts     []partState   // per partition
+	// need is the smallest ring the node serves in: a majority of the
+	// members it knows (see quorum), and at least MinMembers.
+	need int
 }
 
 // partState is what ownership knows of one partition.
@@ -90,11 +95,12 @@ type heldLease struct {
 // newOwnership returns the ownership of a node that has no ring yet.
 func newOwnership(cfg Config) *ownership {
 	o := &ownership{
-		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers,
+		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
+		known: map[string]bool{cfg.Name: true},
 	}
-	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions)})
+	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.held.Store(&map[string]heldLease{})
 	return o
 }
@@ -152,7 +158,10 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 		ch.appeared = membersMissing(tab, prev)
 		ch.departed = membersMissing(prev, tab)
 	}
-	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts)}
+	for _, m := range tab.Members() {
+		o.known[m.Name] = true
+	}
+	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
 	o.fence(next, prev, ch.departed, now, &ch)
 	o.displace(next, prev)
 	o.transfers(next, prev, ch.appeared, now, &ch)
@@ -475,13 +484,34 @@ func (o *ownership) grant(from string, now time.Duration) (leaseReply, error) {
 	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[from]}, nil
 }
 
-// release ends the lease member from holds, at now: it left gracefully.
+// release ends the lease member from holds, at now: it left gracefully,
+// so it is no longer counted among the members the quorum is a majority
+// of (until a ring has it again).
 func (o *ownership) release(from string, now time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.granted[from] > now {
 		o.granted[from] = now
 	}
+	if from != o.self && o.known[from] {
+		delete(o.known, from)
+		o.edit(func(s *ownState) { s.need = o.quorum() })
+	}
+}
+
+// quorum returns the smallest ring the node may serve in: more than half
+// of the members it knows — every member of every ring it installed,
+// crashed ones included, less those that left gracefully — so that of two
+// sides of any cut at most one serves, however the failure detectors have
+// shrunk their rings. A cluster grown from 3 to 7 members needs 4; a
+// member's crash never lowers it, a graceful leave does. MinMembers raises
+// it; AllowMinority drops the majority, leaving MinMembers alone. Called
+// with mu held.
+func (o *ownership) quorum() int {
+	if o.allowMinority {
+		return o.minMembers
+	}
+	return max(o.minMembers, len(o.known)/2+1)
 }
 
 // recordLease records a lease member name granted in reply to a request

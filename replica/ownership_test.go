@@ -32,6 +32,14 @@ func tableOf(t *testing.T, epoch uint64, names ...string) *ring.Table {
 }
 
 // ownershipOf returns the ownership of node self, with min members.
+// setMinMembers changes o's MinMembers and republishes what it needs.
+func setMinMembers(o *ownership, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.minMembers = n
+	o.edit(func(s *ownState) { s.need = o.quorum() })
+}
+
 func ownershipOf(self string, minMembers int) *ownership {
 	return newOwnership(Config{Name: self, MinMembers: minMembers, LeaseDuration: testLease}.withDefaults())
 }
@@ -130,9 +138,9 @@ func TestGateRules(t *testing.T) {
 		{"quarantined, a lease is refused", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
 		{"quarantined, a request is still routed", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryRoute, tab: tab, p: primaryP}, want{}},
 		{"quarantined, a replica is still stored", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryReplica, tab: tab, p: buddyP, from: buddyPrimary}, want{}},
-		{"below min members, a request is not even routed", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryRoute, tab: tab, p: primaryP}, want{err: errCutOff}},
-		{"below min members, a lease is refused", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
-		{"below min members, a fetch is answered", func(o *ownership) { o.minMembers = 4 }, admission{entry: entryTransfer, tab: tab, p: otherP}, want{}},
+		{"below min members, a request is not even routed", func(o *ownership) { setMinMembers(o, 4) }, admission{entry: entryRoute, tab: tab, p: primaryP}, want{err: errCutOff}},
+		{"below min members, a lease is refused", func(o *ownership) { setMinMembers(o, 4) }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
+		{"below min members, a fetch is answered", func(o *ownership) { setMinMembers(o, 4) }, admission{entry: entryTransfer, tab: tab, p: otherP}, want{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -630,5 +638,69 @@ func TestWhichHandoffsKeepANodeUnready(t *testing.T) {
 	o.reconcile(nil, true, 2*time.Second)
 	if o.load().gating() == 0 {
 		t.Fatal("a node declared dead is not kept unready by its hand-offs")
+	}
+}
+
+// The quorum follows the membership: a node serves only in a ring holding
+// a majority of the members it knows, crashed ones included, so the side
+// of a cut its failure detector shrank to a minority serves nothing. A
+// graceful leave (the member gives its leases back) lowers it;
+// AllowMinority drops it.
+func TestQuorumFollowsTheMembership(t *testing.T) {
+	seven := tableOf(t, 1, "a", "b", "c", "d", "e", "f", "g")
+	three := tableOf(t, 2, "a", "b", "c")
+	four := tableOf(t, 3, "a", "b", "c", "d")
+	need := func(o *ownership) int { return o.load().need }
+
+	o := ownershipOf("a", 0)
+	if got := need(o); got != 1 {
+		t.Fatalf("alone, before any ring: need %d, want 1", got)
+	}
+	if _, err := o.install(tableOf(t, 0, "a", "b", "c"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := need(o); got != 2 {
+		t.Fatalf("three members: need %d, want 2", got)
+	}
+	if _, err := o.install(seven, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := need(o); got != 4 {
+		t.Fatalf("grown to seven: need %d, want 4", got)
+	}
+	// A 3/4 cut: the side of three, its ring shrunk by its failure
+	// detector, serves nothing; the side of four does.
+	if _, err := o.install(three, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v := o.admit(admission{entry: entryRoute, tab: three}, time.Second); !errors.Is(v.err, errCutOff) {
+		t.Fatalf("three of seven: %v, want cut off", v.err)
+	}
+	if _, err := o.install(four, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v := o.admit(admission{entry: entryRoute, tab: four}, 2*time.Second); v.err != nil {
+		t.Fatalf("four of seven: %v, want served", v.err)
+	}
+	// e, f and g leave gracefully: the quorum is a majority of four.
+	for _, m := range []string{"e", "f", "g"} {
+		o.release(m, 3*time.Second)
+	}
+	if got := need(o); got != 3 {
+		t.Fatalf("after three graceful leaves: need %d, want 3", got)
+	}
+	if v := o.admit(admission{entry: entryRoute, tab: four}, 3*time.Second); v.err != nil {
+		t.Fatalf("four of four: %v", v.err)
+	}
+
+	loose := newOwnership(Config{Name: "a", AllowMinority: true, LeaseDuration: testLease}.withDefaults())
+	if _, err := loose.install(seven, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loose.install(tableOf(t, 2, "a"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if v := loose.admit(admission{entry: entryRoute, tab: loose.table()}, time.Second); v.err != nil {
+		t.Fatalf("alone with AllowMinority: %v, want served", v.err)
 	}
 }

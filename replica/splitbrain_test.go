@@ -8,11 +8,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// After a network cut heals, both sides' copies are reconciled: the higher
-// version wins, then the higher stamp, then the writer's name; a node that
-// was cut off never serves its old copies; every conflict is counted.
+// With AllowMinority (availability over safety), both sides of a cut
+// acknowledge writes. After the cut heals, both sides' copies are
+// reconciled: the higher version wins, then the higher stamp, then the
+// writer's name; a node that was cut off never serves its old copies;
+// every session written on both sides is counted as a conflict.
 func TestSplitBrainHealsDeterministically(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.AllowMinority = true })
 	a, b, x := c.node("node-0"), c.node("node-1"), c.node("node-2")
 	const sessions = 60
 	for i := range sessions {
@@ -189,5 +191,35 @@ func TestHLCNeverGoesBackwards(t *testing.T) {
 	c.observe(b + 1000)
 	if d := c.now(wall); d <= b+1000 {
 		t.Fatalf("stamp %d not past an observed %d", d, b+1000)
+	}
+}
+
+// By default the side of a cut that its failure detector has shrunk to a
+// minority of the members acknowledges nothing and serves nothing: the
+// quorum is a majority of the members known, not of the ring.
+func TestTheMinoritySideOfACutServesNothing(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	a, x := c.node("node-0"), c.node("node-2")
+	id := idOwnedBy(t, x, true)
+	put(t, a, id, "side", "before")
+	for _, n := range []*testNode{c.node("node-0"), c.node("node-1")} {
+		n.faults.Cut(x.member.Peer)
+		x.faults.Cut(n.member.Peer)
+	}
+	c.publishTo(map[string][]string{"node-0": {"node-0", "node-1"}, "node-1": {"node-0", "node-1"}, "node-2": {"node-2"}})
+
+	ctx, cancel := within(x, 300*time.Millisecond)
+	defer cancel()
+	if _, err := x.Do(ctx, &Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{"side": value(t, "minority")}}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("write on the minority side: %v, want ErrUnavailable", err)
+	}
+	if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("read on the minority side: %v, want ErrUnavailable", err)
+	}
+	if x.Ready() {
+		t.Fatal("the minority side reports ready")
+	}
+	if s := put(t, a, id, "side", "majority"); s.Version != 2 {
+		t.Fatalf("the majority's write made v%d, want v2", s.Version)
 	}
 }

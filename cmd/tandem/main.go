@@ -108,6 +108,7 @@ type nodeFlags struct {
 	name, http, gossip, peer, join string
 	advertise                      string
 	maxSessionBytes, minMembers    int
+	allowMinority                  bool
 	drainTimeout                   time.Duration
 	logLevel, logFormat            string
 }
@@ -123,7 +124,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.join, "join", "", "comma-separated seeds to join: gossip addresses ip:port, host names host:port (every A/AAAA address), or dns+srv://_service._proto.name (an SRV record, as a Kubernetes headless Service publishes); names are looked up again at every re-join (10s)")
 	fs.IntVar(&f.maxSessionBytes, "max-session-bytes", 1<<20, "largest session accepted, encoded, in bytes")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
-	fs.IntVar(&f.minMembers, "min-members", 1, "smallest cluster this node serves in: set a majority of the cluster so the minority side of a network cut serves nothing")
+	fs.IntVar(&f.minMembers, "min-members", 1, "a floor under the smallest ring this node serves in; by default it serves only in a ring holding a majority of the members it knows (crashed ones included, graceful leaves not), so the smaller side of a network cut serves nothing")
+	fs.BoolVar(&f.allowMinority, "allow-minority", false, "UNSAFE for data: serve in any ring of -min-members, even a minority of the members known; both sides of a network cut then acknowledge writes and after the heal one side's are discarded (each counted in tandem_conflicts_total and logged)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", cli.LogFormatUsage)
 }
@@ -154,13 +156,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if secFlags.insecure {
-		const warning = "-insecure: no TLS, no gossip encryption, no API tokens; anyone who reaches a port can read and write every session"
+	warn := func(warning string) {
 		if f.logFormat == "json" { // a record of its own, whatever the level, so every line of stderr is JSON
 			slog.New(slog.NewJSONHandler(stderr, nil)).Warn(warning)
 		} else {
 			fmt.Fprintln(stderr, "tandem: WARNING: "+warning)
 		}
+	}
+	if secFlags.insecure {
+		warn("-insecure: no TLS, no gossip encryption, no API tokens; anyone who reaches a port can read and write every session")
+	}
+	if f.allowMinority {
+		warn("-allow-minority: both sides of a network cut acknowledge writes; after the heal one side's writes are discarded (tandem_conflicts_total counts them)")
 	}
 	cfg := tandem.DefaultConfig(f.name)
 	sec.apply(&cfg)
@@ -173,6 +180,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("-min-members %d: want at least 1", f.minMembers)}
 	}
 	cfg.Replica.MinMembers = f.minMembers
+	cfg.Replica.AllowMinority = f.allowMinority
 	if f.join != "" {
 		cfg.Join = strings.Split(f.join, ",")
 	}
