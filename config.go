@@ -26,6 +26,12 @@ type Config struct {
 	// one; it is advertised to other nodes and to clients asking who owns a
 	// session. It may be empty.
 	HTTPAddr string
+	// Witness makes the node a witness: a member that holds no sessions
+	// and takes no requests (it is never ready: /readyz answers 503
+	// "witness"), and only counts toward the quorum and grants leases. Two
+	// nodes and a witness survive the loss of either node, which two nodes
+	// alone cannot (a crash looks like a cut to the survivor).
+	Witness bool
 	// Advertise is the host (an IP address) other nodes and clients are
 	// given for the node's HTTP, gossip and peer listeners, with each
 	// listener's own port. Empty advertises each listener's bound host,
@@ -152,6 +158,7 @@ func (cfg Config) engineConfigs(peerAddr string, caller peer.Caller, log *slog.L
 		{"Cluster.Seeds", "Config.Join", len(cc.Seeds) > 0},
 		{"Cluster.Peer", "the peer listener at Config.PeerAddr", cc.Peer != ""},
 		{"Cluster.HTTP", "Config.HTTPAddr", cc.HTTP != ""},
+		{"Cluster.Witness", "Config.Witness", cc.Witness},
 		{"Cluster.Ring", "Config.Ring", cc.Ring != ring.Config{}},
 		{"Cluster.SecretKey", "Config.SecretKey", len(cc.SecretKey) > 0},
 		{"Cluster.Keys", "Config.GossipKeys", len(cc.Keys) > 0},
@@ -173,7 +180,7 @@ func (cfg Config) engineConfigs(peerAddr string, caller peer.Caller, log *slog.L
 		return cluster.Config{}, replica.Config{}, err
 	}
 	cc.Name, cc.BindAddr, cc.Seeds = cfg.Name, cfg.GossipAddr, cfg.Join
-	cc.Peer, cc.HTTP, cc.Ring = peerAddr, cfg.HTTPAddr, cfg.Ring
+	cc.Peer, cc.HTTP, cc.Ring, cc.Witness = peerAddr, cfg.HTTPAddr, cfg.Ring, cfg.Witness
 	cc.SecretKey, cc.Keys, cc.Logger, cc.OnChange = cfg.SecretKey, cfg.GossipKeys, log, onChange
 	rc.Name, rc.Caller, rc.Logger, rc.Partitions = cfg.Name, caller, log, cfg.Ring.Partitions
 	rc.MaxSessionBytes, rc.IdleTimeout, rc.AbsoluteTimeout = cfg.MaxSessionBytes, cfg.IdleTimeout, cfg.AbsoluteTimeout

@@ -63,7 +63,7 @@ func converged(nodes []*Node) bool {
 	var fingerprint uint64
 	for i, node := range nodes {
 		tab := node.replica.Table()
-		if tab == nil || !node.Ready() || node.replica.Pending() > 0 || len(tab.Members()) != len(nodes) {
+		if tab == nil || !(node.Ready() || node.Readiness().Reason == NotReadyWitness) || node.replica.Pending() > 0 || len(tab.Members()) != len(nodes) {
 			return false
 		}
 		if i == 0 {

@@ -23,6 +23,10 @@ const (
 	// Replica.MinMembers, so the node serves nothing (the smaller side of
 	// a network cut, or a cluster still starting).
 	NotReadyTooFewMembers = "too_few_members"
+	// NotReadyWitness: the node is a witness (Config.Witness): it holds
+	// no sessions and takes no requests; it counts toward the quorum and
+	// grants leases. A balancer leaves it out.
+	NotReadyWitness = "witness"
 )
 
 // Readiness says whether a node is ready and, if it is not, why.
@@ -47,12 +51,12 @@ func (n *Node) Readiness() Readiness {
 	n.mu.Lock()
 	closed := n.closed
 	n.mu.Unlock()
-	return readinessOf(closed, n.agreed.Load(), n.replica.Readiness())
+	return readinessOf(closed, n.agreed.Load(), n.cfg.Witness, n.replica.Readiness())
 }
 
 // readinessOf decides readiness from the node's lifecycle and the
 // engine's state; the first reason that holds is given.
-func readinessOf(closed, agreed bool, r replica.Readiness) Readiness {
+func readinessOf(closed, agreed, witness bool, r replica.Readiness) Readiness {
 	out := Readiness{Members: r.Members, MinMembers: r.MinMembers, Handoffs: r.Handoffs}
 	switch {
 	case closed:
@@ -65,6 +69,8 @@ func readinessOf(closed, agreed bool, r replica.Readiness) Readiness {
 		out.Reason, out.Detail = NotReadyJoining, "waiting for the other members to serve by this node's ring"
 	case r.Handoffs > 0:
 		out.Reason, out.Detail = NotReadyCatchingUp, fmt.Sprintf("%d owned partitions still to be handed over", r.Handoffs)
+	case witness:
+		out.Reason, out.Detail = NotReadyWitness, "the node is a witness: it holds no sessions and takes no requests; it counts toward the quorum and grants leases"
 	default:
 		out.Ready = true
 	}

@@ -14,24 +14,26 @@ import (
 func TestReadinessGivesTheFirstReasonThatHolds(t *testing.T) {
 	ready := replica.Readiness{HasRing: true, Members: 3, MinMembers: 2}
 	for _, tc := range []struct {
-		name           string
-		closed, agreed bool
-		engine         replica.Readiness
-		want           string
+		name                    string
+		closed, agreed, witness bool
+		engine                  replica.Readiness
+		want                    string
 	}{
-		{"ready", false, true, ready, ""},
-		{"closing", true, true, ready, NotReadyDraining},
-		{"closing before a ring", true, false, replica.Readiness{MinMembers: 1}, NotReadyDraining},
-		{"no ring", false, false, replica.Readiness{MinMembers: 1}, NotReadyJoining},
-		{"ring too small", false, true, replica.Readiness{HasRing: true, Members: 1, MinMembers: 2}, NotReadyTooFewMembers},
-		{"ring too small, not agreed", false, false, replica.Readiness{HasRing: true, Members: 1, MinMembers: 2, Handoffs: 3}, NotReadyTooFewMembers},
-		{"not agreed", false, false, ready, NotReadyJoining},
-		{"not agreed, hand-offs", false, false, replica.Readiness{HasRing: true, Members: 3, MinMembers: 1, Handoffs: 4}, NotReadyJoining},
-		{"hand-offs", false, true, replica.Readiness{HasRing: true, Members: 3, MinMembers: 1, Handoffs: 4}, NotReadyCatchingUp},
+		{"ready", false, true, false, ready, ""},
+		{"closing", true, true, false, ready, NotReadyDraining},
+		{"closing before a ring", true, false, false, replica.Readiness{MinMembers: 1}, NotReadyDraining},
+		{"no ring", false, false, false, replica.Readiness{MinMembers: 1}, NotReadyJoining},
+		{"ring too small", false, true, false, replica.Readiness{HasRing: true, Members: 1, MinMembers: 2}, NotReadyTooFewMembers},
+		{"ring too small, not agreed", false, false, false, replica.Readiness{HasRing: true, Members: 1, MinMembers: 2, Handoffs: 3}, NotReadyTooFewMembers},
+		{"not agreed", false, false, false, ready, NotReadyJoining},
+		{"not agreed, hand-offs", false, false, false, replica.Readiness{HasRing: true, Members: 3, MinMembers: 1, Handoffs: 4}, NotReadyJoining},
+		{"hand-offs", false, true, false, replica.Readiness{HasRing: true, Members: 3, MinMembers: 1, Handoffs: 4}, NotReadyCatchingUp},
+		{"a witness", false, true, true, ready, NotReadyWitness},
+		{"a witness, closing", true, true, true, ready, NotReadyDraining},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := readinessOf(tc.closed, tc.agreed, tc.engine)
-			if got.Reason != tc.want || got.Ready != (tc.want == "") || got.Ready != (tc.engine.Ready() && !tc.closed && tc.agreed) {
+			got := readinessOf(tc.closed, tc.agreed, tc.witness, tc.engine)
+			if got.Reason != tc.want || got.Ready != (tc.want == "") || got.Ready != (tc.engine.Ready() && !tc.closed && tc.agreed && !tc.witness) {
 				t.Fatalf("readiness %+v, want reason %q", got, tc.want)
 			}
 			if got.Members != tc.engine.Members || got.MinMembers != tc.engine.MinMembers || got.Handoffs != tc.engine.Handoffs {

@@ -106,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := Meta{BootID: bootID, Peer: cfg.Peer, HTTP: cfg.HTTP, State: StateJoining, Ring: cfg.Ring.String()}
+	meta := Meta{BootID: bootID, Peer: cfg.Peer, HTTP: cfg.HTTP, State: StateJoining, Ring: cfg.Ring.String(), Witness: cfg.Witness}
 	encoded, err := encodeMeta(meta)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start %s: %w", cfg.Name, err)

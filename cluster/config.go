@@ -69,6 +69,9 @@ type Config struct {
 	// HTTP is the address of this node's HTTP API, gossiped in Meta.HTTP;
 	// "" if it has none.
 	HTTP string
+	// Witness makes this node a witness: it holds no sessions and only
+	// counts toward the quorum and grants leases (ring.Member.Witness).
+	Witness bool
 
 	// Ring holds the ring settings. They are gossiped in Meta.Ring, and a
 	// node refuses every peer whose settings differ, because the two would

@@ -85,6 +85,9 @@ type Meta struct {
 	// Ring is ring.Config.String() of the node's ring settings. Nodes whose
 	// Ring differs refuse each other.
 	Ring string `json:"ring"`
+	// Witness marks a member that holds no sessions and only counts toward
+	// the quorum and grants leases (ring.Member.Witness).
+	Witness bool `json:"witness,omitempty"`
 }
 
 // metaVersion is the version of the metadata encoding; decoders refuse
@@ -101,6 +104,7 @@ type wireMeta struct {
 	HTTP    string `msgpack:"h"`
 	State   uint8  `msgpack:"s"`
 	Ring    string `msgpack:"r"`
+	Witness bool   `msgpack:"w,omitempty"`
 }
 
 // errMetaTooLarge is wrapped by encodeMeta when the encoding does not fit in
@@ -116,6 +120,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 		HTTP:    m.HTTP,
 		State:   uint8(m.State),
 		Ring:    m.Ring,
+		Witness: m.Witness,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: encode node metadata: %w", err)
@@ -139,7 +144,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	if w.Version == 0 {
 		return Meta{}, errors.New("cluster: node metadata has no version")
 	}
-	m := Meta{BootID: w.BootID, Peer: w.Peer, HTTP: w.HTTP, State: State(w.State), Ring: w.Ring}
+	m := Meta{BootID: w.BootID, Peer: w.Peer, HTTP: w.HTTP, State: State(w.State), Ring: w.Ring, Witness: w.Witness}
 	if !m.State.valid() {
 		return Meta{}, fmt.Errorf("cluster: node metadata has unknown state %d", w.State)
 	}

@@ -22,8 +22,8 @@ func TestMetaRoundTrip(t *testing.T) {
 	if other, _ := newBootID(); other == boot {
 		t.Fatal("two boot ids are equal")
 	}
-	for _, s := range []State{StateJoining, StateActive, StateLeaving} {
-		m := Meta{BootID: boot, Peer: "10.0.0.1:7000", HTTP: "10.0.0.1:8080", State: s, Ring: ring.DefaultConfig().String()}
+	for i, s := range []State{StateJoining, StateActive, StateLeaving} {
+		m := Meta{BootID: boot, Peer: "10.0.0.1:7000", HTTP: "10.0.0.1:8080", State: s, Ring: ring.DefaultConfig().String(), Witness: i == 1}
 		b, err := encodeMeta(m)
 		if err != nil {
 			t.Fatal(err)

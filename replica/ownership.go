@@ -26,9 +26,9 @@ type ownership struct {
 	self          string
 	partitions    int
 	minMembers    int
-	allowMinority bool // serve in any ring of minMembers, not only a majority of the members known
-	lease      time.Duration // LeaseDuration
-	handoff    time.Duration // HandoffTimeout
+	allowMinority bool          // serve in any ring of minMembers, not only a majority of the members known
+	lease         time.Duration // LeaseDuration
+	handoff       time.Duration // HandoffTimeout
 
 	// mu serialises transitions. The gate never takes it. Lock order: a
 	// node installing a ring holds every partition of its store, then mu

@@ -99,6 +99,10 @@ type Member struct {
 	Peer string
 	// HTTP is the address of the node's HTTP API, if it has one.
 	HTTP string
+	// Witness marks a member that holds no sessions: it owns no
+	// partition, but counts toward the quorum and grants leases, so that
+	// two nodes and a witness survive the loss of either node.
+	Witness bool
 }
 
 // String returns the member's name; consistent places members by it.
@@ -143,22 +147,27 @@ func New(cfg Config, epoch uint64, members []Member) (*Table, error) {
 		}
 	}
 
-	// Primaries are consistent's bounded-load placement; the buddy of a
-	// partition is its primary in the placement without that primary. The
-	// circle replays both without rebuilding consistent's circle per
-	// member (circle.go; TestCircleMatchesConsistent holds it to
-	// consistent's results).
-	circ := newCircle(cfg, sorted)
+	// Primaries are consistent's bounded-load placement of the members
+	// that hold sessions (witnesses do not); the buddy of a partition is
+	// its primary in the placement without that primary. The circle
+	// replays both without rebuilding consistent's circle per member
+	// (circle.go; TestCircleMatchesConsistent holds it to consistent's
+	// results).
+	holders := slices.DeleteFunc(slices.Clone(sorted), func(m Member) bool { return m.Witness })
+	if len(holders) == 0 {
+		return nil, fmt.Errorf("%w: only witnesses, none to hold sessions", ErrNoMembers)
+	}
+	circ := newCircle(cfg, holders)
 	owners := make([]Owners, cfg.Partitions)
 	for p, mi := range circ.place(-1) {
-		owners[p].Primary = sorted[mi].Name
+		owners[p].Primary = holders[mi].Name
 	}
-	if len(sorted) > 1 {
-		for mi, m := range sorted {
+	if len(holders) > 1 {
+		for mi, m := range holders {
 			without := circ.place(mi)
 			for p := range owners {
 				if owners[p].Primary == m.Name {
-					owners[p].Buddy = sorted[without[p]].Name
+					owners[p].Buddy = holders[without[p]].Name
 				}
 			}
 		}
@@ -241,6 +250,9 @@ func fingerprint(cfg Config, members []Member) uint64 {
 	_, _ = d.WriteString(cfg.String())
 	for _, m := range members {
 		_, _ = d.WriteString("\x00" + m.Name)
+		if m.Witness {
+			_, _ = d.WriteString("\x00witness")
+		}
 	}
 	return d.Sum64()
 }

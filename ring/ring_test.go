@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -300,5 +301,39 @@ func BenchmarkOwnersOf(b *testing.B) {
 			}
 			_ = sink
 		})
+	}
+}
+
+// A witness is a member that owns nothing: the placement is the ring of
+// the other members, the witness is listed among the members, and the
+// fingerprint tells it from a member of the same name that holds sessions.
+func TestWitnessOwnsNothing(t *testing.T) {
+	holders := []Member{{Name: "a"}, {Name: "b"}}
+	with := append(slices.Clone(holders), Member{Name: "w", Witness: true})
+	plain, err := New(DefaultConfig(), 1, holders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := New(DefaultConfig(), 1, with)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range tab.Partitions() {
+		if tab.Owners(p) != plain.Owners(p) {
+			t.Fatalf("partition %d: %+v with the witness, %+v without", p, tab.Owners(p), plain.Owners(p))
+		}
+	}
+	if !tab.Has("w") || len(tab.Members()) != 3 {
+		t.Fatalf("members %v, want the witness among them", tab.Members())
+	}
+	asHolder, err := New(DefaultConfig(), 1, append(slices.Clone(holders), Member{Name: "w"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asHolder.Fingerprint() == tab.Fingerprint() {
+		t.Fatal("a witness and a member of the same name give the same fingerprint")
+	}
+	if _, err := New(DefaultConfig(), 1, []Member{{Name: "w", Witness: true}}); !errors.Is(err, ErrNoMembers) {
+		t.Fatalf("witnesses only: %v, want ErrNoMembers", err)
 	}
 }
