@@ -37,9 +37,10 @@ type ClusterConfig struct {
 	// StartTimeout bounds a node's start, from exec to answering HTTP
 	// (default 30s).
 	StartTimeout time.Duration
-	// MinMembers is the nodes' -min-members, the smallest ring a node
-	// serves in. Zero means a majority of Nodes, so the side of a network
-	// cut with fewer nodes serves nothing; one turns it off.
+	// MinMembers is the nodes' -min-members, a floor under the smallest
+	// ring a node serves in. Zero passes none: the nodes run on tandem
+	// serve's default, a majority of the members they know, as users'
+	// nodes do.
 	MinMembers int
 	// Logger receives the harness's progress (default: discard).
 	Logger *slog.Logger
@@ -120,9 +121,6 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 5
-	}
-	if cfg.MinMembers == 0 {
-		cfg.MinMembers = cfg.Nodes/2 + 1
 	}
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "warn"
@@ -269,8 +267,10 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	// The harness runs its nodes without security material: the faults
 	// it injects are about membership and replication, not attackers.
 	args := []string{"serve", "-insecure", "-name", n.Name, "-http", n.HTTP, "-gossip", n.Gossip, "-peer", n.Peer,
-		"-profile", "local", "-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control,
-		"-min-members", strconv.Itoa(c.cfg.MinMembers)}
+		"-profile", "local", "-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control}
+	if c.cfg.MinMembers > 0 {
+		args = append(args, "-min-members", strconv.Itoa(c.cfg.MinMembers))
+	}
 	if len(join) > 0 {
 		args = append(args, "-join", strings.Join(join, ","))
 	}

@@ -16,8 +16,8 @@ type Config struct {
 	Binary string
 	// Nodes is the cluster size (default 5).
 	Nodes int
-	// MinMembers is the nodes' -min-members (default: a majority of
-	// Nodes; see ClusterConfig).
+	// MinMembers is the nodes' -min-members (default: none, tandem
+	// serve's own; see ClusterConfig).
 	MinMembers int
 	// Duration is how long the cluster is attacked under load (default
 	// 60s). Healing, settling and the final reads come after it.

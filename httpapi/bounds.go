@@ -36,6 +36,13 @@ func checkBody(raw []byte, asMsgpack bool, wrap, maxAttributes int) error {
 		if err := tandem.CheckValue(raw, tandem.MaxValueDepth+wrap); err != nil {
 			return fmt.Errorf("msgpack body: %w (attribute values may nest at most %d deep)", err, tandem.MaxValueDepth)
 		}
+		var fields map[string]bool // a patch's every name is an attribute's
+		if wrap == sessionBodyWrap {
+			fields = sessionBodyFields
+		}
+		if err := checkNoExt(msgpack.NewDecoder(bytes.NewReader(raw)), wrap, fields); err != nil {
+			return fmt.Errorf("msgpack body: %w", err)
+		}
 		n = msgpackEntries(raw, wrap)
 	} else {
 		if err := checkJSONDepth(raw, tandem.MaxValueDepth+wrap); err != nil {
@@ -80,6 +87,71 @@ func checkJSONDepth(raw []byte, max int) error {
 		}
 	}
 	return nil
+}
+
+// checkNoExt refuses an extension where a body has structure, in a value
+// tandem.CheckValue accepted: the value at the decoder and, in its maps
+// and arrays, levels-1 below (attribute values, at levels 0, are kept as
+// they are and may hold extensions such as msgpack timestamps). In the
+// top-level map only the values of the named fields are checked, when
+// fields is not nil (the others are kept raw or ignored). Where the
+// decoder expects a map, an array or a string it unwraps an extension and
+// takes the length its payload claims: six bytes made it allocate 3 MB,
+// fifteen 100 MB.
+func checkNoExt(dec *msgpack.Decoder, levels int, fields map[string]bool) error {
+	if levels == 0 {
+		return dec.Skip() // an attribute value: kept as it is
+	}
+	c, err := dec.PeekCode()
+	switch {
+	case err != nil:
+		return nil // CheckValue accepted the whole; the decoder reports the rest
+	case msgpcode.IsExt(c):
+		return errExtension(c)
+	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+		n, err := dec.DecodeMapLen()
+		if err != nil {
+			return nil
+		}
+		for range n {
+			if c, err := dec.PeekCode(); err == nil && msgpcode.IsExt(c) { // the name
+				return errExtension(c)
+			}
+			name, err := dec.DecodeString()
+			if err != nil {
+				return nil
+			}
+			below := levels - 1
+			if fields != nil && !fields[name] {
+				below = 0 // kept raw or ignored by the decoder
+			}
+			if err := checkNoExt(dec, below, nil); err != nil {
+				return err
+			}
+		}
+	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+		n, err := dec.DecodeArrayLen()
+		if err != nil {
+			return nil
+		}
+		for range n {
+			if err := checkNoExt(dec, levels-1, nil); err != nil {
+				return err
+			}
+		}
+	default:
+		return dec.Skip()
+	}
+	return nil
+}
+
+// sessionBodyFields are the fields of a session body the decoder decodes
+// as strings or maps (sessionBody); the others it keeps raw or ignores.
+var sessionBodyFields = map[string]bool{"principal": true, "attributes": true, "idle_timeout": true, "absolute_timeout": true, "id": true}
+
+// errExtension refuses an extension where a body has structure.
+func errExtension(c byte) error {
+	return fmt.Errorf("%w: an extension (type byte %#02x) where the body has a map, a name or a field; extensions may appear only inside attribute values", tandem.ErrInvalid, c)
 }
 
 // msgpackEntries counts the entries of the maps at level of a value that

@@ -259,3 +259,39 @@ func TestDecodeAllocationWorstCases(t *testing.T) {
 		}
 	}
 }
+
+// An extension where a body has structure is refused before the decoder
+// unwraps it and allocates what its payload claims; inside an attribute
+// value (a msgpack timestamp) it is kept.
+func TestExtensionsOnlyInsideAttributeValues(t *testing.T) {
+	attrs := append([]byte{0x81, 0xaa}, "attributes"...)
+	mapInExt := []byte{0xc9, 0, 0, 0, 5, 0x30, 0xdf, 0x7f, 0xff, 0xff, 0xff} // ext32 whose payload claims a map of 2^31 entries
+	stamp := []byte{0xd6, 0xff, 0x65, 0x5c, 0x00, 0x00}                       // a msgpack timestamp
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		patch bool
+		ok    bool
+	}{
+		{"a patch that is an extension", []byte{0xd6, 0x30, 0xde, 0xc2, 0x72, 0x4d}, true, false},
+		{"a body whose attributes are an extension", append(slices.Clone(attrs), mapInExt...), false, false},
+		{"a patch naming an attribute with an extension", append([]byte{0x81}, append(slices.Clone(mapInExt), 0x01)...), true, false},
+		{"a principal that is an extension", append(append([]byte{0x81, 0xa9}, "principal"...), mapInExt...), false, false},
+		{"a timestamp in a read-only field", append(append([]byte{0x81, 0xaa}, "created_at"...), stamp...), false, true},
+		{"a timestamp as an attribute value", append(append(slices.Clone(attrs), 0x81, 0xa1, 't'), stamp...), false, true},
+		{"a timestamp patched in", append([]byte{0x81, 0xa1, 't'}, stamp...), true, true},
+	} {
+		var err error
+		limit := uint64(fuzzAllocFactor*len(tc.body) + fuzzAllocSlack)
+		n := allocated(func() {
+			if tc.patch {
+				_, err = decodePatch(tc.body, true, fuzzID, fuzzMaxAttributes)
+			} else {
+				_, err = decodeSessionBody(tc.body, true, fuzzMaxAttributes)
+			}
+		})
+		if (err == nil) != tc.ok || n > limit {
+			t.Errorf("%s: err %v, allocated %d (limit %d); want accepted=%v", tc.name, err, n, limit, tc.ok)
+		}
+	}
+}

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Binary, "binary", "", "tandem binary to run, built with -tags chaos (default: a tandem beside tandem-chaos, else one built from the source tree when run within it, else tandem on PATH)")
 	which := fs.Bool("which", false, "say which tandem binary a run would use, and why, then exit (its path on standard output)")
 	fs.IntVar(&cfg.Nodes, "nodes", 5, "number of node processes")
-	fs.IntVar(&cfg.MinMembers, "min-members", 0, "the nodes' -min-members (0: a majority of -nodes; 1 turns split-brain protection off)")
+	fs.IntVar(&cfg.MinMembers, "min-members", 0, "the nodes' -min-members, a floor under their quorum (0: none; the nodes serve only with a majority of the members they know, tandem serve's default)")
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to attack under load")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault schedule and the workload (default: from the clock, printed)")
 	faults := fs.String("faults", "all", "comma-separated fault kinds to draw from: "+fmt.Sprint(chaos.AllFaults))
