@@ -266,7 +266,7 @@ func TestDecodeAllocationWorstCases(t *testing.T) {
 func TestExtensionsOnlyInsideAttributeValues(t *testing.T) {
 	attrs := append([]byte{0x81, 0xaa}, "attributes"...)
 	mapInExt := []byte{0xc9, 0, 0, 0, 5, 0x30, 0xdf, 0x7f, 0xff, 0xff, 0xff} // ext32 whose payload claims a map of 2^31 entries
-	stamp := []byte{0xd6, 0xff, 0x65, 0x5c, 0x00, 0x00}                       // a msgpack timestamp
+	stamp := []byte{0xd6, 0xff, 0x65, 0x5c, 0x00, 0x00}                      // a msgpack timestamp
 	for _, tc := range []struct {
 		name  string
 		body  []byte
