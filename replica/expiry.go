@@ -73,7 +73,7 @@ func (n *Node) sendTouches() {
 // serveTouch answers methodTouch: it moves the buddy copies' last accesses.
 func (n *Node) serveTouch(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req touchRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode touch: %v", ErrInvalid, err)
 	}
 	for _, it := range req.Items {
@@ -87,7 +87,7 @@ func (n *Node) serveTouch(_ context.Context, _ *ring.Table, body msgpack.RawMess
 // serveExpire answers methodExpire.
 func (n *Node) serveExpire(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req expireRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode expire: %v", ErrInvalid, err)
 	}
 	n.applyExpiry(req.Items)

@@ -73,7 +73,7 @@ type renewals struct {
 // holds.
 func (n *Node) serveLease(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req leaseRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode lease request: %v", ErrInvalid, err)
 	}
 	if req.Release {

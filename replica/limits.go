@@ -110,7 +110,10 @@ func opHash(op *Op) uint64 {
 // whatever a header claims, so no untrusted bytes may reach it unchecked.
 // peer.ReadFrame checks every frame body as it reads it; the requests that
 // carry sessions (decodePartitioned) are checked again here, so that what
-// a node stores never rests on how its transport read the bytes.
+// a node stores never rests on how its transport read the bytes. It also
+// refuses an extension where v has a map (peer.CheckShape): the decoder
+// would take the length the extension's payload claims. Every request
+// body a node decodes goes through it.
 //
 // msgpack's decoder also panics on some well-formed input it cannot map
 // (a nil where a slice holds structs: FuzzDecodeSession found it); such a
@@ -118,6 +121,9 @@ func opHash(op *Op) uint64 {
 func decodeBounded(b []byte, v any) (err error) {
 	if err := peer.CheckValue(b, peer.MaxDepth); err != nil {
 		return err
+	}
+	if err := peer.CheckShape(b, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -308,3 +308,18 @@ func TestNilValuesSurviveTheWire(t *testing.T) {
 		}
 	}
 }
+
+// An extension where a request has a map is refused before msgpack's
+// decoder unwraps it: twenty bytes of an op whose Set is an ext32 claiming
+// a map of a million entries made a node allocate 100 MB.
+func TestAnExtensionWhereAMapBelongsIsRefused(t *testing.T) {
+	body := append(append([]byte{0x82, 0xa1, 'k', 0x02, 0xa3}, "set"...), 0xc9, 0, 0, 0, 5, 0x30, 0xdf, 0x00, 0x10, 0, 0)
+	var op Op
+	var err error
+	if n := allocated(func() { err = decodeBounded(body, &op) }); n > 64<<10 {
+		t.Fatalf("decoding %d bytes allocated %d", len(body), n)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("decode: %v, want ErrInvalid", err)
+	}
+}

@@ -137,7 +137,7 @@ func (n *Node) SessionIDs(ctx context.Context) ([]string, error) {
 // serveList answers methodList.
 func (n *Node) serveList(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req listRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode list request: %v", ErrInvalid, err)
 	}
 	return n.listPage(req.From), nil

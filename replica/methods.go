@@ -91,7 +91,7 @@ func (n *Node) checkCaller(ctx context.Context, method string, a access, body ms
 		var req struct {
 			From string `msgpack:"f"`
 		}
-		if err := msgpack.Unmarshal(body, &req); err != nil {
+		if err := decodeBounded(body, &req); err != nil {
 			return fmt.Errorf("%w: decode the sender of %s: %v", ErrInvalid, method, err)
 		}
 		if req.From != caller {

@@ -94,7 +94,7 @@ func (n *Node) tellAppeared(tab *ring.Table, appeared []string) {
 // reappear, so it reconciles every owned partition with the sender.
 func (n *Node) serveReconcile(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req reconcileRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode reconcile: %v", ErrInvalid, err)
 	}
 	n.reconcileAll([]string{req.From}, false)

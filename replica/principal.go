@@ -113,7 +113,7 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 // servePrincipal answers methodPrincipal.
 func (n *Node) servePrincipal(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req principalRequest
-	if err := msgpack.Unmarshal(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, fmt.Errorf("%w: decode principal request: %v", ErrInvalid, err)
 	}
 	return principalReply{IDs: n.sessionsOf(req.Principal)}, nil

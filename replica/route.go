@@ -124,7 +124,7 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 // primary.
 func (n *Node) serveOp(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
 	var op Op
-	if err := msgpack.Unmarshal(body, &op); err != nil {
+	if err := decodeBounded(body, &op); err != nil {
 		return nil, fmt.Errorf("%w: decode op: %v", ErrInvalid, err)
 	}
 	if err := op.Validate(); err != nil {

@@ -164,8 +164,8 @@ func (c *Client) call(ctx context.Context, addr, method string, args, reply any)
 		return &Error{Code: res.h.Code, Message: res.h.Msg}
 	}
 	if reply != nil {
-		if err := msgpack.Unmarshal(res.body, reply); err != nil {
-			return fmt.Errorf("decode reply: %w", err)
+		if err := decodeReply(res.body, reply); err != nil {
+			return err
 		}
 	}
 	return nil

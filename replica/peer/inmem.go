@@ -595,8 +595,8 @@ func decodeResponse(payload []byte, reply any) error {
 		return &Error{Code: h.Code, Message: h.Msg}
 	}
 	if reply != nil {
-		if err := msgpack.Unmarshal(body, reply); err != nil {
-			return fmt.Errorf("decode reply: %w", err)
+		if err := decodeReply(body, reply); err != nil {
+			return err
 		}
 	}
 	return nil
