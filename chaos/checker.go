@@ -6,7 +6,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -34,8 +36,21 @@ const (
 	// history against the versioned-register model.
 	NotLinearizable AnomalyKind = "not-linearizable"
 	// Unreadable: a session written during the run could not be read back
-	// from any node after healing and settling.
+	// from any node after healing and settling, or its primary's or
+	// buddy's own copy could not be read.
 	Unreadable AnomalyKind = "unreadable"
+	// ContentMismatch: an answer's version and content do not go
+	// together: another answer gave the same version with other content
+	// (two acknowledged writes at one version: one of them is lost), the
+	// content is none that a request of the session wrote, a write's answer
+	// does not hold its own value, or the content was written at a later
+	// version than the answer names. Versions alone would pass these.
+	ContentMismatch AnomalyKind = "content-mismatch"
+	// DivergentCopy: after healing and settling, the primary's or the
+	// buddy's own copy of a session is not the session's final state
+	// (the one the final reads through every node agree on and the
+	// checks hold against the model).
+	DivergentCopy AnomalyKind = "divergent-copy"
 )
 
 // Anomaly is one broken guarantee, with the ops that show it.
@@ -70,9 +85,12 @@ type CheckConfig struct {
 	// TouchInterval past its own idea of the deadline (default 2s).
 	ExpiryGrace time.Duration
 	// LinearizabilityTimeout bounds porcupine's search per session; past
-	// it the session's result is Unknown, reported but not a failure
-	// (default 30s).
+	// it the session's result is Unknown, and an unknown session fails
+	// the run: a check that did not finish proved nothing (default 30s).
 	LinearizabilityTimeout time.Duration
+	// Parallel is how many sessions porcupine checks at once (default
+	// GOMAXPROCS).
+	Parallel int
 	// VisualizeDir, if set, receives porcupine's visualization of every
 	// session that is not linearizable, as lin-<session>.html.
 	VisualizeDir string
@@ -82,15 +100,26 @@ type CheckConfig struct {
 
 // Verdict is the checker's answer.
 type Verdict struct {
-	// Pass is true when no anomaly was found.
+	// Pass is true when no anomaly was found and every session's check
+	// finished: an unknown session fails the run.
 	Pass bool `json:"pass"`
 	// Anomalies lists every anomaly found, in order of time.
 	Anomalies []Anomaly `json:"anomalies"`
 	// Linearizability gives porcupine's result per session: Ok, Illegal
 	// or Unknown (timed out).
 	Linearizability map[string]porcupine.CheckResult `json:"linearizability"`
-	// Warnings are findings that are not anomalies: unknown results,
-	// requests the workload should not have provoked.
+	// Unknown names the sessions whose linearizability check did not
+	// finish (porcupine timed out, or gave no answer): each fails the run.
+	Unknown []string `json:"unknown,omitempty"`
+	// Sessions counts the long-lived sessions checked (porcupine and the
+	// fallback checks), Expiring the expiring ones (their own checks).
+	Sessions int `json:"sessions"`
+	Expiring int `json:"expiring"`
+	// Copies counts the owners' own copies read after settling (Op.Copy)
+	// and compared with the sessions' final state.
+	Copies int `json:"copies"`
+	// Warnings are findings that are not anomalies: requests the workload
+	// should not have provoked.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -110,47 +139,96 @@ func Check(h *History, cfg CheckConfig) Verdict {
 	if cfg.LinearizabilityTimeout == 0 {
 		cfg.LinearizabilityTimeout = 30 * time.Second
 	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = runtime.GOMAXPROCS(0)
+	}
 	ops := h.Ops()
 	bySession := map[string][]*Op{}
+	copies := map[string][]*Op{}
 	v := Verdict{Linearizability: map[string]porcupine.CheckResult{}}
 	invalid := map[string]int{}
 	for i := range ops {
 		op := &ops[i]
-		if op.Outcome == Unsent {
-			continue // never reached a node
-		}
-		if op.Outcome == Invalid {
+		switch {
+		case op.Copy != "":
+			copies[op.Session] = append(copies[op.Session], op)
+			v.Copies++
+		case op.Outcome == Unsent:
+			// never reached a node
+		case op.Outcome == Invalid:
 			invalid[fmt.Sprintf("%s got %s", op.Kind, op.Error)]++
-			continue
+		default:
+			bySession[op.Session] = append(bySession[op.Session], op)
 		}
-		bySession[op.Session] = append(bySession[op.Session], op)
 	}
 	for _, msg := range slices.Sorted(maps.Keys(invalid)) {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("%d× %s: the workload should not provoke it", invalid[msg], msg))
 	}
 	sessions := slices.Sorted(maps.Keys(bySession))
+	var registers []string
 	for _, id := range sessions {
 		sops := bySession[id]
 		if isExpiringID(id) {
+			v.Expiring++
 			v.Anomalies = append(v.Anomalies, checkExpiring(id, sops, cfg)...)
 			continue
 		}
+		registers = append(registers, id)
 		s := newSessionHistory(sops)
 		v.Anomalies = append(v.Anomalies, s.lostWrites()...)
 		v.Anomalies = append(v.Anomalies, s.staleReads()...)
 		v.Anomalies = append(v.Anomalies, s.resurrections()...)
-		res, a := checkLinearizable(id, sops, cfg)
-		v.Linearizability[id] = res
-		if res == porcupine.Unknown {
-			v.Warnings = append(v.Warnings, fmt.Sprintf("linearizability of %s unknown: porcupine timed out after %v", id, cfg.LinearizabilityTimeout))
+		v.Anomalies = append(v.Anomalies, s.contentMismatches()...)
+		v.Anomalies = append(v.Anomalies, checkCopies(id, sops, copies[id])...)
+	}
+	for _, id := range slices.Sorted(maps.Keys(copies)) {
+		if _, ok := bySession[id]; !ok {
+			v.Anomalies = append(v.Anomalies, checkCopies(id, nil, copies[id])...)
 		}
-		if a != nil {
-			v.Anomalies = append(v.Anomalies, *a)
+	}
+	v.Sessions = len(registers)
+	results := checkAllLinearizable(registers, bySession, cfg)
+	for i, id := range registers {
+		res := results[i]
+		v.Linearizability[id] = res.result
+		if res.anomaly != nil {
+			v.Anomalies = append(v.Anomalies, *res.anomaly)
+		} else if res.result != porcupine.Ok {
+			v.Unknown = append(v.Unknown, id)
 		}
 	}
 	slices.SortStableFunc(v.Anomalies, func(a, b Anomaly) int { return cmp.Compare(a.At, b.At) })
-	v.Pass = len(v.Anomalies) == 0
+	v.Pass = len(v.Anomalies) == 0 && len(v.Unknown) == 0
 	return v
+}
+
+// linResult is porcupine's answer for one session.
+type linResult struct {
+	result  porcupine.CheckResult
+	anomaly *Anomaly
+}
+
+// checkAllLinearizable runs porcupine on the sessions ids, cfg.Parallel at
+// a time, and returns their results in the same order.
+func checkAllLinearizable(ids []string, bySession map[string][]*Op, cfg CheckConfig) []linResult {
+	out := make([]linResult, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(cfg.Parallel, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i].result, out[i].anomaly = checkLinearizable(ids[i], bySession[ids[i]], cfg)
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
 }
 
 // sessionHistory indexes one register session's ops for the checks.
@@ -325,6 +403,113 @@ func (s *sessionHistory) resurrections() []Anomaly {
 	return out
 }
 
+// contentMismatches finds answers whose version and content do not go
+// together, which the version comparisons of the other checks let pass:
+// a version names one state of the session (versions grow by one per
+// write and never go back, across deletes too), so every answer naming it
+// must show the same content; the content must be what requests of the
+// session wrote, a write's answer must hold its own value, a patch's value
+// comes only on top of the put it was acknowledged on, and no answer names
+// a version older than the one its content was acknowledged at.
+func (s *sessionHistory) contentMismatches() []Anomaly {
+	byReturn := slices.Clone(s.ops)
+	slices.SortStableFunc(byReturn, func(a, b *Op) int { return cmp.Compare(a.Return, b.Return) })
+	var out []Anomaly
+	first := map[uint64]*Op{} // the first answer naming each version
+	reported := map[uint64]bool{}
+	mismatch := func(r *Op, ops []int, format string, args ...any) {
+		out = append(out, Anomaly{Kind: ContentMismatch, Session: s.id, At: r.Call, Ops: ops, Detail: fmt.Sprintf(format, args...)})
+	}
+	for _, r := range byReturn {
+		if r.Outcome != OK || r.Version == 0 {
+			continue // a delete answers no version
+		}
+		what := fmt.Sprintf("op %d %s via %s answered v%d %s", r.Index, r.label(), r.Node, r.Version, digest(r.Put, r.Patch))
+		if f, ok := first[r.Version]; !ok {
+			first[r.Version] = r
+		} else if (f.Put != r.Put || f.Patch != r.Patch) && !reported[r.Version] {
+			reported[r.Version] = true
+			lost := ""
+			if acked(f) && acked(r) {
+				lost = "; both writes were acknowledged, so one of them is lost"
+			}
+			mismatch(r, []int{f.Index, r.Index}, "%s, but op %d %s via %s had answered v%d %s: one version, two contents%s",
+				what, f.Index, f.label(), f.Node, f.Version, digest(f.Put, f.Patch), lost)
+		}
+		switch r.Kind {
+		case OpPut, OpCAS:
+			if r.Put != r.Value || r.Patch != "" {
+				mismatch(r, []int{r.Index}, "%s: not the value it wrote", what)
+				continue
+			}
+		case OpPatch:
+			if r.Patch != r.Value {
+				mismatch(r, []int{r.Index}, "%s: not the value it wrote", what)
+				continue
+			}
+		}
+		w := s.byValue[r.Put]
+		if r.Put == "" || w == nil || (w.Kind != OpPut && w.Kind != OpCAS) {
+			mismatch(r, []int{r.Index}, "%s: no put of the session wrote %q", what, r.Put)
+			continue
+		}
+		if acked(w) && r.Version < w.Version {
+			mismatch(r, []int{w.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, w.Index, w.label(), w.Version)
+			continue
+		}
+		if r.Patch == "" {
+			continue
+		}
+		p := s.byValue[r.Patch]
+		switch {
+		case p == nil || p.Kind != OpPatch:
+			mismatch(r, []int{r.Index}, "%s: no patch of the session wrote %q", what, r.Patch)
+		case acked(p) && r.Version < p.Version:
+			mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, p.Index, p.label(), p.Version)
+		case acked(p) && r.Put != p.Put:
+			mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged on top of %s: a patch's value comes only with the put it patched", what, p.Index, p.label(), digest(p.Put, ""))
+		}
+	}
+	return out
+}
+
+// checkCopies compares the owners' own copies of a register session, read
+// after settling (copies), with the session's final state: the last final
+// read through the HTTP API (finals, among ops), which the other checks
+// hold against the model. A copy that could not be read is reported too:
+// a check not made proves nothing.
+func checkCopies(id string, ops, copies []*Op) []Anomaly {
+	var ref *Op
+	for _, op := range ops {
+		if op.Final && op.Kind == OpGet && (op.Outcome == OK || op.Outcome == NotFound) && (ref == nil || op.Return > ref.Return) {
+			ref = op
+		}
+	}
+	var out []Anomaly
+	for _, c := range copies {
+		state := "not-found"
+		if c.Outcome == OK {
+			state = fmt.Sprintf("v%d %s", c.Version, digest(c.Put, c.Patch))
+		}
+		switch {
+		case c.Outcome != OK && c.Outcome != NotFound:
+			out = append(out, Anomaly{Kind: Unreadable, Session: id, At: c.Call, Ops: []int{c.Index},
+				Detail: fmt.Sprintf("the %s's own copy on %s could not be read after healing and settling: %s", c.Copy, c.Node, c.Error)})
+		case ref == nil:
+			// No final read answered: Unreadable if anything was written,
+			// reported by lostWrites; nothing to compare with.
+		case c.Outcome != ref.Outcome || c.Version != ref.Version || c.Put != ref.Put || c.Patch != ref.Patch:
+			want := "not-found"
+			if ref.Outcome == OK {
+				want = fmt.Sprintf("v%d %s", ref.Version, digest(ref.Put, ref.Patch))
+			}
+			out = append(out, Anomaly{Kind: DivergentCopy, Session: id, At: c.Call, Ops: []int{ref.Index, c.Index},
+				Detail: fmt.Sprintf("the %s's own copy on %s (op %d) is %s, but the session's final state (op %d via %s) is %s", c.Copy, c.Node, c.Index, state, ref.Index, ref.Node, want)})
+		}
+	}
+	return out
+}
+
 // checkExpiring checks an expiring session: created once, read without
 // touching, it must be live until its idle deadline and gone after it,
 // give or take clock skew and the buddy's grace.
@@ -335,12 +520,34 @@ func checkExpiring(id string, ops []*Op, cfg CheckConfig) []Anomaly {
 			create = op
 		}
 	}
-	if create == nil || create.Outcome != OK {
-		return nil // never created, or maybe: nothing to prove
+	if create == nil {
+		return nil // never created: nothing to prove
+	}
+	var out []Anomaly
+	// Content: created once and never written again, the session holds
+	// the create's value at one version, whichever node answers.
+	var seen *Op
+	for _, r := range ops {
+		if r.Kind != OpGet || r.Outcome != OK {
+			continue
+		}
+		switch {
+		case r.Put != create.Value || r.Patch != "" || (create.Outcome == OK && r.Version != create.Version):
+			out = append(out, Anomaly{Kind: ContentMismatch, Session: id, At: r.Call, Ops: []int{create.Index, r.Index},
+				Detail: fmt.Sprintf("op %d read v%d %s from %s; the session was created once, by op %d %s (%s, v%d), and never written again", r.Index, r.Version, digest(r.Put, r.Patch), r.Node, create.Index, create.label(), create.Outcome, create.Version)})
+		case seen != nil && r.Version != seen.Version:
+			out = append(out, Anomaly{Kind: ContentMismatch, Session: id, At: r.Call, Ops: []int{seen.Index, r.Index},
+				Detail: fmt.Sprintf("op %d read v%d from %s, op %d had read v%d from %s; the session was created once and never written again", r.Index, r.Version, r.Node, seen.Index, seen.Version, seen.Node)})
+		}
+		if seen == nil {
+			seen = r
+		}
+	}
+	if create.Outcome != OK {
+		return out // maybe created, when unknown: no deadline to hold it to
 	}
 	earliest := create.Call + create.IdleTimeout - 2*cfg.MaxSkew
 	latest := create.Return + create.IdleTimeout + 2*cfg.MaxSkew + cfg.ExpiryGrace
-	var out []Anomaly
 	for _, r := range ops {
 		if r.Kind != OpGet {
 			continue

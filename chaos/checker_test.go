@@ -102,7 +102,8 @@ func TestCheckerCatchesAStaleRead(t *testing.T) {
 }
 
 func TestCheckerCatchesASessionThatStartsOver(t *testing.T) {
-	// A node that lost the session's history answers a put with v1 again.
+	// A node that lost the session's history answers a put with v1 again:
+	// v1 now names two contents, as well.
 	ops := []Op{
 		put(0, "a", 1, 0, 1),
 		put(0, "b", 2, 2, 3),
@@ -110,8 +111,8 @@ func TestCheckerCatchesASessionThatStartsOver(t *testing.T) {
 		final(get(2, "c", 1, 10, 10.1)),
 	}
 	v := Check(HistoryOf(ops), CheckConfig{})
-	if got := kinds(v); !slices.Equal(got, []AnomalyKind{LostWrite, NotLinearizable}) {
-		t.Fatalf("a session starting over: anomalies %v, want lost-write and not-linearizable: %+v", got, v)
+	if got := kinds(v); !slices.Equal(got, []AnomalyKind{ContentMismatch, LostWrite, NotLinearizable}) {
+		t.Fatalf("a session starting over: anomalies %v, want content-mismatch, lost-write and not-linearizable: %+v", got, v)
 	}
 }
 
@@ -179,8 +180,9 @@ func TestCheckerTreatsIndeterminateOpsAsMaybe(t *testing.T) {
 }
 
 func TestCheckerVisualizesNonLinearizableSessions(t *testing.T) {
-	// Only porcupine can tell: two reads saw version 2 with the content of
-	// two different writes that may have happened.
+	// Two reads saw version 2 with the content of two different writes
+	// that may have happened: porcupine finds no order, and the content
+	// check sees one version with two contents.
 	ops := []Op{
 		put(0, "a", 1, 0, 1),
 		{Client: 1, Kind: OpPut, Session: reg, Value: "x", Call: sec(2), Return: sec(8), Outcome: Indeterminate},
@@ -191,10 +193,11 @@ func TestCheckerVisualizesNonLinearizableSessions(t *testing.T) {
 	}
 	dir := t.TempDir()
 	v := Check(HistoryOf(ops), CheckConfig{VisualizeDir: dir, Faults: []FaultEvent{{Fault: Fault{Kind: FaultPause, Peer: -1}, Start: sec(2), End: sec(5)}}})
-	if got := kinds(v); !slices.Equal(got, []AnomalyKind{NotLinearizable}) {
-		t.Fatalf("anomalies %v, want only not-linearizable: %+v", got, v)
+	if got := kinds(v); !slices.Equal(got, []AnomalyKind{ContentMismatch, NotLinearizable}) {
+		t.Fatalf("anomalies %v, want content-mismatch and not-linearizable: %+v", got, v)
 	}
-	a := v.Anomalies[0]
+	i := slices.IndexFunc(v.Anomalies, func(a Anomaly) bool { return a.Kind == NotLinearizable })
+	a := v.Anomalies[i]
 	if a.Visualization == "" {
 		t.Fatalf("no visualization: %+v", a)
 	}

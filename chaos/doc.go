@@ -14,9 +14,18 @@
 //   - reads are linearizable per session, checked with porcupine against a
 //     versioned-register model;
 //   - deleted sessions never come back;
-//   - nothing expired is served, allowing for the clock skew injected.
+//   - nothing expired is served, allowing for the clock skew injected;
+//   - an answer's content goes with its version: one version, one content;
+//   - each session's own copies on its primary and its buddy are its
+//     final state (Workload.ReadCopies).
 //
-// The verdict is PASS, or FAIL with every anomaly listed, and a report
+// A session whose linearizability check does not finish (porcupine's
+// search timed out) is unknown, and fails the run like an anomaly. To keep
+// histories checkable the workload rotates keys: each long-lived session
+// slot moves to a fresh id after WorkloadConfig.OpsPerSession requests.
+//
+// The verdict is PASS, or FAIL with every anomaly and unknown session
+// listed, and a report
 // (WriteReport) holds it as JSON and as an HTML page with a timeline of
 // faults, throughput and errors. The same seed gives the same fault
 // schedule and the same workload choices.

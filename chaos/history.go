@@ -73,6 +73,10 @@ type Op struct {
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 	// Final marks the reads made after healing and settling.
 	Final bool `json:"final,omitempty"`
+	// Copy, on a final read, says whose own copy it read over the peer
+	// wire: CopyPrimary or CopyBuddy (Workload.ReadCopies). Empty for
+	// requests through the HTTP API.
+	Copy string `json:"copy,omitempty"`
 
 	// Call and Return are when the request was sent and answered, since the
 	// history began.

@@ -42,6 +42,17 @@ type Report struct {
 	Anomalies []Anomaly `json:"anomalies"`
 	// Linearizability gives porcupine's result per session.
 	Linearizability map[string]porcupine.CheckResult `json:"linearizability"`
+	// Sessions counts the long-lived sessions checked, Expiring the
+	// expiring ones, and Copies the owners' own copies read after
+	// settling and compared with the sessions' final state.
+	Sessions int `json:"sessions"`
+	Expiring int `json:"expiring"`
+	Copies   int `json:"copies"`
+	// CheckTime is how long the checker took.
+	CheckTime time.Duration `json:"check_time"`
+	// Unknown names the sessions whose linearizability check did not
+	// finish; each fails the run.
+	Unknown []string `json:"unknown"`
 	// Warnings are the run's and the checker's warnings: not anomalies.
 	Warnings []string `json:"warnings,omitempty"`
 	// RunWarnings are the run's own: recoveries that took too long, faults
@@ -77,8 +88,8 @@ func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnin
 	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Started: h.Start(),
 		Duration: cfg.Duration, Elapsed: elapsed, MaxSkew: maxSkew, Faults: events, FaultsByKind: map[FaultKind]int{},
 		Ops: OpCounts{ByKind: map[OpKind]int{}, ByOutcome: map[Outcome]int{}}, Anomalies: v.Anomalies,
-		Linearizability: v.Linearizability, Warnings: append(slices.Clone(runWarnings), v.Warnings...),
-		RunWarnings: runWarnings, Dir: cfg.ReportDir}
+		Warnings: append(slices.Clone(runWarnings), v.Warnings...), RunWarnings: runWarnings, Dir: cfg.ReportDir}
+	r.setVerdict(v)
 	for _, e := range events {
 		r.FaultsByKind[e.Fault.Kind]++
 	}
@@ -102,6 +113,32 @@ func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnin
 	return r
 }
 
+// setVerdict records the checker's verdict in r.
+func (r *Report) setVerdict(v Verdict) {
+	r.Verdict, r.Anomalies, r.Linearizability = v.String(), v.Anomalies, v.Linearizability
+	r.Sessions, r.Expiring, r.Copies = v.Sessions, v.Expiring, v.Copies
+	r.Unknown = v.Unknown
+	if r.Unknown == nil {
+		r.Unknown = []string{}
+	}
+}
+
+// LinearizabilityCounts counts the sessions porcupine found linearizable,
+// not linearizable, and could not decide.
+func (r *Report) LinearizabilityCounts() (ok, illegal, unknown int) {
+	for _, res := range r.Linearizability {
+		switch res {
+		case porcupine.Ok:
+			ok++
+		case porcupine.Illegal:
+			illegal++
+		default:
+			unknown++
+		}
+	}
+	return ok, illegal, unknown
+}
+
 // Summary renders the report's verdict and figures as text, one fact a
 // line, anomalies last.
 func (r *Report) Summary() string {
@@ -110,8 +147,15 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "seed %d, %d nodes, attack %v, run %v\n", r.Seed, r.Nodes, r.Duration, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "faults: %d (%s)\n", len(r.Faults), countsLine(r.FaultsByKind))
 	fmt.Fprintf(&b, "ops: %d (%s; %s)\n", r.Ops.Total, countsLine(r.Ops.ByKind), countsLine(r.Ops.ByOutcome))
+	ok, illegal, _ := r.LinearizabilityCounts()
+	fmt.Fprintf(&b, "sessions checked: %d long-lived (linearizable %d, not %d, unknown %d), %d expiring; owners' copies compared: %d; check took %v\n",
+		r.Sessions, ok, illegal, len(r.Unknown), r.Expiring, r.Copies, r.CheckTime.Round(time.Millisecond))
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	fmt.Fprintf(&b, "unknown: %d\n", len(r.Unknown))
+	for _, id := range r.Unknown {
+		fmt.Fprintf(&b, "  %s: linearizability check did not finish\n", id)
 	}
 	fmt.Fprintf(&b, "anomalies: %d\n", len(r.Anomalies))
 	for _, a := range r.Anomalies {
@@ -155,8 +199,9 @@ func WriteReport(dir string, r *Report, h *History) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	defer f.Close()
+	ok, illegal, _ := r.LinearizabilityCounts()
 	if err := reportPage.Execute(f, pageData{Report: r, Timeline: timeline(r), Kinds: countsLine(r.FaultsByKind),
-		OpKinds: countsLine(r.Ops.ByKind), Outcomes: countsLine(r.Ops.ByOutcome)}); err != nil {
+		OpKinds: countsLine(r.Ops.ByKind), Outcomes: countsLine(r.Ops.ByOutcome), LinOK: ok, LinIllegal: illegal}); err != nil {
 		return fmt.Errorf("write report page: %w", err)
 	}
 	return f.Close()
@@ -167,6 +212,7 @@ type pageData struct {
 	*Report
 	Timeline                 template.HTML
 	Kinds, OpKinds, Outcomes string
+	LinOK, LinIllegal        int
 }
 
 // faultColors colours each fault kind on the timeline.
@@ -268,6 +314,9 @@ th { background: #f5f5f5; }
 <p>Requests: {{.Ops.Total}} ({{.OpKinds}}) · outcomes: {{.Outcomes}}</p>
 <h2>Timeline</h2>
 {{.Timeline}}
+<p>Sessions checked: {{.Sessions}} long-lived (each at most a bounded number of requests; porcupine: {{.LinOK}} linearizable, {{.LinIllegal}} not, {{len .Unknown}} unknown) · {{.Expiring}} expiring · owners' own copies compared with the final state: {{.Copies}}</p>
+<h2>Unknown ({{len .Unknown}})</h2>
+{{if .Unknown}}<p>These sessions' linearizability checks did not finish; each fails the run.</p><ul>{{range .Unknown}}<li>{{.}}</li>{{end}}</ul>{{else}}<p>None: every session's check finished.</p>{{end}}
 <h2>Anomalies ({{len .Anomalies}})</h2>
 {{if .Anomalies}}<table><tr><th>at</th><th>kind</th><th>session</th><th>what happened</th><th>ops</th><th>porcupine</th></tr>
 {{range .Anomalies}}<tr><td>{{ms .At}}</td><td>{{.Kind}}</td><td>{{.Session}}</td><td>{{.Detail}}</td><td>{{.Ops}}</td><td>{{if .Visualization}}<a href="{{.Visualization}}">visualization</a>{{end}}</td></tr>
@@ -314,8 +363,10 @@ func Recheck(dir string, cfg CheckConfig) (*Report, error) {
 		return nil, err
 	}
 	cfg.MaxSkew, cfg.VisualizeDir, cfg.Faults = r.MaxSkew, dir, r.Faults
+	checking := time.Now()
 	v := Check(h, cfg)
-	r.Verdict, r.Anomalies, r.Linearizability = v.String(), v.Anomalies, v.Linearizability
+	r.setVerdict(v)
+	r.CheckTime = time.Since(checking)
 	r.Warnings = append(slices.Clone(r.RunWarnings), v.Warnings...)
 	if err := WriteReport(dir, r, h); err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ type Config struct {
 	// MaxFaults stops the nemesis after that many faults (0: no limit).
 	MaxFaults int
 	// LinearizabilityTimeout bounds porcupine's search per session
-	// (default 30s; see CheckConfig).
+	// (default 30s; see CheckConfig); a session past it fails the run.
 	LinearizabilityTimeout time.Duration
 	// Workload tunes the clients; its Seed is set from Seed.
 	Workload WorkloadConfig
@@ -145,13 +145,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fctx, cancel := context.WithTimeout(ctx, cfg.RecoverTimeout+30*time.Second)
 	w.FinalReads(fctx)
 	cancel()
+	log.Info("reading the owners' copies")
+	cctx, cancel := context.WithTimeout(ctx, cfg.RecoverTimeout+30*time.Second)
+	warnings = append(warnings, w.ReadCopies(cctx)...)
+	cancel()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("chaos: run interrupted: %w", err)
 	}
 
-	log.Info("checking", "ops", len(h.Ops()))
+	log.Info("checking", "ops", len(h.Ops()), "sessions", len(w.Sessions()))
+	checking := time.Now()
 	v := Check(h, check)
+	log.Info("checked", "verdict", v.String(), "unknown", len(v.Unknown), "anomalies", len(v.Anomalies), "in", time.Since(checking).Round(time.Millisecond))
 	rep := newReport(cfg, h, events, v, append(nem.Warnings(), warnings...), time.Since(started), maxSkew)
+	rep.CheckTime = time.Since(checking)
 	if err := WriteReport(cfg.ReportDir, rep, h); err != nil {
 		return rep, fmt.Errorf("chaos: run: %w", err)
 	}

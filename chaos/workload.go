@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +23,17 @@ type WorkloadConfig struct {
 	Seed int64
 	// Clients is how many clients run at once (default 6).
 	Clients int
-	// Sessions is how many long-lived sessions the clients share (default
-	// 16). Each is a register in the linearizability model.
+	// Sessions is how many long-lived session slots the clients share
+	// (default 16). Each slot holds one session at a time, a register in
+	// the linearizability model; after OpsPerSession requests the slot
+	// moves to a fresh session id.
 	Sessions int
+	// OpsPerSession bounds the requests sent to one long-lived session id
+	// (default DefaultOpsPerSession): the request that would exceed it
+	// goes to a fresh id of the same slot instead, so every session's
+	// history stays short enough for porcupine to finish. Negative: no
+	// bound (one id per slot for the whole run).
+	OpsPerSession int
 	// RequestTimeout bounds each request (default 6s, more than a node's
 	// own 5s bound, so the node's answer is seen when it has one).
 	RequestTimeout time.Duration
@@ -38,6 +47,12 @@ type WorkloadConfig struct {
 	MaxOps int
 }
 
+// DefaultOpsPerSession is the default WorkloadConfig.OpsPerSession. With
+// six clients a 90 s run sends 10,000–25,000 requests to long-lived
+// sessions, so 16 slots rotate through some 50–125 ids of up to 200
+// requests each, and porcupine decides each in milliseconds.
+const DefaultOpsPerSession = 200
+
 // withDefaults fills zero fields.
 func (c WorkloadConfig) withDefaults() WorkloadConfig {
 	if c.Clients == 0 {
@@ -45,6 +60,9 @@ func (c WorkloadConfig) withDefaults() WorkloadConfig {
 	}
 	if c.Sessions == 0 {
 		c.Sessions = 16
+	}
+	if c.OpsPerSession == 0 {
+		c.OpsPerSession = DefaultOpsPerSession
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 6 * time.Second
@@ -71,16 +89,53 @@ type Workload struct {
 
 	mu       sync.Mutex
 	expiring map[string]time.Duration // expiring sessions created (maybe), by id: idle timeout
+	slots    []slot                   // long-lived session slots: current id, requests sent to it
+	ids      []string                 // every long-lived session id used, in order of first use
+}
+
+// slot is one long-lived session slot: its current generation (the id's
+// suffix) and how many requests went to that id.
+type slot struct {
+	gen, ops int
 }
 
 // NewWorkload returns a workload against nodes, recording into h.
 func NewWorkload(nodes []NodeInfo, h *History, cfg WorkloadConfig) *Workload {
-	return &Workload{cfg: cfg.withDefaults(), nodes: nodes, h: h, expiring: map[string]time.Duration{},
+	cfg = cfg.withDefaults()
+	return &Workload{cfg: cfg, nodes: nodes, h: h, expiring: map[string]time.Duration{}, slots: make([]slot, cfg.Sessions),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}}}
 }
 
-// sessionID names long-lived session i of a seed's run.
-func sessionID(seed int64, i int) string { return fmt.Sprintf("chaos-seed-%d-session-%03d", seed, i) }
+// sessionID names generation gen of long-lived session slot i of a seed's
+// run.
+func sessionID(seed int64, i, gen int) string {
+	return fmt.Sprintf("chaos-seed-%d-session-%03d-r%04d", seed, i, gen)
+}
+
+// session returns the id the next request to slot i goes to, and counts
+// the request: after OpsPerSession requests to one id, the slot moves to a
+// fresh one.
+func (w *Workload) session(i int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := &w.slots[i]
+	if w.cfg.OpsPerSession > 0 && s.ops >= w.cfg.OpsPerSession {
+		s.gen, s.ops = s.gen+1, 0
+	}
+	if s.ops == 0 {
+		w.ids = append(w.ids, sessionID(w.cfg.Seed, i, s.gen))
+	}
+	s.ops++
+	return sessionID(w.cfg.Seed, i, s.gen)
+}
+
+// Sessions returns every long-lived session id the workload has sent
+// requests to, in order of first use.
+func (w *Workload) Sessions() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ids)
+}
 
 // expiringID names the n-th expiring session of a client.
 func expiringID(seed int64, client, n int) string {
@@ -159,7 +214,7 @@ func (w *Workload) Run(ctx context.Context) {
 // runClient is one client's loop.
 func (w *Workload) runClient(ctx context.Context, c int) {
 	ch := newChooser(w.cfg, len(w.nodes), c)
-	versions := map[int]uint64{} // last version seen per session, for cas
+	versions := map[string]uint64{} // last version seen per session, for cas
 	for seq := 0; w.cfg.MaxOps == 0 || seq < w.cfg.MaxOps; seq++ {
 		next := ch.next()
 		select {
@@ -167,7 +222,7 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 			return
 		case <-time.After(next.Think):
 		}
-		op := Op{Client: c, Node: w.nodes[next.Node].Name, Kind: next.Kind, Session: sessionID(w.cfg.Seed, next.Session)}
+		op := Op{Client: c, Node: w.nodes[next.Node].Name, Kind: next.Kind}
 		switch {
 		case next.Kind == OpCreate:
 			op.Session = expiringID(w.cfg.Seed, c, ch.created-1)
@@ -178,15 +233,19 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 			w.mu.Unlock()
 		case next.Expired >= 0:
 			op.Session = expiringID(w.cfg.Seed, c, next.Expired)
+		default:
+			op.Session = w.session(next.Session)
+		}
+		switch {
 		case next.Kind == OpCAS:
-			op.IfVersion = max(versions[next.Session], 1)
+			op.IfVersion = max(versions[op.Session], 1)
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
-		case next.Kind != OpGet && next.Kind != OpDelete:
+		case next.Kind == OpPut || next.Kind == OpPatch:
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
 		}
 		op = w.do(ctx, next.Node, op)
 		if op.Outcome == OK && op.Version > 0 && !isExpiringID(op.Session) {
-			versions[next.Session] = op.Version
+			versions[op.Session] = op.Version
 		}
 		w.h.Add(op)
 	}
@@ -273,10 +332,7 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 // FinalReads reads every session the run wrote, without touching it, from
 // every node, retrying each read that fails until it succeeds or ctx ends.
 func (w *Workload) FinalReads(ctx context.Context) {
-	ids := make([]string, 0, w.cfg.Sessions)
-	for i := range w.cfg.Sessions {
-		ids = append(ids, sessionID(w.cfg.Seed, i))
-	}
+	ids := w.Sessions()
 	w.mu.Lock()
 	for id := range w.expiring {
 		ids = append(ids, id)

@@ -74,12 +74,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MaxSkew, "max-skew", 2*time.Second, "largest clock skew to inject")
 	fs.IntVar(&cfg.MaxFaults, "max-faults", 0, "stop injecting after this many faults (0: no limit)")
 	fs.IntVar(&cfg.Workload.Clients, "clients", 6, "concurrent clients")
-	fs.IntVar(&cfg.Workload.Sessions, "sessions", 16, "long-lived sessions the clients share")
+	fs.IntVar(&cfg.Workload.Sessions, "sessions", 16, "long-lived session slots the clients share (each moves to a fresh session id every -ops-per-session requests)")
+	fs.IntVar(&cfg.Workload.OpsPerSession, "ops-per-session", chaos.DefaultOpsPerSession, "requests sent to one long-lived session id before its slot moves to a fresh one, so every session's history stays checkable (-1: never)")
 	fs.StringVar(&cfg.ReportDir, "report", "", "directory for report.html, report.json, history.json and node logs (default: a new temporary directory)")
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
 	quiet := fs.Bool("q", false, "print only the verdict and the summary")
 	recheck := fs.String("check", "", "check the history of the run reported in this directory again, instead of running")
-	fs.DurationVar(&cfg.LinearizabilityTimeout, "lin-timeout", 30*time.Second, "bound on porcupine's search per session; past it the session's linearizability is reported unknown")
+	fs.DurationVar(&cfg.LinearizabilityTimeout, "lin-timeout", 30*time.Second, "bound on porcupine's search per session; past it the session's linearizability is unknown, and an unknown session fails the run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitPass

@@ -217,3 +217,15 @@ func TestUsageExplainsTheLookup(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageStatesTheCheckingRules(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &stderr); code != exitPass {
+		t.Fatalf("exit status %d", code)
+	}
+	for _, want := range []string{"-ops-per-session", fmt.Sprint(chaos.DefaultOpsPerSession), "an unknown session fails the run"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
