@@ -31,6 +31,10 @@ type ClusterConfig struct {
 	Dir string
 	// LogLevel is the nodes' -log-level (default "warn").
 	LogLevel string
+	// Profile is the nodes' -profile, their failure detector's timing:
+	// "local" (probes every 200ms) or "lan" (every second). Empty passes
+	// none: tandem serve's default, lan, as users' nodes run.
+	Profile string
 	// DrainTimeout is the nodes' -drain-timeout, the bound on a graceful
 	// stop (default 10s).
 	DrainTimeout time.Duration
@@ -267,7 +271,10 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	// The harness runs its nodes without security material: the faults
 	// it injects are about membership and replication, not attackers.
 	args := []string{"serve", "-insecure", "-name", n.Name, "-http", n.HTTP, "-gossip", n.Gossip, "-peer", n.Peer,
-		"-profile", "local", "-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control}
+		"-log-level", c.cfg.LogLevel, "-drain-timeout", c.cfg.DrainTimeout.String(), "-chaos-control", n.Control}
+	if c.cfg.Profile != "" {
+		args = append(args, "-profile", c.cfg.Profile)
+	}
 	if c.cfg.MinMembers > 0 {
 		args = append(args, "-min-members", strconv.Itoa(c.cfg.MinMembers))
 	}

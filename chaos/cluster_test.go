@@ -108,14 +108,15 @@ func TestFullCutSplitsMembership(t *testing.T) {
 }
 
 // startTestCluster builds the tandem binary and starts nodes processes
-// of it, with the harness's defaults (a majority for -min-members).
+// of it, with the harness's defaults but the local profile's quick
+// failure detection.
 func startTestCluster(ctx context.Context, t *testing.T, nodes int) *Cluster {
 	t.Helper()
 	bin, err := BuildBinary(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Nodes: nodes, Dir: t.TempDir()})
+	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Nodes: nodes, Dir: t.TempDir(), Profile: "local"})
 	if err != nil {
 		t.Fatal(err)
 	}

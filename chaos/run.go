@@ -43,6 +43,9 @@ type Config struct {
 	ReportDir string
 	// NodeLogLevel is the nodes' -log-level (default "warn").
 	NodeLogLevel string
+	// Profile is the nodes' -profile (see ClusterConfig.Profile); empty
+	// runs tandem serve's default.
+	Profile string
 	// Logger receives progress (default: discard).
 	Logger *slog.Logger
 }
@@ -100,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	started := time.Now()
 	log.Info("starting cluster", "nodes", cfg.Nodes, "seed", cfg.Seed)
 	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, MinMembers: cfg.MinMembers, Dir: filepath.Join(cfg.ReportDir, "nodes"),
-		LogLevel: cfg.NodeLogLevel, Logger: log})
+		LogLevel: cfg.NodeLogLevel, Profile: cfg.Profile, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: run: %w", err)
 	}

@@ -17,6 +17,7 @@ func TestShortRealRunPasses(t *testing.T) {
 	dir := t.TempDir()
 	rep, err := Run(ctx, Config{
 		Nodes:    3,
+		Profile:  "local", // quick failure detection keeps the test short
 		Duration: 12 * time.Second,
 		Seed:     3,
 		// Quick kinds only (no restarts or splits), to keep the test

@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Workload.OpsPerSession, "ops-per-session", chaos.DefaultOpsPerSession, "requests sent to one long-lived session id before its slot moves to a fresh one, so every session's history stays checkable (-1: never)")
 	fs.StringVar(&cfg.ReportDir, "report", "", "directory for report.html, report.json, history.json and node logs (default: a new temporary directory)")
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
+	fs.StringVar(&cfg.Profile, "profile", "", "the nodes' -profile: lan or local (default: none given, tandem serve's own, lan)")
 	quiet := fs.Bool("q", false, "print only the verdict and the summary")
 	recheck := fs.String("check", "", "check the history of the run reported in this directory again, instead of running")
 	fs.DurationVar(&cfg.LinearizabilityTimeout, "lin-timeout", 30*time.Second, "bound on porcupine's search per session; past it the session's linearizability is unknown, and an unknown session fails the run")

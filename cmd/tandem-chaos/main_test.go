@@ -137,7 +137,7 @@ func TestInstalledRunUsesTheTandemBesideIt(t *testing.T) {
 	dir, _ := setup(t, "chaos")
 	report := filepath.Join(t.TempDir(), "report")
 	code, stdout, stderr := runHarness(t, dir, filepath.Join(t.TempDir(), "empty"), 90*time.Second,
-		"-nodes", "3", "-duration", "2s", "-faults", "delay", "-clients", "2", "-sessions", "4", "-seed", "1",
+		"-nodes", "3", "-profile", "local", "-duration", "2s", "-faults", "delay", "-clients", "2", "-sessions", "4", "-seed", "1",
 		"-report", report, "-q")
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	want := fmt.Sprintf("tandem-chaos: using %s (found next to %s; chaos build, version ",
