@@ -29,8 +29,13 @@ func CheckShape(b []byte, v any) error {
 	if t == nil {
 		return nil
 	}
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
-	if err := checkShape(dec, t, 0); err != nil {
+	r := bytes.NewReader(b)
+	dec := msgpack.GetDecoder() // msgpack's own pool
+	dec.Reset(r)
+	err := checkShape(dec, t, 0)
+	dec.Reset(nil) // the pool keeps no reference to b
+	msgpack.PutDecoder(dec)
+	if err != nil {
 		return fmt.Errorf("msgpack value for %v: %w", t, err)
 	}
 	return nil
