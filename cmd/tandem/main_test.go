@@ -72,8 +72,8 @@ type proc struct {
 	cmd                *exec.Cmd
 }
 
-// startProc starts `tandem serve` as a child process.
-func startProc(t *testing.T, name string, join string) *proc {
+// startProc starts `tandem serve` as a child process, with extra flags.
+func startProc(t *testing.T, name string, join string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{
 		name:   name,
@@ -84,6 +84,7 @@ func startProc(t *testing.T, name string, join string) *proc {
 	if join != "" {
 		args = append(args, "-join", join)
 	}
+	args = append(args, extra...)
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), "TANDEM_TEST_AS_COMMAND=1")
 	p.cmd.Stderr = &prefixWriter{t: t, prefix: name}

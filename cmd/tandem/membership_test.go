@@ -397,3 +397,56 @@ func rollingRestart(t *testing.T, n int) {
 	}
 	t.Logf("%d nodes: %d acknowledged writes checked, %d writes refused during restarts", n, counter.Load()-failures.Load(), failures.Load())
 }
+
+// Two nodes and a witness (tandem serve -witness): the witness answers
+// /readyz 503 "witness" and owns nothing; when either node is killed the
+// other goes on serving every session, since it and the witness are a
+// majority of the three members.
+func TestTwoNodesAndAWitness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	a := startProc(t, "node-1", "")
+	waitFor(t, 20*time.Second, "node-1 to be ready", func() bool { return len(ringOf(a)) == 1 })
+	b := startProc(t, "node-2", a.gossip)
+	w := startProc(t, "witness", a.gossip, "-witness")
+	waitRing(t, []*proc{a, b}, 2)
+	waitFor(t, 20*time.Second, "every node to see three members", func() bool {
+		for _, p := range []*proc{a, b} {
+			var v clusterView
+			if _, err := do("GET", "http://"+p.http+"/v1/cluster", "", &v); err != nil || len(v.Members) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	var r struct {
+		Ready  bool   `json:"ready"`
+		Reason string `json:"reason"`
+	}
+	resp, err := httpClient.Get("http://" + w.http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || r.Ready || r.Reason != "witness" {
+		t.Fatalf("the witness's /readyz: %d %+v %v, want 503 witness", resp.StatusCode, r, err)
+	}
+
+	sessions := ids("witness", 100)
+	want := map[string]uint64{}
+	writeAll(t, []*proc{a, b}, sessions, want, `{"attributes":{"n":1}}`)
+	kill9(t, a)
+	waitFor(t, 30*time.Second, "node-2 to serve after node-1's crash", func() bool {
+		status, _ := do("GET", "http://"+b.http+"/v1/sessions/"+sessions[0]+"?touch=false", "", nil)
+		return status == http.StatusOK
+	})
+	checkAll(t, "on node-2 after node-1's crash, with the witness", b, want)
+	for _, id := range sessions[:10] {
+		var s sessionAnswer
+		if _, err := do("PATCH", "http://"+b.http+"/v1/sessions/"+id, `{"n":2}`, &s); err != nil || s.Version != want[id]+1 {
+			t.Fatalf("write %s after the crash: v%d %v", id, s.Version, err)
+		}
+	}
+}
