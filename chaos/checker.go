@@ -68,6 +68,11 @@ type Anomaly struct {
 	// Visualization is porcupine's HTML page of the session, for
 	// NotLinearizable, relative to the report directory.
 	Visualization string `json:"visualization,omitempty"`
+
+	// loss marks the anomalies of the shape a loss of the session leaves
+	// (it went back to nothing), which a reported loss of its partition
+	// may explain: see explainedByLoss.
+	loss bool
 }
 
 // String renders the anomaly on one line.
@@ -96,6 +101,16 @@ type CheckConfig struct {
 	VisualizeDir string
 	// Faults are drawn in the visualizations, if given.
 	Faults []FaultEvent
+	// Lost are the nodes' reports of partitions lost with both owners
+	// (LossWatcher). A session whose partition one reports lost may have
+	// lost its acknowledged writes: its anomalies are allowed, not
+	// reported, when the loss explains every one (explainedByLoss); the
+	// session is then counted in Verdict.LostReported. Any other loss is
+	// an anomaly.
+	Lost []LostReport
+	// Partitions is the ring's partition count, to find a session's
+	// partition (default ring.DefaultPartitions).
+	Partitions int
 }
 
 // Verdict is the checker's answer.
@@ -121,6 +136,12 @@ type Verdict struct {
 	// Warnings are findings that are not anomalies: requests the workload
 	// should not have provoked.
 	Warnings []string `json:"warnings,omitempty"`
+	// LostReported names the sessions lost with both owners, as reported:
+	// their partition was reported lost (CheckConfig.Lost), and that loss
+	// explains every anomaly their checks found. Allowed lists those
+	// anomalies, which do not fail the run.
+	LostReported []string  `json:"lost_reported,omitempty"`
+	Allowed      []Anomaly `json:"allowed,omitempty"`
 }
 
 // String is "PASS" or "FAIL".
@@ -197,9 +218,45 @@ func Check(h *History, cfg CheckConfig) Verdict {
 			v.Unknown = append(v.Unknown, id)
 		}
 	}
+	if len(cfg.Lost) > 0 {
+		allowLosses(&v, ops, bySession, cfg)
+	}
 	slices.SortStableFunc(v.Anomalies, func(a, b Anomaly) int { return cmp.Compare(a.At, b.At) })
 	v.Pass = len(v.Anomalies) == 0 && len(v.Unknown) == 0
 	return v
+}
+
+// allowLosses moves out of v's anomalies and unknown sessions those of
+// sessions lost with both owners, as reported: sessions whose partition a
+// node reported lost, when that loss explains everything found wrong with
+// them (explainedByLoss). They are counted in v.LostReported, their
+// anomalies listed in v.Allowed.
+func allowLosses(v *Verdict, ops []Op, bySession map[string][]*Op, cfg CheckConfig) {
+	losses := lossWindows(cfg.Lost)
+	found := map[string][]Anomaly{}
+	for _, a := range v.Anomalies {
+		found[a.Session] = append(found[a.Session], a)
+	}
+	for _, id := range v.Unknown {
+		if _, ok := found[id]; !ok {
+			found[id] = nil
+		}
+	}
+	allowed := map[string]bool{}
+	for _, id := range slices.Sorted(maps.Keys(found)) {
+		ws := losses[partitionOf(cfg.Partitions, id)]
+		if len(ws) == 0 {
+			continue
+		}
+		if explainedByLoss(bySession[id], ops, found[id], ws, isExpiringID(id), cfg) {
+			allowed[id] = true
+			v.LostReported = append(v.LostReported, id)
+			v.Allowed = append(v.Allowed, found[id]...)
+		}
+	}
+	v.Anomalies = slices.DeleteFunc(v.Anomalies, func(a Anomaly) bool { return allowed[a.Session] })
+	v.Unknown = slices.DeleteFunc(v.Unknown, func(id string) bool { return allowed[id] })
+	slices.SortStableFunc(v.Allowed, func(a, b Anomaly) int { return cmp.Compare(a.At, b.At) })
 }
 
 // linResult is porcupine's answer for one session.
@@ -296,13 +353,13 @@ func (s *sessionHistory) lostWrites() []Anomaly {
 		for _, f := range finals {
 			switch {
 			case f.Outcome == OK && f.Version < w.Version:
-				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index}, loss: true,
 					Detail: fmt.Sprintf("op %d %s was acknowledged at v%d; the final read from %s answered v%d %s", w.Index, w.label(), w.Version, f.Node, f.Version, digest(f.Put, f.Patch))})
 			case f.Outcome == OK && f.Version == w.Version && (f.Put != w.Put || f.Patch != w.Patch):
-				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index}, loss: true,
 					Detail: fmt.Sprintf("op %d %s was acknowledged as v%d %s; the final read from %s answered v%d with other content %s", w.Index, w.label(), w.Version, digest(w.Put, w.Patch), f.Node, f.Version, digest(f.Put, f.Patch))})
 			case f.Outcome == NotFound && !s.deletedAfter(w):
-				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index},
+				out = append(out, Anomaly{Kind: LostWrite, Session: s.id, At: f.Call, Ops: []int{w.Index, f.Index}, loss: true,
 					Detail: fmt.Sprintf("op %d %s was acknowledged at v%d and no delete followed; the final read from %s answered not-found", w.Index, w.label(), w.Version, f.Node)})
 			default:
 				continue
@@ -370,10 +427,10 @@ func (s *sessionHistory) staleReads() []Anomaly {
 		seen := fmt.Sprintf("op %d %s had been answered with v%d", newest.Index, newest.label(), newest.Version)
 		switch {
 		case r.Outcome == OK && (r.Version < newest.Version || (r.Kind.writes() && r.Version == newest.Version)):
-			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index},
+			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index}, loss: true,
 				Detail: fmt.Sprintf("%s op %d %s via %s was answered with v%d %s after %s: the session went back in time", what, r.Index, r.label(), r.Node, r.Version, digest(r.Put, r.Patch), seen)})
 		case r.Outcome == NotFound && !deletedBetween(newest, r):
-			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index},
+			out = append(out, Anomaly{Kind: kind, Session: s.id, At: r.Call, Ops: []int{newest.Index, r.Index}, loss: true,
 				Detail: fmt.Sprintf("%s op %d %s via %s was answered not-found after %s, with no delete since", what, r.Index, r.label(), r.Node, seen)})
 		}
 	}
@@ -435,6 +492,7 @@ func (s *sessionHistory) contentMismatches() []Anomaly {
 			}
 			mismatch(r, []int{f.Index, r.Index}, "%s, but op %d %s via %s had answered v%d %s: one version, two contents%s",
 				what, f.Index, f.label(), f.Node, f.Version, digest(f.Put, f.Patch), lost)
+			out[len(out)-1].loss = true // a session lost starts over at v1
 		}
 		switch r.Kind {
 		case OpPut, OpCAS:
@@ -557,7 +615,7 @@ func checkExpiring(id string, ops []*Op, cfg CheckConfig) []Anomaly {
 			out = append(out, Anomaly{Kind: ExpiredServed, Session: id, At: r.Call, Ops: []int{create.Index, r.Index},
 				Detail: fmt.Sprintf("op %d read v%d from %s %v after the create was acknowledged; idle timeout %v, skew allowance 2×%v, grace %v", r.Index, r.Version, r.Node, (r.Call - create.Return).Round(time.Millisecond), create.IdleTimeout, cfg.MaxSkew, cfg.ExpiryGrace)})
 		case r.Outcome == NotFound && r.Return < earliest:
-			out = append(out, Anomaly{Kind: LostWrite, Session: id, At: r.Call, Ops: []int{create.Index, r.Index},
+			out = append(out, Anomaly{Kind: LostWrite, Session: id, At: r.Call, Ops: []int{create.Index, r.Index}, loss: true,
 				Detail: fmt.Sprintf("op %d read not-found from %s %v after the create was sent, before its idle timeout %v (less skew allowance 2×%v) could have passed", r.Index, r.Node, (r.Return - create.Call).Round(time.Millisecond), create.IdleTimeout, cfg.MaxSkew)})
 		}
 	}
@@ -592,7 +650,7 @@ func checkLinearizable(id string, ops []*Op, cfg CheckConfig) (porcupine.CheckRe
 	if res != porcupine.Illegal {
 		return res, nil
 	}
-	a := &Anomaly{Kind: NotLinearizable, Session: id}
+	a := &Anomaly{Kind: NotLinearizable, Session: id, loss: true}
 	a.At, a.Ops, a.Detail = explainIllegal(kept, pops, info)
 	if cfg.VisualizeDir != "" {
 		name := "lin-" + id + ".html"

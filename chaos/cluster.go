@@ -460,6 +460,11 @@ func (c *Cluster) control(ctx context.Context, i int, path string, q url.Values)
 type clusterStatus struct {
 	Ready      bool           `json:"ready"`
 	Partitions map[string]any `json:"partitions"`
+	// Lost is the node's latest loss of partitions with both owners.
+	Lost struct {
+		Epoch      uint64 `json:"epoch"`
+		Partitions []int  `json:"partitions"`
+	} `json:"lost"`
 }
 
 // get fetches path from addr and decodes its JSON answer into out.

@@ -50,6 +50,8 @@ var sessionModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(modelInput), output.(modelOutput)
 		switch {
+		case in.Kind == opLost:
+			return "partition lost: the session is gone"
 		case in.Kind == OpGet && out.Outcome == OK:
 			return fmt.Sprintf("get → v%d %s", out.Ver, digest(out.Put, out.Patch))
 		case in.Kind == OpGet:
@@ -80,10 +82,18 @@ func digest(put, patch string) string {
 	return fmt.Sprintf("{put:%s patch:%s}", put, patch)
 }
 
+// opLost is no request: the checker puts it in a session's history where
+// the session's partition was reported lost with both owners, and the
+// model resets the session to nothing (absent, version 0; a put then
+// makes v1), as the new owners, who got nothing, have it.
+const opLost OpKind = "lost"
+
 // step applies one operation to r, saying whether the answer is possible.
 func step(r register, in modelInput, out modelOutput) (bool, register) {
 	unknown := out.Outcome == Indeterminate
 	switch in.Kind {
+	case opLost:
+		return true, register{}
 	case OpGet:
 		if out.Outcome == NotFound {
 			return !r.Live, r

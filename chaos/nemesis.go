@@ -1,10 +1,12 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -34,20 +36,39 @@ type NemesisConfig struct {
 	// MaxFaults stops the nemesis after that many faults (0: no limit
 	// but time).
 	MaxFaults int
+	// Overlap turns on overlap mode: a fault the schedule marks
+	// Fault.Overlap starts while the one before it holds or recovers,
+	// without waiting for a healthy cluster (see Nemesis.Run). The
+	// schedule's ScheduleConfig.Overlap says how often; without it every
+	// fault waits for a healthy cluster, as before.
+	Overlap bool
 	// Logger receives a line per fault (default: discard).
 	Logger *slog.Logger
 }
 
-// Nemesis injects a schedule's faults into a cluster, one at a time.
+// Nemesis injects a schedule's faults into a cluster: one at a time, or,
+// in overlap mode, sometimes two at once.
 type Nemesis struct {
 	c     *Cluster
 	sched *Schedule
 	h     *History
 	cfg   NemesisConfig
 
+	// injectFn starts a fault and returns how to heal it; recoverFn
+	// restarts the nodes that are down, but those skip names, and waits
+	// for a healthy cluster. They act on c; tests replace them.
+	injectFn  func(ctx context.Context, f Fault) (func(context.Context) error, error)
+	recoverFn func(ctx context.Context, skip func(int) bool) error
+	// opTimeout bounds injecting and healing one fault.
+	opTimeout time.Duration
+	// dilate scales the schedule's waits (holds, lags, gaps): the
+	// identity but in tests.
+	dilate func(time.Duration) time.Duration
+
 	mu       sync.Mutex
 	events   []FaultEvent
 	warnings []string
+	held     map[int]int // nodes stopped or frozen by a fault not yet healed
 }
 
 // NewNemesis returns a nemesis attacking c with sched, timing events on
@@ -59,13 +80,25 @@ func NewNemesis(c *Cluster, sched *Schedule, h *History, cfg NemesisConfig) *Nem
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Nemesis{c: c, sched: sched, h: h, cfg: cfg}
+	n := &Nemesis{c: c, sched: sched, h: h, cfg: cfg, held: map[int]int{}}
+	n.injectFn, n.recoverFn = n.inject, n.recoverCluster
+	n.dilate = func(d time.Duration) time.Duration { return d }
+	if c != nil {
+		n.opTimeout = c.cfg.DrainTimeout + c.cfg.StartTimeout
+	}
+	return n
 }
 
 // Run injects faults until ctx ends or MaxFaults have been injected. Each
 // fault waits for a healthy cluster, holds for its duration, and is healed
-// before Run moves on or returns, even when ctx ends during it.
+// before Run moves on or returns, even when ctx ends during it. In overlap
+// mode a fault the schedule marks Fault.Overlap does not wait: see
+// runOverlap.
 func (n *Nemesis) Run(ctx context.Context) {
+	if n.cfg.Overlap {
+		n.runOverlap(ctx)
+		return
+	}
 	for count := 0; n.cfg.MaxFaults == 0 || count < n.cfg.MaxFaults; count++ {
 		if !n.waitHealthy(ctx) || ctx.Err() != nil {
 			return
@@ -75,19 +108,19 @@ func (n *Nemesis) Run(ctx context.Context) {
 		n.cfg.Logger.Info("fault", "seq", f.Seq, "fault", f.String())
 		// Injecting uses its own bounded context, so a fault begun just
 		// before the end of the attack is carried out whole, then healed.
-		ictx, icancel := context.WithTimeout(context.Background(), n.c.cfg.DrainTimeout+n.c.cfg.StartTimeout)
-		heal, err := n.inject(ictx, f)
+		ictx, icancel := context.WithTimeout(context.Background(), n.opTimeout)
+		heal, err := n.injectFn(ictx, f)
 		icancel()
 		if err == nil {
 			select {
 			case <-ctx.Done():
-			case <-time.After(f.Duration):
+			case <-time.After(n.dilate(f.Duration)):
 			}
 		}
 		// Heal with a fresh context: a fault must never outlive the run. When
 		// the run is being interrupted, healing is brief: the cluster is
 		// about to be killed anyway.
-		healFor := n.c.cfg.DrainTimeout + n.c.cfg.StartTimeout
+		healFor := n.opTimeout
 		if ctx.Err() != nil {
 			healFor = 2 * time.Second
 		}
@@ -110,7 +143,7 @@ func (n *Nemesis) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(f.Gap):
+		case <-time.After(n.dilate(f.Gap)):
 		}
 	}
 }
@@ -118,23 +151,38 @@ func (n *Nemesis) Run(ctx context.Context) {
 // waitHealthy waits, within RecoverTimeout, for the cluster to be healthy,
 // restarting nodes that are down and noting when it does not recover.
 func (n *Nemesis) waitHealthy(ctx context.Context) bool {
+	return n.waitHealthySkipping(ctx, func(int) bool { return false })
+}
+
+// waitHealthySkipping is waitHealthy leaving alone the nodes skip names:
+// those another fault holds down on purpose.
+func (n *Nemesis) waitHealthySkipping(ctx context.Context, skip func(int) bool) bool {
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.RecoverTimeout)
 	defer cancel()
-	for i := range n.c.Size() {
-		if n.c.State(i) != Running {
-			_ = n.c.Resume(i)
-			if err := n.c.StartNode(wctx, i); err != nil {
-				n.warn("restart %s before the next fault: %v", n.c.Node(i).Name, err)
-			}
-		}
-	}
-	if err := n.c.WaitHealthy(wctx); err != nil {
+	if err := n.recoverFn(wctx, skip); err != nil {
 		if ctx.Err() == nil {
 			n.warn("cluster did not recover within %v at %v", n.cfg.RecoverTimeout, n.h.Since(time.Now()).Round(time.Millisecond))
 		}
 		return false
 	}
 	return true
+}
+
+// recoverCluster restarts or thaws every node that is down, but those
+// skip names, and waits until the cluster is healthy or ctx ends.
+func (n *Nemesis) recoverCluster(ctx context.Context, skip func(int) bool) error {
+	for i := range n.c.Size() {
+		if n.c.State(i) != Running && !skip(i) {
+			_ = n.c.Resume(i)
+			if err := n.c.StartNode(ctx, i); err != nil {
+				n.warn("restart %s before the next fault: %v", n.c.Node(i).Name, err)
+			}
+		}
+	}
+	if err := n.c.WaitHealthy(ctx); err != nil {
+		return fmt.Errorf("chaos: recover: %w", err)
+	}
+	return nil
 }
 
 // warn records a liveness note for the report.
@@ -146,11 +194,13 @@ func (n *Nemesis) warn(format string, args ...any) {
 	n.warnings = append(n.warnings, msg)
 }
 
-// Events returns the faults injected so far.
+// Events returns the faults injected so far, in the schedule's order.
 func (n *Nemesis) Events() []FaultEvent {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([]FaultEvent(nil), n.events...)
+	out := append([]FaultEvent(nil), n.events...)
+	slices.SortStableFunc(out, func(a, b FaultEvent) int { return cmp.Compare(a.Fault.Seq, b.Fault.Seq) })
+	return out
 }
 
 // Warnings returns the liveness notes: recoveries that took too long.
@@ -181,6 +231,20 @@ func (n *Nemesis) inject(ctx context.Context, f Fault) (heal func(context.Contex
 			return errors.Join(errs...)
 		}
 	}
+	// A node another fault holds frozen or down cannot take a control
+	// call (overlap mode only: one fault at a time holds nothing else).
+	// One that reached a frozen node late would be carried out when it
+	// thaws, perhaps after its heal, so such nodes are left out: the
+	// fault acts on the others.
+	free := func(i int, call func() error) error {
+		if n.isHeld(i) {
+			return nil
+		}
+		return call()
+	}
+	cutBoth := func(cut func(context.Context, int, int) error, a, b int) error {
+		return errors.Join(free(a, func() error { return cut(ctx, a, b) }), free(b, func() error { return cut(ctx, b, a) }))
+	}
 	switch f.Kind {
 	case FaultKill:
 		return func(ctx context.Context) error { return c.StartNode(ctx, f.Node) }, c.Kill(f.Node)
@@ -190,13 +254,12 @@ func (n *Nemesis) inject(ctx context.Context, f Fault) (heal func(context.Contex
 		sctx, cancel := context.WithTimeout(ctx, c.cfg.DrainTimeout+5*time.Second)
 		defer cancel()
 		return func(ctx context.Context) error { return c.StartNode(ctx, f.Node) }, c.Stop(sctx, f.Node)
-	case FaultPause:
+	case FaultPause, FaultLongPause:
 		return func(context.Context) error { return c.Resume(f.Node) }, c.Pause(f.Node)
 	case FaultPartition:
-		heal = healLinks(f.Node, f.Peer)
-		return heal, errors.Join(c.Cut(ctx, f.Node, f.Peer), c.Cut(ctx, f.Peer, f.Node))
-	case FaultOneWay:
-		return healLinks(f.Node), c.Cut(ctx, f.Node, f.Peer)
+		return healLinks(f.Node, f.Peer), cutBoth(c.Cut, f.Node, f.Peer)
+	case FaultOneWay, FaultLongOneWay:
+		return healLinks(f.Node), free(f.Node, func() error { return c.Cut(ctx, f.Node, f.Peer) })
 	case FaultIsolate, FaultSplit:
 		cut := c.Cut
 		if f.Kind == FaultIsolate {
@@ -204,23 +267,23 @@ func (n *Nemesis) inject(ctx context.Context, f Fault) (heal func(context.Contex
 		}
 		var errs []error
 		for _, o := range others() {
-			errs = append(errs, cut(ctx, f.Node, o), cut(ctx, o, f.Node))
+			errs = append(errs, cutBoth(cut, f.Node, o))
 		}
 		return healLinks(append(others(), f.Node)...), errors.Join(errs...)
 	case FaultDelay:
 		var errs []error
 		for _, o := range others() {
-			errs = append(errs, c.SetDelay(ctx, f.Node, o, f.Delay))
+			errs = append(errs, free(f.Node, func() error { return c.SetDelay(ctx, f.Node, o, f.Delay) }))
 		}
 		return healLinks(f.Node), errors.Join(errs...)
 	case FaultDrop:
 		var errs []error
 		for _, o := range others() {
-			errs = append(errs, c.SetDropRate(ctx, f.Node, o, f.DropRate))
+			errs = append(errs, free(f.Node, func() error { return c.SetDropRate(ctx, f.Node, o, f.DropRate) }))
 		}
 		return healLinks(f.Node), errors.Join(errs...)
 	case FaultClock:
-		return func(ctx context.Context) error { return c.SetClock(ctx, f.Node, 0) }, c.SetClock(ctx, f.Node, f.Skew)
+		return func(ctx context.Context) error { return c.SetClock(ctx, f.Node, 0) }, free(f.Node, func() error { return c.SetClock(ctx, f.Node, f.Skew) })
 	}
 	return nil, fmt.Errorf("chaos: unknown fault kind %q", f.Kind)
 }

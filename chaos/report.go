@@ -58,6 +58,25 @@ type Report struct {
 	// RunWarnings are the run's own: recoveries that took too long, faults
 	// that could not be healed. Warnings holds them too.
 	RunWarnings []string `json:"run_warnings,omitempty"`
+	// Overlap is the run's Config.Overlap: how often a fault started
+	// while the previous one held or recovered.
+	Overlap float64 `json:"overlap,omitempty"`
+	// Lost are the nodes' reports of partitions lost with both owners, as
+	// polled from GET /v1/cluster during the run; Partitions is the ring's
+	// partition count, to find a session's partition.
+	Lost       []LostReport `json:"lost,omitempty"`
+	Partitions int          `json:"partitions,omitempty"`
+	// LostMetric is by how much the nodes' tandem_lost_partitions_total
+	// counters grew, as polled; LostLogLines counts the nodes' log lines
+	// reporting partitions lost.
+	LostMetric   int `json:"lost_metric,omitempty"`
+	LostLogLines int `json:"lost_log_lines,omitempty"`
+	// LostReported names the sessions lost with both owners, as reported
+	// (their partition reported lost, which explains everything found
+	// wrong with them); Allowed lists what was found wrong with them. They
+	// do not fail the run.
+	LostReported []string  `json:"lost_reported,omitempty"`
+	Allowed      []Anomaly `json:"allowed,omitempty"`
 	// Series counts requests per second of the run, for the timeline.
 	Series []Bucket `json:"series"`
 	// Dir is the report's directory, with the nodes' logs under nodes/.
@@ -85,7 +104,7 @@ type Bucket struct {
 
 // newReport assembles a report; runWarnings are the run's own warnings.
 func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnings []string, elapsed, maxSkew time.Duration) *Report {
-	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Started: h.Start(),
+	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Overlap: cfg.Overlap, Started: h.Start(),
 		Duration: cfg.Duration, Elapsed: elapsed, MaxSkew: maxSkew, Faults: events, FaultsByKind: map[FaultKind]int{},
 		Ops: OpCounts{ByKind: map[OpKind]int{}, ByOutcome: map[Outcome]int{}}, Anomalies: v.Anomalies,
 		Warnings: append(slices.Clone(runWarnings), v.Warnings...), RunWarnings: runWarnings, Dir: cfg.ReportDir}
@@ -118,6 +137,7 @@ func (r *Report) setVerdict(v Verdict) {
 	r.Verdict, r.Anomalies, r.Linearizability = v.String(), v.Anomalies, v.Linearizability
 	r.Sessions, r.Expiring, r.Copies = v.Sessions, v.Expiring, v.Copies
 	r.Unknown = v.Unknown
+	r.LostReported, r.Allowed = v.LostReported, v.Allowed
 	if r.Unknown == nil {
 		r.Unknown = []string{}
 	}
@@ -146,12 +166,26 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "%s\n", r.Verdict)
 	fmt.Fprintf(&b, "seed %d, %d nodes, attack %v, run %v\n", r.Seed, r.Nodes, r.Duration, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "faults: %d (%s)\n", len(r.Faults), countsLine(r.FaultsByKind))
+	if r.Overlap > 0 {
+		over := 0
+		for _, f := range r.Faults {
+			if f.Fault.Overlap {
+				over++
+			}
+		}
+		fmt.Fprintf(&b, "overlap %g: %d faults started while the previous held or recovered\n", r.Overlap, over)
+	}
 	fmt.Fprintf(&b, "ops: %d (%s; %s)\n", r.Ops.Total, countsLine(r.Ops.ByKind), countsLine(r.Ops.ByOutcome))
 	ok, illegal, _ := r.LinearizabilityCounts()
 	fmt.Fprintf(&b, "sessions checked: %d long-lived (linearizable %d, not %d, unknown %d), %d expiring; owners' copies compared: %d; check took %v\n",
 		r.Sessions, ok, illegal, len(r.Unknown), r.Expiring, r.Copies, r.CheckTime.Round(time.Millisecond))
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	fmt.Fprintf(&b, "lost with both owners (reported): %d sessions, %d anomalies allowed; nodes reported %d losses of partitions (%s), metric +%d, log lines %d\n",
+		len(r.LostReported), len(r.Allowed), len(r.Lost), lostPartitionsLine(r.Lost), r.LostMetric, r.LostLogLines)
+	for _, id := range r.LostReported {
+		fmt.Fprintf(&b, "  %s: partition %d reported lost\n", id, partitionOf(r.Partitions, id))
 	}
 	fmt.Fprintf(&b, "unknown: %d\n", len(r.Unknown))
 	for _, id := range r.Unknown {
@@ -162,6 +196,21 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "  %s\n", a)
 	}
 	return b.String()
+}
+
+// lostPartitionsLine names the partitions reports name, sorted, or
+// "none".
+func lostPartitionsLine(reports []LostReport) string {
+	seen := map[int]bool{}
+	for _, r := range reports {
+		for _, p := range r.Partitions {
+			seen[p] = true
+		}
+	}
+	if len(seen) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("partitions %v", slices.Sorted(maps.Keys(seen)))
 }
 
 // countsLine renders counts as "a 3, b 1", sorted by name.
@@ -321,6 +370,15 @@ th { background: #f5f5f5; }
 {{if .Anomalies}}<table><tr><th>at</th><th>kind</th><th>session</th><th>what happened</th><th>ops</th><th>porcupine</th></tr>
 {{range .Anomalies}}<tr><td>{{ms .At}}</td><td>{{.Kind}}</td><td>{{.Session}}</td><td>{{.Detail}}</td><td>{{.Ops}}</td><td>{{if .Visualization}}<a href="{{.Visualization}}">visualization</a>{{end}}</td></tr>
 {{end}}</table>{{else}}<p>None: every acknowledged write was read back, reads were linearizable, no delete came back, nothing expired was served.</p>{{end}}
+<h2>Lost with both owners, reported ({{len .LostReported}})</h2>
+<p>Losing a partition's primary and buddy before redundancy is restored is the one loss the guarantees allow. A session's anomalies are allowed only when a node reported its partition lost (GET /v1/cluster, field lost) and that loss explains every one of them. Nodes reported {{len .Lost}} losses; tandem_lost_partitions_total grew by {{.LostMetric}}; the nodes' logs hold {{.LostLogLines}} lines reporting lost partitions.</p>
+{{if .Lost}}<table><tr><th>node</th><th>epoch</th><th>partitions</th><th>healthy until</th><th>seen at</th></tr>
+{{range .Lost}}<tr><td>{{.Node}}</td><td>{{.Epoch}}</td><td>{{.Partitions}}</td><td>{{ms .Since}}</td><td>{{ms .Seen}}</td></tr>
+{{end}}</table>{{end}}
+{{if .LostReported}}<ul>{{range .LostReported}}<li>{{.}}</li>{{end}}</ul>
+<table><tr><th>at</th><th>kind</th><th>session</th><th>what happened (allowed)</th><th>ops</th></tr>
+{{range .Allowed}}<tr><td>{{ms .At}}</td><td>{{.Kind}}</td><td>{{.Session}}</td><td>{{.Detail}}</td><td>{{.Ops}}</td></tr>
+{{end}}</table>{{end}}
 {{if .Warnings}}<h2>Warnings</h2><ul>{{range .Warnings}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <h2>Faults</h2>
 <table><tr><th>#</th><th>fault</th><th>start</th><th>healed</th><th>healthy again</th><th>error</th></tr>
@@ -363,6 +421,7 @@ func Recheck(dir string, cfg CheckConfig) (*Report, error) {
 		return nil, err
 	}
 	cfg.MaxSkew, cfg.VisualizeDir, cfg.Faults = r.MaxSkew, dir, r.Faults
+	cfg.Lost, cfg.Partitions = r.Lost, r.Partitions
 	checking := time.Now()
 	v := Check(h, cfg)
 	r.setVerdict(v)

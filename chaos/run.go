@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -30,6 +31,12 @@ type Config struct {
 	MaxSkew time.Duration
 	// MaxFaults stops the nemesis after that many faults (0: no limit).
 	MaxFaults int
+	// Overlap, between 0 and 1, is the probability that a fault starts
+	// without waiting for the cluster to be healthy: while the previous
+	// one holds or recovers (overlap mode; see Nemesis.Run). Above zero it
+	// also adds OverlapFaults to the default kinds. Zero (the default)
+	// runs one fault at a time, each on a healthy cluster.
+	Overlap float64
 	// LinearizabilityTimeout bounds porcupine's search per session
 	// (default 30s; see CheckConfig); a session past it fails the run.
 	LinearizabilityTimeout time.Duration
@@ -58,8 +65,12 @@ func (c Config) withDefaults() Config {
 	if c.Duration == 0 {
 		c.Duration = 60 * time.Second
 	}
+	c.Overlap = min(max(c.Overlap, 0), 1)
 	if len(c.Faults) == 0 {
 		c.Faults = AllFaults
+		if c.Overlap > 0 {
+			c.Faults = append(slices.Clone(AllFaults), OverlapFaults...)
+		}
 	}
 	if c.MaxSkew == 0 {
 		c.MaxSkew = 2 * time.Second
@@ -112,8 +123,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	h := NewHistory()
 	w := NewWorkload(c.Nodes(), h, cfg.Workload)
 	defer w.Close()
-	sched := NewSchedule(cfg.Seed, ScheduleConfig{Nodes: cfg.Nodes, Kinds: cfg.Faults, MaxSkew: cfg.MaxSkew})
-	nem := NewNemesis(c, sched, h, NemesisConfig{RecoverTimeout: cfg.RecoverTimeout, MaxFaults: cfg.MaxFaults, Logger: log})
+	sched := NewSchedule(cfg.Seed, ScheduleConfig{Nodes: cfg.Nodes, Kinds: cfg.Faults, MaxSkew: cfg.MaxSkew, Overlap: cfg.Overlap})
+	nem := NewNemesis(c, sched, h, NemesisConfig{RecoverTimeout: cfg.RecoverTimeout, MaxFaults: cfg.MaxFaults, Overlap: cfg.Overlap > 0, Logger: log})
+	// The nodes' reports of partitions lost with both owners, polled every
+	// second until the copies have been read: a node's report holds only
+	// its latest loss.
+	losses := NewLossWatcher(c, h, time.Second)
+	watch, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); losses.Run(watch) }()
+	defer func() { stopWatch(); <-watched }()
 
 	log.Info("attacking under load", "duration", cfg.Duration)
 	attack, stop := context.WithTimeout(ctx, cfg.Duration)
@@ -155,6 +174,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("chaos: run interrupted: %w", err)
 	}
+	stopWatch()
+	<-watched
+	losses.Poll(ctx)
+	check.Lost, check.Partitions = losses.Reports(), losses.Partitions()
+	if len(check.Lost) > 0 {
+		log.Warn("nodes reported partitions lost with both owners", "reports", len(check.Lost))
+	}
 
 	log.Info("checking", "ops", len(h.Ops()), "sessions", len(w.Sessions()))
 	checking := time.Now()
@@ -162,6 +188,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	log.Info("checked", "verdict", v.String(), "unknown", len(v.Unknown), "anomalies", len(v.Anomalies), "in", time.Since(checking).Round(time.Millisecond))
 	rep := newReport(cfg, h, events, v, append(nem.Warnings(), warnings...), time.Since(started), maxSkew)
 	rep.CheckTime = time.Since(checking)
+	rep.Lost, rep.Partitions = check.Lost, check.Partitions
+	rep.LostMetric, rep.LostLogLines = losses.MetricIncrements(), countLossLogLines(c.Dir())
 	if err := WriteReport(cfg.ReportDir, rep, h); err != nil {
 		return rep, fmt.Errorf("chaos: run: %w", err)
 	}

@@ -48,18 +48,30 @@ const (
 	// and all the others, for longer than the failure detector takes: each
 	// side declares the other dead and carries on without it (split brain).
 	FaultSplit FaultKind = "split"
+	// FaultLongOneWay: a one-way cut (as FaultOneWay) held longer than the
+	// nodes' HandoffTimeout (10s by default). Drawn only in overlap mode.
+	FaultLongOneWay FaultKind = "oneway-long"
+	// FaultLongPause: SIGSTOP a node for longer than the failure detector
+	// of tandem serve's default (LAN) profile takes, about 5s, then
+	// SIGCONT. Drawn only in overlap mode.
+	FaultLongPause FaultKind = "pause-long"
 )
 
 // AllFaults lists every fault kind, in a fixed order.
 var AllFaults = []FaultKind{FaultKill, FaultRestart, FaultGraceful, FaultPause, FaultPartition, FaultOneWay, FaultIsolate, FaultDelay, FaultDrop, FaultClock, FaultSplit}
 
+// OverlapFaults lists the kinds added to AllFaults in overlap mode
+// (ScheduleConfig.Overlap > 0): faults long enough for another to start
+// while they hold.
+var OverlapFaults = []FaultKind{FaultLongOneWay, FaultLongPause}
+
 // crashes reports whether the kind stops a node's process.
 func (k FaultKind) crashes() bool {
-	return k == FaultKill || k == FaultRestart || k == FaultGraceful || k == FaultPause
+	return k == FaultKill || k == FaultRestart || k == FaultGraceful || k == FaultPause || k == FaultLongPause
 }
 
-// ParseFaultKinds parses a comma-separated list of fault kinds; "all" or
-// "" means AllFaults.
+// ParseFaultKinds parses a comma-separated list of fault kinds (those of
+// AllFaults and OverlapFaults); "all" or "" means AllFaults.
 func ParseFaultKinds(s string) ([]FaultKind, error) {
 	if s == "" || s == "all" {
 		return slices.Clone(AllFaults), nil
@@ -67,8 +79,8 @@ func ParseFaultKinds(s string) ([]FaultKind, error) {
 	var out []FaultKind
 	for _, name := range strings.Split(s, ",") {
 		k := FaultKind(strings.TrimSpace(name))
-		if !slices.Contains(AllFaults, k) {
-			return nil, fmt.Errorf("unknown fault kind %q (want some of %v)", k, AllFaults)
+		if !slices.Contains(AllFaults, k) && !slices.Contains(OverlapFaults, k) {
+			return nil, fmt.Errorf("unknown fault kind %q (want some of %v %v)", k, AllFaults, OverlapFaults)
 		}
 		if !slices.Contains(out, k) {
 			out = append(out, k)
@@ -98,16 +110,31 @@ type Fault struct {
 	// Gap is the quiet time after the fault is healed and the cluster has
 	// recovered, before the next fault.
 	Gap time.Duration `json:"gap"`
+	// Overlap, drawn only in overlap mode, says the fault does not wait
+	// for the cluster to be healthy: it starts Lag after the previous
+	// fault began, while that one holds or recovers (its Gap then does not
+	// apply).
+	Overlap bool          `json:"overlap,omitempty"`
+	Lag     time.Duration `json:"lag,omitempty"`
 }
 
 // String describes the fault in a few words.
 func (f Fault) String() string {
+	s := f.describe()
+	if f.Overlap {
+		s += fmt.Sprintf(" (overlapping, %v after the previous began)", f.Lag.Round(10*time.Millisecond))
+	}
+	return s
+}
+
+// describe is String without the overlap.
+func (f Fault) describe() string {
 	d := f.Duration.Round(10 * time.Millisecond)
 	switch f.Kind {
 	case FaultPartition:
 		return fmt.Sprintf("partition n%d<->n%d for %v", f.Node+1, f.Peer+1, d)
-	case FaultOneWay:
-		return fmt.Sprintf("oneway n%d-/->n%d for %v", f.Node+1, f.Peer+1, d)
+	case FaultOneWay, FaultLongOneWay:
+		return fmt.Sprintf("%s n%d-/->n%d for %v", f.Kind, f.Node+1, f.Peer+1, d)
 	case FaultDelay:
 		return fmt.Sprintf("delay n%d->* +%v for %v", f.Node+1, f.Delay, d)
 	case FaultDrop:
@@ -129,6 +156,10 @@ type ScheduleConfig struct {
 	Kinds []FaultKind
 	// MaxSkew bounds clock faults' offsets (default 2s).
 	MaxSkew time.Duration
+	// Overlap is the probability (0..1) that a fault overlaps the one
+	// before it (Fault.Overlap). Zero draws exactly the schedule of
+	// earlier versions: same seed, same faults.
+	Overlap float64
 }
 
 // Schedule is an endless, reproducible sequence of faults: the same seed
@@ -137,12 +168,17 @@ type Schedule struct {
 	cfg  ScheduleConfig
 	rng  *rand.Rand
 	next int
+	prev time.Duration // the previous fault's duration
 }
 
 // NewSchedule returns the schedule of seed.
 func NewSchedule(seed int64, cfg ScheduleConfig) *Schedule {
+	cfg.Overlap = min(max(cfg.Overlap, 0), 1)
 	if len(cfg.Kinds) == 0 {
 		cfg.Kinds = AllFaults
+		if cfg.Overlap > 0 {
+			cfg.Kinds = append(slices.Clone(AllFaults), OverlapFaults...)
+		}
 	}
 	if cfg.MaxSkew == 0 {
 		cfg.MaxSkew = 2 * time.Second
@@ -166,6 +202,14 @@ func (s *Schedule) Next() Fault {
 	switch f.Kind {
 	case FaultKill:
 		f.Duration = between(time.Second, 3*time.Second)
+	case FaultLongOneWay:
+		// Longer than the nodes' HandoffTimeout (10s by default).
+		f.Duration = between(10500*time.Millisecond, 14*time.Second)
+	case FaultLongPause:
+		// Longer than the failure detector of the default LAN profile
+		// (about 5s), so the others declare the node dead and re-protect
+		// its partitions while it is frozen.
+		f.Duration = between(6500*time.Millisecond, 9*time.Second)
 	case FaultPause, FaultSplit:
 		// The failure detector declares a silent node dead within about
 		// 2.4s at most (memberlist's suspicion bound with Tandem's 200ms
@@ -188,10 +232,19 @@ func (s *Schedule) Next() Fault {
 	default: // cuts
 		f.Duration = between(500*time.Millisecond, 2500*time.Millisecond)
 	}
-	if f.Kind != FaultPartition && f.Kind != FaultOneWay {
+	if f.Kind != FaultPartition && f.Kind != FaultOneWay && f.Kind != FaultLongOneWay {
 		f.Peer = -1
 	}
 	f.Gap = between(100*time.Millisecond, 500*time.Millisecond)
+	// Drawn only in overlap mode, after everything else, so that a zero
+	// Overlap draws the schedules of before.
+	if s.cfg.Overlap > 0 && f.Seq > 0 && r.Float64() < s.cfg.Overlap {
+		// While the previous fault holds, or up to 3s after it is healed:
+		// during its recovery (re-protection, hand-offs).
+		f.Overlap = true
+		f.Lag = between(0, s.prev+3*time.Second)
+	}
+	s.prev = f.Duration
 	return f
 }
 

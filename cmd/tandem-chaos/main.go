@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	exclude := fs.String("exclude", "", "comma-separated fault kinds to leave out")
 	fs.DurationVar(&cfg.MaxSkew, "max-skew", 2*time.Second, "largest clock skew to inject")
 	fs.IntVar(&cfg.MaxFaults, "max-faults", 0, "stop injecting after this many faults (0: no limit)")
+	fs.Float64Var(&cfg.Overlap, "overlap", 0, "probability (0..1) that a fault starts while the previous one holds or recovers, without waiting for a healthy cluster; above 0 it also adds the kinds "+fmt.Sprint(chaos.OverlapFaults)+" to -faults all (0: one fault at a time, each on a healthy cluster)")
 	fs.IntVar(&cfg.Workload.Clients, "clients", 6, "concurrent clients")
 	fs.IntVar(&cfg.Workload.Sessions, "sessions", 16, "long-lived session slots the clients share (each moves to a fresh session id every -ops-per-session requests)")
 	fs.IntVar(&cfg.Workload.OpsPerSession, "ops-per-session", chaos.DefaultOpsPerSession, "requests sent to one long-lived session id before its slot moves to a fresh one, so every session's history stays checkable (-1: never)")
@@ -92,7 +93,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tandem-chaos: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
+	if !(cfg.Overlap >= 0 && cfg.Overlap <= 1) {
+		fmt.Fprintf(stderr, "tandem-chaos: -overlap %v: want a probability between 0 and 1\n", cfg.Overlap)
+		return exitUsage
+	}
 	kinds, err := chaos.ParseFaultKinds(*faults)
+	if err == nil && cfg.Overlap > 0 && (*faults == "all" || *faults == "") {
+		kinds = append(kinds, chaos.OverlapFaults...)
+	}
 	if err == nil && *exclude != "" {
 		var out []chaos.FaultKind
 		out, err = chaos.ParseFaultKinds(*exclude)
@@ -159,6 +167,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	fmt.Fprintf(stdout, "tandem-chaos: seed %d, %d nodes, %v, faults %v\n", cfg.Seed, cfg.Nodes, cfg.Duration, cfg.Faults)
+	if cfg.Overlap > 0 {
+		fmt.Fprintf(stdout, "tandem-chaos: overlap %g: a fault may start while the previous one holds or recovers\n", cfg.Overlap)
+	}
 	rep, err := chaos.Run(ctx, cfg)
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Summary())

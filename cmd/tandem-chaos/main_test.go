@@ -229,3 +229,16 @@ func TestUsageStatesTheCheckingRules(t *testing.T) {
 		}
 	}
 }
+
+func TestOverlapOutsideZeroToOneIsABadCommandLine(t *testing.T) {
+	for _, p := range []string{"-0.1", "1.5", "NaN"} {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), []string{"-overlap", p, "-which"}, &bytes.Buffer{}, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "-overlap") {
+			t.Errorf("-overlap %s: exit status %d, stderr %q", p, code, stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &stderr); code != exitPass || !strings.Contains(stderr.String(), "-overlap") {
+		t.Errorf("usage lacks -overlap:\n%s", stderr.String())
+	}
+}

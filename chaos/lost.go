@@ -1,0 +1,352 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/tandem-io/tandem/replica"
+	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/ring"
+)
+
+// LostReport is one loss of partitions as a node reported it in GET
+// /v1/cluster (its field lost): partitions whose primary and buddy both
+// left the node's ring at once, so that their sessions are gone. Losing
+// both owners before redundancy is restored is the one loss Tandem's
+// guarantees allow; the checker allows a lost write only in a partition
+// some node reported so (see CheckConfig.Lost).
+type LostReport struct {
+	// Node is the node that reported it.
+	Node string `json:"node"`
+	// Epoch is the reporting node's ring that had neither owner left.
+	Epoch uint64 `json:"epoch"`
+	// Partitions are the partitions lost.
+	Partitions []int `json:"partitions"`
+	// Seen is when the harness first saw the report, since the history
+	// began: the loss happened before.
+	Seen time.Duration `json:"seen"`
+	// Since is when the harness last saw every node healthy (ready, with
+	// every node in its ring: two copies of everything) before it saw the
+	// report: the loss happened after. Zero is the history's start.
+	Since time.Duration `json:"since"`
+}
+
+// LossWatcher polls every node's GET /v1/cluster and accumulates the lost
+// partitions they report. A node's report holds only its latest loss, and
+// a restarted node has none, so the watcher polls often (LossWatcher.Run)
+// to see every report before it is overwritten. It also counts each
+// node's metric tandem_lost_partitions_total.
+type LossWatcher struct {
+	c        *Cluster
+	h        *History
+	interval time.Duration
+
+	mu          sync.Mutex
+	reports     []LostReport
+	last        map[string]string // node → its latest report's key
+	lastHealthy time.Duration
+	partitions  int
+	metric      map[string]float64 // node → the latest value of its counter
+	metricTotal int                // increments of the counters seen
+}
+
+// NewLossWatcher returns a watcher of c's nodes, timing reports on h's
+// clock and polling every interval (default 1s) when run.
+func NewLossWatcher(c *Cluster, h *History, interval time.Duration) *LossWatcher {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return &LossWatcher{c: c, h: h, interval: interval, last: map[string]string{}, metric: map[string]float64{}}
+}
+
+// Run polls every node until ctx ends.
+func (lw *LossWatcher) Run(ctx context.Context) {
+	for {
+		lw.Poll(ctx)
+		if !sleepCtx(ctx, lw.interval) {
+			return
+		}
+	}
+}
+
+// Poll asks every node once, at the same time, and records new reports.
+func (lw *LossWatcher) Poll(ctx context.Context) {
+	now := lw.h.Since(time.Now())
+	type answer struct {
+		st     clusterStatus
+		err    error
+		metric float64
+		merr   error
+	}
+	answers := make([]answer, lw.c.Size())
+	var wg sync.WaitGroup
+	for i := range lw.c.Size() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := lw.c.Node(i)
+			answers[i].err = lw.c.get(ctx, n.HTTP, "/v1/cluster", &answers[i].st)
+			answers[i].metric, answers[i].merr = lw.c.counter(ctx, n.HTTP, "tandem_lost_partitions_total")
+		}()
+	}
+	wg.Wait()
+	if lw.partitionsUnknown() {
+		lw.learnPartitions(ctx)
+	}
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	healthy := true
+	for i, a := range answers {
+		name := lw.c.Node(i).Name
+		if a.err != nil || lw.c.State(i) != Running || !a.st.Ready || len(a.st.Partitions) != lw.c.Size() {
+			healthy = false
+		}
+		if a.merr == nil {
+			// A restarted node counts from zero again.
+			if prev := lw.metric[name]; a.metric > prev {
+				lw.metricTotal += int(a.metric - prev)
+			} else if a.metric < prev && a.metric > 0 {
+				lw.metricTotal += int(a.metric)
+			}
+			lw.metric[name] = a.metric
+		}
+		if a.err != nil || len(a.st.Lost.Partitions) == 0 {
+			continue
+		}
+		key := fmt.Sprint(a.st.Lost.Epoch, a.st.Lost.Partitions)
+		if lw.last[name] == key {
+			continue
+		}
+		lw.last[name] = key
+		lw.reports = append(lw.reports, LostReport{Node: name, Epoch: a.st.Lost.Epoch, Partitions: slices.Clone(a.st.Lost.Partitions),
+			Seen: now, Since: lw.lastHealthy})
+	}
+	if healthy {
+		lw.lastHealthy = now
+	}
+}
+
+// partitionsUnknown reports whether the ring's partition count is still
+// to be learnt.
+func (lw *LossWatcher) partitionsUnknown() bool {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.partitions == 0
+}
+
+// learnPartitions asks the nodes for their ring (replica.MethodRing) until
+// one answers, for the partition count sessions are hashed into.
+func (lw *LossWatcher) learnPartitions(ctx context.Context) {
+	pc := peer.NewClient(peer.DefaultClientConfig())
+	defer pc.Close()
+	for _, n := range lw.c.Nodes() {
+		var ri replica.RingInfo
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := pc.Call(cctx, n.Peer, replica.MethodRing, nil, &ri)
+		cancel()
+		if err == nil && ri.Partitions > 0 {
+			lw.mu.Lock()
+			lw.partitions = ri.Partitions
+			lw.mu.Unlock()
+			return
+		}
+	}
+}
+
+// Reports returns the reports seen so far, in the order seen.
+func (lw *LossWatcher) Reports() []LostReport {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return slices.Clone(lw.reports)
+}
+
+// Partitions returns the ring's partition count, or 0 if no node told.
+func (lw *LossWatcher) Partitions() int {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.partitions
+}
+
+// MetricIncrements returns by how much the nodes' counters
+// tandem_lost_partitions_total were seen to grow, summed over the nodes.
+func (lw *LossWatcher) MetricIncrements() int {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.metricTotal
+}
+
+// counter reads one counter's value from node addr's GET /metrics.
+func (c *Cluster) counter(ctx context.Context, addr, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("chaos: metrics of %s: %w", addr, err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("chaos: metrics of %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 0, fmt.Errorf("chaos: metrics of %s: %s", addr, resp.Status)
+	}
+	v, err := parseCounter(resp.Body, name)
+	if err != nil {
+		return 0, fmt.Errorf("chaos: metrics of %s: %w", addr, err)
+	}
+	return v, nil
+}
+
+// parseCounter sums the samples of counter name, with any labels, in a
+// Prometheus text exposition: `name{node="n1"} 19`.
+func parseCounter(r io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var sum float64
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		fields := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+		if len(fields) == 0 {
+			return 0, fmt.Errorf("chaos: metric %s: no value in %q", name, sc.Text())
+		}
+		f, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("chaos: metric %s: %w", name, err)
+		}
+		sum += f
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("chaos: metric %s: %w", name, err)
+	}
+	return sum, nil
+}
+
+// lossLogLine is what a node logs, at level error, when it finds
+// partitions with both owners gone.
+const lossLogLine = "both owners of partitions lost at once"
+
+// countLossLogLines counts the lines reporting lost partitions in the
+// node logs (node-N.log) in dir.
+func countLossLogLines(dir string) int {
+	files, _ := filepath.Glob(filepath.Join(dir, "node-*.log"))
+	n := 0
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), lossLogLine) {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n
+}
+
+// lossClient numbers, in porcupine's input, the resets that stand for
+// losses: above any workload client.
+const lossClient = 1 << 20
+
+// lossWindow is when a reported loss of a partition happened: after since,
+// before seen.
+type lossWindow struct {
+	since, seen time.Duration
+}
+
+// lossWindows indexes reports by partition. Reports of one partition with
+// the same Since (nodes reporting the same loss, each under its own epoch)
+// are one loss, seen when the first of them was.
+func lossWindows(reports []LostReport) map[int][]lossWindow {
+	out := map[int][]lossWindow{}
+	for _, r := range reports {
+		for _, p := range r.Partitions {
+			ws := out[p]
+			if i := slices.IndexFunc(ws, func(w lossWindow) bool { return w.since == r.Since }); i >= 0 {
+				ws[i].seen = min(ws[i].seen, r.Seen)
+				continue
+			}
+			out[p] = append(ws, lossWindow{since: r.Since, seen: r.Seen})
+		}
+	}
+	return out
+}
+
+// partitionOf returns the partition of session id in a ring of partitions
+// partitions (0: Tandem's default).
+func partitionOf(partitions int, id string) int {
+	if partitions <= 0 {
+		partitions = ring.DefaultPartitions
+	}
+	return ring.PartitionOf(ring.Config{Partitions: partitions}, id)
+}
+
+// explainedByLoss reports whether a session's anomalies (as) are all
+// explained by a reported loss of its partition (ws): each is of the
+// shape a loss leaves (the session went back to nothing: a lost write, a
+// stale read, a version answered twice with two contents, no
+// linearization) and was seen in an op answered after the loss could have
+// begun; and, for a long-lived session, porcupine linearizes its history
+// (ops) once each loss is put in as a reset of the session to nothing,
+// somewhere between the loss's Since and Seen. Anything else a loss does
+// not explain, and stays an anomaly.
+func explainedByLoss(ops []*Op, all []Op, as []Anomaly, ws []lossWindow, expiring bool, cfg CheckConfig) bool {
+	earliest := ws[0].since
+	for _, w := range ws {
+		earliest = min(earliest, w.since)
+	}
+	for _, a := range as {
+		if !a.loss {
+			return false
+		}
+		if a.Kind == NotLinearizable {
+			continue // the linearization below decides
+		}
+		var last time.Duration
+		for _, i := range a.Ops {
+			if i >= 0 && i < len(all) {
+				last = max(last, all[i].Return)
+			}
+		}
+		if last < earliest {
+			return false
+		}
+	}
+	if expiring {
+		return true
+	}
+	_, pops := linearizationInput(ops, func(*Op) bool { return false })
+	for i, w := range ws {
+		pops = append(pops, porcupine.Operation{
+			ClientId: lossClient + i,
+			Input:    modelInput{Kind: opLost},
+			Call:     int64(w.since),
+			Output:   modelOutput{Outcome: OK},
+			Return:   int64(max(w.seen, w.since)),
+			Metadata: fmt.Sprintf("partition reported lost between %v and %v", w.since, w.seen),
+		})
+	}
+	model := sessionModel
+	model.DescribeOperationMetadata = func(m any) string { s, _ := m.(string); return s }
+	return porcupine.CheckOperationsTimeout(model, pops, cfg.LinearizabilityTimeout) == porcupine.Ok
+}

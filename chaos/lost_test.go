@@ -1,0 +1,127 @@
+package chaos
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// lostHistory is a session that loses everything between 3s and 4s: v2
+// was acknowledged and read back, then reads answer not-found, a patch
+// finds nothing, and a put starts over at v1, which the final reads see.
+func lostHistory() []Op {
+	return []Op{
+		put(0, "a", 1, 0, 0.5),
+		put(1, "b", 2, 1, 1.5),
+		get(0, "b", 2, 2, 2.5),
+		get(1, "", 0, 4.2, 4.3),
+		{Client: 0, Kind: OpPatch, Session: reg, Value: "p", Call: sec(4.5), Return: sec(4.6), Outcome: NotFound},
+		put(1, "c", 1, 5, 5.5),
+		final(get(0, "c", 1, 9, 9.1)),
+		final(get(1, "c", 1, 9.2, 9.3)),
+	}
+}
+
+// lostIn reports a loss of partition p, after since and before seen.
+func lostIn(p int, since, seen float64) []LostReport {
+	return []LostReport{{Node: "n2", Epoch: 7, Partitions: []int{p}, Since: sec(since), Seen: sec(seen)}}
+}
+
+func TestLossInAReportedPartitionIsAllowedAndCounted(t *testing.T) {
+	p := partitionOf(0, reg)
+	v := Check(HistoryOf(lostHistory()), CheckConfig{Lost: lostIn(p, 3, 4)})
+	if !v.Pass || len(v.Anomalies) != 0 || len(v.Unknown) != 0 {
+		t.Fatalf("a loss in a partition reported lost failed the run: %v, unknown %v", v.Anomalies, v.Unknown)
+	}
+	if !slices.Equal(v.LostReported, []string{reg}) {
+		t.Fatalf("lost and reported: %v, want [%s]", v.LostReported, reg)
+	}
+	if len(v.Allowed) == 0 {
+		t.Fatal("no allowed anomaly listed: the report would not say what was lost")
+	}
+	for _, a := range v.Allowed {
+		if a.Session != reg {
+			t.Fatalf("allowed %v", a)
+		}
+	}
+}
+
+func TestLossInAnUnreportedPartitionIsAnAnomaly(t *testing.T) {
+	p := partitionOf(0, reg)
+	for name, lost := range map[string][]LostReport{
+		"no report":                       nil,
+		"another partition reported lost": lostIn((p+1)%271, 3, 4),
+	} {
+		v := Check(HistoryOf(lostHistory()), CheckConfig{Lost: lost})
+		if v.Pass || len(v.LostReported) != 0 || len(v.Allowed) != 0 {
+			t.Errorf("%s: the loss passed: pass %v, lost-reported %v, allowed %v", name, v.Pass, v.LostReported, v.Allowed)
+		}
+		if !slices.Contains(kinds(v), LostWrite) || !slices.Contains(kinds(v), StaleRead) {
+			t.Errorf("%s: anomalies %v, want a lost write and a stale read", name, kinds(v))
+		}
+	}
+}
+
+func TestReportedLossExplainsOnlyWhatItCan(t *testing.T) {
+	p := partitionOf(0, reg)
+	// Reported lost before the writes it would excuse: v2 was read back
+	// after the loss's window, so the loss cannot have taken it.
+	if v := Check(HistoryOf(lostHistory()), CheckConfig{Lost: lostIn(p, 0, 0.2)}); v.Pass || len(v.LostReported) != 0 {
+		t.Errorf("a loss reported before the writes excused them: %v", v.Anomalies)
+	}
+	// A loss does not explain a stale read of an older version: after it
+	// the session is gone, not back at v1.
+	ops := lostHistory()
+	ops[3] = get(1, "a", 1, 4.2, 4.3)
+	if v := Check(HistoryOf(ops), CheckConfig{Lost: lostIn(p, 3, 4)}); v.Pass || len(v.LostReported) != 0 {
+		t.Errorf("a loss excused a read of an old version: %v", v.Anomalies)
+	}
+	// Nor a divergent copy after settling.
+	ops = lostHistory()
+	ops = append(ops, Op{Client: 7, Kind: OpGet, Session: reg, Final: true, Copy: CopyBuddy, Node: "n3", Call: sec(10), Return: sec(10.1), Outcome: OK, Version: 2, Put: "b"})
+	if v := Check(HistoryOf(ops), CheckConfig{Lost: lostIn(p, 3, 4)}); v.Pass || !slices.Contains(kinds(v), DivergentCopy) {
+		t.Errorf("a loss excused a divergent copy: %v", v.Anomalies)
+	}
+}
+
+func TestExpiringSessionLostInAReportedPartitionIsAllowed(t *testing.T) {
+	id := expiringID(0, 1, 1)
+	ops := []Op{
+		{Client: 1, Kind: OpCreate, Session: id, Value: "x", IdleTimeout: sec(4), Call: sec(0), Return: sec(0.1), Outcome: OK, Version: 1, Put: "x"},
+		{Client: 1, Kind: OpGet, Session: id, Call: sec(0.5), Return: sec(0.6), Outcome: OK, Version: 1, Put: "x"},
+		{Client: 1, Kind: OpGet, Session: id, Call: sec(1.5), Return: sec(1.6), Outcome: NotFound},
+	}
+	if v := Check(HistoryOf(ops), CheckConfig{}); v.Pass {
+		t.Fatal("an expiring session vanished early and the run passed")
+	}
+	v := Check(HistoryOf(ops), CheckConfig{Lost: lostIn(partitionOf(0, id), 1, 1.4)})
+	if !v.Pass || !slices.Equal(v.LostReported, []string{id}) {
+		t.Fatalf("reported loss of an expiring session: pass %v, anomalies %v, lost-reported %v", v.Pass, v.Anomalies, v.LostReported)
+	}
+}
+
+func TestLossWindowsMergeOneLossSeenByManyNodes(t *testing.T) {
+	ws := lossWindows([]LostReport{
+		{Node: "n1", Epoch: 9, Partitions: []int{3, 5}, Since: sec(10), Seen: sec(13)},
+		{Node: "n2", Epoch: 8, Partitions: []int{5}, Since: sec(10), Seen: sec(12)},
+		{Node: "n2", Epoch: 12, Partitions: []int{5}, Since: sec(30), Seen: sec(31)},
+	})
+	if got := ws[5]; len(got) != 2 || got[0] != (lossWindow{since: sec(10), seen: sec(12)}) || got[1] != (lossWindow{since: sec(30), seen: sec(31)}) {
+		t.Fatalf("partition 5: %v", got)
+	}
+	if got := ws[3]; len(got) != 1 {
+		t.Fatalf("partition 3: %v", got)
+	}
+}
+
+func TestParseCounterReadsLabelledSamples(t *testing.T) {
+	text := "# HELP tandem_lost_partitions_total Partitions found with no owner left holding them.\n" +
+		"# TYPE tandem_lost_partitions_total counter\n" +
+		"tandem_lost_partitions_total{node=\"n2\"} 19\n" +
+		"tandem_lost_partitions_totally 5\n" +
+		"tandem_expired_total{node=\"n2\"} 7\n"
+	v, err := parseCounter(strings.NewReader(text), "tandem_lost_partitions_total")
+	if err != nil || v != 19 {
+		t.Fatalf("parseCounter = %v, %v; want 19", v, err)
+	}
+}
