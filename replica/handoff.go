@@ -113,9 +113,13 @@ func (n *Node) transferLoop() {
 // pullDue pulls every partition still to be handed over or reconciled
 // from its sources, a few partitions at a time.
 func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
-	jobs, gaveUp := n.own.dueTransfers(tab, n.mono())
+	jobs, gaveUp, lost := n.own.dueTransfers(tab, n.mono())
 	for _, g := range gaveUp {
 		n.log.Warn("hand-off given up", "why", g)
+	}
+	if len(lost) > 0 {
+		n.stats.LostPartitions.Add(uint64(len(lost)))
+		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup

@@ -366,15 +366,20 @@ type transferJob struct {
 
 // dueTransfers returns the transfers to work on under tab at now, after
 // giving up those whose sources have all left and those that waited longer
-// than HandoffTimeout (returned as gaveUp, for the caller to log). If tab
-// is no longer the ring it returns nothing: a ring installed since the
-// caller read tab brought transfers whose sources tab may lack, and
-// judging them by tab would give them up.
-func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string) {
+// than HandoffTimeout (returned as gaveUp, for the caller to log). A
+// hand-off given up for time is a loss the guarantees allow only if it is
+// reported: no previous owner answered, so whatever they held that this
+// node lacks is gone (a member restarted empty under its name while the
+// other owner was paused past the failure detector); those partitions are
+// returned as lost and recorded as the latest loss. If tab is no longer
+// the ring it returns nothing: a ring installed since the caller read tab
+// brought transfers whose sources tab may lack, and judging them by tab
+// would give them up.
+func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost []int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.load().tab != tab {
-		return nil, nil // the ring moved on; the next round works by the new one
+		return nil, nil, nil // the ring moved on; the next round works by the new one
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
@@ -390,12 +395,18 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 			case now-t.since > o.handoff:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
 				s.parts[p].transfer = nil
+				if !t.reconcile {
+					lost = append(lost, p)
+				}
 			default:
 				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, transfer: t})
 			}
 		}
 	})
-	return jobs, gaveUp
+	if len(lost) > 0 {
+		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
+	}
+	return jobs, gaveUp, lost
 }
 
 // transferAnswered restarts partition p's hand-off timeout at now: a

@@ -437,15 +437,20 @@ func TestDueTransfers(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	timeout := newOwnership(Config{Name: "a"}.withDefaults()).handoff
 	o := installed(t, "a", tab)
-	jobs, gaveUp := o.dueTransfers(tab, timeout/2)
+	jobs, gaveUp, _ := o.dueTransfers(tab, timeout/2)
 	if len(jobs) == 0 || len(gaveUp) != 0 {
 		t.Fatalf("at half the timeout: %d jobs, gave up %v", len(jobs), gaveUp)
 	}
 	answered := jobs[0].p
 	o.transferAnswered(answered, timeout/2)
-	jobs, gaveUp = o.dueTransfers(tab, timeout+time.Millisecond)
+	jobs, gaveUp, lost := o.dueTransfers(tab, timeout+time.Millisecond)
 	if len(jobs) != 1 || jobs[0].p != answered || len(gaveUp) == 0 {
 		t.Fatalf("past the timeout: jobs %v, gave up %d, want only partition %d left", jobs, len(gaveUp), answered)
+	}
+	// Hand-offs given up for time are losses, reported: no previous
+	// owner answered, so what they held that this node lacks is gone.
+	if len(lost) != len(gaveUp) || !slices.Equal(o.lostPartitions().Partitions, lost) || o.lostPartitions().Epoch != tab.Epoch() {
+		t.Fatalf("past the timeout: lost %v, reported %+v, want the %d given up", lost, o.lostPartitions(), len(gaveUp))
 	}
 	// Judged by a ring the node has left, nothing is given up: a ring
 	// installed since the caller read it brought the transfers.
@@ -454,7 +459,7 @@ func TestDueTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := o.load().transfers(true)
-	if jobs, gaveUp := o.dueTransfers(tableOf(t, 1, "a"), timeout+time.Millisecond); len(jobs) != 0 || len(gaveUp) != 0 || o.load().transfers(true) != before {
+	if jobs, gaveUp, _ := o.dueTransfers(tableOf(t, 1, "a"), timeout+time.Millisecond); len(jobs) != 0 || len(gaveUp) != 0 || o.load().transfers(true) != before {
 		t.Fatalf("by a stale ring: jobs %v, gave up %v, transfers %d of %d", jobs, gaveUp, o.load().transfers(true), before)
 	}
 	// Sources that left the ring end the transfer.
@@ -462,7 +467,7 @@ func TestDueTransfers(t *testing.T) {
 	if _, err := o.install(shrunk, timeout); err != nil {
 		t.Fatal(err)
 	}
-	jobs, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
+	jobs, _, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
 	if len(jobs) != 0 || o.load().transfers(true) != 0 {
 		t.Fatalf("with every source gone: jobs %v, transfers %d", jobs, o.load().transfers(true))
 	}
@@ -474,7 +479,7 @@ func TestDueTransfers(t *testing.T) {
 func TestAnOlderPullDoesNotEndANewerTransfer(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	o := installed(t, "a", tab)
-	jobs, _ := o.dueTransfers(tab, 0)
+	jobs, _, _ := o.dueTransfers(tab, 0)
 	if len(jobs) == 0 {
 		t.Fatal("no transfers to work on")
 	}
@@ -483,7 +488,7 @@ func TestAnOlderPullDoesNotEndANewerTransfer(t *testing.T) {
 	if o.finishTransfer(tab, j.p, j.transfer); o.load().parts[j.p].transfer == nil {
 		t.Fatal("a pull begun before the partition was marked again ended its transfer")
 	}
-	jobs, _ = o.dueTransfers(tab, time.Millisecond)
+	jobs, _, _ = o.dueTransfers(tab, time.Millisecond)
 	for _, k := range jobs {
 		o.finishTransfer(tab, k.p, k.transfer)
 	}
