@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -147,6 +148,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: start cluster: %w", err)
+	}
+	// A node's log is appended across its restarts within this run, never
+	// across runs: a report dir used again would count an earlier run's
+	// lines (the lost-partition log lines) as this one's.
+	for i := range cfg.Nodes {
+		if err := os.Remove(filepath.Join(cfg.Dir, fmt.Sprintf("node-%d.log", i+1))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("chaos: start cluster: %w", err)
+		}
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 	ports, err := freePorts(4 * cfg.Nodes)
