@@ -166,6 +166,13 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	o.displace(next, prev)
 	o.transfers(next, prev, ch.appeared, now, &ch)
 	o.state.Store(next)
+	if len(tab.Members()) < next.need {
+		// A ring below the quorum is the smaller side of a cut: owners it
+		// lacks are out of reach, not gone, and the node serves nothing
+		// until the cut heals and it reconciles. Reporting them lost would
+		// raise a false alarm.
+		ch.lost = nil
+	}
 	if len(ch.lost) > 0 {
 		slices.Sort(ch.lost)
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}

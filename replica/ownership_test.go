@@ -281,8 +281,8 @@ func partitionOwnedBefore(t *testing.T, before, after *ring.Table, cond func(old
 
 // Both owners of a partition leaving at once loses it, and says so.
 func TestBothOwnersLeavingLosesThePartition(t *testing.T) {
-	whole := tableOf(t, 1, "a", "b", "c", "d")
-	rest := tableOf(t, 2, "a", "b")
+	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
+	rest := tableOf(t, 2, "a", "b", "c") // still a quorum: three of five
 	o := installed(t, "a", whole)
 	for q := range whole.Partitions() {
 		o.finishTransfer(whole, q, o.load().parts[q].transfer) // a's own hand-offs are done
@@ -707,5 +707,38 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 	if v := loose.admit(admission{entry: entryRoute, tab: loose.table()}, time.Second); v.err != nil {
 		t.Fatalf("alone with AllowMinority: %v, want served", v.err)
+	}
+}
+
+// Both owners of a partition leaving the ring is a reported loss on a
+// ring that is still a quorum; on the smaller side of a cut (a ring below
+// the quorum) they are out of reach, not gone, and nothing is reported.
+func TestLossIsReportedOnlyByAQuorum(t *testing.T) {
+	five := tableOf(t, 1, "a", "b", "c", "d", "e")
+	p := partitionWhere(t, five, func(o ring.Owners) bool { return !owns(o, "a") && !owns(o, "b") && !owns(o, "c") })
+	gone := five.Owners(p)
+
+	o := installed(t, "a", five)
+	var rest []string
+	for _, m := range []string{"a", "b", "c", "d", "e"} {
+		if m != gone.Primary && m != gone.Buddy {
+			rest = append(rest, m)
+		}
+	}
+	ch, err := o.install(tableOf(t, 2, rest...), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ch.lost, p) || !slices.Contains(o.lostPartitions().Partitions, p) {
+		t.Fatalf("three of five, partition %d's owners %v both gone: lost %v, reported %+v", p, gone, ch.lost, o.lostPartitions())
+	}
+
+	minority := installed(t, "a", five)
+	ch, err = minority.install(tableOf(t, 2, "a"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.lost) != 0 || len(minority.lostPartitions().Partitions) != 0 {
+		t.Fatalf("alone of five: lost %v, reported %+v; want nothing (a cut, not a loss)", ch.lost, minority.lostPartitions())
 	}
 }
