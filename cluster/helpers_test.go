@@ -146,15 +146,25 @@ func hasRing(n *node, names ...string) func() bool {
 	return func() bool { return slices.Equal(ringNames(n.View()), names) }
 }
 
-// wantRing checks that members are names with test addresses.
+// wantRing checks that members are names with test addresses, each with
+// its own incarnation.
 func wantRing(t *testing.T, got []ring.Member, names ...string) {
 	t.Helper()
 	var want []ring.Member
 	for _, n := range names {
 		want = append(want, ring.Member{Name: n, Peer: n + ".peer:7000", HTTP: n + ".http:8080"})
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("ring = %v, want %v", got, want)
+	boots := map[string]bool{}
+	anon := slices.Clone(got)
+	for i, m := range anon {
+		if m.Incarnation == "" || boots[m.Incarnation] {
+			t.Fatalf("ring = %v: member %s has no incarnation of its own", got, m.Name)
+		}
+		boots[m.Incarnation] = true
+		anon[i].Incarnation = ""
+	}
+	if !slices.Equal(anon, want) {
+		t.Fatalf("ring = %v, want %v", anon, want)
 	}
 }
 

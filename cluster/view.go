@@ -58,7 +58,7 @@ func (v View) Ring() []ring.Member {
 	var out []ring.Member
 	for _, m := range v.Members {
 		if inRing(m) {
-			out = append(out, ring.Member{Name: m.Name, Peer: m.Meta.Peer, HTTP: m.Meta.HTTP, Witness: m.Meta.Witness})
+			out = append(out, ring.Member{Name: m.Name, Incarnation: m.Meta.BootID, Peer: m.Meta.Peer, HTTP: m.Meta.HTTP, Witness: m.Meta.Witness})
 		}
 	}
 	return out

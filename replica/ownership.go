@@ -164,7 +164,7 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
 	o.fence(next, prev, ch.departed, now, &ch)
 	o.displace(next, prev)
-	o.transfers(next, prev, ch.appeared, now, &ch)
+	o.transfers(next, prev, ch.appeared, ch.departed, now, &ch)
 	o.state.Store(next)
 	if len(tab.Members()) < next.need {
 		// A ring below the quorum is the smaller side of a cut: owners it
@@ -185,11 +185,14 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	return ch, nil
 }
 
-// membersMissing returns the members of a that b lacks.
+// membersMissing returns the members of a that b lacks, as the same
+// incarnation: a member restarted under its name between a and b is
+// missing from b (and b's incarnation of it from a), for it remembers
+// nothing of what a's held.
 func membersMissing(a, b *ring.Table) []string {
 	var out []string
 	for _, m := range a.Members() {
-		if !b.Has(m.Name) {
+		if !b.Holds(m) {
 			out = append(out, m.Name)
 		}
 	}
@@ -247,7 +250,9 @@ func (o *ownership) displace(next *ownState, prev *ring.Table) {
 // transfers updates the partitions to get from other members: new ones
 // for partitions that move to this node, reconciliations with appeared
 // members, and losses where every member that held a partition is gone.
-func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared []string, now time.Duration, ch *ringChange) {
+// A departed member is no source, even when it is back as a new
+// incarnation (it is then among appeared too): what it held is gone.
+func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, departed []string, now time.Duration, ch *ringChange) {
 	tab := next.tab
 	before := prev
 	if before == nil {
@@ -255,14 +260,20 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared []strin
 		// the owners the ring had without it.
 		before = tableWithout(tab, o.self)
 	}
+	stays := func(name string) bool { return tab.Has(name) && !slices.Contains(departed, name) }
 	for p := range next.parts {
 		t := next.parts[p].transfer
+		if t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return !stays(x) }) {
+			u := *t
+			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
+			t = &u
+		}
 		if prev != nil {
-			if old := prev.Owners(p); !tab.Has(old.Primary) && (old.Buddy == "" || !tab.Has(old.Buddy)) {
+			if old := prev.Owners(p); !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) {
 				ch.lost = append(ch.lost, p)
 			}
 		}
-		if t != nil && !t.reconcile && !slices.ContainsFunc(t.sources, tab.Has) && !slices.Contains(ch.lost, p) {
+		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
 			// Still waiting for a hand-off, and every node that held the
 			// partition has left: its sessions are gone.
 			ch.lost = append(ch.lost, p)
@@ -274,7 +285,8 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared []strin
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
 			old := before.Owners(p)
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, old.Primary, old.Buddy), gates: prev == nil}
+			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
 		}
 		if len(appeared) > 0 {
 			u := transfer{since: now, reconcile: true}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -740,5 +741,110 @@ func TestLossIsReportedOnlyByAQuorum(t *testing.T) {
 	}
 	if len(ch.lost) != 0 || len(minority.lostPartitions().Partitions) != 0 {
 		t.Fatalf("alone of five: lost %v, reported %+v; want nothing (a cut, not a loss)", ch.lost, minority.lostPartitions())
+	}
+}
+
+// tableOfRuns builds a ring at epoch of members given as "name@boot":
+// each run of a node is its own incarnation.
+func tableOfRuns(t *testing.T, epoch uint64, runs ...string) *ring.Table {
+	t.Helper()
+	var members []ring.Member
+	for _, r := range runs {
+		name, boot, _ := strings.Cut(r, "@")
+		members = append(members, ring.Member{Name: name, Incarnation: boot, Peer: name + ":7947"})
+	}
+	tab, err := ring.New(ring.DefaultConfig(), epoch, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// A member restarted under its name, seen by a node that never saw it
+// leave (the restart was quicker than the failure detector), is a
+// departure and an appearance: what the old run held is gone. The
+// partitions it co-owned with this node are fenced until this node's
+// grant to the old run lapses and reconciled with the new run; a
+// hand-off it was the only source of is reported lost, never pulled from
+// the empty new run; a partition it held with another member that left
+// at the same time is reported lost (CHAOS.md F6).
+func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
+	before := tableOfRuns(t, 1, "a@1", "b@1", "c@1", "d@1", "e@1")
+	o := installed(t, "a", before)
+	for q := range before.Partitions() {
+		o.finishTransfer(before, q, o.load().parts[q].transfer)
+	}
+	holdAllLeases(o, before, time.Second)
+	if _, err := o.grant("b", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := tableOfRuns(t, 2, "a@1", "b@2", "c@1", "d@1", "e@1")
+	if restarted.Fingerprint() == before.Fingerprint() {
+		t.Fatal("a ring whose member restarted has the fingerprint of the ring before")
+	}
+	ch, err := o.install(restarted, 2100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ch.departed, []string{"b"}) || !slices.Equal(ch.appeared, []string{"b"}) {
+		t.Fatalf("departed %v, appeared %v; want b in both", ch.departed, ch.appeared)
+	}
+	shared := partitionWhere(t, restarted, func(ow ring.Owners) bool { return owns(ow, "a") && owns(ow, "b") })
+	part := o.load().parts[shared]
+	if part.fence <= 2100*time.Millisecond {
+		t.Fatalf("partition %d, co-owned with b's old run, is not fenced (fence %v)", shared, part.fence)
+	}
+	if part.transfer == nil || !part.transfer.reconcile || !slices.Equal(part.transfer.sources, []string{"b"}) {
+		t.Fatalf("partition %d: transfer %+v, want a reconciliation with b's new run", shared, part.transfer)
+	}
+	if len(ch.lost) != 0 {
+		t.Fatalf("lost %v with only b restarted: a still holds every partition it shared with b", ch.lost)
+	}
+
+	// A node that takes over partitions from b when d leaves, with b
+	// restarting before it handed them over: the new b has none of them.
+	o = installed(t, "a", before)
+	for q := range before.Partitions() {
+		o.finishTransfer(before, q, o.load().parts[q].transfer)
+	}
+	dGone := tableOfRuns(t, 2, "a@1", "b@1", "c@1", "e@1")
+	if _, err := o.install(dGone, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pending := -1
+	for p, ps := range o.load().parts {
+		if ps.transfer != nil && !ps.transfer.reconcile && slices.Equal(ps.transfer.sources, []string{"b"}) {
+			pending = p
+			break
+		}
+	}
+	if pending < 0 {
+		t.Fatal("no hand-off from b alone in this ring")
+	}
+	ch, err = o.install(tableOfRuns(t, 3, "a@1", "b@2", "c@1", "e@1"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ch.lost, pending) || !slices.Contains(o.lostPartitions().Partitions, pending) {
+		t.Fatalf("partition %d, handed over from b's old run alone, is not reported lost (lost %v)", pending, ch.lost)
+	}
+	if tr := o.load().parts[pending].transfer; tr != nil && !tr.reconcile {
+		t.Fatalf("partition %d still waits for a hand-off from %v", pending, tr.sources)
+	}
+
+	// Both owners gone at once, one of them by a restart: lost.
+	o = installed(t, "a", before)
+	for q := range before.Partitions() {
+		o.finishTransfer(before, q, o.load().parts[q].transfer)
+	}
+	after := tableOfRuns(t, 2, "a@1", "b@2", "c@1", "e@1")
+	ch, err = o.install(after, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := partitionWhere(t, before, func(ow ring.Owners) bool { return owns(ow, "b") && owns(ow, "d") })
+	if !slices.Contains(ch.lost, both) {
+		t.Fatalf("partition %d, owned by b's old run and d, both gone: not reported lost (lost %v)", both, ch.lost)
 	}
 }

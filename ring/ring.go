@@ -90,11 +90,18 @@ func (c Config) String() string {
 }
 
 // Member is one node as the ring sees it. Only Name decides placement; the
-// addresses ride along so that callers can reach an owner.
+// addresses ride along so that callers can reach an owner, and the
+// incarnation tells a restarted node from the process it replaced.
 type Member struct {
 	// Name identifies the node; it must be unique in the cluster and stable
 	// across restarts, so a returning node gets its partitions back.
 	Name string
+	// Incarnation names one run of the node (its boot id): a node
+	// restarted under its name is a new incarnation that remembers
+	// nothing. It does not move placement, but it is part of the
+	// fingerprint, so a ring whose member restarted is a different ring,
+	// and the engine sees the restart as a departure and an appearance.
+	Incarnation string
 	// Peer is the address of the node's replication and forwarding listener.
 	Peer string
 	// HTTP is the address of the node's HTTP API, if it has one.
@@ -218,6 +225,13 @@ func (t *Table) Has(name string) bool {
 	return ok
 }
 
+// Holds reports whether m is a member as the same incarnation: a member
+// restarted under m's name is not m.
+func (t *Table) Holds(m Member) bool {
+	got, ok := t.Member(m.Name)
+	return ok && got.Incarnation == m.Incarnation
+}
+
 // Load counts the partitions each member holds as primary and as buddy.
 func (t *Table) Load() map[string]MemberLoad {
 	out := make(map[string]MemberLoad, len(t.members))
@@ -240,16 +254,21 @@ type MemberLoad struct {
 	Buddy   int `json:"buddy"`
 }
 
-// Fingerprint identifies the member set and settings: two tables with equal
-// fingerprints assign every partition identically.
+// Fingerprint identifies the member set, their incarnations and the
+// settings: two tables with equal fingerprints assign every partition
+// identically to the same runs of the same nodes.
 func (t *Table) Fingerprint() uint64 { return t.finger }
 
-// fingerprint hashes the settings and the sorted member names.
+// fingerprint hashes the settings and the sorted member names with their
+// incarnations.
 func fingerprint(cfg Config, members []Member) uint64 {
 	d := xxhash.New()
 	_, _ = d.WriteString(cfg.String())
 	for _, m := range members {
 		_, _ = d.WriteString("\x00" + m.Name)
+		if m.Incarnation != "" {
+			_, _ = d.WriteString("\x00@" + m.Incarnation)
+		}
 		if m.Witness {
 			_, _ = d.WriteString("\x00witness")
 		}

@@ -337,3 +337,39 @@ func TestWitnessOwnsNothing(t *testing.T) {
 		t.Fatalf("witnesses only: %v, want ErrNoMembers", err)
 	}
 }
+
+// A member's incarnation moves nothing but is part of the ring's
+// identity: a ring whose member restarted places every partition as
+// before, under another fingerprint, and no longer holds the old run.
+func TestIncarnationChangesTheFingerprintNotThePlacement(t *testing.T) {
+	run := func(boot string) []Member {
+		return []Member{{Name: "a", Incarnation: "1"}, {Name: "b", Incarnation: boot}, {Name: "c", Incarnation: "1"}}
+	}
+	before, err := New(DefaultConfig(), 1, run("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := New(DefaultConfig(), 2, run("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Fingerprint() == after.Fingerprint() {
+		t.Fatal("a restarted member leaves the fingerprint unchanged")
+	}
+	for p := range before.Partitions() {
+		if before.Owners(p) != after.Owners(p) {
+			t.Fatalf("partition %d moved from %+v to %+v on a restart", p, before.Owners(p), after.Owners(p))
+		}
+	}
+	oldB, _ := before.Member("b")
+	if !before.Holds(oldB) || after.Holds(oldB) || !after.Has("b") {
+		t.Fatalf("Holds(b's first run): before %v, after %v; want true, false", before.Holds(oldB), after.Holds(oldB))
+	}
+	again, err := New(DefaultConfig(), 3, run("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Fingerprint() != before.Fingerprint() {
+		t.Fatal("the same runs of the same members give another fingerprint")
+	}
+}
