@@ -153,10 +153,20 @@ func labels(m *dto.Metric) map[string]string {
 }
 
 // The handler's /metrics counts the peer wire's requests by method, sent
-// and received: a cluster at rest renews leases, so lease requests go
-// both ways, and the counters only grow.
+// and received: a cluster serving reads renews leases, so lease requests
+// go both ways, and the counters only grow.
 func TestMetricsCountPeerRequests(t *testing.T) {
 	urls := startAPI(t, 3, 0)
+	// Reads of sessions spread over the partitions, through every node:
+	// each node serves some as primary, and so needs and renews leases.
+	use := func() {
+		t.Helper()
+		for i := range 12 {
+			if status, _, body := call(t, "GET", fmt.Sprintf("%s/v1/sessions/metrics-probe-%04d", urls[i%len(urls)], i), ""); status != 404 {
+				t.Fatalf("GET of a session never written: %d %s", status, body)
+			}
+		}
+	}
 	scrape := func() map[string]float64 {
 		t.Helper()
 		status, _, body := call(t, "GET", urls[0]+"/metrics", "")
@@ -195,6 +205,7 @@ func TestMetricsCountPeerRequests(t *testing.T) {
 	var first map[string]float64
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		use()
 		first = scrape()
 		if first[sent] > 0 && first[received] > 0 {
 			break
@@ -204,7 +215,10 @@ func TestMetricsCountPeerRequests(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // leases are renewed every 100ms
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		use() // leases are renewed every 100ms while the node serves
+		time.Sleep(20 * time.Millisecond)
+	}
 	second := scrape()
 	for name, v := range first {
 		if second[name] < v {

@@ -275,6 +275,9 @@ func fetchFirst(t *transfer, tab *ring.Table, e entry) *fetchPlan {
 // displaced owners) and asking again; once admitted, it fetches a.id from
 // the partition's sources if the gate says so (rule 9).
 func (n *Node) admit(ctx context.Context, a admission) error {
+	if a.entry == entryRead || a.entry == entryWrite || a.entry == entryBuddyRead {
+		n.renewals.markLeaseUse(n.mono(), n.cfg.LeaseDuration/6)
+	}
 	for {
 		v := n.own.admit(a, n.mono())
 		switch {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -62,10 +64,31 @@ type leaseReply struct {
 }
 
 // renewals are the lease requests in flight: concurrent renewals with one
-// member share a call.
+// member share a call. used is when the node last served a request that
+// needs leases, on its monotonic clock: leases are renewed in the
+// background only while it serves.
 type renewals struct {
 	mu    sync.Mutex
 	calls map[string]chan struct{} // closed when the call to that member ends
+	used  atomic.Int64
+}
+
+// markLeaseUse records that the node serves, at now, a request that needs
+// its leases. It writes the shared word only when the last mark is older
+// than a tenth of the renewal period, so the hot path rarely writes it.
+func (r *renewals) markLeaseUse(now, period time.Duration) {
+	if now-time.Duration(r.used.Load()) > period/10 {
+		r.used.Store(int64(now))
+	}
+}
+
+// renewing reports whether the background renewal runs at now: the node
+// served a request needing leases within the last lease. An idle node
+// asks for none: the first request after a quiet spell asks for them on
+// demand (the gate's rule 6), so an idle cluster sends no lease traffic.
+func (r *renewals) renewing(now, lease time.Duration) bool {
+	used := r.used.Load()
+	return used != 0 && now-time.Duration(used) <= lease
 }
 
 // serveLease answers methodLease: it grants req.From a lease if the gate
@@ -119,16 +142,21 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 		n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", name)
 		n.stats.Rejoins.Add(1)
 		n.reconcileAll(nil, true)
+		n.own.recordLease(name, reply, sent) // marked: now the lease counts
 	}
 	return nil
 }
 
 // renewLeases asks every other member of the ring for a lease, without
-// waiting for the answers. It runs every LeaseDuration/6.
+// waiting for the answers, while the node serves requests that need them.
+// It runs every LeaseDuration/6.
 func (n *Node) renewLeases() {
 	tab := n.own.table()
 	if tab == nil || !tab.Has(n.cfg.Name) {
 		return // not serving (yet, or any more): no lease needed
+	}
+	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) {
+		return // idle: the next request asks on demand
 	}
 	for _, m := range tab.Members() {
 		if m.Name == n.cfg.Name {

@@ -209,3 +209,50 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 		}
 	}
 }
+
+// An idle node asks for no leases: the background renewal runs only while
+// the node serves requests that need them, and stops a lease after the
+// last one. The first request after a quiet spell asks on demand and is
+// served.
+func TestAnIdleNodeAsksForNoLeases(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(7)
+	primary, _ := c.ownersOf(id)
+	put(t, primary, id, "v", 1)
+	lease := primary.cfg.LeaseDuration
+	asked := func() time.Duration {
+		latest := time.Duration(0)
+		for _, l := range *primary.own.held.Load() {
+			latest = max(latest, l.asked)
+		}
+		return latest
+	}
+	// While it serves, it renews: its newest lease keeps moving.
+	first := asked()
+	for end := c.before(lease); end(); {
+		if _, err := primary.Get(testCtx(t), id, true); err != nil {
+			t.Fatal(err)
+		}
+		c.sleep(lease / 12)
+	}
+	if asked() <= first {
+		t.Fatalf("no lease renewed while the node served for %v", lease)
+	}
+	// Quiet for four leases: after the first, nothing more is asked.
+	c.sleep(lease + lease/6)
+	quiet := asked()
+	c.sleep(3 * lease)
+	if got := asked(); got != quiet {
+		t.Fatalf("an idle node asked for a lease at %v, %v after it went quiet", got, got-quiet)
+	}
+	if missing := primary.own.missingLeases(primary.Table(), primary.mono()); len(missing) != 2 {
+		t.Fatalf("after four idle leases the node still holds leases: missing only %v", missing)
+	}
+	// The next request asks on demand and is served.
+	if s, err := primary.Get(testCtx(t), id, true); err != nil || s.Version != 1 {
+		t.Fatalf("first read after the quiet spell: %v, %v", s, err)
+	}
+	if asked() <= quiet {
+		t.Fatal("the first read after the quiet spell was served without asking for leases")
+	}
+}

@@ -546,12 +546,18 @@ func (o *ownership) quorum() int {
 
 // recordLease records a lease member name granted in reply to a request
 // sent at sent. It reports whether the member saw this node leave its
-// ring since it last asked: the node was declared dead meanwhile.
+// ring since it last asked: the node was declared dead meanwhile. Such a
+// lease is not recorded: the caller first marks its partitions for a
+// hand-off (reconcile), so that no request is served from its copies
+// between the lease and the marking, and then records it again.
 func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duration) (declaredDead bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	seen, known := o.seen[name]
 	o.seen[name] = reply.Departed
+	if known && reply.Departed > seen {
+		return true
+	}
 	held := *o.held.Load()
 	if l := held[name]; sent+o.lease > l.until {
 		next := make(map[string]heldLease, len(held)+1)
@@ -561,7 +567,7 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duratio
 		next[name] = heldLease{until: sent + o.lease, fingerprint: reply.Fingerprint, asked: sent}
 		o.held.Store(&next)
 	}
-	return known && reply.Departed > seen
+	return false
 }
 
 // dropLeases forgets every lease this node holds: it stops serving.

@@ -516,7 +516,18 @@ func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
 	if !o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second) {
 		t.Fatal("a grown count does not say declared dead")
 	}
+	// Not recorded yet: a request served between this lease and the
+	// marking below would be served from copies the node distrusts.
+	if l := (*o.held.Load())["b"]; l.asked == 2*time.Second {
+		t.Fatal("the lease that says declared dead counted before the partitions were marked")
+	}
 	o.reconcile(nil, true, 2*time.Second)
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second) {
+		t.Fatal("recorded again after the marking, it still says declared dead")
+	}
+	if l := (*o.held.Load())["b"]; l.asked != 2*time.Second {
+		t.Fatal("recorded again after the marking, the lease does not count")
+	}
 	owned := 0
 	for p := range tab.Partitions() {
 		if owns(tab.Owners(p), "a") {

@@ -79,6 +79,7 @@ type options struct {
 	jsonFile        string
 	logs            string
 	serveArgs       []string
+	rate            int
 }
 
 // parse reads the command line.
@@ -97,6 +98,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binary, "binary", "", "tandem binary to run (default: go build ./cmd/tandem into a temporary directory)")
 	fs.StringVar(&o.profile, "profile", "", "the nodes' -profile, lan or local (default: tandem serve's default)")
 	fs.StringVar(&o.jsonFile, "json", "", "write every figure, per node, to this file as JSON")
+	fs.IntVar(&o.rate, "rate", 0, "run a light session mix through the nodes' HTTP APIs while settling and measuring: this many requests per second in all, 90 % reads and 10 % writes over 1,000 sessions, spread over the nodes (0: idle)")
 	fs.StringVar(&o.logs, "logs", "", "directory for the nodes' output, idle-<members>-<node>.log (default: a temporary directory, removed unless a run fails)")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %w", errUsage, err)
@@ -109,8 +111,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		}
 		o.members = append(o.members, n)
 	}
-	if o.settle < 0 || o.measure <= 0 || o.startTimeout <= 0 {
-		return o, fmt.Errorf("%w: -settle must not be negative, -measure and -start-timeout must be positive", errUsage)
+	if o.settle < 0 || o.measure <= 0 || o.startTimeout <= 0 || o.rate < 0 || o.rate > 5000 {
+		return o, fmt.Errorf("%w: -settle and -rate must not be negative, -measure and -start-timeout must be positive, -rate at most 5000", errUsage)
 	}
 	if o.profile != "" {
 		o.serveArgs = append([]string{"-profile", o.profile}, o.serveArgs...)
@@ -129,6 +131,8 @@ type report struct {
 	Profile    string   `json:"profile"`
 	ServeArgs  []string `json:"serve_args"`
 	Settle     string   `json:"settle"`
+	// Rate is the session mix's requests per second in all (0: idle).
+	Rate       int      `json:"rate"`
 	Measure    string   `json:"measure"`
 	CPUs       int      `json:"cpus"`
 	ClockTicks int      `json:"clock_ticks_per_second"`
@@ -152,6 +156,11 @@ type result struct {
 	// method: the nodes' sum divided by Members.
 	Sent     map[string]float64 `json:"sent_per_node_per_second"`
 	Received map[string]float64 `json:"received_per_node_per_second"`
+	// Requests and Failed count the session mix's requests during the
+	// window, and those not answered 2xx (404 for a read of a session
+	// not yet written counts as answered).
+	Requests int `json:"requests,omitempty"`
+	Failed   int `json:"failed,omitempty"`
 	// Warnings say what may make the figures unrepresentative.
 	Warnings []string `json:"warnings,omitempty"`
 	Nodes    []node   `json:"nodes"`
@@ -208,7 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		source = gitSource(ctx)
 	}
 	rep := report{Date: time.Now().UTC().Truncate(time.Second), Binary: o.binary, Source: source, ServeArgs: o.serveArgs,
-		Settle: o.settle.String(), Measure: o.measure.String(), CPUs: runtime.NumCPU()}
+		Settle: o.settle.String(), Measure: o.measure.String(), Rate: o.rate, CPUs: runtime.NumCPU()}
 	if rep.Version, rep.Profile, err = describe(ctx, o); err != nil {
 		return err
 	}
@@ -299,14 +308,21 @@ func printTable(w io.Writer, rep report) {
 	if rep.Source != "" {
 		built = " built from " + rep.Source
 	}
-	fmt.Fprintf(w, "%s; %s%s; profile %s; %d CPUs; settle %s, measure %s\n\n",
-		rep.Date.Format(time.RFC3339), rep.Version, built, rep.Profile, rep.CPUs, rep.Settle, rep.Measure)
-	fmt.Fprintln(w, "| members | cluster idle CPU (% of a core) | per node | peer requests sent per node per second | by method | rest of the machine (% of a core) |")
+	load, what := "no traffic", "idle CPU"
+	if rep.Rate > 0 {
+		load, what = fmt.Sprintf("session mix at %d requests/s", rep.Rate), "CPU"
+	}
+	fmt.Fprintf(w, "%s; %s%s; profile %s; %d CPUs; settle %s, measure %s; %s\n\n",
+		rep.Date.Format(time.RFC3339), rep.Version, built, rep.Profile, rep.CPUs, rep.Settle, rep.Measure, load)
+	fmt.Fprintf(w, "| members | cluster %s (%% of a core) | per node | peer requests sent per node per second | by method | rest of the machine (%% of a core) |\n", what)
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---|---:|")
 	for _, r := range rep.Runs {
 		fmt.Fprintf(w, "| %d | %.1f | %.2f | %.1f | %s | %.1f |\n", r.Members, r.ClusterCPU, r.NodeCPU, total(r.Sent), byMethod(r.Sent), r.OtherCPU)
 	}
 	for _, r := range rep.Runs {
+		if r.Failed > 0 {
+			fmt.Fprintf(w, "\n%d members: %d of %d requests of the session mix failed", r.Members, r.Failed, r.Requests)
+		}
 		for _, warn := range r.Warnings {
 			fmt.Fprintf(w, "\n%d members: %s", r.Members, warn)
 		}
@@ -356,8 +372,16 @@ func measure(ctx context.Context, o options, n, ticks int, stderr io.Writer) (re
 		return r, err
 	}
 	fmt.Fprintf(stderr, "%d members ready; settling %v, then measuring %v\n", n, o.settle, o.measure)
+	var mix *sessionMix
+	if o.rate > 0 {
+		mix = startMix(ctx, client, procs, o.rate)
+		defer mix.stop()
+	}
 	if err := sleep(ctx, o.settle); err != nil {
 		return r, err
+	}
+	if mix != nil {
+		mix.reset()
 	}
 
 	before, err := scrapeAll(ctx, client, procs)
@@ -374,6 +398,9 @@ func measure(ctx context.Context, o options, n, ticks int, stderr io.Writer) (re
 	cpu1, err := readCPU(procs)
 	if err != nil {
 		return r, err
+	}
+	if mix != nil {
+		r.Requests, r.Failed = mix.counts()
 	}
 	after, err := scrapeAll(ctx, client, procs)
 	if err != nil {

@@ -18,7 +18,9 @@ import (
 )
 
 // The tool measures a 3-node cluster end to end, with short windows: it
-// prints one row, every node used some CPU, and leases went both ways.
+// prints one row and every node used some CPU. Idle, no node asks for a
+// lease; under the session mix (-rate) every node renews its leases with
+// both others and answers theirs.
 func TestMeasuresAnIdleCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds tandem and runs node processes")
@@ -30,52 +32,67 @@ func TestMeasuresAnIdleCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jsonFile := filepath.Join(dir, "idle.json")
-	var out, errOut bytes.Buffer
-	start := time.Now()
-	err = run(ctx, []string{"-members", "3", "-settle", "500ms", "-measure", "2s", "-start-timeout", "30s",
-		"-binary", bin, "-json", jsonFile, "-logs", filepath.Join(dir, "logs"), "--", "-log-level", "warn"}, &out, &errOut)
-	t.Logf("took %v\n%s\n%s", time.Since(start), errOut.String(), out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "| 3 | ") || !strings.Contains(out.String(), "lease ") {
-		t.Errorf("no row for 3 members with leases in\n%s", out.String())
-	}
-
-	b, err := os.ReadFile(jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Runs) != 1 || rep.Profile == "" || rep.Version == "" || rep.ClockTicks <= 0 {
-		t.Fatalf("report %s", b)
-	}
-	r := rep.Runs[0]
-	if r.Members != 3 || len(r.Nodes) != 3 || r.WindowSeconds < 1.9 || r.WindowSeconds > 10 {
-		t.Fatalf("run %+v", r)
-	}
-	// An idle node uses well under a core, and something: the cluster's
-	// 2s window holds a few 10ms ticks at least.
-	if r.ClusterCPU <= 0 || r.NodeCPUMax >= 100 || math.Abs(3*r.NodeCPU-r.ClusterCPU) > 1e-9 {
-		t.Errorf("CPU: cluster %v %%, per node %v %%, max %v %%", r.ClusterCPU, r.NodeCPU, r.NodeCPUMax)
-	}
-	// Every node renews its leases with both others, several times a
-	// second, and answers theirs.
-	if r.Sent["lease"] < 1 || r.Received["lease"] < 1 {
-		t.Errorf("lease requests per node per second: sent %v, received %v", r.Sent["lease"], r.Received["lease"])
-	}
-	for _, n := range r.Nodes {
-		if n.Sent["lease"] == 0 || n.Received["lease"] == 0 || n.RingMembers != 3 || n.PID <= 0 {
-			t.Errorf("node %+v", n)
+	measure := func(t *testing.T, extra ...string) result {
+		jsonFile := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-")+".json")
+		var out, errOut bytes.Buffer
+		start := time.Now()
+		args := append([]string{"-members", "3", "-settle", "1s", "-measure", "2s", "-start-timeout", "30s",
+			"-binary", bin, "-json", jsonFile, "-logs", filepath.Join(dir, "logs")}, extra...)
+		err = run(ctx, append(args, "--", "-log-level", "warn"), &out, &errOut)
+		t.Logf("took %v\n%s\n%s", time.Since(start), errOut.String(), out.String())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(n.PID))); err == nil {
-			t.Errorf("node %s (pid %d) still runs", n.Name, n.PID)
+		if !strings.Contains(out.String(), "| 3 | ") {
+			t.Errorf("no row for 3 members in\n%s", out.String())
 		}
+		b, err := os.ReadFile(jsonFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Runs) != 1 || rep.Profile == "" || rep.Version == "" || rep.ClockTicks <= 0 {
+			t.Fatalf("report %s", b)
+		}
+		r := rep.Runs[0]
+		if r.Members != 3 || len(r.Nodes) != 3 || r.WindowSeconds < 1.9 || r.WindowSeconds > 10 {
+			t.Fatalf("run %+v", r)
+		}
+		// A node uses well under a core, and something: the cluster's
+		// 2s window holds a few 10ms ticks at least.
+		if r.ClusterCPU <= 0 || r.NodeCPUMax >= 100 || math.Abs(3*r.NodeCPU-r.ClusterCPU) > 1e-9 {
+			t.Errorf("CPU: cluster %v %%, per node %v %%, max %v %%", r.ClusterCPU, r.NodeCPU, r.NodeCPUMax)
+		}
+		for _, n := range r.Nodes {
+			if n.RingMembers != 3 || n.PID <= 0 {
+				t.Errorf("node %+v", n)
+			}
+			if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(n.PID))); err == nil {
+				t.Errorf("node %s (pid %d) still runs", n.Name, n.PID)
+			}
+		}
+		return r
 	}
+	t.Run("idle", func(t *testing.T) {
+		r := measure(t)
+		if r.Sent["lease"] != 0 || r.Received["lease"] != 0 || r.Requests != 0 {
+			t.Errorf("idle: lease requests per node per second: sent %v, received %v; mix requests %d", r.Sent["lease"], r.Received["lease"], r.Requests)
+		}
+	})
+	t.Run("mix", func(t *testing.T) {
+		r := measure(t, "-rate", "200")
+		if r.Requests < 200 || r.Failed > 0 {
+			t.Errorf("session mix: %d requests in 2s at 200/s, %d failed", r.Requests, r.Failed)
+		}
+		for _, n := range r.Nodes {
+			if n.Sent["lease"] == 0 || n.Received["lease"] == 0 {
+				t.Errorf("node %s serving the mix sent %d and received %d lease requests", n.Name, n.Sent["lease"], n.Received["lease"])
+			}
+		}
+	})
 }
 
 func TestParseStat(t *testing.T) {
@@ -120,7 +137,7 @@ broken{method="x} 1
 }
 
 func TestBadCommandLines(t *testing.T) {
-	for _, args := range [][]string{{"-members", "0"}, {"-members", "3,x"}, {"-measure", "0s"}, {"-settle", "-1s"}, {"-nope"}} {
+	for _, args := range [][]string{{"-members", "0"}, {"-members", "3,x"}, {"-measure", "0s"}, {"-settle", "-1s"}, {"-rate", "-1"}, {"-nope"}} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "usage") {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
