@@ -126,11 +126,11 @@ type report struct {
 	Binary string    `json:"binary"`
 	// Source is the commit the tool built the binary from, "-dirty" when
 	// the work tree had changes; empty when given -binary.
-	Source     string   `json:"source,omitempty"`
-	Version    string   `json:"version"`
-	Profile    string   `json:"profile"`
-	ServeArgs  []string `json:"serve_args"`
-	Settle     string   `json:"settle"`
+	Source    string   `json:"source,omitempty"`
+	Version   string   `json:"version"`
+	Profile   string   `json:"profile"`
+	ServeArgs []string `json:"serve_args"`
+	Settle    string   `json:"settle"`
 	// Rate is the session mix's requests per second in all (0: idle).
 	Rate       int      `json:"rate"`
 	Measure    string   `json:"measure"`
