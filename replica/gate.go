@@ -73,10 +73,11 @@ type admission struct {
 
 	// What the node already did for this request: asked for leases
 	// (reporting how many members could not be reached), asked displaced
-	// owners.
+	// owners, waited for a fence.
 	askedLeases    bool
 	unreachable    int
 	askedDisplaced bool
+	fenced         bool
 }
 
 // verdict is the gate's answer: a refusal, work to do before asking
@@ -293,6 +294,10 @@ func (n *Node) admit(ctx context.Context, a admission) error {
 			n.stats.LeaseMisses.Add(1)
 			a.askedLeases, a.unreachable = true, n.askLeases(ctx, a.tab, v.leases, v.spare)
 		case v.fence > 0:
+			if !a.fenced {
+				n.stats.FenceWaits.Add(1)
+				a.fenced = true
+			}
 			if err := n.waitFence(ctx, a.p, v.fence); err != nil {
 				return err
 			}
@@ -342,8 +347,9 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 
 // waitFence waits out partition p's fence, or until ctx ends.
 func (n *Node) waitFence(ctx context.Context, p int, wait time.Duration) error {
-	n.stats.FenceWaits.Add(1)
-	if !n.sleep(ctx, wait) {
+	// In steps, for the gate to look again: the departed owner may give
+	// its leases back (a graceful leave) and lift the fence early.
+	if !n.sleep(ctx, min(wait, n.cfg.LeaseDuration/20)) {
 		return fmt.Errorf("%w: partition %d is fenced for %v while a departed owner's lease lapses", ErrUnavailable, p, wait)
 	}
 	return nil

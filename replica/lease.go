@@ -25,8 +25,10 @@ import (
 // So a node serves from its copies only under leases: a primary answers,
 // and a buddy answers a read that could not reach the primary, only while
 // it holds live leases from all the other members of its ring but one
-// (leaseQuorum, gate.go). Every node asks every member of its ring for a lease every
-// LeaseDuration/6, and on demand when it lacks them.
+// (leaseQuorum, gate.go). A node asks for the leases it lacks on demand,
+// when a request needs them, and while it serves such requests it renews
+// them all every LeaseDuration/6, until a LeaseDuration after the last:
+// an idle node asks for none.
 // A member grants a lease only to a node in its own ring, and records
 // until when (in its own time, from the moment it grants, which is no
 // earlier than the moment the holder counts from) the holder may rely on

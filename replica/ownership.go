@@ -63,6 +63,9 @@ type partState struct {
 	transfer *transfer
 	// fence: no write to the partition is acknowledged before then.
 	fence time.Duration
+	// fencedBy names the departed owners the fence waits for: their
+	// grants' lapse, or their giving the leases back (release).
+	fencedBy []string
 	// displaced lists previous owners not yet known to have moved to tab.
 	displaced []string
 }
@@ -214,7 +217,16 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 	for p := range next.parts {
 		old := prev.Owners(p)
 		if owns(next.tab.Owners(p), o.self) && (slices.Contains(departed, old.Primary) || slices.Contains(departed, old.Buddy)) {
-			next.parts[p].fence = max(next.parts[p].fence, until)
+			part := &next.parts[p]
+			if part.fence <= now {
+				part.fencedBy = nil
+			}
+			part.fence = max(part.fence, until)
+			for _, x := range []string{old.Primary, old.Buddy} {
+				if slices.Contains(departed, x) && !slices.Contains(part.fencedBy, x) {
+					part.fencedBy = append(slices.Clone(part.fencedBy), x)
+				}
+			}
 			ch.fenced++
 		}
 	}
@@ -523,10 +535,41 @@ func (o *ownership) release(from string, now time.Duration) {
 	if o.granted[from] > now {
 		o.granted[from] = now
 	}
+	o.liftFences(from, now)
 	if from != o.self && o.known[from] {
 		delete(o.known, from)
 		o.edit(func(s *ownState) { s.need = o.quorum() })
 	}
+}
+
+// liftFences shortens the fences that wait for member from, which gave
+// its leases back at now: each such partition now waits only for its
+// other departed owners' grants. Called with mu held.
+func (o *ownership) liftFences(from string, now time.Duration) {
+	s := o.load()
+	lift := false
+	for _, part := range s.parts {
+		if part.fence > now && slices.Contains(part.fencedBy, from) {
+			lift = true
+			break
+		}
+	}
+	if !lift {
+		return
+	}
+	o.edit(func(s *ownState) {
+		for p := range s.parts {
+			part := &s.parts[p]
+			if part.fence <= now || !slices.Contains(part.fencedBy, from) {
+				continue
+			}
+			until := time.Duration(0)
+			for _, x := range part.fencedBy {
+				until = max(until, o.granted[x])
+			}
+			part.fence = min(part.fence, until)
+		}
+	})
 }
 
 // quorum returns the smallest ring the node may serve in: more than half

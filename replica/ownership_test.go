@@ -859,3 +859,46 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 		t.Fatalf("partition %d, owned by b's old run and d, both gone: not reported lost (lost %v)", both, ch.lost)
 	}
 }
+
+// A departed owner that gives its leases back (a graceful leave) lifts
+// the fences that wait for it at once; a partition that also waits for
+// another departed owner's grant keeps waiting for that one.
+func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
+	o := installed(t, "a", whole)
+	for q := range whole.Partitions() {
+		o.finishTransfer(whole, q, o.load().parts[q].transfer)
+	}
+	for _, m := range []string{"b", "c"} {
+		if _, err := o.grant(m, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rest := tableOf(t, 2, "a", "d", "e")
+	if _, err := o.install(rest, 1100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	onlyB := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
+		return now.Primary == "a" && owns(old, "b") && !owns(old, "c")
+	})
+	bothGone := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
+		return now.Primary == "a" && owns(old, "b") && owns(old, "c")
+	})
+	now := 1200 * time.Millisecond
+	for _, p := range []int{onlyB, bothGone} {
+		if o.load().parts[p].fence <= now {
+			t.Fatalf("partition %d not fenced after b and c left", p)
+		}
+	}
+	holdAllLeases(o, rest, now)
+	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence <= 0 || v.err != nil {
+		t.Fatalf("partition %d: %+v before b gave its leases back, want a fence", onlyB, v)
+	}
+	o.release("b", now)
+	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence > 0 || v.err != nil {
+		t.Fatalf("partition %d still fenced for %v after b gave its leases back", onlyB, v.fence)
+	}
+	if v := o.admit(admission{entry: entryWrite, tab: rest, p: bothGone}, now); v.fence <= 0 || v.err != nil {
+		t.Fatalf("partition %d, also held by c whose grant runs on, is no longer fenced", bothGone)
+	}
+}
