@@ -190,6 +190,10 @@ type Stats struct {
 	// ReplicationFailures is how many writes failed because the buddy
 	// refused them or could not be reached; none was acknowledged.
 	ReplicationFailures uint64
+	// BuddyCopiesAdopted is how many times a primary took its buddy's
+	// newer copy of a session: one a write left there whose
+	// acknowledgement was lost (doubt.go).
+	BuddyCopiesAdopted uint64
 	// Forwarded is how many requests this node sent to a primary.
 	Forwarded uint64
 	// BuddyReads is how many reads went to the buddy because the primary
@@ -254,6 +258,7 @@ func statsOf(s *replica.Stats) Stats {
 		Replicated:            s.Replicated.Load(),
 		UnderReplicatedWrites: s.UnderReplicatedWrites.Load(),
 		ReplicationFailures:   s.ReplicationFailures.Load(),
+		BuddyCopiesAdopted:    s.BuddyCopiesAdopted.Load(),
 		Forwarded:             s.Forwarded.Load(),
 		BuddyReads:            s.BuddyReads.Load(),
 		Retries:               s.Retries.Load(),

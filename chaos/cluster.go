@@ -47,12 +47,33 @@ type ClusterConfig struct {
 	// serve's default, a majority of the members they know, as users'
 	// nodes do.
 	MinMembers int
+	// Network is where the nodes run and how links are cut: NetworkLoopback
+	// (the default: every node on 127.0.0.1, cuts injected inside the
+	// processes) or NetworkNetns (every node in a network namespace of its
+	// own, cuts made by nftables rules there; needs root, ip and nft, see
+	// NetnsAvailable).
+	Network string
 	// Logger receives the harness's progress (default: discard).
 	Logger *slog.Logger
 }
 
-// NodeInfo names a node's addresses, all on loopback. They stay the same
-// across restarts.
+// The networks a cluster runs on (ClusterConfig.Network).
+const (
+	NetworkLoopback = "loopback"
+	NetworkNetns    = "netns"
+)
+
+// Ports of a node in its own namespace (NetworkNetns): every node has its
+// own address, so all use the same ports.
+const (
+	netnsHTTPPort    = 7070
+	netnsGossipPort  = 7946
+	netnsPeerPort    = 7947
+	netnsControlPort = 7071
+)
+
+// NodeInfo names a node's addresses: on loopback, or on the node's own
+// address in its namespace. They stay the same across restarts.
 type NodeInfo struct {
 	// Index numbers the node from 0.
 	Index int `json:"index"`
@@ -90,6 +111,8 @@ type Cluster struct {
 	cfg    ClusterConfig
 	log    *slog.Logger
 	client *http.Client
+	net    *netnsNetwork  // nil on loopback
+	ctl    []*http.Client // per node, the fault-control client: in its namespace in netns
 
 	mu     sync.Mutex
 	nodes  []*procNode
@@ -157,15 +180,39 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			return nil, fmt.Errorf("chaos: start cluster: %w", err)
 		}
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-	ports, err := freePorts(4 * cfg.Nodes)
-	if err != nil {
-		return nil, fmt.Errorf("chaos: start cluster: %w", err)
-	}
-	for i := range cfg.Nodes {
-		addr := func(k int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[4*i+k])) }
-		c.nodes = append(c.nodes, &procNode{NodeInfo: NodeInfo{Index: i, Name: fmt.Sprintf("n%d", i+1),
-			HTTP: addr(0), Gossip: addr(1), Peer: addr(2), Control: addr(3)}, state: Stopped})
+	transport := &http.Transport{MaxIdleConnsPerHost: 4}
+	c := &Cluster{cfg: cfg, log: cfg.Logger, client: &http.Client{Transport: transport}}
+	switch cfg.Network {
+	case "", NetworkLoopback:
+		c.cfg.Network = NetworkLoopback
+		ports, err := freePorts(4 * cfg.Nodes)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: start cluster: %w", err)
+		}
+		for i := range cfg.Nodes {
+			addr := func(k int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[4*i+k])) }
+			c.nodes = append(c.nodes, &procNode{NodeInfo: NodeInfo{Index: i, Name: fmt.Sprintf("n%d", i+1),
+				HTTP: addr(0), Gossip: addr(1), Peer: addr(2), Control: addr(3)}, state: Stopped})
+		}
+	case NetworkNetns:
+		nw, err := newNetnsNetwork(ctx, cfg.Nodes)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: start cluster in network namespaces: %w", err)
+		}
+		c.net = nw
+		transport.DialContext = nw.dial
+		for i := range cfg.Nodes {
+			addr := func(port int) string { return net.JoinHostPort(netnsNodeIP(i), strconv.Itoa(port)) }
+			// The fault-control endpoint listens on the node's own
+			// loopback, as tandem serve insists; the harness reaches it
+			// from inside the node's namespace.
+			control := net.JoinHostPort("127.0.0.1", strconv.Itoa(netnsControlPort))
+			c.nodes = append(c.nodes, &procNode{NodeInfo: NodeInfo{Index: i, Name: fmt.Sprintf("n%d", i+1),
+				HTTP: addr(netnsHTTPPort), Gossip: addr(netnsGossipPort), Peer: addr(netnsPeerPort), Control: control}, state: Stopped})
+			c.ctl = append(c.ctl, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DialContext: nw.dialNode(i)}})
+		}
+	default:
+		return nil, fmt.Errorf("chaos: start cluster: unknown network %q (want %s or %s)", cfg.Network, NetworkLoopback, NetworkNetns)
 	}
 	for i := range c.nodes {
 		if err := c.StartNode(ctx, i); err != nil {
@@ -297,6 +344,9 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	}
 	fmt.Fprintf(logf, "\n=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	cmd := exec.Command(c.cfg.Binary, args...)
+	if c.net != nil {
+		cmd = c.net.command(i, c.cfg.Binary, args...) // ip netns exec: the same process, in the node's namespace
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
@@ -409,31 +459,63 @@ func (c *Cluster) setState(i int, s NodeState) {
 	c.nodes[i].state = s
 }
 
-// Cut makes node from's calls to node to fail at once and its gossip to
-// node to be lost, as a network cut does (one way; cut both ways for a
-// partition).
+// Cut cuts node from's traffic to node to, peer calls and gossip, one way
+// (cut both ways for a partition). On loopback the node's calls fail at
+// once and its gossip is lost, inside the process; in network namespaces
+// an nftables rule in to's namespace drops every packet from sends it, so
+// they vanish and connections hang until their timeouts.
 func (c *Cluster) Cut(ctx context.Context, from, to int) error {
+	if c.net != nil {
+		return c.net.drop(ctx, from, to, false)
+	}
 	return c.control(ctx, from, "/cut", url.Values{"addr": {c.nodes[to].Peer}, "gossip": {c.nodes[to].Gossip}})
 }
 
-// CutPeer makes node from's calls to node to fail at once, while its
-// gossip still flows.
+// CutPeer cuts node from's peer calls to node to, while gossip still
+// flows: inside the process on loopback, by an nftables rule in to's
+// namespace dropping from's TCP to its peer port in network namespaces.
 func (c *Cluster) CutPeer(ctx context.Context, from, to int) error {
+	if c.net != nil {
+		return c.net.drop(ctx, from, to, true)
+	}
 	return c.control(ctx, from, "/cut", url.Values{"addr": {c.nodes[to].Peer}})
 }
 
-// SetDelay makes node from's calls to node to wait d first.
+// Network returns where the nodes run: NetworkLoopback or NetworkNetns.
+func (c *Cluster) Network() string { return c.cfg.Network }
+
+// DialContext opens a connection to a node's address as the harness's own
+// clients do: from inside the namespaces' hub in network namespaces.
+func (c *Cluster) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.net != nil {
+		return c.net.dial(ctx, network, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// SetDelay makes node from's calls to node to wait d first. It is
+// injected inside the process, on every network.
 func (c *Cluster) SetDelay(ctx context.Context, from, to int, d time.Duration) error {
 	return c.control(ctx, from, "/delay", url.Values{"addr": {c.nodes[to].Peer}, "ms": {strconv.FormatInt(d.Milliseconds(), 10)}})
 }
 
-// SetDropRate makes node from's calls to node to be lost with probability p.
+// SetDropRate makes node from's calls to node to be lost with probability
+// p. It is injected inside the process, on every network.
 func (c *Cluster) SetDropRate(ctx context.Context, from, to int, p float64) error {
 	return c.control(ctx, from, "/drop", url.Values{"addr": {c.nodes[to].Peer}, "p": {strconv.FormatFloat(p, 'f', -1, 64)}})
 }
 
-// Heal removes every link fault node i injects, peer and gossip.
-func (c *Cluster) Heal(ctx context.Context, i int) error { return c.control(ctx, i, "/heal", nil) }
+// Heal removes every link fault node i injects, peer and gossip: the
+// nftables rules in its namespace, and what its process injects.
+func (c *Cluster) Heal(ctx context.Context, i int) error {
+	if c.net != nil {
+		if err := c.net.heal(ctx, i); err != nil {
+			return fmt.Errorf("chaos: heal %s: %w", c.nodes[i].Name, err)
+		}
+	}
+	return c.control(ctx, i, "/heal", nil)
+}
 
 // SetClock shifts node i's replica clock by offset (zero resets it).
 func (c *Cluster) SetClock(ctx context.Context, i int, offset time.Duration) error {
@@ -453,7 +535,11 @@ func (c *Cluster) control(ctx context.Context, i int, path string, q url.Values)
 	if err != nil {
 		return fmt.Errorf("chaos: control %s %s: %w", n.Name, path, err)
 	}
-	resp, err := c.client.Do(req)
+	client := c.client
+	if c.ctl != nil {
+		client = c.ctl[i]
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("chaos: control %s %s: %w", n.Name, path, err)
 	}
@@ -546,4 +632,10 @@ func (c *Cluster) Close() {
 		<-n.done
 	}
 	c.client.CloseIdleConnections()
+	for _, ctl := range c.ctl {
+		ctl.CloseIdleConnections()
+	}
+	if c.net != nil {
+		c.net.close()
+	}
 }

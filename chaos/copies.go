@@ -33,7 +33,9 @@ const (
 // recorded as indeterminate, which the checker reports. The returned
 // warnings say what got in the way.
 func (w *Workload) ReadCopies(ctx context.Context) []string {
-	pc := peer.NewClient(peer.DefaultClientConfig())
+	pcfg := peer.DefaultClientConfig()
+	pcfg.Dial = w.cfg.Dial // nodes in network namespaces are reached from the hub
+	pc := peer.NewClient(pcfg)
 	defer pc.Close()
 	tab, warnings := w.agreedRing(ctx, pc)
 	if tab == nil {

@@ -25,6 +25,10 @@ type Report struct {
 	Nodes int `json:"nodes"`
 	// FaultKinds are the kinds the schedule drew from.
 	FaultKinds []FaultKind `json:"fault_kinds"`
+	// Network is where the nodes ran: "netns" (each in a network
+	// namespace of its own, links cut by nftables) or "loopback" (cuts
+	// injected inside the processes).
+	Network string `json:"network"`
 	// Started is when the history began; Duration is the attack's
 	// configured length and Elapsed the whole run's, settling included.
 	Started  time.Time     `json:"started"`
@@ -104,7 +108,7 @@ type Bucket struct {
 
 // newReport assembles a report; runWarnings are the run's own warnings.
 func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnings []string, elapsed, maxSkew time.Duration) *Report {
-	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Overlap: cfg.Overlap, Started: h.Start(),
+	r := &Report{Verdict: v.String(), Seed: cfg.Seed, Nodes: cfg.Nodes, FaultKinds: cfg.Faults, Network: cfg.Network, Overlap: cfg.Overlap, Started: h.Start(),
 		Duration: cfg.Duration, Elapsed: elapsed, MaxSkew: maxSkew, Faults: events, FaultsByKind: map[FaultKind]int{},
 		Ops: OpCounts{ByKind: map[OpKind]int{}, ByOutcome: map[Outcome]int{}}, Anomalies: v.Anomalies,
 		Warnings: append(slices.Clone(runWarnings), v.Warnings...), RunWarnings: runWarnings, Dir: cfg.ReportDir}
@@ -164,7 +168,7 @@ func (r *Report) LinearizabilityCounts() (ok, illegal, unknown int) {
 func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", r.Verdict)
-	fmt.Fprintf(&b, "seed %d, %d nodes, attack %v, run %v\n", r.Seed, r.Nodes, r.Duration, r.Elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "seed %d, %d nodes (network %s), attack %v, run %v\n", r.Seed, r.Nodes, r.Network, r.Duration, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "faults: %d (%s)\n", len(r.Faults), countsLine(r.FaultsByKind))
 	if r.Overlap > 0 {
 		over := 0

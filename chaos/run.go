@@ -53,6 +53,10 @@ type Config struct {
 	// Profile is the nodes' -profile (see ClusterConfig.Profile); empty
 	// runs tandem serve's default.
 	Profile string
+	// Network is where the nodes run and how links are cut (see
+	// ClusterConfig.Network): NetworkLoopback (the default) or
+	// NetworkNetns.
+	Network string
 	// Logger receives progress (default: discard).
 	Logger *slog.Logger
 }
@@ -114,13 +118,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	started := time.Now()
 	log.Info("starting cluster", "nodes", cfg.Nodes, "seed", cfg.Seed)
 	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, MinMembers: cfg.MinMembers, Dir: filepath.Join(cfg.ReportDir, "nodes"),
-		LogLevel: cfg.NodeLogLevel, Profile: cfg.Profile, Logger: log})
+		LogLevel: cfg.NodeLogLevel, Profile: cfg.Profile, Network: cfg.Network, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: run: %w", err)
 	}
 	defer c.Close()
 
 	h := NewHistory()
+	cfg.Network = c.Network()
+	if cfg.Workload.Dial == nil {
+		cfg.Workload.Dial = c.DialContext
+	}
 	w := NewWorkload(c.Nodes(), h, cfg.Workload)
 	defer w.Close()
 	sched := NewSchedule(cfg.Seed, ScheduleConfig{Nodes: cfg.Nodes, Kinds: cfg.Faults, MaxSkew: cfg.MaxSkew, Overlap: cfg.Overlap})

@@ -45,6 +45,9 @@ type WorkloadConfig struct {
 	// MaxOps stops each client after that many requests (0: no limit but
 	// time).
 	MaxOps int
+	// Dial opens the clients' connections (default: a plain dial);
+	// Cluster.DialContext reaches nodes in network namespaces.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultOpsPerSession is the default WorkloadConfig.OpsPerSession. With
@@ -103,7 +106,7 @@ type slot struct {
 func NewWorkload(nodes []NodeInfo, h *History, cfg WorkloadConfig) *Workload {
 	cfg = cfg.withDefaults()
 	return &Workload{cfg: cfg, nodes: nodes, h: h, expiring: map[string]time.Duration{}, slots: make([]slot, cfg.Sessions),
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}}}
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true, DialContext: cfg.Dial}}}
 }
 
 // sessionID names generation gen of long-lived session slot i of a seed's

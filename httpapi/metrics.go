@@ -46,6 +46,7 @@ var metricHelp = map[string]string{
 	"tandem_replicated_total":                "Writes stored as buddy.",
 	"tandem_under_replicated_writes_total":   "Writes acknowledged with one copy (no buddy in the ring).",
 	"tandem_replication_failures_total":      "Writes refused because the buddy refused or could not be reached.",
+	"tandem_buddy_copies_adopted_total":      "Times a primary took its buddy's newer copy of a session, left by a write whose acknowledgement was lost.",
 	"tandem_forwarded_total":                 "Requests forwarded to a primary.",
 	"tandem_buddy_reads_total":               "Reads served by the buddy because the primary could not be reached.",
 	"tandem_retries_total":                   "Requests retried while owners changed or were unreachable.",
@@ -147,6 +148,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_replicated_total", s.Replicated)
 	counter("tandem_under_replicated_writes_total", s.UnderReplicatedWrites)
 	counter("tandem_replication_failures_total", s.ReplicationFailures)
+	counter("tandem_buddy_copies_adopted_total", s.BuddyCopiesAdopted)
 	counter("tandem_forwarded_total", s.Forwarded)
 	counter("tandem_buddy_reads_total", s.BuddyReads)
 	counter("tandem_retries_total", s.Retries)

@@ -187,6 +187,7 @@ type Node struct {
 	stats  Stats
 
 	renewals renewals // lease requests in flight, one per member
+	doubts   doubts   // sessions whose last replication went unanswered (doubt.go)
 
 	changed chan struct{} // signalled when the ring changes or transfers are due
 	started time.Time     // origin of the monotonic clock (mono)
@@ -211,7 +212,7 @@ func New(cfg Config) *Node {
 		started: cfg.Clock.Now(),
 	}
 	n.renewals.calls = map[string]chan struct{}{}
-	n.done.Add(5)
+	n.done.Add(6)
 	// The heartbeat: often enough to notice a pause, and the end of a
 	// quarantine, within a tenth of their length.
 	go n.every(min(cfg.PauseThreshold, cfg.PauseQuarantine)/10, n.checkPause)
@@ -219,6 +220,7 @@ func New(cfg Config) *Node {
 	go n.transferLoop()
 	go n.every(cfg.TouchInterval, n.sendTouches)
 	go n.every(cfg.SweepInterval, n.sweep)
+	go n.every(cfg.TouchInterval, n.settleDoubts)
 	return n
 }
 

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -551,5 +552,76 @@ func TestBuddyStillBeingHandedAPartitionNeverAnswersNotFound(t *testing.T) {
 	s, err := reader.Get(testCtx(t), id, true)
 	if err != nil || s.Version != 1 {
 		t.Fatalf("read via the buddy once it reaches the previous owners: %+v %v, want v1", s, err)
+	}
+}
+
+// A write the buddy stored but whose acknowledgement never reached the
+// primary (the buddy's answer was lost on the way back) leaves the session
+// in doubt, the buddy a version ahead. The primary settles the doubt from
+// the buddy's copy: before the session's next write, which builds on the
+// lost write instead of racing it (a retry of that write, by its request
+// id, finds it applied once), and in the background for a session written
+// no more, so the copies converge.
+func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ids := []string{sessionID(11)}
+	primary, buddy := c.ownersOf(ids[0])
+	for i := 12; len(ids) < 2; i++ { // a second session with the same owners
+		if p, b := c.ownersOf(sessionID(i)); p == primary && b == buddy {
+			ids = append(ids, sessionID(i))
+		}
+	}
+	for _, id := range ids {
+		put(t, primary, id, "n", 1)
+	}
+	tab := primary.Table()
+	waitFor(t, 10*time.Second, "every node settled", func() bool { return primary.Pending() == 0 && buddy.Pending() == 0 })
+
+	primary.faults.SetReplyLossRate(buddy.member.Peer, 1)
+	for _, id := range ids {
+		ctx, cancel := within(primary, time.Second)
+		_, err := primary.Do(ctx, &Op{Kind: OpPatch, ID: id, RequestID: "lost-ack-" + id, Set: map[string]msgpack.RawMessage{"n": value(t, 2)}})
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: a write whose replication was not answered was acknowledged", id)
+		}
+	}
+	primary.faults.HealAll()
+	for _, id := range ids {
+		p := tab.Partition(id)
+		if b, pr := buddy.store.get(p, id).Version, primary.store.get(p, id).Version; b != 2 || pr != 1 {
+			t.Fatalf("%s: buddy v%d, primary v%d; want the buddy a version ahead", id, b, pr)
+		}
+	}
+
+	// The first session: another client's write builds on the lost write.
+	id := ids[0]
+	p := tab.Partition(id)
+	if s, err := primary.Do(testCtx(t), &Op{Kind: OpPatch, ID: id, RequestID: "next", Set: map[string]msgpack.RawMessage{"m": value(t, 3)}}); err != nil || s.Version != 3 {
+		t.Fatalf("the next write: %v, %v; want v3", s, err)
+	}
+	retry := &Op{Kind: OpPatch, ID: id, RequestID: "lost-ack-" + id, Set: map[string]msgpack.RawMessage{"n": value(t, 2)}}
+	if _, err := primary.Do(testCtx(t), retry); !errors.Is(err, ErrIndeterminate) || !strings.Contains(err.Error(), "made v2") {
+		t.Fatalf("retry of the write whose acknowledgement was lost: %v; want it found applied as v2", err)
+	}
+	for _, n := range []*testNode{primary, buddy} {
+		got := n.store.get(p, id)
+		if got.Version != 3 || asInt(t, got.Attributes["n"]) != 2 || asInt(t, got.Attributes["m"]) != 3 {
+			t.Fatalf("%s holds v%d %v, want v3 n=2 m=3", n.Name(), got.Version, got.Attributes)
+		}
+	}
+
+	// The second session, written no more: its copies converge in the
+	// background.
+	id = ids[1]
+	p = tab.Partition(id)
+	for end := c.before(5 * primary.cfg.TouchInterval); primary.store.get(p, id).Version != 2; {
+		if !end() {
+			t.Fatalf("the primary still holds v%d of %s, the buddy v2", primary.store.get(p, id).Version, id)
+		}
+		c.sleep(primary.cfg.TouchInterval / 10)
+	}
+	if got := primary.stats.BuddyCopiesAdopted.Load(); got != 2 {
+		t.Fatalf("buddy copies adopted: %d, want 2", got)
 	}
 }

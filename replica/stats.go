@@ -17,6 +17,10 @@ type Stats struct {
 	// ReplicationFailures is how many writes failed because the buddy
 	// refused them or could not be reached; none was acknowledged.
 	ReplicationFailures atomic.Uint64
+	// BuddyCopiesAdopted is how many times a primary took its buddy's
+	// newer copy of a session: one a write left there whose
+	// acknowledgement was lost (doubt.go).
+	BuddyCopiesAdopted atomic.Uint64
 	// Forwarded is how many requests this node sent to a primary.
 	Forwarded atomic.Uint64
 	// BuddyReads is how many reads went to the buddy because the primary

@@ -37,6 +37,51 @@ type replicateRequest struct {
 func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
 	unlock := n.store.lock(op.ID)
 	defer unlock()
+	if n.doubts.has(p, op.ID) {
+		n.settleDoubt(ctx, p, op.ID)
+	}
+	s, err := n.writeOnce(ctx, tab, p, op)
+	if unanswered(err) {
+		n.doubts.add(p, op.ID)
+	}
+	if errors.Is(err, ErrStale) {
+		// The buddy holds a newer copy than this primary: one an earlier
+		// write made whose acknowledgement was lost (the buddy stored it,
+		// its answer never came back, and this node stored nothing). That
+		// write was never acknowledged, so it may take effect now: the
+		// primary adopts the buddy's copy and applies op on top of it (a
+		// retry of that very write, by its request id, finds it applied).
+		// Without this the session would take no write until a ring change.
+		if aerr := n.adoptBuddyCopy(ctx, tab, p, op.ID); aerr != nil {
+			return nil, fmt.Errorf("%w (and the buddy's copy could not be adopted: %v)", err, aerr)
+		}
+		s, err = n.writeOnce(ctx, tab, p, op)
+		if unanswered(err) {
+			n.doubts.add(p, op.ID)
+		}
+	}
+	return s, err
+}
+
+// adoptBuddyCopy fetches partition p's buddy's copy of session id and
+// keeps it if it is newer than this node's. The caller holds id's lock.
+func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
+	buddy := tab.Owners(p).Buddy
+	var reply ReadReply
+	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
+		return fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
+	}
+	if reply.Session != nil && reply.Session.ID == id {
+		if prev := n.store.get(p, id); newer(reply.Session, prev) {
+			n.stats.BuddyCopiesAdopted.Add(1)
+		}
+		n.merge(p, reply.Session)
+	}
+	return nil
+}
+
+// writeOnce is write's one attempt; the caller holds op.ID's lock.
+func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
 	prev := n.store.get(p, op.ID)
 	if a, ok := prev.applied(op.RequestID); ok {
 		if a.Hash != 0 && a.Hash != opHash(op) {

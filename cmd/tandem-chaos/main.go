@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.ReportDir, "report", "", "directory for report.html, report.json, history.json and node logs (default: a new temporary directory)")
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
 	fs.StringVar(&cfg.Profile, "profile", "", "the nodes' -profile: lan or local (default: none given, tandem serve's own, lan)")
+	network := fs.String("network", "auto", "where the nodes run and how links are cut: netns (each node in a network namespace of its own, cuts made by nftables rules; needs root, ip and nft), loopback (cuts injected inside the processes), or auto: netns when it can, else loopback, saying why")
 	quiet := fs.Bool("q", false, "print only the verdict and the summary")
 	recheck := fs.String("check", "", "check the history of the run reported in this directory again, instead of running")
 	fs.DurationVar(&cfg.LinearizabilityTimeout, "lin-timeout", 30*time.Second, "bound on porcupine's search per session; past it the session's linearizability is unknown, and an unknown session fails the run")
@@ -161,6 +162,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitPass
 	}
 	cfg.Binary = loc.Path
+	switch *network {
+	case "auto":
+		cfg.Network = chaos.NetworkNetns
+		if err := chaos.NetnsAvailable(); err != nil {
+			cfg.Network = chaos.NetworkLoopback
+			fmt.Fprintf(stderr, "tandem-chaos: network: loopback, cuts injected inside the processes (no network namespaces: %v)\n", err)
+		}
+	case chaos.NetworkNetns:
+		if err := chaos.NetnsAvailable(); err != nil {
+			fmt.Fprintf(stderr, "tandem-chaos: -network netns: %v\n", err)
+			return exitError
+		}
+		cfg.Network = chaos.NetworkNetns
+	case chaos.NetworkLoopback:
+		cfg.Network = chaos.NetworkLoopback
+	default:
+		fmt.Fprintf(stderr, "tandem-chaos: -network %q: want auto, netns or loopback\n", *network)
+		return exitUsage
+	}
+	if cfg.Network == chaos.NetworkNetns {
+		fmt.Fprintln(stderr, "tandem-chaos: network: netns, each node in a network namespace of its own; cuts are nftables rules there (delays, dropped calls and clock skew stay inside the processes)")
+	}
 	level := slog.LevelInfo
 	if *quiet {
 		level = slog.LevelWarn
@@ -189,9 +212,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 const usageHead = `usage: tandem-chaos [flags]
        tandem-chaos -check DIR
 
-Runs a Tandem cluster of real tandem serve processes on loopback, attacks
-it under load with a seeded fault schedule and checks that nothing
-acknowledged was lost. Exit status: 0 PASS, 1 FAIL, 2 bad command line,
+Runs a Tandem cluster of real tandem serve processes, each in a network
+namespace of its own (as root) or on loopback, attacks it under load with
+a seeded fault schedule and checks that nothing acknowledged was lost. Exit status: 0 PASS, 1 FAIL, 2 bad command line,
 3 the run could not be carried out.
 
 The nodes run a tandem built with the build tag chaos (it has the

@@ -56,6 +56,19 @@ type ClientConfig struct {
 	// Counters count every request the client writes (Counters.Sent).
 	// Nil means ProcessCounters().
 	Counters *Counters
+
+	// Dial, when non-nil, opens the TCP connections (TLS, if set, runs
+	// over them): a harness reaching nodes in other network namespaces
+	// dials from there. Nil means a plain net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// dialFunc is a dial function as a dialer.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// DialContext calls f.
+func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
 }
 
 // DefaultClientConfig returns the default client settings: 1s dial timeout,
@@ -125,10 +138,36 @@ func NewClient(cfg ClientConfig) *Client {
 	if c.counters == nil {
 		c.counters = ProcessCounters()
 	}
-	if cfg.TLS != nil {
+	var tcp interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	} = &net.Dialer{}
+	if cfg.Dial != nil {
+		tcp = dialFunc(cfg.Dial)
+	}
+	switch {
+	case cfg.TLS != nil && cfg.Dial != nil:
+		c.dialer = dialFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := tcp.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := cfg.TLS.Clone()
+			if tc.ServerName == "" {
+				if host, _, err := net.SplitHostPort(addr); err == nil {
+					tc.ServerName = host
+				}
+			}
+			conn := tls.Client(raw, tc)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			return conn, nil
+		})
+	case cfg.TLS != nil:
 		c.dialer = &tls.Dialer{Config: cfg.TLS}
-	} else {
-		c.dialer = &net.Dialer{}
+	default:
+		c.dialer = tcp
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c

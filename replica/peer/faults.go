@@ -26,9 +26,10 @@ type FaultyCaller struct {
 
 // fault is the set of faults injected for one address.
 type fault struct {
-	cut   bool
-	delay time.Duration
-	drop  float64
+	cut       bool
+	delay     time.Duration
+	drop      float64
+	replyLoss float64
 }
 
 var _ Caller = (*FaultyCaller)(nil)
@@ -86,6 +87,15 @@ func (f *FaultyCaller) SetDropRate(addr string, p float64) {
 	f.update(addr, func(ft *fault) { ft.drop = min(max(p, 0), 1) })
 }
 
+// SetReplyLossRate makes each call to addr lose its reply with
+// probability p (clamped to [0, 1]): the call is passed on and carried
+// out, then waits until its ctx ends and fails with ErrUnreachable and
+// ctx.Err(), like a request whose answer vanished on the way back. Zero
+// removes the fault.
+func (f *FaultyCaller) SetReplyLossRate(addr string, p float64) {
+	f.update(addr, func(ft *fault) { ft.replyLoss = min(max(p, 0), 1) })
+}
+
 // update edits addr's faults under the lock, forgetting addr once clear.
 func (f *FaultyCaller) update(addr string, edit func(*fault)) {
 	f.mu.Lock()
@@ -105,6 +115,7 @@ func (f *FaultyCaller) Call(ctx context.Context, addr, method string, args, repl
 	f.mu.Lock()
 	ft := f.faults[addr]
 	dropped := ft.drop > 0 && f.rng.Float64() < ft.drop
+	replyLost := ft.replyLoss > 0 && f.rng.Float64() < ft.replyLoss
 	f.mu.Unlock()
 
 	if ft.cut {
@@ -122,6 +133,13 @@ func (f *FaultyCaller) Call(ctx context.Context, addr, method string, args, repl
 	if dropped {
 		<-ctx.Done()
 		return fmt.Errorf("call %s on %s: %w", method, addr, unreachable(ctx.Err()))
+	}
+	if replyLost {
+		if err := f.inner.Call(ctx, addr, method, args, nil); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return fmt.Errorf("call %s on %s: %w: reply lost by fault injection", method, addr, unreachable(ctx.Err()))
 	}
 	return f.inner.Call(ctx, addr, method, args, reply)
 }

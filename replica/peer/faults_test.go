@@ -196,3 +196,24 @@ func TestFaultyCallerOverClient(t *testing.T) {
 		t.Fatalf("handler error through FaultyCaller: err = %v, want *Error", err)
 	}
 }
+
+// A lost reply: the call is carried out, then fails as unreachable once
+// its context ends, as a call whose answer vanished does.
+func TestFaultyCallerReplyLoss(t *testing.T) {
+	inner := &stubCaller{}
+	f := NewFaultyCaller(inner)
+	f.SetReplyLossRate("a", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := f.Call(ctx, "a", "m", nil, nil)
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call whose reply was lost: %v", err)
+	}
+	if inner.calls.Load() != 1 {
+		t.Fatalf("the call was carried out %d times, want once", inner.calls.Load())
+	}
+	f.SetReplyLossRate("a", 0)
+	if err := f.Call(context.Background(), "a", "m", nil, nil); err != nil || inner.calls.Load() != 2 {
+		t.Fatalf("after the fault is removed: %v, %d calls", err, inner.calls.Load())
+	}
+}

@@ -1,0 +1,107 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/tandem-io/tandem/replica/peer"
+)
+
+// A write whose replication to the buddy ended without an answer (a call
+// that timed out, a connection lost after the request went out) was not
+// acknowledged and not stored here, but the buddy may have stored it: its
+// answer may be what was lost. The session is then in doubt: its copies
+// may differ, the buddy's a version ahead. A primary settles a doubt by
+// reading the buddy's copy and keeping the newer (adoptBuddyCopy): before
+// its next write of that session, so the write builds on the buddy's copy
+// instead of racing it, and every TouchInterval in the background, so a
+// session written no more converges too.
+
+// maxDoubts bounds the sessions a node keeps in doubt; past it a doubt is
+// settled only by the session's next write or by a ring change's
+// reconciliation.
+const maxDoubts = 1 << 16
+
+// doubtKey names a session in doubt.
+type doubtKey struct {
+	p  int
+	id string
+}
+
+// doubts is the set of sessions in doubt.
+type doubts struct {
+	mu  sync.Mutex
+	ids map[doubtKey]struct{}
+}
+
+// add records session id of partition p as in doubt.
+func (d *doubts) add(p int, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ids == nil {
+		d.ids = map[doubtKey]struct{}{}
+	}
+	if len(d.ids) < maxDoubts {
+		d.ids[doubtKey{p, id}] = struct{}{}
+	}
+}
+
+// has reports whether session id of partition p is in doubt.
+func (d *doubts) has(p int, id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.ids[doubtKey{p, id}]
+	return ok
+}
+
+// remove settles a doubt.
+func (d *doubts) remove(p int, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.ids, doubtKey{p, id})
+}
+
+// list returns the sessions in doubt.
+func (d *doubts) list() []doubtKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]doubtKey, 0, len(d.ids))
+	for k := range d.ids {
+		out = append(out, k)
+	}
+	return out
+}
+
+// unanswered reports whether a replication error leaves the write's fate
+// at the buddy unknown: no answer came, as opposed to a refusal.
+func unanswered(err error) bool { return errors.Is(err, peer.ErrUnreachable) }
+
+// settleDoubt reads the buddy's copy of a session in doubt and keeps it if
+// newer, when this node is still its primary; the caller holds the
+// session's lock. A doubt this node can no longer settle (it owns the
+// session no more) is dropped: the new owners reconcile.
+func (n *Node) settleDoubt(ctx context.Context, p int, id string) {
+	tab := n.own.table()
+	if tab == nil || tab.Owners(p).Primary != n.cfg.Name || tab.Owners(p).Buddy == "" {
+		n.doubts.remove(p, id)
+		return
+	}
+	if err := n.adoptBuddyCopy(ctx, tab, p, id); err != nil {
+		n.log.Debug("session in doubt not settled", "session", id, "err", err)
+		return
+	}
+	n.doubts.remove(p, id)
+}
+
+// settleDoubts settles every session in doubt it can; it runs every
+// TouchInterval.
+func (n *Node) settleDoubts() {
+	for _, k := range n.doubts.list() {
+		ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
+		unlock := n.store.lock(k.id)
+		n.settleDoubt(ctx, k.p, k.id)
+		unlock()
+		cancel()
+	}
+}
