@@ -92,9 +92,10 @@ type Client struct {
 	dialer   interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
-	ctx    context.Context // cancelled by Close; parents every dial
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // dial, read and write goroutines
+	unacked func(net.Conn) bool // unacknowledged; tests replace it
+	ctx     context.Context     // cancelled by Close; parents every dial
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // dial, read and write goroutines
 
 	mu      sync.Mutex
 	remotes map[string]*remote
@@ -131,7 +132,7 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.MaxBackoff = def.MaxBackoff
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
-	c := &Client{cfg: cfg, log: cfg.Logger, counters: cfg.Counters, remotes: make(map[string]*remote)}
+	c := &Client{cfg: cfg, log: cfg.Logger, counters: cfg.Counters, remotes: make(map[string]*remote), unacked: unacknowledged}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -350,6 +351,7 @@ type call struct {
 	frame  []byte    // the encoded request
 	res    chan result
 	state  callState // guarded by conn.mu
+	seq    uint64    // the request's place in the connection's writes, from 1; guarded by conn.mu
 }
 
 // conn is one client connection. Callers encode their request into a pooled
@@ -370,6 +372,10 @@ type conn struct {
 	queue   []*call          // requests waiting for the writer
 	aborted bool             // a caller set a past write deadline to abort the write in progress
 	err     error            // why the connection failed; wraps ErrUnreachable
+	// written counts the requests handed to the writer, in order; read
+	// is the largest seq of a request answered. The server reads requests
+	// in order, so every request up to read has reached it.
+	written, read uint64
 }
 
 // newConn wraps a freshly dialled connection.
@@ -438,11 +444,17 @@ func (cn *conn) send(id uint64, cl *call) error {
 // dropped. A request still queued is never sent. A request in the write in
 // progress means that write has stalled for longer than the caller would
 // wait: it is aborted, and the connection fails, since a partly written
-// frame cannot be taken back.
+// frame cannot be taken back. A request written but not known to have
+// reached the server (no request written after it was answered, and the
+// kernel still holds bytes the server's has not acknowledged) may sit in
+// the send queue, to be retransmitted once a cut network heals and
+// carried out long after the caller gave up: the connection is reset,
+// which discards it. The caller has already been told the call's
+// outcome is unknown; what it must never meet is a zombie request.
 func (cn *conn) abandon(id uint64, cl *call) {
 	cn.mu.Lock()
-	defer cn.mu.Unlock()
 	delete(cn.pending, id)
+	reset := false
 	switch cl.state {
 	case callQueued:
 		cl.state = callAbandoned
@@ -451,6 +463,12 @@ func (cn *conn) abandon(id uint64, cl *call) {
 			cn.aborted = true
 			cn.nc.SetWriteDeadline(time.Unix(1, 0))
 		}
+	case callWritten:
+		reset = cl.seq > cn.read && cn.err == nil && cn.client.unacked(cn.nc)
+	}
+	cn.mu.Unlock()
+	if reset {
+		cn.fail(fmt.Errorf("%w: reset: a call was abandoned before its request was known to have arrived", ErrUnreachable))
 	}
 }
 
@@ -459,6 +477,9 @@ func (cn *conn) deliver(id uint64, res result) {
 	cn.mu.Lock()
 	cl, ok := cn.pending[id]
 	delete(cn.pending, id)
+	if ok {
+		cn.read = max(cn.read, cl.seq)
+	}
 	cn.mu.Unlock()
 	if ok {
 		cl.res <- res // buffered, never blocks
@@ -505,6 +526,8 @@ func (cn *conn) writeLoop() {
 				continue
 			}
 			cl.state = callWriting
+			cn.written++
+			cl.seq = cn.written
 			batch[n] = cl
 			n++
 		}
@@ -584,6 +607,16 @@ func (cn *conn) fail(err error) {
 	close(cn.done)
 	cn.mu.Unlock()
 
+	// Reset rather than close: bytes still in the send queue are
+	// discarded, not retransmitted and carried out after the callers
+	// were told their calls failed.
+	raw := cn.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	cn.nc.Close()
 	cn.client.drop(cn)
 	for _, cl := range pending {

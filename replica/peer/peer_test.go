@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -621,4 +622,82 @@ func BenchmarkCallParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
+
+// A call abandoned while its request may still sit unacknowledged in the
+// kernel's send queue resets the connection, so that the request is never
+// retransmitted and carried out after the caller gave up; one the server's
+// kernel has acknowledged leaves the connection be.
+func TestAbandonedCallResetsAConnectionThatMayStillDeliverIt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unacked bool
+		accepts int64
+	}{{"acknowledged", false, 1}, {"unacknowledged", true, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			h := HandlerFunc(func(ctx context.Context, method string, body msgpack.RawMessage) (any, error) {
+				if method == "hang" {
+					<-release
+				}
+				return nil, nil
+			})
+			ts := startServer(t, h, ServerConfig{}, "127.0.0.1:0")
+			t.Cleanup(func() { close(release) }) // before the server's own cleanup, which waits for handlers
+			c := newClient(t, ClientConfig{})
+			c.unacked = func(net.Conn) bool { return tc.unacked }
+			if err := c.Call(callCtx(t), ts.addr, "echo", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if err := c.Call(ctx, ts.addr, "hang", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("hang: %v", err)
+			}
+			if err := c.Call(callCtx(t), ts.addr, "echo", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if n := ts.ln.accepts.Load(); n != tc.accepts {
+				t.Fatalf("server accepted %d connections, want %d", n, tc.accepts)
+			}
+		})
+	}
+}
+
+// unacknowledged sees bytes a server's kernel has not taken: a server
+// that reads nothing stops acknowledging once its buffer is full.
+func TestUnacknowledgedSeesAFullSendQueue(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SIOCOUTQ is Linux's")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	server := <-accepted
+	defer server.Close()
+	if unacknowledged(nc) {
+		t.Fatal("an idle connection reports unacknowledged bytes")
+	}
+	chunk := make([]byte, 64<<10)
+	for end := time.Now().Add(10 * time.Second); !unacknowledged(nc); {
+		if time.Now().After(end) {
+			t.Fatal("the send queue never filled")
+		}
+		nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		nc.Write(chunk) // times out once both buffers are full
+	}
 }
