@@ -259,7 +259,10 @@ func (c *Client) try(ctx context.Context, op *replica.Op) (*replica.Session, err
 			m, _ := tab.Member(name)
 			var reply replica.OpReply
 			// A write may make the primary fetch and replicate before it answers.
-			if err := c.call(ctx, replica.ForwardTimeout(op, c.cfg.CallTimeout), m.Peer, replica.MethodOp, op, &reply); err != nil {
+			wait := replica.ForwardTimeout(op, c.cfg.CallTimeout)
+			sent := *op
+			sent.NotAfter = time.Now().Add(wait).UnixNano() // a late delivery is refused, never applied
+			if err := c.call(ctx, wait, m.Peer, replica.MethodOp, &sent, &reply); err != nil {
 				return nil, fmt.Errorf("%s %s on primary %s: %w", op.Kind, op.ID, name, err)
 			}
 			return reply.Session, nil

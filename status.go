@@ -194,6 +194,10 @@ type Stats struct {
 	// newer copy of a session: one a write left there whose
 	// acknowledgement was lost (doubt.go).
 	BuddyCopiesAdopted uint64
+	// ExpiredInTransit is how many ops sent to this node as primary it
+	// refused because they arrived long after their sender gave up on
+	// them.
+	ExpiredInTransit uint64
 	// Forwarded is how many requests this node sent to a primary.
 	Forwarded uint64
 	// BuddyReads is how many reads went to the buddy because the primary
@@ -259,6 +263,7 @@ func statsOf(s *replica.Stats) Stats {
 		UnderReplicatedWrites: s.UnderReplicatedWrites.Load(),
 		ReplicationFailures:   s.ReplicationFailures.Load(),
 		BuddyCopiesAdopted:    s.BuddyCopiesAdopted.Load(),
+		ExpiredInTransit:      s.ExpiredInTransit.Load(),
 		Forwarded:             s.Forwarded.Load(),
 		BuddyReads:            s.BuddyReads.Load(),
 		Retries:               s.Retries.Load(),

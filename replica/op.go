@@ -65,6 +65,15 @@ type Op struct {
 	// NoTouch makes a get leave the idle deadline where it is.
 	NoTouch bool `msgpack:"nt,omitempty"`
 
+	// NotAfter, set on an op sent to the primary over the peer wire, is
+	// when its sender gives up on it (Unix nanoseconds, the sender's wall
+	// clock). A primary refuses an op that reaches it more than
+	// TransitSkew later, unapplied: its frames were held up by a cut
+	// network and delivered after its sender had answered its client (a
+	// zombie request). Zero sets no bound. It is not part of the request's
+	// content: retries carry their own.
+	NotAfter int64 `msgpack:"na,omitempty"`
+
 	// IfVersion makes a put, patch or delete conditional: it applies only
 	// if the session's current version is IfVersion (ErrConflict
 	// otherwise). Zero means unconditional.
@@ -118,6 +127,9 @@ func (op *Op) Validate() error {
 	}
 	if len(op.RequestID) > 128 {
 		return fmt.Errorf("%w: request id longer than 128 bytes", ErrInvalid)
+	}
+	if op.NotAfter < 0 {
+		return fmt.Errorf("%w: negative deadline", ErrInvalid)
 	}
 	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
 		for name, v := range attrs {

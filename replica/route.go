@@ -82,7 +82,9 @@ func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, er
 			ctx, cancel := n.withTimeout(ctx, ForwardTimeout(op, n.cfg.CallTimeout))
 			defer cancel()
 			n.stats.Forwarded.Add(1)
-			if err := n.callWithin(ctx, tab, primary, methodOp, op, &reply); err != nil {
+			fwd := *op
+			fwd.NotAfter = n.wall().Add(ForwardTimeout(op, n.cfg.CallTimeout)).UnixNano()
+			if err := n.callWithin(ctx, tab, primary, methodOp, &fwd, &reply); err != nil {
 				return nil, fmt.Errorf("forward %s %s to %s: %w", op.Kind, op.ID, primary, err)
 			}
 			return reply.Session, nil
@@ -130,8 +132,28 @@ func (n *Node) serveOp(ctx context.Context, tab *ring.Table, body msgpack.RawMes
 	if err := op.Validate(); err != nil {
 		return nil, err
 	}
+	if late := ArrivedLate(&op, n.wall()); late > 0 {
+		n.stats.ExpiredInTransit.Add(1)
+		return nil, fmt.Errorf("%w: %s of %s arrived %v after its sender gave up on it: refused, not applied", ErrUnavailable, op.Kind, op.ID, late.Round(time.Millisecond))
+	}
 	s, err := n.serveAsPrimary(ctx, tab, tab.Partition(op.ID), &op)
 	return OpReply{Session: s}, err
+}
+
+// TransitSkew is how far apart two nodes' wall clocks may be for
+// Op.NotAfter to hold: an op is refused only once it is this much later
+// than its sender's deadline. Clocks further apart than this let a
+// late op through (as if NotAfter were not set) or refuse a timely one
+// near its deadline, which its sender retries.
+const TransitSkew = 5 * time.Second
+
+// ArrivedLate reports by how much op, arriving at now, is past its
+// sender's deadline plus TransitSkew; zero if it is not, or has none.
+func ArrivedLate(op *Op, now time.Time) time.Duration {
+	if op.NotAfter == 0 {
+		return 0
+	}
+	return max(0, now.Sub(time.Unix(0, op.NotAfter))-TransitSkew)
 }
 
 // call sends one request to the member called name, bounded by CallTimeout.

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Route: the primary answers; a get the primary cannot serve goes to the
@@ -144,4 +146,44 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("%v (ctx %v), want errCutOff before the deadline", err, ctx.Err())
 		}
 	})
+}
+
+// An op that reaches its primary long after its sender gave up on it (its
+// frames held up by a cut network and retransmitted once it healed) is
+// refused and never applied; one within the clocks' allowed skew is
+// served.
+func TestAnOpArrivingAfterItsSenderGaveUpIsRefused(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(21)
+	primary, _ := c.ownersOf(id)
+	put(t, primary, id, "n", 1)
+	tab := primary.Table()
+	send := func(notAfter time.Time) (*Session, error) {
+		op := &Op{Kind: OpPatch, ID: id, RequestID: NewRequestID(), Set: map[string]msgpack.RawMessage{"n": value(t, 2)}, NotAfter: notAfter.UnixNano()}
+		body, err := msgpack.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := primary.serveOp(testCtx(t), tab, body)
+		if err != nil {
+			return nil, err
+		}
+		return reply.(OpReply).Session, nil
+	}
+	now := primary.wall()
+	if _, err := send(now.Add(-TransitSkew - time.Second)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("an op a second past its deadline and the skew allowance: %v, want refused", err)
+	}
+	if got := primary.store.get(tab.Partition(id), id).Version; got != 1 {
+		t.Fatalf("the late op was applied: v%d", got)
+	}
+	if primary.stats.ExpiredInTransit.Load() != 1 {
+		t.Fatalf("expired in transit: %d, want 1", primary.stats.ExpiredInTransit.Load())
+	}
+	if s, err := send(now.Add(-TransitSkew / 2)); err != nil || s.Version != 2 {
+		t.Fatalf("an op within the skew allowance: %v, %v; want applied as v2", s, err)
+	}
+	if late := ArrivedLate(&Op{}, now); late != 0 {
+		t.Fatalf("an op without a deadline arrived %v late", late)
+	}
 }

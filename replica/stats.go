@@ -21,6 +21,10 @@ type Stats struct {
 	// newer copy of a session: one a write left there whose
 	// acknowledgement was lost (doubt.go).
 	BuddyCopiesAdopted atomic.Uint64
+	// ExpiredInTransit is how many ops sent to this node as primary it
+	// refused because they arrived long after their sender gave up on
+	// them (Op.NotAfter).
+	ExpiredInTransit atomic.Uint64
 	// Forwarded is how many requests this node sent to a primary.
 	Forwarded atomic.Uint64
 	// BuddyReads is how many reads went to the buddy because the primary
