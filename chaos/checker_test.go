@@ -205,3 +205,15 @@ func TestCheckerVisualizesNonLinearizableSessions(t *testing.T) {
 		t.Fatalf("visualization not written: %v", err)
 	}
 }
+
+// Padded values keep their unique name in front, which is what the
+// checker reads back; short sizes leave values as they are.
+func TestPaddedValuesKeepTheirName(t *testing.T) {
+	v := padValue("c3-4901", 64<<10)
+	if len(v) != 64<<10 || unpadValue(v) != "c3-4901" {
+		t.Fatalf("padValue: %d bytes, name %q", len(v), unpadValue(v))
+	}
+	if padValue("c3-4901", 4) != "c3-4901" || unpadValue("c3-4901") != "c3-4901" || unpadValue("") != "" {
+		t.Fatal("short or empty values changed")
+	}
+}

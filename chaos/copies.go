@@ -191,6 +191,7 @@ func copyAnswer(op Op, s *replica.Session) Op {
 			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode attribute %q of the copy: %v", name, err)
 			return op
 		}
+		*dst = unpadValue(*dst)
 	}
 	return op
 }

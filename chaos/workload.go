@@ -13,7 +13,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // WorkloadConfig configures the clients of a run.
@@ -48,6 +51,28 @@ type WorkloadConfig struct {
 	// Dial opens the clients' connections (default: a plain dial);
 	// Cluster.DialContext reaches nodes in network namespaces.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ValueSize pads every attribute value a write stores to this many
+	// bytes (0: no padding, values of a few bytes), so that sessions are
+	// large and hand-offs move them in batches. The padding follows the
+	// value's unique name after a "~", and the checker reads the name.
+	ValueSize int
+	// Msgpack is the share of requests (0..1) sent and answered in
+	// msgpack rather than JSON.
+	Msgpack float64
+}
+
+// padValue pads v to size bytes (see WorkloadConfig.ValueSize).
+func padValue(v string, size int) string {
+	if size <= len(v)+1 {
+		return v
+	}
+	return v + "~" + strings.Repeat("x", size-len(v)-1)
+}
+
+// unpadValue returns the unique name of a stored value.
+func unpadValue(v string) string {
+	name, _, _ := strings.Cut(v, "~")
+	return name
 }
 
 // DefaultOpsPerSession is the default WorkloadConfig.OpsPerSession. With
@@ -89,6 +114,8 @@ type Workload struct {
 	nodes  []NodeInfo
 	h      *History
 	client *http.Client
+
+	sent atomic.Uint64 // requests sent, to pick the msgpack share
 
 	mu       sync.Mutex
 	expiring map[string]time.Duration // expiring sessions created (maybe), by id: idle timeout
@@ -256,15 +283,19 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 
 // sessionAnswer is the part of a session answer the workload reads.
 type sessionAnswer struct {
-	Version    uint64         `json:"version"`
-	Attributes map[string]any `json:"attributes"`
+	Version    uint64         `json:"version" msgpack:"version"`
+	Attributes map[string]any `json:"attributes" msgpack:"attributes"`
 }
 
 // do sends op to node i and fills in its times and outcome.
 func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	base := "http://" + w.nodes[i].HTTP + "/v1/sessions/" + op.Session
 	var method, target, body string
+	useMsgpack := w.cfg.Msgpack > 0 && float64(w.sent.Add(1)%100) < w.cfg.Msgpack*100
 	header := http.Header{"Content-Type": {"application/json"}}
+	if useMsgpack {
+		header.Set("Accept", "application/msgpack")
+	}
 	switch op.Kind {
 	case OpGet:
 		method, target = http.MethodGet, base
@@ -277,13 +308,24 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		if op.Kind == OpCreate {
 			idle = op.IdleTimeout.String()
 		}
-		body = fmt.Sprintf(`{"principal":"chaos","attributes":{"put":%q},"idle_timeout":%q,"absolute_timeout":"24h"}`, op.Value, idle)
+		body = fmt.Sprintf(`{"principal":"chaos","attributes":{"put":%q},"idle_timeout":%q,"absolute_timeout":"24h"}`, padValue(op.Value, w.cfg.ValueSize), idle)
+		if useMsgpack {
+			b, _ := msgpack.Marshal(map[string]any{"principal": "chaos", "attributes": map[string]any{"put": padValue(op.Value, w.cfg.ValueSize)},
+				"idle_timeout": idle, "absolute_timeout": "24h"})
+			body = string(b)
+			header.Set("Content-Type", "application/msgpack")
+		}
 		if op.Kind == OpCAS {
 			header.Set("If-Match", fmt.Sprintf(`"%d"`, op.IfVersion))
 		}
 	case OpPatch:
 		method, target = http.MethodPatch, base
-		body = fmt.Sprintf(`{"patch":%q}`, op.Value)
+		body = fmt.Sprintf(`{"patch":%q}`, padValue(op.Value, w.cfg.ValueSize))
+		if useMsgpack {
+			b, _ := msgpack.Marshal(map[string]any{"patch": padValue(op.Value, w.cfg.ValueSize)})
+			body = string(b)
+			header.Set("Content-Type", "application/msgpack")
+		}
 	case OpDelete:
 		method, target = http.MethodDelete, base
 	}
@@ -311,13 +353,20 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		op.Outcome, op.Error = Indeterminate, err.Error()
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated:
 		var s sessionAnswer
-		if err := json.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode answer %q: %v", b, err)
+		var derr error
+		if useMsgpack {
+			derr = msgpack.Unmarshal(b, &s)
+		} else {
+			derr = json.NewDecoder(bytes.NewReader(b)).Decode(&s)
+		}
+		if derr != nil {
+			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode answer %.200q: %v", b, derr)
 			break
 		}
 		op.Outcome, op.Version = OK, s.Version
 		op.Put, _ = s.Attributes["put"].(string)
 		op.Patch, _ = s.Attributes["patch"].(string)
+		op.Put, op.Patch = unpadValue(op.Put), unpadValue(op.Patch)
 	case resp.StatusCode == http.StatusNoContent:
 		op.Outcome = OK
 	case resp.StatusCode == http.StatusNotFound:

@@ -76,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.Overlap, "overlap", 0, "probability (0..1) that a fault starts while the previous one holds or recovers, without waiting for a healthy cluster; above 0 it also adds the kinds "+fmt.Sprint(chaos.OverlapFaults)+" to -faults all (0: one fault at a time, each on a healthy cluster)")
 	fs.IntVar(&cfg.Workload.Clients, "clients", 6, "concurrent clients")
 	fs.IntVar(&cfg.Workload.Sessions, "sessions", 16, "long-lived session slots the clients share (each moves to a fresh session id every -ops-per-session requests)")
+	fs.IntVar(&cfg.Workload.ValueSize, "value-size", 0, "pad every attribute value a write stores to this many bytes, up to 262144 (0: values of a few bytes); large sessions make hand-offs move them in batches")
+	fs.Float64Var(&cfg.Workload.Msgpack, "msgpack", 0, "share (0..1) of requests sent and answered in msgpack rather than JSON")
 	fs.IntVar(&cfg.Workload.OpsPerSession, "ops-per-session", chaos.DefaultOpsPerSession, "requests sent to one long-lived session id before its slot moves to a fresh one, so every session's history stays checkable (-1: never)")
 	fs.StringVar(&cfg.ReportDir, "report", "", "directory for report.html, report.json, history.json and node logs (default: a new temporary directory)")
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tandem-chaos: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	if cfg.Workload.ValueSize < 0 || cfg.Workload.ValueSize > 256<<10 || !(cfg.Workload.Msgpack >= 0 && cfg.Workload.Msgpack <= 1) {
+		fmt.Fprintf(stderr, "tandem-chaos: -value-size %d, -msgpack %v: want 0..262144 bytes and a share between 0 and 1\n", cfg.Workload.ValueSize, cfg.Workload.Msgpack)
 		return exitUsage
 	}
 	if !(cfg.Overlap >= 0 && cfg.Overlap <= 1) {
