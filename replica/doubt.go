@@ -12,11 +12,13 @@ import (
 // that timed out, a connection lost after the request went out) was not
 // acknowledged and not stored here, but the buddy may have stored it: its
 // answer may be what was lost. The session is then in doubt: its copies
-// may differ, the buddy's a version ahead. A primary settles a doubt by
-// reading the buddy's copy and keeping the newer (adoptBuddyCopy): before
-// its next write of that session, so the write builds on the buddy's copy
-// instead of racing it, and every TouchInterval in the background, so a
-// session written no more converges too.
+// may differ, the buddy's a version ahead, and the buddy may already have
+// shown that version to a reader that could not reach this node. A
+// primary settles a doubt by reading the buddy's copy and keeping the
+// newer (adoptBuddyCopy): before its next read or write of that session
+// (a read it cannot settle is refused, never answered from the older
+// copy), and every TouchInterval in the background, so a session used no
+// more converges too.
 
 // maxDoubts bounds the sessions a node keeps in doubt; past it a doubt is
 // settled only by the session's next write or by a ring change's
@@ -73,9 +75,17 @@ func (d *doubts) list() []doubtKey {
 	return out
 }
 
-// unanswered reports whether a replication error leaves the write's fate
-// at the buddy unknown: no answer came, as opposed to a refusal.
-func unanswered(err error) bool { return errors.Is(err, peer.ErrUnreachable) }
+// errAtBuddyOnly marks a write the buddy stored and this node did not
+// (its ring changed before it could).
+var errAtBuddyOnly = errors.New("stored by the buddy only")
+
+// inDoubt reports whether a write error leaves the session in doubt: the
+// buddy may hold, or holds, a version this node does not. Either no
+// answer came from the buddy (as opposed to a refusal), or the buddy
+// stored it and this node could not.
+func inDoubt(err error) bool {
+	return errors.Is(err, peer.ErrUnreachable) || errors.Is(err, errAtBuddyOnly)
+}
 
 // settleDoubt reads the buddy's copy of a session in doubt and keeps it if
 // newer, when this node is still its primary; the caller holds the

@@ -586,13 +586,24 @@ func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
 			t.Fatalf("%s: a write whose replication was not answered was acknowledged", id)
 		}
 	}
-	primary.faults.HealAll()
 	for _, id := range ids {
 		p := tab.Partition(id)
 		if b, pr := buddy.store.get(p, id).Version, primary.store.get(p, id).Version; b != 2 || pr != 1 {
 			t.Fatalf("%s: buddy v%d, primary v%d; want the buddy a version ahead", id, b, pr)
 		}
 	}
+	// The buddy has v2 and may have shown it to a reader that could not
+	// reach the primary: while the primary cannot ask the buddy, it
+	// refuses to read the session rather than answer v1.
+	primary.faults.HealAll()
+	primary.faults.Cut(buddy.member.Peer)
+	rctx, rcancel := within(primary, 2*time.Second)
+	s, err := primary.Get(rctx, ids[1], true)
+	rcancel()
+	if err == nil {
+		t.Fatalf("a read of a session in doubt, its buddy out of reach: v%d, want refused", s.Version)
+	}
+	primary.faults.HealAll()
 
 	// The first session: another client's write builds on the lost write.
 	id := ids[0]

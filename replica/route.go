@@ -119,6 +119,17 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 	if e == entryWrite {
 		return n.write(ctx, tab, p, op)
 	}
+	// Under the session's write lock: a write in flight may already be on
+	// the buddy, which answers readers that cannot reach this node, so a
+	// read here waits for it rather than answer the version before it.
+	unlock := n.store.lock(op.ID)
+	defer unlock()
+	if n.doubts.has(p, op.ID) {
+		n.settleDoubt(ctx, p, op.ID)
+		if n.doubts.has(p, op.ID) {
+			return nil, fmt.Errorf("%w: %s's last write may be on its buddy only, which cannot be reached", ErrUnavailable, op.ID)
+		}
+	}
 	return n.readPrimary(tab, p, op)
 }
 

@@ -41,7 +41,7 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 		n.settleDoubt(ctx, p, op.ID)
 	}
 	s, err := n.writeOnce(ctx, tab, p, op)
-	if unanswered(err) {
+	if inDoubt(err) {
 		n.doubts.add(p, op.ID)
 	}
 	if errors.Is(err, ErrStale) {
@@ -56,7 +56,7 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 			return nil, fmt.Errorf("%w (and the buddy's copy could not be adopted: %v)", err, aerr)
 		}
 		s, err = n.writeOnce(ctx, tab, p, op)
-		if unanswered(err) {
+		if inDoubt(err) {
 			n.doubts.add(p, op.ID)
 		}
 	}
@@ -117,9 +117,9 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		n.stats.UnderReplicatedWrites.Add(1)
 	}
 	if _, _, err := n.store.putUnder(p, next, false, n.ringIs(tab)); err != nil {
-		// Not stored here (the buddy may hold it): the caller retries
+		// Not stored here, but the buddy holds it: the caller retries
 		// with the same request id by the new ring.
-		return nil, fmt.Errorf("write %s v%d: %w", op.ID, next.Version, err)
+		return nil, fmt.Errorf("write %s v%d: %w: %w", op.ID, next.Version, errAtBuddyOnly, err)
 	}
 	n.stats.Writes.Add(1)
 	if next.Deleted {
