@@ -53,7 +53,14 @@ type pullReply struct {
 func (n *Node) SetTable(tab *ring.Table) error {
 	var ch ringChange
 	var err error
-	n.store.exclusive(func() { ch, err = n.own.install(tab, n.mono()) })
+	n.store.exclusive(func() {
+		ch, err = n.own.install(tab, n.mono())
+		// A partition lost with both owners is rebuilt from nothing under
+		// a new generation, before any write by this ring is stored.
+		for _, p := range ch.rebuilt {
+			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
+		}
+	})
 	if err != nil || ch.stale {
 		return err
 	}
@@ -120,6 +127,11 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 	if len(lost) > 0 {
 		n.stats.LostPartitions.Add(uint64(len(lost)))
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
+		if n.own.holdsMajority(tab) {
+			for _, p := range lost {
+				n.store.rebuilt(p, n.clock.now(n.wall()))
+			}
+		}
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup

@@ -133,6 +133,7 @@ type ringChange struct {
 	appeared  []string // members new to the node's ring: ask them to reconcile
 	departed  []string // members that left it
 	lost      []int    // partitions whose owners both left at once
+	rebuilt   []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
 	fenced    int      // partitions fenced until the departed members' leases lapse
 	fenceFor  time.Duration
 	transfers int // partitions to get from other members
@@ -179,6 +180,14 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	if len(ch.lost) > 0 {
 		slices.Sort(ch.lost)
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}
+		if o.majority(tab) {
+			// Rebuilt from nothing by the side that goes on: a new
+			// generation (Session.Gen). A side below a majority (with
+			// AllowMinority) keeps the old one, so that after the heal
+			// the side that kept the sessions is not outranked by one
+			// that started over.
+			ch.rebuilt = ch.lost
+		}
 	}
 	for _, p := range next.parts {
 		if p.transfer != nil {
@@ -570,6 +579,17 @@ func (o *ownership) liftFences(from string, now time.Duration) {
 			part.fence = min(part.fence, until)
 		}
 	})
+}
+
+// majority reports whether tab holds more than half of the members the
+// node knows. Called with mu held.
+func (o *ownership) majority(tab *ring.Table) bool { return 2*len(tab.Members()) > len(o.known) }
+
+// holdsMajority is majority, taking mu.
+func (o *ownership) holdsMajority(tab *ring.Table) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.majority(tab)
 }
 
 // quorum returns the smallest ring the node may serve in: more than half

@@ -43,6 +43,13 @@ type Session struct {
 	// Deleted marks a tombstone: the session was deleted at LastAccess, and
 	// the tombstone keeps its version so that older copies lose to it.
 	Deleted bool `msgpack:"del,omitempty"`
+	// Gen is the generation of the session's partition the copy was
+	// written in. A partition rebuilt from nothing (its owners both gone,
+	// reported lost) gets a new, higher generation, so that copies from
+	// before the loss — an owner frozen past the failure detector comes
+	// back with them — never replace one written after it, whatever
+	// their versions (chaos finding F11). Zero before any loss.
+	Gen uint64 `msgpack:"gn,omitempty"`
 }
 
 // DecodeMsgpack decodes a session as its fields' tags say, then restores
@@ -127,6 +134,8 @@ func (s *Session) live(now time.Time) bool {
 // every node reconciling the same copies keeps the same one.
 func newer(a, b *Session) bool {
 	switch {
+	case b != nil && a.Gen != b.Gen:
+		return a.Gen > b.Gen // a copy from after a loss beats one from before it
 	case b == nil || a.Version != b.Version:
 		return b == nil || a.Version > b.Version
 	case a.Stamp != b.Stamp:

@@ -223,3 +223,78 @@ func TestTheMinoritySideOfACutServesNothing(t *testing.T) {
 		t.Fatalf("the majority's write made v%d, want v2", s.Version)
 	}
 }
+
+// Both owners of a partition gone, one frozen past the failure detector
+// and one crashed: the side that goes on (a majority of the members)
+// rebuilds the partition from nothing, under a new generation, and
+// acknowledges writes to it. When the frozen owner thaws with its older
+// copies, they lose to those writes whatever their versions (chaos
+// finding F11): every node serves what was acknowledged after the loss.
+func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	id := sessionID(31)
+	frozen, crashed := c.ownersOf(id)
+	for v := 1; v <= 3; v++ {
+		put(t, frozen, id, "side", "before")
+	}
+	var rest []*testNode
+	var restNames []string
+	for _, n := range c.list() {
+		if n != frozen && n != crashed {
+			rest = append(rest, n)
+			restNames = append(restNames, n.Name())
+		}
+	}
+	waitFor(t, 10*time.Second, "ready", func() bool { return frozen.Ready() && rest[0].Ready() })
+
+	// The freeze: nothing reaches the frozen owner or comes from it, and
+	// its view stays as it was. The crash: the other owner is gone.
+	for _, n := range rest {
+		n.faults.Cut(frozen.member.Peer)
+		frozen.faults.Cut(n.member.Peer)
+	}
+	c.mu.Lock()
+	delete(c.nodes, crashed.Name())
+	c.mu.Unlock()
+	crashed.stop()
+	views := map[string][]string{}
+	for _, n := range rest {
+		views[n.Name()] = restNames
+	}
+	c.publishTo(views)
+	if s, err := rest[0].Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the lost session read as %v, %v; want not found", s, err)
+	}
+	after := put(t, rest[0], id, "side", "after")
+	if after.Version != 1 {
+		t.Fatalf("the first write after the loss made v%d, want v1", after.Version)
+	}
+
+	// The thaw: the frozen owner is back, with its v3.
+	for _, n := range append(rest, frozen) {
+		n.faults.HealAll()
+	}
+	all := append([]string{frozen.Name()}, restNames...)
+	views = map[string][]string{}
+	for _, name := range all {
+		views[name] = all
+	}
+	c.publishTo(views)
+	waitFor(t, 10*time.Second, "reconciliation", func() bool {
+		pending := frozen.Pending()
+		for _, n := range rest {
+			pending += n.Pending()
+		}
+		return pending == 0
+	})
+	for _, n := range append(rest, frozen) {
+		s, err := n.Get(testCtx(t), id, true)
+		if err != nil {
+			t.Fatalf("get via %s after the thaw: %v", n.Name(), err)
+		}
+		var side string
+		if err := msgpack.Unmarshal(s.Attributes["side"], &side); err != nil || side != "after" {
+			t.Fatalf("via %s after the thaw: v%d %q; want the write acknowledged after the loss", n.Name(), s.Version, side)
+		}
+	}
+}

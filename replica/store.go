@@ -25,6 +25,7 @@ type partition struct {
 	sessions   map[string]*Session
 	principals map[string]map[string]struct{} // principal → ids
 	touched    []touchItem                    // last accesses the primary has yet to send to the buddy
+	gen        uint64                         // the partition's generation: the highest of its copies', or set when it was rebuilt
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
@@ -68,6 +69,29 @@ func (s *store) lock(id string) func() {
 	return m.Unlock
 }
 
+// generation returns partition p's generation (Session.Gen).
+func (s *store) generation(p int) uint64 {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	return part.gen
+}
+
+// rebuiltLocked gives partition p a new generation, gen, higher than any
+// of its copies': it was rebuilt from nothing. The caller holds every
+// partition (exclusive) or p's lock.
+func (s *store) rebuiltLocked(p int, gen uint64) {
+	s.parts[p].gen = max(s.parts[p].gen+1, gen)
+}
+
+// rebuilt is rebuiltLocked, taking p's lock.
+func (s *store) rebuilt(p int, gen uint64) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	s.rebuiltLocked(p, gen)
+}
+
 // get returns the stored copy of id in partition p, tombstones included.
 func (s *store) get(p int, id string) *Session {
 	part := s.parts[p]
@@ -104,6 +128,7 @@ func (s *store) putUnder(p int, sess *Session, ifNewer bool, check func() error)
 		return prev, false, nil
 	}
 	part.setLocked(sess.ID, sess)
+	part.gen = max(part.gen, sess.Gen)
 	return prev, true, nil
 }
 

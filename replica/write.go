@@ -104,6 +104,10 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 	if err != nil {
 		return nil, err
 	}
+	if prev != nil {
+		next.Gen = prev.Gen
+	}
+	next.Gen = max(next.Gen, n.store.generation(p))
 	if buddy := tab.Owners(p).Buddy; buddy != "" {
 		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next}
 		sent := time.Now()
