@@ -258,10 +258,7 @@ func (n *netnsNetwork) dial(ctx context.Context, network, addr string) (net.Conn
 // dialNode returns a dialer that opens connections from inside node i's
 // namespace: to its loopback-only fault-control endpoint.
 func (n *netnsNetwork) dialNode(i int) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	path := "/var/run/netns/" + n.ns(i)
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialIn(path, ctx, network, addr)
-	}
+	return DialIn("/var/run/netns/" + n.ns(i))
 }
 
 // close removes every namespace made. Processes still in them are the
@@ -308,6 +305,19 @@ func run(ctx context.Context, tool string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// DialIn returns a dial function that opens connections from inside the
+// network namespace at nsPath (a file under /var/run/netns): it moves its
+// (locked) OS thread into the namespace, opens the socket there, and moves
+// the thread back. A socket stays in the namespace it was made in, so the
+// connection is the namespace's while the rest of the process stays in its
+// own. A thread that cannot move back stays locked, and Go ends it with its
+// goroutine. Linux only; it needs root.
+func DialIn(nsPath string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialIn(nsPath, ctx, network, addr)
+	}
 }
 
 // dialIn dials from inside the network namespace at nsPath: it moves its

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,15 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/tandem-io/tandem/chaos"
 	"github.com/tandem-io/tandem/cmd/internal/material"
 )
 
@@ -41,7 +38,7 @@ import (
 //
 // Nodes bind to wildcard addresses (0.0.0.0) and advertise 10.77.0.I. The
 // test process itself stays in the host's namespace; its HTTP client opens
-// every connection from inside the hub namespace (hubDialer), so it reaches
+// every connection from inside the hub namespace (chaos.DialIn), so it reaches
 // the nodes as a client on their network would, through the bridge, by the
 // addresses they advertise.
 
@@ -155,7 +152,7 @@ func newNetLab(t *testing.T, nodes int) *netLab {
 	l.sessions, l.admin = tokens[material.ScopeSessions], tokens[material.ScopeAdmin]
 	l.client = secureClient(t, l.dir)
 	tr := l.client.Transport.(*http.Transport)
-	tr.DialContext = hubDialer("/var/run/netns/" + l.hub())
+	tr.DialContext = chaos.DialIn("/var/run/netns/" + l.hub())
 	t.Cleanup(tr.CloseIdleConnections)
 	return l
 }
@@ -182,44 +179,6 @@ func removeStaleLabs(t *testing.T) {
 				t.Logf("removed stale namespace %s of a run that died (pid %d)", name, pid)
 			}
 		}
-	}
-}
-
-// hubDialer dials from inside the network namespace at nsPath: it moves
-// its (locked) OS thread into the namespace, opens the socket there, and
-// moves the thread back. A socket stays in the namespace it was made in,
-// so the connection is the namespace's while the rest of the test process
-// stays in its own. A thread that cannot move back stays locked, and Go
-// ends it with its goroutine.
-func hubDialer(nsPath string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		target, err := os.Open(nsPath)
-		if err != nil {
-			return nil, err
-		}
-		defer target.Close()
-		runtime.LockOSThread()
-		self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer self.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("enter %s: %w", nsPath, err)
-		}
-		// An IP literal is dialled on this goroutine, so on this thread.
-		var d net.Dialer
-		conn, dialErr := d.DialContext(ctx, network, addr)
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			if conn != nil {
-				conn.Close()
-			}
-			return nil, fmt.Errorf("leave %s: %w", nsPath, err)
-		}
-		runtime.UnlockOSThread()
-		return conn, dialErr
 	}
 }
 
