@@ -246,6 +246,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// serving marks n as serving requests that need its leases, so its
+// leases are renewed in the background however far virtual time moves
+// while a test waits for them.
+func serving(n *Node) {
+	n.renewals.markLeaseUse(n.mono(), n.cfg.LeaseDuration/6)
+}
+
 // ctx returns a context bounded for one test operation.
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

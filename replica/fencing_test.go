@@ -210,7 +210,8 @@ func TestOnlyAnAnswerSinceTheRingChangedConfirmsADisplacedOwner(t *testing.T) {
 	}
 	primary, x := c.node(before.Primary), c.node(during.Buddy)
 	put(t, primary, id, "v", 1)
-	waitFor(t, 5*time.Second, "the primary to hold a lease from "+x.Name(), func() bool {
+	waitFor(t, 10*time.Second, "the primary to hold a lease from "+x.Name(), func() bool {
+		serving(primary.Node)
 		return primary.own.onRing(x.Name(), whole, 0)
 	})
 

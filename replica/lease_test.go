@@ -78,7 +78,7 @@ func TestCutOffNodeStopsServingBeforeTheOthersTakeOver(t *testing.T) {
 	for _, id := range []string{asPrimary, asBuddy} {
 		put(t, c.node("node-0"), id, "v", 1)
 	}
-	waitFor(t, 5*time.Second, "leases", func() bool { return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
+	waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -185,7 +185,7 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 		x := c.node("node-2")
 		id := idOwnedBy(t, x, true)
 		put(t, x, id, "v", 1)
-		waitFor(t, 5*time.Second, "leases", func() bool { return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
+		waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
 		others := []string{"node-0", "node-1"}
 		rest := ringOf(t, c, 1000, others...)
 		if drain {
