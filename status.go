@@ -194,6 +194,10 @@ type Stats struct {
 	// newer copy of a session: one a write left there whose
 	// acknowledgement was lost (doubt.go).
 	BuddyCopiesAdopted uint64
+	// DroppedBelowFloor is how many copies this node dropped on learning
+	// that their partition had been rebuilt after a loss: copies from
+	// before it, which the owners that went on had reported gone.
+	DroppedBelowFloor uint64
 	// ExpiredInTransit is how many ops sent to this node as primary it
 	// refused because they arrived long after their sender gave up on
 	// them.
@@ -263,6 +267,7 @@ func statsOf(s *replica.Stats) Stats {
 		UnderReplicatedWrites: s.UnderReplicatedWrites.Load(),
 		ReplicationFailures:   s.ReplicationFailures.Load(),
 		BuddyCopiesAdopted:    s.BuddyCopiesAdopted.Load(),
+		DroppedBelowFloor:     s.DroppedBelowFloor.Load(),
 		ExpiredInTransit:      s.ExpiredInTransit.Load(),
 		Forwarded:             s.Forwarded.Load(),
 		BuddyReads:            s.BuddyReads.Load(),

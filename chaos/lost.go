@@ -2,12 +2,14 @@ package chaos
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +59,7 @@ type LossWatcher struct {
 	reports     []LostReport
 	last        map[string]string // node → its latest report's key
 	lastHealthy time.Duration
+	healthy     []time.Duration // every poll that found the cluster healthy, in order
 	partitions  int
 	metric      map[string]float64 // node → the latest value of its counter
 	metricTotal int                // increments of the counters seen
@@ -135,7 +138,91 @@ func (lw *LossWatcher) Poll(ctx context.Context) {
 	}
 	if healthy {
 		lw.lastHealthy = now
+		lw.healthy = append(lw.healthy, now)
 	}
+}
+
+// ReadLogs adds the losses the nodes' logs (node-N.log in dir) report
+// that polling missed: a node killed or restarted within a poll interval
+// of a loss it found takes its report with it, but its log keeps the
+// line. Such a report is seen at the line's time, and its loss happened
+// after the last poll before it that found the cluster healthy. It
+// returns how many it added.
+func (lw *LossWatcher) ReadLogs(dir string) int {
+	logged := lossesInLogs(dir, lw.h)
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	added := 0
+	for _, r := range logged {
+		if slices.ContainsFunc(lw.reports, func(x LostReport) bool {
+			return x.Node == r.Node && x.Epoch == r.Epoch && slices.Equal(x.Partitions, r.Partitions)
+		}) {
+			continue
+		}
+		i, _ := slices.BinarySearch(lw.healthy, r.Seen)
+		if i > 0 {
+			r.Since = lw.healthy[i-1]
+		}
+		lw.reports = append(lw.reports, r)
+		added++
+	}
+	slices.SortStableFunc(lw.reports, func(a, b LostReport) int { return cmp.Compare(a.Seen, b.Seen) })
+	return added
+}
+
+// lossLine matches a node's log line reporting lost partitions (both
+// owners gone at once, or a hand-off no previous owner answered in time),
+// as tandem serve writes it with log/slog's text handler.
+var lossLine = regexp.MustCompile(`^time=(\S+) level=ERROR msg="(?:` + regexp.QuoteMeta(lossLogLine) + `|` + regexp.QuoteMeta(handoffLossLogLine) + `)[^"]*" node=(\S+) epoch=(\d+) partitions="\[([0-9 ]*)\]"`)
+
+// lossesInLogs returns the losses reported in the node logs in dir, timed
+// on h's clock by the lines' times.
+func lossesInLogs(dir string, h *History) []LostReport {
+	files, _ := filepath.Glob(filepath.Join(dir, "node-*.log"))
+	var out []LostReport
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			if r, ok := parseLossLine(sc.Text(), h); ok {
+				out = append(out, r)
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// parseLossLine reads one loss from a log line, if it reports one.
+func parseLossLine(line string, h *History) (LostReport, bool) {
+	m := lossLine.FindStringSubmatch(line)
+	if m == nil {
+		return LostReport{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		return LostReport{}, false
+	}
+	epoch, err := strconv.ParseUint(m[3], 10, 64)
+	if err != nil {
+		return LostReport{}, false
+	}
+	var parts []int
+	for _, f := range strings.Fields(m[4]) {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return LostReport{}, false
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return LostReport{}, false
+	}
+	return LostReport{Node: m[2], Epoch: epoch, Partitions: parts, Seen: h.Since(at)}, true
 }
 
 // partitionsUnknown reports whether the ring's partition count is still
@@ -241,6 +328,11 @@ func parseCounter(r io.Reader, name string) (float64, error) {
 // lossLogLine is what a node logs, at level error, when it finds
 // partitions with both owners gone.
 const lossLogLine = "both owners of partitions lost at once"
+
+// handoffLossLogLine is what a node logs, at level error, when no
+// previous owner of partitions it took over answered within the hand-off
+// timeout.
+const handoffLossLogLine = "no previous owner of partitions answered within the hand-off timeout"
 
 // countLossLogLines counts the lines reporting lost partitions in the
 // node logs (node-N.log) in dir.

@@ -1,9 +1,13 @@
 package chaos
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // lostHistory is a session that loses everything between 3s and 4s: v2
@@ -123,5 +127,44 @@ func TestParseCounterReadsLabelledSamples(t *testing.T) {
 	v, err := parseCounter(strings.NewReader(text), "tandem_lost_partitions_total")
 	if err != nil || v != 19 {
 		t.Fatalf("parseCounter = %v, %v; want 19", v, err)
+	}
+}
+
+// A node killed right after it found a loss takes its report with it
+// before the watcher's next poll; its log keeps the line, and ReadLogs
+// adds the loss, seen at the line's time and after the last healthy poll
+// before it, once, and only if polling missed it.
+func TestLossesPollingMissedAreReadFromTheLogs(t *testing.T) {
+	dir := t.TempDir()
+	h := NewHistory()
+	at := func(d time.Duration) string { return h.Start().Add(d).UTC().Format(time.RFC3339Nano) }
+	n2 := "=== start serve -name n2\n" +
+		"time=" + at(9*time.Second) + ` level=WARN msg="request failed" method=PUT status=503` + "\n" +
+		"time=" + at(36*time.Second) + ` level=ERROR msg="both owners of partitions lost at once: their sessions are gone" node=n2 epoch=26 partitions="[71 109 122]"` + "\n" +
+		"=== start serve -name n2\n"
+	n3 := "time=" + at(40*time.Second) + ` level=ERROR msg="both owners of partitions lost at once: their sessions are gone" node=n3 epoch=9 partitions="[26 35]"` + "\n" +
+		"time=" + at(50*time.Second) + ` level=ERROR msg="no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone" node=n3 epoch=11 partitions="[7]"` + "\n"
+	for name, text := range map[string]string{"node-2.log": n2, "node-3.log": n3} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lw := NewLossWatcher(nil, h, time.Second)
+	lw.healthy = []time.Duration{5 * time.Second, 30 * time.Second, 45 * time.Second}
+	lw.reports = []LostReport{{Node: "n3", Epoch: 9, Partitions: []int{26, 35}, Seen: 41 * time.Second, Since: 30 * time.Second}}
+
+	if added := lw.ReadLogs(dir); added != 2 {
+		t.Fatalf("added %d reports from the logs, want 2 (n3's epoch 9 was polled): %+v", added, lw.Reports())
+	}
+	if added := lw.ReadLogs(dir); added != 0 {
+		t.Fatalf("reading the logs again added %d", added)
+	}
+	want := []LostReport{
+		{Node: "n2", Epoch: 26, Partitions: []int{71, 109, 122}, Seen: 36 * time.Second, Since: 30 * time.Second},
+		{Node: "n3", Epoch: 9, Partitions: []int{26, 35}, Seen: 41 * time.Second, Since: 30 * time.Second},
+		{Node: "n3", Epoch: 11, Partitions: []int{7}, Seen: 50 * time.Second, Since: 45 * time.Second},
+	}
+	if got := lw.Reports(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reports %+v\nwant    %+v", got, want)
 	}
 }

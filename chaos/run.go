@@ -185,6 +185,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	stopWatch()
 	<-watched
 	losses.Poll(ctx)
+	if added := losses.ReadLogs(c.Dir()); added > 0 {
+		log.Warn("the nodes' logs report losses polling missed (a node went down right after it found them)", "reports", added)
+	}
 	check.Lost, check.Partitions = losses.Reports(), losses.Partitions()
 	if len(check.Lost) > 0 {
 		log.Warn("nodes reported partitions lost with both owners", "reports", len(check.Lost))

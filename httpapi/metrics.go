@@ -47,6 +47,7 @@ var metricHelp = map[string]string{
 	"tandem_under_replicated_writes_total":   "Writes acknowledged with one copy (no buddy in the ring).",
 	"tandem_replication_failures_total":      "Writes refused because the buddy refused or could not be reached.",
 	"tandem_buddy_copies_adopted_total":      "Times a primary took its buddy's newer copy of a session, left by a write whose acknowledgement was lost.",
+	"tandem_dropped_below_floor_total":       "Copies dropped on learning that their partition was rebuilt after a reported loss: copies from before it.",
 	"tandem_expired_in_transit_total":        "Ops refused by their primary because they arrived long after their sender gave up on them.",
 	"tandem_forwarded_total":                 "Requests forwarded to a primary.",
 	"tandem_buddy_reads_total":               "Reads served by the buddy because the primary could not be reached.",
@@ -150,6 +151,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_under_replicated_writes_total", s.UnderReplicatedWrites)
 	counter("tandem_replication_failures_total", s.ReplicationFailures)
 	counter("tandem_buddy_copies_adopted_total", s.BuddyCopiesAdopted)
+	counter("tandem_dropped_below_floor_total", s.DroppedBelowFloor)
 	counter("tandem_expired_in_transit_total", s.ExpiredInTransit)
 	counter("tandem_forwarded_total", s.Forwarded)
 	counter("tandem_buddy_reads_total", s.BuddyReads)

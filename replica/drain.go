@@ -17,6 +17,7 @@ type pushRequest struct {
 	From      string     `msgpack:"f"`
 	Partition int        `msgpack:"p"`
 	Sessions  []*Session `msgpack:"s"`
+	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the leaver (store.raiseFloor)
 }
 
 // methodPush hands a leaving node's copies to an owner.
@@ -29,6 +30,7 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 		return nil, err
 	}
+	n.learnFloor(req.Partition, req.Floor, req.From)
 	for _, s := range req.Sessions {
 		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
 			n.merge(req.Partition, s)
@@ -107,7 +109,7 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 				budget -= size
 				end++
 			}
-			req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end]}
+			req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: n.store.floor(p)}
 			if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
 				return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 			}

@@ -332,6 +332,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
 		held = held || reply.Holds
+		n.learnFloor(p, reply.Floor, src)
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
 		}

@@ -41,6 +41,7 @@ type pullReply struct {
 	More      bool       `msgpack:"m,omitempty"`
 	Holds     bool       `msgpack:"h,omitempty"`
 	OtherRing bool       `msgpack:"or,omitempty"`
+	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the source (store.raiseFloor)
 }
 
 // SetTable makes tab the ring this node serves by. Partitions the node now
@@ -58,7 +59,9 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		// A partition lost with both owners is rebuilt from nothing under
 		// a new generation, before any write by this ring is stored.
 		for _, p := range ch.rebuilt {
-			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
+			// Its copies here, if any, are leftovers of a ring long gone:
+			// dropped.
+			n.store.rebuiltLocked(p, n.clock.now(n.wall()), false)
 		}
 	})
 	if err != nil || ch.stale {
@@ -129,7 +132,9 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
 		if n.own.holdsMajority(tab) {
 			for _, p := range lost {
-				n.store.rebuilt(p, n.clock.now(n.wall()))
+				// What this node fetched or was written since it took the
+				// partition over is the partition now.
+				n.store.rebuilt(p, n.clock.now(n.wall()), true)
 			}
 		}
 	}
@@ -197,6 +202,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		if reply.OtherRing {
 			return false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
+		n.learnFloor(p, reply.Floor, src)
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				n.merge(p, s)
@@ -207,6 +213,20 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		if !reply.More {
 			return reply.Holds, nil
 		}
+	}
+}
+
+// learnFloor raises partition p's generation floor to floor, heard from
+// member from: from rebuilt the partition, or heard of it, so copies
+// from before are gone. Copies this node holds below it are dropped.
+func (n *Node) learnFloor(p int, floor uint64, from string) {
+	if floor == 0 {
+		return
+	}
+	n.clock.observe(floor)
+	if dropped := n.store.raiseFloor(p, floor); dropped > 0 {
+		n.stats.DroppedBelowFloor.Add(uint64(dropped))
+		n.log.Warn("partition was rebuilt after a loss: dropped copies from before it", "partition", p, "from", from, "generation", floor, "sessions", dropped)
 	}
 }
 
@@ -253,7 +273,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	if budget <= 0 || budget > 4<<20 {
 		budget = 4 << 20
 	}
-	reply := pullReply{Holds: n.holds(req.Partition)}
+	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition)}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {

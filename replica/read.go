@@ -56,6 +56,9 @@ type ReadReply struct {
 	Session   *Session `msgpack:"s"`
 	Holds     bool     `msgpack:"h,omitempty"`
 	OtherRing bool     `msgpack:"or,omitempty"`
+	// Floor, in a raw read, is the partition's generation floor at the
+	// answering node (store.raiseFloor).
+	Floor uint64 `msgpack:"fl,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -129,7 +132,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			}
 			return nil, err
 		}
-		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition)}, nil
+		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition)}, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 	if errors.Is(err, ErrNotFound) {

@@ -237,6 +237,18 @@ func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
 	for v := 1; v <= 3; v++ {
 		put(t, frozen, id, "side", "before")
 	}
+	// A session of the same partition that nobody writes after the loss:
+	// the loss took it, and it must not come back with the frozen owner.
+	part := frozen.Table().Partition(id)
+	untouched := ""
+	for i := 32; untouched == ""; i++ {
+		if frozen.Table().Partition(sessionID(i)) == part {
+			untouched = sessionID(i)
+		}
+	}
+	for v := 1; v <= 5; v++ {
+		put(t, frozen, untouched, "side", "before")
+	}
 	var rest []*testNode
 	var restNames []string
 	for _, n := range c.list() {
@@ -296,5 +308,14 @@ func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
 		if err := msgpack.Unmarshal(s.Attributes["side"], &side); err != nil || side != "after" {
 			t.Fatalf("via %s after the thaw: v%d %q; want the write acknowledged after the loss", n.Name(), s.Version, side)
 		}
+		if s, err := n.Get(testCtx(t), untouched, true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("via %s after the thaw, the session lost with the partition and not written since reads %+v, %v; want not found", n.Name(), s, err)
+		}
+	}
+	if s := frozen.store.get(part, untouched); s != nil {
+		t.Fatalf("the frozen owner still holds v%d of generation %d of %s, below the partition's floor %d", s.Version, s.Gen, untouched, frozen.store.floor(part))
+	}
+	if frozen.stats.DroppedBelowFloor.Load() == 0 {
+		t.Fatal("the frozen owner dropped no copy from before the loss")
 	}
 }

@@ -21,6 +21,10 @@ type Stats struct {
 	// newer copy of a session: one a write left there whose
 	// acknowledgement was lost (doubt.go).
 	BuddyCopiesAdopted atomic.Uint64
+	// DroppedBelowFloor is how many copies this node dropped on learning
+	// that their partition had been rebuilt after a loss: copies from
+	// before it, which the owners that went on had reported gone.
+	DroppedBelowFloor atomic.Uint64
 	// ExpiredInTransit is how many ops sent to this node as primary it
 	// refused because they arrived long after their sender gave up on
 	// them (Op.NotAfter).

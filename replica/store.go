@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ type partition struct {
 	principals map[string]map[string]struct{} // principal → ids
 	touched    []touchItem                    // last accesses the primary has yet to send to the buddy
 	gen        uint64                         // the partition's generation: the highest of its copies', or set when it was rebuilt
+	floor      uint64                         // copies of a lower generation are gone: the generation it was last rebuilt at, here or where this node heard of it
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
@@ -77,19 +79,76 @@ func (s *store) generation(p int) uint64 {
 	return part.gen
 }
 
-// rebuiltLocked gives partition p a new generation, gen, higher than any
-// of its copies': it was rebuilt from nothing. The caller holds every
-// partition (exclusive) or p's lock.
-func (s *store) rebuiltLocked(p int, gen uint64) {
-	s.parts[p].gen = max(s.parts[p].gen+1, gen)
+// rebuiltLocked gives partition p a new generation, at least gen and
+// higher than any of its copies', and makes it the partition's floor: the
+// partition was rebuilt from nothing, and copies from before (an owner
+// frozen past the failure detector comes back with them) are gone for
+// good. With keep, the copies this node holds are the partition's content
+// from now on and move to the new generation; without, they are dropped.
+// It returns the new generation. The caller holds every partition
+// (exclusive) or p's lock.
+func (s *store) rebuiltLocked(p int, gen uint64, keep bool) uint64 {
+	part := s.parts[p]
+	gen = max(part.gen+1, part.floor+1, gen)
+	if keep {
+		for id, sess := range part.sessions {
+			c := *sess
+			c.Gen = gen
+			part.sessions[id] = &c
+		}
+	}
+	part.raiseFloorLocked(gen)
+	return gen
 }
 
 // rebuilt is rebuiltLocked, taking p's lock.
-func (s *store) rebuilt(p int, gen uint64) {
+func (s *store) rebuilt(p int, gen uint64, keep bool) uint64 {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
-	s.rebuiltLocked(p, gen)
+	return s.rebuiltLocked(p, gen, keep)
+}
+
+// floor returns partition p's generation floor: copies of a lower
+// generation are refused.
+func (s *store) floor(p int) uint64 {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	return part.floor
+}
+
+// raiseFloor raises partition p's generation floor to floor, learned from
+// an owner that rebuilt the partition (or heard of it), dropping the
+// copies below it. It returns how many it dropped.
+func (s *store) raiseFloor(p int, floor uint64) int {
+	part := s.parts[p]
+	part.mu.RLock()
+	below := floor > part.floor
+	part.mu.RUnlock()
+	if !below {
+		return 0
+	}
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	return part.raiseFloorLocked(floor)
+}
+
+// raiseFloorLocked is raiseFloor; the caller holds part.mu.
+func (part *partition) raiseFloorLocked(floor uint64) int {
+	if floor <= part.floor {
+		return 0
+	}
+	part.floor = floor
+	part.gen = max(part.gen, floor)
+	dropped := 0
+	for id, sess := range part.sessions {
+		if sess.Gen < floor {
+			part.setLocked(id, nil)
+			dropped++
+		}
+	}
+	return dropped
 }
 
 // get returns the stored copy of id in partition p, tombstones included.
@@ -124,6 +183,10 @@ func (s *store) putUnder(p int, sess *Session, ifNewer bool, check func() error)
 		}
 	}
 	prev = part.sessions[sess.ID]
+	if sess.Gen < part.floor {
+		// From before the partition was rebuilt: gone for good.
+		return prev, false, fmt.Errorf("%w: %s v%d is of generation %d, below partition %d's floor %d", errBelowFloor, sess.ID, sess.Version, sess.Gen, p, part.floor)
+	}
 	if ifNewer && !newer(sess, prev) {
 		return prev, false, nil
 	}
@@ -131,6 +194,11 @@ func (s *store) putUnder(p int, sess *Session, ifNewer bool, check func() error)
 	part.gen = max(part.gen, sess.Gen)
 	return prev, true, nil
 }
+
+// errBelowFloor refuses a copy of a generation below its partition's
+// floor. It is ErrStale to a primary replicating such a copy: it adopts
+// the buddy's floor and copy, and applies the write again on top.
+var errBelowFloor = fmt.Errorf("%w: copy from before its partition was rebuilt", ErrStale)
 
 // exclusive runs f while holding every partition, so that no store
 // happens while it runs.

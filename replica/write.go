@@ -29,6 +29,10 @@ type replicateRequest struct {
 	Epoch     uint64   `msgpack:"e"`
 	Partition int      `msgpack:"p"`
 	Session   *Session `msgpack:"s"`
+	// Floor is the partition's generation floor at the primary: the
+	// buddy raises its own to it, dropping copies from before the
+	// partition was rebuilt (store.raiseFloor).
+	Floor uint64 `msgpack:"fl,omitempty"`
 }
 
 // write applies a write op as the session's primary (the gate has
@@ -71,6 +75,7 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
 		return fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
 	}
+	n.learnFloor(p, reply.Floor, buddy)
 	if reply.Session != nil && reply.Session.ID == id {
 		if prev := n.store.get(p, id); newer(reply.Session, prev) {
 			n.stats.BuddyCopiesAdopted.Add(1)
@@ -109,7 +114,7 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 	}
 	next.Gen = max(next.Gen, n.store.generation(p))
 	if buddy := tab.Owners(p).Buddy; buddy != "" {
-		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next}
+		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next, Floor: n.store.floor(p)}
 		sent := time.Now()
 		err := n.call(ctx, tab, buddy, methodReplicate, req, nil)
 		n.stats.ReplicationLatency.Observe(time.Since(sent))
@@ -167,6 +172,7 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 		return err
 	}
 	n.clock.observe(req.Session.Stamp)
+	n.learnFloor(req.Partition, req.Floor, req.From)
 	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.ringIs(tab))
 	if err != nil {
 		return err
