@@ -5,10 +5,9 @@ import (
 	"testing"
 )
 
-// The generation floor, without I/O: a rebuild drops (or, with keep,
-// re-stamps) the copies held; a copy below the floor is refused however
-// high its version; raising the floor drops what is below it and never
-// lowers it.
+// The generation floor, without I/O: a rebuild drops the copies held; a
+// copy below the floor is refused however high its version; raising the
+// floor drops what is below it and never lowers it.
 func TestGenerationFloor(t *testing.T) {
 	s := newStore(4)
 	const p = 1
@@ -17,7 +16,7 @@ func TestGenerationFloor(t *testing.T) {
 	s.putIfNewer(p, old)
 	s.putIfNewer(p, other)
 
-	gen := s.rebuilt(p, 100, false)
+	gen := s.rebuilt(p, 100)
 	if gen != 100 || s.floor(p) != 100 || s.generation(p) != 100 {
 		t.Fatalf("rebuilt at %d: floor %d, generation %d; want 100", gen, s.floor(p), s.generation(p))
 	}
@@ -31,21 +30,25 @@ func TestGenerationFloor(t *testing.T) {
 		t.Fatal("v1 of the new generation refused")
 	}
 
-	// A rebuild that keeps what the node holds moves it to the new
-	// generation; a floor learned from another owner drops what is below.
-	gen = s.rebuilt(p, 50, true)
-	if gen != 101 {
-		t.Fatalf("a second rebuild asked for 50 got generation %d; want above the first (101)", gen)
+	// A second rebuild is above the first whatever the clock says; a
+	// floor learned from another owner drops what is below it.
+	gen = s.rebuilt(p, 50)
+	if gen != 101 || s.get(p, "a") != nil {
+		t.Fatalf("a second rebuild asked for 50 got generation %d and kept %v; want 101 and nothing", gen, s.get(p, "a"))
 	}
-	if a := s.get(p, "a"); a == nil || a.Gen != 101 || a.Version != 1 {
-		t.Fatalf("kept copy %+v; want v1 at generation 101", a)
-	}
+	s.putIfNewer(p, &Session{ID: "a", Version: 2, Gen: 101})
 	s.putIfNewer(p, &Session{ID: "c", Version: 3, Gen: 150})
 	if dropped := s.raiseFloor(p, 150); dropped != 1 || s.get(p, "a") != nil || s.get(p, "c") == nil {
 		t.Fatalf("raising the floor to 150 dropped %d; a %v, c %v", dropped, s.get(p, "a"), s.get(p, "c"))
 	}
 	if dropped := s.raiseFloor(p, 120); dropped != 0 || s.floor(p) != 150 {
 		t.Fatalf("a lower floor dropped %d and left the floor at %d", dropped, s.floor(p))
+	}
+	// A hand-off given up for time makes a new generation and no floor:
+	// the copies held stay.
+	s.newGeneration(p, 0)
+	if s.generation(p) != 151 || s.floor(p) != 150 || s.get(p, "c") == nil {
+		t.Fatalf("a new generation: %d, floor %d, c %v; want 151, 150, c kept", s.generation(p), s.floor(p), s.get(p, "c"))
 	}
 	if s.floor(0) != 0 || s.floor(2) != 0 {
 		t.Fatal("other partitions' floors moved")
@@ -65,7 +68,7 @@ func TestAPrimaryLearnsTheBuddysFloor(t *testing.T) {
 		put(t, primary, id, "v", "before")
 	}
 	p := primary.Table().Partition(id)
-	floor := buddy.store.rebuilt(p, primary.store.generation(p)+1000, false)
+	floor := buddy.store.rebuilt(p, primary.store.generation(p)+1000)
 
 	s := put(t, primary, id, "v", "after")
 	if s.Version != 1 || s.Gen != floor {

@@ -59,9 +59,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		// A partition lost with both owners is rebuilt from nothing under
 		// a new generation, before any write by this ring is stored.
 		for _, p := range ch.rebuilt {
-			// Its copies here, if any, are leftovers of a ring long gone:
-			// dropped.
-			n.store.rebuiltLocked(p, n.clock.now(n.wall()), false)
+			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
 		}
 	})
 	if err != nil || ch.stale {
@@ -132,9 +130,11 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
 		if n.own.holdsMajority(tab) {
 			for _, p := range lost {
-				// What this node fetched or was written since it took the
-				// partition over is the partition now.
-				n.store.rebuilt(p, n.clock.now(n.wall()), true)
+				// A new generation, so that writes from now on win over
+				// the old copies of an owner that comes back; no floor:
+				// what it fetched or was written since it took the
+				// partition over stays, and so does its buddy's copy of it.
+				n.store.newGeneration(p, n.clock.now(n.wall()))
 			}
 		}
 	}
@@ -166,10 +166,12 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 			err = e
 			refused = refused || errors.Is(e, errOtherRing)
 		}
-		held = held || holds
+		// A hand-off is complete once a member it takes the partition
+		// from holds it; a reappeared member's copies only reconcile.
+		held = held || holds && slices.Contains(j.owners, src)
 	}
 	if err == nil && !held && j.handoff {
-		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
+		err = fmt.Errorf("none of %v holds partition %d yet", j.owners, j.p)
 	}
 	switch {
 	case err == nil:

@@ -73,8 +73,15 @@ type partState struct {
 // transfer is a partition this node owns whose copies it must first get
 // from other members. Never changed once published.
 type transfer struct {
-	sources []string      // previous owners and reappeared members still in the ring
-	since   time.Duration // when it began, or a source last answered
+	sources []string // previous owners and reappeared members still in the ring
+	// owners are the sources a hand-off takes the partition from: its
+	// previous owners (every member, for a node that distrusts its
+	// copies). A reappeared member is a source to reconcile with, not
+	// one to take the partition from: it may hold an old copy of every
+	// session (frozen past the failure detector), so a hand-off whose
+	// owners have all left is a loss however many such members remain.
+	owners []string
+	since  time.Duration // when it began, or a source last answered
 	// reconcile marks a partition the node already held and merges with
 	// members that reappeared: it does not make the node unready, and
 	// reads from the buddy need not wait for it.
@@ -185,8 +192,15 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 			// generation (Session.Gen). A side below a majority (with
 			// AllowMinority) keeps the old one, so that after the heal
 			// the side that kept the sessions is not outranked by one
-			// that started over.
-			ch.rebuilt = ch.lost
+			// that started over. Only the new owners rebuild: a floor
+			// another member made up on its own could be above theirs
+			// and would drop their writes wherever it spread; theirs
+			// spreads with the partition (replicate, pull).
+			for _, p := range ch.lost {
+				if owns(tab.Owners(p), o.self) {
+					ch.rebuilt = append(ch.rebuilt, p)
+				}
+			}
 		}
 	}
 	for _, p := range next.parts {
@@ -287,6 +301,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return !stays(x) }) {
 			u := *t
 			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
+			u.owners = slices.DeleteFunc(slices.Clone(t.owners), func(x string) bool { return !stays(x) })
 			t = &u
 		}
 		if prev != nil {
@@ -294,9 +309,9 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 				ch.lost = append(ch.lost, p)
 			}
 		}
-		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
-			// Still waiting for a hand-off, and every node that held the
-			// partition has left: its sessions are gone.
+		if t != nil && !t.reconcile && len(t.owners) == 0 && !slices.Contains(ch.lost, p) {
+			// Still waiting for a hand-off, and every node it was to
+			// take the partition from has left: its sessions are gone.
 			ch.lost = append(ch.lost, p)
 			t = nil
 		}
@@ -307,7 +322,8 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
 			old := before.Owners(p)
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
+			owners := sourcesIn(tab, o.self, from...)
+			t = &transfer{since: now, sources: owners, owners: owners, gates: prev == nil}
 		}
 		if len(appeared) > 0 {
 			u := transfer{since: now, reconcile: true}
@@ -382,10 +398,13 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if cur := s.parts[p].transfer; cur != nil {
 				t = *cur
 			}
-			if distrust {
-				t.reconcile, t.gates = false, true
-			}
 			t.sources = sourcesIn(tab, o.self, append(slices.Clone(t.sources), sources...)...)
+			if distrust {
+				// Its own copies may be stale: any member that holds the
+				// partition is a source to take it from.
+				t.reconcile, t.gates = false, true
+				t.owners = t.sources
+			}
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
 			}
@@ -398,7 +417,8 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 type transferJob struct {
 	p       int
 	sources []string
-	handoff bool // a hand-off (not a reconciliation): sources must be on the node's ring
+	handoff bool     // a hand-off (not a reconciliation): sources must be on the node's ring
+	owners  []string // of sources, those a hand-off takes the partition from (transfer.owners)
 	// transfer is the transfer the job is for: only a pull for it ends it,
 	// not one begun before the partition was marked again (a distrust).
 	transfer *transfer
@@ -439,7 +459,7 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 					lost = append(lost, p)
 				}
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, transfer: t})
+				jobs = append(jobs, transferJob{p: p, sources: sources, owners: t.owners, handoff: !t.reconcile, transfer: t})
 			}
 		}
 	})

@@ -83,30 +83,31 @@ func (s *store) generation(p int) uint64 {
 // higher than any of its copies', and makes it the partition's floor: the
 // partition was rebuilt from nothing, and copies from before (an owner
 // frozen past the failure detector comes back with them) are gone for
-// good. With keep, the copies this node holds are the partition's content
-// from now on and move to the new generation; without, they are dropped.
-// It returns the new generation. The caller holds every partition
-// (exclusive) or p's lock.
-func (s *store) rebuiltLocked(p int, gen uint64, keep bool) uint64 {
+// good, those this node holds included. It returns the new generation.
+// The caller holds every partition (exclusive) or p's lock.
+func (s *store) rebuiltLocked(p int, gen uint64) uint64 {
 	part := s.parts[p]
 	gen = max(part.gen+1, part.floor+1, gen)
-	if keep {
-		for id, sess := range part.sessions {
-			c := *sess
-			c.Gen = gen
-			part.sessions[id] = &c
-		}
-	}
 	part.raiseFloorLocked(gen)
 	return gen
 }
 
 // rebuilt is rebuiltLocked, taking p's lock.
-func (s *store) rebuilt(p int, gen uint64, keep bool) uint64 {
+func (s *store) rebuilt(p int, gen uint64) uint64 {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
-	return s.rebuiltLocked(p, gen, keep)
+	return s.rebuiltLocked(p, gen)
+}
+
+// newGeneration raises partition p's generation to at least gen, above
+// any of its copies', without a floor: copies written from now on win
+// over older ones whatever their versions, and the copies held stay.
+func (s *store) newGeneration(p int, gen uint64) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	part.gen = max(part.gen+1, gen)
 }
 
 // floor returns partition p's generation floor: copies of a lower
