@@ -38,10 +38,10 @@ func TestGenerationFloor(t *testing.T) {
 	}
 	s.putIfNewer(p, &Session{ID: "a", Version: 2, Gen: 101})
 	s.putIfNewer(p, &Session{ID: "c", Version: 3, Gen: 150})
-	if dropped := s.raiseFloor(p, 150); dropped != 1 || s.get(p, "a") != nil || s.get(p, "c") == nil {
+	if raised, dropped := s.raiseFloor(p, 150); !raised || dropped != 1 || s.get(p, "a") != nil || s.get(p, "c") == nil {
 		t.Fatalf("raising the floor to 150 dropped %d; a %v, c %v", dropped, s.get(p, "a"), s.get(p, "c"))
 	}
-	if dropped := s.raiseFloor(p, 120); dropped != 0 || s.floor(p) != 150 {
+	if raised, dropped := s.raiseFloor(p, 120); raised || dropped != 0 || s.floor(p) != 150 {
 		t.Fatalf("a lower floor dropped %d and left the floor at %d", dropped, s.floor(p))
 	}
 	// A hand-off given up for time makes a new generation and no floor:

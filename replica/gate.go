@@ -95,8 +95,9 @@ type verdict struct {
 
 // fetchPlan says where to fetch a session from before serving it.
 type fetchPlan struct {
-	sources []string
-	ring    uint64 // the fingerprint to send (a hand-off), or zero
+	sources  []string
+	ring     uint64 // the fingerprint to send (a hand-off), or zero
+	distrust bool   // the node was declared dead (transfer.distrust): it takes copies from sources that were too
 }
 
 // errFenced marks a replica refused while its partition is fenced.
@@ -267,6 +268,7 @@ func fetchFirst(t *transfer, tab *ring.Table, e entry) *fetchPlan {
 	if !t.reconcile {
 		// A previous owner answers only once it has left its old ring.
 		plan.ring = tab.Fingerprint()
+		plan.distrust = t.distrust
 	}
 	return plan
 }
@@ -331,8 +333,11 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		if reply.OtherRing {
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
-		held = held || reply.Holds
 		n.learnFloor(p, reply.Floor, src)
+		if reply.Distrusts && plan.ring != 0 && !plan.distrust {
+			continue // a declared-dead source's copy is no new owner's to build on (pull)
+		}
+		held = held || reply.Holds
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
 		}

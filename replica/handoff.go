@@ -42,6 +42,8 @@ type pullReply struct {
 	Holds     bool       `msgpack:"h,omitempty"`
 	OtherRing bool       `msgpack:"or,omitempty"`
 	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the source (store.raiseFloor)
+	Settled   bool       `msgpack:"st,omitempty"` // the source owns the partition and takes it from no one (ownState.settled)
+	Distrusts bool       `msgpack:"dt,omitempty"` // the source was declared dead and has not caught up (transfer.distrust)
 }
 
 // SetTable makes tab the ring this node serves by. Partitions the node now
@@ -121,7 +123,7 @@ func (n *Node) transferLoop() {
 // pullDue pulls every partition still to be handed over or reconciled
 // from its sources, a few partitions at a time.
 func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
-	jobs, gaveUp, lost := n.own.dueTransfers(tab, n.mono())
+	jobs, gaveUp, lost, rebuild := n.own.dueTransfers(tab, n.mono())
 	for _, g := range gaveUp {
 		n.log.Warn("hand-off given up", "why", g)
 	}
@@ -130,10 +132,17 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
 		if n.own.holdsMajority(tab) {
 			for _, p := range lost {
-				// A new generation, so that writes from now on win over
-				// the old copies of an owner that comes back; no floor:
-				// what it fetched or was written since it took the
-				// partition over stays, and so does its buddy's copy of it.
+				if slices.Contains(rebuild, p) {
+					// Every owner answered and none held it: rebuilt
+					// from nothing, under a floor.
+					n.store.rebuilt(p, n.clock.now(n.wall()))
+					continue
+				}
+				// An owner did not answer: a new generation, so that
+				// writes from now on win over the old copies of an owner
+				// that comes back; no floor: what it fetched or was
+				// written since it took the partition over stays, and so
+				// does its buddy's copy of it.
 				n.store.newGeneration(p, n.clock.now(n.wall()))
 			}
 		}
@@ -160,18 +169,27 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err error
 	held, refused := false, false
+	answered := 0
 	for _, src := range j.sources {
-		holds, e := n.pull(ctx, tab, j.p, src, j.handoff)
+		holds, settled, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
 			err = e
 			refused = refused || errors.Is(e, errOtherRing)
+			continue
+		}
+		if !slices.Contains(j.owners, src) {
+			continue // a reappeared member's copies only reconcile
 		}
 		// A hand-off is complete once a member it takes the partition
-		// from holds it; a reappeared member's copies only reconcile.
-		held = held || holds && slices.Contains(j.owners, src)
+		// from holds it; a declared-dead node's, once one is settled.
+		answered++
+		held = held || holds && (settled || !j.distrust)
 	}
 	if err == nil && !held && j.handoff {
 		err = fmt.Errorf("none of %v holds partition %d yet", j.owners, j.p)
+		if answered == len(j.owners) {
+			n.own.transferUnheld(j.p, j.transfer)
+		}
 	}
 	switch {
 	case err == nil:
@@ -191,7 +209,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 // pull copies partition p from member src, in batches, and reports
 // whether src holds the partition at all. A hand-off (not a
 // reconciliation) is served only once src is on this node's ring.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff bool) (bool, error) {
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes}
 	if handoff {
 		req.Ring = tab.Fingerprint()
@@ -199,12 +217,19 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
-			return false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+			return false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		if reply.OtherRing {
-			return false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
+			return false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src)
+		if reply.Distrusts && handoff && !distrust {
+			// Declared dead and not caught up: its copies may be older
+			// than what was acknowledged since, and nothing tells which.
+			// A new owner builds on none of them; a node itself declared
+			// dead merges them, as two sides of a healed cut do.
+			return false, false, nil
+		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				n.merge(p, s)
@@ -213,7 +238,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		if !reply.More {
-			return reply.Holds, nil
+			return reply.Holds, reply.Settled, nil
 		}
 	}
 }
@@ -226,9 +251,13 @@ func (n *Node) learnFloor(p int, floor uint64, from string) {
 		return
 	}
 	n.clock.observe(floor)
-	if dropped := n.store.raiseFloor(p, floor); dropped > 0 {
+	raised, dropped := n.store.raiseFloor(p, floor)
+	if dropped > 0 {
 		n.stats.DroppedBelowFloor.Add(uint64(dropped))
 		n.log.Warn("partition was rebuilt after a loss: dropped copies from before it", "partition", p, "from", from, "generation", floor, "sessions", dropped)
+	}
+	if raised && n.own.endHandoff(p, from) {
+		n.log.Info("hand-off ended: an owner rebuilt the partition after a loss", "partition", p, "from", from, "generation", floor)
 	}
 }
 
@@ -275,7 +304,9 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	if budget <= 0 || budget > 4<<20 {
 		budget = 4 << 20
 	}
-	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition)}
+	st := n.own.load()
+	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
+		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition)}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {

@@ -68,6 +68,10 @@ type partState struct {
 	fencedBy []string
 	// displaced lists previous owners not yet known to have moved to tab.
 	displaced []string
+	// distrusted: the node was declared dead and has not caught up on
+	// the partition since, owner or not: its copies of it are no new
+	// owner's to build on (transfer.distrust).
+	distrusted bool
 }
 
 // transfer is a partition this node owns whose copies it must first get
@@ -93,7 +97,33 @@ type transfer struct {
 	// serves meanwhile by fetching first, and balancers' health checks do
 	// not flap on every membership change.
 	gates bool
+	// distrust marks the hand-off of a node that was declared dead: its
+	// own copies may be older than what the cluster acknowledged since.
+	// Until it ends, the node vouches for none of them (it answers that
+	// it does not hold the partition, and sends no copies to a new
+	// owner), and it ends only on a source that is settled.
+	distrust bool
+	// unheld records that at the last pull every owner answered and none
+	// held the partition: given up for time, it is rebuilt from nothing
+	// (store.rebuilt), for what this node has is no owner's word.
+	unheld bool
 }
+
+// settled reports whether self holds partition p in s as an owner whose
+// copies are the partition's: it owns p and is taking it over from no one
+// (a declared-dead node's own hand-off aside, which other such nodes
+// accept, as two sides of a healed cut do).
+func (s *ownState) settled(self string, p int) bool {
+	if s.tab == nil || !owns(s.tab.Owners(p), self) {
+		return false
+	}
+	t := s.parts[p].transfer
+	return t == nil || t.reconcile || t.distrust
+}
+
+// distrusts reports whether the node distrusts its copies of partition p
+// (partState.distrusted).
+func (s *ownState) distrusts(p int) bool { return s.parts[p].distrusted }
 
 // heldLease is a lease this node holds from a member.
 type heldLease struct {
@@ -391,6 +421,9 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
+			if distrust {
+				s.parts[p].distrusted = true
+			}
 			if !owns(tab.Owners(p), o.self) {
 				continue
 			}
@@ -402,7 +435,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if distrust {
 				// Its own copies may be stale: any member that holds the
 				// partition is a source to take it from.
-				t.reconcile, t.gates = false, true
+				t.reconcile, t.gates, t.distrust = false, true, true
 				t.owners = t.sources
 			}
 			if len(t.sources) > 0 {
@@ -419,6 +452,9 @@ type transferJob struct {
 	sources []string
 	handoff bool     // a hand-off (not a reconciliation): sources must be on the node's ring
 	owners  []string // of sources, those a hand-off takes the partition from (transfer.owners)
+	// distrust: the node was declared dead; only a settled owner ends the
+	// hand-off (transfer.distrust).
+	distrust bool
 	// transfer is the transfer the job is for: only a pull for it ends it,
 	// not one begun before the partition was marked again (a distrust).
 	transfer *transfer
@@ -435,11 +471,11 @@ type transferJob struct {
 // the ring it returns nothing: a ring installed since the caller read tab
 // brought transfers whose sources tab may lack, and judging them by tab
 // would give them up.
-func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost []int) {
+func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost, rebuild []int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.load().tab != tab {
-		return nil, nil, nil // the ring moved on; the next round works by the new one
+		return nil, nil, nil, nil // the ring moved on; the next round works by the new one
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
@@ -457,16 +493,53 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
+					if t.unheld {
+						rebuild = append(rebuild, p)
+					}
 				}
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, owners: t.owners, handoff: !t.reconcile, transfer: t})
+				jobs = append(jobs, transferJob{p: p, sources: sources, owners: t.owners, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
 			}
 		}
 	})
 	if len(lost) > 0 {
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
 	}
-	return jobs, gaveUp, lost
+	return jobs, gaveUp, lost, rebuild
+}
+
+// transferUnheld records, if t is still partition p's transfer, that every
+// owner it is taken from answered and none held the partition.
+func (o *ownership) transferUnheld(p int, t *transfer) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur := o.load().parts[p].transfer; cur == nil || cur != t || cur.unheld {
+		return
+	}
+	o.edit(func(s *ownState) {
+		u := *t
+		u.unheld = true
+		s.parts[p].transfer = &u
+	})
+}
+
+// endHandoff ends partition p's hand-off, if any: owner from rebuilt the
+// partition after a loss (its floor reached this node), so what it holds
+// is the partition, and what the hand-off would bring is below its floor.
+// It reports whether it ended one.
+func (o *ownership) endHandoff(p int, from string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.load()
+	t := s.parts[p].transfer
+	if t == nil || t.reconcile || s.tab == nil || !owns(s.tab.Owners(p), from) {
+		return false
+	}
+	o.edit(func(s *ownState) {
+		s.parts[p].transfer = nil
+		s.parts[p].distrusted = false
+	})
+	return true
 }
 
 // transferAnswered restarts partition p's hand-off timeout at now: a
@@ -495,7 +568,12 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 		return false // the ring moved on, or p was marked again since: the next round decides
 	}
 	handoff := !cur.parts[p].transfer.reconcile
-	o.edit(func(s *ownState) { s.parts[p].transfer = nil })
+	o.edit(func(s *ownState) {
+		s.parts[p].transfer = nil
+		if handoff {
+			s.parts[p].distrusted = false // caught up from a source that vouches for its copies
+		}
+	})
 	return handoff && o.load().transfers(false) == 0
 }
 

@@ -438,13 +438,19 @@ func TestDueTransfers(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	timeout := newOwnership(Config{Name: "a"}.withDefaults()).handoff
 	o := installed(t, "a", tab)
-	jobs, gaveUp, _ := o.dueTransfers(tab, timeout/2)
-	if len(jobs) == 0 || len(gaveUp) != 0 {
+	jobs, gaveUp, _, _ := o.dueTransfers(tab, timeout/2)
+	if len(jobs) < 2 || len(gaveUp) != 0 {
 		t.Fatalf("at half the timeout: %d jobs, gave up %v", len(jobs), gaveUp)
 	}
 	answered := jobs[0].p
 	o.transferAnswered(answered, timeout/2)
-	jobs, gaveUp, lost := o.dueTransfers(tab, timeout+time.Millisecond)
+	// Every owner of another answered that it does not hold it.
+	unheld := jobs[1].p
+	o.transferUnheld(unheld, jobs[1].transfer)
+	jobs, gaveUp, lost, rebuild := o.dueTransfers(tab, timeout+time.Millisecond)
+	if !slices.Equal(rebuild, []int{unheld}) {
+		t.Fatalf("past the timeout: rebuild %v, want only partition %d, whose owners answered without it", rebuild, unheld)
+	}
 	if len(jobs) != 1 || jobs[0].p != answered || len(gaveUp) == 0 {
 		t.Fatalf("past the timeout: jobs %v, gave up %d, want only partition %d left", jobs, len(gaveUp), answered)
 	}
@@ -460,7 +466,7 @@ func TestDueTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := o.load().transfers(true)
-	if jobs, gaveUp, _ := o.dueTransfers(tableOf(t, 1, "a"), timeout+time.Millisecond); len(jobs) != 0 || len(gaveUp) != 0 || o.load().transfers(true) != before {
+	if jobs, gaveUp, _, _ := o.dueTransfers(tableOf(t, 1, "a"), timeout+time.Millisecond); len(jobs) != 0 || len(gaveUp) != 0 || o.load().transfers(true) != before {
 		t.Fatalf("by a stale ring: jobs %v, gave up %v, transfers %d of %d", jobs, gaveUp, o.load().transfers(true), before)
 	}
 	// Sources that left the ring end the transfer.
@@ -468,7 +474,7 @@ func TestDueTransfers(t *testing.T) {
 	if _, err := o.install(shrunk, timeout); err != nil {
 		t.Fatal(err)
 	}
-	jobs, _, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
+	jobs, _, _, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
 	if len(jobs) != 0 || o.load().transfers(true) != 0 {
 		t.Fatalf("with every source gone: jobs %v, transfers %d", jobs, o.load().transfers(true))
 	}
@@ -480,7 +486,7 @@ func TestDueTransfers(t *testing.T) {
 func TestAnOlderPullDoesNotEndANewerTransfer(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	o := installed(t, "a", tab)
-	jobs, _, _ := o.dueTransfers(tab, 0)
+	jobs, _, _, _ := o.dueTransfers(tab, 0)
 	if len(jobs) == 0 {
 		t.Fatal("no transfers to work on")
 	}
@@ -489,7 +495,7 @@ func TestAnOlderPullDoesNotEndANewerTransfer(t *testing.T) {
 	if o.finishTransfer(tab, j.p, j.transfer); o.load().parts[j.p].transfer == nil {
 		t.Fatal("a pull begun before the partition was marked again ended its transfer")
 	}
-	jobs, _, _ = o.dueTransfers(tab, time.Millisecond)
+	jobs, _, _, _ = o.dueTransfers(tab, time.Millisecond)
 	for _, k := range jobs {
 		o.finishTransfer(tab, k.p, k.transfer)
 	}

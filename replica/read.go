@@ -59,6 +59,10 @@ type ReadReply struct {
 	// Floor, in a raw read, is the partition's generation floor at the
 	// answering node (store.raiseFloor).
 	Floor uint64 `msgpack:"fl,omitempty"`
+	// Distrusts, in a raw read, says the answering node was declared
+	// dead and has not caught up (transfer.distrust): a new owner does
+	// not build on its copy.
+	Distrusts bool `msgpack:"dt,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -132,7 +136,8 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			}
 			return nil, err
 		}
-		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition)}, nil
+		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
+			Distrusts: n.own.load().distrusts(req.Partition)}, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 	if errors.Is(err, ErrNotFound) {

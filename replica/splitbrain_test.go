@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -317,5 +318,124 @@ func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
 	}
 	if frozen.stats.DroppedBelowFloor.Load() == 0 {
 		t.Fatal("the frozen owner dropped no copy from before the loss")
+	}
+}
+
+// A node declared dead comes back with old copies and has not caught up
+// (the members it would catch up from are out of its reach) when the two
+// that held the partition since both crash. The new owner must not take
+// the partition over from the returning node's old copies, which would
+// serve v3 after v6 was acknowledged: nothing is left that holds the
+// partition, so it is lost, reported, and rebuilt, and the returning
+// node's old copies are dropped (chaos finding F12).
+func TestANewOwnerDoesNotTakeOverFromADeclaredDeadNodesOldCopies(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	id := sessionID(41)
+	a, b := c.ownersOf(id)
+	for range 3 {
+		put(t, a, id, "v", "before")
+	}
+	p := a.Table().Partition(id)
+	waitFor(t, 10*time.Second, "ready", func() bool {
+		for _, n := range c.list() {
+			if !n.Ready() {
+				return false
+			}
+		}
+		return true
+	})
+	names := func(skip ...*testNode) []string {
+		var out []string
+		for _, n := range c.list() {
+			if !slices.Contains(skip, n) {
+				out = append(out, n.Name())
+			}
+		}
+		return out
+	}
+	cut := func(x *testNode, from ...*testNode) {
+		for _, n := range from {
+			n.faults.Cut(x.member.Peer)
+			x.faults.Cut(n.member.Peer)
+		}
+	}
+	views := func(nodes []string, members []string) map[string][]string {
+		out := map[string][]string{}
+		for _, n := range nodes {
+			out[n] = members
+		}
+		return out
+	}
+
+	// a freezes past the failure detector; b and a new owner, cNode, hold
+	// the partition and take v4–v6.
+	var others []*testNode
+	for _, n := range c.list() {
+		if n != a {
+			others = append(others, n)
+		}
+	}
+	cut(a, others...)
+	rest := names(a)
+	c.publishTo(views(rest, rest))
+	cNode := c.node(b.Table().Owners(p).Primary)
+	if cNode == b {
+		cNode = c.node(b.Table().Owners(p).Buddy)
+	}
+	for range 3 {
+		put(t, b, id, "v", "after")
+	}
+	waitFor(t, 10*time.Second, "the new owner to hold v6", func() bool {
+		s := cNode.store.get(p, id)
+		return s != nil && s.Version == 6
+	})
+
+	// a thaws, but stays cut off from the two that hold the partition:
+	// it learns it was declared dead and cannot catch up.
+	for _, n := range others {
+		if n != b && n != cNode {
+			n.faults.HealAll()
+			a.faults.Heal(n.member.Peer)
+		}
+	}
+	all := names()
+	c.publishTo(views(all, all))
+	waitFor(t, 10*time.Second, a.Name()+" to distrust its copies", func() bool {
+		serving(a.Node)
+		return a.own.load().distrusts(p)
+	})
+
+	// b and cNode crash together.
+	for _, n := range []*testNode{b, cNode} {
+		c.mu.Lock()
+		delete(c.nodes, n.Name())
+		c.mu.Unlock()
+		n.stop()
+	}
+	left := names()
+	c.publishTo(views(left, left))
+	owner := c.node(a.Table().Owners(p).Primary)
+	if owner == a {
+		owner = c.node(a.Table().Owners(p).Buddy)
+	}
+	waitFor(t, 10*time.Second, "a node to report the partition lost", func() bool {
+		for _, n := range c.list() {
+			if slices.Contains(n.Lost().Partitions, p) {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 10*time.Second, "hand-offs to settle", func() bool { return a.Pending()+owner.Pending() == 0 })
+	for _, n := range c.list() {
+		if s, err := n.Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("via %s, the session lost with its partition reads %+v, %v; want not found, never the old v3", n.Name(), s, err)
+		}
+	}
+	if s := a.store.get(p, id); s != nil {
+		t.Fatalf("%s still holds v%d from before the loss", a.Name(), s.Version)
+	}
+	if s := put(t, owner, id, "v", "new"); s.Version != 1 {
+		t.Fatalf("the first write after the loss made v%d; want v1", s.Version)
 	}
 }

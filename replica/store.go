@@ -121,18 +121,22 @@ func (s *store) floor(p int) uint64 {
 
 // raiseFloor raises partition p's generation floor to floor, learned from
 // an owner that rebuilt the partition (or heard of it), dropping the
-// copies below it. It returns how many it dropped.
-func (s *store) raiseFloor(p int, floor uint64) int {
+// copies below it. It reports whether the floor rose, and how many copies
+// it dropped.
+func (s *store) raiseFloor(p int, floor uint64) (raised bool, dropped int) {
 	part := s.parts[p]
 	part.mu.RLock()
 	below := floor > part.floor
 	part.mu.RUnlock()
 	if !below {
-		return 0
+		return false, 0
 	}
 	part.mu.Lock()
 	defer part.mu.Unlock()
-	return part.raiseFloorLocked(floor)
+	if floor <= part.floor {
+		return false, 0
+	}
+	return true, part.raiseFloorLocked(floor)
 }
 
 // raiseFloorLocked is raiseFloor; the caller holds part.mu.
