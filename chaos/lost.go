@@ -364,24 +364,47 @@ const lossClient = 1 << 20
 // before seen.
 type lossWindow struct {
 	since, seen time.Duration
+	nodes       []string // the nodes that reported it
 }
 
 // lossWindows indexes reports by partition. Reports of one partition with
-// the same Since (nodes reporting the same loss, each under its own epoch)
-// are one loss, seen when the first of them was.
+// the same Since from different nodes (each reporting the same loss under
+// its own epoch) are one loss, seen when the first of them was; of those
+// with the same Since, a report joins the one seen closest to it. Two
+// reports of one partition by the same node are two losses: a node
+// reports each loss it finds once, and while the cluster is never
+// healthy in between, two losses of a partition share their Since.
 func lossWindows(reports []LostReport) map[int][]lossWindow {
 	out := map[int][]lossWindow{}
 	for _, r := range reports {
 		for _, p := range r.Partitions {
 			ws := out[p]
-			if i := slices.IndexFunc(ws, func(w lossWindow) bool { return w.since == r.Since }); i >= 0 {
-				ws[i].seen = min(ws[i].seen, r.Seen)
+			best := -1
+			for i, w := range ws {
+				if w.since != r.Since || slices.Contains(w.nodes, r.Node) {
+					continue
+				}
+				if best < 0 || absDuration(w.seen-r.Seen) < absDuration(ws[best].seen-r.Seen) {
+					best = i
+				}
+			}
+			if best >= 0 {
+				ws[best].seen = min(ws[best].seen, r.Seen)
+				ws[best].nodes = append(ws[best].nodes, r.Node)
 				continue
 			}
-			out[p] = append(ws, lossWindow{since: r.Since, seen: r.Seen})
+			out[p] = append(ws, lossWindow{since: r.Since, seen: r.Seen, nodes: []string{r.Node}})
 		}
 	}
 	return out
+}
+
+// absDuration is |d|.
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 // partitionOf returns the partition of session id in a ring of partitions

@@ -110,14 +110,30 @@ func TestLossWindowsMergeOneLossSeenByManyNodes(t *testing.T) {
 		{Node: "n2", Epoch: 8, Partitions: []int{5}, Since: sec(10), Seen: sec(12)},
 		{Node: "n2", Epoch: 12, Partitions: []int{5}, Since: sec(30), Seen: sec(31)},
 	})
-	if got := ws[5]; len(got) != 2 || got[0] != (lossWindow{since: sec(10), seen: sec(12)}) || got[1] != (lossWindow{since: sec(30), seen: sec(31)}) {
-		t.Fatalf("partition 5: %v", got)
+	if got := span(ws[5]); got != "[10s 12s] [30s 31s]" {
+		t.Fatalf("partition 5: %s", got)
 	}
 	if got := ws[3]; len(got) != 1 {
 		t.Fatalf("partition 3: %v", got)
 	}
 }
 
+// While the cluster is never healthy, every report shares Since. Two
+// reports of a partition by one node are still two losses, and a report
+// by another node joins the one seen closest to it: a session that lost
+// everything twice (at about 18 s and 57 s) is explained by two resets,
+// the second as late as 57 s.
+func TestTwoLossesOfAPartitionWhileNeverHealthyAreTwo(t *testing.T) {
+	ws := lossWindows([]LostReport{
+		{Node: "n2", Epoch: 5, Partitions: []int{2}, Since: 0, Seen: sec(17.96)},
+		{Node: "n3", Epoch: 4, Partitions: []int{2}, Since: 0, Seen: sec(57.5)},
+		{Node: "n2", Epoch: 22, Partitions: []int{2}, Since: 0, Seen: sec(57.43)},
+		{Node: "n5", Epoch: 16, Partitions: []int{2}, Since: 0, Seen: sec(18.2)},
+	})
+	if got := span(ws[2]); got != "[0s 17.96s] [0s 57.43s]" {
+		t.Fatalf("partition 2: %s; want two losses, seen at 17.96 s and 57.43 s", got)
+	}
+}
 func TestParseCounterReadsLabelledSamples(t *testing.T) {
 	text := "# HELP tandem_lost_partitions_total Partitions found with no owner left holding them.\n" +
 		"# TYPE tandem_lost_partitions_total counter\n" +
@@ -167,4 +183,13 @@ func TestLossesPollingMissedAreReadFromTheLogs(t *testing.T) {
 	if got := lw.Reports(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("reports %+v\nwant    %+v", got, want)
 	}
+}
+
+// span renders loss windows as [since seen] pairs.
+func span(ws []lossWindow) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, fmt.Sprintf("[%v %v]", w.since, w.seen))
+	}
+	return strings.Join(out, " ")
 }

@@ -132,6 +132,13 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 	part := s.parts[a.p]
 	switch a.entry {
 	case entryRead, entryWrite, entryBuddyRead:
+		if part.distrusted {
+			// Declared dead: its copies may be older than what was
+			// acknowledged since. It serves the partition again once it
+			// has caught up from an owner that vouches for its copies,
+			// or found that none is left (a loss, rebuilt from nothing).
+			return refuse(fmt.Errorf("%w: %s was declared dead and is catching up on partition %d", ErrUnavailable, o.self, a.p))
+		}
 		if v, done := o.admitLeases(tab, a, now); done {
 			return v
 		}

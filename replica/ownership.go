@@ -231,6 +231,14 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 					ch.rebuilt = append(ch.rebuilt, p)
 				}
 			}
+			if len(ch.rebuilt) > 0 {
+				// Rebuilt from nothing: no copy left to distrust.
+				o.edit(func(s *ownState) {
+					for _, p := range ch.rebuilt {
+						s.parts[p].distrusted = false
+					}
+				})
+			}
 		}
 	}
 	for _, p := range next.parts {
@@ -421,10 +429,10 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
-			if distrust {
-				s.parts[p].distrusted = true
-			}
 			if !owns(tab.Owners(p), o.self) {
+				if distrust {
+					s.parts[p].distrusted = true // as a source to others
+				}
 				continue
 			}
 			t := transfer{since: now, reconcile: true}
@@ -440,6 +448,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			}
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
+				s.parts[p].distrusted = s.parts[p].distrusted || distrust
 			}
 		}
 	})
@@ -488,15 +497,20 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 			case len(sources) == 0:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: previous owners %v left before handing it over", p, t.sources))
 				s.parts[p].transfer = nil
+				s.parts[p].distrusted = false
 			case now-t.since > o.handoff:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
-					if t.unheld {
+					if t.unheld || s.parts[p].distrusted {
+						// No owner held it, or this node's own copies are
+						// suspect (it was declared dead): rebuilt from
+						// nothing.
 						rebuild = append(rebuild, p)
 					}
 				}
+				s.parts[p].distrusted = false
 			default:
 				jobs = append(jobs, transferJob{p: p, sources: sources, owners: t.owners, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
 			}
