@@ -79,6 +79,9 @@ func (n *Node) SetTable(tab *ring.Table) error {
 	if len(ch.appeared) > 0 {
 		go n.tellAppeared(tab, ch.appeared)
 	}
+	if len(ch.rebuilt) > 0 {
+		go n.announceFloors(tab, ch.rebuilt)
+	}
 	n.wake()
 	return nil
 }
@@ -136,6 +139,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 					// Every owner answered and none held it: rebuilt
 					// from nothing, under a floor.
 					n.store.rebuilt(p, n.clock.now(n.wall()))
+					go n.announceFloors(tab, []int{p})
 					continue
 				}
 				// An owner did not answer: a new generation, so that
@@ -239,6 +243,36 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		if !reply.More {
 			return reply.Holds, reply.Settled, nil
+		}
+	}
+}
+
+// announceFloors tells the other owner of each partition in parts, just
+// rebuilt under a floor, of that floor, so that it drops its copies from
+// before the loss now rather than at the partition's next write: a floor
+// only this node knew would go with it if it crashed, and copies from
+// before the loss could come back. The push carries no copies; it is
+// tried a few times, and the owners' later pulls and writes carry the
+// floor too.
+func (n *Node) announceFloors(tab *ring.Table, parts []int) {
+	for _, p := range parts {
+		o := tab.Owners(p)
+		other := o.Primary
+		if other == n.cfg.Name {
+			other = o.Buddy
+		}
+		if other == "" {
+			continue
+		}
+		req := pushRequest{From: n.cfg.Name, Partition: p, Floor: n.store.floor(p)}
+		for attempt := 0; attempt < 3; attempt++ {
+			ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
+			err := n.call(ctx, tab, other, methodPush, req, nil)
+			cancel()
+			if err == nil {
+				break
+			}
+			n.log.Debug("cannot tell the other owner of a rebuilt partition its floor", "partition", p, "member", other, "err", err)
 		}
 	}
 }

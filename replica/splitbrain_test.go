@@ -275,6 +275,14 @@ func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
 		views[n.Name()] = restNames
 	}
 	c.publishTo(views)
+	// Both new owners rebuilt the partition, each under a floor of its
+	// own; each tells the other, and before any write both hold the
+	// higher: a floor one owner alone knew would go if it crashed.
+	newOwners := rest[0].Table().Owners(part)
+	waitFor(t, 10*time.Second, "the new owners to agree on the partition's floor", func() bool {
+		a, b := c.node(newOwners.Primary).store.floor(part), c.node(newOwners.Buddy).store.floor(part)
+		return a != 0 && a == b
+	})
 	if s, err := rest[0].Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the lost session read as %v, %v; want not found", s, err)
 	}
