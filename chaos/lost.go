@@ -172,8 +172,9 @@ func (lw *LossWatcher) ReadLogs(dir string) int {
 
 // lossLine matches a node's log line reporting lost partitions (both
 // owners gone at once, or a hand-off no previous owner answered in time),
-// as tandem serve writes it with log/slog's text handler.
-var lossLine = regexp.MustCompile(`^time=(\S+) level=ERROR msg="(?:` + regexp.QuoteMeta(lossLogLine) + `|` + regexp.QuoteMeta(handoffLossLogLine) + `)[^"]*" node=(\S+) epoch=(\d+) partitions="\[([0-9 ]*)\]"`)
+// as tandem serve writes it with log/slog's text handler, which quotes a
+// list of partitions only when it holds a space.
+var lossLine = regexp.MustCompile(`^time=(\S+) level=ERROR msg="(?:` + regexp.QuoteMeta(lossLogLine) + `|` + regexp.QuoteMeta(handoffLossLogLine) + `)[^"]*" node=(\S+) epoch=(\d+) partitions="?\[([0-9 ]*)\]"?`)
 
 // lossesInLogs returns the losses reported in the node logs in dir, timed
 // on h's clock by the lines' times.

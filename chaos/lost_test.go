@@ -159,7 +159,7 @@ func TestLossesPollingMissedAreReadFromTheLogs(t *testing.T) {
 		"time=" + at(36*time.Second) + ` level=ERROR msg="both owners of partitions lost at once: their sessions are gone" node=n2 epoch=26 partitions="[71 109 122]"` + "\n" +
 		"=== start serve -name n2\n"
 	n3 := "time=" + at(40*time.Second) + ` level=ERROR msg="both owners of partitions lost at once: their sessions are gone" node=n3 epoch=9 partitions="[26 35]"` + "\n" +
-		"time=" + at(50*time.Second) + ` level=ERROR msg="no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone" node=n3 epoch=11 partitions="[7]"` + "\n"
+		"time=" + at(50*time.Second) + ` level=ERROR msg="no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone" node=n3 epoch=11 partitions=[7]` + "\n"
 	for name, text := range map[string]string{"node-2.log": n2, "node-3.log": n3} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
