@@ -197,6 +197,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	}
 	switch {
 	case err == nil:
+		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "owners", j.owners, "handoff", j.handoff, "distrust", j.distrust)
 		if n.own.finishTransfer(tab, j.p, j.transfer) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
