@@ -217,3 +217,62 @@ func TestPaddedValuesKeepTheirName(t *testing.T) {
 		t.Fatal("short or empty values changed")
 	}
 }
+
+// If-Match on PATCH and DELETE: a patch or delete sent with the version
+// the session is at takes effect; with another version, or to a session
+// that does not exist, it answers 412 and changes nothing.
+func TestConditionalPatchesAndDeletes(t *testing.T) {
+	patch := func(client int, ifv uint64, value string, call, ret float64, out Outcome, v uint64, put string) Op {
+		op := Op{Client: client, Kind: OpPatch, Session: reg, Value: value, IfVersion: ifv, Call: sec(call), Return: sec(ret), Outcome: out}
+		if out == OK {
+			op.Version, op.Put, op.Patch = v, put, value
+		}
+		return op
+	}
+	del := func(client int, ifv uint64, call, ret float64, out Outcome) Op {
+		return Op{Client: client, Kind: OpDelete, Session: reg, IfVersion: ifv, Call: sec(call), Return: sec(ret), Outcome: out}
+	}
+	clean := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, 1, "p", 1.5, 2, OK, 2, "a"),
+		patch(0, 1, "q", 2.5, 3, Conflict, 0, ""), // v1 is gone
+		del(1, 1, 3.5, 4, Conflict),
+		del(0, 2, 4.5, 5, OK),
+		patch(1, 2, "r", 5.5, 6, Conflict, 0, ""), // deleted: 412, not 404
+		del(0, 3, 6.5, 7, Conflict),
+		put(1, "b", 4, 7.5, 8),
+		final(get(2, "b", 4, 10, 10.1)),
+	}
+	if v := Check(HistoryOf(clean), CheckConfig{}); !v.Pass || v.Linearizability[reg] != porcupine.Ok {
+		t.Fatalf("a clean history of conditional writes failed: %+v", v)
+	}
+
+	// A patch that matched no version yet took effect.
+	applied := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, 1, "p", 1.5, 2, OK, 2, "a"),
+		patch(0, 1, "q", 2.5, 3, OK, 3, "a"),
+		final(get(2, "a", 3, 10, 10.1)),
+	}
+	if v := Check(HistoryOf(applied), CheckConfig{}); v.Pass || v.Linearizability[reg] != porcupine.Illegal {
+		t.Fatalf("a patch applied at the wrong version passed: %+v", v)
+	}
+	// A delete refused at the very version the session was at.
+	refused := []Op{
+		put(0, "a", 1, 0, 1),
+		del(1, 1, 1.5, 2, Conflict),
+		final(get(2, "a", 1, 10, 10.1)),
+	}
+	if v := Check(HistoryOf(refused), CheckConfig{}); v.Pass || v.Linearizability[reg] != porcupine.Illegal {
+		t.Fatalf("a matching delete refused passed: %+v", v)
+	}
+	// An indeterminate conditional delete may have taken effect.
+	maybe := []Op{
+		put(0, "a", 1, 0, 1),
+		del(1, 1, 1.5, 7.5, Indeterminate),
+		final(get(2, "", 0, 10, 10.1)),
+	}
+	if v := Check(HistoryOf(maybe), CheckConfig{}); !v.Pass {
+		t.Fatalf("an indeterminate conditional delete that took effect failed: %+v", v)
+	}
+}

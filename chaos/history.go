@@ -18,9 +18,11 @@ const (
 	OpPut OpKind = "put"
 	// OpCAS is a PUT with If-Match: a compare-and-set on the version.
 	OpCAS OpKind = "cas"
-	// OpPatch is PATCH /v1/sessions/{id}, a merge patch of one attribute.
+	// OpPatch is PATCH /v1/sessions/{id}, a merge patch of one attribute;
+	// with IfVersion, sent with If-Match.
 	OpPatch OpKind = "patch"
-	// OpDelete is DELETE /v1/sessions/{id}.
+	// OpDelete is DELETE /v1/sessions/{id}; with IfVersion, sent with
+	// If-Match.
 	OpDelete OpKind = "delete"
 	// OpCreate creates an expiring session (a PUT of a fresh id with a
 	// short idle timeout); it is never written again.
@@ -67,7 +69,8 @@ type Op struct {
 	// Value is the unique value a write stores: the "put" attribute of a
 	// put, cas or create, the "patch" attribute of a patch.
 	Value string `json:"value,omitempty"`
-	// IfVersion is a cas's expected version.
+	// IfVersion is the version a cas, or a patch or delete sent with
+	// If-Match, expects; zero: none.
 	IfVersion uint64 `json:"if_version,omitempty"`
 	// IdleTimeout is a create's idle timeout.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
@@ -99,6 +102,10 @@ func (o *Op) label() string {
 	switch {
 	case o.Kind == OpCAS:
 		return fmt.Sprintf("cas(v%d, %s)", o.IfVersion, o.Value)
+	case o.IfVersion != 0 && o.Value != "":
+		return fmt.Sprintf("%s(v%d, %s)", o.Kind, o.IfVersion, o.Value)
+	case o.IfVersion != 0:
+		return fmt.Sprintf("%s(v%d)", o.Kind, o.IfVersion)
 	case o.Value != "":
 		return fmt.Sprintf("%s(%s)", o.Kind, o.Value)
 	}

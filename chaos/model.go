@@ -40,6 +40,8 @@ type modelOutput struct {
 //   - cas (If-Match) does the same only if live at that version, else 412;
 //   - patch makes version+1 keeping the put's value, only if live, else 404;
 //   - delete makes a tombstone at version+1, only if live, else 404;
+//   - a patch or delete with If-Match does so only if live at that
+//     version, else 412, live or not;
 //   - an indeterminate write takes effect when linearized (its end is the
 //     end of the history, so "never" is linearizing it last).
 var sessionModel = porcupine.Model{
@@ -60,6 +62,10 @@ var sessionModel = porcupine.Model{
 			return fmt.Sprintf("cas(v%d, %s) → v%d", in.IfVersion, in.Value, out.Ver)
 		case in.Kind == OpCAS:
 			return fmt.Sprintf("cas(v%d, %s) → %s", in.IfVersion, in.Value, out.Outcome)
+		case in.IfVersion != 0 && out.Outcome == OK && in.Kind == OpPatch:
+			return fmt.Sprintf("patch(v%d, %s) → v%d", in.IfVersion, in.Value, out.Ver)
+		case in.IfVersion != 0:
+			return fmt.Sprintf("%s(v%d, %s) → %s", in.Kind, in.IfVersion, in.Value, out.Outcome)
 		case out.Outcome == OK && in.Kind != OpDelete:
 			return fmt.Sprintf("%s(%s) → v%d", in.Kind, in.Value, out.Ver)
 		}
@@ -116,6 +122,13 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 		return matches && out.Outcome == OK && out.Ver == next.Ver && out.Put == in.Value && out.Patch == "", next
 	case OpPatch:
 		next := register{Live: true, Ver: r.Ver + 1, Put: r.Put, Patch: in.Value}
+		if in.IfVersion != 0 {
+			ok, matches := conditional(r, in, out)
+			if !matches {
+				return ok, r
+			}
+			return ok && (unknown || out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == in.Value), next
+		}
 		switch {
 		case unknown && r.Live:
 			return true, next
@@ -127,6 +140,13 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 		return r.Live && out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == in.Value, next
 	case OpDelete:
 		next := register{Ver: r.Ver + 1}
+		if in.IfVersion != 0 {
+			ok, matches := conditional(r, in, out)
+			if !matches {
+				return ok, r
+			}
+			return ok && (unknown || out.Outcome == OK), next
+		}
 		switch {
 		case unknown && r.Live:
 			return true, next
@@ -138,4 +158,19 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 		return r.Live && out.Outcome == OK, next
 	}
 	return false, r
+}
+
+// conditional judges the If-Match of a patch or delete at r: whether it
+// matches (the session is live at in.IfVersion), and whether out can be
+// the answer so far: a 412 only when it does not match, any other
+// definite answer only when it does; an indeterminate one either way.
+func conditional(r register, in modelInput, out modelOutput) (ok, matches bool) {
+	matches = r.Live && r.Ver == in.IfVersion
+	switch out.Outcome {
+	case Indeterminate:
+		return true, matches
+	case Conflict:
+		return !matches, matches
+	}
+	return matches, matches
 }

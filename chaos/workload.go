@@ -178,6 +178,7 @@ func isExpiringID(id string) bool { return strings.Contains(id, "-exp-") }
 // choice is one decision of a client: what to send where.
 type choice struct {
 	Kind    OpKind
+	IfMatch bool          // a patch or delete sent with If-Match
 	Session int           // long-lived session index
 	Expired int           // for a read of an expiring session: which of the client's, by index (-1: none)
 	Node    int           // target node
@@ -211,10 +212,12 @@ func (ch *chooser) next() choice {
 		c.Kind = OpPut
 	case roll < 70:
 		c.Kind = OpPatch
+		c.IfMatch = r.IntN(10) < 4
 	case roll < 82:
 		c.Kind = OpCAS
 	case roll < 87:
 		c.Kind = OpDelete
+		c.IfMatch = r.IntN(10) < 4
 	case roll < 93:
 		c.Kind = OpCreate
 		c.Idle = (ch.cfg.MinIdle + time.Duration(r.Int64N(int64(ch.cfg.MaxIdle-ch.cfg.MinIdle)+1))).Round(100 * time.Millisecond)
@@ -273,6 +276,9 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 		case next.Kind == OpPut || next.Kind == OpPatch:
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
 		}
+		if next.IfMatch && !isExpiringID(op.Session) {
+			op.IfVersion = max(versions[op.Session], 1)
+		}
 		op = w.do(ctx, next.Node, op)
 		if op.Outcome == OK && op.Version > 0 && !isExpiringID(op.Session) {
 			versions[op.Session] = op.Version
@@ -315,9 +321,6 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 			body = string(b)
 			header.Set("Content-Type", "application/msgpack")
 		}
-		if op.Kind == OpCAS {
-			header.Set("If-Match", fmt.Sprintf(`"%d"`, op.IfVersion))
-		}
 	case OpPatch:
 		method, target = http.MethodPatch, base
 		body = fmt.Sprintf(`{"patch":%q}`, padValue(op.Value, w.cfg.ValueSize))
@@ -328,6 +331,9 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		}
 	case OpDelete:
 		method, target = http.MethodDelete, base
+	}
+	if op.IfVersion != 0 {
+		header.Set("If-Match", fmt.Sprintf(`"%d"`, op.IfVersion))
 	}
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
