@@ -45,8 +45,9 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 // ring without this node, already given to SetTable, so the node no longer
 // acknowledges writes of its own while it drains. Receivers merge, keeping
 // the newer copy of each session, so draining is safe to repeat. The error
-// names the partitions not handed off. Last, the node gives back its
-// leases, so the owners taking over need not wait for them to lapse.
+// names the partitions not handed off. Last, if every copy was handed
+// off, the node gives back its leases, so the owners taking over need not
+// wait for them to lapse, and know that it left nothing behind.
 func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	if tab.Has(n.cfg.Name) {
 		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
@@ -80,12 +81,16 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	}
 	close(work)
 	wg.Wait()
-	n.releaseLeases(ctx, tab)
 	if len(failed) > 0 {
+		// Its leases are not given back: to the others this node is
+		// gone as a crashed one is, so they wait for its leases to
+		// lapse and report what it alone held as lost, rather than take
+		// its leaving for a hand-off.
 		slices.Sort(failed)
-		n.log.Error("drain incomplete: partitions not handed off", "partitions", failed, "err", errors.Join(errs...))
+		n.log.Error("drain incomplete: partitions not handed off; leaving as a crashed node would", "partitions", failed, "err", errors.Join(errs...))
 		return fmt.Errorf("drain %s: %d of %d partitions not handed off %v: %w", n.cfg.Name, len(failed), len(jobs), failed, errors.Join(errs...))
 	}
+	n.releaseLeases(ctx, tab)
 	n.log.Info("drained: every copy handed off and acknowledged", "partitions", len(jobs))
 	return nil
 }
@@ -93,29 +98,46 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 // pushPartition sends partition p's copies to each of its owners in tab,
 // in batches of about HandoffBytes.
 func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error {
-	copies := n.store.snapshot(p)
 	o := tab.Owners(p)
 	for _, to := range []string{o.Primary, o.Buddy} {
 		if to == "" {
 			continue
 		}
-		for start := 0; start < len(copies); {
-			end, budget := start, n.cfg.HandoffBytes
-			for end < len(copies) && (end == start || budget > 0) {
-				size, err := encodedSize(copies[end])
-				if err != nil {
-					return err
-				}
-				budget -= size
-				end++
-			}
-			req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: n.store.floor(p)}
-			if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
-				return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
-			}
-			n.stats.HandoffSent.Add(uint64(end - start))
-			start = end
+		if err := n.pushTo(ctx, tab, p, to); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// pushTo sends partition p's copies, and its floor, to member to, in
+// batches of about HandoffBytes; a partition without copies is one push
+// of the floor alone.
+func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string) error {
+	copies := n.store.snapshot(p)
+	floor := n.store.floor(p)
+	if len(copies) == 0 {
+		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor}, nil); err != nil {
+			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
+		}
+		return nil
+	}
+	for start := 0; start < len(copies); {
+		end, budget := start, n.cfg.HandoffBytes
+		for end < len(copies) && (end == start || budget > 0) {
+			size, err := encodedSize(copies[end])
+			if err != nil {
+				return err
+			}
+			budget -= size
+			end++
+		}
+		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor}
+		if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
+			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
+		}
+		n.stats.HandoffSent.Add(uint64(end - start))
+		start = end
 	}
 	return nil
 }

@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// The generation floor, without I/O: a rebuild drops the copies held; a
-// copy below the floor is refused however high its version; raising the
-// floor drops what is below it and never lowers it.
+// The generation floor, without I/O: a rebuild moves the copies held to
+// the new generation; a copy below the floor is refused however high its
+// version; raising the floor drops what is below it and never lowers it.
 func TestGenerationFloor(t *testing.T) {
 	s := newStore(4)
 	const p = 1
@@ -20,12 +20,16 @@ func TestGenerationFloor(t *testing.T) {
 	if gen != 100 || s.floor(p) != 100 || s.generation(p) != 100 {
 		t.Fatalf("rebuilt at %d: floor %d, generation %d; want 100", gen, s.floor(p), s.generation(p))
 	}
-	if s.count(p) != 0 || len(s.parts[p].principals) != 0 {
-		t.Fatalf("a rebuild from nothing kept %d copies and principals %v", s.count(p), s.parts[p].principals)
+	if a, b := s.get(p, "a"), s.get(p, "b"); a == nil || a.Gen != 100 || a.Version != 40 || b == nil || b.Gen != 100 || len(s.parts[p].principals) != 1 {
+		t.Fatalf("a rebuild kept %+v and %+v, principals %v; want both at generation 100", a, b, s.parts[p].principals)
 	}
-	if _, stored, err := s.putUnder(p, old, true, nil); stored || !errors.Is(err, ErrStale) {
-		t.Fatalf("v40 of generation 0 stored %v (%v) below floor 100; want refused as stale", stored, err)
+	if old.Gen != 0 {
+		t.Fatal("the rebuild changed a copy in place, not a new one")
 	}
+	if _, stored, err := s.putUnder(p, &Session{ID: "c", Version: 90, Gen: 0}, true, nil); stored || !errors.Is(err, ErrStale) {
+		t.Fatalf("v90 of generation 0 stored %v (%v) below floor 100; want refused as stale", stored, err)
+	}
+	s.drop(p)
 	if _, stored := s.putIfNewer(p, &Session{ID: "a", Version: 1, Gen: 100}); !stored {
 		t.Fatal("v1 of the new generation refused")
 	}
@@ -33,10 +37,9 @@ func TestGenerationFloor(t *testing.T) {
 	// A second rebuild is above the first whatever the clock says; a
 	// floor learned from another owner drops what is below it.
 	gen = s.rebuilt(p, 50)
-	if gen != 101 || s.get(p, "a") != nil {
-		t.Fatalf("a second rebuild asked for 50 got generation %d and kept %v; want 101 and nothing", gen, s.get(p, "a"))
+	if a := s.get(p, "a"); gen != 101 || a == nil || a.Gen != 101 {
+		t.Fatalf("a second rebuild asked for 50 got generation %d and kept %v; want 101, a at 101", gen, a)
 	}
-	s.putIfNewer(p, &Session{ID: "a", Version: 2, Gen: 101})
 	s.putIfNewer(p, &Session{ID: "c", Version: 3, Gen: 150})
 	if raised, dropped := s.raiseFloor(p, 150); !raised || dropped != 1 || s.get(p, "a") != nil || s.get(p, "c") == nil {
 		t.Fatalf("raising the floor to 150 dropped %d; a %v, c %v", dropped, s.get(p, "a"), s.get(p, "c"))
@@ -68,6 +71,7 @@ func TestAPrimaryLearnsTheBuddysFloor(t *testing.T) {
 		put(t, primary, id, "v", "before")
 	}
 	p := primary.Table().Partition(id)
+	buddy.store.drop(p) // the buddy lost its copy, then rebuilt the partition
 	floor := buddy.store.rebuilt(p, primary.store.generation(p)+1000)
 
 	s := put(t, primary, id, "v", "after")

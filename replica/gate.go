@@ -143,6 +143,11 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 			return v
 		}
 	case entryReplica:
+		if part.distrusted {
+			// It is about to replace its copies with an owner's
+			// (pull): a write stored now could go with them.
+			return refuse(fmt.Errorf("%w: %s was declared dead and is catching up on partition %d", ErrUnavailable, o.self, a.p))
+		}
 		if wait := part.fence - now; wait > 0 {
 			return refuse(fmt.Errorf("%w: %w: %s fences partition %d for %v while a departed owner's lease lapses", ErrUnavailable, errFenced, o.self, a.p, wait))
 		}

@@ -126,27 +126,25 @@ func (n *Node) transferLoop() {
 // pullDue pulls every partition still to be handed over or reconciled
 // from its sources, a few partitions at a time.
 func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
-	jobs, gaveUp, lost, rebuild := n.own.dueTransfers(tab, n.mono())
+	jobs, gaveUp, lost, drop := n.own.dueTransfers(tab, n.mono())
 	for _, g := range gaveUp {
 		n.log.Warn("hand-off given up", "why", g)
 	}
 	if len(lost) > 0 {
 		n.stats.LostPartitions.Add(uint64(len(lost)))
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
+		for _, p := range drop {
+			if dropped := n.store.drop(p); dropped > 0 {
+				n.log.Warn("dropped copies held when this node was declared dead: no owner vouched for the partition since", "partition", p, "sessions", dropped)
+			}
+		}
 		if n.own.holdsMajority(tab) {
 			for _, p := range lost {
-				if slices.Contains(rebuild, p) {
-					// Every owner answered and none held it: rebuilt
-					// from nothing, under a floor.
-					n.store.rebuilt(p, n.clock.now(n.wall()))
-					go n.announceFloors(tab, []int{p})
-					continue
-				}
-				// An owner did not answer: a new generation, so that
-				// writes from now on win over the old copies of an owner
-				// that comes back; no floor: what it fetched or was
-				// written since it took the partition over stays, and so
-				// does its buddy's copy of it.
+				// A new generation, so that writes from now on win over
+				// the old copies of an owner that comes back; no floor:
+				// what it fetched or was written since it took the
+				// partition over stays, and so does its buddy's copy of
+				// it.
 				n.store.newGeneration(p, n.clock.now(n.wall()))
 			}
 		}
@@ -173,7 +171,6 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err error
 	held, refused := false, false
-	answered := 0
 	for _, src := range j.sources {
 		holds, settled, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
@@ -181,23 +178,17 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 			refused = refused || errors.Is(e, errOtherRing)
 			continue
 		}
-		if !slices.Contains(j.owners, src) {
-			continue // a reappeared member's copies only reconcile
-		}
-		// A hand-off is complete once a member it takes the partition
-		// from holds it; a declared-dead node's, once one is settled.
-		answered++
+		// A hand-off is complete once a source holds the partition (one
+		// declared dead and not caught up does not: pull); a declared-
+		// dead node's own, once a settled owner does.
 		held = held || holds && (settled || !j.distrust)
 	}
 	if err == nil && !held && j.handoff {
-		err = fmt.Errorf("none of %v holds partition %d yet", j.owners, j.p)
-		if answered == len(j.owners) {
-			n.own.transferUnheld(j.p, j.transfer)
-		}
+		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
 	}
 	switch {
 	case err == nil:
-		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "owners", j.owners, "handoff", j.handoff, "distrust", j.distrust)
+		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "handoff", j.handoff, "distrust", j.distrust)
 		if n.own.finishTransfer(tab, j.p, j.transfer) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
@@ -228,11 +219,24 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			return false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src)
-		if reply.Distrusts && handoff && !distrust {
+		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
+			// Declared dead, this node takes the partition from an owner
+			// that vouches for it: that owner's copies replace its own,
+			// which are older than what was acknowledged since, or were
+			// lost with the partition. (It stores no write meanwhile: the
+			// gate refuses them while it distrusts the partition.) Only
+			// with AllowMinority can a node declared dead have
+			// acknowledged writes the others lack, on its side of a cut:
+			// then its copies are merged, as a split brain heals.
+			if dropped := n.store.drop(p); dropped > 0 {
+				n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
+			}
+		}
+		if reply.Distrusts && !distrust {
 			// Declared dead and not caught up: its copies may be older
 			// than what was acknowledged since, and nothing tells which.
-			// A new owner builds on none of them; a node itself declared
-			// dead merges them, as two sides of a healed cut do.
+			// No owner builds on them or merges them; a node itself
+			// declared dead merges them, as two sides of a healed cut do.
 			return false, false, nil
 		}
 		for _, s := range reply.Sessions {
@@ -248,32 +252,28 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 	}
 }
 
-// announceFloors tells the other owner of each partition in parts, just
-// rebuilt under a floor, of that floor, so that it drops its copies from
-// before the loss now rather than at the partition's next write: a floor
-// only this node knew would go with it if it crashed, and copies from
-// before the loss could come back. The push carries no copies; it is
-// tried a few times, and the owners' later pulls and writes carry the
-// floor too.
+// announceFloors pushes each partition in parts, just rebuilt by this
+// node as its primary, to its buddy: the copies it holds, at their new
+// generation, with the floor, so that the buddy holds the partition as
+// the primary does and drops its copies from before the loss now rather
+// than at the partition's next write (a floor only this node knew would
+// go with it if it crashed, and copies from before the loss could come
+// back). It is tried a few times; the owners' later pulls and writes
+// carry the floor too.
 func (n *Node) announceFloors(tab *ring.Table, parts []int) {
 	for _, p := range parts {
-		o := tab.Owners(p)
-		other := o.Primary
-		if other == n.cfg.Name {
-			other = o.Buddy
-		}
-		if other == "" {
+		buddy := tab.Owners(p).Buddy
+		if buddy == "" || buddy == n.cfg.Name {
 			continue
 		}
-		req := pushRequest{From: n.cfg.Name, Partition: p, Floor: n.store.floor(p)}
 		for attempt := 0; attempt < 3; attempt++ {
-			ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
-			err := n.call(ctx, tab, other, methodPush, req, nil)
+			ctx, cancel := n.withTimeout(context.Background(), n.cfg.HandoffTimeout)
+			err := n.pushTo(ctx, tab, p, buddy)
 			cancel()
 			if err == nil {
 				break
 			}
-			n.log.Debug("cannot tell the other owner of a rebuilt partition its floor", "partition", p, "member", other, "err", err)
+			n.log.Debug("cannot push a rebuilt partition to its buddy", "partition", p, "member", buddy, "err", err)
 		}
 	}
 }

@@ -41,6 +41,7 @@ type ownership struct {
 	seen       map[string]uint64                    // each member's departure count of this node, as last reported
 	lost       LostPartitions                       // the latest partitions lost with both owners
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
+	released   map[string]bool                      // members that gave their leases back (a complete drain), until they appear again
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
 }
@@ -77,15 +78,8 @@ type partState struct {
 // transfer is a partition this node owns whose copies it must first get
 // from other members. Never changed once published.
 type transfer struct {
-	sources []string // previous owners and reappeared members still in the ring
-	// owners are the sources a hand-off takes the partition from: its
-	// previous owners (every member, for a node that distrusts its
-	// copies). A reappeared member is a source to reconcile with, not
-	// one to take the partition from: it may hold an old copy of every
-	// session (frozen past the failure detector), so a hand-off whose
-	// owners have all left is a loss however many such members remain.
-	owners []string
-	since  time.Duration // when it began, or a source last answered
+	sources []string      // previous owners and reappeared members still in the ring
+	since   time.Duration // when it began, or a source last answered
 	// reconcile marks a partition the node already held and merges with
 	// members that reappeared: it does not make the node unready, and
 	// reads from the buddy need not wait for it.
@@ -103,10 +97,6 @@ type transfer struct {
 	// it does not hold the partition, and sends no copies to a new
 	// owner), and it ends only on a source that is settled.
 	distrust bool
-	// unheld records that at the last pull every owner answered and none
-	// held the partition: given up for time, it is rebuilt from nothing
-	// (store.rebuilt), for what this node has is no owner's word.
-	unheld bool
 }
 
 // settled reports whether self holds partition p in s as an owner whose
@@ -138,7 +128,7 @@ func newOwnership(cfg Config) *ownership {
 		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
-		known: map[string]bool{cfg.Name: true},
+		known: map[string]bool{cfg.Name: true}, released: map[string]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.held.Store(&map[string]heldLease{})
@@ -202,6 +192,9 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	for _, m := range tab.Members() {
 		o.known[m.Name] = true
 	}
+	for _, name := range ch.appeared {
+		delete(o.released, name) // back, as a new run or after a cut: it holds what it holds
+	}
 	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
 	o.fence(next, prev, ch.departed, now, &ch)
 	o.displace(next, prev)
@@ -222,12 +215,12 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 			// generation (Session.Gen). A side below a majority (with
 			// AllowMinority) keeps the old one, so that after the heal
 			// the side that kept the sessions is not outranked by one
-			// that started over. Only the new owners rebuild: a floor
-			// another member made up on its own could be above theirs
-			// and would drop their writes wherever it spread; theirs
-			// spreads with the partition (replicate, pull).
+			// that started over. Only the new primary rebuilds, and
+			// pushes what it holds with the floor to the buddy: a floor
+			// another member made up on its own could be above its own
+			// and would drop what it holds wherever it spread.
 			for _, p := range ch.lost {
-				if owns(tab.Owners(p), o.self) {
+				if tab.Owners(p).Primary == o.self {
 					ch.rebuilt = append(ch.rebuilt, p)
 				}
 			}
@@ -334,22 +327,35 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		before = tableWithout(tab, o.self)
 	}
 	stays := func(name string) bool { return tab.Has(name) && !slices.Contains(departed, name) }
+	// handedOver: name left gracefully, its drain complete (it gave its
+	// leases back): what it held was pushed to the owners that follow
+	// it, and nothing of it is lost.
+	handedOver := func(name string) bool { return name != "" && !stays(name) && o.released[name] }
 	for p := range next.parts {
 		t := next.parts[p].transfer
+		drained := false
 		if t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return !stays(x) }) {
 			u := *t
+			drained = slices.ContainsFunc(t.sources, handedOver)
 			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
-			u.owners = slices.DeleteFunc(slices.Clone(t.owners), func(x string) bool { return !stays(x) })
 			t = &u
 		}
 		if prev != nil {
-			if old := prev.Owners(p); !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) {
+			old := prev.Owners(p)
+			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary) && !handedOver(old.Buddy) {
 				ch.lost = append(ch.lost, p)
 			}
 		}
-		if t != nil && !t.reconcile && len(t.owners) == 0 && !slices.Contains(ch.lost, p) {
-			// Still waiting for a hand-off, and every node it was to
-			// take the partition from has left: its sessions are gone.
+		if t != nil && !t.reconcile && len(t.sources) == 0 && drained {
+			t = nil // the leaver pushed it here
+		}
+		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
+			// Still waiting for a hand-off, and every node that held the
+			// partition has left: its sessions are gone. (A member that
+			// reappeared, a source too, may hold old copies of the
+			// partition: one declared dead says so, and no hand-off
+			// completes on it (pull), so the hand-off is given up for
+			// time and the loss reported then.)
 			ch.lost = append(ch.lost, p)
 			t = nil
 		}
@@ -360,8 +366,13 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
 			old := before.Owners(p)
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
-			owners := sourcesIn(tab, o.self, from...)
-			t = &transfer{since: now, sources: owners, owners: owners, gates: prev == nil}
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
+			if handedOver(old.Primary) || handedOver(old.Buddy) {
+				// A previous owner left gracefully and pushed its copies
+				// here before it gave its leases back: the other one is
+				// only to reconcile with.
+				t.reconcile, t.gates = true, false
+			}
 		}
 		if len(appeared) > 0 {
 			u := transfer{since: now, reconcile: true}
@@ -444,7 +455,6 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				// Its own copies may be stale: any member that holds the
 				// partition is a source to take it from.
 				t.reconcile, t.gates, t.distrust = false, true, true
-				t.owners = t.sources
 			}
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
@@ -459,8 +469,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 type transferJob struct {
 	p       int
 	sources []string
-	handoff bool     // a hand-off (not a reconciliation): sources must be on the node's ring
-	owners  []string // of sources, those a hand-off takes the partition from (transfer.owners)
+	handoff bool // a hand-off (not a reconciliation): sources must be on the node's ring
 	// distrust: the node was declared dead; only a settled owner ends the
 	// hand-off (transfer.distrust).
 	distrust bool
@@ -480,7 +489,7 @@ type transferJob struct {
 // the ring it returns nothing: a ring installed since the caller read tab
 // brought transfers whose sources tab may lack, and judging them by tab
 // would give them up.
-func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost, rebuild []int) {
+func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost, drop []int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.load().tab != tab {
@@ -503,38 +512,23 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
-					if t.unheld || s.parts[p].distrusted {
-						// No owner held it, or this node's own copies are
-						// suspect (it was declared dead): rebuilt from
-						// nothing.
-						rebuild = append(rebuild, p)
+					if s.parts[p].distrusted {
+						// This node's own copies are suspect (it was
+						// declared dead) and no owner vouched for the
+						// partition since: they go.
+						drop = append(drop, p)
 					}
 				}
 				s.parts[p].distrusted = false
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, owners: t.owners, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
+				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
 			}
 		}
 	})
 	if len(lost) > 0 {
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
 	}
-	return jobs, gaveUp, lost, rebuild
-}
-
-// transferUnheld records, if t is still partition p's transfer, that every
-// owner it is taken from answered and none held the partition.
-func (o *ownership) transferUnheld(p int, t *transfer) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if cur := o.load().parts[p].transfer; cur == nil || cur != t || cur.unheld {
-		return
-	}
-	o.edit(func(s *ownState) {
-		u := *t
-		u.unheld = true
-		s.parts[p].transfer = &u
-	})
+	return jobs, gaveUp, lost, drop
 }
 
 // endHandoff ends partition p's hand-off, if any: owner from rebuilt the
@@ -657,6 +651,9 @@ func (o *ownership) release(from string, now time.Duration) {
 		o.granted[from] = now
 	}
 	o.liftFences(from, now)
+	if from != o.self {
+		o.released[from] = true
+	}
 	if from != o.self && o.known[from] {
 		delete(o.known, from)
 		o.edit(func(s *ownState) { s.need = o.quorum() })

@@ -81,13 +81,20 @@ func (s *store) generation(p int) uint64 {
 
 // rebuiltLocked gives partition p a new generation, at least gen and
 // higher than any of its copies', and makes it the partition's floor: the
-// partition was rebuilt from nothing, and copies from before (an owner
-// frozen past the failure detector comes back with them) are gone for
-// good, those this node holds included. It returns the new generation.
-// The caller holds every partition (exclusive) or p's lock.
+// partition was lost, and what this node holds of it (copies a leaving
+// node pushed here, say) is all of it from now on, moved to the new
+// generation; copies from before held anywhere else (an owner frozen past
+// the failure detector comes back with them) are gone for good. It
+// returns the new generation. The caller holds every partition
+// (exclusive) or p's lock.
 func (s *store) rebuiltLocked(p int, gen uint64) uint64 {
 	part := s.parts[p]
 	gen = max(part.gen+1, part.floor+1, gen)
+	for id, sess := range part.sessions {
+		c := *sess
+		c.Gen = gen
+		part.sessions[id] = &c
+	}
 	part.raiseFloorLocked(gen)
 	return gen
 }
