@@ -312,8 +312,12 @@ func newSessionHistory(ops []*Op) *sessionHistory {
 // writer returns the write whose content a successful read saw: its patch
 // if any, else its put.
 func (s *sessionHistory) writer(read *Op) *Op {
-	if read.Patch != "" {
-		return s.byValue[read.Patch]
+	a, b := splitPatch(read.Patch)
+	switch {
+	case a != "":
+		return s.byValue[a]
+	case b != "":
+		return s.byValue[b]
 	}
 	return s.byValue[read.Put]
 }
@@ -501,7 +505,12 @@ func (s *sessionHistory) contentMismatches() []Anomaly {
 				continue
 			}
 		case OpPatch:
-			if r.Patch != r.Value {
+			a, b := splitPatch(r.Patch)
+			got := a
+			if r.Attr == attrB {
+				got = b
+			}
+			if got != r.Value {
 				mismatch(r, []int{r.Index}, "%s: not the value it wrote", what)
 				continue
 			}
@@ -515,17 +524,20 @@ func (s *sessionHistory) contentMismatches() []Anomaly {
 			mismatch(r, []int{w.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, w.Index, w.label(), w.Version)
 			continue
 		}
-		if r.Patch == "" {
-			continue
-		}
-		p := s.byValue[r.Patch]
-		switch {
-		case p == nil || p.Kind != OpPatch:
-			mismatch(r, []int{r.Index}, "%s: no patch of the session wrote %q", what, r.Patch)
-		case acked(p) && r.Version < p.Version:
-			mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, p.Index, p.label(), p.Version)
-		case acked(p) && r.Put != p.Put:
-			mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged on top of %s: a patch's value comes only with the put it patched", what, p.Index, p.label(), digest(p.Put, ""))
+		a, b := splitPatch(r.Patch)
+		for _, v := range []struct{ attr, value string }{{"", a}, {attrB, b}} {
+			if v.value == "" {
+				continue
+			}
+			p := s.byValue[v.value]
+			switch {
+			case p == nil || p.Kind != OpPatch || p.Attr != v.attr:
+				mismatch(r, []int{r.Index}, "%s: no patch of the session wrote %q", what, v.value)
+			case acked(p) && r.Version < p.Version:
+				mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, p.Index, p.label(), p.Version)
+			case acked(p) && r.Put != p.Put:
+				mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged on top of %s: a patch's value comes only with the put it patched", what, p.Index, p.label(), digest(p.Put, ""))
+			}
 		}
 	}
 	return out
@@ -637,7 +649,8 @@ func checkLinearizable(id string, ops []*Op, cfg CheckConfig) (porcupine.CheckRe
 	seen := map[string]bool{}
 	for _, op := range ops {
 		if op.Outcome == OK {
-			seen[op.Put], seen[op.Patch] = true, true
+			a, b := splitPatch(op.Patch)
+			seen[op.Put], seen[a], seen[b] = true, true, true
 		}
 	}
 	kept, pops := linearizationInput(ops, func(*Op) bool { return false })
@@ -690,7 +703,7 @@ func linearizationInput(ops []*Op, leave func(*Op) bool) ([]*Op, []porcupine.Ope
 		kept = append(kept, op)
 		pops = append(pops, porcupine.Operation{
 			ClientId: op.Client,
-			Input:    modelInput{Kind: op.Kind, Value: op.Value, IfVersion: op.IfVersion},
+			Input:    modelInput{Kind: op.Kind, Value: op.Value, IfVersion: op.IfVersion, Attr: op.Attr, Null: op.Null},
 			Call:     int64(op.Call),
 			Output:   modelOutput{Outcome: op.Outcome, Ver: op.Version, Put: op.Put, Patch: op.Patch},
 			Return:   ret,

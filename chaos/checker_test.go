@@ -276,3 +276,42 @@ func TestConditionalPatchesAndDeletes(t *testing.T) {
 		t.Fatalf("an indeterminate conditional delete that took effect failed: %+v", v)
 	}
 }
+
+// Patches of different attributes compose: two clients patching "patch"
+// and "pb" at once must both see their value survive; a null deletes one
+// attribute and keeps the other. Losing one of two concurrent patches is
+// caught.
+func TestPatchesOfDifferentAttributesBothSurvive(t *testing.T) {
+	patch := func(client int, attr, value string, call, ret float64, v uint64, put, content string) Op {
+		return Op{Client: client, Kind: OpPatch, Session: reg, Attr: attr, Value: value, Null: value == "",
+			Call: sec(call), Return: sec(ret), Outcome: OK, Version: v, Put: put, Patch: content}
+	}
+	read := func(client int, v uint64, content string, call, ret float64) Op {
+		op := get(client, "a", v, call, ret)
+		op.Patch = content
+		return op
+	}
+	both := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, "", "p", 1.5, 2.5, 2, "a", "p"),
+		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("p", "q")),
+		read(0, 3, joinPatch("p", "q"), 3, 3.1),
+		patch(1, "", "", 3.5, 4, 4, "a", joinPatch("", "q")), // {"patch": null}
+		final(read(2, 4, joinPatch("", "q"), 10, 10.1)),
+	}
+	if v := Check(HistoryOf(both), CheckConfig{}); !v.Pass || v.Linearizability[reg] != porcupine.Ok {
+		t.Fatalf("two concurrent patches of different attributes, then a null: %+v", v)
+	}
+	lost := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, "", "p", 1.5, 2.5, 2, "a", "p"),
+		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("", "q")), // p's patch gone
+		final(read(0, 3, joinPatch("", "q"), 10, 10.1)),
+	}
+	if v := Check(HistoryOf(lost), CheckConfig{}); v.Pass {
+		t.Fatalf("a patch lost to a concurrent patch of another attribute passed: %+v", v)
+	}
+	if got := digest("a", joinPatch("p", "q")); got != "{put:a patch:p pb:q}" {
+		t.Fatalf("digest %q", got)
+	}
+}

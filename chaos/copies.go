@@ -182,7 +182,8 @@ func copyAnswer(op Op, s *replica.Session) Op {
 		return op
 	}
 	op.Outcome, op.Version = OK, s.Version
-	for name, dst := range map[string]*string{"put": &op.Put, "patch": &op.Patch} {
+	var pb string
+	for name, dst := range map[string]*string{"put": &op.Put, "patch": &op.Patch, attrB: &pb} {
 		raw, ok := s.Attributes[name]
 		if !ok {
 			continue
@@ -193,5 +194,6 @@ func copyAnswer(op Op, s *replica.Session) Op {
 		}
 		*dst = unpadValue(*dst)
 	}
+	op.Patch = joinPatch(op.Patch, pb)
 	return op
 }

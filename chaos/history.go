@@ -69,6 +69,10 @@ type Op struct {
 	// Value is the unique value a write stores: the "put" attribute of a
 	// put, cas or create, the "patch" attribute of a patch.
 	Value string `json:"value,omitempty"`
+	// Attr is the attribute a patch writes: "" for "patch", or "pb".
+	Attr string `json:"attr,omitempty"`
+	// Null marks a patch that deletes Attr (a JSON null); its Value is "".
+	Null bool `json:"null,omitempty"`
 	// IfVersion is the version a cas, or a patch or delete sent with
 	// If-Match, expects; zero: none.
 	IfVersion uint64 `json:"if_version,omitempty"`
@@ -90,7 +94,8 @@ type Op struct {
 	// Version is the session version answered (reads and writes but
 	// delete, which answers none).
 	Version uint64 `json:"version,omitempty"`
-	// Put and Patch are the "put" and "patch" attributes answered.
+	// Put is the "put" attribute answered, Patch the patched attributes
+	// "patch" and "pb" (joinPatch: "a+pb:b", or a alone).
 	Put   string `json:"put,omitempty"`
 	Patch string `json:"patch,omitempty"`
 	// Error is the error or status of a failed request.
@@ -102,8 +107,10 @@ func (o *Op) label() string {
 	switch {
 	case o.Kind == OpCAS:
 		return fmt.Sprintf("cas(v%d, %s)", o.IfVersion, o.Value)
-	case o.IfVersion != 0 && o.Value != "":
-		return fmt.Sprintf("%s(v%d, %s)", o.Kind, o.IfVersion, o.Value)
+	case o.Kind == OpPatch && o.IfVersion != 0:
+		return fmt.Sprintf("patch(v%d, %s)", o.IfVersion, patchLabel(o.Attr, o.Value, o.Null))
+	case o.Kind == OpPatch:
+		return fmt.Sprintf("patch(%s)", patchLabel(o.Attr, o.Value, o.Null))
 	case o.IfVersion != 0:
 		return fmt.Sprintf("%s(v%d)", o.Kind, o.IfVersion)
 	case o.Value != "":

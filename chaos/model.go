@@ -2,19 +2,56 @@ package chaos
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/anishathalye/porcupine"
 )
 
 // register is the state of one session in the linearizability model: a
 // versioned register whose value is the session's content. The workload
-// writes only two attributes, each a unique value per write, so the pair
+// writes three attributes, each a unique value per write, so the pair
 // (Put, Patch) is the content's digest: it names the writes that made it.
 type register struct {
 	Live  bool   // the session exists (not absent, not deleted)
 	Ver   uint64 // its version; versions keep growing across deletes
 	Put   string // value of the last put or cas
-	Patch string // value of the last patch since that put, or ""
+	Patch string // the patched attributes since that put (joinPatch), or ""
+}
+
+// attrB is the second attribute patches write; the first is "patch". Two
+// clients patching one each at once must both see their value survive.
+const attrB = "pb"
+
+// patchSep joins the two patched attributes in a digest: "a+pb:b".
+const patchSep = "+" + attrB + ":"
+
+// joinPatch is the digest of the patched attributes "patch" (a) and "pb"
+// (b): a alone when b is absent, so that a digest of "patch" alone is its
+// value.
+func joinPatch(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + patchSep + b
+}
+
+// splitPatch undoes joinPatch.
+func splitPatch(p string) (a, b string) {
+	a, b, _ = strings.Cut(p, patchSep)
+	return a, b
+}
+
+// patched returns the digest of the patched attributes p after a patch
+// that sets attr ("" meaning "patch") to value, or deletes it (null).
+func patched(p, attr, value string, null bool) string {
+	a, b := splitPatch(p)
+	if null {
+		value = ""
+	}
+	if attr == attrB {
+		return joinPatch(a, value)
+	}
+	return joinPatch(value, b)
 }
 
 // modelInput is an operation as the model sees it.
@@ -22,6 +59,8 @@ type modelInput struct {
 	Kind      OpKind
 	Value     string
 	IfVersion uint64
+	Attr      string // the attribute a patch writes: "" ("patch") or attrB
+	Null      bool   // the patch deletes Attr (a JSON null)
 }
 
 // modelOutput is an answer as the model sees it.
@@ -62,10 +101,17 @@ var sessionModel = porcupine.Model{
 			return fmt.Sprintf("cas(v%d, %s) → v%d", in.IfVersion, in.Value, out.Ver)
 		case in.Kind == OpCAS:
 			return fmt.Sprintf("cas(v%d, %s) → %s", in.IfVersion, in.Value, out.Outcome)
-		case in.IfVersion != 0 && out.Outcome == OK && in.Kind == OpPatch:
-			return fmt.Sprintf("patch(v%d, %s) → v%d", in.IfVersion, in.Value, out.Ver)
+		case in.Kind == OpPatch:
+			what := patchLabel(in.Attr, in.Value, in.Null)
+			if in.IfVersion != 0 {
+				what = fmt.Sprintf("v%d, %s", in.IfVersion, what)
+			}
+			if out.Outcome == OK {
+				return fmt.Sprintf("patch(%s) → v%d", what, out.Ver)
+			}
+			return fmt.Sprintf("patch(%s) → %s", what, out.Outcome)
 		case in.IfVersion != 0:
-			return fmt.Sprintf("%s(v%d, %s) → %s", in.Kind, in.IfVersion, in.Value, out.Outcome)
+			return fmt.Sprintf("%s(v%d) → %s", in.Kind, in.IfVersion, out.Outcome)
 		case out.Outcome == OK && in.Kind != OpDelete:
 			return fmt.Sprintf("%s(%s) → v%d", in.Kind, in.Value, out.Ver)
 		}
@@ -82,10 +128,30 @@ var sessionModel = porcupine.Model{
 
 // digest renders a session's content for people.
 func digest(put, patch string) string {
-	if patch == "" {
-		return fmt.Sprintf("{put:%s}", put)
+	a, b := splitPatch(patch)
+	out := "{put:" + put
+	if a != "" {
+		out += " patch:" + a
 	}
-	return fmt.Sprintf("{put:%s patch:%s}", put, patch)
+	if b != "" {
+		out += " " + attrB + ":" + b
+	}
+	return out + "}"
+}
+
+// patchLabel names what a patch writes: "c1-7" (attribute "patch"),
+// "pb=c1-7", "pb=null".
+func patchLabel(attr, value string, null bool) string {
+	if null {
+		value = "null"
+	}
+	if attr == "" {
+		if null {
+			return "patch=null"
+		}
+		return value
+	}
+	return attr + "=" + value
 }
 
 // opLost is no request: the checker puts it in a session's history where
@@ -121,13 +187,13 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 		}
 		return matches && out.Outcome == OK && out.Ver == next.Ver && out.Put == in.Value && out.Patch == "", next
 	case OpPatch:
-		next := register{Live: true, Ver: r.Ver + 1, Put: r.Put, Patch: in.Value}
+		next := register{Live: true, Ver: r.Ver + 1, Put: r.Put, Patch: patched(r.Patch, in.Attr, in.Value, in.Null)}
 		if in.IfVersion != 0 {
 			ok, matches := conditional(r, in, out)
 			if !matches {
 				return ok, r
 			}
-			return ok && (unknown || out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == in.Value), next
+			return ok && (unknown || out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == next.Patch), next
 		}
 		switch {
 		case unknown && r.Live:
@@ -137,7 +203,7 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 		case out.Outcome == NotFound:
 			return !r.Live, r
 		}
-		return r.Live && out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == in.Value, next
+		return r.Live && out.Outcome == OK && out.Ver == next.Ver && out.Put == r.Put && out.Patch == next.Patch, next
 	case OpDelete:
 		next := register{Ver: r.Ver + 1}
 		if in.IfVersion != 0 {

@@ -217,11 +217,22 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := func(status int) {
 		attrs := map[string]string{"put": s.Put}
-		if s.Patch != "" {
-			attrs["patch"] = s.Patch
+		a, b := splitPatch(s.Patch)
+		if a != "" {
+			attrs["patch"] = a
+		}
+		if b != "" {
+			attrs[attrB] = b
 		}
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(map[string]any{"version": s.Ver, "attributes": attrs})
+	}
+	// If-Match on a write: 412 unless the session is live at that version.
+	if m := r.Header.Get("If-Match"); m != "" && r.Method != http.MethodGet {
+		if v, _ := strconv.ParseUint(strings.Trim(m, `"`), 10, 64); !s.Live || v != s.Ver {
+			w.WriteHeader(http.StatusPreconditionFailed)
+			return
+		}
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -231,12 +242,6 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		answer(http.StatusOK)
 	case http.MethodPut:
-		if m := r.Header.Get("If-Match"); m != "" {
-			if v, _ := strconv.ParseUint(strings.Trim(m, `"`), 10, 64); !s.Live || v != s.Ver {
-				w.WriteHeader(http.StatusPreconditionFailed)
-				return
-			}
-		}
 		var b struct {
 			Attributes map[string]string `json:"attributes"`
 		}
@@ -248,9 +253,16 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
-		var b map[string]string
+		var b map[string]*string // a null deletes the attribute
 		_ = json.Unmarshal(body, &b)
-		s.Ver, s.Patch = s.Ver+1, b["patch"]
+		s.Ver++
+		for name, v := range b {
+			attr := ""
+			if name == attrB {
+				attr = attrB
+			}
+			s.Patch = patched(s.Patch, attr, deref(v), v == nil)
+		}
 		answer(http.StatusOK)
 	case http.MethodDelete:
 		if !s.Live {
@@ -304,4 +316,12 @@ func TestRotationBoundsEverySessionsHistory(t *testing.T) {
 	if !v.Pass || v.Sessions != len(ids) || len(v.Unknown) != 0 {
 		t.Fatalf("a rotated history of a correct store: %s, %d sessions checked (want %d), unknown %v, anomalies %v", v, v.Sessions, len(ids), v.Unknown, v.Anomalies)
 	}
+}
+
+// deref is *v, or "" for nil.
+func deref(v *string) string {
+	if v == nil {
+		return ""
+	}
+	return *v
 }

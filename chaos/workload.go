@@ -179,6 +179,8 @@ func isExpiringID(id string) bool { return strings.Contains(id, "-exp-") }
 type choice struct {
 	Kind    OpKind
 	IfMatch bool          // a patch or delete sent with If-Match
+	Attr    string        // the attribute a patch writes: "" ("patch") or attrB
+	Null    bool          // the patch deletes Attr
 	Session int           // long-lived session index
 	Expired int           // for a read of an expiring session: which of the client's, by index (-1: none)
 	Node    int           // target node
@@ -213,6 +215,10 @@ func (ch *chooser) next() choice {
 	case roll < 70:
 		c.Kind = OpPatch
 		c.IfMatch = r.IntN(10) < 4
+		if r.IntN(2) == 0 {
+			c.Attr = attrB
+		}
+		c.Null = r.IntN(10) == 0
 	case roll < 82:
 		c.Kind = OpCAS
 	case roll < 87:
@@ -273,7 +279,11 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 		case next.Kind == OpCAS:
 			op.IfVersion = max(versions[op.Session], 1)
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
-		case next.Kind == OpPut || next.Kind == OpPatch:
+		case next.Kind == OpPatch && next.Null:
+			op.Attr, op.Null = next.Attr, true
+		case next.Kind == OpPatch:
+			op.Attr, op.Value = next.Attr, fmt.Sprintf("c%d-%d", c, seq)
+		case next.Kind == OpPut:
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
 		}
 		if next.IfMatch && !isExpiringID(op.Session) {
@@ -323,12 +333,20 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		}
 	case OpPatch:
 		method, target = http.MethodPatch, base
-		body = fmt.Sprintf(`{"patch":%q}`, padValue(op.Value, w.cfg.ValueSize))
+		name := op.Attr
+		if name == "" {
+			name = "patch"
+		}
+		var value any = padValue(op.Value, w.cfg.ValueSize)
+		if op.Null {
+			value = nil // a merge patch's null deletes the attribute
+		}
+		b, _ := json.Marshal(map[string]any{name: value})
 		if useMsgpack {
-			b, _ := msgpack.Marshal(map[string]any{"patch": padValue(op.Value, w.cfg.ValueSize)})
-			body = string(b)
+			b, _ = msgpack.Marshal(map[string]any{name: value})
 			header.Set("Content-Type", "application/msgpack")
 		}
+		body = string(b)
 	case OpDelete:
 		method, target = http.MethodDelete, base
 	}
@@ -370,9 +388,10 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 			break
 		}
 		op.Outcome, op.Version = OK, s.Version
-		op.Put, _ = s.Attributes["put"].(string)
-		op.Patch, _ = s.Attributes["patch"].(string)
-		op.Put, op.Patch = unpadValue(op.Put), unpadValue(op.Patch)
+		put, _ := s.Attributes["put"].(string)
+		patch, _ := s.Attributes["patch"].(string)
+		pb, _ := s.Attributes[attrB].(string)
+		op.Put, op.Patch = unpadValue(put), joinPatch(unpadValue(patch), unpadValue(pb))
 	case resp.StatusCode == http.StatusNoContent:
 		op.Outcome = OK
 	case resp.StatusCode == http.StatusNotFound:
