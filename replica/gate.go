@@ -346,7 +346,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
 		n.learnFloor(p, reply.Floor, src)
-		if reply.Distrusts && plan.ring != 0 && !plan.distrust {
+		if reply.Distrusts && plan.ring != 0 && !plan.distrust && !n.cfg.AllowMinority {
 			continue // a declared-dead source's copy is no new owner's to build on (pull)
 		}
 		held = held || reply.Holds

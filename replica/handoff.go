@@ -232,11 +232,13 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 				n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
 			}
 		}
-		if reply.Distrusts && !distrust {
+		if reply.Distrusts && !distrust && !n.cfg.AllowMinority {
 			// Declared dead and not caught up: its copies may be older
 			// than what was acknowledged since, and nothing tells which.
 			// No owner builds on them or merges them; a node itself
-			// declared dead merges them, as two sides of a healed cut do.
+			// declared dead merges them, as two sides of a healed cut do,
+			// and so does every node with AllowMinority, where a node
+			// declared dead may hold writes acknowledged on its side.
 			return false, false, nil
 		}
 		for _, s := range reply.Sessions {
