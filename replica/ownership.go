@@ -258,11 +258,18 @@ func membersMissing(a, b *ring.Table) []string {
 
 // fence fences, until this node's grants to them have lapsed, every
 // partition it owns in next that one of the departed members owned in
-// prev.
+// prev. A departure counts (a lease reply tells the departed member it
+// was declared dead) only when next holds a majority of the members the
+// node knows: on the smaller side of a cut, the members out of reach are
+// the ones that went on, and their copies are the partition's, not
+// copies to distrust.
 func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, now time.Duration, ch *ringChange) {
 	until := time.Duration(0)
+	declares := o.majority(next.tab)
 	for _, d := range departed {
-		o.departures[d]++
+		if declares {
+			o.departures[d]++
+		}
 		until = max(until, o.granted[d])
 	}
 	if prev == nil || until <= now {

@@ -910,3 +910,25 @@ func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
 		t.Fatalf("partition %d, also held by c whose grant runs on, is no longer fenced", bothGone)
 	}
 }
+
+// Only a ring holding a majority of the members the node knows declares
+// the members it lacks dead (lease replies carry the count): the smaller
+// side of a cut does not, for the members it cannot see are the ones that
+// went on, and theirs are the copies to keep: a majority node told by a
+// cut-off one that it had left would distrust its copies and replace them
+// with a settled owner's, which could be the cut-off node's stale ones.
+func TestOnlyAMajorityDeclaresMembersDead(t *testing.T) {
+	all := tableOf(t, 1, "a", "b", "c", "d", "e")
+	alone := tableOf(t, 2, "a")
+	o := installed(t, "a", all, alone)
+	for _, m := range []string{"b", "c", "d", "e"} {
+		if n := o.departures[m]; n != 0 {
+			t.Fatalf("alone of five, a counted %s's departure %d times; want 0", m, n)
+		}
+	}
+	most := tableOf(t, 2, "a", "b", "c")
+	o = installed(t, "a", all, most)
+	if o.departures["d"] != 1 || o.departures["e"] != 1 {
+		t.Fatalf("three of five counted departures %v; want d and e once", o.departures)
+	}
+}
