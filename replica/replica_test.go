@@ -603,6 +603,16 @@ func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a read of a session in doubt, its buddy out of reach: v%d, want refused", s.Version)
 	}
+	// So does a write: a precondition judged against the primary's v1
+	// would answer for a version the buddy's readers no longer see.
+	for _, ifv := range []uint64{1, 2} {
+		wctx, wcancel := within(primary, 2*time.Second)
+		_, err := primary.Do(wctx, &Op{Kind: OpDelete, ID: ids[1], IfVersion: ifv})
+		wcancel()
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("a delete if v%d of a session in doubt, its buddy out of reach: %v, want unavailable", ifv, err)
+		}
+	}
 	primary.faults.HealAll()
 
 	// The first session: another client's write builds on the lost write.

@@ -43,6 +43,12 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 	defer unlock()
 	if n.doubts.has(p, op.ID) {
 		n.settleDoubt(ctx, p, op.ID)
+		if n.doubts.has(p, op.ID) {
+			// As a read would (route.go): judged against this node's
+			// copy, which may differ from the buddy's, a precondition
+			// could answer for a version the buddy's readers do not see.
+			return nil, fmt.Errorf("%w: %s's last write may be on one of its owners only, and its buddy cannot be reached", ErrUnavailable, op.ID)
+		}
 	}
 	s, err := n.writeOnce(ctx, tab, p, op)
 	if inDoubt(err) {
