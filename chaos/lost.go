@@ -179,23 +179,31 @@ var lossLine = regexp.MustCompile(`^time=(\S+) level=ERROR msg="(?:` + regexp.Qu
 // lossesInLogs returns the losses reported in the node logs in dir, timed
 // on h's clock by the lines' times.
 func lossesInLogs(dir string, h *History) []LostReport {
-	files, _ := filepath.Glob(filepath.Join(dir, "node-*.log"))
 	var out []LostReport
+	scanNodeLogs(dir, func(line string) {
+		if r, ok := parseLossLine(line, h); ok {
+			out = append(out, r)
+		}
+	})
+	return out
+}
+
+// scanNodeLogs calls f with every line of the node logs (node-N.log) in
+// dir; a log that cannot be read is skipped.
+func scanNodeLogs(dir string, f func(line string)) {
+	files, _ := filepath.Glob(filepath.Join(dir, "node-*.log"))
 	for _, name := range files {
-		f, err := os.Open(name)
+		file, err := os.Open(name)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(file)
 		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 		for sc.Scan() {
-			if r, ok := parseLossLine(sc.Text(), h); ok {
-				out = append(out, r)
-			}
+			f(sc.Text())
 		}
-		f.Close()
+		file.Close()
 	}
-	return out
 }
 
 // parseLossLine reads one loss from a log line, if it reports one.
@@ -338,22 +346,12 @@ const handoffLossLogLine = "no previous owner of partitions answered within the 
 // countLossLogLines counts the lines reporting lost partitions in the
 // node logs (node-N.log) in dir.
 func countLossLogLines(dir string) int {
-	files, _ := filepath.Glob(filepath.Join(dir, "node-*.log"))
 	n := 0
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			continue
+	scanNodeLogs(dir, func(line string) {
+		if strings.Contains(line, lossLogLine) {
+			n++
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), lossLogLine) {
-				n++
-			}
-		}
-		f.Close()
-	}
+	})
 	return n
 }
 

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -109,6 +110,22 @@ func (n *Node) settleDoubt(ctx context.Context, p int, id string) {
 		return
 	}
 	n.doubts.remove(p, id)
+}
+
+// settled settles session id's doubt, if it is in doubt, and reports
+// ErrUnavailable if it still is: the session's last write may be on one
+// of its owners only, and the buddy cannot be reached, so neither a read
+// nor a write's precondition may be judged against this node's copy. The
+// caller holds id's lock.
+func (n *Node) settled(ctx context.Context, p int, id string) error {
+	if !n.doubts.has(p, id) {
+		return nil
+	}
+	n.settleDoubt(ctx, p, id)
+	if n.doubts.has(p, id) {
+		return fmt.Errorf("%w: %s's last write may be on one of its owners only, and its buddy cannot be reached", ErrUnavailable, id)
+	}
+	return nil
 }
 
 // settleDoubts settles every session in doubt it can; it runs every

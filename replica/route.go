@@ -124,11 +124,8 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 	// read here waits for it rather than answer the version before it.
 	unlock := n.store.lock(op.ID)
 	defer unlock()
-	if n.doubts.has(p, op.ID) {
-		n.settleDoubt(ctx, p, op.ID)
-		if n.doubts.has(p, op.ID) {
-			return nil, fmt.Errorf("%w: %s's last write may be on its buddy only, which cannot be reached", ErrUnavailable, op.ID)
-		}
+	if err := n.settled(ctx, p, op.ID); err != nil {
+		return nil, err
 	}
 	return n.readPrimary(tab, p, op)
 }

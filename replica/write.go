@@ -41,14 +41,11 @@ type replicateRequest struct {
 func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Session, error) {
 	unlock := n.store.lock(op.ID)
 	defer unlock()
-	if n.doubts.has(p, op.ID) {
-		n.settleDoubt(ctx, p, op.ID)
-		if n.doubts.has(p, op.ID) {
-			// As a read would (route.go): judged against this node's
-			// copy, which may differ from the buddy's, a precondition
-			// could answer for a version the buddy's readers do not see.
-			return nil, fmt.Errorf("%w: %s's last write may be on one of its owners only, and its buddy cannot be reached", ErrUnavailable, op.ID)
-		}
+	// As a read (route.go): judged against this node's copy, which may
+	// differ from the buddy's, a precondition could answer for a version
+	// the buddy's readers do not see.
+	if err := n.settled(ctx, p, op.ID); err != nil {
+		return nil, err
 	}
 	s, err := n.writeOnce(ctx, tab, p, op)
 	if inDoubt(err) {
