@@ -390,6 +390,10 @@ func (n *Node) SetPrincipal(ctx context.Context, id, principal string) (*Session
 
 // InvalidatePrincipal deletes every session of principal across the
 // cluster ("log this user out everywhere") and returns how many it deleted.
+// It succeeds only once every member has listed its sessions of principal:
+// while one cannot be reached, or the node is cut off from the majority,
+// it fails with ErrUnavailable (having deleted what it found), and the
+// caller retries.
 func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

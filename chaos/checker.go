@@ -189,7 +189,7 @@ func Check(h *History, cfg CheckConfig) Verdict {
 	var registers []string
 	for _, id := range sessions {
 		sops := bySession[id]
-		if isExpiringID(id) {
+		if sessionExpiring(sops) {
 			v.Expiring++
 			v.Anomalies = append(v.Anomalies, checkExpiring(id, sops, cfg)...)
 			continue
@@ -248,7 +248,7 @@ func allowLosses(v *Verdict, ops []Op, bySession map[string][]*Op, cfg CheckConf
 		if len(ws) == 0 {
 			continue
 		}
-		if explainedByLoss(bySession[id], ops, found[id], ws, isExpiringID(id), cfg) {
+		if explainedByLoss(bySession[id], ops, found[id], ws, sessionExpiring(bySession[id]), cfg) {
 			allowed[id] = true
 			v.LostReported = append(v.LostReported, id)
 			v.Allowed = append(v.Allowed, found[id]...)
@@ -312,12 +312,11 @@ func newSessionHistory(ops []*Op) *sessionHistory {
 // writer returns the write whose content a successful read saw: its patch
 // if any, else its put.
 func (s *sessionHistory) writer(read *Op) *Op {
-	a, b := splitPatch(read.Patch)
-	switch {
-	case a != "":
-		return s.byValue[a]
-	case b != "":
-		return s.byValue[b]
+	a, b, c := splitPatch(read.Patch)
+	for _, v := range []string{a, b, c} {
+		if v != "" {
+			return s.byValue[v]
+		}
 	}
 	return s.byValue[read.Put]
 }
@@ -325,10 +324,26 @@ func (s *sessionHistory) writer(read *Op) *Op {
 // acked reports whether op is a write that was acknowledged.
 func acked(op *Op) bool { return op.Kind.writes() && op.Outcome == OK }
 
-// mayDelete reports whether op is a delete that may have taken effect.
+// mayDelete reports whether op is a delete, or a logout, that may have
+// taken effect.
 func mayDelete(op *Op) bool {
-	return op.Kind == OpDelete && (op.Outcome == OK || op.Outcome == Indeterminate)
+	switch op.Kind {
+	case OpDelete:
+		return op.Outcome == OK || op.Outcome == Indeterminate
+	case OpLogout:
+		return op.Outcome == OK && op.Deleted > 0 || op.Outcome == Indeterminate
+	}
+	return false
 }
+
+// deleted reports whether op is a delete, or a logout, acknowledged as
+// having deleted the session.
+func deleted(op *Op) bool {
+	return op.Outcome == OK && (op.Kind == OpDelete || op.Kind == OpLogout && op.Deleted > 0)
+}
+
+// sessionExpiring reports whether ops are those of an expiring session.
+func sessionExpiring(ops []*Op) bool { return slices.ContainsFunc(ops, (*Op).expiring) }
 
 // lostWrites finds acknowledged writes missing from the final reads.
 func (s *sessionHistory) lostWrites() []Anomaly {
@@ -351,7 +366,7 @@ func (s *sessionHistory) lostWrites() []Anomaly {
 		return out
 	}
 	for _, w := range s.ops {
-		if !acked(w) || w.Kind == OpDelete {
+		if !acked(w) || w.Kind == OpDelete || w.Kind == OpLogout {
 			continue
 		}
 		for _, f := range finals {
@@ -454,7 +469,7 @@ func (s *sessionHistory) resurrections() []Anomaly {
 			continue // indeterminate writes may land late: no proof
 		}
 		for _, d := range s.ops {
-			if d.Kind == OpDelete && d.Outcome == OK && w.Return < d.Call && d.Return < r.Call {
+			if deleted(d) && w.Return < d.Call && d.Return < r.Call {
 				out = append(out, Anomaly{Kind: ResurrectedDelete, Session: s.id, At: r.Call, Ops: []int{w.Index, d.Index, r.Index},
 					Detail: fmt.Sprintf("op %d read %s (written by op %d) from %s after op %d deleted the session", r.Index, digest(r.Put, r.Patch), w.Index, r.Node, d.Index)})
 				break
@@ -505,12 +520,12 @@ func (s *sessionHistory) contentMismatches() []Anomaly {
 				continue
 			}
 		case OpPatch:
-			a, b := splitPatch(r.Patch)
-			got := a
-			if r.Attr == attrB {
-				got = b
+			got := patchedValues(r.Patch)
+			wrong := false
+			for attr, v := range got {
+				wrong = wrong || (r.Attr == attr || r.Attr == attrAll) && v != r.Value
 			}
-			if got != r.Value {
+			if wrong {
 				mismatch(r, []int{r.Index}, "%s: not the value it wrote", what)
 				continue
 			}
@@ -524,14 +539,14 @@ func (s *sessionHistory) contentMismatches() []Anomaly {
 			mismatch(r, []int{w.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, w.Index, w.label(), w.Version)
 			continue
 		}
-		a, b := splitPatch(r.Patch)
-		for _, v := range []struct{ attr, value string }{{"", a}, {attrB, b}} {
+		a, b, c := splitPatch(r.Patch)
+		for _, v := range []struct{ attr, value string }{{"", a}, {attrB, b}, {attrC, c}} {
 			if v.value == "" {
 				continue
 			}
 			p := s.byValue[v.value]
 			switch {
-			case p == nil || p.Kind != OpPatch || p.Attr != v.attr:
+			case p == nil || p.Kind != OpPatch || p.Attr != v.attr && p.Attr != attrAll:
 				mismatch(r, []int{r.Index}, "%s: no patch of the session wrote %q", what, v.value)
 			case acked(p) && r.Version < p.Version:
 				mismatch(r, []int{p.Index, r.Index}, "%s, but op %d %s was acknowledged at v%d: content from a later version", what, p.Index, p.label(), p.Version)
@@ -649,8 +664,8 @@ func checkLinearizable(id string, ops []*Op, cfg CheckConfig) (porcupine.CheckRe
 	seen := map[string]bool{}
 	for _, op := range ops {
 		if op.Outcome == OK {
-			a, b := splitPatch(op.Patch)
-			seen[op.Put], seen[a], seen[b] = true, true, true
+			a, b, c := splitPatch(op.Patch)
+			seen[op.Put], seen[a], seen[b], seen[c] = true, true, true, true
 		}
 	}
 	kept, pops := linearizationInput(ops, func(*Op) bool { return false })
@@ -705,7 +720,7 @@ func linearizationInput(ops []*Op, leave func(*Op) bool) ([]*Op, []porcupine.Ope
 			ClientId: op.Client,
 			Input:    modelInput{Kind: op.Kind, Value: op.Value, IfVersion: op.IfVersion, Attr: op.Attr, Null: op.Null},
 			Call:     int64(op.Call),
-			Output:   modelOutput{Outcome: op.Outcome, Ver: op.Version, Put: op.Put, Patch: op.Patch},
+			Output:   modelOutput{Outcome: op.Outcome, Ver: op.Version, Put: op.Put, Patch: op.Patch, Deleted: op.Deleted},
 			Return:   ret,
 			Metadata: fmt.Sprintf("op %d via %s", op.Index, op.Node),
 		})

@@ -277,10 +277,12 @@ func TestConditionalPatchesAndDeletes(t *testing.T) {
 	}
 }
 
-// Patches of different attributes compose: two clients patching "patch"
-// and "pb" at once must both see their value survive; a null deletes one
-// attribute and keeps the other. Losing one of two concurrent patches is
-// caught.
+// Patches of different values compose: two clients patching "patch" and
+// the nested n.pb at once, or n.pb and n.pc (two fields of one object,
+// merged into it), must both see their value survive; a null deletes one
+// value and keeps the others; a patch of all three sets each. Losing one
+// of two concurrent patches is caught, and so is a patch of all three
+// answered without one of them.
 func TestPatchesOfDifferentAttributesBothSurvive(t *testing.T) {
 	patch := func(client int, attr, value string, call, ret float64, v uint64, put, content string) Op {
 		return Op{Client: client, Kind: OpPatch, Session: reg, Attr: attr, Value: value, Null: value == "",
@@ -294,24 +296,48 @@ func TestPatchesOfDifferentAttributesBothSurvive(t *testing.T) {
 	both := []Op{
 		put(0, "a", 1, 0, 1),
 		patch(1, "", "p", 1.5, 2.5, 2, "a", "p"),
-		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("p", "q")),
-		read(0, 3, joinPatch("p", "q"), 3, 3.1),
-		patch(1, "", "", 3.5, 4, 4, "a", joinPatch("", "q")), // {"patch": null}
-		final(read(2, 4, joinPatch("", "q"), 10, 10.1)),
+		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("p", "q", "")),
+		read(0, 3, joinPatch("p", "q", ""), 3, 3.1),
+		patch(1, "", "", 3.5, 4, 4, "a", joinPatch("", "q", "")), // {"patch": null}
+		patch(1, attrC, "r", 4.5, 5.5, 5, "a", joinPatch("", "q", "r")),
+		patch(2, attrB, "s", 4.6, 5.6, 6, "a", joinPatch("", "s", "r")), // {"n": {"pb": "s"}} keeps n.pc
+		patch(0, attrAll, "t", 6, 6.5, 7, "a", joinPatch("t", "t", "t")),
+		patch(0, attrC, "", 7, 7.5, 8, "a", joinPatch("t", "t", "")), // {"n": {"pc": null}}
+		final(read(2, 8, joinPatch("t", "t", ""), 10, 10.1)),
 	}
 	if v := Check(HistoryOf(both), CheckConfig{}); !v.Pass || v.Linearizability[reg] != porcupine.Ok {
-		t.Fatalf("two concurrent patches of different attributes, then a null: %+v", v)
+		t.Fatalf("concurrent patches of different values, nulls, a patch of all three: %+v", v)
 	}
 	lost := []Op{
 		put(0, "a", 1, 0, 1),
 		patch(1, "", "p", 1.5, 2.5, 2, "a", "p"),
-		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("", "q")), // p's patch gone
-		final(read(0, 3, joinPatch("", "q"), 10, 10.1)),
+		patch(2, attrB, "q", 1.6, 2.6, 3, "a", joinPatch("", "q", "")), // p's patch gone
+		final(read(0, 3, joinPatch("", "q", ""), 10, 10.1)),
 	}
 	if v := Check(HistoryOf(lost), CheckConfig{}); v.Pass {
 		t.Fatalf("a patch lost to a concurrent patch of another attribute passed: %+v", v)
 	}
-	if got := digest("a", joinPatch("p", "q")); got != "{put:a patch:p pb:q}" {
+	nested := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, attrB, "q", 1.5, 2.5, 2, "a", joinPatch("", "q", "")),
+		patch(2, attrC, "r", 1.6, 2.6, 3, "a", joinPatch("", "", "r")), // the merge replaced n
+		final(read(0, 3, joinPatch("", "", "r"), 10, 10.1)),
+	}
+	if v := Check(HistoryOf(nested), CheckConfig{}); v.Pass {
+		t.Fatalf("a nested merge that replaced the object instead passed: %+v", v)
+	}
+	partial := []Op{
+		put(0, "a", 1, 0, 1),
+		patch(1, attrAll, "t", 1.5, 2.5, 2, "a", joinPatch("t", "t", "")),
+		final(read(0, 2, joinPatch("t", "t", ""), 10, 10.1)),
+	}
+	if v := Check(HistoryOf(partial), CheckConfig{}); v.Pass || !slices.Contains(kinds(v), ContentMismatch) {
+		t.Fatalf("a patch of all three answered without n.pc passed: %+v", v)
+	}
+	if got := digest("a", joinPatch("p", "q", "r")); got != "{put:a patch:p n.pb:q n.pc:r}" {
 		t.Fatalf("digest %q", got)
+	}
+	if a, b, c := splitPatch(joinPatch("", "", "r")); a != "" || b != "" || c != "r" {
+		t.Fatalf("split of a digest with n.pc alone: %q %q %q", a, b, c)
 	}
 }

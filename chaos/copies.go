@@ -182,18 +182,15 @@ func copyAnswer(op Op, s *replica.Session) Op {
 		return op
 	}
 	op.Outcome, op.Version = OK, s.Version
-	var pb string
-	for name, dst := range map[string]*string{"put": &op.Put, "patch": &op.Patch, attrB: &pb} {
-		raw, ok := s.Attributes[name]
-		if !ok {
-			continue
-		}
-		if err := msgpack.Unmarshal(raw, dst); err != nil {
+	attrs := map[string]any{}
+	for name, raw := range s.Attributes {
+		var v any
+		if err := msgpack.Unmarshal(raw, &v); err != nil {
 			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode attribute %q of the copy: %v", name, err)
 			return op
 		}
-		*dst = unpadValue(*dst)
+		attrs[name] = v
 	}
-	op.Patch = joinPatch(op.Patch, pb)
+	op.Put, op.Patch = answerDigest(attrs)
 	return op
 }

@@ -24,9 +24,14 @@ const (
 	// OpDelete is DELETE /v1/sessions/{id}; with IfVersion, sent with
 	// If-Match.
 	OpDelete OpKind = "delete"
-	// OpCreate creates an expiring session (a PUT of a fresh id with a
-	// short idle timeout); it is never written again.
+	// OpCreate creates an expiring session with a short idle timeout: a
+	// PUT of a fresh id, or (with Post) a POST /v1/sessions, which makes
+	// the id. It is never written again.
 	OpCreate OpKind = "create"
+	// OpLogout is DELETE /v1/principals/{name}/sessions for the principal
+	// of a long-lived session, which names it alone: it deletes the
+	// session if live, answering how many it deleted (Deleted).
+	OpLogout OpKind = "logout"
 )
 
 // writes reports whether the kind changes a session.
@@ -69,7 +74,9 @@ type Op struct {
 	// Value is the unique value a write stores: the "put" attribute of a
 	// put, cas or create, the "patch" attribute of a patch.
 	Value string `json:"value,omitempty"`
-	// Attr is the attribute a patch writes: "" for "patch", or "pb".
+	// Attr is what a patch writes: "" for the attribute "patch", attrB or
+	// attrC for a field of the object attribute "n" (a nested merge), or
+	// attrAll for all three at once.
 	Attr string `json:"attr,omitempty"`
 	// Null marks a patch that deletes Attr (a JSON null); its Value is "".
 	Null bool `json:"null,omitempty"`
@@ -78,6 +85,15 @@ type Op struct {
 	IfVersion uint64 `json:"if_version,omitempty"`
 	// IdleTimeout is a create's idle timeout.
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	// Post marks a create sent as POST /v1/sessions; Expiring, any op of
+	// an expiring session (whose id a POST may have made).
+	Post     bool `json:"post,omitempty"`
+	Expiring bool `json:"expiring,omitempty"`
+	// Key is the write's Idempotency-Key; Attempts, how many times it
+	// was sent with it: a write whose answer was lost is sent again, to
+	// another node, and Call to Return spans every attempt.
+	Key      string `json:"key,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
 	// Final marks the reads made after healing and settling.
 	Final bool `json:"final,omitempty"`
 	// Copy, on a final read, says whose own copy it read over the peer
@@ -94,10 +110,12 @@ type Op struct {
 	// Version is the session version answered (reads and writes but
 	// delete, which answers none).
 	Version uint64 `json:"version,omitempty"`
-	// Put is the "put" attribute answered, Patch the patched attributes
-	// "patch" and "pb" (joinPatch: "a+pb:b", or a alone).
+	// Put is the "put" attribute answered, Patch the patched values
+	// "patch", n.pb and n.pc (joinPatch: "a+pb:b+pc:c", or a alone).
 	Put   string `json:"put,omitempty"`
 	Patch string `json:"patch,omitempty"`
+	// Deleted is how many sessions a logout answered it deleted.
+	Deleted int `json:"deleted,omitempty"`
 	// Error is the error or status of a failed request.
 	Error string `json:"error,omitempty"`
 }
@@ -120,7 +138,7 @@ func (o *Op) label() string {
 }
 
 // expiring reports whether the op belongs to an expiring session.
-func (o *Op) expiring() bool { return o.IdleTimeout > 0 || isExpiringID(o.Session) }
+func (o *Op) expiring() bool { return o.Expiring || o.IdleTimeout > 0 || isExpiringID(o.Session) }
 
 // History is the record of every request of a run. It is safe for
 // concurrent use.

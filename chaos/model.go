@@ -9,49 +9,80 @@ import (
 
 // register is the state of one session in the linearizability model: a
 // versioned register whose value is the session's content. The workload
-// writes three attributes, each a unique value per write, so the pair
-// (Put, Patch) is the content's digest: it names the writes that made it.
+// writes four values, each unique per write, so the pair (Put, Patch) is
+// the content's digest: it names the writes that made it.
 type register struct {
 	Live  bool   // the session exists (not absent, not deleted)
 	Ver   uint64 // its version; versions keep growing across deletes
 	Put   string // value of the last put or cas
-	Patch string // the patched attributes since that put (joinPatch), or ""
+	Patch string // the patched values since that put (joinPatch), or ""
 }
 
-// attrB is the second attribute patches write; the first is "patch". Two
-// clients patching one each at once must both see their value survive.
-const attrB = "pb"
+// The values patches write: the top-level attribute "patch" (named "" in
+// an Op's Attr), and the fields attrB and attrC of the object attribute
+// attrNest, which a patch merges into (RFC 7396), leaving the other field
+// as it is. Two clients patching different ones at once must both see
+// their value survive. attrAll writes all three in one patch.
+const (
+	attrB    = "pb"
+	attrC    = "pc"
+	attrAll  = "*"
+	attrNest = "n"
+)
 
-// patchSep joins the two patched attributes in a digest: "a+pb:b".
-const patchSep = "+" + attrB + ":"
+// The separators of the patched values in a digest: "a+pb:b+pc:c".
+const (
+	sepB = "+" + attrB + ":"
+	sepC = "+" + attrC + ":"
+)
 
-// joinPatch is the digest of the patched attributes "patch" (a) and "pb"
-// (b): a alone when b is absent, so that a digest of "patch" alone is its
-// value.
-func joinPatch(a, b string) string {
-	if b == "" {
-		return a
+// joinPatch is the digest of the patched values "patch" (a), n.pb (b) and
+// n.pc (c): each part only when its value is present, so that a digest of
+// "patch" alone is its value.
+func joinPatch(a, b, c string) string {
+	out := a
+	if b != "" {
+		out += sepB + b
 	}
-	return a + patchSep + b
+	if c != "" {
+		out += sepC + c
+	}
+	return out
 }
 
 // splitPatch undoes joinPatch.
-func splitPatch(p string) (a, b string) {
-	a, b, _ = strings.Cut(p, patchSep)
-	return a, b
+func splitPatch(p string) (a, b, c string) {
+	p, c, _ = strings.Cut(p, sepC)
+	a, b, _ = strings.Cut(p, sepB)
+	return a, b, c
 }
 
-// patched returns the digest of the patched attributes p after a patch
-// that sets attr ("" meaning "patch") to value, or deletes it (null).
+// patchedValues returns the values of a digest by attribute: "" (patch),
+// attrB and attrC.
+func patchedValues(p string) map[string]string {
+	a, b, c := splitPatch(p)
+	return map[string]string{"": a, attrB: b, attrC: c}
+}
+
+// patched returns the digest of the patched values p after a patch that
+// sets attr ("" meaning "patch", attrAll meaning all three) to value, or
+// deletes it (null).
 func patched(p, attr, value string, null bool) string {
-	a, b := splitPatch(p)
+	a, b, c := splitPatch(p)
 	if null {
 		value = ""
 	}
-	if attr == attrB {
-		return joinPatch(a, value)
+	switch attr {
+	case "":
+		a = value
+	case attrB:
+		b = value
+	case attrC:
+		c = value
+	case attrAll:
+		a, b, c = value, value, value
 	}
-	return joinPatch(value, b)
+	return joinPatch(a, b, c)
 }
 
 // modelInput is an operation as the model sees it.
@@ -59,7 +90,7 @@ type modelInput struct {
 	Kind      OpKind
 	Value     string
 	IfVersion uint64
-	Attr      string // the attribute a patch writes: "" ("patch") or attrB
+	Attr      string // what a patch writes: "" ("patch"), attrB, attrC or attrAll
 	Null      bool   // the patch deletes Attr (a JSON null)
 }
 
@@ -68,6 +99,7 @@ type modelOutput struct {
 	Outcome    Outcome
 	Ver        uint64
 	Put, Patch string
+	Deleted    int // sessions a logout answered it deleted
 }
 
 // sessionModel is the sequential specification of one Tandem session, as
@@ -81,6 +113,8 @@ type modelOutput struct {
 //   - delete makes a tombstone at version+1, only if live, else 404;
 //   - a patch or delete with If-Match does so only if live at that
 //     version, else 412, live or not;
+//   - logout (of the session's principal, its only session) deletes it
+//     if live, answering 1, else does nothing, answering 0;
 //   - an indeterminate write takes effect when linearized (its end is the
 //     end of the history, so "never" is linearizing it last).
 var sessionModel = porcupine.Model{
@@ -97,6 +131,8 @@ var sessionModel = porcupine.Model{
 			return fmt.Sprintf("get → v%d %s", out.Ver, digest(out.Put, out.Patch))
 		case in.Kind == OpGet:
 			return fmt.Sprintf("get → %s", out.Outcome)
+		case in.Kind == OpLogout && out.Outcome == OK:
+			return fmt.Sprintf("logout → %d deleted", out.Deleted)
 		case in.Kind == OpCAS && out.Outcome == OK:
 			return fmt.Sprintf("cas(v%d, %s) → v%d", in.IfVersion, in.Value, out.Ver)
 		case in.Kind == OpCAS:
@@ -128,30 +164,36 @@ var sessionModel = porcupine.Model{
 
 // digest renders a session's content for people.
 func digest(put, patch string) string {
-	a, b := splitPatch(patch)
+	a, b, c := splitPatch(patch)
 	out := "{put:" + put
 	if a != "" {
 		out += " patch:" + a
 	}
 	if b != "" {
-		out += " " + attrB + ":" + b
+		out += " " + attrNest + "." + attrB + ":" + b
+	}
+	if c != "" {
+		out += " " + attrNest + "." + attrC + ":" + c
 	}
 	return out + "}"
 }
 
 // patchLabel names what a patch writes: "c1-7" (attribute "patch"),
-// "pb=c1-7", "pb=null".
+// "n.pb=c1-7", "n.pc=null", "*=c1-7" (all three).
 func patchLabel(attr, value string, null bool) string {
 	if null {
 		value = "null"
 	}
-	if attr == "" {
+	switch attr {
+	case "":
 		if null {
 			return "patch=null"
 		}
 		return value
+	case attrAll:
+		return attr + "=" + value
 	}
-	return attr + "=" + value
+	return attrNest + "." + attr + "=" + value
 }
 
 // opLost is no request: the checker puts it in a session's history where
@@ -222,6 +264,16 @@ func step(r register, in modelInput, out modelOutput) (bool, register) {
 			return !r.Live, r
 		}
 		return r.Live && out.Outcome == OK, next
+	case OpLogout:
+		switch {
+		case unknown && r.Live:
+			return true, register{Ver: r.Ver + 1}
+		case unknown:
+			return true, r
+		case r.Live:
+			return out.Outcome == OK && out.Deleted == 1, register{Ver: r.Ver + 1}
+		}
+		return out.Outcome == OK && out.Deleted == 0, r
 	}
 	return false, r
 }

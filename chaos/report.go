@@ -94,6 +94,12 @@ type OpCounts struct {
 	// ByKind and ByOutcome break the total down.
 	ByKind    map[OpKind]int  `json:"by_kind"`
 	ByOutcome map[Outcome]int `json:"by_outcome"`
+	// Retried counts writes sent again with their Idempotency-Key after
+	// an answer was lost; RetriedOK, those a retry answered definitely.
+	Retried   int `json:"retried"`
+	RetriedOK int `json:"retried_ok"`
+	// Posted counts creates sent as POST.
+	Posted int `json:"posted"`
 }
 
 // Bucket is one second of the run.
@@ -120,6 +126,15 @@ func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnin
 		r.Ops.Total++
 		r.Ops.ByKind[op.Kind]++
 		r.Ops.ByOutcome[op.Outcome]++
+		if op.Attempts > 1 {
+			r.Ops.Retried++
+			if op.Outcome != Indeterminate {
+				r.Ops.RetriedOK++
+			}
+		}
+		if op.Post {
+			r.Ops.Posted++
+		}
 		if op.Final {
 			continue // the read-back is not load
 		}
@@ -180,6 +195,7 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "overlap %g: %d faults started while the previous held or recovered\n", r.Overlap, over)
 	}
 	fmt.Fprintf(&b, "ops: %d (%s; %s)\n", r.Ops.Total, countsLine(r.Ops.ByKind), countsLine(r.Ops.ByOutcome))
+	fmt.Fprintf(&b, "writes retried with their Idempotency-Key: %d (%d answered definitely by a retry); creates sent as POST: %d\n", r.Ops.Retried, r.Ops.RetriedOK, r.Ops.Posted)
 	ok, illegal, _ := r.LinearizabilityCounts()
 	fmt.Fprintf(&b, "sessions checked: %d long-lived (linearizable %d, not %d, unknown %d), %d expiring; owners' copies compared: %d; check took %v\n",
 		r.Sessions, ok, illegal, len(r.Unknown), r.Expiring, r.Copies, r.CheckTime.Round(time.Millisecond))

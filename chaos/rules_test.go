@@ -198,34 +198,87 @@ func TestCheckerComparesTheOwnersCopies(t *testing.T) {
 }
 
 // fakeNode is an in-memory stand-in for a node's HTTP API: one register
-// per session, as the model describes it.
+// per session, as the model describes it, with POST creates, logout of a
+// principal (a long-lived session's principal is its id), and retries by
+// Idempotency-Key. With loseEvery > 0 it answers 503 to every
+// loseEvery-th write it carries out, as a node whose replication went
+// unanswered does, so that the workload retries.
 type fakeNode struct {
+	loseEvery int
+
 	mu       sync.Mutex
 	sessions map[string]*register
+	keys     map[string]applied // Idempotency-Key → what the write made
+	writes   int
+	posts    int
+}
+
+// applied is a write a fake node carried out under an Idempotency-Key.
+type applied struct {
+	id  string
+	ver uint64
 }
 
 // ServeHTTP answers the workload's requests.
 func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := strings.TrimPrefix(r.URL.Path, "/v1/sessions/")
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.keys == nil {
+		f.keys = map[string]applied{}
+	}
+	if name, ok := strings.CutPrefix(r.URL.Path, "/v1/principals/"); ok {
+		id := strings.TrimSuffix(name, "/sessions")
+		n := 0
+		if s := f.sessions[id]; s != nil && s.Live {
+			*s = register{Ver: s.Ver + 1}
+			n = 1
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"principal": id, "deleted": n})
+		return
+	}
+	id := strings.TrimPrefix(r.URL.Path, "/v1/sessions/")
+	if r.Method == http.MethodPost {
+		f.posts++
+		id = fmt.Sprintf("posted-session-%04d", f.posts)
+	}
 	s := f.sessions[id]
 	if s == nil {
 		s = &register{}
 		f.sessions[id] = s
 	}
 	answer := func(status int) {
-		attrs := map[string]string{"put": s.Put}
-		a, b := splitPatch(s.Patch)
+		a, b, c := splitPatch(s.Patch)
+		attrs := map[string]any{"put": s.Put}
 		if a != "" {
 			attrs["patch"] = a
 		}
+		nest := map[string]any{}
 		if b != "" {
-			attrs[attrB] = b
+			nest[attrB] = b
+		}
+		if c != "" {
+			nest[attrC] = c
+		}
+		if len(nest) > 0 {
+			attrs[attrNest] = nest
 		}
 		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"version": s.Ver, "attributes": attrs})
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "version": s.Ver, "attributes": attrs})
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if a, ok := f.keys[key]; ok && key != "" {
+		// A retry: the session as the write made it, if nothing since.
+		if a.id != id || a.ver != s.Ver {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if r.Method == http.MethodDelete {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		answer(http.StatusOK)
+		return
 	}
 	// If-Match on a write: 412 unless the session is live at that version.
 	if m := r.Header.Get("If-Match"); m != "" && r.Method != http.MethodGet {
@@ -234,6 +287,18 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	wrote := func() bool {
+		if key != "" {
+			f.keys[key] = applied{id: id, ver: s.Ver}
+		}
+		f.writes++
+		if f.loseEvery > 0 && f.writes%f.loseEvery == 0 {
+			// Carried out, and answered as maybe not.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return false
+		}
+		return true
+	}
 	switch r.Method {
 	case http.MethodGet:
 		if !s.Live {
@@ -241,36 +306,46 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		answer(http.StatusOK)
-	case http.MethodPut:
+	case http.MethodPut, http.MethodPost:
 		var b struct {
 			Attributes map[string]string `json:"attributes"`
 		}
 		_ = json.Unmarshal(body, &b)
 		*s = register{Live: true, Ver: s.Ver + 1, Put: b.Attributes["put"]}
-		answer(http.StatusOK)
+		if wrote() {
+			answer(http.StatusOK)
+		}
 	case http.MethodPatch:
 		if !s.Live {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
-		var b map[string]*string // a null deletes the attribute
-		_ = json.Unmarshal(body, &b)
-		s.Ver++
-		for name, v := range b {
-			attr := ""
-			if name == attrB {
-				attr = attrB
-			}
-			s.Patch = patched(s.Patch, attr, deref(v), v == nil)
+		var b struct {
+			Patch *string            `json:"patch"`
+			Nest  map[string]*string `json:"n"`
 		}
-		answer(http.StatusOK)
+		var present map[string]json.RawMessage
+		_ = json.Unmarshal(body, &b)
+		_ = json.Unmarshal(body, &present)
+		s.Ver++
+		if _, ok := present["patch"]; ok {
+			s.Patch = patched(s.Patch, "", deref(b.Patch), b.Patch == nil)
+		}
+		for name, v := range b.Nest { // a merge into "n": its other field stays
+			s.Patch = patched(s.Patch, name, deref(v), v == nil)
+		}
+		if wrote() {
+			answer(http.StatusOK)
+		}
 	case http.MethodDelete:
 		if !s.Live {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
 		*s = register{Ver: s.Ver + 1}
-		w.WriteHeader(http.StatusNoContent)
+		if wrote() {
+			w.WriteHeader(http.StatusNoContent)
+		}
 	}
 }
 
@@ -289,7 +364,7 @@ func TestRotationBoundsEverySessionsHistory(t *testing.T) {
 
 	counts := map[string]int{}
 	for _, op := range h.Ops() {
-		if !isExpiringID(op.Session) && !op.Final {
+		if !op.expiring() && !op.Final {
 			counts[op.Session]++
 		}
 	}
@@ -315,6 +390,64 @@ func TestRotationBoundsEverySessionsHistory(t *testing.T) {
 	v := Check(h, CheckConfig{})
 	if !v.Pass || v.Sessions != len(ids) || len(v.Unknown) != 0 {
 		t.Fatalf("a rotated history of a correct store: %s, %d sessions checked (want %d), unknown %v, anomalies %v", v, v.Sessions, len(ids), v.Unknown, v.Anomalies)
+	}
+}
+
+// The workload's wider requests, against a correct store that loses one
+// answer in seven: a write whose answer was lost is sent again with its
+// Idempotency-Key and checked as one op spanning its attempts; POST
+// creates are named by their answers; logouts delete; nested merges and
+// patches of all three values are read back. The history passes, and
+// each kind of request is in it.
+func TestTheWiderWorkloadOnACorrectStorePasses(t *testing.T) {
+	srv := httptest.NewServer(&fakeNode{sessions: map[string]*register{}, loseEvery: 7})
+	defer srv.Close()
+	nodes := []NodeInfo{{Name: "n1", HTTP: strings.TrimPrefix(srv.URL, "http://")}, {Name: "n2", HTTP: strings.TrimPrefix(srv.URL, "http://")}}
+	h := NewHistory()
+	w := NewWorkload(nodes, h, WorkloadConfig{Seed: 11, Clients: 4, Sessions: 4, MaxThink: time.Microsecond, MaxOps: 400, MinIdle: time.Hour, MaxIdle: time.Hour}) // the fake never expires
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w.Run(ctx)
+	w.FinalReads(ctx)
+	var retried, posted, loggedOut, nested, all int
+	for _, op := range h.Ops() {
+		switch {
+		case op.Attempts > 1 && op.Outcome == OK:
+			retried++
+		case op.Post && op.Outcome == OK && !isExpiringID(op.Session):
+			posted++
+		case op.Kind == OpLogout && op.Outcome == OK && op.Deleted == 1:
+			loggedOut++
+		}
+		if _, b, c := splitPatch(op.Patch); op.Outcome == OK && b != "" && c != "" {
+			nested++
+		}
+		if op.Kind == OpPatch && op.Attr == attrAll && op.Outcome == OK {
+			all++
+		}
+	}
+	if retried == 0 || posted == 0 || loggedOut == 0 || nested == 0 || all == 0 {
+		t.Fatalf("retried %d, posted %d, logged out %d, answers with both nested values %d, patches of all three %d: want each > 0", retried, posted, loggedOut, nested, all)
+	}
+	v := Check(h, CheckConfig{})
+	if !v.Pass || len(v.Warnings) != 0 {
+		t.Fatalf("the wider workload on a correct store: %s, warnings %v, anomalies %v", v, v.Warnings, v.Anomalies)
+	}
+}
+
+// A retried write that a store carried out twice is caught: the retry
+// must find the write its Idempotency-Key made, not make another.
+func TestAWriteCarriedOutTwiceByItsRetryIsCaught(t *testing.T) {
+	ops := []Op{
+		put(0, "a", 1, 0, 1),
+		{Client: 1, Kind: OpPatch, Session: reg, Value: "p", Key: "k", Attempts: 2, Call: sec(2), Return: sec(4), Outcome: OK, Version: 3, Put: "a", Patch: "p"},
+		{Client: 0, Kind: OpGet, Session: reg, Call: sec(2.5), Return: sec(2.6), Outcome: OK, Version: 2, Put: "a", Patch: "p"},
+		final(get(2, "a", 3, 10, 10.1)),
+	}
+	ops[3].Patch = "p"
+	if v := Check(HistoryOf(ops), CheckConfig{}); v.Pass {
+		t.Fatalf("a patch applied at v2 and again at v3 by its retry passed: %+v", v)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/replica"
 )
 
 // WorkloadConfig configures the clients of a run.
@@ -179,14 +181,19 @@ func isExpiringID(id string) bool { return strings.Contains(id, "-exp-") }
 type choice struct {
 	Kind    OpKind
 	IfMatch bool          // a patch or delete sent with If-Match
-	Attr    string        // the attribute a patch writes: "" ("patch") or attrB
+	Attr    string        // what a patch writes: "" ("patch"), attrB, attrC or attrAll
 	Null    bool          // the patch deletes Attr
+	Post    bool          // a create sent as POST /v1/sessions
 	Session int           // long-lived session index
 	Expired int           // for a read of an expiring session: which of the client's, by index (-1: none)
 	Node    int           // target node
+	Retry   [2]int        // the nodes a write whose answer was lost is sent to again, in turn
 	Idle    time.Duration // a create's idle timeout
 	Think   time.Duration // pause before the request
 }
+
+// maxAttempts bounds how often a write is sent with one Idempotency-Key.
+const maxAttempts = 3
 
 // chooser makes a client's decisions from the seed alone.
 type chooser struct {
@@ -206,27 +213,37 @@ func newChooser(cfg WorkloadConfig, nodes, c int) *chooser {
 func (ch *chooser) next() choice {
 	r := ch.rng
 	c := choice{Session: r.IntN(ch.cfg.Sessions), Node: r.IntN(ch.nodes), Expired: -1,
+		Retry: [2]int{r.IntN(ch.nodes), r.IntN(ch.nodes)},
 		Think: time.Duration(r.Int64N(int64(ch.cfg.MaxThink) + 1))}
 	switch roll := r.IntN(100); {
-	case roll < 35:
+	case roll < 33:
 		c.Kind = OpGet
-	case roll < 50:
+	case roll < 48:
 		c.Kind = OpPut
-	case roll < 70:
+	case roll < 68:
 		c.Kind = OpPatch
 		c.IfMatch = r.IntN(10) < 4
-		if r.IntN(2) == 0 {
+		switch a := r.IntN(8); {
+		case a < 3: // "patch"
+		case a < 5:
 			c.Attr = attrB
+		case a < 7:
+			c.Attr = attrC
+		default:
+			c.Attr = attrAll
 		}
 		c.Null = r.IntN(10) == 0
-	case roll < 82:
+	case roll < 80:
 		c.Kind = OpCAS
-	case roll < 87:
+	case roll < 85:
 		c.Kind = OpDelete
 		c.IfMatch = r.IntN(10) < 4
+	case roll < 87:
+		c.Kind = OpLogout
 	case roll < 93:
 		c.Kind = OpCreate
 		c.Idle = (ch.cfg.MinIdle + time.Duration(r.Int64N(int64(ch.cfg.MaxIdle-ch.cfg.MinIdle)+1))).Round(100 * time.Millisecond)
+		c.Post = r.IntN(2) == 0
 		ch.created++
 	default:
 		c.Kind = OpGet
@@ -254,6 +271,7 @@ func (w *Workload) Run(ctx context.Context) {
 func (w *Workload) runClient(ctx context.Context, c int) {
 	ch := newChooser(w.cfg, len(w.nodes), c)
 	versions := map[string]uint64{} // last version seen per session, for cas
+	var created []string            // the client's expiring sessions, by index
 	for seq := 0; w.cfg.MaxOps == 0 || seq < w.cfg.MaxOps; seq++ {
 		next := ch.next()
 		select {
@@ -264,14 +282,13 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 		op := Op{Client: c, Node: w.nodes[next.Node].Name, Kind: next.Kind}
 		switch {
 		case next.Kind == OpCreate:
+			// A POST's session is named by its answer; until then (and
+			// for good, if it never comes) by a name no node holds.
 			op.Session = expiringID(w.cfg.Seed, c, ch.created-1)
-			op.IdleTimeout = next.Idle
+			op.IdleTimeout, op.Post, op.Expiring = next.Idle, next.Post, true
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
-			w.mu.Lock()
-			w.expiring[op.Session] = next.Idle
-			w.mu.Unlock()
 		case next.Expired >= 0:
-			op.Session = expiringID(w.cfg.Seed, c, next.Expired)
+			op.Session, op.Expiring = created[next.Expired], true
 		default:
 			op.Session = w.session(next.Session)
 		}
@@ -286,72 +303,139 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 		case next.Kind == OpPut:
 			op.Value = fmt.Sprintf("c%d-%d", c, seq)
 		}
-		if next.IfMatch && !isExpiringID(op.Session) {
+		if next.IfMatch && !op.expiring() {
 			op.IfVersion = max(versions[op.Session], 1)
 		}
-		op = w.do(ctx, next.Node, op)
-		if op.Outcome == OK && op.Version > 0 && !isExpiringID(op.Session) {
+		if op.Kind.writes() && op.Kind != OpLogout && !op.Post {
+			op.Key = fmt.Sprintf("chaos-%d-c%d-%d", w.cfg.Seed, c, seq)
+		}
+		op = w.send(ctx, next, op)
+		if op.Kind == OpCreate {
+			created = append(created, op.Session)
+			w.mu.Lock()
+			w.expiring[op.Session] = next.Idle
+			w.mu.Unlock()
+		}
+		if op.Outcome == OK && op.Version > 0 && !op.expiring() {
 			versions[op.Session] = op.Version
 		}
 		w.h.Add(op)
 	}
 }
 
+// send sends op to the node next chose and, while a write with an
+// Idempotency-Key gets no answer, again to the nodes next.Retry names, up
+// to maxAttempts in all: a client that lost an answer retries with the
+// same key, and the node that took the write answers the session as the
+// write made it instead of writing again. The op records every attempt:
+// sent at the first's call, answered at the last's return, with the last
+// answer, and indeterminate if a later attempt never reached a node.
+func (w *Workload) send(ctx context.Context, next choice, op Op) Op {
+	first := w.do(ctx, next.Node, op)
+	first.Attempts = 1
+	if first.Key == "" {
+		return first
+	}
+	out := first
+	for i := 0; out.Outcome == Indeterminate && i < maxAttempts-1 && ctx.Err() == nil; i++ {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-time.After(100 * time.Millisecond):
+		}
+		again := w.do(ctx, next.Retry[i], op)
+		if again.Outcome == Unsent {
+			out.Attempts++
+			continue
+		}
+		again.Call, again.Attempts = first.Call, out.Attempts+1
+		out = again
+	}
+	return out
+}
+
 // sessionAnswer is the part of a session answer the workload reads.
 type sessionAnswer struct {
+	ID         string         `json:"id" msgpack:"id"`
 	Version    uint64         `json:"version" msgpack:"version"`
 	Attributes map[string]any `json:"attributes" msgpack:"attributes"`
+	Deleted    int            `json:"deleted" msgpack:"deleted"` // a logout's answer
+}
+
+// patchBody is the merge patch a patch op sends: "patch" at the top, the
+// nested values merged into the object attribute "n".
+func patchBody(attr string, value any) map[string]any {
+	switch attr {
+	case "":
+		return map[string]any{"patch": value}
+	case attrAll:
+		return map[string]any{"patch": value, attrNest: map[string]any{attrB: value, attrC: value}}
+	}
+	return map[string]any{attrNest: map[string]any{attr: value}}
+}
+
+// answerDigest reads the workload's values from a session's attributes:
+// the put's, and the patched values' digest (joinPatch).
+func answerDigest(attrs map[string]any) (put, patch string) {
+	str := func(v any) string { s, _ := v.(string); return unpadValue(s) }
+	nest, _ := attrs[attrNest].(map[string]any)
+	return str(attrs["put"]), joinPatch(str(attrs["patch"]), str(nest[attrB]), str(nest[attrC]))
 }
 
 // do sends op to node i and fills in its times and outcome.
 func (w *Workload) do(ctx context.Context, i int, op Op) Op {
-	base := "http://" + w.nodes[i].HTTP + "/v1/sessions/" + op.Session
-	var method, target, body string
+	op.Node = w.nodes[i].Name
+	base := "http://" + w.nodes[i].HTTP
+	target := base + "/v1/sessions/" + op.Session
+	var method, body string
 	useMsgpack := w.cfg.Msgpack > 0 && float64(w.sent.Add(1)%100) < w.cfg.Msgpack*100
 	header := http.Header{"Content-Type": {"application/json"}}
 	if useMsgpack {
 		header.Set("Accept", "application/msgpack")
 	}
+	encode := func(v any) string {
+		if useMsgpack {
+			header.Set("Content-Type", "application/msgpack")
+			b, _ := msgpack.Marshal(v)
+			return string(b)
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
 	switch op.Kind {
 	case OpGet:
-		method, target = http.MethodGet, base
+		method = http.MethodGet
 		if op.expiring() || op.Final {
 			target += "?touch=false"
 		}
 	case OpPut, OpCAS, OpCreate:
-		method, target = http.MethodPut, base
-		idle := "24h"
+		method = http.MethodPut
+		idle, principal := "24h", op.Session // a long-lived session's principal names it alone (logout)
 		if op.Kind == OpCreate {
-			idle = op.IdleTimeout.String()
+			idle, principal = op.IdleTimeout.String(), "chaos"
 		}
-		body = fmt.Sprintf(`{"principal":"chaos","attributes":{"put":%q},"idle_timeout":%q,"absolute_timeout":"24h"}`, padValue(op.Value, w.cfg.ValueSize), idle)
-		if useMsgpack {
-			b, _ := msgpack.Marshal(map[string]any{"principal": "chaos", "attributes": map[string]any{"put": padValue(op.Value, w.cfg.ValueSize)},
-				"idle_timeout": idle, "absolute_timeout": "24h"})
-			body = string(b)
-			header.Set("Content-Type", "application/msgpack")
+		if op.Post {
+			method, target = http.MethodPost, base+"/v1/sessions"
 		}
+		body = encode(map[string]any{"principal": principal, "attributes": map[string]any{"put": padValue(op.Value, w.cfg.ValueSize)},
+			"idle_timeout": idle, "absolute_timeout": "24h"})
 	case OpPatch:
-		method, target = http.MethodPatch, base
-		name := op.Attr
-		if name == "" {
-			name = "patch"
-		}
+		method = http.MethodPatch
 		var value any = padValue(op.Value, w.cfg.ValueSize)
 		if op.Null {
-			value = nil // a merge patch's null deletes the attribute
+			value = nil // a merge patch's null deletes the value
 		}
-		b, _ := json.Marshal(map[string]any{name: value})
-		if useMsgpack {
-			b, _ = msgpack.Marshal(map[string]any{name: value})
-			header.Set("Content-Type", "application/msgpack")
-		}
-		body = string(b)
+		body = encode(patchBody(op.Attr, value))
 	case OpDelete:
-		method, target = http.MethodDelete, base
+		method = http.MethodDelete
+	case OpLogout:
+		method, target = http.MethodDelete, base+"/v1/principals/"+op.Session+"/sessions"
 	}
 	if op.IfVersion != 0 {
 		header.Set("If-Match", fmt.Sprintf(`"%d"`, op.IfVersion))
+	}
+	if op.Key != "" {
+		header.Set("Idempotency-Key", op.Key)
 	}
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
@@ -387,11 +471,20 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode answer %.200q: %v", b, derr)
 			break
 		}
-		op.Outcome, op.Version = OK, s.Version
-		put, _ := s.Attributes["put"].(string)
-		patch, _ := s.Attributes["patch"].(string)
-		pb, _ := s.Attributes[attrB].(string)
-		op.Put, op.Patch = unpadValue(put), joinPatch(unpadValue(patch), unpadValue(pb))
+		op.Outcome = OK
+		if op.Kind == OpLogout {
+			op.Deleted = s.Deleted
+			break
+		}
+		if op.Post {
+			if replica.ValidateID(s.ID) != nil {
+				op.Outcome, op.Error = Invalid, fmt.Sprintf("a create answered the session id %.200q", s.ID)
+				break
+			}
+			op.Session = s.ID
+		}
+		op.Version = s.Version
+		op.Put, op.Patch = answerDigest(s.Attributes)
 	case resp.StatusCode == http.StatusNoContent:
 		op.Outcome = OK
 	case resp.StatusCode == http.StatusNotFound:
@@ -410,9 +503,11 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 // every node, retrying each read that fails until it succeeds or ctx ends.
 func (w *Workload) FinalReads(ctx context.Context) {
 	ids := w.Sessions()
+	exp := map[string]bool{}
 	w.mu.Lock()
 	for id := range w.expiring {
 		ids = append(ids, id)
+		exp[id] = true
 	}
 	w.mu.Unlock()
 	var wg sync.WaitGroup
@@ -422,9 +517,10 @@ func (w *Workload) FinalReads(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for id := range work {
+				expiring := exp[id]
 				for i := range w.nodes {
 					for ctx.Err() == nil {
-						op := w.do(ctx, i, Op{Client: w.cfg.Clients, Node: w.nodes[i].Name, Kind: OpGet, Session: id, Final: true})
+						op := w.do(ctx, i, Op{Client: w.cfg.Clients, Kind: OpGet, Session: id, Final: true, Expiring: expiring})
 						if op.Outcome == OK || op.Outcome == NotFound {
 							w.h.Add(op)
 							break

@@ -44,8 +44,16 @@ func (n *Node) sessionsOf(principal string) []string {
 // InvalidatePrincipal deletes every session of principal in the cluster —
 // "log this user out everywhere" — and returns how many it deleted. It asks
 // every member for the principal's sessions (each answers from its index,
-// primary and buddy copies alike, so a session is found even if its
-// primary cannot be reached), then deletes each through its primary.
+// primary and buddy copies alike), then deletes each through its primary.
+//
+// It answers only what it can vouch for: a node cut off from the
+// majority (the gate's member rule) refuses, and so does a listing that
+// a member of the ring did not answer, since that member may hold the
+// only copy still to be handed over. Either is ErrUnavailable, and the
+// caller retries: a success means that every session of principal
+// written before the call is gone. (Chaos finding F16: a node cut off
+// from the others answered a logout with "0 deleted" while the session
+// lived on.)
 func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, error) {
 	if principal == "" {
 		return 0, fmt.Errorf("%w: empty principal", ErrInvalid)
@@ -53,6 +61,9 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 	tab := n.own.table()
 	if tab == nil {
 		return 0, fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
+	}
+	if err := n.admit(ctx, admission{entry: entryRoute, tab: tab}); err != nil {
+		return 0, fmt.Errorf("log out %q: %w", principal, err)
 	}
 	var mu sync.Mutex
 	found := map[string]bool{}
@@ -97,15 +108,8 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 			errs = append(errs, fmt.Errorf("delete %s of %q: %w", id, principal, err))
 		}
 	}
-	// Every member that answered was asked; a member that did not holds
-	// only copies its buddy or primary also holds, unless two failed.
-	if len(errs) > 0 && len(errs) >= len(tab.Members()) {
-		return deleted, errors.Join(errs...)
-	}
-	for _, err := range errs {
-		if !errors.Is(err, ErrUnavailable) {
-			return deleted, errors.Join(errs...)
-		}
+	if len(errs) > 0 {
+		return deleted, fmt.Errorf("%w: log out %q: %w", ErrUnavailable, principal, errors.Join(errs...))
 	}
 	return deleted, nil
 }

@@ -481,6 +481,64 @@ func TestInvalidatePrincipal(t *testing.T) {
 	}
 }
 
+// A logout answers success only when it has asked every member of a ring
+// that holds a majority: a node cut off from the others, or one whose
+// listing a member did not answer, refuses (ErrUnavailable) rather than
+// answer "0 deleted" while the session lives on (CHAOS.md F16).
+func TestALogoutThatCannotAskEveryMemberRefuses(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(7)
+	lister, _ := c.ownersOf(id)
+	var third *testNode
+	for _, n := range c.list() {
+		if o := n.Table().OwnersOf(id); n.Name() != o.Primary && n.Name() != o.Buddy {
+			third = n
+		}
+	}
+	put(t, lister, id, "a", 1) // principal "user-" + id
+
+	// third cannot reach the session's owners: its listing is incomplete.
+	for _, n := range c.list() {
+		if n != third {
+			third.faults.Cut(n.member.Peer)
+		}
+	}
+	if n, err := third.InvalidatePrincipal(testCtx(t), "user-"+id); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a logout that reached no owner of the session: %d deleted, %v; want ErrUnavailable", n, err)
+	}
+	third.faults.HealAll()
+
+	// third alone in its ring: cut off from the majority.
+	var names []string
+	for _, n := range c.list() {
+		names = append(names, n.Name())
+	}
+	c.publishTo(map[string][]string{third.Name(): {third.Name()}})
+	if n, err := third.InvalidatePrincipal(testCtx(t), "user-"+id); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a logout on a node cut off from the others: %d deleted, %v; want ErrUnavailable", n, err)
+	}
+
+	// Healed: the session outlived the refused logouts, and a logout
+	// deletes it.
+	views := map[string][]string{}
+	for _, name := range names {
+		views[name] = names
+	}
+	c.publishTo(views)
+	serving(lister.Node)
+	waitFor(t, 10*time.Second, "the session to be served after the heal", func() bool {
+		_, err := lister.Get(testCtx(t), id, true)
+		return err == nil
+	})
+	waitFor(t, 10*time.Second, "a logout that deletes the session", func() bool {
+		n, err := third.InvalidatePrincipal(testCtx(t), "user-"+id)
+		return err == nil && n == 1
+	})
+	if _, err := lister.Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the session after the logout: %v", err)
+	}
+}
+
 // A client can learn the ring from any node and rebuild the same table.
 func TestRingInfoRebuildsTheTable(t *testing.T) {
 	c := newSocketCluster(t, 3, nil)
