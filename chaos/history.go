@@ -94,6 +94,9 @@ type Op struct {
 	// another node, and Call to Return spans every attempt.
 	Key      string `json:"key,omitempty"`
 	Attempts int    `json:"attempts,omitempty"`
+	// Smart marks a request sent through the smart client over the peer
+	// wire (WorkloadConfig.Client); its Node is "client".
+	Smart bool `json:"smart,omitempty"`
 	// Final marks the reads made after healing and settling.
 	Final bool `json:"final,omitempty"`
 	// Copy, on a final read, says whose own copy it read over the peer

@@ -98,8 +98,10 @@ type OpCounts struct {
 	// an answer was lost; RetriedOK, those a retry answered definitely.
 	Retried   int `json:"retried"`
 	RetriedOK int `json:"retried_ok"`
-	// Posted counts creates sent as POST.
+	// Posted counts creates sent as POST; Smart, requests sent through
+	// the smart client.
 	Posted int `json:"posted"`
+	Smart  int `json:"smart"`
 }
 
 // Bucket is one second of the run.
@@ -134,6 +136,9 @@ func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnin
 		}
 		if op.Post {
 			r.Ops.Posted++
+		}
+		if op.Smart {
+			r.Ops.Smart++
 		}
 		if op.Final {
 			continue // the read-back is not load
@@ -195,7 +200,7 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "overlap %g: %d faults started while the previous held or recovered\n", r.Overlap, over)
 	}
 	fmt.Fprintf(&b, "ops: %d (%s; %s)\n", r.Ops.Total, countsLine(r.Ops.ByKind), countsLine(r.Ops.ByOutcome))
-	fmt.Fprintf(&b, "writes retried with their Idempotency-Key: %d (%d answered definitely by a retry); creates sent as POST: %d\n", r.Ops.Retried, r.Ops.RetriedOK, r.Ops.Posted)
+	fmt.Fprintf(&b, "writes retried with their Idempotency-Key: %d (%d answered definitely by a retry); creates sent as POST: %d; requests through the smart client: %d\n", r.Ops.Retried, r.Ops.RetriedOK, r.Ops.Posted, r.Ops.Smart)
 	ok, illegal, _ := r.LinearizabilityCounts()
 	fmt.Fprintf(&b, "sessions checked: %d long-lived (linearizable %d, not %d, unknown %d), %d expiring; owners' copies compared: %d; check took %v\n",
 		r.Sessions, ok, illegal, len(r.Unknown), r.Expiring, r.Copies, r.CheckTime.Round(time.Millisecond))

@@ -178,6 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	log.Info("reading the owners' copies")
 	cctx, cancel := context.WithTimeout(ctx, cfg.RecoverTimeout+30*time.Second)
 	warnings = append(warnings, w.ReadCopies(cctx)...)
+	warnings = append(warnings, w.Warnings()...)
 	cancel()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("chaos: run interrupted: %w", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/replica"
 )
 
@@ -61,6 +62,12 @@ type WorkloadConfig struct {
 	// Msgpack is the share of requests (0..1) sent and answered in
 	// msgpack rather than JSON.
 	Msgpack float64
+	// Client is the share of requests (0..1) sent through the smart
+	// client (tandem.Client) over the peer wire, straight to the
+	// session's primary (its buddy, for a read the primary cannot
+	// answer), instead of through a node's HTTP API. Logouts and POST
+	// creates always go through HTTP.
+	Client float64
 }
 
 // padValue pads v to size bytes (see WorkloadConfig.ValueSize).
@@ -118,6 +125,10 @@ type Workload struct {
 	client *http.Client
 
 	sent atomic.Uint64 // requests sent, to pick the msgpack share
+
+	smart     *tandem.Client // the smart client (WorkloadConfig.Client); nil when not used or not reached
+	smartErr  error          // why the smart client could not be dialled
+	smartOnce sync.Once
 
 	mu       sync.Mutex
 	expiring map[string]time.Duration // expiring sessions created (maybe), by id: idle timeout
@@ -188,6 +199,7 @@ type choice struct {
 	Expired int           // for a read of an expiring session: which of the client's, by index (-1: none)
 	Node    int           // target node
 	Retry   [2]int        // the nodes a write whose answer was lost is sent to again, in turn
+	Smart   bool          // sent through the smart client
 	Idle    time.Duration // a create's idle timeout
 	Think   time.Duration // pause before the request
 }
@@ -213,7 +225,7 @@ func newChooser(cfg WorkloadConfig, nodes, c int) *chooser {
 func (ch *chooser) next() choice {
 	r := ch.rng
 	c := choice{Session: r.IntN(ch.cfg.Sessions), Node: r.IntN(ch.nodes), Expired: -1,
-		Retry: [2]int{r.IntN(ch.nodes), r.IntN(ch.nodes)},
+		Retry: [2]int{r.IntN(ch.nodes), r.IntN(ch.nodes)}, Smart: r.Float64() < ch.cfg.Client,
 		Think: time.Duration(r.Int64N(int64(ch.cfg.MaxThink) + 1))}
 	switch roll := r.IntN(100); {
 	case roll < 33:
@@ -256,6 +268,9 @@ func (ch *chooser) next() choice {
 
 // Run runs the clients until ctx ends or each has sent MaxOps requests.
 func (w *Workload) Run(ctx context.Context) {
+	if w.cfg.Client > 0 {
+		w.smartOnce.Do(func() { w.smart, w.smartErr = w.dialSmart(ctx) })
+	}
 	var wg sync.WaitGroup
 	for c := range w.cfg.Clients {
 		wg.Add(1)
@@ -309,6 +324,7 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 		if op.Kind.writes() && op.Kind != OpLogout && !op.Post {
 			op.Key = fmt.Sprintf("chaos-%d-c%d-%d", w.cfg.Seed, c, seq)
 		}
+		op.Smart = next.Smart && w.smart != nil && op.Kind != OpLogout && !op.Post
 		op = w.send(ctx, next, op)
 		if op.Kind == OpCreate {
 			created = append(created, op.Session)
@@ -331,7 +347,11 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 // sent at the first's call, answered at the last's return, with the last
 // answer, and indeterminate if a later attempt never reached a node.
 func (w *Workload) send(ctx context.Context, next choice, op Op) Op {
-	first := w.do(ctx, next.Node, op)
+	do := w.do
+	if op.Smart {
+		do = w.doSmart
+	}
+	first := do(ctx, next.Node, op)
 	first.Attempts = 1
 	if first.Key == "" {
 		return first
@@ -343,7 +363,7 @@ func (w *Workload) send(ctx context.Context, next choice, op Op) Op {
 			return out
 		case <-time.After(100 * time.Millisecond):
 		}
-		again := w.do(ctx, next.Retry[i], op)
+		again := do(ctx, next.Retry[i], op)
 		if again.Outcome == Unsent {
 			out.Attempts++
 			continue
@@ -558,4 +578,110 @@ func (w *Workload) LastExpiry() time.Duration {
 }
 
 // Close releases the workload's connections.
-func (w *Workload) Close() { w.client.CloseIdleConnections() }
+func (w *Workload) Close() {
+	w.client.CloseIdleConnections()
+	if w.smart != nil {
+		w.smart.Close()
+	}
+}
+
+// Warnings says what kept the workload from sending what it was asked to:
+// a smart client it could not dial.
+func (w *Workload) Warnings() []string {
+	if w.smartErr != nil {
+		return []string{fmt.Sprintf("workload: no smart client, its share went through HTTP: %v", w.smartErr)}
+	}
+	return nil
+}
+
+// dialSmart dials the smart client, seeded with every node's peer
+// address and reaching them as the workload's HTTP requests do.
+func (w *Workload) dialSmart(ctx context.Context) (*tandem.Client, error) {
+	var seeds []string
+	for _, n := range w.nodes {
+		seeds = append(seeds, n.Peer)
+	}
+	cfg := tandem.ClientConfig{RequestTimeout: w.cfg.RequestTimeout - time.Second}
+	cfg.Peer.Dial = w.cfg.Dial
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := tandem.Dial(dctx, seeds, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dial the smart client: %w", err)
+	}
+	return c, nil
+}
+
+// clientOp is op as the smart client sends it: the request the HTTP API
+// would make of the same HTTP request.
+func (w *Workload) clientOp(op Op) *tandem.Op {
+	enc := func(v any) msgpack.RawMessage { b, _ := msgpack.Marshal(v); return b }
+	out := &tandem.Op{ID: op.Session, RequestID: op.Key, IfVersion: op.IfVersion}
+	switch op.Kind {
+	case OpGet:
+		out.Kind, out.NoTouch = tandem.OpGet, op.expiring() || op.Final
+	case OpPut, OpCAS, OpCreate:
+		out.Kind, out.Principal = tandem.OpPut, op.Session
+		out.IdleTimeout, out.AbsoluteTimeout = 24*time.Hour, 24*time.Hour
+		if op.Kind == OpCreate {
+			out.Principal, out.IdleTimeout = "chaos", op.IdleTimeout
+		}
+		out.Attributes = map[string]msgpack.RawMessage{"put": enc(padValue(op.Value, w.cfg.ValueSize))}
+	case OpPatch:
+		out.Kind = tandem.OpPatch
+		var value any = padValue(op.Value, w.cfg.ValueSize)
+		if op.Null {
+			value = nil
+		}
+		for name, v := range patchBody(op.Attr, value) {
+			switch {
+			case name == attrNest:
+				out.Merge = map[string]msgpack.RawMessage{name: enc(v)}
+			case v == nil:
+				out.Delete = append(out.Delete, name)
+			default:
+				out.Set = map[string]msgpack.RawMessage{name: enc(v)}
+			}
+		}
+	case OpDelete:
+		out.Kind = tandem.OpDelete
+	}
+	return out
+}
+
+// doSmart sends op through the smart client (i only names the node the
+// op is recorded against: the client picks the owner) and fills in its
+// times and outcome as do does.
+func (w *Workload) doSmart(ctx context.Context, i int, op Op) Op {
+	op.Node = "client"
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
+	defer cancel()
+	op.Call = w.h.Since(time.Now())
+	s, err := w.smart.Do(rctx, w.clientOp(op))
+	op.Return = w.h.Since(time.Now())
+	switch {
+	case err == nil && op.Kind == OpDelete:
+		op.Outcome = OK
+	case err == nil:
+		attrs := map[string]any{}
+		for name, raw := range s.Attributes {
+			var v any
+			if derr := msgpack.Unmarshal(raw, &v); derr != nil {
+				op.Outcome, op.Error = Invalid, fmt.Sprintf("decode attribute %q: %v", name, derr)
+				return op
+			}
+			attrs[name] = v
+		}
+		op.Outcome, op.Version = OK, s.Version
+		op.Put, op.Patch = answerDigest(attrs)
+	case errors.Is(err, tandem.ErrNotFound):
+		op.Outcome = NotFound
+	case errors.Is(err, tandem.ErrConflict):
+		op.Outcome = Conflict
+	case errors.Is(err, tandem.ErrInvalid), errors.Is(err, tandem.ErrTooLarge), errors.Is(err, tandem.ErrRequestReused):
+		op.Outcome, op.Error = Invalid, err.Error()
+	default: // unavailable, indeterminate, out of time: it may have taken effect
+		op.Outcome, op.Error = Indeterminate, err.Error()
+	}
+	return op
+}
