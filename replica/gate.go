@@ -336,7 +336,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		return nil
 	}
 	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring}
-	held := false
+	held, blank := false, n.blank(p)
 	for _, src := range plan.sources {
 		var reply ReadReply
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
@@ -350,15 +350,24 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			continue // a declared-dead source's copy is no new owner's to build on (pull)
 		}
 		held = held || reply.Holds
+		blank = blank && reply.Blank
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
 		}
 	}
-	if plan.ring != 0 && len(plan.sources) > 0 && !held {
-		// None of the sources ever held the partition: this node's ring is
-		// not yet the whole cluster's (a view still arriving after a
-		// restart), so "no copy" means nothing yet.
+	if plan.ring != 0 && len(plan.sources) > 0 && !held && !blank {
+		// None of the sources holds the partition: each is taking it over
+		// itself, or this node's ring is not yet the whole cluster's (a
+		// view still arriving after a restart), so "no copy" means
+		// nothing yet. (While this node and every source are blank, the
+		// cluster is new: no copy is the answer; Node.blank.)
 		return fmt.Errorf("%w: none of %v holds partition %d yet", ErrUnavailable, plan.sources, p)
+	}
+	if plan.ring != 0 && len(plan.sources) > 0 && !held && !plan.distrust && n.own.takeNew(tab, p) {
+		// All blank: the partition is new, and this node holds it from now
+		// on, before it stores the write it fetched for (a copy would make
+		// it look as if the partition had a past).
+		n.log.Debug("partition taken as new: the cluster is starting", "partition", p, "sources", plan.sources)
 	}
 	return nil
 }

@@ -33,9 +33,9 @@ type pullRequest struct {
 	Ring      uint64 `msgpack:"ring,omitempty"`
 }
 
-// pullReply is one batch of a pull; More says another batch follows, and
-// Holds whether the node holds the partition at all, and OtherRing that it
-// refused because the rings differ (see ReadReply).
+// pullReply is one batch of a pull; More says another batch follows,
+// Holds whether the node holds the partition (partState.held), and
+// OtherRing that it refused because the rings differ (see ReadReply).
 type pullReply struct {
 	Sessions  []*Session `msgpack:"s"`
 	More      bool       `msgpack:"m,omitempty"`
@@ -44,6 +44,9 @@ type pullReply struct {
 	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the source (store.raiseFloor)
 	Settled   bool       `msgpack:"st,omitempty"` // the source owns the partition and takes it from no one (ownState.settled)
 	Distrusts bool       `msgpack:"dt,omitempty"` // the source was declared dead and has not caught up (transfer.distrust)
+	// Blank: the source is young and knows nothing of the partition
+	// (Node.blank).
+	Blank bool `msgpack:"bl,omitempty"`
 }
 
 // SetTable makes tab the ring this node serves by. Partitions the node now
@@ -170,18 +173,29 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 // lacks, and merging keeps the newer of each.
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err error
-	held, refused := false, false
+	held, refused, blank := false, false, n.blank(j.p)
 	for _, src := range j.sources {
-		holds, settled, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
+		holds, settled, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
 			err = e
 			refused = refused || errors.Is(e, errOtherRing)
 			continue
 		}
 		// A hand-off is complete once a source holds the partition (one
-		// declared dead and not caught up does not: pull); a declared-
-		// dead node's own, once a settled owner does.
+		// declared dead and not caught up does not: pull; nor one taking
+		// it over itself: partState.held); a declared-dead node's own,
+		// once a settled owner does.
 		held = held || holds && (settled || !j.distrust)
+		blank = blank && srcBlank
+	}
+	if err == nil && !held && j.handoff && !j.distrust && blank {
+		// Every source answered, and they and this node are all young and
+		// know nothing of the partition: the cluster is new, its members
+		// taking their partitions over from each other, and the partition
+		// is new (Node.blank). Otherwise a partition no source holds
+		// waits for one that does, and is given up, its loss reported,
+		// after HandoffTimeout.
+		held = true
 	}
 	if err == nil && !held && j.handoff {
 		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
@@ -205,7 +219,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 // pull copies partition p from member src, in batches, and reports
 // whether src holds the partition at all. A hand-off (not a
 // reconciliation) is served only once src is on this node's ring.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled bool, err error) {
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled, blank bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes}
 	if handoff {
 		req.Ring = tab.Fingerprint()
@@ -213,10 +227,10 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
-			return false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+			return false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		if reply.OtherRing {
-			return false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
+			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src)
 		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
@@ -239,7 +253,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			// declared dead merges them, as two sides of a healed cut do,
 			// and so does every node with AllowMinority, where a node
 			// declared dead may hold writes acknowledged on its side.
-			return false, false, nil
+			return false, false, false, nil
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
@@ -249,7 +263,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		if !reply.More {
-			return reply.Holds, reply.Settled, nil
+			return reply.Holds, reply.Settled, reply.Blank, nil
 		}
 	}
 }
@@ -343,7 +357,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	}
 	st := n.own.load()
 	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
-		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition)}
+		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition), Blank: n.blank(req.Partition)}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {
@@ -366,6 +380,7 @@ func (n *Node) dropUnowned(tab *ring.Table) {
 	for p := range tab.Partitions() {
 		if !owns(tab.Owners(p), n.cfg.Name) {
 			total += n.store.drop(p)
+			n.own.forget(p)
 		}
 	}
 	if total > 0 {

@@ -44,6 +44,10 @@ type ownership struct {
 	released   map[string]bool                      // members that gave their leases back (a complete drain), until they appear again
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
+
+	// started is when this run of the node installed its first ring (on
+	// its monotonic clock), or -1 before (young).
+	started atomic.Int64
 }
 
 // ownState is one published state of ownership. It is never changed once
@@ -73,6 +77,17 @@ type partState struct {
 	// the partition since, owner or not: its copies of it are no new
 	// owner's to build on (transfer.distrust).
 	distrusted bool
+	// held: the node's copies of the partition are the partition, as of
+	// when it last owned it: it owned it from the cluster's start, took
+	// it over from a node that held it, had it pushed by a leaver, or
+	// rebuilt it after a reported loss. Only a node that holds a
+	// partition completes another's hand-off of it. A node taking a
+	// partition over does not hold it until its hand-off is done, so a
+	// chain of restarted owners, each taking it over from the last,
+	// cannot pass an empty partition on as held: the hand-off times out
+	// and the loss is reported (chaos finding F13). It ends when the
+	// node drops its copies, or is declared dead.
+	held bool
 }
 
 // transfer is a partition this node owns whose copies it must first get
@@ -131,6 +146,7 @@ func newOwnership(cfg Config) *ownership {
 		known: map[string]bool{cfg.Name: true}, released: map[string]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
+	o.started.Store(-1)
 	o.held.Store(&map[string]heldLease{})
 	return o
 }
@@ -185,6 +201,9 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 		return ringChange{stale: true}, nil // an older or repeated view
 	}
 	var ch ringChange
+	if prev == nil {
+		o.started.Store(int64(now))
+	}
 	if prev != nil {
 		ch.appeared = membersMissing(tab, prev)
 		ch.departed = membersMissing(prev, tab)
@@ -355,6 +374,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if t != nil && !t.reconcile && len(t.sources) == 0 && drained {
 			t = nil // the leaver pushed it here
+			next.parts[p].held = true
 		}
 		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
 			// Still waiting for a hand-off, and every node that held the
@@ -370,15 +390,26 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			next.parts[p].transfer = nil
 			continue
 		}
+		switch {
+		case slices.Contains(ch.lost, p):
+			// Lost with both owners, and reported: what this node has of
+			// it is the partition from now on.
+			next.parts[p].held = true
+		case prev == nil && before == nil:
+			// The cluster's first node: its partitions start here.
+			next.parts[p].held = true
+		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
 			old := before.Owners(p)
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
 			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
+			next.parts[p].held = false
 			if handedOver(old.Primary) || handedOver(old.Buddy) {
 				// A previous owner left gracefully and pushed its copies
 				// here before it gave its leases back: the other one is
 				// only to reconcile with.
 				t.reconcile, t.gates = true, false
+				next.parts[p].held = true
 			}
 		}
 		if len(appeared) > 0 {
@@ -450,6 +481,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if !owns(tab.Owners(p), o.self) {
 				if distrust {
 					s.parts[p].distrusted = true // as a source to others
+					s.parts[p].held = false
 				}
 				continue
 			}
@@ -466,6 +498,9 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
 				s.parts[p].distrusted = s.parts[p].distrusted || distrust
+				if distrust {
+					s.parts[p].held = false
+				}
 			}
 		}
 	})
@@ -514,6 +549,7 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: previous owners %v left before handing it over", p, t.sources))
 				s.parts[p].transfer = nil
 				s.parts[p].distrusted = false
+				s.parts[p].held = true
 			case now-t.since > o.handoff:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
 				s.parts[p].transfer = nil
@@ -527,6 +563,7 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 					}
 				}
 				s.parts[p].distrusted = false
+				s.parts[p].held = true // what it has is the partition now, its loss reported
 			default:
 				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
 			}
@@ -553,6 +590,26 @@ func (o *ownership) endHandoff(p int, from string) bool {
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
 		s.parts[p].distrusted = false
+		s.parts[p].held = true // the owner's pushes and pulls bring what it rebuilt
+	})
+	return true
+}
+
+// takeNew ends partition p's hand-off, if tab is still the ring and p is
+// being handed over (not reconciled, and not to a node declared dead): its
+// sources and this node were all blank (Node.blank), so the partition is
+// new, and the node holds it. It reports whether it ended one.
+func (o *ownership) takeNew(tab *ring.Table, p int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	cur := o.load()
+	t := cur.parts[p].transfer
+	if cur.tab != tab || t == nil || t.reconcile || t.distrust {
+		return false
+	}
+	o.edit(func(s *ownState) {
+		s.parts[p].transfer = nil
+		s.parts[p].held = true
 	})
 	return true
 }
@@ -587,8 +644,10 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 		s.parts[p].transfer = nil
 		if handoff {
 			s.parts[p].distrusted = false // caught up from a source that vouches for its copies
+			s.parts[p].held = true
 		}
 	})
+
 	return handoff && o.load().transfers(false) == 0
 }
 
@@ -615,10 +674,33 @@ func (s *ownState) gating() int {
 	return c
 }
 
-// holds reports whether this node holds partition p by its rings: it owns
-// it now or owned it under its previous ring.
-func (s *ownState) holds(self string, p int) bool {
-	return s.tab != nil && owns(s.tab.Owners(p), self) || s.prev != nil && owns(s.prev.Owners(p), self)
+// holds reports whether this node holds partition p (partState.held).
+func (s *ownState) holds(p int) bool { return s.parts[p].held }
+
+// young reports whether this run of the node installed its first ring
+// less than HandoffTimeout before now (or none yet). A cluster is new
+// when every member is young and none holds a partition: its members,
+// all started at once, take their partitions over from each other, and
+// none has anything to give. A hand-off that finds every source young
+// and none holding the partition takes it as new; one that finds a
+// source that is not young waits for a holder, and is given up, its
+// loss reported, after HandoffTimeout (a member that has run that long
+// has seen the cluster serve, so a partition no one holds had owners
+// that are gone: chaos finding F13).
+func (o *ownership) young(now time.Duration) bool {
+	s := o.started.Load()
+	return s < 0 || now-time.Duration(s) < o.handoff
+}
+
+// forget records that the node dropped its copies of partition p, which
+// it does not own: it holds it no more.
+func (o *ownership) forget(p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.load().parts[p].held {
+		return
+	}
+	o.edit(func(s *ownState) { s.parts[p].held = false })
 }
 
 // confirmDisplaced forgets partition p's displaced owners, if tab is still

@@ -44,10 +44,11 @@ type ReadRequest struct {
 }
 
 // ReadReply answers MethodRead; Session is nil when the node holds no
-// copy. For raw reads, Holds says whether the node holds the partition at
-// all (owns it now, owned it under its previous ring, or has copies of
-// it), so that "no copy" from a node that never held the partition is not
-// taken for "no such session".
+// copy. For raw reads, Holds says whether the node holds the partition
+// (partState.held), so that "no copy" from a node that does not is not
+// taken for "no such session", and Blank whether the node is young and
+// knows nothing of the partition (Node.blank): while every source and the
+// asker are, the cluster is new, and "no copy" is the answer.
 //
 // OtherRing answers a fetch that carried a ring (ReadRequest.Ring) other
 // than the receiver's: the receiver hands nothing over until both serve by
@@ -63,6 +64,8 @@ type ReadReply struct {
 	// dead and has not caught up (transfer.distrust): a new owner does
 	// not build on its copy.
 	Distrusts bool `msgpack:"dt,omitempty"`
+	// Blank, in a raw read: see above.
+	Blank bool `msgpack:"bl,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -137,7 +140,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			return nil, err
 		}
 		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
-			Distrusts: n.own.load().distrusts(req.Partition)}, nil
+			Distrusts: n.own.load().distrusts(req.Partition), Blank: n.blank(req.Partition)}, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 	if errors.Is(err, ErrNotFound) {
@@ -146,8 +149,19 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	return ReadReply{Session: s}, err
 }
 
-// holds reports whether this node holds partition p: it owns it now, owned
-// it under its previous ring, or has copies of it.
-func (n *Node) holds(p int) bool {
-	return n.own.load().holds(n.cfg.Name, p) || n.store.count(p) > 0
+// holds reports whether this node holds partition p (partState.held):
+// owning it, or having copies of it, is not enough.
+func (n *Node) holds(p int) bool { return n.own.load().holds(p) }
+
+// blank reports whether this node is young (ownership.young) and knows
+// nothing of partition p: it does not hold it, holds no copy of it, knows
+// no generation floor for it, and was not declared dead with copies of
+// it. When a hand-off's sources and the node taking the partition over
+// are all blank, the cluster is new and so is the partition; any sign of
+// the partition's past anywhere means it had owners, and a hand-off that
+// finds none of them holding it waits for one, and is given up, its loss
+// reported, after HandoffTimeout (chaos finding F13).
+func (n *Node) blank(p int) bool {
+	st := n.own.load()
+	return n.own.young(n.mono()) && !st.holds(p) && !st.distrusts(p) && n.store.count(p) == 0 && n.store.floor(p) == 0
 }
