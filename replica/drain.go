@@ -18,6 +18,7 @@ type pushRequest struct {
 	Partition int        `msgpack:"p"`
 	Sessions  []*Session `msgpack:"s"`
 	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the leaver (store.raiseFloor)
+	Distrusts bool       `msgpack:"dt,omitempty"` // the leaver was declared dead and has not caught up (partState.distrusted)
 }
 
 // methodPush hands a leaving node's copies to an owner.
@@ -31,6 +32,13 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 		return nil, err
 	}
 	n.learnFloor(req.Partition, req.Floor, req.From)
+	if req.Distrusts && !n.cfg.AllowMinority && !n.own.load().distrusts(req.Partition) {
+		// Declared dead and not caught up: its copies may be older than
+		// what was acknowledged since, as in a pull (chaos finding F13: a
+		// node frozen past the failure detector, then drained, pushed its
+		// old copies to a new owner that held nothing yet).
+		return empty{}, nil
+	}
 	for _, s := range req.Sessions {
 		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
 			n.merge(req.Partition, s)
@@ -46,8 +54,9 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 // acknowledges writes of its own while it drains. Receivers merge, keeping
 // the newer copy of each session, so draining is safe to repeat. The error
 // names the partitions not handed off. Last, if every copy was handed
-// off, the node gives back its leases, so the owners taking over need not
-// wait for them to lapse, and know that it left nothing behind.
+// off and it held every partition it owned (partState.held), the node
+// gives back its leases, so the owners taking over need not wait for them
+// to lapse, and know that it left nothing behind.
 func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	if tab.Has(n.cfg.Name) {
 		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
@@ -90,6 +99,15 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 		n.log.Error("drain incomplete: partitions not handed off; leaving as a crashed node would", "partitions", failed, "err", errors.Join(errs...))
 		return fmt.Errorf("drain %s: %d of %d partitions not handed off %v: %w", n.cfg.Name, len(failed), len(jobs), failed, errors.Join(errs...))
 	}
+	if unheld := n.own.unheldOwned(); len(unheld) > 0 {
+		// Its release would tell the owners that follow it that it
+		// pushed them these partitions whole, while it was still being
+		// handed them itself (CHAOS.md F13): no lease back, so that they
+		// take them over from the other previous owner, or report them
+		// lost.
+		n.log.Warn("drained every copy held, but partitions were still being handed to this node, or it was declared dead and had not caught up: leaving as a crashed node would", "partitions", unheld)
+		return fmt.Errorf("drain %s: partitions %v were still being handed to it, or distrusted: %w", n.cfg.Name, unheld, ErrUnavailable)
+	}
 	n.releaseLeases(ctx, tab)
 	n.log.Info("drained: every copy handed off and acknowledged", "partitions", len(jobs))
 	return nil
@@ -116,8 +134,9 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string) error {
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)
+	distrusts := n.own.load().distrusts(p)
 	if len(copies) == 0 {
-		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor}, nil); err != nil {
+		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts}, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}
 		return nil
@@ -132,7 +151,7 @@ func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string) er
 			budget -= size
 			end++
 		}
-		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor}
+		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor, Distrusts: distrusts}
 		if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}

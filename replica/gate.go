@@ -355,7 +355,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			n.merge(p, reply.Session)
 		}
 	}
-	if plan.ring != 0 && len(plan.sources) > 0 && !held && !blank {
+	if plan.ring != 0 && len(plan.sources) > 0 && !held && (!blank || !n.allBlank(ctx, tab, p, plan.sources)) {
 		// None of the sources holds the partition: each is taking it over
 		// itself, or this node's ring is not yet the whole cluster's (a
 		// view still arriving after a restart), so "no copy" means

@@ -142,13 +142,30 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 			}
 		}
 		if n.own.holdsMajority(tab) {
+			var rebuilt []int
 			for _, p := range lost {
+				if tab.Owners(p).Primary == n.cfg.Name {
+					// The primary rebuilds the partition from what it
+					// holds (what it fetched or was written since it took
+					// it over), as a loss seen in the ring is rebuilt:
+					// its copies move to a new generation, which becomes
+					// the floor, and it pushes them with the floor to the
+					// buddy, which drops its copies from before. Without
+					// it the two owners would disagree on what was lost:
+					// a buddy declared dead keeps copies the primary
+					// never took (chaos finding F13, the hand-off given
+					// up while the buddy still distrusted its copies).
+					n.store.rebuilt(p, n.clock.now(n.wall()))
+					rebuilt = append(rebuilt, p)
+					continue
+				}
 				// A new generation, so that writes from now on win over
 				// the old copies of an owner that comes back; no floor:
-				// what it fetched or was written since it took the
-				// partition over stays, and so does its buddy's copy of
-				// it.
+				// the primary's push brings one.
 				n.store.newGeneration(p, n.clock.now(n.wall()))
+			}
+			if len(rebuilt) > 0 {
+				go n.announceFloors(tab, rebuilt)
 			}
 		}
 	}
@@ -188,13 +205,13 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		held = held || holds && (settled || !j.distrust)
 		blank = blank && srcBlank
 	}
-	if err == nil && !held && j.handoff && !j.distrust && blank {
-		// Every source answered, and they and this node are all young and
-		// know nothing of the partition: the cluster is new, its members
-		// taking their partitions over from each other, and the partition
-		// is new (Node.blank). Otherwise a partition no source holds
-		// waits for one that does, and is given up, its loss reported,
-		// after HandoffTimeout.
+	if err == nil && !held && j.handoff && !j.distrust && blank && n.allBlank(ctx, tab, j.p, j.sources) {
+		// Every member answered, and all are young and know nothing of
+		// the partition: the cluster is new, its members taking their
+		// partitions over from each other, and the partition is new
+		// (Node.blank). Otherwise a partition no source holds waits for
+		// one that does, and is given up, its loss reported, after
+		// HandoffTimeout.
 		held = true
 	}
 	if err == nil && !held && j.handoff {
@@ -266,6 +283,25 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			return reply.Holds, reply.Settled, reply.Blank, nil
 		}
 	}
+}
+
+// allBlank reports whether every member of tab but this node and those
+// in asked (which answered blank already) answers that it is blank for
+// partition p (Node.blank). Sources alone are not enough: two owners
+// restarted one after the other are each other's only sources, young
+// and empty, while the members that saw the partition served know it
+// had owners (chaos finding F13).
+func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []string) bool {
+	for _, m := range tab.Members() {
+		if m.Name == n.cfg.Name || slices.Contains(asked, m.Name) {
+			continue
+		}
+		var reply pullReply
+		if err := n.call(ctx, tab, m.Name, methodPull, pullRequest{Partition: p, MaxBytes: 1}, &reply); err != nil || !reply.Blank {
+			return false
+		}
+	}
+	return true
 }
 
 // announceFloors pushes each partition in parts, just rebuilt by this

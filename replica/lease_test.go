@@ -186,6 +186,9 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 		id := idOwnedBy(t, x, true)
 		put(t, x, id, "v", 1)
 		waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
+		// Holding every partition it owns: a node still being handed
+		// some gives no lease back (TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack).
+		waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
 		others := []string{"node-0", "node-1"}
 		rest := ringOf(t, c, 1000, others...)
 		if drain {

@@ -97,7 +97,8 @@ func TestAChainOfTakeOversDoesNotPassAnEmptyPartitionOnAsHeld(t *testing.T) {
 // The rules of partState.held, without I/O: the cluster's first node
 // holds what it owns; a node taking a partition over holds it once its
 // hand-off is done, or given up (a reported loss), and no longer once it
-// drops its copies or is declared dead.
+// drops its copies; declared dead, it still holds them, but distrusts
+// them.
 func TestWhoHoldsAPartition(t *testing.T) {
 	alone := tableOf(t, 1, "a")
 	pair := tableOf(t, 2, "a", "b")
@@ -131,11 +132,86 @@ func TestWhoHoldsAPartition(t *testing.T) {
 	if len(lost) == 0 || !c.load().holds(lost[0]) {
 		t.Fatalf("a hand-off given up (lost %v) is not held", lost)
 	}
-	// Declared dead: it holds nothing until it has caught up.
+	// Declared dead: what it holds, it distrusts until it has caught up.
 	c.reconcile(nil, true, 2*time.Second+c.handoff)
-	for p := range pair.Partitions() {
-		if c.load().holds(p) {
-			t.Fatalf("a node declared dead holds partition %d", p)
+	if !c.load().holds(lost[0]) || !c.load().distrusts(lost[0]) {
+		t.Fatalf("declared dead, partition %d: holds %v, distrusts %v", lost[0], c.load().holds(lost[0]), c.load().distrusts(lost[0]))
+	}
+}
+
+// Whether a cluster is new is asked of every member, not of a hand-off's
+// sources alone (Node.allBlank): two owners restarted one after the
+// other are each other's only sources, both young and empty, while the
+// members that saw the partition served are older (CHAOS.md F13, its
+// second way, seen at seed 4 of its command once the first was fixed).
+func TestANewClusterIsToldByEveryMember(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	nodes := c.list()
+	n := nodes[0]
+	tab := n.Table()
+	p := tab.Partition(sessionID(79))
+	if !n.blank(p) || !n.allBlank(testCtx(t), tab, p, nil) {
+		t.Fatal("a cluster just started is not blank")
+	}
+	// A restarted member is young again; the others are not.
+	for _, x := range nodes {
+		serving(x.Node)
+	}
+	c.sleep(2 * n.cfg.HandoffTimeout)
+	name := nodes[1].Name()
+	c.kill(name)
+	restarted := c.start(name, nil)
+	c.publish()
+	if !restarted.blank(p) {
+		t.Fatal("a restarted member is not blank")
+	}
+	if !restarted.allBlank(testCtx(t), restarted.Table(), p, []string{nodes[0].Name(), nodes[2].Name()}) {
+		t.Fatal("with every other member counted blank already, the restarted member finds the cluster not new")
+	}
+	if restarted.allBlank(testCtx(t), restarted.Table(), p, nil) {
+		t.Fatal("a restarted member finds the cluster new while older members run")
+	}
+}
+
+// A leaver gives its leases back only if it held every partition it
+// owned: its release tells the owners that follow it that its push
+// brought them the partitions whole, which is not so of one it was still
+// being handed (CHAOS.md F13, its third way: a restarted node left
+// gracefully before its hand-off completed, and the next owner took its
+// empty push for the partition).
+func TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, n := range c.list() {
+		serving(n.Node)
+	}
+	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	// node-2 restarts, and cannot reach the others' pull service yet: its
+	// hand-offs wait.
+	c.kill("node-2")
+	x := c.start("node-2", nil)
+	for _, n := range c.list() {
+		if n != x {
+			x.faults.Cut(n.member.Peer)
+		}
+	}
+	c.publish()
+	if x.Handoffs() == 0 {
+		t.Fatal("the restarted node holds every partition at once")
+	}
+	x.faults.HealAll()
+	rest := ringOf(t, c, 1000, "node-0", "node-1")
+	if err := x.SetTable(rest); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Drain(testCtx(t), rest); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("drain of a node still being handed partitions: %v; want ErrUnavailable", err)
+	}
+	for _, n := range c.list() {
+		n.own.mu.Lock()
+		released := n.own.released["node-2"]
+		n.own.mu.Unlock()
+		if n != x && released {
+			t.Fatalf("%s holds node-2's leases as given back", n.Name())
 		}
 	}
 }

@@ -86,7 +86,9 @@ type partState struct {
 	// chain of restarted owners, each taking it over from the last,
 	// cannot pass an empty partition on as held: the hand-off times out
 	// and the loss is reported (chaos finding F13). It ends when the
-	// node drops its copies, or is declared dead.
+	// node drops its copies. A node declared dead still holds what it
+	// held, but distrusts it (distrusted): only another node declared
+	// dead takes its copies, as the two sides of a healed cut do.
 	held bool
 }
 
@@ -481,7 +483,6 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if !owns(tab.Owners(p), o.self) {
 				if distrust {
 					s.parts[p].distrusted = true // as a source to others
-					s.parts[p].held = false
 				}
 				continue
 			}
@@ -498,9 +499,6 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
 				s.parts[p].distrusted = s.parts[p].distrusted || distrust
-				if distrust {
-					s.parts[p].held = false
-				}
 			}
 		}
 	})
@@ -676,6 +674,24 @@ func (s *ownState) gating() int {
 
 // holds reports whether this node holds partition p (partState.held).
 func (s *ownState) holds(p int) bool { return s.parts[p].held }
+
+// unheldOwned returns the partitions the node owned under its previous
+// ring and does not hold, or distrusts: a draining node (whose ring no
+// longer has it) was still being handed them, or was declared dead and
+// had not caught up.
+func (o *ownership) unheldOwned() []int {
+	s := o.load()
+	if s.prev == nil {
+		return nil
+	}
+	var out []int
+	for p := range s.parts {
+		if owns(s.prev.Owners(p), o.self) && (!s.parts[p].held || s.parts[p].distrusted) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // young reports whether this run of the node installed its first ring
 // less than HandoffTimeout before now (or none yet). A cluster is new
