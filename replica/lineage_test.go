@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -213,5 +215,36 @@ func TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack(t *testing.T) {
 		if n != x && released {
 			t.Fatalf("%s holds node-2's leases as given back", n.Name())
 		}
+	}
+}
+
+// A push from a node declared dead that has not caught up says so, and an
+// owner that was not declared dead refuses its copies, as it refuses them
+// in a pull (CHAOS.md F13: a node frozen past the failure detector, then
+// drained, pushed its old copies to a new owner that held nothing yet).
+func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(80)
+	primary, _ := c.ownersOf(id)
+	tab := primary.Table()
+	p := tab.Partition(id)
+	old := &Session{ID: id, Version: 7, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}}
+	push := func(distrusts bool) {
+		t.Helper()
+		body, err := msgpack.Marshal(pushRequest{From: "node-x", Partition: p, Sessions: []*Session{old}, Distrusts: distrusts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := primary.servePush(testCtx(t), tab, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push(true)
+	if s := primary.store.get(p, id); s != nil {
+		t.Fatalf("the owner took a push of distrusted copies: v%d", s.Version)
+	}
+	push(false)
+	if s := primary.store.get(p, id); s == nil || s.Version != 7 {
+		t.Fatalf("the owner did not take a push of trusted copies: %+v", s)
 	}
 }
