@@ -54,6 +54,10 @@ const methodLease = "lease"
 type leaseRequest struct {
 	From    string `msgpack:"f"`
 	Release bool   `msgpack:"r,omitempty"`
+	// Held, with Release, lists the partitions From held whole (and did
+	// not distrust) and has pushed to their owners: only for those does
+	// the receiver take its leaving for a hand-over (ownership.release).
+	Held []int `msgpack:"hd,omitempty"`
 }
 
 // leaseReply grants a lease of the receiver's LeaseDuration from the
@@ -102,7 +106,7 @@ func (n *Node) serveLease(_ context.Context, _ *ring.Table, body msgpack.RawMess
 		return nil, fmt.Errorf("%w: decode lease request: %v", ErrInvalid, err)
 	}
 	if req.Release {
-		n.own.release(req.From, n.mono())
+		n.own.release(req.From, n.mono(), req.Held)
 		return leaseReply{}, nil
 	}
 	return n.own.grant(req.From, n.mono())
@@ -179,11 +183,12 @@ func (n *Node) renewLeases() {
 // from its copies: Drain calls it once its ring no longer has it.
 func (n *Node) releaseLeases(ctx context.Context, tab *ring.Table) {
 	n.own.dropLeases()
+	held := n.own.trustedHeld()
 	for _, m := range tab.Members() {
 		if m.Name == n.cfg.Name {
 			continue
 		}
-		if err := n.call(ctx, tab, m.Name, methodLease, leaseRequest{From: n.cfg.Name, Release: true}, nil); err != nil {
+		if err := n.call(ctx, tab, m.Name, methodLease, leaseRequest{From: n.cfg.Name, Release: true, Held: held}, nil); err != nil {
 			n.log.Debug("cannot give back a lease", "member", m.Name, "err", err)
 		}
 	}

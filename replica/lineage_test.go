@@ -210,7 +210,7 @@ func TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack(t *testing.T) {
 	}
 	for _, n := range c.list() {
 		n.own.mu.Lock()
-		released := n.own.released["node-2"]
+		_, released := n.own.released["node-2"]
 		n.own.mu.Unlock()
 		if n != x && released {
 			t.Fatalf("%s holds node-2's leases as given back", n.Name())
@@ -246,5 +246,37 @@ func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
 	push(false)
 	if s := primary.store.get(p, id); s == nil || s.Version != 7 {
 		t.Fatalf("the owner did not take a push of trusted copies: %+v", s)
+	}
+}
+
+// A leaver's release names the partitions it held whole; only those are
+// handed over by its leaving. One its ring did not give it, or that it
+// was still being handed, is taken over from the other previous owner
+// (CHAOS.md F13: a node's release made another take its empty push for a
+// partition the two rings disagreed on).
+func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c")
+	rest := tableOf(t, 2, "a", "b")
+	o := installed(t, "a", whole)
+	var moved []int
+	for p := range rest.Partitions() {
+		if owns(rest.Owners(p), "a") && owns(whole.Owners(p), "c") && !owns(whole.Owners(p), "a") {
+			moved = append(moved, p)
+		}
+	}
+	if len(moved) < 2 {
+		t.Fatalf("only %d partitions move from c to a", len(moved))
+	}
+	vouched, not := moved[0], moved[1]
+	o.release("c", time.Second, []int{vouched})
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := o.load()
+	if tr := st.parts[vouched].transfer; tr != nil && !tr.reconcile || !st.holds(vouched) {
+		t.Fatalf("partition %d, which c held and pushed: transfer %+v, held %v; want handed over", vouched, tr, st.holds(vouched))
+	}
+	if tr := st.parts[not].transfer; tr == nil || tr.reconcile || st.holds(not) {
+		t.Fatalf("partition %d, which c did not say it held: transfer %+v, held %v; want a hand-off from b", not, tr, st.holds(not))
 	}
 }

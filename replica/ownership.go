@@ -41,7 +41,7 @@ type ownership struct {
 	seen       map[string]uint64                    // each member's departure count of this node, as last reported
 	lost       LostPartitions                       // the latest partitions lost with both owners
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
-	released   map[string]bool                      // members that gave their leases back (a complete drain), until they appear again
+	released   map[string]map[int]bool              // members that gave their leases back (a complete drain), until they appear again: the partitions each held whole
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
 
@@ -145,7 +145,7 @@ func newOwnership(cfg Config) *ownership {
 		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
-		known: map[string]bool{cfg.Name: true}, released: map[string]bool{},
+		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.started.Store(-1)
@@ -356,21 +356,23 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 	}
 	stays := func(name string) bool { return tab.Has(name) && !slices.Contains(departed, name) }
 	// handedOver: name left gracefully, its drain complete (it gave its
-	// leases back): what it held was pushed to the owners that follow
-	// it, and nothing of it is lost.
-	handedOver := func(name string) bool { return name != "" && !stays(name) && o.released[name] }
+	// leases back), and it held partition p whole: what it held of p was
+	// pushed to the owners that follow it, and nothing of it is lost. A
+	// partition it did not say it held (its ring may not have given it
+	// p) is not handed over: CHAOS.md F13.
+	handedOver := func(name string, p int) bool { return name != "" && !stays(name) && o.released[name][p] }
 	for p := range next.parts {
 		t := next.parts[p].transfer
 		drained := false
 		if t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return !stays(x) }) {
 			u := *t
-			drained = slices.ContainsFunc(t.sources, handedOver)
+			drained = slices.ContainsFunc(t.sources, func(x string) bool { return handedOver(x, p) })
 			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
 			t = &u
 		}
 		if prev != nil {
 			old := prev.Owners(p)
-			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary) && !handedOver(old.Buddy) {
+			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary, p) && !handedOver(old.Buddy, p) {
 				ch.lost = append(ch.lost, p)
 			}
 		}
@@ -406,7 +408,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
 			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
 			next.parts[p].held = false
-			if handedOver(old.Primary) || handedOver(old.Buddy) {
+			if handedOver(old.Primary, p) || handedOver(old.Buddy, p) {
 				// A previous owner left gracefully and pushed its copies
 				// here before it gave its leases back: the other one is
 				// only to reconcile with.
@@ -675,6 +677,19 @@ func (s *ownState) gating() int {
 // holds reports whether this node holds partition p (partState.held).
 func (s *ownState) holds(p int) bool { return s.parts[p].held }
 
+// trustedHeld returns the partitions the node holds and does not
+// distrust: what a leaver pushed whole (leaseRequest.Held).
+func (o *ownership) trustedHeld() []int {
+	s := o.load()
+	var out []int
+	for p, part := range s.parts {
+		if part.held && !part.distrusted {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // unheldOwned returns the partitions the node owned under its previous
 // ring and does not hold, or distrusts: a draining node (whose ring no
 // longer has it) was still being handed them, or was declared dead and
@@ -748,8 +763,9 @@ func (o *ownership) grant(from string, now time.Duration) (leaseReply, error) {
 
 // release ends the lease member from holds, at now: it left gracefully,
 // so it is no longer counted among the members the quorum is a majority
-// of (until a ring has it again).
-func (o *ownership) release(from string, now time.Duration) {
+// of (until a ring has it again), and partitions it held whole (held)
+// were pushed to their owners.
+func (o *ownership) release(from string, now time.Duration, held []int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.granted[from] > now {
@@ -757,7 +773,11 @@ func (o *ownership) release(from string, now time.Duration) {
 	}
 	o.liftFences(from, now)
 	if from != o.self {
-		o.released[from] = true
+		set := map[int]bool{}
+		for _, p := range held {
+			set[p] = true
+		}
+		o.released[from] = set
 	}
 	if from != o.self && o.known[from] {
 		delete(o.known, from)

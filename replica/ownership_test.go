@@ -214,7 +214,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 				}
 			}
 			if tc.release {
-				o.release("c", now)
+				o.release("c", now, allPartitions(o))
 			}
 			ch, err := o.install(rest, now)
 			if err != nil {
@@ -709,7 +709,7 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 	// e, f and g leave gracefully: the quorum is a majority of four.
 	for _, m := range []string{"e", "f", "g"} {
-		o.release(m, 3*time.Second)
+		o.release(m, 3*time.Second, allPartitions(o))
 	}
 	if got := need(o); got != 3 {
 		t.Fatalf("after three graceful leaves: need %d, want 3", got)
@@ -902,7 +902,7 @@ func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
 	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence <= 0 || v.err != nil {
 		t.Fatalf("partition %d: %+v before b gave its leases back, want a fence", onlyB, v)
 	}
-	o.release("b", now)
+	o.release("b", now, allPartitions(o))
 	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence > 0 || v.err != nil {
 		t.Fatalf("partition %d still fenced for %v after b gave its leases back", onlyB, v.fence)
 	}
@@ -931,4 +931,13 @@ func TestOnlyAMajorityDeclaresMembersDead(t *testing.T) {
 	if o.departures["d"] != 1 || o.departures["e"] != 1 {
 		t.Fatalf("three of five counted departures %v; want d and e once", o.departures)
 	}
+}
+
+// allPartitions lists every partition of o: a leaver that held them all.
+func allPartitions(o *ownership) []int {
+	out := make([]int, o.partitions)
+	for p := range out {
+		out[p] = p
+	}
+	return out
 }
