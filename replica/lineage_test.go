@@ -280,3 +280,42 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 		t.Fatalf("partition %d, which c did not say it held: transfer %+v, held %v; want a hand-off from b", not, tr, st.holds(not))
 	}
 }
+
+// A hand-off given up for time is a reported loss, and its primary
+// rebuilds the partition with a floor and pushes it to the buddy, as a
+// loss seen in the ring is rebuilt: both owners then agree on what was
+// lost. Without it, a buddy kept a copy the primary never took, a
+// divergent copy the chaos checker reported (CHAOS.md F13).
+func TestAHandOffGivenUpIsRebuiltWithAFloor(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(81)
+	primary, buddy := c.ownersOf(id)
+	var third *testNode
+	for _, n := range c.list() {
+		if n != primary && n != buddy {
+			third = n
+		}
+	}
+	for _, n := range c.list() {
+		serving(n.Node)
+	}
+	c.sleep(2 * primary.cfg.HandoffTimeout)
+	tab := primary.Table()
+	p := tab.Partition(id)
+	// The buddy holds a copy the primary lacks.
+	buddy.store.putIfNewer(p, &Session{ID: id, Version: 9, Attributes: map[string]msgpack.RawMessage{"v": value(t, "only on the buddy")}})
+	// The primary, declared dead, must take every partition over again,
+	// from a member that never held this one: its hand-off is given up.
+	primary.own.reconcile([]string{third.Name()}, true, primary.mono())
+	primary.wake()
+	waitFor(t, 20*time.Second, "the primary to report the partition lost", func() bool {
+		serving(primary.Node)
+		return slices.Contains(primary.Lost().Partitions, p)
+	})
+	waitFor(t, 10*time.Second, "the buddy to learn the floor", func() bool {
+		return buddy.store.floor(p) > 0 && buddy.store.floor(p) == primary.store.floor(p)
+	})
+	if s := buddy.store.get(p, id); s != nil {
+		t.Fatalf("the buddy still holds v%d, which the primary reported lost", s.Version)
+	}
+}
