@@ -44,6 +44,7 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 			n.merge(req.Partition, s)
 		}
 	}
+	n.own.notePush(req.From, req.Partition)
 	n.stats.HandoffReceived.Add(uint64(len(req.Sessions)))
 	return empty{}, nil
 }
@@ -63,8 +64,12 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	}
 	type job struct{ p int }
 	var jobs []job
+	held := n.own.trustedHeld()
 	for p := range n.store.parts {
-		if n.store.count(p) > 0 {
+		// Every partition with copies, and every one it holds whole even
+		// if empty: the owners that follow learn that it pushed them
+		// the partition (ownership.notePush).
+		if n.store.count(p) > 0 || slices.Contains(held, p) {
 			jobs = append(jobs, job{p})
 		}
 	}

@@ -264,11 +264,13 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 			moved = append(moved, p)
 		}
 	}
-	if len(moved) < 2 {
+	if len(moved) < 3 {
 		t.Fatalf("only %d partitions move from c to a", len(moved))
 	}
-	vouched, not := moved[0], moved[1]
-	o.release("c", time.Second, []int{vouched})
+	vouched, not, unpushed := moved[0], moved[1], moved[2]
+	o.notePush("c", vouched)
+	o.notePush("c", not)
+	o.release("c", time.Second, []int{vouched, unpushed})
 	if _, err := o.install(rest, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +279,47 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 		t.Fatalf("partition %d, which c held and pushed: transfer %+v, held %v; want handed over", vouched, tr, st.holds(vouched))
 	}
 	if tr := st.parts[not].transfer; tr == nil || tr.reconcile || st.holds(not) {
-		t.Fatalf("partition %d, which c did not say it held: transfer %+v, held %v; want a hand-off from b", not, tr, st.holds(not))
+		t.Fatalf("partition %d, which c pushed but did not say it held: transfer %+v, held %v; want a hand-off from b", not, tr, st.holds(not))
+	}
+	if tr := st.parts[unpushed].transfer; tr == nil || tr.reconcile || st.holds(unpushed) {
+		t.Fatalf("partition %d, which c held but did not push here: transfer %+v, held %v; want a hand-off from b", unpushed, tr, st.holds(unpushed))
+	}
+}
+
+// A node waiting for a partition from a member that then leaves
+// gracefully, holding the partition whole and pushing it here, holds it
+// at once: the hand-off is done, and a source left is only to reconcile
+// with. (In the long run, a restarted node waited on a source that was
+// itself still being handed the partition, while the leaver had pushed
+// it the partition, and gave it up as lost.)
+func TestAPendingHandOffEndsWithALeaversPush(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d")
+	o := installed(t, "a", whole)
+	rest := tableOf(t, 2, "a", "b", "d")
+	// A partition a takes over in whole (its first ring: from the ring
+	// without it) whose previous owners are b and c.
+	p := -1
+	before := tableWithout(whole, "a")
+	for q := range whole.Partitions() {
+		if owns(whole.Owners(q), "a") && owns(before.Owners(q), "b") && owns(before.Owners(q), "c") && owns(rest.Owners(q), "a") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Skip("no partition moves from b and c to a, and stays a's without c")
+	}
+	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile {
+		t.Fatalf("partition %d: transfer %+v, want a hand-off", p, tr)
+	}
+	o.notePush("c", p)
+	o.release("c", time.Second, []int{p})
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := o.load()
+	if tr := st.parts[p].transfer; tr != nil && !tr.reconcile || !st.holds(p) {
+		t.Fatalf("partition %d after c pushed it and left: transfer %+v, held %v; want held", p, tr, st.holds(p))
 	}
 }
 

@@ -42,6 +42,7 @@ type ownership struct {
 	lost       LostPartitions                       // the latest partitions lost with both owners
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
 	released   map[string]map[int]bool              // members that gave their leases back (a complete drain), until they appear again: the partitions each held whole
+	pushed     map[string]map[int]bool              // the partitions each leaving member pushed here, until it appears again
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
 
@@ -145,7 +146,7 @@ func newOwnership(cfg Config) *ownership {
 		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
-		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{},
+		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{}, pushed: map[string]map[int]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.started.Store(-1)
@@ -215,6 +216,7 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	}
 	for _, name := range ch.appeared {
 		delete(o.released, name) // back, as a new run or after a cut: it holds what it holds
+		delete(o.pushed, name)
 	}
 	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
 	o.fence(next, prev, ch.departed, now, &ch)
@@ -356,11 +358,13 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 	}
 	stays := func(name string) bool { return tab.Has(name) && !slices.Contains(departed, name) }
 	// handedOver: name left gracefully, its drain complete (it gave its
-	// leases back), and it held partition p whole: what it held of p was
-	// pushed to the owners that follow it, and nothing of it is lost. A
-	// partition it did not say it held (its ring may not have given it
-	// p) is not handed over: CHAOS.md F13.
-	handedOver := func(name string, p int) bool { return name != "" && !stays(name) && o.released[name][p] }
+	// leases back), it held partition p whole, and pushed it here: this
+	// node has what it held of p, and nothing of it is lost. A partition
+	// it did not say it held (its ring may not have given it p), or did
+	// not push here, is not handed over: CHAOS.md F13.
+	handedOver := func(name string, p int) bool {
+		return name != "" && !stays(name) && o.released[name][p] && o.pushed[name][p]
+	}
 	for p := range next.parts {
 		t := next.parts[p].transfer
 		drained := false
@@ -376,8 +380,16 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 				ch.lost = append(ch.lost, p)
 			}
 		}
-		if t != nil && !t.reconcile && len(t.sources) == 0 && drained {
-			t = nil // the leaver pushed it here
+		if t != nil && !t.reconcile && drained {
+			// A source left gracefully and pushed the partition here
+			// whole: the hand-off is done, and any source left is only
+			// to reconcile with.
+			u := *t
+			u.reconcile, u.gates = true, false
+			t = &u
+			if len(t.sources) == 0 {
+				t = nil
+			}
 			next.parts[p].held = true
 		}
 		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
@@ -676,6 +688,17 @@ func (s *ownState) gating() int {
 
 // holds reports whether this node holds partition p (partState.held).
 func (s *ownState) holds(p int) bool { return s.parts[p].held }
+
+// notePush records that member from, leaving, pushed partition p here
+// (Drain): with its release naming p, its leaving hands p over.
+func (o *ownership) notePush(from string, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pushed[from] == nil {
+		o.pushed[from] = map[int]bool{}
+	}
+	o.pushed[from][p] = true
+}
 
 // trustedHeld returns the partitions the node holds and does not
 // distrust: what a leaver pushed whole (leaseRequest.Held).
