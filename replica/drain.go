@@ -19,6 +19,7 @@ type pushRequest struct {
 	Sessions  []*Session `msgpack:"s"`
 	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the leaver (store.raiseFloor)
 	Distrusts bool       `msgpack:"dt,omitempty"` // the leaver was declared dead and has not caught up (partState.distrusted)
+	Leaving   bool       `msgpack:"lv,omitempty"` // a drain's push (ownership.notePush), not a rebuilt partition's (announceFloors)
 }
 
 // methodPush hands a leaving node's copies to an owner.
@@ -44,7 +45,9 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 			n.merge(req.Partition, s)
 		}
 	}
-	n.own.notePush(req.From, req.Partition)
+	if req.Leaving {
+		n.own.notePush(req.From, req.Partition)
+	}
 	n.stats.HandoffReceived.Add(uint64(len(req.Sessions)))
 	return empty{}, nil
 }
@@ -126,7 +129,7 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 		if to == "" {
 			continue
 		}
-		if err := n.pushTo(ctx, tab, p, to); err != nil {
+		if err := n.pushTo(ctx, tab, p, to, true); err != nil {
 			return err
 		}
 	}
@@ -136,12 +139,12 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 // pushTo sends partition p's copies, and its floor, to member to, in
 // batches of about HandoffBytes; a partition without copies is one push
 // of the floor alone.
-func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string) error {
+func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, leaving bool) error {
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)
 	distrusts := n.own.load().distrusts(p)
 	if len(copies) == 0 {
-		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts}, nil); err != nil {
+		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving}, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}
 		return nil
@@ -156,7 +159,7 @@ func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string) er
 			budget -= size
 			end++
 		}
-		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor, Distrusts: distrusts}
+		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor, Distrusts: distrusts, Leaving: leaving}
 		if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}

@@ -347,7 +347,8 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		}
 		n.learnFloor(p, reply.Floor, src)
 		if reply.Distrusts && plan.ring != 0 && !plan.distrust && !n.cfg.AllowMinority {
-			continue // a declared-dead source's copy is no new owner's to build on (pull)
+			blank = false // it knows the partition had owners
+			continue      // a declared-dead source's copy is no new owner's to build on (pull)
 		}
 		held = held || reply.Holds
 		blank = blank && reply.Blank

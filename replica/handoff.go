@@ -320,7 +320,7 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int) {
 		}
 		for attempt := 0; attempt < 3; attempt++ {
 			ctx, cancel := n.withTimeout(context.Background(), n.cfg.HandoffTimeout)
-			err := n.pushTo(ctx, tab, p, buddy)
+			err := n.pushTo(ctx, tab, p, buddy, false)
 			cancel()
 			if err == nil {
 				break
@@ -414,9 +414,12 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 func (n *Node) dropUnowned(tab *ring.Table) {
 	total := 0
 	for p := range tab.Partitions() {
+		if n.own.table() != tab {
+			break // a ring installed since may give the node some of these
+		}
 		if !owns(tab.Owners(p), n.cfg.Name) {
 			total += n.store.drop(p)
-			n.own.forget(p)
+			n.own.forget(tab, p)
 		}
 	}
 	if total > 0 {

@@ -122,7 +122,19 @@ func TestWhoHoldsAPartition(t *testing.T) {
 	if !b.load().holds(moved) {
 		t.Fatalf("the joiner does not hold partition %d after its hand-off", moved)
 	}
-	b.forget(moved)
+	// Left, b drops its copies of the partitions it no longer owns.
+	gone := tableOf(t, 3, "a")
+	if _, err := b.install(gone, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !b.load().holds(moved) {
+		t.Fatalf("partition %d is no longer held before its copies are dropped", moved)
+	}
+	b.forget(pair, moved) // a ring no longer served by: nothing changes
+	if !b.load().holds(moved) {
+		t.Fatalf("partition %d forgotten by a ring no longer served by", moved)
+	}
+	b.forget(gone, moved)
 	if b.load().holds(moved) {
 		t.Fatalf("partition %d is held after its copies were dropped", moved)
 	}
@@ -201,6 +213,11 @@ func TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack(t *testing.T) {
 		t.Fatal("the restarted node holds every partition at once")
 	}
 	x.faults.HealAll()
+	// As tandem's Close does: its own view drops it first (leaving), then
+	// Drain installs the ring without it again.
+	if err := x.SetTable(ringOf(t, c, 999, "node-0", "node-1")); err != nil {
+		t.Fatal(err)
+	}
 	rest := ringOf(t, c, 1000, "node-0", "node-1")
 	if err := x.SetTable(rest); err != nil {
 		t.Fatal(err)
@@ -359,5 +376,64 @@ func TestAHandOffGivenUpIsRebuiltWithAFloor(t *testing.T) {
 	})
 	if s := buddy.store.get(p, id); s != nil {
 		t.Fatalf("the buddy still holds v%d, which the primary reported lost", s.Version)
+	}
+}
+
+// Members install the ring without a leaver as soon as it says it is
+// leaving, before its pushes and its release arrive: the release ends a
+// pending hand-off of a partition the leaver held whole and pushed here.
+func TestAReleaseAfterTheRingChangeEndsAHandOff(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d")
+	o := installed(t, "a", whole)
+	rest := tableOf(t, 2, "a", "b", "d")
+	p := -1
+	before := tableWithout(whole, "a")
+	for q := range whole.Partitions() {
+		if owns(whole.Owners(q), "a") && owns(before.Owners(q), "b") && owns(before.Owners(q), "c") && owns(rest.Owners(q), "a") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Skip("no partition moves from b and c to a, and stays a's without c")
+	}
+	if _, err := o.install(rest, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile || o.load().holds(p) {
+		t.Fatalf("partition %d before c's release: transfer %+v, held %v; want still handed over", p, tr, o.load().holds(p))
+	}
+	o.notePush("c", p)
+	o.release("c", 2*time.Second, []int{p})
+	st := o.load()
+	if tr := st.parts[p].transfer; tr != nil && !tr.reconcile || !st.holds(p) {
+		t.Fatalf("partition %d after c's release: transfer %+v, held %v; want held", p, tr, st.holds(p))
+	}
+}
+
+// A partition lost with both owners, reported, is held by its new owners:
+// what they have is the partition from then on, and their hand-offs to
+// others complete (a new owner left with no hand-off and not holding it
+// could never hand it on).
+func TestANewOwnerOfALostPartitionHoldsIt(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
+	rest := tableOf(t, 2, "a", "b", "e")
+	o := installed(t, "a", whole)
+	ch, err := o.install(rest, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, p := range ch.lost {
+		if !owns(rest.Owners(p), "a") {
+			continue
+		}
+		checked++
+		if st := o.load(); !st.holds(p) || st.parts[p].transfer != nil {
+			t.Fatalf("lost partition %d, now a's: held %v, transfer %+v; want held, no hand-off", p, st.holds(p), st.parts[p].transfer)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no lost partition moved to a")
 	}
 }

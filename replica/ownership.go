@@ -49,6 +49,10 @@ type ownership struct {
 	// started is when this run of the node installed its first ring (on
 	// its monotonic clock), or -1 before (young).
 	started atomic.Int64
+
+	// leftUnheld: the partitions the node owned, under the last ring that
+	// had it, and did not hold whole (unheldOwned). Set under mu.
+	leftUnheld []int
 }
 
 // ownState is one published state of ownership. It is never changed once
@@ -412,10 +416,11 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			// it is the partition from now on.
 			next.parts[p].held = true
 		case prev == nil && before == nil:
-			// The cluster's first node: its partitions start here.
+			// The cluster's first node (or the first server beside
+			// witnesses): its partitions start here.
 			next.parts[p].held = true
 		}
-		if t == nil && before != nil && !owns(before.Owners(p), o.self) {
+		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
 			old := before.Owners(p)
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
 			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
@@ -440,6 +445,19 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = nil
 		}
 		next.parts[p].transfer = t
+	}
+	if prev != nil && prev.Has(o.self) && !tab.Has(o.self) {
+		// Leaving (its own view drops it first, then Drain installs the
+		// ring without it): what it owned and did not hold whole is
+		// judged by the state it left with (unheldOwned).
+		o.leftUnheld = nil
+		for p := range next.parts {
+			if owns(prev.Owners(p), o.self) && (!next.parts[p].held || next.parts[p].distrusted) {
+				o.leftUnheld = append(o.leftUnheld, p)
+			}
+		}
+	} else if tab.Has(o.self) {
+		o.leftUnheld = nil
 	}
 }
 
@@ -689,6 +707,39 @@ func (s *ownState) gating() int {
 // holds reports whether this node holds partition p (partState.held).
 func (s *ownState) holds(p int) bool { return s.parts[p].held }
 
+// endHandedOver ends this node's pending hand-offs of the partitions
+// member from, leaving, held whole and pushed here: the node holds them
+// now, any other source only to reconcile with. Members usually install
+// the ring without a leaver as soon as it says it is leaving, before its
+// pushes and release arrive, so install alone would not see them. Called
+// with mu held.
+func (o *ownership) endHandedOver(from string) {
+	s := o.load()
+	if s.tab == nil || s.tab.Has(from) {
+		return
+	}
+	var ends []int
+	for p, part := range s.parts {
+		if t := part.transfer; t != nil && !t.reconcile && !t.distrust && owns(s.tab.Owners(p), o.self) && o.released[from][p] && o.pushed[from][p] {
+			ends = append(ends, p)
+		}
+	}
+	if len(ends) == 0 {
+		return
+	}
+	o.edit(func(s *ownState) {
+		for _, p := range ends {
+			u := *s.parts[p].transfer
+			u.reconcile, u.gates = true, false
+			s.parts[p].transfer = &u
+			if len(u.sources) == 0 {
+				s.parts[p].transfer = nil
+			}
+			s.parts[p].held = true
+		}
+	})
+}
+
 // notePush records that member from, leaving, pushed partition p here
 // (Drain): with its release naming p, its leaving hands p over.
 func (o *ownership) notePush(from string, p int) {
@@ -713,22 +764,14 @@ func (o *ownership) trustedHeld() []int {
 	return out
 }
 
-// unheldOwned returns the partitions the node owned under its previous
-// ring and does not hold, or distrusts: a draining node (whose ring no
-// longer has it) was still being handed them, or was declared dead and
-// had not caught up.
+// unheldOwned returns the partitions the node owned under the last ring
+// that had it and did not hold whole, or distrusted: a draining node
+// (whose ring no longer has it) was still being handed them, or was
+// declared dead and had not caught up.
 func (o *ownership) unheldOwned() []int {
-	s := o.load()
-	if s.prev == nil {
-		return nil
-	}
-	var out []int
-	for p := range s.parts {
-		if owns(s.prev.Owners(p), o.self) && (!s.parts[p].held || s.parts[p].distrusted) {
-			out = append(out, p)
-		}
-	}
-	return out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.leftUnheld)
 }
 
 // young reports whether this run of the node installed its first ring
@@ -747,11 +790,13 @@ func (o *ownership) young(now time.Duration) bool {
 }
 
 // forget records that the node dropped its copies of partition p, which
-// it does not own: it holds it no more.
-func (o *ownership) forget(p int) {
+// it does not own in tab: it holds it no more. Nothing changes if tab is
+// no longer the ring, or now gives the node p.
+func (o *ownership) forget(tab *ring.Table, p int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.load().parts[p].held {
+	s := o.load()
+	if !s.parts[p].held || s.tab != tab || owns(tab.Owners(p), o.self) {
 		return
 	}
 	o.edit(func(s *ownState) { s.parts[p].held = false })
@@ -801,6 +846,7 @@ func (o *ownership) release(from string, now time.Duration, held []int) {
 			set[p] = true
 		}
 		o.released[from] = set
+		o.endHandedOver(from)
 	}
 	if from != o.self && o.known[from] {
 		delete(o.known, from)
