@@ -78,10 +78,12 @@ func padValue(v string, size int) string {
 	return v + "~" + strings.Repeat("x", size-len(v)-1)
 }
 
-// unpadValue returns the unique name of a stored value.
+// unpadValue returns the unique name of a stored value, as a string of
+// its own: a substring would keep the whole padded value (up to
+// -value-size bytes) alive for as long as the history holds the op.
 func unpadValue(v string) string {
 	name, _, _ := strings.Cut(v, "~")
-	return name
+	return strings.Clone(name)
 }
 
 // DefaultOpsPerSession is the default WorkloadConfig.OpsPerSession. With
