@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/tandem-io/tandem/replica"
 	"github.com/tandem-io/tandem/replica/peer"
 	"github.com/tandem-io/tandem/ring"
@@ -181,16 +179,11 @@ func copyAnswer(op Op, s *replica.Session) Op {
 		op.Outcome = NotFound
 		return op
 	}
-	op.Outcome, op.Version = OK, s.Version
-	attrs := map[string]any{}
-	for name, raw := range s.Attributes {
-		var v any
-		if err := msgpack.Unmarshal(raw, &v); err != nil {
-			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode attribute %q of the copy: %v", name, err)
-			return op
-		}
-		attrs[name] = v
+	put, patch, err := encodedDigest(s.Attributes)
+	if err != nil {
+		op.Outcome, op.Error = Invalid, fmt.Sprintf("the copy: %v", err)
+		return op
 	}
-	op.Put, op.Patch = answerDigest(attrs)
+	op.Outcome, op.Version, op.Put, op.Patch = OK, s.Version, put, patch
 	return op
 }

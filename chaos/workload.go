@@ -404,6 +404,21 @@ func answerDigest(attrs map[string]any) (put, patch string) {
 	return str(attrs["put"]), joinPatch(str(attrs["patch"]), str(nest[attrB]), str(nest[attrC]))
 }
 
+// encodedDigest is answerDigest of msgpack-encoded attributes, as the
+// smart client and the peer wire carry them.
+func encodedDigest(encoded map[string]msgpack.RawMessage) (put, patch string, err error) {
+	attrs := make(map[string]any, len(encoded))
+	for name, raw := range encoded {
+		var v any
+		if err := msgpack.Unmarshal(raw, &v); err != nil {
+			return "", "", fmt.Errorf("decode attribute %q: %w", name, err)
+		}
+		attrs[name] = v
+	}
+	put, patch = answerDigest(attrs)
+	return put, patch, nil
+}
+
 // do sends op to node i and fills in its times and outcome.
 func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	op.Node = w.nodes[i].Name
@@ -665,17 +680,13 @@ func (w *Workload) doSmart(ctx context.Context, i int, op Op) Op {
 	case err == nil && op.Kind == OpDelete:
 		op.Outcome = OK
 	case err == nil:
-		attrs := map[string]any{}
-		for name, raw := range s.Attributes {
-			var v any
-			if derr := msgpack.Unmarshal(raw, &v); derr != nil {
-				op.Outcome, op.Error = Invalid, fmt.Sprintf("decode attribute %q: %v", name, derr)
-				return op
-			}
-			attrs[name] = v
+		put, patch, derr := encodedDigest(s.Attributes)
+		if derr != nil {
+			op.Outcome, op.Error = Invalid, derr.Error()
+			return op
 		}
 		op.Outcome, op.Version = OK, s.Version
-		op.Put, op.Patch = answerDigest(attrs)
+		op.Put, op.Patch = put, patch
 	case errors.Is(err, tandem.ErrNotFound):
 		op.Outcome = NotFound
 	case errors.Is(err, tandem.ErrConflict):

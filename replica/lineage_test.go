@@ -313,19 +313,7 @@ func TestAPendingHandOffEndsWithALeaversPush(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c", "d")
 	o := installed(t, "a", whole)
 	rest := tableOf(t, 2, "a", "b", "d")
-	// A partition a takes over in whole (its first ring: from the ring
-	// without it) whose previous owners are b and c.
-	p := -1
-	before := tableWithout(whole, "a")
-	for q := range whole.Partitions() {
-		if owns(whole.Owners(q), "a") && owns(before.Owners(q), "b") && owns(before.Owners(q), "c") && owns(rest.Owners(q), "a") {
-			p = q
-			break
-		}
-	}
-	if p < 0 {
-		t.Skip("no partition moves from b and c to a, and stays a's without c")
-	}
+	p := takenFromBAndC(t, whole, rest)
 	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile {
 		t.Fatalf("partition %d: transfer %+v, want a hand-off", p, tr)
 	}
@@ -386,17 +374,7 @@ func TestAReleaseAfterTheRingChangeEndsAHandOff(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c", "d")
 	o := installed(t, "a", whole)
 	rest := tableOf(t, 2, "a", "b", "d")
-	p := -1
-	before := tableWithout(whole, "a")
-	for q := range whole.Partitions() {
-		if owns(whole.Owners(q), "a") && owns(before.Owners(q), "b") && owns(before.Owners(q), "c") && owns(rest.Owners(q), "a") {
-			p = q
-			break
-		}
-	}
-	if p < 0 {
-		t.Skip("no partition moves from b and c to a, and stays a's without c")
-	}
+	p := takenFromBAndC(t, whole, rest)
 	if _, err := o.install(rest, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -436,4 +414,19 @@ func TestANewOwnerOfALostPartitionHoldsIt(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no lost partition moved to a")
 	}
+}
+
+// takenFromBAndC returns a partition node a takes over in whole, its first
+// ring, from previous owners b and c, and keeps in rest (whole without
+// c); it skips the test when there is none.
+func takenFromBAndC(t *testing.T, whole, rest *ring.Table) int {
+	t.Helper()
+	before := tableWithout(whole, "a")
+	for p := range whole.Partitions() {
+		if owns(whole.Owners(p), "a") && owns(before.Owners(p), "b") && owns(before.Owners(p), "c") && owns(rest.Owners(p), "a") {
+			return p
+		}
+	}
+	t.Skip("no partition moves from b and c to a, and stays a's without c")
+	return -1
 }

@@ -386,14 +386,8 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if t != nil && !t.reconcile && drained {
 			// A source left gracefully and pushed the partition here
-			// whole: the hand-off is done, and any source left is only
-			// to reconcile with.
-			u := *t
-			u.reconcile, u.gates = true, false
-			t = &u
-			if len(t.sources) == 0 {
-				t = nil
-			}
+			// whole: the hand-off is done.
+			t = handedOverTransfer(t)
 			next.parts[p].held = true
 		}
 		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
@@ -410,55 +404,61 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			next.parts[p].transfer = nil
 			continue
 		}
-		switch {
-		case slices.Contains(ch.lost, p):
-			// Lost with both owners, and reported: what this node has of
-			// it is the partition from now on.
-			next.parts[p].held = true
-		case prev == nil && before == nil:
-			// The cluster's first node (or the first server beside
-			// witnesses): its partitions start here.
+		if slices.Contains(ch.lost, p) || prev == nil && before == nil {
+			// Lost with both owners, and reported; or the cluster's first
+			// node (or first server beside witnesses): what this node has
+			// of it is the partition from now on.
 			next.parts[p].held = true
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
 			old := before.Owners(p)
 			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil}
-			next.parts[p].held = false
-			if handedOver(old.Primary, p) || handedOver(old.Buddy, p) {
-				// A previous owner left gracefully and pushed its copies
-				// here before it gave its leases back: the other one is
-				// only to reconcile with.
-				t.reconcile, t.gates = true, false
-				next.parts[p].held = true
-			}
+			// A previous owner that left gracefully and pushed its copies
+			// here before it gave its leases back hands the partition
+			// over: the other one is only to reconcile with.
+			pushed := handedOver(old.Primary, p) || handedOver(old.Buddy, p)
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil && !pushed, reconcile: pushed}
+			next.parts[p].held = pushed
 		}
 		if len(appeared) > 0 {
-			u := transfer{since: now, reconcile: true}
-			if t != nil {
-				u = *t
-			}
-			u.sources = sourcesIn(tab, o.self, append(slices.Clone(u.sources), appeared...)...)
-			t = &u
+			t = o.withSources(t, tab, now, appeared)
 		}
 		if t != nil && len(t.sources) == 0 {
 			t = nil
 		}
 		next.parts[p].transfer = t
 	}
-	if prev != nil && prev.Has(o.self) && !tab.Has(o.self) {
-		// Leaving (its own view drops it first, then Drain installs the
-		// ring without it): what it owned and did not hold whole is
-		// judged by the state it left with (unheldOwned).
+	o.noteLeaving(next, prev)
+}
+
+// noteLeaving records, when next is the first ring without this node after
+// prev had it (its own view drops it first, then Drain installs the ring
+// without it again), what it owned under prev and did not hold whole
+// (unheldOwned); a ring that has the node again forgets it. Called with
+// mu held.
+func (o *ownership) noteLeaving(next *ownState, prev *ring.Table) {
+	switch {
+	case next.tab.Has(o.self):
+		o.leftUnheld = nil
+	case prev != nil && prev.Has(o.self):
 		o.leftUnheld = nil
 		for p := range next.parts {
 			if owns(prev.Owners(p), o.self) && (!next.parts[p].held || next.parts[p].distrusted) {
 				o.leftUnheld = append(o.leftUnheld, p)
 			}
 		}
-	} else if tab.Has(o.self) {
-		o.leftUnheld = nil
 	}
+}
+
+// withSources returns transfer t (a reconciliation begun at now, if nil)
+// with the members in names of tab added to its sources.
+func (o *ownership) withSources(t *transfer, tab *ring.Table, now time.Duration, names []string) *transfer {
+	u := transfer{since: now, reconcile: true}
+	if t != nil {
+		u = *t
+	}
+	u.sources = sourcesIn(tab, o.self, append(slices.Clone(u.sources), names...)...)
+	return &u
 }
 
 // sourcesIn returns the distinct names among names that are members of tab
@@ -729,15 +729,22 @@ func (o *ownership) endHandedOver(from string) {
 	}
 	o.edit(func(s *ownState) {
 		for _, p := range ends {
-			u := *s.parts[p].transfer
-			u.reconcile, u.gates = true, false
-			s.parts[p].transfer = &u
-			if len(u.sources) == 0 {
-				s.parts[p].transfer = nil
-			}
+			s.parts[p].transfer = handedOverTransfer(s.parts[p].transfer)
 			s.parts[p].held = true
 		}
 	})
+}
+
+// handedOverTransfer is hand-off t once a graceful leaver has pushed the
+// partition here whole: any source left is only to reconcile with (nil
+// when none is).
+func handedOverTransfer(t *transfer) *transfer {
+	if len(t.sources) == 0 {
+		return nil
+	}
+	u := *t
+	u.reconcile, u.gates = true, false
+	return &u
 }
 
 // notePush records that member from, leaving, pushed partition p here
