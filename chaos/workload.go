@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -482,6 +483,13 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		return op
 	}
 	req.Header = header
+	// Go's transport sends a request with an Idempotency-Key again on a
+	// new connection when the one it reused broke, and reports only the
+	// last attempt's error: a failed dial then says nothing of the first
+	// attempt, which the node may have carried out. The request counts as
+	// unsent only if no attempt wrote it.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
 	op.Call = w.h.Since(time.Now())
 	resp, err := w.client.Do(req)
 	var b []byte
@@ -492,7 +500,7 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	op.Return = w.h.Since(time.Now())
 	var opErr *net.OpError
 	switch {
-	case err != nil && errors.As(err, &opErr) && opErr.Op == "dial":
+	case err != nil && errors.As(err, &opErr) && opErr.Op == "dial" && !wrote.Load():
 		op.Outcome, op.Error = Unsent, err.Error()
 	case err != nil:
 		op.Outcome, op.Error = Indeterminate, err.Error()
