@@ -224,7 +224,20 @@ func (n *Node) onMembership(v cluster.View) {
 	}
 	n.view = v
 	n.mu.Unlock()
+	n.replica.SetLeaving(leavingMembers(v, n.cfg.Name))
 	n.installRing()
+}
+
+// leavingMembers returns the members of v other than self that said they
+// are leaving and are still alive: their drains are under way.
+func leavingMembers(v cluster.View, self string) []string {
+	var out []string
+	for _, m := range v.Members {
+		if m.Name != self && m.Meta.State == cluster.StateLeaving && (m.Health == "alive" || m.Health == "suspect") {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 // checkAgreement records whether every member of the node's ring serves by

@@ -46,10 +46,10 @@ func BenchmarkInstallRing(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/members=%d", tc.name, n), func(b *testing.B) {
 				for b.Loop() {
 					o := newOwnership(Config{Name: "m-1"}.withDefaults())
-					if _, err := o.install(before, 0); err != nil {
+					if _, err := o.install(before, 0, nil); err != nil {
 						b.Fatal(err)
 					}
-					if _, err := o.install(tc.next, time.Second); err != nil {
+					if _, err := o.install(tc.next, time.Second, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -66,7 +66,7 @@ func BenchmarkGate(b *testing.B) {
 		b.Fatal(err)
 	}
 	o := newOwnership(Config{Name: "m-0"}.withDefaults())
-	if _, err := o.install(tab, 0); err != nil {
+	if _, err := o.install(tab, 0, nil); err != nil {
 		b.Fatal(err)
 	}
 	for p := range tab.Partitions() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -138,6 +139,13 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 			// has caught up from an owner that vouches for its copies,
 			// or found that none is left (a loss, rebuilt from nothing).
 			return refuse(fmt.Errorf("%w: %s was declared dead and is catching up on partition %d", ErrUnavailable, o.self, a.p))
+		}
+		if t := part.transfer; t != nil && !t.reconcile && len(t.awaits) > 0 && !slices.ContainsFunc(t.sources, tab.Has) {
+			// Both previous owners are gone, one of them gracefully and
+			// still pushing the partition here: until its release, this
+			// node has nothing to serve the partition from, and nowhere
+			// to fetch it from (transfer.awaits).
+			return refuse(fmt.Errorf("%w: partition %d is being handed to %s by %v, leaving", ErrUnavailable, a.p, o.self, t.awaits))
 		}
 		if v, done := o.admitLeases(tab, a, now); done {
 			return v

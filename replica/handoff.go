@@ -49,6 +49,19 @@ type pullReply struct {
 	Blank bool `msgpack:"bl,omitempty"`
 }
 
+// SetLeaving tells the node which members said they are leaving and are
+// still alive, as membership sees them. Call it on every membership
+// change, before SetTable with the ring the change brings. A partition
+// whose owners both leave the ring, one of them gracefully, is then no
+// loss while the leaver drains: its new owners wait for its push and
+// release rather than start it over empty, and serve none of it
+// meanwhile. If the leaver dies or gives up before its release names the
+// partition, the hand-off is given up and the loss reported.
+func (n *Node) SetLeaving(names []string) {
+	n.own.setLeaving(names)
+	n.wake()
+}
+
 // SetTable makes tab the ring this node serves by. Partitions the node now
 // owns but did not own under the previous table become hand-offs: the node
 // pulls them from their previous owners in the background, and until a
@@ -60,9 +73,16 @@ func (n *Node) SetTable(tab *ring.Table) error {
 	var ch ringChange
 	var err error
 	n.store.exclusive(func() {
-		ch, err = n.own.install(tab, n.mono())
-		// A partition lost with both owners is rebuilt from nothing under
-		// a new generation, before any write by this ring is stored.
+		ch, err = n.own.install(tab, n.mono(), func(p int) bool { return n.store.countLocked(p) > 0 })
+		// A partition lost with both owners is rebuilt under a new
+		// generation, before any write by this ring is stored, from the
+		// copies this node vouches for: the others go first
+		// (lostCopiesGo).
+		for _, p := range ch.wiped {
+			if dropped := n.store.dropLocked(p); dropped > 0 {
+				n.log.Warn("partition lost with both owners: dropped copies no owner vouches for rather than serve them rewound", "partition", p, "sessions", dropped)
+			}
+		}
 		for _, p := range ch.rebuilt {
 			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
 		}
@@ -138,7 +158,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
 		for _, p := range drop {
 			if dropped := n.store.drop(p); dropped > 0 {
-				n.log.Warn("dropped copies held when this node was declared dead: no owner vouched for the partition since", "partition", p, "sessions", dropped)
+				n.log.Warn("dropped copies no owner vouches for (held when this node was declared dead, or from before it took the partition over) rather than serve them rewound", "partition", p, "sessions", dropped)
 			}
 		}
 		if n.own.holdsMajority(tab) {

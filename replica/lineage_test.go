@@ -124,7 +124,7 @@ func TestWhoHoldsAPartition(t *testing.T) {
 	}
 	// Left, b drops its copies of the partitions it no longer owns.
 	gone := tableOf(t, 3, "a")
-	if _, err := b.install(gone, 2*time.Second); err != nil {
+	if _, err := b.install(gone, 2*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !b.load().holds(moved) {
@@ -288,7 +288,7 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 	o.notePush("c", vouched)
 	o.notePush("c", not)
 	o.release("c", time.Second, []int{vouched, unpushed})
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := o.load()
@@ -319,7 +319,7 @@ func TestAPendingHandOffEndsWithALeaversPush(t *testing.T) {
 	}
 	o.notePush("c", p)
 	o.release("c", time.Second, []int{p})
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := o.load()
@@ -375,7 +375,7 @@ func TestAReleaseAfterTheRingChangeEndsAHandOff(t *testing.T) {
 	o := installed(t, "a", whole)
 	rest := tableOf(t, 2, "a", "b", "d")
 	p := takenFromBAndC(t, whole, rest)
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile || o.load().holds(p) {
@@ -397,7 +397,7 @@ func TestANewOwnerOfALostPartitionHoldsIt(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
 	rest := tableOf(t, 2, "a", "b", "e")
 	o := installed(t, "a", whole)
-	ch, err := o.install(rest, time.Second)
+	ch, err := o.install(rest, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,4 +429,229 @@ func takenFromBAndC(t *testing.T, whole, rest *ring.Table) int {
 	}
 	t.Skip("no partition moves from b and c to a, and stays a's without c")
 	return -1
+}
+
+// A node's copies of a partition it no longer owns are not kept current:
+// when it owns the partition again and both other owners fail before it
+// caught up, it drops them rather than rebuild the partition from them.
+// CHAOS.md F17: a node that had been buddy of a session, and stopped being
+// one, became its primary when both owners failed at once, and rebuilt the
+// partition from its old copy: the session came back at a version
+// acknowledged writes had long replaced, a rewind no reported loss
+// explains.
+func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	all := c.list()[0].Table()
+	names := func(tab *ring.Table, drop ...string) []string {
+		var out []string
+		for _, m := range tab.Members() {
+			if !slices.Contains(drop, m.Name) {
+				out = append(out, m.Name)
+			}
+		}
+		return out
+	}
+	ownersIn := func(members []string, id string) ring.Owners {
+		var ms []ring.Member
+		for _, m := range members {
+			ms = append(ms, c.node(m).member)
+		}
+		tab, err := ring.New(ring.DefaultConfig(), 1, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tab.OwnersOf(id)
+	}
+	// A session owned by x and y in the whole ring, by a (among others)
+	// without x, and by a without both.
+	var id, a, x, y string
+	for i := 0; i < 1000 && id == ""; i++ {
+		cand := sessionID(i)
+		o := all.OwnersOf(cand)
+		for _, pair := range [][2]string{{o.Primary, o.Buddy}, {o.Buddy, o.Primary}} {
+			withoutX := ownersIn(names(all, pair[0]), cand)
+			withoutBoth := ownersIn(names(all, pair[0], pair[1]), cand)
+			for _, m := range []string{withoutX.Primary, withoutX.Buddy} {
+				if m != pair[1] && withoutBoth.Primary == m {
+					id, a, x, y = cand, m, pair[0], pair[1]
+				}
+			}
+		}
+	}
+	if id == "" {
+		t.Skip("no session moves that way")
+	}
+	view := func(members []string) {
+		views := map[string][]string{}
+		for _, n := range c.list() {
+			views[n.Name()] = members
+		}
+		c.publishTo(views)
+	}
+	settled := func(what string) {
+		waitFor(t, 20*time.Second, what, func() bool {
+			for _, n := range c.list() {
+				serving(n.Node)
+				if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
+					n.wake()
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// Without x, a owns the session and takes the old version.
+	view(names(all, x))
+	settled("a to take the partition over")
+	put(t, c.node(a), id, "v", "old")
+	if s := c.node(a).store.get(all.Partition(id), id); s == nil {
+		t.Fatal("a holds no copy of the session it owns")
+	}
+	// x is back: a owns the session no more; it keeps its copy for a
+	// while, and the owners move on without it.
+	view(names(all))
+	settled("x and y to take the partition back")
+	put(t, c.node(x), id, "v", "new")
+	if s := c.node(a).store.get(all.Partition(id), id); s == nil || asString(t, s.Attributes["v"]) != "old" {
+		t.Fatalf("a's copy: %+v; want its old one still there", s)
+	}
+	// x and y fail at once: the partition is lost, and a owns it again.
+	view(names(all, x, y))
+	tab := c.node(a).Table()
+	if !slices.Contains(c.node(a).Lost().Partitions, tab.Partition(id)) {
+		t.Fatalf("a reports lost %v; want partition %d", c.node(a).Lost().Partitions, tab.Partition(id))
+	}
+	serving(c.node(a).Node)
+	s, err := c.node(a).Do(testCtx(t), &Op{Kind: OpGet, ID: id})
+	if err == nil {
+		t.Fatalf("a serves %s at v%d (%q) after the loss; want it gone, not rewound", id, s.Version, asString(t, s.Attributes["v"]))
+	}
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after the loss: %v; want not found", err)
+	}
+}
+
+// asString decodes a string attribute value.
+func asString(t testing.TB, b msgpack.RawMessage) string {
+	var v string
+	if err := msgpack.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Which copies a node drops when a partition it owns is lost (lostCopiesGo),
+// decided without I/O: copies it had when it stopped owning the partition
+// go; a node that had none keeps what it was written since.
+func TestALostPartitionDropsOnlyCopiesNoOwnerVouchesFor(t *testing.T) {
+	first := tableOf(t, 1, "a", "b", "c", "d", "e")
+	second := tableOf(t, 2, "a", "b", "c", "d", "e", "f")
+	p, third := -1, (*ring.Table)(nil)
+	for q := range second.Partitions() {
+		o := second.Owners(q)
+		if !owns(first.Owners(q), "a") || owns(o, "a") {
+			continue
+		}
+		var rest []string
+		for _, m := range second.Members() {
+			if !owns(o, m.Name) {
+				rest = append(rest, m.Name)
+			}
+		}
+		if tab := tableOf(t, 3, rest...); owns(tab.Owners(q), "a") {
+			p, third = q, tab
+			break
+		}
+	}
+	if p < 0 {
+		t.Skip("no partition leaves a and comes back when its owners fail")
+	}
+	for _, had := range []bool{true, false} {
+		o := installed(t, "a", first)
+		if _, err := o.install(second, time.Second, func(int) bool { return had }); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := o.install(third, 2*time.Second, func(int) bool { return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(ch.lost, p) {
+			t.Fatalf("partition %d: lost %v; want it lost", p, ch.lost)
+		}
+		if got := slices.Contains(ch.wiped, p); got != had {
+			t.Fatalf("partition %d, copies kept when a stopped owning it: %v; wiped %v, want %v", p, had, got, had)
+		}
+		if part := o.load().parts[p]; part.unvouched || part.distrusted || !part.held {
+			t.Fatalf("partition %d after the loss: %+v; want held, nothing left to distrust", p, part)
+		}
+	}
+}
+
+// A partition whose two owners leave the ring together, one of them
+// gracefully and still draining, is no loss: the new owner awaits the
+// leaver's push and release, serving none of the partition meanwhile, and
+// holds it once the release names it. If the leaver dies before, the
+// hand-off is given up and the loss reported. CHAOS.md F17: a member
+// declared such a partition lost the moment the other owner's crash was
+// seen, rebuilt it from nothing, and then refused the leaver's push.
+func TestAPartitionWhoseOwnersLeaveOneGracefullyAwaitsTheLeaver(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
+	for _, steps := range [][]*ring.Table{
+		{tableOf(t, 2, "a", "c", "d", "e"), tableOf(t, 3, "a", "d", "e")}, // b leaves, then c fails
+		{tableOf(t, 2, "a", "d", "e")},                                    // both seen at once
+	} {
+		last := steps[len(steps)-1]
+		// A partition of b and c that a owns once either is gone (a member
+		// that took it over from c instead awaits b as a does here).
+		p := -1
+		for q := range whole.Partitions() {
+			o := whole.Owners(q)
+			if owns(o, "b") && owns(o, "c") && !slices.ContainsFunc(steps, func(tab *ring.Table) bool { return !owns(tab.Owners(q), "a") }) {
+				p = q
+			}
+		}
+		if p < 0 {
+			t.Skip("no partition of b and c moves to a")
+		}
+		for _, dies := range []bool{false, true} {
+			o := installed(t, "a", whole)
+			o.setLeaving([]string{"b"})
+			now := time.Second
+			for _, tab := range steps {
+				ch, err := o.install(tab, now, noCopies)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if slices.Contains(ch.lost, p) {
+					t.Fatalf("partition %d reported lost at epoch %d while b drains", p, tab.Epoch())
+				}
+			}
+			tr := o.load().parts[p].transfer
+			if tr == nil || !slices.Equal(tr.awaits, []string{"b"}) || o.load().holds(p) {
+				t.Fatalf("partition %d while b drains: transfer %+v, held %v; want awaiting b", p, tr, o.load().holds(p))
+			}
+			entry := entryRead
+			if last.Owners(p).Primary != "a" {
+				entry = entryBuddyRead
+			}
+			if v := o.admit(admission{entry: entry, tab: last, p: p}, now); !errors.Is(v.err, ErrUnavailable) {
+				t.Fatalf("partition %d served while b drains: %+v; want unavailable", p, v)
+			}
+			if jobs, _, lost, _ := o.dueTransfers(last, now+time.Millisecond); slices.Contains(lost, p) || slices.ContainsFunc(jobs, func(j transferJob) bool { return j.p == p }) {
+				t.Fatalf("partition %d while b drains: lost %v, jobs %v; want it left waiting", p, lost, jobs)
+			}
+			if dies {
+				o.setLeaving(nil)
+				if _, _, lost, _ := o.dueTransfers(last, now+2*time.Millisecond); !slices.Contains(lost, p) {
+					t.Fatalf("b died draining: lost %v; want partition %d reported", lost, p)
+				}
+				continue
+			}
+			o.notePush("b", p)
+			o.release("b", now, []int{p})
+			if st := o.load(); st.parts[p].transfer != nil || !st.holds(p) {
+				t.Fatalf("partition %d after b's release: transfer %+v, held %v; want held", p, st.parts[p].transfer, st.holds(p))
+			}
+		}
+	}
 }

@@ -43,6 +43,7 @@ type ownership struct {
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
 	released   map[string]map[int]bool              // members that gave their leases back (a complete drain), until they appear again: the partitions each held whole
 	pushed     map[string]map[int]bool              // the partitions each leaving member pushed here, until it appears again
+	leaving    map[string]bool                      // members that said they are leaving and are still alive: their drains are under way (setLeaving)
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
 
@@ -95,7 +96,27 @@ type partState struct {
 	// held, but distrusts it (distrusted): only another node declared
 	// dead takes its copies, as the two sides of a healed cut do.
 	held bool
+	// unvouched: the node's copies of the partition may include some no
+	// owner vouches for: it had copies when it stopped owning the
+	// partition, or when it began to take it over, and has not caught up
+	// since (a hand-off completed, or a leaver pushed it whole). If the
+	// partition is lost with both owners before the hand-off ends, those
+	// copies may be older than what the cluster acknowledged since they
+	// were written: the node drops them rather than rebuild the partition
+	// from them (lostCopiesGo; chaos finding F17). Copies written or
+	// fetched during the hand-off are current, but are not told apart
+	// from the others: they go too, and the loss is reported.
+	unvouched bool
 }
+
+// lostCopiesGo reports whether, when partition part is lost with both
+// owners, this node's copies of it must be dropped rather than rebuilt
+// from: they may be older than what was acknowledged elsewhere, because
+// the node was declared dead since (distrusted) or had them from before
+// it last took the partition over (unvouched). Rebuilding from such a
+// copy would serve a session rewound to an older version, which is not
+// the loss the guarantees allow (a session gone, reported).
+func lostCopiesGo(part partState) bool { return part.distrusted || part.unvouched }
 
 // transfer is a partition this node owns whose copies it must first get
 // from other members. Never changed once published.
@@ -113,6 +134,16 @@ type transfer struct {
 	// serves meanwhile by fetching first, and balancers' health checks do
 	// not flap on every membership change.
 	gates bool
+	// awaits names previous owners that left gracefully, their drain
+	// still under way when they left the ring: each may yet push the
+	// partition here whole and say so in its release (endHandedOver).
+	// Until then, a hand-off whose other sources have all gone too is no
+	// loss: it waits for them, and the node serves none of the partition
+	// meanwhile (it has nowhere to fetch from). An awaited leaver that
+	// releases without it, or dies, is dropped from the list; with no
+	// source and no one awaited, the hand-off is given up and the loss
+	// reported (dueTransfers).
+	awaits []string
 	// distrust marks the hand-off of a node that was declared dead: its
 	// own copies may be older than what the cluster acknowledged since.
 	// Until it ends, the node vouches for none of them (it answers that
@@ -151,6 +182,7 @@ func newOwnership(cfg Config) *ownership {
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
 		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{}, pushed: map[string]map[int]bool{},
+		leaving: map[string]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.started.Store(-1)
@@ -183,6 +215,7 @@ type ringChange struct {
 	appeared  []string // members new to the node's ring: ask them to reconcile
 	departed  []string // members that left it
 	lost      []int    // partitions whose owners both left at once
+	wiped     []int    // of lost, those this node owns whose copies it drops first (lostCopiesGo)
 	rebuilt   []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
 	fenced    int      // partitions fenced until the departed members' leases lapse
 	fenceFor  time.Duration
@@ -196,7 +229,9 @@ type ringChange struct {
 // grant to it lapses; previous owners that stay members are displaced
 // until they confirm tab. The caller holds every store partition, so that
 // no write routed by the old ring is stored once tab is published.
-func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, error) {
+// hasCopies reports whether the node's store has copies of a partition
+// (nil: it may have copies of any).
+func (o *ownership) install(tab *ring.Table, now time.Duration, hasCopies func(p int) bool) (ringChange, error) {
 	if tab.Partitions() != o.partitions {
 		return ringChange{}, fmt.Errorf("%w: table has %d partitions, node has %d", ErrInvalid, tab.Partitions(), o.partitions)
 	}
@@ -225,7 +260,7 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
 	o.fence(next, prev, ch.departed, now, &ch)
 	o.displace(next, prev)
-	o.transfers(next, prev, ch.appeared, ch.departed, now, &ch)
+	o.transfers(next, prev, ch.appeared, ch.departed, now, hasCopies, &ch)
 	o.state.Store(next)
 	if len(tab.Members()) < next.need {
 		// A ring below the quorum is the smaller side of a cut: owners it
@@ -237,6 +272,18 @@ func (o *ownership) install(tab *ring.Table, now time.Duration) (ringChange, err
 	if len(ch.lost) > 0 {
 		slices.Sort(ch.lost)
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}
+		for _, p := range ch.lost {
+			if owns(tab.Owners(p), o.self) && lostCopiesGo(next.parts[p]) {
+				ch.wiped = append(ch.wiped, p)
+			}
+		}
+		if len(ch.wiped) > 0 {
+			o.edit(func(s *ownState) {
+				for _, p := range ch.wiped {
+					s.parts[p].distrusted, s.parts[p].unvouched = false, false
+				}
+			})
+		}
 		if o.majority(tab) {
 			// Rebuilt from nothing by the side that goes on: a new
 			// generation (Session.Gen). A side below a majority (with
@@ -352,7 +399,7 @@ func (o *ownership) displace(next *ownState, prev *ring.Table) {
 // members, and losses where every member that held a partition is gone.
 // A departed member is no source, even when it is back as a new
 // incarnation (it is then among appeared too): what it held is gone.
-func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, departed []string, now time.Duration, ch *ringChange) {
+func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, departed []string, now time.Duration, hasCopies func(int) bool, ch *ringChange) {
 	tab := next.tab
 	before := prev
 	if before == nil {
@@ -369,6 +416,9 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 	handedOver := func(name string, p int) bool {
 		return name != "" && !stays(name) && o.released[name][p] && o.pushed[name][p]
 	}
+	// draining: name left gracefully and its drain is still under way
+	// (transfer.awaits).
+	draining := func(name string) bool { return o.drainingLeaver(tab, name) }
 	for p := range next.parts {
 		t := next.parts[p].transfer
 		drained := false
@@ -376,11 +426,22 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			u := *t
 			drained = slices.ContainsFunc(t.sources, func(x string) bool { return handedOver(x, p) })
 			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
+			for _, x := range t.sources {
+				if draining(x) && !slices.Contains(u.awaits, x) {
+					u.awaits = append(slices.Clone(u.awaits), x)
+				}
+			}
+			t = &u
+		}
+		if t != nil && slices.ContainsFunc(t.awaits, func(x string) bool { return !draining(x) }) {
+			u := *t
+			u.awaits = slices.DeleteFunc(slices.Clone(t.awaits), func(x string) bool { return !draining(x) })
 			t = &u
 		}
 		if prev != nil {
 			old := prev.Owners(p)
-			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary, p) && !handedOver(old.Buddy, p) {
+			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary, p) && !handedOver(old.Buddy, p) &&
+				!draining(old.Primary) && !draining(old.Buddy) {
 				ch.lost = append(ch.lost, p)
 			}
 		}
@@ -388,9 +449,9 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			// A source left gracefully and pushed the partition here
 			// whole: the hand-off is done.
 			t = handedOverTransfer(t)
-			next.parts[p].held = true
+			next.parts[p].held, next.parts[p].unvouched = true, false
 		}
-		if t != nil && !t.reconcile && len(t.sources) == 0 && !slices.Contains(ch.lost, p) {
+		if t != nil && !t.reconcile && len(t.sources) == 0 && len(t.awaits) == 0 && !slices.Contains(ch.lost, p) {
 			// Still waiting for a hand-off, and every node that held the
 			// partition has left: its sessions are gone. (A member that
 			// reappeared, a source too, may hold old copies of the
@@ -402,6 +463,10 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if !owns(tab.Owners(p), o.self) {
 			next.parts[p].transfer = nil
+			if prev != nil && owns(prev.Owners(p), o.self) && (hasCopies == nil || hasCopies(p)) {
+				// No longer kept current: the owners write elsewhere.
+				next.parts[p].unvouched = true
+			}
 			continue
 		}
 		if slices.Contains(ch.lost, p) || prev == nil && before == nil {
@@ -418,12 +483,16 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			// over: the other one is only to reconcile with.
 			pushed := handedOver(old.Primary, p) || handedOver(old.Buddy, p)
 			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil && !pushed, reconcile: pushed}
+			if !pushed {
+				t.awaits = slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !draining(x) })
+			}
 			next.parts[p].held = pushed
+			next.parts[p].unvouched = !pushed && (hasCopies == nil || hasCopies(p))
 		}
 		if len(appeared) > 0 {
 			t = o.withSources(t, tab, now, appeared)
 		}
-		if t != nil && len(t.sources) == 0 {
+		if t != nil && len(t.sources) == 0 && (t.reconcile || len(t.awaits) == 0) {
 			t = nil
 		}
 		next.parts[p].transfer = t
@@ -487,6 +556,52 @@ func tableWithout(tab *ring.Table, name string) *ring.Table {
 		return nil
 	}
 	return t
+}
+
+// drainingLeaver reports whether member name, not in tab, said it is
+// leaving and is still alive, and has not yet given its leases back: its
+// drain is under way (transfer.awaits). Called with mu held.
+func (o *ownership) drainingLeaver(tab *ring.Table, name string) bool {
+	return name != "" && name != o.self && !tab.Has(name) && o.leaving[name] && o.released[name] == nil
+}
+
+// setLeaving records the members that said they are leaving and are still
+// alive (membership's view): a hand-off that awaits one no longer in the
+// list (it died, or gave up leaving) awaits it no more (transfer.awaits).
+func (o *ownership) setLeaving(names []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.leaving = map[string]bool{}
+	for _, n := range names {
+		o.leaving[n] = true
+	}
+	o.dropAwaited()
+}
+
+// dropAwaited drops from every hand-off's awaits the members no longer
+// draining. Called with mu held.
+func (o *ownership) dropAwaited() {
+	s := o.load()
+	if s.tab == nil {
+		return
+	}
+	stale := func(x string) bool { return !o.drainingLeaver(s.tab, x) }
+	var ps []int
+	for p, part := range s.parts {
+		if t := part.transfer; t != nil && slices.ContainsFunc(t.awaits, stale) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	o.edit(func(s *ownState) {
+		for _, p := range ps {
+			u := *s.parts[p].transfer
+			u.awaits = slices.DeleteFunc(slices.Clone(u.awaits), stale)
+			s.parts[p].transfer = &u
+		}
+	})
 }
 
 // owns reports whether name is one of o's owners.
@@ -575,24 +690,24 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 			}
 			sources := slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !tab.Has(x) })
 			switch {
-			case len(sources) == 0:
-				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: previous owners %v left before handing it over", p, t.sources))
+			case len(sources) == 0 && len(t.awaits) > 0 && now-t.since <= o.handoff:
+				// Nothing to pull: a leaver's push and release end it.
+			case len(sources) == 0 && t.reconcile:
 				s.parts[p].transfer = nil
-				s.parts[p].distrusted = false
-				s.parts[p].held = true
-			case now-t.since > o.handoff:
-				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v timed out; serving own copies", p, t.sources))
+			case len(sources) == 0 || now-t.since > o.handoff:
+				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v (leavers awaited %v) timed out or left none to take it from; serving own copies", p, t.sources, t.awaits))
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
-					if s.parts[p].distrusted {
+					if lostCopiesGo(s.parts[p]) {
 						// This node's own copies are suspect (it was
-						// declared dead) and no owner vouched for the
-						// partition since: they go.
+						// declared dead, or had them from before it took
+						// the partition over) and no owner vouched for
+						// them since: they go.
 						drop = append(drop, p)
 					}
 				}
-				s.parts[p].distrusted = false
+				s.parts[p].distrusted, s.parts[p].unvouched = false, false
 				s.parts[p].held = true // what it has is the partition now, its loss reported
 			default:
 				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
@@ -619,7 +734,7 @@ func (o *ownership) endHandoff(p int, from string) bool {
 	}
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
-		s.parts[p].distrusted = false
+		s.parts[p].distrusted, s.parts[p].unvouched = false, false
 		s.parts[p].held = true // the owner's pushes and pulls bring what it rebuilt
 	})
 	return true
@@ -639,7 +754,7 @@ func (o *ownership) takeNew(tab *ring.Table, p int) bool {
 	}
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
-		s.parts[p].held = true
+		s.parts[p].held, s.parts[p].unvouched = true, false
 	})
 	return true
 }
@@ -673,7 +788,7 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
 		if handoff {
-			s.parts[p].distrusted = false // caught up from a source that vouches for its copies
+			s.parts[p].distrusted, s.parts[p].unvouched = false, false // caught up from a source that vouches for its copies
 			s.parts[p].held = true
 		}
 	})
@@ -724,15 +839,17 @@ func (o *ownership) endHandedOver(from string) {
 			ends = append(ends, p)
 		}
 	}
-	if len(ends) == 0 {
-		return
+	if len(ends) > 0 {
+		o.edit(func(s *ownState) {
+			for _, p := range ends {
+				s.parts[p].transfer = handedOverTransfer(s.parts[p].transfer)
+				s.parts[p].held, s.parts[p].unvouched = true, false
+			}
+		})
 	}
-	o.edit(func(s *ownState) {
-		for _, p := range ends {
-			s.parts[p].transfer = handedOverTransfer(s.parts[p].transfer)
-			s.parts[p].held = true
-		}
-	})
+	// Its drain is over: hand-offs that awaited it and were not handed
+	// over await it no more.
+	o.dropAwaited()
 }
 
 // handedOverTransfer is hand-off t once a graceful leaver has pushed the
@@ -743,7 +860,7 @@ func handedOverTransfer(t *transfer) *transfer {
 		return nil
 	}
 	u := *t
-	u.reconcile, u.gates = true, false
+	u.reconcile, u.gates, u.awaits = true, false, nil
 	return &u
 }
 
@@ -806,7 +923,7 @@ func (o *ownership) forget(tab *ring.Table, p int) {
 	if !s.parts[p].held || s.tab != tab || owns(tab.Owners(p), o.self) {
 		return
 	}
-	o.edit(func(s *ownState) { s.parts[p].held = false })
+	o.edit(func(s *ownState) { s.parts[p].held, s.parts[p].unvouched = false, false })
 }
 
 // confirmDisplaced forgets partition p's displaced owners, if tab is still

@@ -51,12 +51,16 @@ func installed(t *testing.T, self string, tabs ...*ring.Table) *ownership {
 	t.Helper()
 	o := ownershipOf(self, 1)
 	for i, tab := range tabs {
-		if _, err := o.install(tab, time.Duration(i)*time.Second); err != nil {
+		if _, err := o.install(tab, time.Duration(i)*time.Second, noCopies); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return o
 }
+
+// noCopies is a store with no copies, for install: a node that has just
+// started.
+func noCopies(int) bool { return false }
 
 // partitionWhere returns a partition of tab whose owners satisfy cond.
 func partitionWhere(t *testing.T, tab *ring.Table, cond func(ring.Owners) bool) int {
@@ -216,7 +220,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 			if tc.release {
 				o.release("c", now, allPartitions(o))
 			}
-			ch, err := o.install(rest, now)
+			ch, err := o.install(rest, now, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +259,7 @@ func TestFencedReplicaIsRefused(t *testing.T) {
 	if _, err := o.grant("c", time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	p := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
@@ -288,7 +292,7 @@ func TestBothOwnersLeavingLosesThePartition(t *testing.T) {
 	for q := range whole.Partitions() {
 		o.finishTransfer(whole, q, o.load().parts[q].transfer) // a's own hand-offs are done
 	}
-	ch, err := o.install(rest, time.Second)
+	ch, err := o.install(rest, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,13 +357,13 @@ func TestReappearedMembersAreReconciled(t *testing.T) {
 	for q := range whole.Partitions() {
 		o.finishTransfer(whole, q, o.load().parts[q].transfer)
 	}
-	if _, err := o.install(alone, time.Second); err != nil {
+	if _, err := o.install(alone, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	for q := range alone.Partitions() {
 		o.finishTransfer(alone, q, o.load().parts[q].transfer)
 	}
-	ch, err := o.install(back, 2*time.Second)
+	ch, err := o.install(back, 2*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +394,7 @@ func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
 	after := tableOf(t, 2, "a", "b", "c", "d")
 	o := installed(t, "a", before)
 	installedAt := 5 * time.Second
-	if _, err := o.install(after, installedAt); err != nil {
+	if _, err := o.install(after, installedAt, nil); err != nil {
 		t.Fatal(err)
 	}
 	p := partitionOwnedBefore(t, before, after, func(old, now ring.Owners) bool {
@@ -464,7 +468,7 @@ func TestDueTransfers(t *testing.T) {
 	// Judged by a ring the node has left, nothing is given up: a ring
 	// installed since the caller read it brought the transfers.
 	grown := tableOf(t, 2, "a", "b", "c", "d")
-	if _, err := o.install(grown, timeout); err != nil {
+	if _, err := o.install(grown, timeout, nil); err != nil {
 		t.Fatal(err)
 	}
 	before := o.load().transfers(true)
@@ -473,7 +477,7 @@ func TestDueTransfers(t *testing.T) {
 	}
 	// Sources that left the ring end the transfer.
 	shrunk := tableOf(t, 3, "a")
-	if _, err := o.install(shrunk, timeout); err != nil {
+	if _, err := o.install(shrunk, timeout, nil); err != nil {
 		t.Fatal(err)
 	}
 	jobs, _, _, _ = o.dueTransfers(shrunk, timeout+time.Millisecond)
@@ -553,7 +557,7 @@ func TestGrantAndDepartureAreOrdered(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c")
 	rest := tableOf(t, 2, "a", "b")
 	o := installed(t, "a", whole)
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.grant("c", time.Second); !errors.Is(err, ErrNotOwner) {
@@ -571,14 +575,14 @@ func TestGrantAndDepartureAreOrdered(t *testing.T) {
 func TestStaleRingIsIgnored(t *testing.T) {
 	o := installed(t, "a", tableOf(t, 3, "a", "b"))
 	before := o.load()
-	ch, err := o.install(tableOf(t, 3, "a", "b", "c"), time.Second)
+	ch, err := o.install(tableOf(t, 3, "a", "b", "c"), time.Second, nil)
 	if err != nil || !ch.stale || o.load() != before {
 		t.Fatalf("a repeated epoch: %+v %v", ch, err)
 	}
-	if _, err := o.install(tableOf(t, 4, "a"), time.Second); err != nil {
+	if _, err := o.install(tableOf(t, 4, "a"), time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.install(mustPartitions(t, 17), time.Second); !errors.Is(err, ErrInvalid) {
+	if _, err := o.install(mustPartitions(t, 17), time.Second, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a ring of another partition count: %v", err)
 	}
 }
@@ -654,7 +658,7 @@ func TestWhichHandoffsKeepANodeUnready(t *testing.T) {
 	for p := range whole.Partitions() {
 		o.finishTransfer(whole, p, o.load().parts[p].transfer)
 	}
-	if _, err := o.install(rest, time.Second); err != nil {
+	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if s := o.load(); s.transfers(false) == 0 || s.gating() != 0 {
@@ -681,13 +685,13 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	if got := need(o); got != 1 {
 		t.Fatalf("alone, before any ring: need %d, want 1", got)
 	}
-	if _, err := o.install(tableOf(t, 0, "a", "b", "c"), 0); err != nil {
+	if _, err := o.install(tableOf(t, 0, "a", "b", "c"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := need(o); got != 2 {
 		t.Fatalf("three members: need %d, want 2", got)
 	}
-	if _, err := o.install(seven, 0); err != nil {
+	if _, err := o.install(seven, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := need(o); got != 4 {
@@ -695,13 +699,13 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 	// A 3/4 cut: the side of three, its ring shrunk by its failure
 	// detector, serves nothing; the side of four does.
-	if _, err := o.install(three, time.Second); err != nil {
+	if _, err := o.install(three, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := o.admit(admission{entry: entryRoute, tab: three}, time.Second); !errors.Is(v.err, errCutOff) {
 		t.Fatalf("three of seven: %v, want cut off", v.err)
 	}
-	if _, err := o.install(four, 2*time.Second); err != nil {
+	if _, err := o.install(four, 2*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := o.admit(admission{entry: entryRoute, tab: four}, 2*time.Second); v.err != nil {
@@ -719,10 +723,10 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 
 	loose := newOwnership(Config{Name: "a", AllowMinority: true, LeaseDuration: testLease}.withDefaults())
-	if _, err := loose.install(seven, 0); err != nil {
+	if _, err := loose.install(seven, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loose.install(tableOf(t, 2, "a"), time.Second); err != nil {
+	if _, err := loose.install(tableOf(t, 2, "a"), time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := loose.admit(admission{entry: entryRoute, tab: loose.table()}, time.Second); v.err != nil {
@@ -745,7 +749,7 @@ func TestLossIsReportedOnlyByAQuorum(t *testing.T) {
 			rest = append(rest, m)
 		}
 	}
-	ch, err := o.install(tableOf(t, 2, rest...), time.Second)
+	ch, err := o.install(tableOf(t, 2, rest...), time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -754,7 +758,7 @@ func TestLossIsReportedOnlyByAQuorum(t *testing.T) {
 	}
 
 	minority := installed(t, "a", five)
-	ch, err = minority.install(tableOf(t, 2, "a"), time.Second)
+	ch, err = minority.install(tableOf(t, 2, "a"), time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -802,7 +806,7 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 	if restarted.Fingerprint() == before.Fingerprint() {
 		t.Fatal("a ring whose member restarted has the fingerprint of the ring before")
 	}
-	ch, err := o.install(restarted, 2100*time.Millisecond)
+	ch, err := o.install(restarted, 2100*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,7 +832,7 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 		o.finishTransfer(before, q, o.load().parts[q].transfer)
 	}
 	dGone := tableOfRuns(t, 2, "a@1", "b@1", "c@1", "e@1")
-	if _, err := o.install(dGone, time.Second); err != nil {
+	if _, err := o.install(dGone, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	pending := -1
@@ -841,7 +845,7 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 	if pending < 0 {
 		t.Fatal("no hand-off from b alone in this ring")
 	}
-	ch, err = o.install(tableOfRuns(t, 3, "a@1", "b@2", "c@1", "e@1"), 2*time.Second)
+	ch, err = o.install(tableOfRuns(t, 3, "a@1", "b@2", "c@1", "e@1"), 2*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,7 +862,7 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 		o.finishTransfer(before, q, o.load().parts[q].transfer)
 	}
 	after := tableOfRuns(t, 2, "a@1", "b@2", "c@1", "e@1")
-	ch, err = o.install(after, time.Second)
+	ch, err = o.install(after, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -883,7 +887,7 @@ func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
 		}
 	}
 	rest := tableOf(t, 2, "a", "d", "e")
-	if _, err := o.install(rest, 1100*time.Millisecond); err != nil {
+	if _, err := o.install(rest, 1100*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}
 	onlyB := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {

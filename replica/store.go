@@ -274,6 +274,12 @@ func (s *store) drop(p int) int {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
+	return s.dropLocked(p)
+}
+
+// dropLocked is drop, with p's lock (or every partition's) held.
+func (s *store) dropLocked(p int) int {
+	part := s.parts[p]
 	n := len(part.sessions)
 	part.sessions = map[string]*Session{}
 	part.principals = map[string]map[string]struct{}{}
@@ -285,8 +291,11 @@ func (s *store) count(p int) int {
 	part := s.parts[p]
 	part.mu.RLock()
 	defer part.mu.RUnlock()
-	return len(part.sessions)
+	return s.countLocked(p)
 }
+
+// countLocked is count, with p's lock (or every partition's) held.
+func (s *store) countLocked(p int) int { return len(s.parts[p].sessions) }
 
 // sweep removes the copies in partition p that gone reports as finished
 // with, and returns how many it removed.
