@@ -46,7 +46,7 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 		}
 	}
 	if req.Leaving {
-		n.own.notePush(req.From, req.Partition)
+		n.own.notePush(req.From, req.Partition, n.mono())
 	}
 	n.stats.HandoffReceived.Add(uint64(len(req.Sessions)))
 	return empty{}, nil

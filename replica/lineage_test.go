@@ -285,8 +285,8 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 		t.Fatalf("only %d partitions move from c to a", len(moved))
 	}
 	vouched, not, unpushed := moved[0], moved[1], moved[2]
-	o.notePush("c", vouched)
-	o.notePush("c", not)
+	o.notePush("c", vouched, time.Second)
+	o.notePush("c", not, time.Second)
 	o.release("c", time.Second, []int{vouched, unpushed})
 	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestAPendingHandOffEndsWithALeaversPush(t *testing.T) {
 	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile {
 		t.Fatalf("partition %d: transfer %+v, want a hand-off", p, tr)
 	}
-	o.notePush("c", p)
+	o.notePush("c", p, time.Second)
 	o.release("c", time.Second, []int{p})
 	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
@@ -381,7 +381,7 @@ func TestAReleaseAfterTheRingChangeEndsAHandOff(t *testing.T) {
 	if tr := o.load().parts[p].transfer; tr == nil || tr.reconcile || o.load().holds(p) {
 		t.Fatalf("partition %d before c's release: transfer %+v, held %v; want still handed over", p, tr, o.load().holds(p))
 	}
-	o.notePush("c", p)
+	o.notePush("c", p, time.Second)
 	o.release("c", 2*time.Second, []int{p})
 	st := o.load()
 	if tr := st.parts[p].transfer; tr != nil && !tr.reconcile || !st.holds(p) {
@@ -647,8 +647,14 @@ func TestAPartitionWhoseOwnersLeaveOneGracefullyAwaitsTheLeaver(t *testing.T) {
 				}
 				continue
 			}
-			o.notePush("b", p)
-			o.release("b", now, []int{p})
+			// Each of the leaver's pushes starts the wait again: a long
+			// drain is under way, not stuck.
+			late := now + o.handoff
+			o.notePush("b", p, late)
+			if _, _, lost, _ := o.dueTransfers(last, late+o.handoff/2); slices.Contains(lost, p) {
+				t.Fatalf("partition %d given up %v after b's last push, within the hand-off timeout %v", p, o.handoff/2, o.handoff)
+			}
+			o.release("b", late, []int{p})
 			if st := o.load(); st.parts[p].transfer != nil || !st.holds(p) {
 				t.Fatalf("partition %d after b's release: transfer %+v, held %v; want held", p, st.parts[p].transfer, st.holds(p))
 			}

@@ -865,14 +865,23 @@ func handedOverTransfer(t *transfer) *transfer {
 }
 
 // notePush records that member from, leaving, pushed partition p here
-// (Drain): with its release naming p, its leaving hands p over.
-func (o *ownership) notePush(from string, p int) {
+// (Drain), at now: with its release naming p, its leaving hands p over. A
+// hand-off of p that awaits from starts its timeout again: the drain is
+// under way.
+func (o *ownership) notePush(from string, p int, now time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.pushed[from] == nil {
 		o.pushed[from] = map[int]bool{}
 	}
 	o.pushed[from][p] = true
+	if t := o.load().parts[p].transfer; t != nil && slices.Contains(t.awaits, from) {
+		o.edit(func(s *ownState) {
+			u := *s.parts[p].transfer
+			u.since = now
+			s.parts[p].transfer = &u
+		})
+	}
 }
 
 // trustedHeld returns the partitions the node holds and does not
