@@ -205,6 +205,7 @@ type SessionHandle struct {
 	loadErr     error  // why loading failed; the request then answers 503
 	principal   string
 	deadline    time.Time                     // the session's absolute deadline, if loaded or saved; zero if unknown or none
+	version     uint64                        // the session's version as last loaded or saved; 0 for none
 	attrs       map[string]msgpack.RawMessage // as loaded
 	set         map[string]msgpack.RawMessage // changed since the last save
 	del         map[string]bool               // deleted since the last save
@@ -243,7 +244,7 @@ func (h *SessionHandle) load() error {
 	switch {
 	case err == nil:
 		h.loaded, h.exists, h.attrs = true, true, s.Attributes
-		h.deadline = s.Deadline
+		h.deadline, h.version = s.Deadline, s.Version
 		if !h.setPrinc { // a principal set before the load wins
 			h.principal = s.Principal
 		}
@@ -478,6 +479,20 @@ func (h *SessionHandle) ID() string {
 	return h.id
 }
 
+// Version returns the session's version as this request last loaded or
+// saved it, loading it if it was not yet, or 0 while there is no session.
+// It is the version the session had when the handler's reads saw it;
+// once the response began (the save), the version the save made. Apps
+// can use it as an ETag.
+func (h *SessionHandle) Version() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.load() != nil {
+		return 0
+	}
+	return h.version
+}
+
 // RenewID moves the session to a fresh id, against session fixation: call
 // it when a user logs in. The session's principal and attributes, with
 // this request's changes, are written under a new id, the old id is
@@ -542,7 +557,7 @@ func (h *SessionHandle) create(ctx context.Context, principal string, attrs map[
 func (h *SessionHandle) adopt(s *Session) {
 	h.id, h.loaded, h.exists = s.ID, true, true
 	h.principal, h.attrs = s.Principal, s.Attributes
-	h.deadline = s.Deadline
+	h.deadline, h.version = s.Deadline, s.Version
 	h.set, h.del, h.setPrinc = nil, nil, false
 }
 
@@ -559,7 +574,7 @@ func (h *SessionHandle) Destroy(ctx context.Context) error {
 		}
 	}
 	h.id, h.loaded, h.exists, h.loadErr = "", true, false, nil
-	h.principal, h.attrs = "", nil
+	h.principal, h.attrs, h.version = "", nil, 0
 	h.set, h.del, h.setPrinc = nil, nil, false
 	h.destroyed = true
 	return nil

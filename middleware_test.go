@@ -49,6 +49,16 @@ func testApp() http.Handler {
 			io.WriteString(w, "ok")
 		}
 	})
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, session(r).Version())
+	})
+	mux.HandleFunc("POST /set-version", func(w http.ResponseWriter, r *http.Request) {
+		s := session(r)
+		before := s.Version()
+		_ = s.Set(r.FormValue("name"), r.FormValue("value"))
+		w.WriteHeader(http.StatusOK) // saves
+		fmt.Fprintf(w, "%d %d", before, s.Version())
+	})
 	mux.HandleFunc("POST /hijack", func(w http.ResponseWriter, r *http.Request) {
 		_ = session(r).Set(r.FormValue("name"), r.FormValue("value"))
 		conn, buf, err := w.(http.Hijacker).Hijack()
@@ -628,5 +638,29 @@ func TestMiddlewareRouteCookieFollowsFailoverAndFailback(t *testing.T) {
 	}
 	if resp, _ := b.must(200, "GET", front.URL+"/whoami"); responseCookie(resp, "tandem_route") != nil {
 		t.Fatal("route cookie re-set although the primary did not change")
+	}
+}
+
+// Version is the session's version as the request's reads saw it, and the
+// version its save made once the response began; 0 without a session.
+func TestMiddlewareVersionFollowsLoadsAndSaves(t *testing.T) {
+	nodes := startCluster(t, 2)
+	srv := serveApp(t, nodes[0], tandem.MiddlewareConfig{})
+	b := newBrowser(t)
+	if _, body := b.must(200, "GET", srv.URL+"/version"); body != "0" {
+		t.Fatalf("version without a session: %q, want 0", body)
+	}
+	if _, body := b.must(200, "POST", srv.URL+"/set-version?name=a&value=1"); body != "0 1" {
+		t.Fatalf("first write: %q, want 0 before the save and 1 after", body)
+	}
+	if _, body := b.must(200, "POST", srv.URL+"/set-version?name=a&value=2"); body != "1 2" {
+		t.Fatalf("second write: %q, want 1 before the save and 2 after", body)
+	}
+	s, err := nodes[1].Peek(context.Background(), b.cookie(srv, "tandem_session"))
+	if err != nil || s.Version != 2 {
+		t.Fatalf("stored: %+v %v; want version 2", s, err)
+	}
+	if _, body := b.must(200, "GET", srv.URL+"/version"); body != "2" {
+		t.Fatalf("a read: %q, want 2", body)
 	}
 }

@@ -97,6 +97,9 @@ type Op struct {
 	// Smart marks a request sent through the smart client over the peer
 	// wire (WorkloadConfig.Client); its Node is "client".
 	Smart bool `json:"smart,omitempty"`
+	// App marks a request sent through a node's chaos app, whose session
+	// middleware loads and saves the session (WorkloadConfig.App).
+	App bool `json:"app,omitempty"`
 	// Final marks the reads made after healing and settling.
 	Final bool `json:"final,omitempty"`
 	// Copy, on a final read, says whose own copy it read over the peer

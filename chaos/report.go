@@ -99,9 +99,10 @@ type OpCounts struct {
 	Retried   int `json:"retried"`
 	RetriedOK int `json:"retried_ok"`
 	// Posted counts creates sent as POST; Smart, requests sent through
-	// the smart client.
+	// the smart client; App, through an app's session middleware.
 	Posted int `json:"posted"`
 	Smart  int `json:"smart"`
+	App    int `json:"app"`
 }
 
 // Bucket is one second of the run.
@@ -139,6 +140,9 @@ func newReport(cfg Config, h *History, events []FaultEvent, v Verdict, runWarnin
 		}
 		if op.Smart {
 			r.Ops.Smart++
+		}
+		if op.App {
+			r.Ops.App++
 		}
 		if op.Final {
 			continue // the read-back is not load
@@ -200,7 +204,7 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "overlap %g: %d faults started while the previous held or recovered\n", r.Overlap, over)
 	}
 	fmt.Fprintf(&b, "ops: %d (%s; %s)\n", r.Ops.Total, countsLine(r.Ops.ByKind), countsLine(r.Ops.ByOutcome))
-	fmt.Fprintf(&b, "writes retried with their Idempotency-Key: %d (%d answered definitely by a retry); creates sent as POST: %d; requests through the smart client: %d\n", r.Ops.Retried, r.Ops.RetriedOK, r.Ops.Posted, r.Ops.Smart)
+	fmt.Fprintf(&b, "writes retried with their Idempotency-Key: %d (%d answered definitely by a retry); creates sent as POST: %d; requests through the smart client: %d, through an app's session middleware: %d\n", r.Ops.Retried, r.Ops.RetriedOK, r.Ops.Posted, r.Ops.Smart, r.Ops.App)
 	ok, illegal, _ := r.LinearizabilityCounts()
 	fmt.Fprintf(&b, "sessions checked: %d long-lived (linearizable %d, not %d, unknown %d), %d expiring; owners' copies compared: %d; check took %v\n",
 		r.Sessions, ok, illegal, len(r.Unknown), r.Expiring, r.Copies, r.CheckTime.Round(time.Millisecond))

@@ -228,6 +228,16 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.keys == nil {
 		f.keys = map[string]applied{}
 	}
+	if id, ok := strings.CutPrefix(r.URL.Path, "/chaos/app/"); ok {
+		// The chaos app: the session is the one the cookie names, read
+		// or patched as through the HTTP API (the middleware sends no
+		// Idempotency-Key or If-Match).
+		if c, err := r.Cookie("tandem_session"); err != nil || c.Value != id || r.Header.Get("Idempotency-Key") != "" || r.Header.Get("If-Match") != "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.URL.Path = "/v1/sessions/" + id
+	}
 	if name, ok := strings.CutPrefix(r.URL.Path, "/v1/principals/"); ok {
 		id := strings.TrimSuffix(name, "/sessions")
 		n := 0
@@ -405,14 +415,17 @@ func TestTheWiderWorkloadOnACorrectStorePasses(t *testing.T) {
 	defer srv.Close()
 	nodes := []NodeInfo{{Name: "n1", HTTP: strings.TrimPrefix(srv.URL, "http://")}, {Name: "n2", HTTP: strings.TrimPrefix(srv.URL, "http://")}}
 	h := NewHistory()
-	w := NewWorkload(nodes, h, WorkloadConfig{Seed: 11, Clients: 4, Sessions: 4, MaxThink: time.Microsecond, MaxOps: 400, MinIdle: time.Hour, MaxIdle: time.Hour}) // the fake never expires
+	w := NewWorkload(nodes, h, WorkloadConfig{Seed: 11, Clients: 4, Sessions: 4, MaxThink: time.Microsecond, MaxOps: 400, MinIdle: time.Hour, MaxIdle: time.Hour, App: 0.2}) // the fake never expires
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	w.Run(ctx)
 	w.FinalReads(ctx)
-	var retried, posted, loggedOut, nested, all int
+	var retried, posted, loggedOut, nested, all, app int
 	for _, op := range h.Ops() {
+		if op.App && op.Outcome == OK && op.Version > 0 {
+			app++
+		}
 		switch {
 		case op.Attempts > 1 && op.Outcome == OK:
 			retried++
@@ -428,8 +441,8 @@ func TestTheWiderWorkloadOnACorrectStorePasses(t *testing.T) {
 			all++
 		}
 	}
-	if retried == 0 || posted == 0 || loggedOut == 0 || nested == 0 || all == 0 {
-		t.Fatalf("retried %d, posted %d, logged out %d, answers with both nested values %d, patches of all three %d: want each > 0", retried, posted, loggedOut, nested, all)
+	if retried == 0 || posted == 0 || loggedOut == 0 || nested == 0 || all == 0 || app == 0 {
+		t.Fatalf("retried %d, posted %d, logged out %d, answers with both nested values %d, patches of all three %d, answered through the app %d: want each > 0", retried, posted, loggedOut, nested, all, app)
 	}
 	v := Check(h, CheckConfig{})
 	if !v.Pass || len(v.Warnings) != 0 {

@@ -24,7 +24,7 @@ func TestShortRealRunPasses(t *testing.T) {
 		// short; .ci/run's chaos run draws from every kind.
 		Faults:    []FaultKind{FaultPartition, FaultOneWay, FaultIsolate, FaultDelay, FaultClock},
 		MaxSkew:   500 * time.Millisecond,
-		Workload:  WorkloadConfig{Clients: 4, Sessions: 8, MinIdle: time.Second, MaxIdle: 2 * time.Second, Client: 0.3, Msgpack: 0.3},
+		Workload:  WorkloadConfig{Clients: 4, Sessions: 8, MinIdle: time.Second, MaxIdle: 2 * time.Second, Client: 0.3, App: 0.2, Msgpack: 0.3},
 		ReportDir: dir,
 	})
 	if err != nil {
@@ -40,8 +40,8 @@ func TestShortRealRunPasses(t *testing.T) {
 	if rep.Ops.ByOutcome[OK] < 100 {
 		t.Fatalf("only %d requests answered", rep.Ops.ByOutcome[OK])
 	}
-	if rep.Ops.Smart < 100 || rep.Ops.Posted == 0 || rep.Ops.ByKind[OpLogout] == 0 {
-		t.Fatalf("%d requests through the smart client, %d POST creates, %d logouts: want each sent", rep.Ops.Smart, rep.Ops.Posted, rep.Ops.ByKind[OpLogout])
+	if rep.Ops.Smart < 100 || rep.Ops.App < 10 || rep.Ops.Posted == 0 || rep.Ops.ByKind[OpLogout] == 0 {
+		t.Fatalf("%d requests through the smart client, %d through an app's session middleware, %d POST creates, %d logouts: want each sent", rep.Ops.Smart, rep.Ops.App, rep.Ops.Posted, rep.Ops.ByKind[OpLogout])
 	}
 	if len(rep.Warnings) > 0 {
 		t.Fatalf("warnings: %v", rep.Warnings)

@@ -69,6 +69,15 @@ type WorkloadConfig struct {
 	// answer), instead of through a node's HTTP API. Logouts and POST
 	// creates always go through HTTP.
 	Client float64
+	// App is the share of requests (0..1, with Client at most 1) sent
+	// through an app's session middleware: a node's chaos app
+	// (/chaos/app/{id}, in a chaos build of tandem serve) reads or
+	// patches the session its cookie names with tandem's net/http
+	// middleware, as a web app embedding a node does. Only reads and
+	// plain patches of the attribute "patch" of long-lived sessions go
+	// there (the middleware sends no If-Match and no Idempotency-Key);
+	// the others drawn for it go through HTTP.
+	App float64
 }
 
 // padValue pads v to size bytes (see WorkloadConfig.ValueSize).
@@ -203,6 +212,7 @@ type choice struct {
 	Node    int           // target node
 	Retry   [2]int        // the nodes a write whose answer was lost is sent to again, in turn
 	Smart   bool          // sent through the smart client
+	App     bool          // sent through an app's session middleware, if it can be
 	Idle    time.Duration // a create's idle timeout
 	Think   time.Duration // pause before the request
 }
@@ -228,8 +238,12 @@ func newChooser(cfg WorkloadConfig, nodes, c int) *chooser {
 func (ch *chooser) next() choice {
 	r := ch.rng
 	c := choice{Session: r.IntN(ch.cfg.Sessions), Node: r.IntN(ch.nodes), Expired: -1,
-		Retry: [2]int{r.IntN(ch.nodes), r.IntN(ch.nodes)}, Smart: r.Float64() < ch.cfg.Client,
-		Think: time.Duration(r.Int64N(int64(ch.cfg.MaxThink) + 1))}
+		Retry: [2]int{r.IntN(ch.nodes), r.IntN(ch.nodes)}}
+	// One draw decides the path, so that adding the app's share leaves
+	// every other choice of a seed as it was.
+	path := r.Float64()
+	c.Smart, c.App = path < ch.cfg.Client, path >= ch.cfg.Client && path < ch.cfg.Client+ch.cfg.App
+	c.Think = time.Duration(r.Int64N(int64(ch.cfg.MaxThink) + 1))
 	switch roll := r.IntN(100); {
 	case roll < 33:
 		c.Kind = OpGet
@@ -328,6 +342,10 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 			op.Key = fmt.Sprintf("chaos-%d-c%d-%d", w.cfg.Seed, c, seq)
 		}
 		op.Smart = next.Smart && w.smart != nil && op.Kind != OpLogout && !op.Post
+		op.App = next.App && !op.expiring() && (op.Kind == OpGet || op.Kind == OpPatch && op.Attr == "" && !op.Null && op.IfVersion == 0)
+		if op.App {
+			op.Key = "" // the middleware saves with no Idempotency-Key: no retry
+		}
 		op = w.send(ctx, next, op)
 		if op.Kind == OpCreate {
 			created = append(created, op.Session)
@@ -351,8 +369,11 @@ func (w *Workload) runClient(ctx context.Context, c int) {
 // answer, and indeterminate if a later attempt never reached a node.
 func (w *Workload) send(ctx context.Context, next choice, op Op) Op {
 	do := w.do
-	if op.Smart {
+	switch {
+	case op.Smart:
 		do = w.doSmart
+	case op.App:
+		do = w.doApp
 	}
 	first := do(ctx, next.Node, op)
 	first.Attempts = 1
@@ -483,27 +504,10 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		return op
 	}
 	req.Header = header
-	// Go's transport sends a request with an Idempotency-Key again on a
-	// new connection when the one it reused broke, and reports only the
-	// last attempt's error: a failed dial then says nothing of the first
-	// attempt, which the node may have carried out. The request counts as
-	// unsent only if no attempt wrote it.
-	var wrote atomic.Bool
-	req = req.WithContext(httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
-	op.Call = w.h.Since(time.Now())
-	resp, err := w.client.Do(req)
-	var b []byte
-	if err == nil {
-		b, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	op.Return = w.h.Since(time.Now())
-	var opErr *net.OpError
+	resp, b, err := w.exchange(&op, req)
 	switch {
-	case err != nil && errors.As(err, &opErr) && opErr.Op == "dial" && !wrote.Load():
-		op.Outcome, op.Error = Unsent, err.Error()
 	case err != nil:
-		op.Outcome, op.Error = Indeterminate, err.Error()
+		op.Outcome, op.Error = transportOutcome(err)
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated:
 		var s sessionAnswer
 		var derr error
@@ -536,6 +540,94 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		op.Outcome = NotFound
 	case resp.StatusCode == http.StatusPreconditionFailed:
 		op.Outcome = Conflict
+	case resp.StatusCode >= 500:
+		op.Outcome, op.Error = Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	default:
+		op.Outcome, op.Error = Invalid, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return op
+}
+
+// unsentError is a request's error when no attempt of it was written:
+// it cannot have taken effect.
+type unsentError struct{ error }
+
+// Unwrap returns the transport's error.
+func (e unsentError) Unwrap() error { return e.error }
+
+// exchange sends req, recording op's call and return times, and returns
+// the answer with its body read. Go's transport sends a request with an
+// Idempotency-Key again on a new connection when the one it reused broke,
+// and reports only the last attempt's error: a failed dial then says
+// nothing of the first attempt, which the node may have carried out. So
+// an error is an unsentError only for a failed dial when no attempt wrote
+// the request.
+func (w *Workload) exchange(op *Op, req *http.Request) (*http.Response, []byte, error) {
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}))
+	op.Call = w.h.Since(time.Now())
+	resp, err := w.client.Do(req)
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	op.Return = w.h.Since(time.Now())
+	var opErr *net.OpError
+	if err != nil && errors.As(err, &opErr) && opErr.Op == "dial" && !wrote.Load() {
+		err = unsentError{err}
+	}
+	return resp, b, err
+}
+
+// transportOutcome is the outcome of a request that got no answer.
+func transportOutcome(err error) (Outcome, string) {
+	if errors.As(err, new(unsentError)) {
+		return Unsent, err.Error()
+	}
+	return Indeterminate, err.Error()
+}
+
+// doApp sends op, a read or a plain patch, through node i's chaos app:
+// the node's session middleware loads the session the cookie names and,
+// for a patch, saves the attribute "patch" (WorkloadConfig.App).
+func (w *Workload) doApp(ctx context.Context, i int, op Op) Op {
+	op.Node = w.nodes[i].Name
+	method, body := http.MethodGet, ""
+	if op.Kind == OpPatch {
+		b, _ := json.Marshal(map[string]string{"patch": padValue(op.Value, w.cfg.ValueSize)})
+		method, body = http.MethodPatch, string(b)
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, method, "http://"+w.nodes[i].HTTP+"/chaos/app/"+op.Session, strings.NewReader(body))
+	if err != nil {
+		op.Outcome, op.Error = Invalid, err.Error()
+		return op
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.AddCookie(&http.Cookie{Name: "tandem_session", Value: op.Session})
+	resp, b, err := w.exchange(&op, req)
+	switch {
+	case err != nil:
+		op.Outcome, op.Error = transportOutcome(err)
+	case resp.StatusCode == http.StatusOK:
+		var s sessionAnswer
+		if err := json.Unmarshal(b, &s); err != nil {
+			op.Outcome, op.Error = Invalid, fmt.Sprintf("decode answer %.200q: %v", b, err)
+			break
+		}
+		if s.ID != op.Session {
+			// The session vanished between the middleware's load and its
+			// save, which then made a new one under a fresh id: to this
+			// session, a patch that found nothing.
+			op.Outcome = NotFound
+			break
+		}
+		op.Outcome, op.Version = OK, s.Version
+		op.Put, op.Patch = answerDigest(s.Attributes)
+	case resp.StatusCode == http.StatusNotFound:
+		op.Outcome = NotFound
 	case resp.StatusCode >= 500:
 		op.Outcome, op.Error = Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
 	default:

@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Workload.ValueSize, "value-size", 0, "pad every attribute value a write stores to this many bytes, up to 262144 (0: values of a few bytes); large sessions make hand-offs move them in batches")
 	fs.Float64Var(&cfg.Workload.Msgpack, "msgpack", 0, "share (0..1) of requests sent and answered in msgpack rather than JSON")
 	fs.Float64Var(&cfg.Workload.Client, "client", 0.2, "share (0..1) of requests sent through the smart client over the peer wire rather than HTTP")
+	fs.Float64Var(&cfg.Workload.App, "app", 0.1, "share (0..1) of requests drawn for an app's session middleware (each node's chaos app, /chaos/app/{id}); reads and plain patches go there")
 	fs.IntVar(&cfg.Workload.OpsPerSession, "ops-per-session", chaos.DefaultOpsPerSession, "requests sent to one long-lived session id before its slot moves to a fresh one, so every session's history stays checkable (-1: never)")
 	fs.StringVar(&cfg.ReportDir, "report", "", "directory for report.html, report.json, history.json and node logs (default: a new temporary directory)")
 	fs.StringVar(&cfg.NodeLogLevel, "node-log-level", "warn", "the nodes' -log-level")
@@ -97,8 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tandem-chaos: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	if cfg.Workload.ValueSize < 0 || cfg.Workload.ValueSize > 256<<10 || !(cfg.Workload.Msgpack >= 0 && cfg.Workload.Msgpack <= 1) || !(cfg.Workload.Client >= 0 && cfg.Workload.Client <= 1) {
-		fmt.Fprintf(stderr, "tandem-chaos: -value-size %d, -msgpack %v, -client %v: want 0..262144 bytes and shares between 0 and 1\n", cfg.Workload.ValueSize, cfg.Workload.Msgpack, cfg.Workload.Client)
+	if cfg.Workload.ValueSize < 0 || cfg.Workload.ValueSize > 256<<10 || !(cfg.Workload.Msgpack >= 0 && cfg.Workload.Msgpack <= 1) || !(cfg.Workload.Client >= 0 && cfg.Workload.App >= 0 && cfg.Workload.Client+cfg.Workload.App <= 1) {
+		fmt.Fprintf(stderr, "tandem-chaos: -value-size %d, -msgpack %v, -client %v, -app %v: want 0..262144 bytes and shares between 0 and 1 (-client and -app together at most 1)\n", cfg.Workload.ValueSize, cfg.Workload.Msgpack, cfg.Workload.Client, cfg.Workload.App)
 		return exitUsage
 	}
 	if !(cfg.Overlap >= 0 && cfg.Overlap <= 1) {

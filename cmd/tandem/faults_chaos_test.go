@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tandem-io/tandem"
 	"github.com/tandem-io/tandem/replica/peer"
@@ -205,5 +207,74 @@ func TestFaultControlIsHiddenAndLoopbackOnly(t *testing.T) {
 	cfg := tandem.DefaultConfig("x")
 	if err := off.wire(context.Background(), &cfg, slog.New(slog.DiscardHandler)); err != nil || cfg.Caller != nil || cfg.Replica.Now != nil {
 		t.Fatalf("without the flag the hooks must leave the config alone: %v", err)
+	}
+}
+
+// The chaos app reaches sessions only through the node's session
+// middleware: it reads the session its cookie names, patches it with the
+// version the save made, answers 404 for a session that does not exist
+// (never adopting its id), and leaves every other path to the HTTP API.
+func TestFaultControlAppGoesThroughTheMiddleware(t *testing.T) {
+	h, _, _ := hookedNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes, err := tandem.StartLocal(ctx, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := nodes[0]
+	t.Cleanup(node.Kill)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	app := h.app(node, api)
+	put := func(v string) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const id = "chaos-app-session-0001"
+	if _, err := node.Put(ctx, id, "", map[string][]byte{"put": put("first")}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(method, id, body string) (int, map[string]any) {
+		t.Helper()
+		req := httptest.NewRequest(method, "/chaos/app/"+id, strings.NewReader(body))
+		req.AddCookie(&http.Cookie{Name: "tandem_session", Value: id})
+		rec := httptest.NewRecorder()
+		app.ServeHTTP(rec, req)
+		var answer map[string]any
+		if rec.Code == http.StatusOK {
+			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
+				t.Fatalf("%s %s: %v in %q", method, id, err, rec.Body.String())
+			}
+		}
+		return rec.Code, answer
+	}
+	code, got := send(http.MethodGet, id, "")
+	if code != http.StatusOK || got["id"] != id || got["version"] != float64(1) || got["attributes"].(map[string]any)["put"] != "first" {
+		t.Fatalf("GET: %d %v; want 200, version 1, put first", code, got)
+	}
+	code, got = send(http.MethodPatch, id, `{"patch": "second"}`)
+	attrs, _ := got["attributes"].(map[string]any)
+	if code != http.StatusOK || got["version"] != float64(2) || attrs["patch"] != "second" || attrs["put"] != "first" {
+		t.Fatalf("PATCH: %d %v; want 200, version 2, both attributes", code, got)
+	}
+	if s, err := node.Get(ctx, id); err != nil || s.Version != 2 || string(s.Attributes["patch"]) != string(put("second")) {
+		t.Fatalf("stored after the patch: %+v %v", s, err)
+	}
+	if code, _ := send(http.MethodPatch, "chaos-app-session-none", `{"patch": "x"}`); code != http.StatusNotFound {
+		t.Fatalf("PATCH of a session that does not exist: %d, want 404", code)
+	}
+	if ids, err := node.SessionIDs(ctx); err != nil || len(ids) != 1 {
+		t.Fatalf("sessions after patching one that does not exist: %v %v; want only %s", ids, err, id)
+	}
+	if code, _ := send(http.MethodPatch, id, `{"other": 1}`); code != http.StatusBadRequest {
+		t.Fatalf("PATCH without a value: %d, want 400", code)
+	}
+	rec := httptest.NewRecorder()
+	app.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sessions/"+id, nil))
+	if rec.Code != http.StatusTeapot {
+		t.Fatalf("the HTTP API's path answered %d; want it passed to the API", rec.Code)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
 
 	"github.com/tandem-io/tandem"
 )
@@ -21,3 +22,6 @@ func addFaultFlags(*flag.FlagSet) *faultHooks { return &faultHooks{} }
 
 // wire does nothing in a release build.
 func (*faultHooks) wire(context.Context, *tandem.Config, *slog.Logger) error { return nil }
+
+// app returns api unchanged in a release build: no chaos app endpoint.
+func (*faultHooks) app(_ *tandem.Node, api http.Handler) http.Handler { return api }

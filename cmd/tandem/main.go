@@ -189,7 +189,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := faults.wire(ctx, &cfg, log); err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, cfg, f.http, sec, log)
+	srv, err := startServer(ctx, cfg, f.http, sec, log, faults.app)
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,8 @@ type server struct {
 
 // startServer starts a node with its security material and serves its
 // HTTP API on httpAddr.
-func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *security, log *slog.Logger) (*server, error) {
+// around, if not nil, wraps the HTTP API's handler once the node runs.
+func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *security, log *slog.Logger, around func(*tandem.Node, http.Handler) http.Handler) (*server, error) {
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", httpAddr, err)
@@ -223,7 +224,10 @@ func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *s
 		return nil, err
 	}
 	// Bodies up to httpapi.DefaultMaxBodyBytes of the session limit.
-	api := httpapi.New(node, httpapi.Config{Logger: log, Tokens: sec.tokens, Insecure: sec.openHTTP})
+	var api http.Handler = httpapi.New(node, httpapi.Config{Logger: log, Tokens: sec.tokens, Insecure: sec.openHTTP})
+	if around != nil {
+		api = around(node, api)
+	}
 	lim := defaultHTTPLimits()
 	hs := lim.server(api)
 	hs.TLSConfig = sec.httpTLS
@@ -300,7 +304,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *httpPort != 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", *httpPort+i)
 		}
-		s, err := startServer(ctx, cfg, addr, secs[name], log)
+		s, err := startServer(ctx, cfg, addr, secs[name], log, nil)
 		if err != nil {
 			return fmt.Errorf("start node %d: %w", i+1, err)
 		}
