@@ -366,13 +366,21 @@ type lossWindow struct {
 	nodes       []string // the nodes that reported it
 }
 
+// lossReportsApart bounds how far apart two nodes' reports of one loss are
+// seen: each node that finds a loss reports it when its ring changes, or
+// when its hand-off of the partition gives up, a HandoffTimeout (10 s by
+// default) later; the harness polls them about every second.
+const lossReportsApart = 15 * time.Second
+
 // lossWindows indexes reports by partition. Reports of one partition with
 // the same Since from different nodes (each reporting the same loss under
-// its own epoch) are one loss, seen when the first of them was; of those
-// with the same Since, a report joins the one seen closest to it. Two
-// reports of one partition by the same node are two losses: a node
-// reports each loss it finds once, and while the cluster is never
-// healthy in between, two losses of a partition share their Since.
+// its own epoch), seen within lossReportsApart of each other, are one
+// loss, seen when the first of them was; of those, a report joins the one
+// seen closest to it. Two reports of one partition by the same node are
+// two losses: a node reports each loss it finds once, and while the
+// cluster is never healthy in between, two losses of a partition share
+// their Since. So are two reports seen further apart: a loss found at
+// 11 s and another at 48 s, while the cluster was never healthy, are two.
 func lossWindows(reports []LostReport) map[int][]lossWindow {
 	out := map[int][]lossWindow{}
 	for _, r := range reports {
@@ -380,7 +388,7 @@ func lossWindows(reports []LostReport) map[int][]lossWindow {
 			ws := out[p]
 			best := -1
 			for i, w := range ws {
-				if w.since != r.Since || slices.Contains(w.nodes, r.Node) {
+				if w.since != r.Since || slices.Contains(w.nodes, r.Node) || absDuration(w.seen-r.Seen) > lossReportsApart {
 					continue
 				}
 				if best < 0 || absDuration(w.seen-r.Seen) < absDuration(ws[best].seen-r.Seen) {

@@ -134,6 +134,21 @@ func TestTwoLossesOfAPartitionWhileNeverHealthyAreTwo(t *testing.T) {
 		t.Fatalf("partition 2: %s; want two losses, seen at 17.96 s and 57.43 s", got)
 	}
 }
+
+// Two nodes' reports of a partition seen far apart, while the cluster was
+// never healthy, are two losses, not one seen by both (CHAOS.md F13, seed
+// 4 at 0f11d46: n2 found partition 122 lost at 11 s, n5 again at 48 s,
+// and the session's second loss was taken for an anomaly).
+func TestTwoNodesReportsFarApartAreTwoLosses(t *testing.T) {
+	ws := lossWindows([]LostReport{
+		{Node: "n2", Epoch: 7, Partitions: []int{122}, Since: sec(4), Seen: sec(11.14)},
+		{Node: "n5", Epoch: 8, Partitions: []int{122}, Since: sec(4), Seen: sec(47.95)},
+		{Node: "n3", Epoch: 9, Partitions: []int{122}, Since: sec(4), Seen: sec(21.1)},
+	})
+	if got := span(ws[122]); got != "[4s 11.14s] [4s 47.95s]" {
+		t.Fatalf("partition 122: %s; want the loss seen at 11.14 s (and by n3 within 10 s of it) and another at 47.95 s", got)
+	}
+}
 func TestParseCounterReadsLabelledSamples(t *testing.T) {
 	text := "# HELP tandem_lost_partitions_total Partitions found with no owner left holding them.\n" +
 		"# TYPE tandem_lost_partitions_total counter\n" +
