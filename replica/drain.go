@@ -32,7 +32,7 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 		return nil, err
 	}
-	n.learnFloor(req.Partition, req.Floor, req.From)
+	n.learnFloor(req.Partition, req.Floor, req.From, !req.Leaving && !req.Distrusts)
 	if req.Distrusts && !n.cfg.AllowMinority && !n.own.load().distrusts(req.Partition) {
 		// Declared dead and not caught up: its copies may be older than
 		// what was acknowledged since, as in a pull (chaos finding F13: a

@@ -353,7 +353,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		if reply.OtherRing {
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
-		n.learnFloor(p, reply.Floor, src)
+		n.learnFloor(p, reply.Floor, src, false)
 		if reply.Distrusts && plan.ring != 0 && !plan.distrust && !n.cfg.AllowMinority {
 			blank = false // it knows the partition had owners
 			continue      // a declared-dead source's copy is no new owner's to build on (pull)

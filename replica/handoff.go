@@ -269,7 +269,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		if reply.OtherRing {
 			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
-		n.learnFloor(p, reply.Floor, src)
+		n.learnFloor(p, reply.Floor, src, false)
 		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
 			// Declared dead, this node takes the partition from an owner
 			// that vouches for it: that owner's copies replace its own,
@@ -353,7 +353,15 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int) {
 // learnFloor raises partition p's generation floor to floor, heard from
 // member from: from rebuilt the partition, or heard of it, so copies
 // from before are gone. Copies this node holds below it are dropped.
-func (n *Node) learnFloor(p int, floor uint64, from string) {
+// With rebuilt, from is pushing the partition it has just rebuilt
+// (announceFloors): a hand-off of p to this node ends, for what from
+// rebuilt is the partition now. A floor heard any other way may be old —
+// a rebuild long past that every source's copies are above — and ends
+// nothing: a blank node that ended its hand-off on hearing one would
+// hold an empty partition and hand it on (chaos finding F13, seed 3: a
+// restarted owner heard a 40-second-old floor from a node declared dead,
+// held nothing, and the other owner replaced its copies with that).
+func (n *Node) learnFloor(p int, floor uint64, from string, rebuilt bool) {
 	if floor == 0 {
 		return
 	}
@@ -363,7 +371,7 @@ func (n *Node) learnFloor(p int, floor uint64, from string) {
 		n.stats.DroppedBelowFloor.Add(uint64(dropped))
 		n.log.Warn("partition was rebuilt after a loss: dropped copies from before it", "partition", p, "from", from, "generation", floor, "sessions", dropped)
 	}
-	if raised && n.own.endHandoff(p, from) {
+	if raised && rebuilt && n.own.endHandoff(p, from) {
 		n.log.Info("hand-off ended: an owner rebuilt the partition after a loss", "partition", p, "from", from, "generation", floor)
 	}
 }

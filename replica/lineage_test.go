@@ -661,3 +661,54 @@ func TestAPartitionWhoseOwnersLeaveOneGracefullyAwaitsTheLeaver(t *testing.T) {
 		}
 	}
 }
+
+// A floor heard in a pull reply may be long past (every node that served
+// the partition since knows it): it does not end a hand-off, which ends
+// only on a source that holds the partition, or on the push of an owner
+// that has just rebuilt it (announceFloors). CHAOS.md F13, seed 3 at
+// 0f11d46: a restarted owner heard a 40-second-old floor from the other
+// owner, which was declared dead and catching up itself, ended its
+// hand-off holding nothing, and the other owner then replaced its copies
+// with that empty partition.
+func TestAnOldFloorDoesNotEndAHandOff(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, n := range c.list() {
+		serving(n.Node)
+	}
+	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	id := sessionID(5)
+	primary, buddy := c.ownersOf(id)
+	p := primary.Table().Partition(id)
+	// The partition was rebuilt long ago: the primary knows its floor.
+	floor := primary.store.rebuilt(p, primary.clock.now(primary.wall()))
+	put(t, primary, id, "v", "kept")
+	// The primary was declared dead and distrusts its copies; the buddy
+	// restarted empty (no copies, no floor) and takes the partition over
+	// from it.
+	primary.own.reconcile([]string{buddy.Name()}, true, primary.mono())
+	buddy.store.exclusive(func() {
+		buddy.store.parts[p].sessions, buddy.store.parts[p].floor, buddy.store.parts[p].gen = map[string]*Session{}, 0, 0
+	})
+	buddy.own.mu.Lock()
+	buddy.own.edit(func(s *ownState) {
+		s.parts[p].transfer = &transfer{sources: []string{primary.Name()}, since: buddy.mono(), gates: true}
+		s.parts[p].held = false
+	})
+	buddy.own.mu.Unlock()
+	buddy.wake()
+	deadline := c.before(buddy.cfg.HandoffTimeout / 2)
+	for deadline() {
+		serving(buddy.Node)
+		buddy.wake()
+		if tr := buddy.own.load().parts[p].transfer; tr == nil {
+			t.Fatalf("the buddy ended its hand-off of partition %d on the floor in a distrusting source's reply, holding %d copies", p, buddy.store.count(p))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The primary's announcement of a partition it has just rebuilt does
+	// end it.
+	buddy.learnFloor(p, floor+1, primary.Name(), true)
+	if tr := buddy.own.load().parts[p].transfer; tr != nil {
+		t.Fatalf("a just-rebuilt partition pushed by its primary left the hand-off %+v", tr)
+	}
+}

@@ -78,7 +78,7 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
 		return fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
 	}
-	n.learnFloor(p, reply.Floor, buddy)
+	n.learnFloor(p, reply.Floor, buddy, false)
 	if reply.Session != nil && reply.Session.ID == id {
 		if prev := n.store.get(p, id); newer(reply.Session, prev) {
 			n.stats.BuddyCopiesAdopted.Add(1)
@@ -175,7 +175,7 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 		return err
 	}
 	n.clock.observe(req.Session.Stamp)
-	n.learnFloor(req.Partition, req.Floor, req.From)
+	n.learnFloor(req.Partition, req.Floor, req.From, false)
 	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.ringIs(tab))
 	if err != nil {
 		return err
