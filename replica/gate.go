@@ -362,6 +362,9 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		blank = blank && reply.Blank
 		if reply.Session != nil && reply.Session.ID == id {
 			n.merge(p, reply.Session)
+			if reply.Unvouched {
+				n.own.markUnvouched(p)
+			}
 		}
 	}
 	if plan.ring != 0 && len(plan.sources) > 0 && !held && (!blank || !n.allBlank(ctx, tab, p, plan.sources)) {

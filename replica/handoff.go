@@ -47,6 +47,10 @@ type pullReply struct {
 	// Blank: the source is young and knows nothing of the partition
 	// (Node.blank).
 	Blank bool `msgpack:"bl,omitempty"`
+	// Unvouched: the source's copies may be older than what the cluster
+	// acknowledged since (partState.unvouched); a node that merges them
+	// is unvouched too.
+	Unvouched bool `msgpack:"uv,omitempty"`
 }
 
 // SetLeaving tells the node which members said they are leaving and are
@@ -298,6 +302,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 				req.After = s.ID
 			}
 		}
+		if len(reply.Sessions) > 0 && reply.Unvouched {
+			n.own.markUnvouched(p)
+		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		if !reply.More {
 			return reply.Holds, reply.Settled, reply.Blank, nil
@@ -421,7 +428,8 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	}
 	st := n.own.load()
 	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
-		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition), Blank: n.blank(req.Partition)}
+		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition), Blank: n.blank(req.Partition),
+		Unvouched: st.parts[req.Partition].unvouched}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {

@@ -712,3 +712,42 @@ func TestAnOldFloorDoesNotEndAHandOff(t *testing.T) {
 		t.Fatalf("a just-rebuilt partition pushed by its primary left the hand-off %+v", tr)
 	}
 }
+
+// Copies pulled from a source whose copies are unvouched are unvouched on
+// the node that merged them, until a hand-off completes: a loss drops
+// them. CHAOS.md F13, seed 3 (after ca7740d): a restarted owner, blank,
+// pulled a former owner's old copy of a session (v13, while v47 had been
+// acknowledged since) from a source that did not hold the partition, and
+// when the partition was lost rebuilt it from that copy.
+func TestCopiesPulledFromAnUnvouchedSourceAreUnvouched(t *testing.T) {
+	for _, tainted := range []bool{true, false} {
+		c := newTestCluster(t, 3, nil)
+		for _, n := range c.list() {
+			serving(n.Node)
+		}
+		c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+		id := sessionID(9)
+		owner, other := c.ownersOf(id)
+		p := owner.Table().Partition(id)
+		// other has an old copy; owner takes the partition over from it.
+		other.store.putIfNewer(p, &Session{ID: id, Version: 13, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}})
+		other.own.mu.Lock()
+		other.own.edit(func(s *ownState) { s.parts[p].unvouched, s.parts[p].held = tainted, false })
+		other.own.mu.Unlock()
+		owner.store.exclusive(func() { owner.store.dropLocked(p) })
+		owner.own.mu.Lock()
+		owner.own.edit(func(s *ownState) {
+			s.parts[p].transfer = &transfer{sources: []string{other.Name()}, since: owner.mono()}
+			s.parts[p].held, s.parts[p].unvouched = false, false
+		})
+		owner.own.mu.Unlock()
+		owner.wake()
+		waitFor(t, 10*time.Second, "the owner to pull the old copy", func() bool {
+			owner.wake()
+			return owner.store.get(p, id) != nil
+		})
+		if got := owner.own.load().parts[p].unvouched; got != tainted {
+			t.Fatalf("pulled from a source whose copies are unvouched: %v; the owner's unvouched %v, want %v", tainted, got, tainted)
+		}
+	}
+}

@@ -864,6 +864,22 @@ func handedOverTransfer(t *transfer) *transfer {
 	return &u
 }
 
+// markUnvouched records that this node, not holding partition p, merged
+// copies of it from a source whose copies are unvouched (it had them from
+// before it last took the partition over, and has not caught up): until
+// a hand-off completes, this node's are unvouched too (lostCopiesGo), and
+// a loss drops them rather than rebuild the partition from them (chaos
+// finding F13, seed 3: a restarted owner pulled a former owner's old
+// copy, then rebuilt the lost partition from it).
+func (o *ownership) markUnvouched(p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if part := o.load().parts[p]; part.held || part.unvouched {
+		return
+	}
+	o.edit(func(s *ownState) { s.parts[p].unvouched = true })
+}
+
 // notePush records that member from, leaving, pushed partition p here
 // (Drain), at now: with its release naming p, its leaving hands p over. A
 // hand-off of p that awaits from starts its timeout again: the drain is

@@ -66,6 +66,10 @@ type ReadReply struct {
 	Distrusts bool `msgpack:"dt,omitempty"`
 	// Blank, in a raw read: see above.
 	Blank bool `msgpack:"bl,omitempty"`
+	// Unvouched, in a raw read: the answering node's copies of the
+	// partition may be older than what the cluster acknowledged since
+	// (partState.unvouched); a node that merges one is unvouched too.
+	Unvouched bool `msgpack:"uv,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -140,7 +144,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			return nil, err
 		}
 		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
-			Distrusts: n.own.load().distrusts(req.Partition), Blank: n.blank(req.Partition)}, nil
+			Distrusts: n.own.load().distrusts(req.Partition), Blank: n.blank(req.Partition), Unvouched: n.own.load().parts[req.Partition].unvouched}, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 	if errors.Is(err, ErrNotFound) {
