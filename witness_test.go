@@ -111,3 +111,65 @@ func TestTwoNodesAloneStopOnACrash(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Server A restarted while server B is down, beside a witness that has
+// served with them: A must not take the sessions for a new cluster's and
+// serve them empty without a word. Its hand-offs find no holder (the
+// witness holds nothing, and is not new), give up after HandoffTimeout,
+// and the loss is reported: both owners failed, the one loss the
+// guarantees allow, and never a silent one.
+func TestAServerRestartedWhileTheOtherIsDownReportsTheLoss(t *testing.T) {
+	const handoff = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes, err := tandem.StartLocal(ctx, 3, func(i int, cfg *tandem.Config) {
+		cfg.Witness = i == 2
+		cfg.Replica.HandoffTimeout = handoff
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, w := nodes[0], nodes[1], nodes[2]
+	t.Cleanup(w.Kill)
+	ids := writeSessions(t, a, 20)
+	time.Sleep(handoff) // the witness has served longer than a hand-off: it is no new cluster's
+	a.Kill()
+	b.Kill()
+	// A comes back once the witness has declared both dead: its first ring
+	// is itself and the witness.
+	deadline := time.Now().Add(20 * time.Second)
+	for alive := 1; alive > 0; {
+		alive = 0
+		for _, m := range w.Status().Members {
+			if (m.Name == a.Name() || m.Name == b.Name()) && m.Health != "dead" {
+				alive++
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the witness still sees the servers: %+v", w.Status().Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := tandem.LocalConfig(a.Name())
+	cfg.GossipAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Join = []string{w.GossipAddr()}
+	cfg.Replica.HandoffTimeout = handoff
+	again, err := tandem.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Kill)
+	deadline = time.Now().Add(20 * time.Second)
+	for len(again.Status().Lost.Partitions) == 0 {
+		if time.Now().After(deadline) {
+			s, err := again.Get(ctx, ids[0])
+			t.Fatalf("server A, restarted beside the witness with B down, reports no loss; a read of %s: %v, %v", ids[0], s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if s, err := again.Get(ctx, id); err == nil {
+			t.Fatalf("%s served after both servers failed: %+v", id, s)
+		}
+	}
+}

@@ -469,11 +469,22 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			}
 			continue
 		}
-		if slices.Contains(ch.lost, p) || prev == nil && before == nil {
+		first := prev == nil && before == nil // no other server in this node's first ring
+		if slices.Contains(ch.lost, p) || first && len(tab.Members()) == 1 {
 			// Lost with both owners, and reported; or the cluster's first
-			// node (or first server beside witnesses): what this node has
-			// of it is the partition from now on.
+			// node: what this node has of it is the partition from now on.
 			next.parts[p].held = true
+		}
+		if t == nil && first && len(tab.Members()) > 1 {
+			// The only server beside witnesses. The cluster is new only if
+			// the witnesses are as young (Node.blank: the pull finds every
+			// member blank and takes the partition as new); a witness that
+			// has served knows the partition had owners, and this node,
+			// restarted while the other server is down, must not serve it
+			// empty as if nothing were lost: the hand-off waits for a
+			// holder, and gives up and reports the loss after
+			// HandoffTimeout.
+			t = &transfer{since: now, sources: sourcesIn(tab, o.self, memberNames(tab)...), gates: true}
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
 			old := before.Owners(p)
@@ -602,6 +613,15 @@ func (o *ownership) dropAwaited() {
 			s.parts[p].transfer = &u
 		}
 	})
+}
+
+// memberNames returns the names of tab's members.
+func memberNames(tab *ring.Table) []string {
+	var out []string
+	for _, m := range tab.Members() {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 // owns reports whether name is one of o's owners.
