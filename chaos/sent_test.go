@@ -3,9 +3,13 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,5 +68,50 @@ func TestARequestWrittenBeforeAFailedRedialIsNotUnsent(t *testing.T) {
 	}
 	if op.Outcome != Indeterminate {
 		t.Fatalf("a put the node read, then a refused redial: %s (%s); want indeterminate", op.Outcome, op.Error)
+	}
+}
+
+// A write sent again with its Idempotency-Key is the same request, byte
+// for byte: same format, same body. Drawing JSON or msgpack per attempt,
+// or writing a nested map in Go's random order, made a retry of the same
+// patch look like another request under the key (the long run of
+// 2026-11-29: two "request id reused with other content").
+func TestARetryIsTheSameRequest(t *testing.T) {
+	type attempt struct{ contentType, body string }
+	var mu sync.Mutex
+	seen := map[string][]attempt{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		seen[key] = append(seen[key], attempt{r.Header.Get("Content-Type"), string(body)})
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable) // every answer lost: every write is sent again
+	}))
+	defer srv.Close()
+	nodes := []NodeInfo{{Name: "n1", HTTP: strings.TrimPrefix(srv.URL, "http://")}}
+	w := NewWorkload(nodes, NewHistory(), WorkloadConfig{Seed: 5, Msgpack: 0.5})
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ops := 0
+	for i := range 16 {
+		op := Op{Kind: OpPatch, Session: sessionID(5, 0, 0), Attr: attrAll, Value: fmt.Sprintf("c0-%d", i), Key: fmt.Sprintf("chaos-5-c0-%d", i)}
+		if got := w.send(ctx, choice{Retry: [2]int{0, 0}}, op); got.Attempts != maxAttempts {
+			t.Fatalf("patch %d: %d attempts, want %d", i, got.Attempts, maxAttempts)
+		}
+		ops++
+	}
+	formats := map[string]bool{}
+	for key, as := range seen {
+		for _, a := range as[1:] {
+			if a != as[0] {
+				t.Fatalf("%s: attempts differ: %q %q, then %q %q", key, as[0].contentType, as[0].body, a.contentType, a.body)
+			}
+		}
+		formats[as[0].contentType] = true
+	}
+	if len(seen) != ops || len(formats) != 2 {
+		t.Fatalf("%d keys seen for %d patches, formats %v: want every patch, in both formats", len(seen), ops, formats)
 	}
 }

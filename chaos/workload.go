@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -447,7 +448,17 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	base := "http://" + w.nodes[i].HTTP
 	target := base + "/v1/sessions/" + op.Session
 	var method, body string
-	useMsgpack := w.cfg.Msgpack > 0 && float64(w.sent.Add(1)%100) < w.cfg.Msgpack*100
+	// A write sent again with its Idempotency-Key must be the same
+	// request, byte for byte, as a client retrying it sends it: its
+	// format follows from its key, and msgpack maps are written in
+	// sorted order (json.Marshal sorts them too).
+	draw := w.sent.Add(1)
+	if op.Key != "" {
+		h := fnv.New64a()
+		h.Write([]byte(op.Key))
+		draw = h.Sum64()
+	}
+	useMsgpack := w.cfg.Msgpack > 0 && float64(draw%100) < w.cfg.Msgpack*100
 	header := http.Header{"Content-Type": {"application/json"}}
 	if useMsgpack {
 		header.Set("Accept", "application/msgpack")
@@ -455,8 +466,11 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	encode := func(v any) string {
 		if useMsgpack {
 			header.Set("Content-Type", "application/msgpack")
-			b, _ := msgpack.Marshal(v)
-			return string(b)
+			var buf bytes.Buffer
+			enc := msgpack.NewEncoder(&buf)
+			enc.SetSortMapKeys(true)
+			_ = enc.Encode(v)
+			return buf.String()
 		}
 		b, _ := json.Marshal(v)
 		return string(b)
