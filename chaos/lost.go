@@ -457,18 +457,56 @@ func explainedByLoss(ops []*Op, all []Op, as []Anomaly, ws []lossWindow, expirin
 	if expiring {
 		return true
 	}
-	_, pops := linearizationInput(ops, func(*Op) bool { return false })
-	for i, w := range ws {
-		pops = append(pops, porcupine.Operation{
-			ClientId: lossClient + i,
-			Input:    modelInput{Kind: opLost},
-			Call:     int64(w.since),
-			Output:   modelOutput{Outcome: OK},
-			Return:   int64(max(w.seen, w.since)),
-			Metadata: fmt.Sprintf("partition reported lost between %v and %v", w.since, w.seen),
-		})
-	}
+	_, base := linearizationInput(ops, func(*Op) bool { return false })
 	model := sessionModel
 	model.DescribeOperationMetadata = func(m any) string { s, _ := m.(string); return s }
-	return porcupine.CheckOperationsTimeout(model, pops, cfg.LinearizabilityTimeout) == porcupine.Ok
+	// A reported loss of the partition may or may not have taken this
+	// session (it may have been written again on the new owners before the
+	// loss was seen, or never been on the node that lost it): each window
+	// is a reset the history may have, not one it must. Every subset of
+	// the windows is tried, the whole set first; past maxLossSubsets
+	// windows, only the whole set and each window left out alone.
+	subsets := lossSubsets(len(ws))
+	for _, keep := range subsets {
+		pops := slices.Clone(base)
+		for i, w := range ws {
+			if !keep(i) {
+				continue
+			}
+			pops = append(pops, porcupine.Operation{
+				ClientId: lossClient + i,
+				Input:    modelInput{Kind: opLost},
+				Call:     int64(w.since),
+				Output:   modelOutput{Outcome: OK},
+				Return:   int64(max(w.seen, w.since)),
+				Metadata: fmt.Sprintf("partition reported lost between %v and %v", w.since, w.seen),
+			})
+		}
+		if porcupine.CheckOperationsTimeout(model, pops, cfg.LinearizabilityTimeout) == porcupine.Ok {
+			return true
+		}
+	}
+	return false
+}
+
+// maxLossSubsets bounds the loss windows of one partition whose every
+// subset explainedByLoss tries: 2^8 checks of one session's history.
+const maxLossSubsets = 8
+
+// lossSubsets returns the subsets of n loss windows to try, each as a
+// membership test, the whole set first: every subset up to maxLossSubsets
+// windows; past that, the whole set and the whole set less each one.
+func lossSubsets(n int) []func(int) bool {
+	var out []func(int) bool
+	if n <= maxLossSubsets {
+		for m := (1 << n) - 1; m >= 0; m-- {
+			out = append(out, func(i int) bool { return m&(1<<i) != 0 })
+		}
+		return out
+	}
+	out = append(out, func(int) bool { return true })
+	for j := range n {
+		out = append(out, func(i int) bool { return i != j })
+	}
+	return out
 }
