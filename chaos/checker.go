@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +112,12 @@ type CheckConfig struct {
 	// Partitions is the ring's partition count, to find a session's
 	// partition (default ring.DefaultPartitions).
 	Partitions int
+	// TombstoneTTL is how long the nodes keep a deleted session's
+	// tombstone, and with it its version (default 5 minutes, Tandem's):
+	// a session written again after that starts over at v1, by design, so
+	// the checker takes it from then on as a new life of the session
+	// (lives).
+	TombstoneTTL time.Duration
 }
 
 // Verdict is the checker's answer.
@@ -163,6 +170,9 @@ func Check(h *History, cfg CheckConfig) Verdict {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
+	if cfg.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = 5 * time.Minute
+	}
 	ops := h.Ops()
 	bySession := map[string][]*Op{}
 	copies := map[string][]*Op{}
@@ -185,6 +195,7 @@ func Check(h *History, cfg CheckConfig) Verdict {
 	for _, msg := range slices.Sorted(maps.Keys(invalid)) {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("%d× %s: the workload should not provoke it", invalid[msg], msg))
 	}
+	last := splitLives(bySession, cfg)
 	sessions := slices.Sorted(maps.Keys(bySession))
 	var registers []string
 	for _, id := range sessions {
@@ -196,11 +207,18 @@ func Check(h *History, cfg CheckConfig) Verdict {
 		}
 		registers = append(registers, id)
 		s := newSessionHistory(sops)
-		v.Anomalies = append(v.Anomalies, s.lostWrites()...)
+		lastLife := id == baseSession(id) && last[id] == "" || last[baseSession(id)] == id
+		if lastLife {
+			// The final reads and the owners' copies are of the
+			// session's last life; an earlier one ended in a deletion.
+			v.Anomalies = append(v.Anomalies, s.lostWrites()...)
+		}
 		v.Anomalies = append(v.Anomalies, s.staleReads()...)
 		v.Anomalies = append(v.Anomalies, s.resurrections()...)
 		v.Anomalies = append(v.Anomalies, s.contentMismatches()...)
-		v.Anomalies = append(v.Anomalies, checkCopies(id, sops, copies[id])...)
+		if lastLife {
+			v.Anomalies = append(v.Anomalies, checkCopies(baseSession(id), sops, copies[baseSession(id)])...)
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(copies)) {
 		if _, ok := bySession[id]; !ok {
@@ -244,7 +262,7 @@ func allowLosses(v *Verdict, ops []Op, bySession map[string][]*Op, cfg CheckConf
 	}
 	allowed := map[string]bool{}
 	for _, id := range slices.Sorted(maps.Keys(found)) {
-		ws := losses[partitionOf(cfg.Partitions, id)]
+		ws := losses[partitionOf(cfg.Partitions, baseSession(id))]
 		if len(ws) == 0 {
 			continue
 		}
@@ -340,6 +358,70 @@ func mayDelete(op *Op) bool {
 // having deleted the session.
 func deleted(op *Op) bool {
 	return op.Outcome == OK && (op.Kind == OpDelete || op.Kind == OpLogout && op.Deleted > 0)
+}
+
+// lifeSep joins a session's id and the number of a later life of it
+// (splitLives): "id~life2".
+const lifeSep = "~life"
+
+// baseSession returns the session id of key, a session id or one of its
+// later lives.
+func baseSession(key string) string {
+	id, _, _ := strings.Cut(key, lifeSep)
+	return id
+}
+
+// splitLives splits, in bySession, each long-lived session's ops into
+// lives at expired tombstones, and returns each split session's last
+// life's key. A session deleted (a delete or a logout acknowledged),
+// then found absent by every request answered since, and written again
+// more than cfg.TombstoneTTL (plus twice the skew) after the deletion,
+// may start over at v1: its tombstone, which kept the version, is gone.
+// From the first request sent that late, its ops are a new life, under
+// the key id~lifeN, checked as a session of its own (ops cloned, with
+// that Session). A write that may have taken effect in between (one
+// answered, or indeterminate) keeps the life whole.
+func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
+	last := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(bySession)) {
+		ops := bySession[id]
+		if sessionExpiring(ops) {
+			continue
+		}
+		byCall := slices.Clone(ops)
+		slices.SortStableFunc(byCall, func(a, b *Op) int { return cmp.Compare(a.Call, b.Call) })
+		var lives [][]*Op
+		start, deleted := 0, time.Duration(-1)
+		for i, op := range byCall {
+			if deleted >= 0 && op.Call > deleted+cfg.TombstoneTTL+2*cfg.MaxSkew {
+				lives = append(lives, byCall[start:i])
+				start, deleted = i, -1
+			}
+			switch {
+			case op.Kind == OpDelete && op.Outcome == OK, op.Kind == OpLogout && op.Outcome == OK && op.Deleted == 1:
+				deleted = op.Return
+			case op.Kind.writes() && (op.Outcome == OK || op.Outcome == Indeterminate):
+				deleted = -1 // the session may be live again
+			}
+		}
+		if len(lives) == 0 {
+			continue
+		}
+		lives = append(lives, byCall[start:])
+		bySession[id] = lives[0]
+		for n, life := range lives[1:] {
+			key := fmt.Sprintf("%s%s%d", id, lifeSep, n+2)
+			cloned := make([]*Op, len(life))
+			for j, op := range life {
+				c := *op
+				c.Session = key
+				cloned[j] = &c
+			}
+			bySession[key] = cloned
+			last[id] = key
+		}
+	}
+	return last
 }
 
 // sessionExpiring reports whether ops are those of an expiring session.
