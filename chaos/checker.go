@@ -159,8 +159,8 @@ func (v Verdict) String() string {
 	return "FAIL"
 }
 
-// Check checks a history and returns the verdict.
-func Check(h *History, cfg CheckConfig) Verdict {
+// withDefaults fills zero fields.
+func (cfg CheckConfig) withDefaults() CheckConfig {
 	if cfg.ExpiryGrace == 0 {
 		cfg.ExpiryGrace = 2 * time.Second
 	}
@@ -173,6 +173,12 @@ func Check(h *History, cfg CheckConfig) Verdict {
 	if cfg.TombstoneTTL == 0 {
 		cfg.TombstoneTTL = 5 * time.Minute
 	}
+	return cfg
+}
+
+// Check checks a history and returns the verdict.
+func Check(h *History, cfg CheckConfig) Verdict {
+	cfg = cfg.withDefaults()
 	ops := h.Ops()
 	bySession := map[string][]*Op{}
 	copies := map[string][]*Op{}

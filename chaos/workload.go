@@ -550,16 +550,25 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 		op.Put, op.Patch = answerDigest(s.Attributes)
 	case resp.StatusCode == http.StatusNoContent:
 		op.Outcome = OK
-	case resp.StatusCode == http.StatusNotFound:
-		op.Outcome = NotFound
-	case resp.StatusCode == http.StatusPreconditionFailed:
-		op.Outcome = Conflict
-	case resp.StatusCode >= 500:
-		op.Outcome, op.Error = Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
 	default:
-		op.Outcome, op.Error = Invalid, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		op.Outcome, op.Error = failedAnswer(resp, b)
 	}
 	return op
+}
+
+// failedAnswer is the outcome of an answer that is no success: 404 not
+// found, 412 a conflict, a 5xx indeterminate, anything else a request the
+// workload should not have sent.
+func failedAnswer(resp *http.Response, body []byte) (Outcome, string) {
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return NotFound, ""
+	case resp.StatusCode == http.StatusPreconditionFailed:
+		return Conflict, ""
+	case resp.StatusCode >= 500:
+		return Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return Invalid, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
 }
 
 // unsentError is a request's error when no attempt of it was written:
@@ -640,12 +649,8 @@ func (w *Workload) doApp(ctx context.Context, i int, op Op) Op {
 		}
 		op.Outcome, op.Version = OK, s.Version
 		op.Put, op.Patch = answerDigest(s.Attributes)
-	case resp.StatusCode == http.StatusNotFound:
-		op.Outcome = NotFound
-	case resp.StatusCode >= 500:
-		op.Outcome, op.Error = Indeterminate, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
 	default:
-		op.Outcome, op.Error = Invalid, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		op.Outcome, op.Error = failedAnswer(resp, b)
 	}
 	return op
 }

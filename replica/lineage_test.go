@@ -683,11 +683,7 @@ func TestAPartitionWhoseOwnersLeaveOneGracefullyAwaitsTheLeaver(t *testing.T) {
 // hand-off holding nothing, and the other owner then replaced its copies
 // with that empty partition.
 func TestAnOldFloorDoesNotEndAHandOff(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	for _, n := range c.list() {
-		serving(n.Node)
-	}
-	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	c := settledCluster(t, 3)
 	id := sessionID(5)
 	primary, buddy := c.ownersOf(id)
 	p := primary.Table().Partition(id)
@@ -733,11 +729,7 @@ func TestAnOldFloorDoesNotEndAHandOff(t *testing.T) {
 // when the partition was lost rebuilt it from that copy.
 func TestCopiesPulledFromAnUnvouchedSourceAreUnvouched(t *testing.T) {
 	for _, tainted := range []bool{true, false} {
-		c := newTestCluster(t, 3, nil)
-		for _, n := range c.list() {
-			serving(n.Node)
-		}
-		c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+		c := settledCluster(t, 3)
 		id := sessionID(9)
 		owner, other := c.ownersOf(id)
 		p := owner.Table().Partition(id)
@@ -762,4 +754,16 @@ func TestCopiesPulledFromAnUnvouchedSourceAreUnvouched(t *testing.T) {
 			t.Fatalf("pulled from a source whose copies are unvouched: %v; the owner's unvouched %v, want %v", tainted, got, tainted)
 		}
 	}
+}
+
+// settledCluster starts n nodes, serving, and lets their first hand-offs
+// end.
+func settledCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := newTestCluster(t, n, nil)
+	for _, node := range c.list() {
+		serving(node.Node)
+	}
+	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	return c
 }

@@ -270,43 +270,7 @@ func (o *ownership) install(tab *ring.Table, now time.Duration, hasCopies func(p
 		ch.lost = nil
 	}
 	if len(ch.lost) > 0 {
-		slices.Sort(ch.lost)
-		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}
-		for _, p := range ch.lost {
-			if owns(tab.Owners(p), o.self) && lostCopiesGo(next.parts[p]) {
-				ch.wiped = append(ch.wiped, p)
-			}
-		}
-		if len(ch.wiped) > 0 {
-			o.edit(func(s *ownState) {
-				for _, p := range ch.wiped {
-					s.parts[p].distrusted, s.parts[p].unvouched = false, false
-				}
-			})
-		}
-		if o.majority(tab) {
-			// Rebuilt from nothing by the side that goes on: a new
-			// generation (Session.Gen). A side below a majority (with
-			// AllowMinority) keeps the old one, so that after the heal
-			// the side that kept the sessions is not outranked by one
-			// that started over. Only the new primary rebuilds, and
-			// pushes what it holds with the floor to the buddy: a floor
-			// another member made up on its own could be above its own
-			// and would drop what it holds wherever it spread.
-			for _, p := range ch.lost {
-				if tab.Owners(p).Primary == o.self {
-					ch.rebuilt = append(ch.rebuilt, p)
-				}
-			}
-			if len(ch.rebuilt) > 0 {
-				// Rebuilt from nothing: no copy left to distrust.
-				o.edit(func(s *ownState) {
-					for _, p := range ch.rebuilt {
-						s.parts[p].distrusted = false
-					}
-				})
-			}
-		}
+		o.recordLosses(tab, next, &ch)
 	}
 	for _, p := range next.parts {
 		if p.transfer != nil {
@@ -314,6 +278,51 @@ func (o *ownership) install(tab *ring.Table, now time.Duration, hasCopies func(p
 		}
 	}
 	return ch, nil
+}
+
+// recordLosses records ch.lost, the partitions tab lost with both owners
+// (sorted here), as the latest loss, and fills in what this node does of
+// them: those it owns whose copies no owner vouches for are wiped first
+// (ch.wiped, lostCopiesGo), and those it is the primary of in a ring
+// holding a majority are rebuilt (ch.rebuilt). Called with mu held.
+func (o *ownership) recordLosses(tab *ring.Table, next *ownState, ch *ringChange) {
+	slices.Sort(ch.lost)
+	o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: ch.lost}
+	for _, p := range ch.lost {
+		if owns(tab.Owners(p), o.self) && lostCopiesGo(next.parts[p]) {
+			ch.wiped = append(ch.wiped, p)
+		}
+	}
+	if len(ch.wiped) > 0 {
+		o.edit(func(s *ownState) {
+			for _, p := range ch.wiped {
+				s.parts[p].distrusted, s.parts[p].unvouched = false, false
+			}
+		})
+	}
+	if o.majority(tab) {
+		// Rebuilt from nothing by the side that goes on: a new
+		// generation (Session.Gen). A side below a majority (with
+		// AllowMinority) keeps the old one, so that after the heal
+		// the side that kept the sessions is not outranked by one
+		// that started over. Only the new primary rebuilds, and
+		// pushes what it holds with the floor to the buddy: a floor
+		// another member made up on its own could be above its own
+		// and would drop what it holds wherever it spread.
+		for _, p := range ch.lost {
+			if tab.Owners(p).Primary == o.self {
+				ch.rebuilt = append(ch.rebuilt, p)
+			}
+		}
+		if len(ch.rebuilt) > 0 {
+			// Rebuilt from nothing: no copy left to distrust.
+			o.edit(func(s *ownState) {
+				for _, p := range ch.rebuilt {
+					s.parts[p].distrusted = false
+				}
+			})
+		}
+	}
 }
 
 // membersMissing returns the members of a that b lacks, as the same
@@ -407,41 +416,16 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		// the owners the ring had without it.
 		before = tableWithout(tab, o.self)
 	}
-	stays := func(name string) bool { return tab.Has(name) && !slices.Contains(departed, name) }
-	// handedOver: name left gracefully, its drain complete (it gave its
-	// leases back), it held partition p whole, and pushed it here: this
-	// node has what it held of p, and nothing of it is lost. A partition
-	// it did not say it held (its ring may not have given it p), or did
-	// not push here, is not handed over: CHAOS.md F13.
-	handedOver := func(name string, p int) bool {
-		return name != "" && !stays(name) && o.released[name][p] && o.pushed[name][p]
-	}
-	// draining: name left gracefully and its drain is still under way
-	// (transfer.awaits).
-	draining := func(name string) bool { return o.drainingLeaver(tab, name) }
+	d := departures{o: o, tab: tab, departed: departed}
+	copies := func(p int) bool { return hasCopies == nil || hasCopies(p) }
 	for p := range next.parts {
 		t := next.parts[p].transfer
-		drained := false
-		if t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return !stays(x) }) {
-			u := *t
-			drained = slices.ContainsFunc(t.sources, func(x string) bool { return handedOver(x, p) })
-			u.sources = slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !stays(x) })
-			for _, x := range t.sources {
-				if draining(x) && !slices.Contains(u.awaits, x) {
-					u.awaits = append(slices.Clone(u.awaits), x)
-				}
-			}
-			t = &u
-		}
-		if t != nil && slices.ContainsFunc(t.awaits, func(x string) bool { return !draining(x) }) {
-			u := *t
-			u.awaits = slices.DeleteFunc(slices.Clone(t.awaits), func(x string) bool { return !draining(x) })
-			t = &u
-		}
+		drained := t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return d.handedOver(x, p) })
+		t = d.pruned(t)
 		if prev != nil {
 			old := prev.Owners(p)
-			if !stays(old.Primary) && (old.Buddy == "" || !stays(old.Buddy)) && !handedOver(old.Primary, p) && !handedOver(old.Buddy, p) &&
-				!draining(old.Primary) && !draining(old.Buddy) {
+			if !d.stays(old.Primary) && (old.Buddy == "" || !d.stays(old.Buddy)) && !d.handedOver(old.Primary, p) && !d.handedOver(old.Buddy, p) &&
+				!d.draining(old.Primary) && !d.draining(old.Buddy) {
 				ch.lost = append(ch.lost, p)
 			}
 		}
@@ -463,7 +447,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if !owns(tab.Owners(p), o.self) {
 			next.parts[p].transfer = nil
-			if prev != nil && owns(prev.Owners(p), o.self) && (hasCopies == nil || hasCopies(p)) {
+			if prev != nil && owns(prev.Owners(p), o.self) && copies(p) {
 				// No longer kept current: the owners write elsewhere.
 				next.parts[p].unvouched = true
 			}
@@ -476,29 +460,12 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			next.parts[p].held = true
 		}
 		if t == nil && first && len(tab.Members()) > 1 {
-			// The only server beside witnesses. The cluster is new only if
-			// the witnesses are as young (Node.blank: the pull finds every
-			// member blank and takes the partition as new); a witness that
-			// has served knows the partition had owners, and this node,
-			// restarted while the other server is down, must not serve it
-			// empty as if nothing were lost: the hand-off waits for a
-			// holder, and gives up and reports the loss after
-			// HandoffTimeout.
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, memberNames(tab)...), gates: true}
+			t = o.fromWitnesses(tab, now)
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
-			old := before.Owners(p)
-			from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !stays(x) })
-			// A previous owner that left gracefully and pushed its copies
-			// here before it gave its leases back hands the partition
-			// over: the other one is only to reconcile with.
-			pushed := handedOver(old.Primary, p) || handedOver(old.Buddy, p)
-			t = &transfer{since: now, sources: sourcesIn(tab, o.self, from...), gates: prev == nil && !pushed, reconcile: pushed}
-			if !pushed {
-				t.awaits = slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !draining(x) })
-			}
-			next.parts[p].held = pushed
-			next.parts[p].unvouched = !pushed && (hasCopies == nil || hasCopies(p))
+			t = d.handOff(before.Owners(p), p, now, prev == nil)
+			next.parts[p].held = t.reconcile
+			next.parts[p].unvouched = !t.reconcile && copies(p)
 		}
 		if len(appeared) > 0 {
 			t = o.withSources(t, tab, now, appeared)
@@ -509,6 +476,79 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		next.parts[p].transfer = t
 	}
 	o.noteLeaving(next, prev)
+}
+
+// departures judges, for transfers, the members that left tab's ring.
+type departures struct {
+	o        *ownership
+	tab      *ring.Table
+	departed []string
+}
+
+// stays reports whether name is a member of the ring that did not depart.
+func (d departures) stays(name string) bool {
+	return d.tab.Has(name) && !slices.Contains(d.departed, name)
+}
+
+// handedOver reports whether name left gracefully, its drain complete (it
+// gave its leases back), it held partition p whole, and pushed it here:
+// this node has what it held of p, and nothing of it is lost. A partition
+// it did not say it held (its ring may not have given it p), or did not
+// push here, is not handed over: CHAOS.md F13.
+func (d departures) handedOver(name string, p int) bool {
+	return name != "" && !d.stays(name) && d.o.released[name][p] && d.o.pushed[name][p]
+}
+
+// draining reports whether name left gracefully and its drain is still
+// under way (transfer.awaits).
+func (d departures) draining(name string) bool { return d.o.drainingLeaver(d.tab, name) }
+
+// pruned returns transfer t (nil if nil) without the sources that left
+// (those still draining awaited instead) and without awaited members no
+// longer draining; t itself when nothing changes.
+func (d departures) pruned(t *transfer) *transfer {
+	gone := func(x string) bool { return !d.stays(x) }
+	done := func(x string) bool { return !d.draining(x) }
+	if t == nil || !slices.ContainsFunc(t.sources, gone) && !slices.ContainsFunc(t.awaits, done) {
+		return t
+	}
+	u := *t
+	u.sources = slices.DeleteFunc(slices.Clone(t.sources), gone)
+	u.awaits = slices.Clone(t.awaits)
+	for _, x := range t.sources {
+		if gone(x) && d.draining(x) && !slices.Contains(u.awaits, x) {
+			u.awaits = append(u.awaits, x)
+		}
+	}
+	u.awaits = slices.DeleteFunc(u.awaits, done)
+	return &u
+}
+
+// handOff is the transfer of partition p, new to this node, from its
+// previous owners old, at now (gating readiness on a node's first ring).
+// A previous owner that left gracefully and pushed its copies here before
+// it gave its leases back hands the partition over: the transfer is then
+// a reconciliation with the other one. Otherwise it pulls from the
+// previous owners that stay, and awaits those still draining.
+func (d departures) handOff(old ring.Owners, p int, now time.Duration, firstRing bool) *transfer {
+	from := slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !d.stays(x) })
+	pushed := d.handedOver(old.Primary, p) || d.handedOver(old.Buddy, p)
+	t := &transfer{since: now, sources: sourcesIn(d.tab, d.o.self, from...), gates: firstRing && !pushed, reconcile: pushed}
+	if !pushed {
+		t.awaits = slices.DeleteFunc([]string{old.Primary, old.Buddy}, func(x string) bool { return !d.draining(x) })
+	}
+	return t
+}
+
+// fromWitnesses is the hand-off of a partition owned by the only server of
+// tab, beside witnesses. The cluster is new only if the witnesses are as
+// young (Node.blank: the pull finds every member blank and takes the
+// partition as new); a witness that has served knows the partition had
+// owners, and this node, restarted while the other server is down, must
+// not serve it empty as if nothing were lost: the hand-off waits for a
+// holder, and gives up and reports the loss after HandoffTimeout.
+func (o *ownership) fromWitnesses(tab *ring.Table, now time.Duration) *transfer {
+	return &transfer{since: now, sources: sourcesIn(tab, o.self, memberNames(tab)...), gates: true}
 }
 
 // noteLeaving records, when next is the first ring without this node after
