@@ -203,6 +203,20 @@ func (c *testCluster) kill(name string) {
 	c.publish()
 }
 
+// restart crashes the named nodes and starts each again as a new run
+// (incarnation run) that remembers nothing, without telling anyone: the
+// next publish shows the ring the restarts leave.
+func (c *testCluster) restart(run string, names ...string) {
+	for _, name := range names {
+		c.mu.Lock()
+		n := c.nodes[name]
+		delete(c.nodes, name)
+		c.mu.Unlock()
+		n.stop()
+		c.start(name, nil).member.Incarnation = run
+	}
+}
+
 // node returns the node called name.
 func (c *testCluster) node(name string) *testNode {
 	c.mu.Lock()

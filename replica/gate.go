@@ -343,7 +343,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 	if plan == nil {
 		return nil
 	}
-	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring}
+	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring, From: n.cfg.Name}
 	held, blank := false, n.blank(p)
 	for _, src := range plan.sources {
 		var reply ReadReply

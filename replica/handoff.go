@@ -31,10 +31,14 @@ type pullRequest struct {
 	After     string `msgpack:"a"`
 	MaxBytes  int    `msgpack:"mb"`
 	Ring      uint64 `msgpack:"ring,omitempty"`
+	// From names the requester: a former owner's hold answers only the
+	// runs it handed the partition to (ownState.vouches).
+	From string `msgpack:"f,omitempty"`
 }
 
 // pullReply is one batch of a pull; More says another batch follows,
-// Holds whether the node holds the partition (partState.held), and
+// Holds whether the node holds the partition for the requester
+// (ownState.vouches), and
 // OtherRing that it refused because the rings differ (see ReadReply).
 type pullReply struct {
 	Sessions  []*Session `msgpack:"s"`
@@ -261,7 +265,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 // whether src holds the partition at all. A hand-off (not a
 // reconciliation) is served only once src is on this node's ring.
 func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled, blank bool, err error) {
-	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes}
+	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
 	if handoff {
 		req.Ring = tab.Fingerprint()
 	}
@@ -427,7 +431,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		budget = 4 << 20
 	}
 	st := n.own.load()
-	reply := pullReply{Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
+	reply := pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: n.store.floor(req.Partition),
 		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition), Blank: n.blank(req.Partition),
 		Unvouched: st.parts[req.Partition].unvouched}
 	for ; i < len(copies); i++ {

@@ -107,6 +107,32 @@ type partState struct {
 	// fetched during the hand-off are current, but are not told apart
 	// from the others: they go too, and the loss is reported.
 	unvouched bool
+	// successors: the owners this node stopped owning the partition in
+	// favour of, as the runs they were then (name and incarnation). Its
+	// hold is the partition as of then: only their hand-offs may end on
+	// it (vouches). Once they have taken it over they write where this
+	// node does not, and a run that replaced one of them (a restart, its
+	// memory gone) taking it over from this node's copies would serve
+	// them rewound, the writes acknowledged since silently lost (chaos
+	// finding F17): such a hand-off waits for a current owner, or is
+	// given up and the loss reported.
+	successors []ring.Member
+}
+
+// vouches reports whether self's hold of partition p may end the hand-off
+// of member m (a run of it, by incarnation) in s's ring: self holds p
+// (partState.held) and owns it, or stopped owning it in favour of m's very
+// run (partState.successors). An empty m (a peer too old to name itself)
+// is vouched for as before successors were kept.
+func (s *ownState) vouches(self string, p int, m ring.Member) bool {
+	part := s.parts[p]
+	if !part.held {
+		return false
+	}
+	if m.Name == "" || s.tab == nil || owns(s.tab.Owners(p), self) {
+		return true
+	}
+	return slices.ContainsFunc(part.successors, func(x ring.Member) bool { return x.Name == m.Name && x.Incarnation == m.Incarnation })
 }
 
 // lostCopiesGo reports whether, when partition part is lost with both
@@ -447,9 +473,12 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if !owns(tab.Owners(p), o.self) {
 			next.parts[p].transfer = nil
-			if prev != nil && owns(prev.Owners(p), o.self) && copies(p) {
-				// No longer kept current: the owners write elsewhere.
-				next.parts[p].unvouched = true
+			if prev != nil && owns(prev.Owners(p), o.self) {
+				if copies(p) {
+					// No longer kept current: the owners write elsewhere.
+					next.parts[p].unvouched = true
+				}
+				next.parts[p].successors = successorsOf(tab, p)
 			}
 			continue
 		}
@@ -666,6 +695,18 @@ func memberNames(tab *ring.Table) []string {
 
 // owns reports whether name is one of o's owners.
 func owns(o ring.Owners, name string) bool { return o.Primary == name || o.Buddy == name }
+
+// successorsOf returns partition p's owners in tab as the runs they are
+// (partState.successors).
+func successorsOf(tab *ring.Table, p int) []ring.Member {
+	var out []ring.Member
+	for _, name := range []string{tab.Owners(p).Primary, tab.Owners(p).Buddy} {
+		if m, ok := tab.Member(name); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 // reconcile marks every partition the node owns for reconciliation with
 // sources (every other member, when nil), at now. With distrust, the

@@ -945,3 +945,71 @@ func allPartitions(o *ownership) []int {
 	}
 	return out
 }
+
+// A former owner's hold of a partition ends only the hand-offs of the runs
+// it stopped owning the partition in favour of (ownState.vouches, chaos
+// finding F17): once they have taken it over they write where it does not,
+// so a run that replaced one of them, or a member that owned the partition
+// neither then nor now, must not take the partition from its old copies.
+func TestAFormerOwnerVouchesOnlyForTheRunsItHandedThePartitionTo(t *testing.T) {
+	alone := tableOfRuns(t, 1, "a@1")
+	grown := tableOfRuns(t, 2, "a@1", "b@1", "c@1", "d@1", "e@1")
+	p := partitionWhere(t, grown, func(o ring.Owners) bool { return !owns(o, "a") })
+	kept := partitionWhere(t, grown, func(o ring.Owners) bool { return o.Primary == "a" })
+	x, y := grown.Owners(p).Primary, grown.Owners(p).Buddy
+	var other string
+	for _, m := range grown.Members() {
+		if m.Name != "a" && !owns(grown.Owners(p), m.Name) {
+			other = m.Name
+			break
+		}
+	}
+	o := installed(t, "a", alone) // the cluster's first node holds every partition
+	if _, err := o.install(grown, time.Second, func(int) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	member := func(tab *ring.Table, name string) ring.Member {
+		m, ok := tab.Member(name)
+		if !ok {
+			t.Fatalf("%s is not in %v", name, tab.Members())
+		}
+		return m
+	}
+	st := o.load()
+	for _, c := range []struct {
+		who  string
+		want bool
+	}{{x, true}, {y, true}, {other, false}} {
+		if got := st.vouches("a", p, member(grown, c.who)); got != c.want {
+			t.Errorf("partition %d handed to %s and %s: vouches for %s = %v, want %v", p, x, y, c.who, got, c.want)
+		}
+	}
+	if !st.vouches("a", kept, member(grown, other)) {
+		t.Errorf("partition %d, which a still owns: not vouched for %s; an owner's hold ends anyone's hand-off", kept, other)
+	}
+	if !st.vouches("a", p, ring.Member{}) {
+		t.Errorf("a requester that does not name itself (an older peer) is not vouched for")
+	}
+
+	// x restarts: its new run remembers nothing, and the partition's
+	// latest copies are with y, or gone with both.
+	var runs []string
+	for _, m := range grown.Members() {
+		run := m.Name + "@1"
+		if m.Name == x {
+			run = x + "@2"
+		}
+		runs = append(runs, run)
+	}
+	restarted := tableOfRuns(t, 3, runs...)
+	if _, err := o.install(restarted, 2*time.Second, func(int) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	st = o.load()
+	if st.vouches("a", p, member(restarted, x)) {
+		t.Errorf("partition %d: vouches for %s's new run, which never took it from a", p, x)
+	}
+	if !st.vouches("a", p, member(restarted, y)) {
+		t.Errorf("partition %d: no longer vouches for %s, the run it handed the partition to", p, y)
+	}
+}

@@ -41,6 +41,9 @@ type ReadRequest struct {
 	// owner fetching from a previous owner is answered only once both
 	// serve by the same ring (the gate's hand-off rule).
 	Ring uint64 `msgpack:"ring,omitempty"`
+	// From names the requester, for a raw read: a former owner's hold
+	// answers only the runs it handed the partition to (ownState.vouches).
+	From string `msgpack:"f,omitempty"`
 }
 
 // ReadReply answers MethodRead; Session is nil when the node holds no
@@ -143,7 +146,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			}
 			return nil, err
 		}
-		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.holds(req.Partition), Floor: n.store.floor(req.Partition),
+		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.vouchesTo(req.Partition, req.From), Floor: n.store.floor(req.Partition),
 			Distrusts: n.own.load().distrusts(req.Partition), Blank: n.blank(req.Partition), Unvouched: n.own.load().parts[req.Partition].unvouched}, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
@@ -151,6 +154,25 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		return ReadReply{}, nil
 	}
 	return ReadReply{Session: s}, err
+}
+
+// vouchesTo reports whether this node's hold of partition p may end the
+// hand-off of the member called from in its ring (ownState.vouches): a
+// member it does not know is not vouched for; an empty name (a peer too
+// old to send one) is.
+func (n *Node) vouchesTo(p int, from string) bool {
+	st := n.own.load()
+	var m ring.Member
+	if from != "" {
+		var ok bool
+		if st.tab == nil {
+			return false
+		}
+		if m, ok = st.tab.Member(from); !ok {
+			return false
+		}
+	}
+	return st.vouches(n.cfg.Name, p, m)
 }
 
 // holds reports whether this node holds partition p (partState.held):
