@@ -380,13 +380,17 @@ func baseSession(key string) string {
 // splitLives splits, in bySession, each long-lived session's ops into
 // lives at expired tombstones, and returns each split session's last
 // life's key. A session deleted (a delete or a logout acknowledged),
-// then found absent by every request answered since, and written again
-// more than cfg.TombstoneTTL (plus twice the skew) after the deletion,
-// may start over at v1: its tombstone, which kept the version, is gone.
-// From the first request sent that late, its ops are a new life, under
+// then found absent by every request answered since, may start over at
+// v1 once its tombstone, which kept the version, is swept: from
+// cfg.TombstoneTTL after the deletion by the clock of the node that
+// stamped it, read by the clock of the node that sweeps it, which may be
+// up to twice the skew ahead. So from the first request sent more than
+// TombstoneTTL less twice the skew after the deletion was sent, if the
+// session then starts over (startsOver), its ops are a new life, under
 // the key id~lifeN, checked as a session of its own (ops cloned, with
-// that Session). A write that may have taken effect in between (one
-// answered, or indeterminate) keeps the life whole.
+// that Session); if the tombstone was still there, the life goes on. A
+// write that may have made the session live in between (one answered, or
+// indeterminate; not a delete or a logout) keeps the life whole.
 func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 	last := map[string]string{}
 	for _, id := range slices.Sorted(maps.Keys(bySession)) {
@@ -399,15 +403,15 @@ func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 		var lives [][]*Op
 		start, deleted := 0, time.Duration(-1)
 		for i, op := range byCall {
-			if deleted >= 0 && op.Call > deleted+cfg.TombstoneTTL+2*cfg.MaxSkew {
+			if deleted >= 0 && op.Call > deleted+cfg.TombstoneTTL-2*cfg.MaxSkew && startsOver(byCall[i:]) {
 				lives = append(lives, byCall[start:i])
 				start, deleted = i, -1
 			}
 			switch {
-			case op.Kind == OpDelete && op.Outcome == OK, op.Kind == OpLogout && op.Outcome == OK && op.Deleted == 1:
-				deleted = op.Return
-			case op.Kind.writes() && (op.Outcome == OK || op.Outcome == Indeterminate):
-				deleted = -1 // the session may be live again
+			case deletes(op):
+				deleted = op.Call
+			case op.Kind.writes() && op.Kind != OpDelete && op.Kind != OpLogout && (op.Outcome == OK || op.Outcome == Indeterminate):
+				deleted = -1 // the session may be live again (a delete or logout cannot make it so)
 			}
 		}
 		if len(lives) == 0 {
@@ -428,6 +432,28 @@ func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 		}
 	}
 	return last
+}
+
+// deletes reports whether op deleted the session: a delete or a logout
+// acknowledged as having deleted it.
+func deletes(op *Op) bool {
+	return op.Kind == OpDelete && op.Outcome == OK || op.Kind == OpLogout && op.Outcome == OK && op.Deleted == 1
+}
+
+// startsOver reports whether ops, in call order, show the session
+// started over at v1 before the next deletion: an answer at v1, which
+// the session's old life, whose versions a tombstone carries on, cannot
+// give.
+func startsOver(ops []*Op) bool {
+	for _, op := range ops {
+		if deletes(op) {
+			return false
+		}
+		if op.Outcome == OK && op.Version == 1 && (op.Kind == OpGet || op.Kind.writes()) && op.Kind != OpDelete {
+			return true
+		}
+	}
+	return false
 }
 
 // sessionExpiring reports whether ops are those of an expiring session.

@@ -355,6 +355,8 @@ func TestASessionWrittenAgainAfterItsTombstoneExpiredStartsOver(t *testing.T) {
 			put(1, "b", 2, 1, 1.5),
 			{Client: 0, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(2.1), Outcome: OK},
 			get(1, "", 0, 5, 5.1),
+			// A logout that found the session gone deletes nothing.
+			{Client: 1, Kind: OpLogout, Session: reg, Call: sec(6), Return: sec(6.1), Outcome: OK},
 			put(0, "c", 1, again, again+0.1),
 			get(1, "c", 1, again+1, again+1.1),
 			final(get(0, "c", 1, again+5, again+5.1)),
@@ -366,5 +368,28 @@ func TestASessionWrittenAgainAfterItsTombstoneExpiredStartsOver(t *testing.T) {
 	}
 	if v := Check(HistoryOf(history(8)), cfg); v.Pass {
 		t.Fatal("created again at v1 5.9 s after its deletion, within the tombstone's life, passed")
+	}
+	// With clocks 1 s apart either way, the node that sweeps the tombstone
+	// may be 2 s ahead of the one that stamped it: from 8 s after the
+	// deletion was sent, either life may follow.
+	cfg.MaxSkew = time.Second
+	if v := Check(HistoryOf(history(11)), cfg); !v.Pass {
+		t.Fatalf("created again at v1 9 s after its deletion, a 10 s tombstone swept by a clock up to 2 s ahead: %v", v.Anomalies)
+	}
+	if v := Check(HistoryOf(history(9.5)), cfg); v.Pass {
+		t.Fatal("created again at v1 7.5 s after its deletion, before any clock could have swept the 10 s tombstone, passed")
+	}
+	// A tombstone swept late (or never: the sweep runs every few seconds)
+	// keeps the version: the session goes on from it.
+	kept := []Op{
+		put(0, "a", 1, 0, 0.5),
+		put(1, "b", 2, 1, 1.5),
+		{Client: 0, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(2.1), Outcome: OK},
+		get(1, "", 0, 5, 5.1),
+		put(0, "c", 4, 20, 20.1),
+		final(get(0, "c", 4, 25, 25.1)),
+	}
+	if v := Check(HistoryOf(kept), cfg); !v.Pass {
+		t.Fatalf("written again past its tombstone's life while the tombstone was still there (v4 after the deletion at v3): %v", v.Anomalies)
 	}
 }
