@@ -358,6 +358,10 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			blank = false // it knows the partition had owners
 			continue      // a declared-dead source's copy is no new owner's to build on (pull)
 		}
+		if plan.ring != 0 && stale(tab, p, src, reply.Holds) {
+			blank = blank && reply.Blank
+			continue // a former owner's copy, kept from before others took the partition over
+		}
 		held = held || reply.Holds
 		blank = blank && reply.Blank
 		if reply.Session != nil && reply.Session.ID == id {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -155,47 +156,67 @@ func (n *Node) transferLoop() {
 }
 
 // pullDue pulls every partition still to be handed over or reconciled
-// from its sources, a few partitions at a time.
+// from its sources, a few partitions at a time, and gives up those whose
+// hand-off is over (ownership.dueTransfers).
 func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
-	jobs, gaveUp, lost, drop := n.own.dueTransfers(tab, n.mono())
+	now := n.mono()
+	jobs, _, _, _, pending := n.own.due(tab, now, false)
+	var gaveUp []string
+	var lost, rebuilt []int
+	dropped := map[int]int{}
+	if pending {
+		// A hand-off given up makes what this node holds the partition,
+		// its loss reported, and drops the copies no owner vouches for:
+		// both at once, with the store held, so that no request reads
+		// copies the loss is about to drop (chaos finding F17), and no
+		// write is stored before the new generation, as when a ring
+		// change shows the loss (SetTable).
+		n.store.exclusive(func() {
+			var drop []int
+			jobs, gaveUp, lost, drop, _ = n.own.due(tab, now, true)
+			for _, p := range drop {
+				dropped[p] = n.store.dropLocked(p)
+			}
+			if len(lost) > 0 && n.own.holdsMajority(tab) {
+				for _, p := range lost {
+					if tab.Owners(p).Primary == n.cfg.Name {
+						// The primary rebuilds the partition from what it
+						// holds (what it fetched or was written since it
+						// took it over), as a loss seen in the ring is
+						// rebuilt: its copies move to a new generation,
+						// which becomes the floor, and it pushes them with
+						// the floor to the buddy, which drops its copies
+						// from before. Without it the two owners would
+						// disagree on what was lost: a buddy declared dead
+						// keeps copies the primary never took (chaos
+						// finding F13, the hand-off given up while the
+						// buddy still distrusted its copies).
+						n.store.rebuiltLocked(p, n.clock.now(n.wall()))
+						rebuilt = append(rebuilt, p)
+						continue
+					}
+					// A new generation, so that writes from now on win
+					// over the old copies of an owner that comes back; no
+					// floor: the primary's push brings one.
+					n.store.newGenerationLocked(p, n.clock.now(n.wall()))
+				}
+			}
+		})
+	}
 	for _, g := range gaveUp {
 		n.log.Warn("hand-off given up", "why", g)
 	}
 	if len(lost) > 0 {
 		n.stats.LostPartitions.Add(uint64(len(lost)))
 		n.log.Error("no previous owner of partitions answered within the hand-off timeout: sessions they held and this node lacks are gone", "epoch", tab.Epoch(), "partitions", lost)
-		for _, p := range drop {
-			if dropped := n.store.drop(p); dropped > 0 {
-				n.log.Warn("dropped copies no owner vouches for (held when this node was declared dead, or from before it took the partition over) rather than serve them rewound", "partition", p, "sessions", dropped)
-			}
+	}
+	for _, p := range slices.Sorted(maps.Keys(dropped)) {
+		if dropped[p] > 0 {
+			n.log.Warn("dropped copies no owner vouches for (held when this node was declared dead, or from before it took the partition over) rather than serve them rewound", "partition", p, "sessions", dropped[p])
 		}
-		if n.own.holdsMajority(tab) {
-			var rebuilt []int
-			for _, p := range lost {
-				if tab.Owners(p).Primary == n.cfg.Name {
-					// The primary rebuilds the partition from what it
-					// holds (what it fetched or was written since it took
-					// it over), as a loss seen in the ring is rebuilt:
-					// its copies move to a new generation, which becomes
-					// the floor, and it pushes them with the floor to the
-					// buddy, which drops its copies from before. Without
-					// it the two owners would disagree on what was lost:
-					// a buddy declared dead keeps copies the primary
-					// never took (chaos finding F13, the hand-off given
-					// up while the buddy still distrusted its copies).
-					n.store.rebuilt(p, n.clock.now(n.wall()))
-					rebuilt = append(rebuilt, p)
-					continue
-				}
-				// A new generation, so that writes from now on win over
-				// the old copies of an owner that comes back; no floor:
-				// the primary's push brings one.
-				n.store.newGeneration(p, n.clock.now(n.wall()))
-			}
-			if len(rebuilt) > 0 {
-				go n.announceFloors(tab, rebuilt)
-			}
-		}
+	}
+	if len(rebuilt) > 0 {
+		go n.announceFloors(tab, rebuilt)
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup
@@ -300,6 +321,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			// declared dead may hold writes acknowledged on its side.
 			return false, false, false, nil
 		}
+		if handoff && stale(tab, p, src, reply.Holds) {
+			return false, false, reply.Blank, nil
+		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				n.merge(p, s)
@@ -314,6 +338,20 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			return reply.Holds, reply.Settled, reply.Blank, nil
 		}
 	}
+}
+
+// stale reports whether a hand-off source's copies of partition p are
+// no new owner's to merge: src does not own p in tab (the ring the
+// hand-off is served by, the source's too) and does not vouch for its
+// hold to this node (ownState.vouches, the reply's Holds). It stopped
+// owning p in favour of other runs, which have written since where it
+// does not; a copy it kept may be older than what they acknowledged, and
+// merged into a partition they lost it would be served rewound, or
+// served after the loss was reported and gone again when the owners
+// agree (chaos finding F17). An owner's copies are always merged: they
+// include what it was written while it took the partition over.
+func stale(tab *ring.Table, p int, src string, vouched bool) bool {
+	return !vouched && !owns(tab.Owners(p), src)
 }
 
 // allBlank reports whether every member of tab but this node and those

@@ -870,3 +870,113 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 		t.Fatalf("no node reports partition %d lost", p)
 	}
 }
+
+// Both owners of a partition restart, one after the other: the first back
+// cannot reach the other, gives its hand-off up and reports the loss; the
+// second then takes the partition over from it. A member that owned the
+// partition before them still has its old copies, and vouches for them
+// only to the runs it handed the partition to: the second must not merge
+// them, or it serves the session rewound, after the loss was reported
+// (chaos finding F17, the 30-minute run's session 551).
+func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	all := c.list()[0].Table()
+	names := func(tab *ring.Table, drop ...string) []string {
+		var out []string
+		for _, m := range tab.Members() {
+			if !slices.Contains(drop, m.Name) {
+				out = append(out, m.Name)
+			}
+		}
+		return out
+	}
+	ownersIn := func(members []string, id string) ring.Owners {
+		var ms []ring.Member
+		for _, m := range members {
+			ms = append(ms, c.node(m).member)
+		}
+		tab, err := ring.New(ring.DefaultConfig(), 1, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tab.OwnersOf(id)
+	}
+	// A session of primary x and buddy y in the whole ring, and of a and
+	// y without x: a is among the sources a restarted x takes it from.
+	// (The buddy gives the hand-off up: a primary would rebuild the
+	// partition under a floor, which alone keeps older copies out.)
+	var id, a, x, y string
+	for i := 0; i < 1000 && id == ""; i++ {
+		cand := sessionID(i)
+		o := all.OwnersOf(cand)
+		for _, pair := range [][2]string{{o.Primary, o.Buddy}} {
+			withoutX := ownersIn(names(all, pair[0]), cand)
+			for _, m := range []string{withoutX.Primary, withoutX.Buddy} {
+				if m != pair[1] && owns(withoutX, pair[1]) {
+					id, a, x, y = cand, m, pair[0], pair[1]
+				}
+			}
+		}
+	}
+	if id == "" {
+		t.Skip("no session moves that way")
+	}
+	p := all.Partition(id)
+	view := func(members []string) {
+		views := map[string][]string{}
+		for _, n := range c.list() {
+			views[n.Name()] = members
+		}
+		c.publishTo(views)
+	}
+	settled := func(what string) {
+		waitFor(t, 20*time.Second, what, func() bool {
+			for _, n := range c.list() {
+				serving(n.Node)
+				if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
+					n.wake()
+					return false
+				}
+			}
+			return true
+		})
+	}
+	view(names(all, x))
+	settled("a to take the partition over")
+	put(t, c.node(a), id, "v", "old")
+	view(names(all))
+	settled("x and y to take the partition back")
+	put(t, c.node(x), id, "v", "new")
+
+	// y restarts and cannot reach x: its hand-off is given up, the loss
+	// reported.
+	c.restart("2", y)
+	c.node(y).faults.Cut(c.node(x).member.Peer)
+	c.publish()
+	waitFor(t, 20*time.Second, y+"'s hand-off to be given up", func() bool {
+		serving(c.node(y).Node)
+		c.node(y).wake()
+		return c.node(y).own.load().parts[p].transfer == nil
+	})
+	if !slices.Contains(c.node(y).Lost().Partitions, p) {
+		t.Fatalf("%s reports lost %v; want partition %d", y, c.node(y).Lost().Partitions, p)
+	}
+	// x restarts too: what it wrote is gone with it.
+	c.node(y).faults.HealAll()
+	c.restart("2", x)
+	c.publish()
+	waitFor(t, 20*time.Second, x+" to take the partition over", func() bool {
+		for _, n := range c.list() {
+			serving(n.Node)
+			n.wake()
+		}
+		return c.node(x).own.load().parts[p].transfer == nil
+	})
+	s, err := c.node(x).Do(testCtx(t), &Op{Kind: OpGet, ID: id})
+	if err == nil {
+		t.Fatalf("%s serves %s at v%d (%q) after both owners restarted and the loss was reported; want it gone, not rewound", x, id, s.Version, asString(t, s.Attributes["v"]))
+	}
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after the loss: %v; want not found", err)
+	}
+}

@@ -778,10 +778,19 @@ type transferJob struct {
 // brought transfers whose sources tab may lack, and judging them by tab
 // would give them up.
 func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []transferJob, gaveUp []string, lost, drop []int) {
+	jobs, gaveUp, lost, drop, _ = o.due(tab, now, true)
+	return jobs, gaveUp, lost, drop
+}
+
+// due is dueTransfers, giving hand-offs up only with giveUp: without it,
+// one due to be given up is left as it is and reported as pending, for the
+// caller to give it up while it holds the store (Node.pullDue), so that no
+// request reads the copies the loss is about to drop.
+func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs []transferJob, gaveUp []string, lost, drop []int, pending bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.load().tab != tab {
-		return nil, nil, nil, nil // the ring moved on; the next round works by the new one
+		return nil, nil, nil, nil, false // the ring moved on; the next round works by the new one
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
@@ -795,6 +804,8 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 				// Nothing to pull: a leaver's push and release end it.
 			case len(sources) == 0 && t.reconcile:
 				s.parts[p].transfer = nil
+			case (len(sources) == 0 || now-t.since > o.handoff) && !giveUp:
+				pending = true
 			case len(sources) == 0 || now-t.since > o.handoff:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v (leavers awaited %v) timed out or left none to take it from; serving own copies", p, t.sources, t.awaits))
 				s.parts[p].transfer = nil
@@ -818,7 +829,7 @@ func (o *ownership) dueTransfers(tab *ring.Table, now time.Duration) (jobs []tra
 	if len(lost) > 0 {
 		o.lost = LostPartitions{Epoch: tab.Epoch(), Partitions: lost}
 	}
-	return jobs, gaveUp, lost, drop
+	return jobs, gaveUp, lost, drop, pending
 }
 
 // endHandoff ends partition p's hand-off, if any: owner from rebuilt the

@@ -453,6 +453,16 @@ func TestDueTransfers(t *testing.T) {
 	o.mu.Lock()
 	o.edit(func(s *ownState) { s.parts[distrusted].distrusted = true })
 	o.mu.Unlock()
+	// Asked without giving up, it changes nothing and says some are due:
+	// the caller gives them up holding the store, so that no read takes
+	// the copies the loss drops (Node.pullDue).
+	held := o.load()
+	if _, gaveUp, lost, drop, pending := o.due(tab, timeout+time.Millisecond, false); !pending || gaveUp != nil || lost != nil || drop != nil {
+		t.Fatalf("past the timeout, not giving up: pending %v, gave up %v, lost %v, drop %v; want pending and nothing given up", pending, gaveUp, lost, drop)
+	}
+	if st := o.load(); !st.distrusts(distrusted) || st.parts[distrusted].transfer != held.parts[distrusted].transfer || o.lostPartitions().Partitions != nil {
+		t.Fatalf("past the timeout, not giving up: partition %d %+v, lost %+v; want it still distrusted and handed over, no loss", distrusted, st.parts[distrusted], o.lostPartitions())
+	}
 	jobs, gaveUp, lost, drop := o.dueTransfers(tab, timeout+time.Millisecond)
 	if !slices.Equal(drop, []int{distrusted}) || o.load().distrusts(distrusted) {
 		t.Fatalf("past the timeout: drop %v, want only partition %d, whose copies the node distrusted, and no more distrust", drop, distrusted)

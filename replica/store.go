@@ -114,6 +114,13 @@ func (s *store) newGeneration(p int, gen uint64) {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
+	s.newGenerationLocked(p, gen)
+}
+
+// newGenerationLocked is newGeneration, with p's lock (or every
+// partition's) held.
+func (s *store) newGenerationLocked(p int, gen uint64) {
+	part := s.parts[p]
 	part.gen = max(part.gen+1, gen)
 }
 
