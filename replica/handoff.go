@@ -379,25 +379,59 @@ func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []str
 // the primary does and drops its copies from before the loss now rather
 // than at the partition's next write (a floor only this node knew would
 // go with it if it crashed, and copies from before the loss could come
-// back). It is tried a few times; the owners' later pulls and writes
-// carry the floor too.
+// back: chaos finding F17, a buddy cut off while its primary rebuilt kept
+// them, and the primary, restarted, took them back). A buddy out of
+// reach is tried again, backing off, until it has the floor, this node no
+// longer serves the partition as its primary, the node stops, or
+// floorAnnounceFor has passed; each attempt goes to the buddy of the ring
+// the node serves by then.
 func (n *Node) announceFloors(tab *ring.Table, parts []int) {
-	for _, p := range parts {
-		buddy := tab.Owners(p).Buddy
-		if buddy == "" || buddy == n.cfg.Name {
-			continue
-		}
-		for attempt := 0; attempt < 3; attempt++ {
-			ctx, cancel := n.withTimeout(context.Background(), n.cfg.HandoffTimeout)
-			err := n.pushTo(ctx, tab, p, buddy, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
 			cancel()
-			if err == nil {
-				break
-			}
-			n.log.Debug("cannot push a rebuilt partition to its buddy", "partition", p, "member", buddy, "err", err)
+		case <-ctx.Done():
 		}
+	}()
+	pending := slices.Clone(parts)
+	deadline := n.mono() + floorAnnounceFor*n.cfg.HandoffTimeout
+	wait := n.cfg.LeaseDuration / 6
+	for {
+		if cur := n.own.table(); cur != nil {
+			tab = cur
+		}
+		pending = slices.DeleteFunc(pending, func(p int) bool {
+			o := tab.Owners(p)
+			if o.Primary != n.cfg.Name || o.Buddy == "" {
+				return true // another primary's pulls and writes carry the floor now
+			}
+			callCtx, cancelCall := n.withTimeout(ctx, n.cfg.HandoffTimeout)
+			defer cancelCall()
+			err := n.pushTo(callCtx, tab, p, o.Buddy, false)
+			if err != nil {
+				n.log.Debug("cannot push a rebuilt partition to its buddy; will retry", "partition", p, "member", o.Buddy, "err", err)
+			}
+			return err == nil
+		})
+		if len(pending) == 0 {
+			return
+		}
+		if n.mono() > deadline {
+			n.log.Warn("gave up pushing rebuilt partitions to their buddies: the buddies learn the floors from the partitions' next writes", "partitions", pending)
+			return
+		}
+		if !n.sleep(ctx, wait) {
+			return
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
+
+// floorAnnounceFor bounds, in HandoffTimeouts, how long announceFloors
+// tries to reach a buddy.
+const floorAnnounceFor = 10
 
 // learnFloor raises partition p's generation floor to floor, heard from
 // member from: from rebuilt the partition, or heard of it, so copies

@@ -980,3 +980,34 @@ func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 		t.Fatalf("get after the loss: %v; want not found", err)
 	}
 }
+
+// A primary restarted empty, cut off from its buddy, gives the partition's
+// hand-off up, reports the loss and rebuilds the partition under a new
+// floor. The buddy, out of reach, must still learn the floor once the cut
+// heals, and drop its copies from before the loss: otherwise the two
+// owners disagree on what was lost, and the old copies come back when the
+// buddy is next a source (chaos finding F17, partition 156 of the
+// 30-minute run).
+func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	id := sessionID(1)
+	x, y := c.ownersOf(id)
+	p := x.Table().Partition(id)
+	put(t, x, id, "v", "before")
+	if s := y.store.get(p, id); s == nil {
+		t.Fatal("the buddy holds no copy of the session")
+	}
+	c.restart("2", x.Name())
+	x = c.node(x.Name())
+	x.faults.Cut(y.member.Peer)
+	c.publish()
+	waitFor(t, 20*time.Second, x.Name()+" to give the hand-off up and rebuild", func() bool {
+		serving(x.Node)
+		x.wake()
+		return x.own.load().parts[p].transfer == nil && x.store.floor(p) > 0
+	})
+	x.faults.HealAll()
+	waitFor(t, 20*time.Second, y.Name()+" to learn the floor and drop its copy from before the loss", func() bool {
+		return y.store.floor(p) >= x.store.floor(p) && y.store.get(p, id) == nil
+	})
+}
