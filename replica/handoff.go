@@ -240,6 +240,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err error
 	held, refused, blank := false, false, n.blank(j.p)
+	var holders []string // the sources whose hold ended the hand-off, for the log
 	for _, src := range j.sources {
 		holds, settled, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
@@ -251,7 +252,10 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		// declared dead and not caught up does not: pull; nor one taking
 		// it over itself: partState.held); a declared-dead node's own,
 		// once a settled owner does.
-		held = held || holds && (settled || !j.distrust)
+		if holds && (settled || !j.distrust) {
+			held = true
+			holders = append(holders, src)
+		}
 		blank = blank && srcBlank
 	}
 	if err == nil && !held && j.handoff && !j.distrust && blank && n.allBlank(ctx, tab, j.p, j.sources) {
@@ -268,7 +272,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	}
 	switch {
 	case err == nil:
-		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "handoff", j.handoff, "distrust", j.distrust)
+		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "held_by", holders, "handoff", j.handoff, "distrust", j.distrust)
 		if n.own.finishTransfer(tab, j.p, j.transfer) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
