@@ -130,8 +130,8 @@ func (n *Node) transferLoop() {
 		<-n.stop
 		cancel()
 	}()
-	var changedAt time.Duration // on mono's clock
-	var dropped *ring.Table
+	var changedAt time.Duration // when the ring last changed, on mono's clock
+	var seen, dropped *ring.Table
 	for {
 		tick := n.cfg.Clock.NewTimer(100 * time.Millisecond)
 		select {
@@ -139,13 +139,21 @@ func (n *Node) transferLoop() {
 			tick.Stop()
 			return
 		case <-n.changed:
-			changedAt = n.mono()
 			tick.Stop()
 		case <-tick.Chan():
 		}
 		tab := n.own.table()
 		if tab == nil {
 			continue
+		}
+		if tab != seen {
+			// Only a new ring restarts the wait: membership news that
+			// changes no ring, reconciliations and pauses wake the loop
+			// too, and under their steady flow the wait never ended, so
+			// copies of partitions owned elsewhere outlived a loss and
+			// came back when the node owned them again (chaos finding
+			// F17).
+			seen, changedAt = tab, n.mono()
 		}
 		n.pullDue(ctx, tab)
 		if dropped != tab && n.mono()-changedAt > n.cfg.HandoffTimeout {
@@ -529,15 +537,16 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 // dropUnowned forgets copies of partitions this node does not own in tab.
 func (n *Node) dropUnowned(tab *ring.Table) {
 	total := 0
-	for p := range tab.Partitions() {
-		if n.own.table() != tab {
-			break // a ring installed since may give the node some of these
+	// With the store held no ring is installed meanwhile, and the node
+	// stops vouching for a partition before its copies go: a new owner
+	// never ends its hand-off on a hold with nothing behind it.
+	n.store.exclusive(func() {
+		for p := range tab.Partitions() {
+			if !owns(tab.Owners(p), n.cfg.Name) && n.own.forget(tab, p) {
+				total += n.store.dropLocked(p)
+			}
 		}
-		if !owns(tab.Owners(p), n.cfg.Name) {
-			total += n.store.drop(p)
-			n.own.forget(tab, p)
-		}
-	}
+	})
 	if total > 0 {
 		n.log.Info("dropped copies of partitions owned elsewhere", "epoch", tab.Epoch(), "sessions", total)
 	}

@@ -1011,3 +1011,58 @@ func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
 		return y.store.floor(p) >= x.store.floor(p) && y.store.get(p, id) == nil
 	})
 }
+
+// Copies of a partition the node no longer owns go HandoffTimeout after
+// the ring that moved it, however often the node is woken meanwhile
+// (membership news that changes no ring, reconciliations): under a steady
+// flow of those the wait never ended, and a node's old copies outlived a
+// loss of the partition and came back when it owned it again (chaos
+// finding F17, the 5-minute run's session 512).
+func TestCopiesOfAPartitionOwnedElsewhereGoWhileTheNodeIsWoken(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for i := range 60 {
+		put(t, c.list()[0], sessionID(i), "v", i)
+	}
+	before := c.list()[0].Table()
+	c.start("node-3", nil)
+	after := c.publish()
+	var o *testNode
+	var id string
+	for i := range 60 {
+		cand := sessionID(i)
+		for _, name := range []string{before.OwnersOf(cand).Primary, before.OwnersOf(cand).Buddy} {
+			if !owns(after.OwnersOf(cand), name) {
+				o, id = c.node(name), cand
+			}
+		}
+	}
+	if o == nil {
+		t.Skip("no session moved off an owner")
+	}
+	p := after.Partition(id)
+	if o.store.get(p, id) == nil {
+		t.Fatalf("%s has no copy of %s to drop", o.Name(), id)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				o.SetLeaving(nil) // what every membership event does
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	waitFor(t, 20*time.Second, o.Name()+" to drop its copies of a partition it no longer owns", func() bool {
+		for _, n := range c.list() {
+			serving(n.Node)
+		}
+		return o.store.get(p, id) == nil
+	})
+	if o.own.load().holds(p) {
+		t.Fatalf("%s still holds partition %d after dropping its copies", o.Name(), p)
+	}
+}

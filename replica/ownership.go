@@ -1050,17 +1050,21 @@ func (o *ownership) young(now time.Duration) bool {
 	return s < 0 || now-time.Duration(s) < o.handoff
 }
 
-// forget records that the node dropped its copies of partition p, which
-// it does not own in tab: it holds it no more. Nothing changes if tab is
-// no longer the ring, or now gives the node p.
-func (o *ownership) forget(tab *ring.Table, p int) {
+// forget records that the node is about to drop its copies of partition
+// p, which it does not own in tab: it holds it no more, and vouches for
+// nothing. It reports whether the node may drop them: not if tab is no
+// longer the ring, or gives the node p.
+func (o *ownership) forget(tab *ring.Table, p int) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.load()
-	if !s.parts[p].held || s.tab != tab || owns(tab.Owners(p), o.self) {
-		return
+	if s.tab != tab || owns(tab.Owners(p), o.self) {
+		return false
 	}
-	o.edit(func(s *ownState) { s.parts[p].held, s.parts[p].unvouched = false, false })
+	if s.parts[p].held || s.parts[p].unvouched {
+		o.edit(func(s *ownState) { s.parts[p].held, s.parts[p].unvouched = false, false })
+	}
+	return true
 }
 
 // confirmDisplaced forgets partition p's displaced owners, if tab is still
