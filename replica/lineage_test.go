@@ -953,9 +953,9 @@ func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 	c.restart("2", y)
 	c.node(y).faults.Cut(c.node(x).member.Peer)
 	c.publish()
+	// Polled without asking anything of the nodes: the virtual clock moves
+	// only while the network is quiet.
 	waitFor(t, 20*time.Second, y+"'s hand-off to be given up", func() bool {
-		serving(c.node(y).Node)
-		c.node(y).wake()
 		return c.node(y).own.load().parts[p].transfer == nil
 	})
 	if !slices.Contains(c.node(y).Lost().Partitions, p) {
@@ -1001,9 +1001,9 @@ func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
 	x = c.node(x.Name())
 	x.faults.Cut(y.member.Peer)
 	c.publish()
+	// Polled without asking anything of the nodes: the virtual clock moves
+	// only while the network is quiet.
 	waitFor(t, 20*time.Second, x.Name()+" to give the hand-off up and rebuild", func() bool {
-		serving(x.Node)
-		x.wake()
 		return x.own.load().parts[p].transfer == nil && x.store.floor(p) > 0
 	})
 	x.faults.HealAll()
