@@ -443,6 +443,56 @@ func takenFromBAndC(t *testing.T, whole, rest *ring.Table) int {
 	return -1
 }
 
+// membersWithout returns the names of tab's members but those in drop.
+func membersWithout(tab *ring.Table, drop ...string) []string {
+	var out []string
+	for _, m := range tab.Members() {
+		if !slices.Contains(drop, m.Name) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// ownersIn returns session id's owners in a ring of the named members.
+func (c *testCluster) ownersIn(t *testing.T, members []string, id string) ring.Owners {
+	t.Helper()
+	var ms []ring.Member
+	for _, m := range members {
+		ms = append(ms, c.node(m).member)
+	}
+	tab, err := ring.New(ring.DefaultConfig(), 1, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab.OwnersOf(id)
+}
+
+// viewAll gives every running node a ring of the named members.
+func (c *testCluster) viewAll(members []string) {
+	views := map[string][]string{}
+	for _, n := range c.list() {
+		views[n.Name()] = members
+	}
+	c.publishTo(views)
+}
+
+// settle waits, keeping the nodes serving, until no node in its own ring
+// has a partition left to take over or reconcile.
+func (c *testCluster) settle(t *testing.T, what string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, what, func() bool {
+		for _, n := range c.list() {
+			serving(n.Node)
+			if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
+				n.wake()
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // A node's copies of a partition it no longer owns are not kept current:
 // when it owns the partition again and both other owners fail before it
 // caught up, it drops them rather than rebuild the partition from them.
@@ -454,26 +504,6 @@ func takenFromBAndC(t *testing.T, whole, rest *ring.Table) int {
 func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
 	c := newTestCluster(t, 6, nil)
 	all := c.list()[0].Table()
-	names := func(tab *ring.Table, drop ...string) []string {
-		var out []string
-		for _, m := range tab.Members() {
-			if !slices.Contains(drop, m.Name) {
-				out = append(out, m.Name)
-			}
-		}
-		return out
-	}
-	ownersIn := func(members []string, id string) ring.Owners {
-		var ms []ring.Member
-		for _, m := range members {
-			ms = append(ms, c.node(m).member)
-		}
-		tab, err := ring.New(ring.DefaultConfig(), 1, ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tab.OwnersOf(id)
-	}
 	// A session owned by x and y in the whole ring, by a (among others)
 	// without x, and by a without both.
 	var id, a, x, y string
@@ -481,8 +511,8 @@ func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
 		cand := sessionID(i)
 		o := all.OwnersOf(cand)
 		for _, pair := range [][2]string{{o.Primary, o.Buddy}, {o.Buddy, o.Primary}} {
-			withoutX := ownersIn(names(all, pair[0]), cand)
-			withoutBoth := ownersIn(names(all, pair[0], pair[1]), cand)
+			withoutX := c.ownersIn(t, membersWithout(all, pair[0]), cand)
+			withoutBoth := c.ownersIn(t, membersWithout(all, pair[0], pair[1]), cand)
 			for _, m := range []string{withoutX.Primary, withoutX.Buddy} {
 				if m != pair[1] && withoutBoth.Primary == m {
 					id, a, x, y = cand, m, pair[0], pair[1]
@@ -493,42 +523,23 @@ func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
 	if id == "" {
 		t.Skip("no session moves that way")
 	}
-	view := func(members []string) {
-		views := map[string][]string{}
-		for _, n := range c.list() {
-			views[n.Name()] = members
-		}
-		c.publishTo(views)
-	}
-	settled := func(what string) {
-		waitFor(t, 20*time.Second, what, func() bool {
-			for _, n := range c.list() {
-				serving(n.Node)
-				if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
-					n.wake()
-					return false
-				}
-			}
-			return true
-		})
-	}
 	// Without x, a owns the session and takes the old version.
-	view(names(all, x))
-	settled("a to take the partition over")
+	c.viewAll(membersWithout(all, x))
+	c.settle(t, "a to take the partition over")
 	put(t, c.node(a), id, "v", "old")
 	if s := c.node(a).store.get(all.Partition(id), id); s == nil {
 		t.Fatal("a holds no copy of the session it owns")
 	}
 	// x is back: a owns the session no more; it keeps its copy for a
 	// while, and the owners move on without it.
-	view(names(all))
-	settled("x and y to take the partition back")
+	c.viewAll(membersWithout(all))
+	c.settle(t, "x and y to take the partition back")
 	put(t, c.node(x), id, "v", "new")
 	if s := c.node(a).store.get(all.Partition(id), id); s == nil || asString(t, s.Attributes["v"]) != "old" {
 		t.Fatalf("a's copy: %+v; want its old one still there", s)
 	}
 	// x and y fail at once: the partition is lost, and a owns it again.
-	view(names(all, x, y))
+	c.viewAll(membersWithout(all, x, y))
 	tab := c.node(a).Table()
 	if !slices.Contains(c.node(a).Lost().Partitions, tab.Partition(id)) {
 		t.Fatalf("a reports lost %v; want partition %d", c.node(a).Lost().Partitions, tab.Partition(id))
@@ -778,26 +789,6 @@ func settledCluster(t *testing.T, n int) *testCluster {
 func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing.T) {
 	c := newTestCluster(t, 6, nil)
 	all := c.list()[0].Table()
-	names := func(tab *ring.Table, drop ...string) []string {
-		var out []string
-		for _, m := range tab.Members() {
-			if !slices.Contains(drop, m.Name) {
-				out = append(out, m.Name)
-			}
-		}
-		return out
-	}
-	ownersIn := func(members []string, id string) ring.Owners {
-		var ms []ring.Member
-		for _, m := range members {
-			ms = append(ms, c.node(m).member)
-		}
-		tab, err := ring.New(ring.DefaultConfig(), 1, ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tab.OwnersOf(id)
-	}
 	// A session owned by x and y in the whole ring, and by a (with y)
 	// without x: the ring a restarted x takes the partition over from.
 	var id, a, x, y string
@@ -805,7 +796,7 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 		cand := sessionID(i)
 		o := all.OwnersOf(cand)
 		for _, pair := range [][2]string{{o.Primary, o.Buddy}, {o.Buddy, o.Primary}} {
-			withoutX := ownersIn(names(all, pair[0]), cand)
+			withoutX := c.ownersIn(t, membersWithout(all, pair[0]), cand)
 			for _, m := range []string{withoutX.Primary, withoutX.Buddy} {
 				if m != pair[1] && owns(withoutX, pair[1]) {
 					id, a, x, y = cand, m, pair[0], pair[1]
@@ -817,32 +808,13 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 		t.Skip("no session moves that way")
 	}
 	p := all.Partition(id)
-	view := func(members []string) {
-		views := map[string][]string{}
-		for _, n := range c.list() {
-			views[n.Name()] = members
-		}
-		c.publishTo(views)
-	}
-	settled := func(what string) {
-		waitFor(t, 20*time.Second, what, func() bool {
-			for _, n := range c.list() {
-				serving(n.Node)
-				if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
-					n.wake()
-					return false
-				}
-			}
-			return true
-		})
-	}
 	// Without x, a owns the session and takes the old version.
-	view(names(all, x))
-	settled("a to take the partition over")
+	c.viewAll(membersWithout(all, x))
+	c.settle(t, "a to take the partition over")
 	put(t, c.node(a), id, "v", "old")
 	// x is back: x and y own the session, a keeps its old copy.
-	view(names(all))
-	settled("x and y to take the partition back")
+	c.viewAll(membersWithout(all))
+	c.settle(t, "x and y to take the partition back")
 	put(t, c.node(x), id, "v", "new")
 	if s := c.node(a).store.get(p, id); s == nil || asString(t, s.Attributes["v"]) != "old" {
 		t.Fatalf("a's copy: %+v; want its old one still there", s)
@@ -881,26 +853,6 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 	c := newTestCluster(t, 6, nil)
 	all := c.list()[0].Table()
-	names := func(tab *ring.Table, drop ...string) []string {
-		var out []string
-		for _, m := range tab.Members() {
-			if !slices.Contains(drop, m.Name) {
-				out = append(out, m.Name)
-			}
-		}
-		return out
-	}
-	ownersIn := func(members []string, id string) ring.Owners {
-		var ms []ring.Member
-		for _, m := range members {
-			ms = append(ms, c.node(m).member)
-		}
-		tab, err := ring.New(ring.DefaultConfig(), 1, ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tab.OwnersOf(id)
-	}
 	// A session of primary x and buddy y in the whole ring, and of a and
 	// y without x: a is among the sources a restarted x takes it from.
 	// (The buddy gives the hand-off up: a primary would rebuild the
@@ -910,7 +862,7 @@ func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 		cand := sessionID(i)
 		o := all.OwnersOf(cand)
 		for _, pair := range [][2]string{{o.Primary, o.Buddy}} {
-			withoutX := ownersIn(names(all, pair[0]), cand)
+			withoutX := c.ownersIn(t, membersWithout(all, pair[0]), cand)
 			for _, m := range []string{withoutX.Primary, withoutX.Buddy} {
 				if m != pair[1] && owns(withoutX, pair[1]) {
 					id, a, x, y = cand, m, pair[0], pair[1]
@@ -922,30 +874,11 @@ func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 		t.Skip("no session moves that way")
 	}
 	p := all.Partition(id)
-	view := func(members []string) {
-		views := map[string][]string{}
-		for _, n := range c.list() {
-			views[n.Name()] = members
-		}
-		c.publishTo(views)
-	}
-	settled := func(what string) {
-		waitFor(t, 20*time.Second, what, func() bool {
-			for _, n := range c.list() {
-				serving(n.Node)
-				if n.Table().Has(n.Name()) && n.own.load().transfers(true) > 0 {
-					n.wake()
-					return false
-				}
-			}
-			return true
-		})
-	}
-	view(names(all, x))
-	settled("a to take the partition over")
+	c.viewAll(membersWithout(all, x))
+	c.settle(t, "a to take the partition over")
 	put(t, c.node(a), id, "v", "old")
-	view(names(all))
-	settled("x and y to take the partition back")
+	c.viewAll(membersWithout(all))
+	c.settle(t, "x and y to take the partition back")
 	put(t, c.node(x), id, "v", "new")
 
 	// y restarts and cannot reach x: its hand-off is given up, the loss

@@ -175,10 +175,6 @@ func (n *Node) vouchesTo(p int, from string) bool {
 	return st.vouches(n.cfg.Name, p, m)
 }
 
-// holds reports whether this node holds partition p (partState.held):
-// owning it, or having copies of it, is not enough.
-func (n *Node) holds(p int) bool { return n.own.load().holds(p) }
-
 // blank reports whether this node is young (ownership.young) and knows
 // nothing of partition p: it does not hold it, holds no copy of it, knows
 // no generation floor for it, and was not declared dead with copies of
