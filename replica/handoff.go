@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/tandem-io/tandem/replica/peer"
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -247,13 +248,14 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 // lacks, and merging keeps the newer of each.
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err error
-	held, refused, blank := false, false, n.blank(j.p)
+	held, refused, outOfReach, blank := false, false, false, n.blank(j.p)
 	var holders []string // the sources whose hold ended the hand-off, for the log
 	for _, src := range j.sources {
 		holds, settled, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
 			err = e
 			refused = refused || errors.Is(e, errOtherRing)
+			outOfReach = outOfReach || errors.Is(e, peer.ErrUnreachable)
 			continue
 		}
 		// A hand-off is complete once a source holds the partition (one
@@ -289,6 +291,18 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		// serve the partition. Not given up on.
 		n.own.transferAnswered(j.p, n.mono())
 		n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
+	case outOfReach:
+		// A source the failure detector still counts alive (it is on
+		// the ring: due prunes those that left) could not be reached: a
+		// one-way cut, a full queue, a pause shorter than the detector.
+		// Its copies are unavailable, not lost: giving up now would
+		// report the loss of acknowledged writes it holds, and the floor
+		// the primary then rebuilds would drop them for good (chaos
+		// finding F17, session 089). The hand-off waits for it to answer
+		// or to leave the ring; a node that is truly gone leaves it
+		// within the failure detector's time, and the next ring decides.
+		n.own.transferAnswered(j.p, n.mono())
+		n.log.Debug("a source of the partition is out of reach but still on the ring; waiting for it", "partition", j.p, "err", err)
 	default:
 		n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
 	}

@@ -193,6 +193,16 @@ func TestReadsFallBackToTheBuddy(t *testing.T) {
 	for i := range 200 {
 		put(t, c.any(rng), sessionID(i), "n", i)
 	}
+	// A hand-off still under way when the cut comes would wait for it:
+	// its source is on the ring, unavailable, not gone.
+	waitFor(t, 5*time.Second, "hand-offs to finish", func() bool {
+		for _, n := range c.list() {
+			if n.Pending() > 0 {
+				return false
+			}
+		}
+		return true
+	})
 	cut := c.list()[0]
 	for _, n := range c.list() {
 		if n != cut {
