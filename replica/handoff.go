@@ -82,6 +82,7 @@ func (n *Node) SetLeaving(names []string) {
 func (n *Node) SetTable(tab *ring.Table) error {
 	var ch ringChange
 	var err error
+	superseded := 0
 	n.store.exclusive(func() {
 		ch, err = n.own.install(tab, n.mono(), func(p int) bool { return n.store.countLocked(p) > 0 })
 		// A partition lost with both owners is rebuilt under a new
@@ -96,9 +97,16 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		for _, p := range ch.rebuilt {
 			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
 		}
+		for _, p := range ch.superseded {
+			superseded += n.store.dropLocked(p)
+		}
 	})
 	if err != nil || ch.stale {
 		return err
+	}
+	if superseded > 0 {
+		n.log.Info("taking partitions over: dropped the copies left from an earlier ownership of them; the hand-off brings them from their holders",
+			"epoch", tab.Epoch(), "partitions", ch.superseded, "sessions", superseded)
 	}
 	if ch.fenced > 0 {
 		n.log.Info("fencing partitions taken over until the departed members' leases lapse",
@@ -221,7 +229,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 	}
 	for _, p := range slices.Sorted(maps.Keys(dropped)) {
 		if dropped[p] > 0 {
-			n.log.Warn("dropped copies no owner vouches for (held when this node was declared dead, or from before it took the partition over) rather than serve them rewound", "partition", p, "sessions", dropped[p])
+			n.log.Warn("dropped copies no owner vouches for (held when this node was declared dead, or merged from sources whose copies were unvouched) rather than serve them rewound", "partition", p, "sessions", dropped[p])
 		}
 	}
 	if len(rebuilt) > 0 {

@@ -98,14 +98,17 @@ type partState struct {
 	held bool
 	// unvouched: the node's copies of the partition may include some no
 	// owner vouches for: it had copies when it stopped owning the
-	// partition, or when it began to take it over, and has not caught up
-	// since (a hand-off completed, or a leaver pushed it whole). If the
-	// partition is lost with both owners before the hand-off ends, those
-	// copies may be older than what the cluster acknowledged since they
-	// were written: the node drops them rather than rebuild the partition
-	// from them (lostCopiesGo; chaos finding F17). Copies written or
-	// fetched during the hand-off are current, but are not told apart
-	// from the others: they go too, and the loss is reported.
+	// partition, or merged copies from a source whose copies were
+	// unvouched, and has not caught up since (a hand-off completed, or a
+	// leaver pushed it whole). If the partition is lost with both owners
+	// before the hand-off ends, those copies may be older than what the
+	// cluster acknowledged since they were written: the node drops them
+	// rather than rebuild the partition from them (lostCopiesGo; chaos
+	// finding F17). Copies written or fetched from a holder during the
+	// hand-off are current, but are not told apart from the others: they
+	// go too, and the loss is reported. A node that begins to take a
+	// partition over drops what it had of it (ringChange.superseded), so
+	// its own old copies are never among them.
 	unvouched bool
 	// successors: the owners this node stopped owning the partition in
 	// favour of, as the runs they were then (name and incarnation). Its
@@ -237,15 +240,16 @@ func (o *ownership) margin() time.Duration { return o.lease/10 + 5*time.Millisec
 // ringChange is what installing a ring changed, for the caller to log,
 // count and act on.
 type ringChange struct {
-	stale     bool     // tab is not newer than the ring served by: nothing changed
-	appeared  []string // members new to the node's ring: ask them to reconcile
-	departed  []string // members that left it
-	lost      []int    // partitions whose owners both left at once
-	wiped     []int    // of lost, those this node owns whose copies it drops first (lostCopiesGo)
-	rebuilt   []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
-	fenced    int      // partitions fenced until the departed members' leases lapse
-	fenceFor  time.Duration
-	transfers int // partitions to get from other members
+	stale      bool     // tab is not newer than the ring served by: nothing changed
+	appeared   []string // members new to the node's ring: ask them to reconcile
+	departed   []string // members that left it
+	lost       []int    // partitions whose owners both left at once
+	wiped      []int    // of lost, those this node owns whose copies it drops first (lostCopiesGo)
+	superseded []int    // partitions this node takes over whose copies from an earlier ownership it drops
+	rebuilt    []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
+	fenced     int      // partitions fenced until the departed members' leases lapse
+	fenceFor   time.Duration
+	transfers  int // partitions to get from other members
 }
 
 // install makes tab the ring the node serves by, at now. Partitions the
@@ -494,7 +498,18 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
 			t = d.handOff(before.Owners(p), p, now, prev == nil)
 			next.parts[p].held = t.reconcile
-			next.parts[p].unvouched = !t.reconcile && copies(p)
+			next.parts[p].unvouched = false
+			if !t.reconcile && copies(p) {
+				// The copies left from when this node last owned the
+				// partition go before the ring is served: its owners
+				// wrote elsewhere since, and the hand-off brings the
+				// partition from a holder, or is given up and the loss
+				// reported. Merged with a holder's, they came back —
+				// sessions the holder lost or deleted long ago (chaos
+				// finding F17, session 512); kept through a loss, they
+				// were rebuilt rewound.
+				ch.superseded = append(ch.superseded, p)
+			}
 		}
 		if len(appeared) > 0 {
 			t = o.withSources(t, tab, now, appeared)
