@@ -499,7 +499,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = d.handOff(before.Owners(p), p, now, prev == nil)
 			next.parts[p].held = t.reconcile
 			next.parts[p].unvouched = false
-			if !t.reconcile && copies(p) {
+			if !t.reconcile && copies(p) && !d.pushedBy(before.Owners(p), p) {
 				// The copies left from when this node last owned the
 				// partition go before the ring is served: its owners
 				// wrote elsewhere since, and the hand-off brings the
@@ -507,7 +507,8 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 				// reported. Merged with a holder's, they came back —
 				// sessions the holder lost or deleted long ago (chaos
 				// finding F17, session 512); kept through a loss, they
-				// were rebuilt rewound.
+				// were rebuilt rewound. (Copies a leaver pushed before
+				// this ring arrived are the partition, not old: kept.)
 				ch.superseded = append(ch.superseded, p)
 			}
 		}
@@ -541,6 +542,13 @@ func (d departures) stays(name string) bool {
 // push here, is not handed over: CHAOS.md F13.
 func (d departures) handedOver(name string, p int) bool {
 	return name != "" && !d.stays(name) && d.o.released[name][p] && d.o.pushed[name][p]
+}
+
+// pushedBy reports whether one of old, a partition's owners before,
+// pushed partition p here as it left (its drain may reach this node before
+// the ring without it does).
+func (d departures) pushedBy(old ring.Owners, p int) bool {
+	return d.o.pushed[old.Primary][p] || d.o.pushed[old.Buddy][p]
 }
 
 // draining reports whether name left gracefully and its drain is still

@@ -1023,3 +1023,39 @@ func TestAFormerOwnerVouchesOnlyForTheRunsItHandedThePartitionTo(t *testing.T) {
 		t.Errorf("partition %d: no longer vouches for %s, the run it handed the partition to", p, y)
 	}
 }
+
+// A node taking a partition over drops the copies it has of it
+// (ringChange.superseded), unless a previous owner pushed them here as it
+// left: a leaver's drain may arrive before the ring without it, and its
+// copies are the partition.
+func TestATakeOverKeepsALeaversPushOnly(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
+	rest := tableOf(t, 2, "a", "b", "d", "e")
+	o := installed(t, "a", whole)
+	var pushed, other = -1, -1
+	for p := range whole.Partitions() {
+		if owns(whole.Owners(p), "a") || !owns(rest.Owners(p), "a") {
+			continue
+		}
+		if pushed < 0 {
+			pushed = p // c's, moving to a as c leaves
+		} else if other < 0 {
+			other = p
+		}
+	}
+	if other < 0 {
+		t.Skip("fewer than two partitions move to a as c leaves")
+	}
+	o.setLeaving([]string{"c"})
+	o.notePush("c", pushed, time.Second)
+	ch, err := o.install(rest, 2*time.Second, func(int) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(ch.superseded, pushed) {
+		t.Fatalf("partition %d, pushed by leaver c before the ring without it, is dropped", pushed)
+	}
+	if !slices.Contains(ch.superseded, other) {
+		t.Fatalf("partition %d, taken over with copies c did not push, keeps them: superseded %v", other, ch.superseded)
+	}
+}
