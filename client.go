@@ -245,7 +245,12 @@ func (c *Client) Do(ctx context.Context, req *Op) (*Session, error) {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) { return c.try(ctx, op) })
+	attempt, retried := op, replica.Retried(op, time.Now())
+	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) {
+		o := attempt
+		attempt = retried
+		return c.try(ctx, o)
+	})
 	return sessionOf(s), err
 }
 

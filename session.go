@@ -105,6 +105,15 @@ type Op struct {
 	// programs that retry on their own should set their own (httpapi
 	// takes it from Idempotency-Key). At most 128 bytes.
 	RequestID string
+	// FirstSent, on a retry of a write with its RequestID, is when the
+	// first attempt was sent; zero on a first attempt. A session remembers
+	// the requests of its last 8 writes only: a retry it no longer
+	// remembers is refused with ErrIndeterminate if its first attempt was
+	// sent before the session forgot a request, rather than perhaps
+	// applied twice. Without it, such a retry is taken for a new request.
+	// Node.Do and Client.Do set it on their own retries (httpapi takes it
+	// from Idempotency-Age).
+	FirstSent time.Time
 
 	// NoTouch makes a get leave the idle deadline where it is.
 	NoTouch bool
@@ -146,6 +155,7 @@ func engineOp(op *Op) *replica.Op {
 		Kind:            replica.OpKind(op.Kind),
 		ID:              op.ID,
 		RequestID:       op.RequestID,
+		FirstSent:       unixNanos(op.FirstSent),
 		NoTouch:         op.NoTouch,
 		IfVersion:       op.IfVersion,
 		IfAbsent:        op.IfAbsent,
@@ -158,6 +168,14 @@ func engineOp(op *Op) *replica.Op {
 		Merge:           op.Merge,
 		Delete:          op.Delete,
 	}
+}
+
+// unixNanos returns t in Unix nanoseconds, zero for the zero time.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // ValidateID reports whether id is a well-formed session id: 16–128

@@ -12,8 +12,9 @@ import (
 )
 
 // Op has every field of the engine's op, under the same name and type
-// (Kind aside), so engineOp can carry each one. NotAfter is the peer
-// wire's, set by whoever sends an op to its primary, never by apps.
+// (Kind aside, and FirstSent, a time.Time here and Unix nanoseconds on
+// the wire), so engineOp can carry each one. NotAfter is the peer wire's,
+// set by whoever sends an op to its primary, never by apps.
 func TestOpMirrorsEngineOp(t *testing.T) {
 	ours, theirs := reflect.TypeFor[Op](), reflect.TypeFor[replica.Op]()
 	if ours.NumField() != theirs.NumField()-1 {
@@ -27,6 +28,7 @@ func TestOpMirrorsEngineOp(t *testing.T) {
 		case !ok:
 			t.Errorf("Op lacks replica.Op's %s", f.Name)
 		case f.Name == "Kind":
+		case f.Name == "FirstSent" && g.Type == reflect.TypeFor[time.Time]():
 		case g.Type != f.Type:
 			t.Errorf("Op.%s is %v, replica.Op's %v", f.Name, g.Type, f.Type)
 		}
@@ -36,11 +38,11 @@ func TestOpMirrorsEngineOp(t *testing.T) {
 // The engine's Session and Op stay behind the API's: every field of an
 // Op reaches the engine, and what a stored session tells apps is kept.
 func TestEngineTypesConvert(t *testing.T) {
-	op := &Op{Kind: OpPatch, ID: "convert-session-001", RequestID: "r1", NoTouch: true, IfVersion: 3, IfAbsent: true,
+	op := &Op{Kind: OpPatch, ID: "convert-session-001", RequestID: "r1", FirstSent: time.Unix(1_700_000_000, 5), NoTouch: true, IfVersion: 3, IfAbsent: true,
 		Principal: "alice", SetPrincipal: true, Attributes: map[string]msgpack.RawMessage{"a": {0xc3}}, IdleTimeout: time.Minute,
 		AbsoluteTimeout: time.Hour, Set: map[string]msgpack.RawMessage{"s": {0xc2}}, Merge: map[string]msgpack.RawMessage{"m": {0x80}}, Delete: []string{"d"}}
 	got := engineOp(op)
-	want := &replica.Op{Kind: replica.OpPatch, ID: op.ID, RequestID: "r1", NoTouch: true, IfVersion: 3, IfAbsent: true,
+	want := &replica.Op{Kind: replica.OpPatch, ID: op.ID, RequestID: "r1", FirstSent: 1_700_000_000_000_000_005, NoTouch: true, IfVersion: 3, IfAbsent: true,
 		Principal: "alice", SetPrincipal: true, Attributes: op.Attributes, IdleTimeout: time.Minute,
 		AbsoluteTimeout: time.Hour, Set: op.Set, Merge: op.Merge, Delete: op.Delete}
 	if !sameOp(got, want) {
@@ -80,7 +82,7 @@ func sameOp(a, b *replica.Op) bool {
 		}
 		return true
 	}
-	return a.Kind == b.Kind && a.ID == b.ID && a.RequestID == b.RequestID && a.NoTouch == b.NoTouch &&
+	return a.Kind == b.Kind && a.ID == b.ID && a.RequestID == b.RequestID && a.FirstSent == b.FirstSent && a.NoTouch == b.NoTouch &&
 		a.IfVersion == b.IfVersion && a.IfAbsent == b.IfAbsent && a.Principal == b.Principal &&
 		a.SetPrincipal == b.SetPrincipal && sameMap(a.Attributes, b.Attributes) && a.IdleTimeout == b.IdleTimeout &&
 		a.AbsoluteTimeout == b.AbsoluteTimeout && sameMap(a.Set, b.Set) && sameMap(a.Merge, b.Merge) &&

@@ -94,6 +94,10 @@ type Op struct {
 	// another node, and Call to Return spans every attempt.
 	Key      string `json:"key,omitempty"`
 	Attempts int    `json:"attempts,omitempty"`
+	// firstSent, on an attempt after the first, is when the first was
+	// sent: the retry says how long ago (Idempotency-Age), as a client
+	// retrying should.
+	firstSent time.Time
 	// Smart marks a request sent through the smart client over the peer
 	// wire (WorkloadConfig.Client); its Node is "client".
 	Smart bool `json:"smart,omitempty"`

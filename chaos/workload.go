@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,11 +377,13 @@ func (w *Workload) send(ctx context.Context, next choice, op Op) Op {
 	case op.App:
 		do = w.doApp
 	}
+	sent := time.Now()
 	first := do(ctx, next.Node, op)
 	first.Attempts = 1
 	if first.Key == "" {
 		return first
 	}
+	op.firstSent = sent
 	out := first
 	for i := 0; out.Outcome == Indeterminate && i < maxAttempts-1 && ctx.Err() == nil; i++ {
 		select {
@@ -509,6 +512,9 @@ func (w *Workload) do(ctx context.Context, i int, op Op) Op {
 	}
 	if op.Key != "" {
 		header.Set("Idempotency-Key", op.Key)
+	}
+	if !op.firstSent.IsZero() {
+		header.Set("Idempotency-Age", strconv.FormatFloat(time.Since(op.firstSent).Seconds(), 'f', 3, 64))
 	}
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
@@ -752,7 +758,7 @@ func (w *Workload) dialSmart(ctx context.Context) (*tandem.Client, error) {
 // would make of the same HTTP request.
 func (w *Workload) clientOp(op Op) *tandem.Op {
 	enc := func(v any) msgpack.RawMessage { b, _ := msgpack.Marshal(v); return b }
-	out := &tandem.Op{ID: op.Session, RequestID: op.Key, IfVersion: op.IfVersion}
+	out := &tandem.Op{ID: op.Session, RequestID: op.Key, IfVersion: op.IfVersion, FirstSent: op.firstSent}
 	switch op.Kind {
 	case OpGet:
 		out.Kind, out.NoTouch = tandem.OpGet, op.expiring() || op.Final

@@ -264,6 +264,9 @@ func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, bu
 		return
 	}
 	op.RequestID = r.Header.Get("Idempotency-Key")
+	if !read && !parseIdempotencyAge(w, r, op) {
+		return
+	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	var s *tandem.Session

@@ -114,6 +114,43 @@ func TestReusedIdempotencyKey(t *testing.T) {
 	}
 }
 
+// A retry that says how long ago it was first sent (Idempotency-Age) and
+// that the session no longer remembers — more writes came since than a
+// session remembers requests — answers 503 "indeterminate" and changes
+// nothing, where it would have been applied twice; the same retry without
+// the header is taken for a new request. A malformed age, or one without
+// a key, answers 400.
+func TestAForgottenRetryIsIndeterminate(t *testing.T) {
+	urls := startAPI(t, 2, 0)
+	a, b := urls[0], urls[1]
+	key := []string{"Idempotency-Key", "key-forgotten"}
+	if status, _, body := call(t, "PUT", a+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`, key...); status != 201 {
+		t.Fatalf("first PUT: %d %s", status, body)
+	}
+	for i := range 9 {
+		if status, _, body := call(t, "PATCH", b+"/v1/sessions/"+sid, fmt.Sprintf(`{"n":%d}`, i+1), "Idempotency-Key", fmt.Sprintf("other-%d", i)); status != 200 {
+			t.Fatalf("PATCH %d: %d %s", i, status, body)
+		}
+	}
+	retry := append(key, "Idempotency-Age", "30")
+	status, _, body := call(t, "PUT", b+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`, retry...)
+	wantError(t, "retry the session forgot", status, body, 503, "indeterminate")
+	status, _, body = call(t, "GET", a+"/v1/sessions/"+sid, "")
+	if s := decodeSession(t, body); status != 200 || s.Version != 10 || s.Attributes["n"] != float64(9) {
+		t.Fatalf("after the refused retry: %d %s, want v10 with n=9", status, body)
+	}
+	for _, bad := range []string{"-1", "soon", "NaN", "1e9"} {
+		status, _, body = call(t, "PUT", b+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`, append(key, "Idempotency-Age", bad)...)
+		wantError(t, "Idempotency-Age "+bad, status, body, 400, "invalid")
+	}
+	status, _, body = call(t, "PUT", b+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`, "Idempotency-Age", "1")
+	wantError(t, "Idempotency-Age without a key", status, body, 400, "invalid")
+	status, _, body = call(t, "PUT", b+"/v1/sessions/"+sid, `{"attributes":{"n":0}}`, key...)
+	if s := decodeSession(t, body); status != 200 || s.Version != 11 {
+		t.Fatalf("the retry without Idempotency-Age: %d %s, want it applied as new, v11", status, body)
+	}
+}
+
 // The attribute limits answer 413 (count) and 400 (name), checked at the
 // edge before decoding when the body alone shows it, and by the write.
 func TestAttributeLimitsOverHTTP(t *testing.T) {

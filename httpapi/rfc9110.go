@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tandem-io/tandem"
 )
@@ -320,7 +322,7 @@ func userError(err error, r *http.Request) (status int, code, msg string) {
 	case errors.Is(err, tandem.ErrRequestReused):
 		return http.StatusUnprocessableEntity, "request_reused", "this Idempotency-Key was already used for a request with other content; use a new key"
 	case errors.Is(err, tandem.ErrIndeterminate):
-		return http.StatusServiceUnavailable, "indeterminate", "a request with this Idempotency-Key was applied and has since been superseded; read the session to see its state"
+		return http.StatusServiceUnavailable, "indeterminate", "a request with this Idempotency-Key was applied and has since been superseded, or may have been applied before the session forgot it; read the session to see its state"
 	case errors.Is(err, tandem.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, "unavailable", "the cluster cannot serve this session right now; retry shortly"
 	}
@@ -345,4 +347,34 @@ func engineDetail(err, sentinel error, def string) string {
 		return def
 	}
 	return d
+}
+
+// maxIdempotencyAge bounds Idempotency-Age: a retry older than a day is a
+// client's mistake, not a retry.
+const maxIdempotencyAge = 24 * time.Hour
+
+// parseIdempotencyAge reads Idempotency-Age, the seconds (a decimal, as
+// "2.5") since the first attempt of a request retried with its
+// Idempotency-Key was sent, into op.FirstSent, answering 400 for a value
+// that is not one or comes without a key. A session remembers only the
+// requests of its last few writes: a retry it does not remember, first
+// sent before it forgot one, is refused as indeterminate rather than
+// perhaps applied twice. Without the header a retry is taken for a new
+// request when the session no longer remembers it.
+func parseIdempotencyAge(w http.ResponseWriter, r *http.Request, op *tandem.Op) bool {
+	v := r.Header.Get("Idempotency-Age")
+	if v == "" {
+		return true
+	}
+	if op.RequestID == "" {
+		writeError(w, r, http.StatusBadRequest, "invalid", "Idempotency-Age says how long ago a retried request was first sent: it needs the request's Idempotency-Key")
+		return false
+	}
+	secs, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(secs) || secs < 0 || secs > maxIdempotencyAge.Seconds() {
+		writeError(w, r, http.StatusBadRequest, "invalid", fmt.Sprintf("Idempotency-Age must be the seconds since the request was first sent, 0 to %d", int(maxIdempotencyAge.Seconds())))
+		return false
+	}
+	op.FirstSent = time.Now().Add(-time.Duration(secs * float64(time.Second)))
+	return true
 }

@@ -2,7 +2,9 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -69,5 +71,77 @@ func TestRecentRequestsAreBounded(t *testing.T) {
 	s, _ := n.Get(testCtx(t), id, true)
 	if len(s.Recent) != recentRequests || s.Recent[len(s.Recent)-1].Version != s.Version {
 		t.Fatalf("session remembers %d requests, last %+v; want %d ending at v%d", len(s.Recent), s.Recent[len(s.Recent)-1], recentRequests, s.Version)
+	}
+}
+
+// A retry the session no longer remembers — more than recentRequests
+// writes came since its first attempt — is refused as indeterminate when
+// it says when its first attempt was sent, rather than applied a second
+// time (chaos finding F18: a put applied at v8 and again at v58). A retry
+// first sent after the session last forgot a request cannot have been
+// forgotten, and applies; one that does not say is taken for a new
+// request, as before.
+func TestARetryOlderThanTheSessionsMemoryIsIndeterminate(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	n := c.list()[0]
+	id := sessionID(3)
+	sent := n.wall()
+	first := &Op{Kind: OpPatch, ID: id, RequestID: "first", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
+	put(t, n, id, "n", 0)
+	if _, err := n.Do(testCtx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	for range recentRequests + 1 {
+		put(t, n, id, "n", 2)
+	}
+	before, _ := n.Get(testCtx(t), id, true)
+	if before.Forgot == 0 {
+		t.Fatal("the session forgot requests and does not say when")
+	}
+	retry := *first
+	retry.FirstSent = sent.UnixNano()
+	if s, err := n.Do(testCtx(t), &retry); !errors.Is(err, ErrIndeterminate) {
+		t.Fatalf("retry first sent before the session forgot it: %+v, %v; want ErrIndeterminate", s, err)
+	}
+	if after, _ := n.Get(testCtx(t), id, true); after.Version != before.Version {
+		t.Fatalf("the refused retry changed the session: v%d, was v%d", after.Version, before.Version)
+	}
+	fresh := &Op{Kind: OpPatch, ID: id, RequestID: "fresh", Set: map[string]msgpack.RawMessage{"n": value(t, 3)},
+		FirstSent: n.wall().Add(2 * TransitSkew).UnixNano()}
+	if s, err := n.Do(testCtx(t), fresh); err != nil || s.Version != before.Version+1 {
+		t.Fatalf("retry first sent after the session last forgot a request: %+v, %v; want v%d", s, err, before.Version+1)
+	}
+	unsaid := *first
+	if s, err := n.Do(testCtx(t), &unsaid); err != nil || s.Version != before.Version+2 {
+		t.Fatalf("retry that does not say when it was first sent: %+v, %v; want it applied as new, v%d", s, err, before.Version+2)
+	}
+}
+
+// Forgot is set by the write that drops a request's record, and kept by
+// writes that drop none.
+func TestASessionSaysWhenItForgotARequest(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var s *Session
+	for i := range recentRequests + 1 {
+		next, err := apply(&Op{Kind: OpPut, ID: sessionID(4), RequestID: fmt.Sprintf("r%d", i)}, s, now, uint64(i+1)<<16, "a", limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantForgot := i == recentRequests; (next.Forgot != 0) != wantForgot || wantForgot && next.Forgot != uint64(i+1)<<16 {
+			t.Fatalf("write %d: Forgot %d with %d remembered", i, next.Forgot, len(next.Recent))
+		}
+		s = next
+	}
+	// The forgetting write's stamp reads recentRequests+1 ms after the
+	// epoch: a request sent before it, or within TransitSkew after, may
+	// have been forgotten; one sent later may not.
+	forgot := time.UnixMilli(recentRequests + 1)
+	for sent, want := range map[time.Time]bool{forgot.Add(-time.Second): true, forgot.Add(TransitSkew): true, forgot.Add(TransitSkew + time.Millisecond): false} {
+		if got := s.mayHaveForgotten(sent.UnixNano()); got != want {
+			t.Errorf("a request first sent %v after the forgetting write: may have been forgotten %v, want %v", sent.Sub(forgot), got, want)
+		}
+	}
+	if s.mayHaveForgotten(0) {
+		t.Error("a request that does not say when it was first sent is taken for a retry the session forgot")
 	}
 }

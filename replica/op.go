@@ -62,6 +62,15 @@ type Op struct {
 	// Idempotency-Key). At most 128 bytes.
 	RequestID string `msgpack:"rid,omitempty"`
 
+	// FirstSent is when the request's first attempt was sent (Unix
+	// nanoseconds, on the clock of the node that took it from its client),
+	// on a retry that knows it; zero otherwise. A session remembers the
+	// requests of its last recentRequests writes only: a retry it does not
+	// remember whose first attempt was sent before it forgot one is
+	// refused as ErrIndeterminate rather than perhaps applied twice. Not
+	// part of the request's content: each attempt carries its own.
+	FirstSent int64 `msgpack:"fs,omitempty"`
+
 	// NoTouch makes a get leave the idle deadline where it is.
 	NoTouch bool `msgpack:"nt,omitempty"`
 
@@ -130,6 +139,9 @@ func (op *Op) Validate() error {
 	}
 	if op.NotAfter < 0 {
 		return fmt.Errorf("%w: negative deadline", ErrInvalid)
+	}
+	if op.FirstSent < 0 {
+		return fmt.Errorf("%w: negative first-sent time", ErrInvalid)
 	}
 	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
 		for name, v := range attrs {

@@ -57,13 +57,30 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	}
 	n.checkPause()
 	r := Retry{CutOffAfter: n.cfg.LeaseDuration, Clock: n.cfg.Clock}
+	attempt, retried := op, Retried(op, n.wall())
 	return r.Do(ctx, op, &n.stats.Retries, func(ctx context.Context) (*Session, error) {
 		tab := n.own.table()
 		if tab == nil {
 			return nil, fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
 		}
-		return n.route(ctx, tab, op)
+		o := attempt
+		attempt = retried
+		return n.route(ctx, tab, o)
 	})
+}
+
+// Retried returns op as the attempts after its first carry it: a write
+// says when its first attempt was sent (Op.FirstSent: now, unless already
+// set), so that a primary that no longer remembers whether it applied the
+// request refuses it rather than perhaps apply it twice (chaos finding
+// F18). Other ops, and writes that already say, are returned as they are.
+func Retried(op *Op, now time.Time) *Op {
+	if !op.Kind.writes() || op.FirstSent != 0 {
+		return op
+	}
+	o := *op
+	o.FirstSent = now.UnixNano()
+	return &o
 }
 
 // route runs op by tab (Route): on this node if it is the primary, else

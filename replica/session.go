@@ -50,6 +50,12 @@ type Session struct {
 	// back with them — never replace one written after it, whatever
 	// their versions (chaos finding F11). Zero before any loss.
 	Gen uint64 `msgpack:"gn,omitempty"`
+	// Forgot is the stamp of the latest write that dropped a request's
+	// record from Recent: a request first sent before then may have been
+	// applied and forgotten, and a retry of it cannot be told from a new
+	// request (Op.FirstSent). Zero while the session remembers every
+	// request that wrote it.
+	Forgot uint64 `msgpack:"fg,omitempty"`
 }
 
 // DecodeMsgpack decodes a session as its fields' tags say, then restores
@@ -90,6 +96,19 @@ type Applied struct {
 
 // recentRequests is how many requests a session remembers.
 const recentRequests = 8
+
+// mayHaveForgotten reports whether a request first sent at firstSent
+// (Unix nanoseconds, its sender's clock; zero if unknown) and not in
+// Recent may still have been applied: a write since it was sent dropped a
+// request's record (Forgot). Clocks are allowed to differ by TransitSkew,
+// on the side of answering "may have".
+func (s *Session) mayHaveForgotten(firstSent int64) bool {
+	if s == nil || s.Forgot == 0 || firstSent == 0 {
+		return false
+	}
+	forgot := time.UnixMilli(int64(s.Forgot >> 16))
+	return !time.Unix(0, firstSent).After(forgot.Add(TransitSkew))
+}
 
 // applied returns the record of request, if the session remembers it.
 func (s *Session) applied(request string) (Applied, bool) {

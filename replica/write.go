@@ -107,6 +107,12 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		}
 		return prev, nil
 	}
+	if op.RequestID != "" && prev.mayHaveForgotten(op.FirstSent) {
+		// A retry whose first attempt may have been applied before the
+		// session's last recentRequests writes: applying it again could
+		// apply it twice (chaos finding F18).
+		return nil, fmt.Errorf("%w: request %s was first sent before %s forgot requests it had applied: it may have been applied; read the session", ErrIndeterminate, op.RequestID, op.ID)
+	}
 	now := n.wall()
 	next, err := apply(op, prev, now, n.clock.now(now), n.cfg.Name, n.lim)
 	if err != nil {
@@ -214,7 +220,11 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 	}
 	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now, Stamp: stamp, Writer: writer}
 	if prev != nil {
-		next.Recent = prev.Recent[max(0, len(prev.Recent)-recentRequests+1):]
+		keep := max(0, len(prev.Recent)-recentRequests+1)
+		next.Recent, next.Forgot = prev.Recent[keep:], prev.Forgot
+		if keep > 0 {
+			next.Forgot = stamp
+		}
 	}
 	if op.RequestID != "" {
 		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op)})
