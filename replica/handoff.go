@@ -263,7 +263,12 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		if e != nil {
 			err = e
 			refused = refused || errors.Is(e, errOtherRing)
-			outOfReach = outOfReach || errors.Is(e, peer.ErrUnreachable)
+			// Only the partition's other owner counts: it holds every
+			// write acknowledged since it took the partition over. A
+			// former owner out of reach drops its copies HandoffTimeout
+			// after its own ring settles, and a reconciliation's or a
+			// witness's source holds nothing that is not elsewhere.
+			outOfReach = outOfReach || j.handoff && owns(tab.Owners(j.p), src) && errors.Is(e, peer.ErrUnreachable)
 			continue
 		}
 		// A hand-off is complete once a source holds the partition (one
@@ -297,19 +302,20 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	case refused:
 		// A source is alive and serves by another ring: it may still
 		// serve the partition. Not given up on.
-		n.own.transferAnswered(j.p, n.mono())
+		n.own.transferAnswered(j.p, j.transfer, n.mono())
 		n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
-	case outOfReach:
-		// A source the failure detector still counts alive (it is on
-		// the ring: due prunes those that left) could not be reached: a
-		// one-way cut, a full queue, a pause shorter than the detector.
-		// Its copies are unavailable, not lost: giving up now would
-		// report the loss of acknowledged writes it holds, and the floor
-		// the primary then rebuilds would drop them for good (chaos
+	case outOfReach && !held:
+		// The partition's other owner, which the failure detector still
+		// counts alive (it is on the ring: due prunes those that left),
+		// could not be reached, and no source that holds the partition
+		// answered: a one-way cut, a full queue, a pause shorter than the
+		// detector. Its copies are unavailable, not lost: giving up now
+		// would report the loss of acknowledged writes it holds, and the
+		// floor the primary then rebuilds would drop them for good (chaos
 		// finding F17, session 089). The hand-off waits for it to answer
 		// or to leave the ring; a node that is truly gone leaves it
 		// within the failure detector's time, and the next ring decides.
-		n.own.transferAnswered(j.p, n.mono())
+		n.own.transferAnswered(j.p, j.transfer, n.mono())
 		n.log.Debug("a source of the partition is out of reach but still on the ring; waiting for it", "partition", j.p, "err", err)
 	default:
 		n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)

@@ -958,6 +958,50 @@ func TestAHandOffWaitsForASourceOnTheRingOutOfReach(t *testing.T) {
 	}
 }
 
+// Only the partition's other owner out of reach holds a hand-off up: a
+// former owner out of reach does not, once an owner that holds the
+// partition answered. (The former owner drops its copies HandoffTimeout
+// after its own ring settles, so waiting for it would only make the
+// partition unavailable for as long as the cut lasts.)
+func TestAHandOffDoesNotWaitForAFormerOwnerOutOfReach(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	before := c.list()[0].Table()
+	j := c.start("node-3", nil)
+	var members []ring.Member
+	for _, n := range c.list() {
+		members = append(members, n.member)
+	}
+	after, err := ring.New(ring.DefaultConfig(), 99, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A partition node-3 takes from a former owner x and an owner y that
+	// stays.
+	p, x, y := -1, "", ""
+	for q := range after.Partitions() {
+		old, now := before.Owners(q), after.Owners(q)
+		if !owns(now, j.Name()) {
+			continue
+		}
+		for _, pair := range [][2]string{{old.Primary, old.Buddy}, {old.Buddy, old.Primary}} {
+			if !owns(now, pair[0]) && owns(now, pair[1]) {
+				p, x, y = q, pair[0], pair[1]
+			}
+		}
+	}
+	if p < 0 {
+		t.Skip("the joiner takes no partition that way")
+	}
+	j.faults.Cut(c.node(x).member.Peer)
+	c.publish()
+	// Polled without asking anything of the nodes: the virtual clock moves
+	// only while the network is quiet.
+	waitFor(t, 20*time.Second, j.Name()+" to end its hand-off of the partition from "+y+", with "+x+" out of reach", func() bool {
+		return j.own.load().parts[p].transfer == nil
+	})
+}
+
 // A primary that gives a partition's hand-off up while cut off from its
 // buddy reports the loss and rebuilds the partition under a new floor.
 // The buddy, out of reach, must still learn the floor once the cut heals,

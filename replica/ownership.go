@@ -499,7 +499,16 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = d.handOff(before.Owners(p), p, now, prev == nil)
 			next.parts[p].held = t.reconcile
 			next.parts[p].unvouched = false
-			if !t.reconcile && copies(p) && !d.pushedBy(before.Owners(p), p) {
+			switch {
+			case t.reconcile || !copies(p):
+			case o.allowMinority || d.pushed(p):
+				// Copies that may be the partition's: a leaver pushed
+				// them before this ring arrived, or, with AllowMinority,
+				// writes acknowledged on this node's side of a cut. Kept
+				// and merged, but vouched for by no one until the
+				// hand-off completes (lostCopiesGo).
+				next.parts[p].unvouched = true
+			default:
 				// The copies left from when this node last owned the
 				// partition go before the ring is served: its owners
 				// wrote elsewhere since, and the hand-off brings the
@@ -507,8 +516,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 				// reported. Merged with a holder's, they came back —
 				// sessions the holder lost or deleted long ago (chaos
 				// finding F17, session 512); kept through a loss, they
-				// were rebuilt rewound. (Copies a leaver pushed before
-				// this ring arrived are the partition, not old: kept.)
+				// were rebuilt rewound.
 				ch.superseded = append(ch.superseded, p)
 			}
 		}
@@ -544,11 +552,16 @@ func (d departures) handedOver(name string, p int) bool {
 	return name != "" && !d.stays(name) && d.o.released[name][p] && d.o.pushed[name][p]
 }
 
-// pushedBy reports whether one of old, a partition's owners before,
-// pushed partition p here as it left (its drain may reach this node before
-// the ring without it does).
-func (d departures) pushedBy(old ring.Owners, p int) bool {
-	return d.o.pushed[old.Primary][p] || d.o.pushed[old.Buddy][p]
+// pushed reports whether a leaver pushed partition p here (its drain may
+// reach this node before the ring without it does, and by a ring this
+// node never saw).
+func (d departures) pushed(p int) bool {
+	for _, parts := range d.o.pushed {
+		if parts[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // draining reports whether name left gracefully and its drain is still
@@ -894,12 +907,13 @@ func (o *ownership) takeNew(tab *ring.Table, p int) bool {
 	return true
 }
 
-// transferAnswered restarts partition p's hand-off timeout at now: a
-// source answered, serving by another ring.
-func (o *ownership) transferAnswered(p int, now time.Duration) {
+// transferAnswered restarts partition p's hand-off timeout at now, if t
+// is still p's transfer: a source answered, serving by another ring, or
+// the partition's other owner is on the ring but out of reach.
+func (o *ownership) transferAnswered(p int, t *transfer, now time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.load().parts[p].transfer == nil {
+	if cur := o.load().parts[p].transfer; cur == nil || cur != t {
 		return
 	}
 	o.edit(func(s *ownState) {

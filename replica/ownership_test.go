@@ -447,7 +447,10 @@ func TestDueTransfers(t *testing.T) {
 		t.Fatalf("at half the timeout: %d jobs, gave up %v", len(jobs), gaveUp)
 	}
 	answered := jobs[0].p
-	o.transferAnswered(answered, timeout/2)
+	// An answer for a transfer the partition no longer has restarts
+	// nothing.
+	o.transferAnswered(jobs[1].p, &transfer{}, timeout/2)
+	o.transferAnswered(answered, jobs[0].transfer, timeout/2)
 	// The node distrusts its copies of another (it was declared dead).
 	distrusted := jobs[1].p
 	o.mu.Lock()
@@ -1025,10 +1028,11 @@ func TestAFormerOwnerVouchesOnlyForTheRunsItHandedThePartitionTo(t *testing.T) {
 }
 
 // A node taking a partition over drops the copies it has of it
-// (ringChange.superseded), unless a previous owner pushed them here as it
-// left: a leaver's drain may arrive before the ring without it, and its
-// copies are the partition.
-func TestATakeOverKeepsALeaversPushOnly(t *testing.T) {
+// (ringChange.superseded), unless a leaver pushed them here (its drain may
+// arrive before the ring without it, and its copies are the partition) or
+// AllowMinority lets both sides of a cut acknowledge writes: those are
+// kept, unvouched until the hand-off ends.
+func TestATakeOverKeepsPushedAndMinorityCopies(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c", "d", "e")
 	rest := tableOf(t, 2, "a", "b", "d", "e")
 	o := installed(t, "a", whole)
@@ -1052,10 +1056,25 @@ func TestATakeOverKeepsALeaversPushOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(ch.superseded, pushed) {
-		t.Fatalf("partition %d, pushed by leaver c before the ring without it, is dropped", pushed)
+	if slices.Contains(ch.superseded, pushed) || !o.load().parts[pushed].unvouched {
+		t.Fatalf("partition %d, pushed by leaver c before the ring without it: dropped %v, unvouched %v; want kept, vouched for by no one until the hand-off ends",
+			pushed, slices.Contains(ch.superseded, pushed), o.load().parts[pushed].unvouched)
 	}
-	if !slices.Contains(ch.superseded, other) {
-		t.Fatalf("partition %d, taken over with copies c did not push, keeps them: superseded %v", other, ch.superseded)
+	if !slices.Contains(ch.superseded, other) || o.load().parts[other].unvouched {
+		t.Fatalf("partition %d, taken over with copies c did not push: superseded %v, unvouched %v; want its copies dropped", other, ch.superseded, o.load().parts[other].unvouched)
+	}
+
+	// With AllowMinority, copies may be writes acknowledged on this
+	// node's side of a cut: kept, and merged.
+	cfg := Config{Name: "a", AllowMinority: true, LeaseDuration: testLease}.withDefaults()
+	m := newOwnership(cfg)
+	for i, tab := range []*ring.Table{whole, rest} {
+		ch, err = m.install(tab, time.Duration(i)*time.Second, func(int) bool { return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ch.superseded) > 0 || !m.load().parts[other].unvouched {
+		t.Fatalf("with AllowMinority: superseded %v, partition %d unvouched %v; want nothing dropped", ch.superseded, other, m.load().parts[other].unvouched)
 	}
 }
