@@ -290,6 +290,13 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		// HandoffTimeout.
 		held = true
 	}
+	if err == nil && !held && j.handoff && j.returning {
+		// Every source answered: this node's own hold up to the ring that
+		// took the partition away, merged with what its successors wrote
+		// since, is the partition (transfer.returning).
+		held = true
+		holders = append(holders, n.cfg.Name)
+	}
 	if err == nil && !held && j.handoff {
 		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
 	}

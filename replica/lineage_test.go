@@ -1002,6 +1002,73 @@ func TestAHandOffDoesNotWaitForAFormerOwnerOutOfReach(t *testing.T) {
 	})
 }
 
+// Owners that hold a partition when a ring takes it away, and own it
+// again in the very next ring, take it back from their successors once
+// these have answered, even if the successors never finished taking it
+// over: what the returning owners hold is the partition up to the ring
+// that took it away, and the successors hold what they acknowledged since.
+// Before, the returning owners waited for a holder that never came, their
+// successors waiting on them, until the loss was reported (chaos finding
+// F17, session 446: rings flapped as a restarted node joined).
+func TestOwnersReturningInTheNextRingTakeThePartitionBack(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	all := c.list()[0].Table()
+	// A session x owns without a; owned by a and w once a joins; owned by
+	// x and a again once w leaves.
+	var id, x, a, w string
+	find := func(cand, a, w string) bool {
+		o2 := c.ownersIn(t, membersWithout(all, w), cand)
+		if !owns(o2, a) {
+			return false
+		}
+		o0 := c.ownersIn(t, membersWithout(all, a), cand)
+		for _, cx := range []string{o0.Primary, o0.Buddy} {
+			if !owns(all.OwnersOf(cand), cx) && owns(o2, cx) {
+				x = cx
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < 5000 && id == ""; i++ {
+		cand := sessionID(i)
+		o1 := all.OwnersOf(cand)
+		for _, pair := range [][2]string{{o1.Primary, o1.Buddy}, {o1.Buddy, o1.Primary}} {
+			if id == "" && find(cand, pair[0], pair[1]) {
+				id, a, w = cand, pair[0], pair[1]
+			}
+		}
+	}
+	if id == "" {
+		t.Skip("no session moves that way")
+	}
+	p := all.Partition(id)
+	c.viewAll(membersWithout(all, a))
+	c.settle(t, x+" to own the partition without "+a)
+	put(t, c.node(x), id, "v", "kept")
+	// a joins, cut off from everyone: it does not finish taking the
+	// partition over before w leaves and the partition comes back to x.
+	for _, n := range c.list() {
+		if n.Name() != a {
+			c.node(a).faults.Cut(n.member.Peer)
+		}
+	}
+	c.viewAll(membersWithout(all))
+	c.viewAll(membersWithout(all, w))
+	c.node(a).faults.HealAll()
+	// Polled without asking anything of the nodes: the virtual clock moves
+	// only while the network is quiet.
+	waitFor(t, 20*time.Second, x+" to take the partition back", func() bool {
+		return c.node(x).own.load().parts[p].transfer == nil
+	})
+	if slices.Contains(c.node(x).Lost().Partitions, p) {
+		t.Fatalf("%s reports partition %d lost; it held it when the ring took it away", x, p)
+	}
+	if s := c.node(x).store.get(p, id); s == nil || asString(t, s.Attributes["v"]) != "kept" {
+		t.Fatalf("%s holds %+v of %s after taking the partition back; want %q", x, s, id, "kept")
+	}
+}
+
 // A primary that gives a partition's hand-off up while cut off from its
 // buddy reports the loss and rebuilds the partition under a new floor.
 // The buddy, out of reach, must still learn the floor once the cut heals,

@@ -120,6 +120,9 @@ type partState struct {
 	// finding F17): such a hand-off waits for a current owner, or is
 	// given up and the loss reported.
 	successors []ring.Member
+	// stoppedIn is the epoch of the ring in which the node stopped owning
+	// the partition (with successors); zero if it never did.
+	stoppedIn uint64
 }
 
 // vouches reports whether self's hold of partition p may end the hand-off
@@ -173,6 +176,17 @@ type transfer struct {
 	// source and no one awaited, the hand-off is given up and the loss
 	// reported (dueTransfers).
 	awaits []string
+	// returning marks the hand-off of a node that held the partition when
+	// the previous ring took it away, and owns it again in the very next
+	// one: what it holds is the partition up to that ring, and its
+	// successors, the previous ring's owners, hold every write
+	// acknowledged since. Once every source has answered, merging their
+	// copies into its own makes the partition whole, even if none of them
+	// holds it yet: they may still be taking it over from this node, and
+	// without it the two would wait on each other until the loss was
+	// reported (chaos finding F17, session 446: rings that flapped while
+	// a restarted node joined).
+	returning bool
 	// distrust marks the hand-off of a node that was declared dead: its
 	// own copies may be older than what the cluster acknowledged since.
 	// Until it ends, the node vouches for none of them (it answers that
@@ -482,7 +496,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 					// No longer kept current: the owners write elsewhere.
 					next.parts[p].unvouched = true
 				}
-				next.parts[p].successors = successorsOf(tab, p)
+				next.parts[p].successors, next.parts[p].stoppedIn = successorsOf(tab, p), tab.Epoch()
 			}
 			continue
 		}
@@ -497,10 +511,12 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
 			t = d.handOff(before.Owners(p), p, now, prev == nil)
+			part := next.parts[p]
+			t.returning = !t.reconcile && prev != nil && part.held && !part.distrusted && part.stoppedIn == prev.Epoch()
 			next.parts[p].held = t.reconcile
 			next.parts[p].unvouched = false
 			switch {
-			case t.reconcile || !copies(p):
+			case t.reconcile || !copies(p) || t.returning:
 			case o.allowMinority || d.pushed(p):
 				// Copies that may be the partition's: a leaver pushed
 				// them before this ring arrived, or, with AllowMinority,
@@ -797,6 +813,9 @@ type transferJob struct {
 	// distrust: the node was declared dead; only a settled owner ends the
 	// hand-off (transfer.distrust).
 	distrust bool
+	// returning: every source answering ends the hand-off
+	// (transfer.returning).
+	returning bool
 	// transfer is the transfer the job is for: only a pull for it ends it,
 	// not one begun before the partition was marked again (a distrust).
 	transfer *transfer
@@ -858,7 +877,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				s.parts[p].distrusted, s.parts[p].unvouched = false, false
 				s.parts[p].held = true // what it has is the partition now, its loss reported
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, transfer: t})
+				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, returning: t.returning && !t.reconcile, transfer: t})
 			}
 		}
 	})
