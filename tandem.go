@@ -42,8 +42,10 @@ var (
 	// ErrUnavailable: the session's owners could not be reached before the
 	// context ended; nothing was acknowledged.
 	ErrUnavailable = replica.ErrUnavailable
-	// ErrIndeterminate: a retried write had already been applied, once, but
-	// later writes superseded it before its result could be returned.
+	// ErrIndeterminate: a retried write had already been applied, once, and
+	// later writes superseded it before its result could be returned; or it
+	// may have been applied before the session forgot it (Op.FirstSent).
+	// It was not applied again: read the session to learn its state.
 	ErrIndeterminate = replica.ErrIndeterminate
 	// ErrRequestReused: a write carried the RequestID of an earlier write
 	// to the session but other content (HTTP answers 422); nothing was
@@ -356,6 +358,12 @@ func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
 // owns. Health-checking balancers should send users only to ready nodes.
 // Readiness says why it is not.
 func (n *Node) Ready() bool { return n.Readiness().Ready }
+
+// Now returns the node's wall time as its expiry and write stamps read it
+// (a stepped system clock is followed slowly): turn an age a client gives,
+// such as how long ago a retried request was first sent, into an
+// Op.FirstSent with it.
+func (n *Node) Now() time.Time { return n.replica.Wall() }
 
 // Do runs op through the session's primary, retrying while owners change,
 // until ctx ends (or Config.RequestTimeout, if ctx has no deadline).

@@ -264,7 +264,7 @@ func (h *Handler) serveOp(w http.ResponseWriter, r *http.Request, status int, bu
 		return
 	}
 	op.RequestID = r.Header.Get("Idempotency-Key")
-	if !read && !parseIdempotencyAge(w, r, op) {
+	if !read && !parseIdempotencyAge(w, r, h.node.Now(), op) {
 		return
 	}
 	ctx, cancel := h.ctx(r)

@@ -355,13 +355,13 @@ const maxIdempotencyAge = 24 * time.Hour
 
 // parseIdempotencyAge reads Idempotency-Age, the seconds (a decimal, as
 // "2.5") since the first attempt of a request retried with its
-// Idempotency-Key was sent, into op.FirstSent, answering 400 for a value
-// that is not one or comes without a key. A session remembers only the
+// Idempotency-Key was sent, into op.FirstSent on the node's clock,
+// answering 400 for a value that is not one or comes without a key. A session remembers only the
 // requests of its last few writes: a retry it does not remember, first
 // sent before it forgot one, is refused as indeterminate rather than
 // perhaps applied twice. Without the header a retry is taken for a new
 // request when the session no longer remembers it.
-func parseIdempotencyAge(w http.ResponseWriter, r *http.Request, op *tandem.Op) bool {
+func parseIdempotencyAge(w http.ResponseWriter, r *http.Request, now time.Time, op *tandem.Op) bool {
 	v := r.Header.Get("Idempotency-Age")
 	if v == "" {
 		return true
@@ -375,6 +375,6 @@ func parseIdempotencyAge(w http.ResponseWriter, r *http.Request, op *tandem.Op) 
 		writeError(w, r, http.StatusBadRequest, "invalid", fmt.Sprintf("Idempotency-Age must be the seconds since the request was first sent, 0 to %d", int(maxIdempotencyAge.Seconds())))
 		return false
 	}
-	op.FirstSent = time.Now().Add(-time.Duration(secs * float64(time.Second)))
+	op.FirstSent = now.Add(-time.Duration(secs * float64(time.Second)))
 	return true
 }

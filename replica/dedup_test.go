@@ -117,8 +117,8 @@ func TestARetryOlderThanTheSessionsMemoryIsIndeterminate(t *testing.T) {
 	}
 }
 
-// Forgot is set by the write that drops a request's record, and kept by
-// writes that drop none.
+// Forgot is when the request whose record a write drops was applied, and
+// writes that drop none keep it.
 func TestASessionSaysWhenItForgotARequest(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	var s *Session
@@ -127,15 +127,17 @@ func TestASessionSaysWhenItForgotARequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if wantForgot := i == recentRequests; (next.Forgot != 0) != wantForgot || wantForgot && next.Forgot != uint64(i+1)<<16 {
+		// The ninth write drops the first request's record: Forgot is when
+		// that request was applied.
+		if wantForgot := i == recentRequests; (next.Forgot != 0) != wantForgot || wantForgot && next.Forgot != 1<<16 {
 			t.Fatalf("write %d: Forgot %d with %d remembered", i, next.Forgot, len(next.Recent))
 		}
 		s = next
 	}
-	// The forgetting write's stamp reads recentRequests+1 ms after the
-	// epoch: a request sent before it, or within TransitSkew after, may
-	// have been forgotten; one sent later may not.
-	forgot := time.UnixMilli(recentRequests + 1)
+	// The forgotten request was applied 1 ms after the epoch: a request
+	// sent before then, or within TransitSkew after, may be it; one sent
+	// later may not.
+	forgot := time.UnixMilli(1)
 	for sent, want := range map[time.Time]bool{forgot.Add(-time.Second): true, forgot.Add(TransitSkew): true, forgot.Add(TransitSkew + time.Millisecond): false} {
 		if got := s.mayHaveForgotten(sent.UnixNano()); got != want {
 			t.Errorf("a request first sent %v after the forgetting write: may have been forgotten %v, want %v", sent.Sub(forgot), got, want)
@@ -143,5 +145,22 @@ func TestASessionSaysWhenItForgotARequest(t *testing.T) {
 	}
 	if s.mayHaveForgotten(0) {
 		t.Error("a request that does not say when it was first sent is taken for a retry the session forgot")
+	}
+}
+
+// A first-sent time says when a retried request was first sent: one
+// without a request id is no retry, and is refused, as a negative one is.
+func TestAFirstSentTimeNeedsARequestID(t *testing.T) {
+	op := &Op{Kind: OpPut, ID: sessionID(5), FirstSent: 1}
+	if err := op.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("first-sent time without a request id: %v, want ErrInvalid", err)
+	}
+	op.RequestID = "r"
+	if err := op.Validate(); err != nil {
+		t.Fatalf("first-sent time with a request id: %v", err)
+	}
+	op.FirstSent = -1
+	if err := op.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative first-sent time: %v, want ErrInvalid", err)
 	}
 }

@@ -24,10 +24,11 @@ var (
 	// ErrNotOwner means the node asked is not the owner the request needs,
 	// in its own view of the ring; the caller retries once views agree.
 	ErrNotOwner = errors.New("not the owner of this partition")
-	// ErrIndeterminate means a retried write had already been applied but
-	// later writes superseded it, so its result can no longer be given:
-	// it took effect once, and the caller cannot know more.
-	ErrIndeterminate = errors.New("request already applied and superseded")
+	// ErrIndeterminate means a retried write cannot be answered: it had
+	// already been applied and later writes superseded it, or it may have
+	// been applied before the session forgot it (Op.FirstSent). Either
+	// way it was not applied again; read the session to learn its state.
+	ErrIndeterminate = errors.New("retried request already applied and superseded, or may have been")
 	// ErrRequestReused means a write carried the request id of an earlier
 	// write to the session (an Idempotency-Key, say) but other content: it
 	// is not a retry, and nothing was applied.

@@ -143,6 +143,9 @@ func (op *Op) Validate() error {
 	if op.FirstSent < 0 {
 		return fmt.Errorf("%w: negative first-sent time", ErrInvalid)
 	}
+	if op.FirstSent != 0 && op.RequestID == "" {
+		return fmt.Errorf("%w: a first-sent time says when a retried request was first sent: it needs the request's id", ErrInvalid)
+	}
 	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
 		for name, v := range attrs {
 			if name == "" {

@@ -50,10 +50,11 @@ type Session struct {
 	// back with them — never replace one written after it, whatever
 	// their versions (chaos finding F11). Zero before any loss.
 	Gen uint64 `msgpack:"gn,omitempty"`
-	// Forgot is the stamp of the latest write that dropped a request's
-	// record from Recent: a request first sent before then may have been
-	// applied and forgotten, and a retry of it cannot be told from a new
-	// request (Op.FirstSent). Zero while the session remembers every
+	// Forgot is the stamp at which the latest request dropped from Recent
+	// was applied (Applied.At; the stamp of the write that dropped it, for
+	// records without one): a request first sent before then may have
+	// been applied and forgotten, and a retry of it cannot be told from a
+	// new request (Op.FirstSent). Zero while the session remembers every
 	// request that wrote it.
 	Forgot uint64 `msgpack:"fg,omitempty"`
 }
@@ -92,6 +93,10 @@ type Applied struct {
 	// Zero in records made before it existed: such a record recognises
 	// any request with its id as a retry, as it did then.
 	Hash uint64 `msgpack:"h,omitempty"`
+	// At is the stamp of the write that applied it (Session.Stamp then):
+	// when the record is dropped, Session.Forgot becomes it. Zero in
+	// records made before it existed.
+	At uint64 `msgpack:"at,omitempty"`
 }
 
 // recentRequests is how many requests a session remembers.

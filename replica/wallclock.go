@@ -61,6 +61,11 @@ func (c *expiryClock) read(wall time.Time, mono time.Duration) (now time.Time, s
 	return now, stepped
 }
 
+// Wall returns the node's wall time as its expiry and write stamps read
+// it: Config.Now, kept from steps. A time a client gives as an age (as
+// Idempotency-Age) is turned into one on this clock.
+func (n *Node) Wall() time.Time { return n.wall() }
+
 // wall returns the engine's wall time: Config.Now, kept from steps.
 func (n *Node) wall() time.Time {
 	now, stepped := n.expiry.read(n.cfg.Now(), n.mono())

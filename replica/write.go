@@ -222,12 +222,16 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 	if prev != nil {
 		keep := max(0, len(prev.Recent)-recentRequests+1)
 		next.Recent, next.Forgot = prev.Recent[keep:], prev.Forgot
-		if keep > 0 {
-			next.Forgot = stamp
+		for _, dropped := range prev.Recent[:keep] {
+			at := dropped.At
+			if at == 0 {
+				at = stamp // a record from before At: it was applied no later than now
+			}
+			next.Forgot = max(next.Forgot, at)
 		}
 	}
 	if op.RequestID != "" {
-		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op)})
+		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op), At: stamp})
 	}
 	if err := checkNames(op, lim); err != nil {
 		return nil, err
