@@ -1069,6 +1069,68 @@ func TestOwnersReturningInTheNextRingTakeThePartitionBack(t *testing.T) {
 	}
 }
 
+// A returning owner's copies are the partition only with its successors'
+// merged in: if both successors fail before it has pulled from them, the
+// partition is lost, and the returning owner's copies, which lack what the
+// successors acknowledged, go rather than be rebuilt from and served
+// rewound (found in review of the returning rule).
+func TestAReturningOwnerDoesNotRebuildALostPartitionFromItsOldCopies(t *testing.T) {
+	c := newTestCluster(t, 6, func(cfg *Config) { cfg.HandoffTimeout = time.Minute })
+	all := c.list()[0].Table()
+	// A session x owns without a; a and w own it with everyone; x and a
+	// without w; x without a and w.
+	var id, x, a, w string
+	find := func(cand, a, w string) bool {
+		o2 := c.ownersIn(t, membersWithout(all, w), cand)
+		o3 := c.ownersIn(t, membersWithout(all, w, a), cand)
+		o0 := c.ownersIn(t, membersWithout(all, a), cand)
+		if !owns(o2, a) {
+			return false
+		}
+		for _, cx := range []string{o0.Primary, o0.Buddy} {
+			if !owns(all.OwnersOf(cand), cx) && owns(o2, cx) && owns(o3, cx) {
+				x = cx
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < 5000 && id == ""; i++ {
+		cand := sessionID(i)
+		o1 := all.OwnersOf(cand)
+		for _, pair := range [][2]string{{o1.Primary, o1.Buddy}, {o1.Buddy, o1.Primary}} {
+			if id == "" && find(cand, pair[0], pair[1]) {
+				id, a, w = cand, pair[0], pair[1]
+			}
+		}
+	}
+	if id == "" {
+		t.Skip("no session moves that way")
+	}
+	p := all.Partition(id)
+	c.viewAll(membersWithout(all, a))
+	c.settle(t, x+" to own the partition without "+a)
+	put(t, c.node(x), id, "v", "old")
+	c.viewAll(membersWithout(all))
+	c.settle(t, a+" and "+w+" to take the partition over")
+	put(t, c.node(a), id, "v", "new") // acknowledged by a and w, not x
+	// w leaves: x returns, and cannot reach a; then a crashes.
+	c.node(x).faults.Cut(c.node(a).member.Peer)
+	c.viewAll(membersWithout(all, w))
+	c.mu.Lock()
+	gone := c.nodes[a]
+	delete(c.nodes, a)
+	c.mu.Unlock()
+	gone.stop()
+	c.viewAll(membersWithout(all, w, a))
+	if !slices.Contains(c.node(x).Lost().Partitions, p) {
+		t.Fatalf("%s reports lost %v; want partition %d, whose writers both left", x, c.node(x).Lost().Partitions, p)
+	}
+	if s := c.node(x).store.get(p, id); s != nil {
+		t.Fatalf("%s holds v%d %q of %s after the loss; want it gone, not rewound", x, s.Version, asString(t, s.Attributes["v"]), id)
+	}
+}
+
 // A primary that gives a partition's hand-off up while cut off from its
 // buddy reports the loss and rebuilds the partition under a new floor.
 // The buddy, out of reach, must still learn the floor once the cut heals,

@@ -516,13 +516,17 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			next.parts[p].held = t.reconcile
 			next.parts[p].unvouched = false
 			switch {
-			case t.reconcile || !copies(p) || t.returning:
-			case o.allowMinority || d.pushed(p):
-				// Copies that may be the partition's: a leaver pushed
-				// them before this ring arrived, or, with AllowMinority,
-				// writes acknowledged on this node's side of a cut. Kept
-				// and merged, but vouched for by no one until the
-				// hand-off completes (lostCopiesGo).
+			case t.reconcile || !copies(p):
+			case t.returning || o.allowMinority || d.pushed(p):
+				// Copies that are, or may be, the partition's: a
+				// returning node's own (the partition up to the ring
+				// before, transfer.returning), a leaver's push that came
+				// before this ring, or, with AllowMinority, writes
+				// acknowledged on this node's side of a cut. Kept and
+				// merged, but vouched for by no one until the hand-off
+				// completes: if the partition is lost first, they may
+				// lack what was acknowledged since, and go
+				// (lostCopiesGo).
 				next.parts[p].unvouched = true
 			default:
 				// The copies left from when this node last owned the
