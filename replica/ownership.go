@@ -462,11 +462,24 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 	}
 	d := departures{o: o, tab: tab, departed: departed}
 	copies := func(p int) bool { return hasCopies == nil || hasCopies(p) }
+	// A ring below the quorum is the smaller side of a cut: owners it
+	// lacks are out of reach, not gone. Nothing is lost by it, and a
+	// partition being taken over stays so, sources or not, until the cut
+	// heals and the members that appear are asked (withSources). Taken
+	// for a loss the report was suppressed, but the partition was held,
+	// empty: a restarted node then took it over from that hold and the
+	// sessions were gone with no loss reported (chaos finding F17, the
+	// 30-minute run at 61d35d9, 910 s).
+	below := len(tab.Members()) < next.need
+	// Members back from the other side of a cut (appeared, same run) may
+	// hold what a hand-off waits for; restarted ones (appeared and
+	// departed: a new run) hold nothing.
+	returned := slices.ContainsFunc(appeared, func(x string) bool { return !slices.Contains(departed, x) })
 	for p := range next.parts {
 		t := next.parts[p].transfer
 		drained := t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return d.handedOver(x, p) })
 		t = d.pruned(t)
-		if prev != nil {
+		if prev != nil && !below {
 			old := prev.Owners(p)
 			if !d.stays(old.Primary) && (old.Buddy == "" || !d.stays(old.Buddy)) && !d.handedOver(old.Primary, p) && !d.handedOver(old.Buddy, p) &&
 				!d.draining(old.Primary) && !d.draining(old.Buddy) {
@@ -479,13 +492,14 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = handedOverTransfer(t)
 			next.parts[p].held, next.parts[p].unvouched = true, false
 		}
-		if t != nil && !t.reconcile && len(t.sources) == 0 && len(t.awaits) == 0 && !slices.Contains(ch.lost, p) {
+		if t != nil && !t.reconcile && len(t.sources) == 0 && len(t.awaits) == 0 && !slices.Contains(ch.lost, p) && !below && !returned {
 			// Still waiting for a hand-off, and every node that held the
 			// partition has left: its sessions are gone. (A member that
 			// reappeared, a source too, may hold old copies of the
 			// partition: one declared dead says so, and no hand-off
 			// completes on it (pull), so the hand-off is given up for
-			// time and the loss reported then.)
+			// time and the loss reported then. Members back from a cut
+			// become its sources below, and it waits for them.)
 			ch.lost = append(ch.lost, p)
 			t = nil
 		}
@@ -543,7 +557,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if len(appeared) > 0 {
 			t = o.withSources(t, tab, now, appeared)
 		}
-		if t != nil && len(t.sources) == 0 && (t.reconcile || len(t.awaits) == 0) {
+		if t != nil && len(t.sources) == 0 && (t.reconcile || len(t.awaits) == 0 && !below) {
 			t = nil
 		}
 		next.parts[p].transfer = t
@@ -851,6 +865,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 	if o.load().tab != tab {
 		return nil, nil, nil, nil, false // the ring moved on; the next round works by the new one
 	}
+	below := len(tab.Members()) < o.load().need // the smaller side of a cut: nothing is given up (transfers)
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
 			t := s.parts[p].transfer
@@ -859,6 +874,10 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 			}
 			sources := slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !tab.Has(x) })
 			switch {
+			case below && !t.reconcile:
+				if len(sources) > 0 {
+					jobs = append(jobs, transferJob{p: p, sources: sources, handoff: true, distrust: t.distrust, returning: t.returning, transfer: t})
+				}
 			case len(sources) == 0 && len(t.awaits) > 0 && now-t.since <= o.handoff:
 				// Nothing to pull: a leaver's push and release end it.
 			case len(sources) == 0 && t.reconcile:
