@@ -245,12 +245,7 @@ func (c *Client) Do(ctx context.Context, req *Op) (*Session, error) {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	attempt, retried := op, replica.Retried(op, time.Now())
-	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) {
-		o := attempt
-		attempt = retried
-		return c.try(ctx, o)
-	})
+	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) { return c.try(ctx, op) })
 	return sessionOf(s), err
 }
 

@@ -111,8 +111,9 @@ type Op struct {
 	// remembers is refused with ErrIndeterminate if its first attempt was
 	// sent before the session forgot a request, rather than perhaps
 	// applied twice. Without it, such a retry is taken for a new request.
-	// Node.Do and Client.Do set it on their own retries (httpapi takes it
-	// from Idempotency-Age).
+	// A program that retries a call sets it (httpapi takes it from
+	// Idempotency-Age); the attempts Node.Do and Client.Do make within
+	// one call do not carry it.
 	FirstSent time.Time
 
 	// NoTouch makes a get leave the idle deadline where it is.

@@ -57,30 +57,18 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	}
 	n.checkPause()
 	r := Retry{CutOffAfter: n.cfg.LeaseDuration, Clock: n.cfg.Clock}
-	attempt, retried := op, Retried(op, n.wall())
+	// The attempts below do not say when the first was sent
+	// (Op.FirstSent): most retries follow a refusal that applied nothing
+	// (a ring change), and in a busy session, which forgets requests
+	// within milliseconds, every one would be refused as indeterminate. A
+	// caller that retries a call sets FirstSent itself.
 	return r.Do(ctx, op, &n.stats.Retries, func(ctx context.Context) (*Session, error) {
 		tab := n.own.table()
 		if tab == nil {
 			return nil, fmt.Errorf("%w: node %s has not joined a ring yet", ErrUnavailable, n.cfg.Name)
 		}
-		o := attempt
-		attempt = retried
-		return n.route(ctx, tab, o)
+		return n.route(ctx, tab, op)
 	})
-}
-
-// Retried returns op as the attempts after its first carry it: a write
-// says when its first attempt was sent (Op.FirstSent: now, unless already
-// set), so that a primary that no longer remembers whether it applied the
-// request refuses it rather than perhaps apply it twice (chaos finding
-// F18). Other ops, and writes that already say, are returned as they are.
-func Retried(op *Op, now time.Time) *Op {
-	if !op.Kind.writes() || op.FirstSent != 0 {
-		return op
-	}
-	o := *op
-	o.FirstSent = now.UnixNano()
-	return &o
 }
 
 // route runs op by tab (Route): on this node if it is the primary, else
