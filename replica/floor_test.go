@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // The generation floor, without I/O: a rebuild moves the copies held to
@@ -83,5 +84,38 @@ func TestAPrimaryLearnsTheBuddysFloor(t *testing.T) {
 	}
 	if b := buddy.store.get(p, id); b == nil || b.Stamp != s.Stamp {
 		t.Fatalf("the buddy holds %+v; want the acknowledged %+v", b, s)
+	}
+}
+
+// What a view reads of the node's ownership goes with the copies it sees:
+// a hand-off given up, a ring installed or copies dropped with the store
+// held (exclusive) waits for the view to end. A pull reply once said the
+// node held a partition while carrying the copies its give-up was
+// dropping (chaos finding F17, session 370 of the 30-minute run at
+// 24209bc).
+func TestAViewOfAPartitionHoldsOffTheStoreHeldWhole(t *testing.T) {
+	s := newStore(4)
+	s.putIfNewer(2, &Session{ID: sessionID(1), Version: 1})
+	entered, release := make(chan struct{}), make(chan struct{})
+	viewed := make(chan int, 1)
+	go s.view(2, func(sessions map[string]*Session, _ uint64) {
+		close(entered)
+		<-release
+		viewed <- len(sessions)
+	})
+	<-entered
+	dropped := make(chan int, 1)
+	go s.exclusive(func() { dropped <- s.dropLocked(2) })
+	select {
+	case n := <-dropped:
+		t.Fatalf("dropped %d copies while a view of the partition was open", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if n := <-viewed; n != 1 {
+		t.Fatalf("the view saw %d copies, want the 1 from before the drop", n)
+	}
+	if n := <-dropped; n != 1 {
+		t.Fatalf("the drop after the view dropped %d copies, want 1", n)
 	}
 }

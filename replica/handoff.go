@@ -337,6 +337,12 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 	if handoff {
 		req.Ring = tab.Fingerprint()
 	}
+	// The source holds the partition only if every batch said so: its
+	// hold may begin between two (a hand-off given up, its copies
+	// dropped), and the copies of the batches before would then be taken
+	// as the partition's (chaos finding F17, session 370 of the 30-minute
+	// run at 24209bc).
+	holds, settled = true, true
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
@@ -381,8 +387,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			n.own.markUnvouched(p)
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
+		holds, settled = holds && reply.Holds, settled && reply.Settled
 		if !reply.More {
-			return reply.Holds, reply.Settled, reply.Blank, nil
+			return holds, settled, reply.Blank, nil
 		}
 	}
 }
@@ -539,7 +546,20 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		}
 		return nil, err
 	}
-	copies := n.store.snapshot(req.Partition)
+	// The copies and what the node says of its hold of them are read
+	// together (store.view): a hand-off given up between the two
+	// answered the copies it was dropping as held, and the new owner kept
+	// them (chaos finding F17, the 30-minute run at 24209bc, session 370).
+	var copies []*Session
+	var reply pullReply
+	n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) {
+		copies = slices.Collect(maps.Values(sessions))
+		st := n.own.load()
+		reply = pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
+			Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition),
+			Unvouched: st.parts[req.Partition].unvouched}
+	})
+	reply.Blank = n.blank(req.Partition)
 	slices.SortFunc(copies, func(a, b *Session) int { return strings.Compare(a.ID, b.ID) })
 	i, _ := slices.BinarySearchFunc(copies, req.After, func(s *Session, id string) int { return strings.Compare(s.ID, id) })
 	if i < len(copies) && copies[i].ID == req.After {
@@ -549,10 +569,6 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	if budget <= 0 || budget > 4<<20 {
 		budget = 4 << 20
 	}
-	st := n.own.load()
-	reply := pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: n.store.floor(req.Partition),
-		Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition), Blank: n.blank(req.Partition),
-		Unvouched: st.parts[req.Partition].unvouched}
 	for ; i < len(copies); i++ {
 		size, err := encodedSize(copies[i])
 		if err != nil {

@@ -146,8 +146,14 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			}
 			return nil, err
 		}
-		return ReadReply{Session: n.store.get(req.Partition, req.ID), Holds: n.vouchesTo(req.Partition, req.From), Floor: n.store.floor(req.Partition),
-			Distrusts: n.own.load().distrusts(req.Partition), Blank: n.blank(req.Partition), Unvouched: n.own.load().parts[req.Partition].unvouched}, nil
+		var reply ReadReply
+		n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) { // with the copy, as in servePull
+			st := n.own.load()
+			reply = ReadReply{Session: sessions[req.ID], Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
+				Distrusts: st.distrusts(req.Partition), Unvouched: st.parts[req.Partition].unvouched}
+		})
+		reply.Blank = n.blank(req.Partition)
+		return reply, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
 	if errors.Is(err, ErrNotFound) {

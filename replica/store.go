@@ -265,6 +265,19 @@ func (s *store) takeTouches(p int) []touchItem {
 }
 
 // snapshot returns the copies of partition p.
+// view runs f with partition p's read lock held, on its copies (not to be
+// changed or kept past f) and its floor: no ring install, hand-off
+// given up or copies dropped with the store held (exclusive) happens
+// while f runs, so what f reads of the node's ownership goes with the
+// copies. A reply saying the node holds the partition must not carry
+// copies its give-up was dropping (chaos finding F17).
+func (s *store) view(p int, f func(sessions map[string]*Session, floor uint64)) {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	f(part.sessions, part.floor)
+}
+
 func (s *store) snapshot(p int) []*Session {
 	part := s.parts[p]
 	part.mu.RLock()
