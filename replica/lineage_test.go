@@ -1020,33 +1020,7 @@ func TestOwnersReturningInTheNextRingTakeThePartitionBack(t *testing.T) {
 	all := c.list()[0].Table()
 	// A session x owns without a; owned by a and w once a joins; owned by
 	// x and a again once w leaves.
-	var id, x, a, w string
-	find := func(cand, a, w string) bool {
-		o2 := c.ownersIn(t, membersWithout(all, w), cand)
-		if !owns(o2, a) {
-			return false
-		}
-		o0 := c.ownersIn(t, membersWithout(all, a), cand)
-		for _, cx := range []string{o0.Primary, o0.Buddy} {
-			if !owns(all.OwnersOf(cand), cx) && owns(o2, cx) {
-				x = cx
-				return true
-			}
-		}
-		return false
-	}
-	for i := 0; i < 5000 && id == ""; i++ {
-		cand := sessionID(i)
-		o1 := all.OwnersOf(cand)
-		for _, pair := range [][2]string{{o1.Primary, o1.Buddy}, {o1.Buddy, o1.Primary}} {
-			if id == "" && find(cand, pair[0], pair[1]) {
-				id, a, w = cand, pair[0], pair[1]
-			}
-		}
-	}
-	if id == "" {
-		t.Skip("no session moves that way")
-	}
+	id, x, a, w := returningSession(t, c, all, false)
 	p := all.Partition(id)
 	c.viewAll(membersWithout(all, a))
 	c.settle(t, x+" to own the partition without "+a)
@@ -1084,34 +1058,7 @@ func TestAReturningOwnerDoesNotRebuildALostPartitionFromItsOldCopies(t *testing.
 	all := c.list()[0].Table()
 	// A session x owns without a; a and w own it with everyone; x and a
 	// without w; x without a and w.
-	var id, x, a, w string
-	find := func(cand, a, w string) bool {
-		o2 := c.ownersIn(t, membersWithout(all, w), cand)
-		o3 := c.ownersIn(t, membersWithout(all, w, a), cand)
-		o0 := c.ownersIn(t, membersWithout(all, a), cand)
-		if !owns(o2, a) {
-			return false
-		}
-		for _, cx := range []string{o0.Primary, o0.Buddy} {
-			if !owns(all.OwnersOf(cand), cx) && owns(o2, cx) && owns(o3, cx) {
-				x = cx
-				return true
-			}
-		}
-		return false
-	}
-	for i := 0; i < 5000 && id == ""; i++ {
-		cand := sessionID(i)
-		o1 := all.OwnersOf(cand)
-		for _, pair := range [][2]string{{o1.Primary, o1.Buddy}, {o1.Buddy, o1.Primary}} {
-			if id == "" && find(cand, pair[0], pair[1]) {
-				id, a, w = cand, pair[0], pair[1]
-			}
-		}
-	}
-	if id == "" {
-		t.Skip("no session moves that way")
-	}
+	id, x, a, w := returningSession(t, c, all, true)
 	p := all.Partition(id)
 	c.viewAll(membersWithout(all, a))
 	c.settle(t, x+" to own the partition without "+a)
@@ -1327,4 +1274,36 @@ func TestASourceHoldsOnlyIfEveryBatchSaysSo(t *testing.T) {
 	if holds {
 		t.Fatal("a pull whose first batch came from a source not holding the partition took it as held")
 	}
+}
+
+// returningSession finds a session that x owns in the ring all without a,
+// a and w own in all, and x and a own in all without w (and, with
+// lastOwner, x owns without both a and w): x stops owning it when a joins
+// and owns it again when w leaves. It skips the test if there is none.
+func returningSession(t *testing.T, c *testCluster, all *ring.Table, lastOwner bool) (id, x, a, w string) {
+	t.Helper()
+	find := func(cand, a, w string) string {
+		o2 := c.ownersIn(t, membersWithout(all, w), cand)
+		if !owns(o2, a) {
+			return ""
+		}
+		o0 := c.ownersIn(t, membersWithout(all, a), cand)
+		for _, cx := range []string{o0.Primary, o0.Buddy} {
+			if !owns(all.OwnersOf(cand), cx) && owns(o2, cx) && (!lastOwner || owns(c.ownersIn(t, membersWithout(all, w, a), cand), cx)) {
+				return cx
+			}
+		}
+		return ""
+	}
+	for i := 0; i < 5000; i++ {
+		cand := sessionID(i)
+		o1 := all.OwnersOf(cand)
+		for _, pair := range [][2]string{{o1.Primary, o1.Buddy}, {o1.Buddy, o1.Primary}} {
+			if cx := find(cand, pair[0], pair[1]); cx != "" {
+				return cand, cx, pair[0], pair[1]
+			}
+		}
+	}
+	t.Skip("no session moves that way")
+	return "", "", "", ""
 }
