@@ -142,7 +142,7 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, leaving bool) error {
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)
-	distrusts := n.own.load().distrusts(p)
+	distrusts := n.copiesDistrusted(n.own.load(), p)
 	if len(copies) == 0 {
 		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving}, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)

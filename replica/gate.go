@@ -354,9 +354,12 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
-		if reply.Distrusts && plan.ring != 0 && !plan.distrust && !n.cfg.AllowMinority {
+		if reply.Distrusts && !plan.distrust && !n.cfg.AllowMinority {
+			// A source declared dead, or recovering from a pause, may hold
+			// copies of sessions lost since: no owner builds on them, in a
+			// hand-off or a reconciliation (pull).
 			blank = false // it knows the partition had owners
-			continue      // a declared-dead source's copy is no new owner's to build on (pull)
+			continue
 		}
 		if plan.ring != 0 && stale(tab, p, src, reply.Holds) {
 			blank = blank && reply.Blank

@@ -555,8 +555,9 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) {
 		copies = slices.Collect(maps.Values(sessions))
 		st := n.own.load()
+		distrusted := n.copiesDistrusted(st, req.Partition)
 		reply = pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
-			Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition),
+			Settled: st.settled(n.cfg.Name, req.Partition) && !distrusted, Distrusts: distrusted,
 			Unvouched: st.parts[req.Partition].unvouched}
 	})
 	reply.Blank = n.blank(req.Partition)

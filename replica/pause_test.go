@@ -113,3 +113,50 @@ func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
 		t.Fatalf("pauses counted: %d, want one per pause (200)", got)
 	}
 }
+
+// A node that runs again after a pause does not know yet whether it was
+// declared dead meanwhile: its copies may hold sessions whose loss the
+// cluster reported while it was stopped. Until it knows, an owner that
+// reconciles with it, or fetches from it, takes none of them (chaos
+// finding F17, session 588 of the 30-minute run at 2e4bd53).
+func TestANodeRecoveringFromAPauseGivesNoOwnerItsCopies(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.PauseQuarantine = 1000 * time.Hour })
+	x := c.node("node-2")
+	id := ""
+	for i := 0; id == ""; i++ {
+		if x.Table().OwnersOf(sessionID(i)).Primary == x.Name() {
+			id = sessionID(i)
+		}
+	}
+	put(t, x, id, "v", 1)
+	tab := x.Table()
+	p := tab.Partition(id)
+	buddy := c.node(tab.OwnersOf(id).Buddy)
+	waitFor(t, 5*time.Second, "the buddy to hold the copy", func() bool { return buddy.store.get(p, id) != nil })
+	// The buddy's copies went with a loss the cluster reported while x
+	// was stopped.
+	buddy.store.drop(p)
+	x.beat.Store(int64(x.mono() - time.Hour))
+	x.checkPause()
+	if !x.own.quarantined() {
+		t.Fatal("pause not detected")
+	}
+
+	holds, settled, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), false, false)
+	if err != nil {
+		t.Fatalf("reconciling with the paused node: %v", err)
+	}
+	if holds || settled {
+		t.Errorf("the paused node's pull answer: holds %v, settled %v; want neither", holds, settled)
+	}
+	if got := buddy.store.get(p, id); got != nil {
+		t.Fatalf("the owner merged the paused node's copy v%d of a session it lost", got.Version)
+	}
+	plan := &fetchPlan{sources: []string{x.Name()}}
+	if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, plan); err != nil {
+		t.Fatalf("fetching from the paused node: %v", err)
+	}
+	if got := buddy.store.get(p, id); got != nil {
+		t.Fatalf("the owner fetched the paused node's copy v%d of a session it lost", got.Version)
+	}
+}
