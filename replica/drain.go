@@ -138,11 +138,17 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 
 // pushTo sends partition p's copies, and its floor, to member to, in
 // batches of about HandoffBytes; a partition without copies is one push
-// of the floor alone.
+// of the floor alone. A node recovering from a pause pushes nothing: it
+// does not know yet whether its copies are distrusted
+// (Node.copiesDistrusted), so a leaver drains as a crashed node would
+// and a rebuilt partition's floor is announced again later.
 func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, leaving bool) error {
+	if n.own.quarantined() {
+		return fmt.Errorf("hand partition %d to %s: %w: %s is recovering from a pause", p, to, ErrUnavailable, n.cfg.Name)
+	}
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)
-	distrusts := n.copiesDistrusted(n.own.load(), p)
+	distrusts := n.own.load().distrusts(p)
 	if len(copies) == 0 {
 		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving}, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,39 @@ func TestANodeRecoveringFromAPauseGivesNoOwnerItsCopies(t *testing.T) {
 	}
 	if got := buddy.store.get(p, id); got != nil {
 		t.Fatalf("the owner fetched the paused node's copy v%d of a session it lost", got.Version)
+	}
+}
+
+// A node that drains while recovering from a pause pushes none of its
+// copies (it does not know yet whether they are distrusted) and gives no
+// lease back: the owners that follow wait for its leases to lapse and
+// take its partitions over from their other owners, as after a crash.
+func TestANodeDrainingWhileRecoveringFromAPauseLeavesAsACrashedNodeWould(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.PauseQuarantine = 1000 * time.Hour })
+	x := c.node("node-2")
+	id := idOwnedBy(t, x, true)
+	put(t, x, id, "v", 1)
+	waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
+	x.beat.Store(int64(x.mono() - time.Hour))
+	x.checkPause()
+	sent := x.stats.HandoffSent.Load()
+	others := []string{"node-0", "node-1"}
+	rest := ringOf(t, c, 1000, others...)
+	if err := x.SetTable(rest); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Drain(testCtx(t), rest); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("drain while recovering from a pause: %v, want ErrUnavailable", err)
+	}
+	if got := x.stats.HandoffSent.Load(); got != sent {
+		t.Fatalf("the paused node pushed %d copies", got-sent)
+	}
+	x.stop()
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+		t.Fatalf("write after the leave made v%d, want v2 (the buddy's v1 kept)", s.Version)
+	}
+	if c.node("node-0").stats.FenceWaits.Load()+c.node("node-1").stats.FenceWaits.Load() == 0 {
+		t.Fatal("writes did not wait for the leases of a node that gave none back")
 	}
 }
