@@ -479,12 +479,8 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		t := next.parts[p].transfer
 		drained := t != nil && slices.ContainsFunc(t.sources, func(x string) bool { return d.handedOver(x, p) })
 		t = d.pruned(t)
-		if prev != nil && !below {
-			old := prev.Owners(p)
-			if !d.stays(old.Primary) && (old.Buddy == "" || !d.stays(old.Buddy)) && !d.handedOver(old.Primary, p) && !d.handedOver(old.Buddy, p) &&
-				!d.draining(old.Primary) && !d.draining(old.Buddy) {
-				ch.lost = append(ch.lost, p)
-			}
+		if prev != nil && !below && d.lost(prev.Owners(p), p) {
+			ch.lost = append(ch.lost, p)
 		}
 		if t != nil && !t.reconcile && drained {
 			// A source left gracefully and pushed the partition here
@@ -524,35 +520,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = o.fromWitnesses(tab, now)
 		}
 		if t == nil && before != nil && !owns(before.Owners(p), o.self) && !slices.Contains(ch.lost, p) {
-			t = d.handOff(before.Owners(p), p, now, prev == nil)
-			part := next.parts[p]
-			t.returning = !t.reconcile && prev != nil && part.held && !part.distrusted && part.stoppedIn == prev.Epoch()
-			next.parts[p].held = t.reconcile
-			next.parts[p].unvouched = false
-			switch {
-			case t.reconcile || !copies(p):
-			case t.returning || o.allowMinority || d.pushed(p):
-				// Copies that are, or may be, the partition's: a
-				// returning node's own (the partition up to the ring
-				// before, transfer.returning), a leaver's push that came
-				// before this ring, or, with AllowMinority, writes
-				// acknowledged on this node's side of a cut. Kept and
-				// merged, but vouched for by no one until the hand-off
-				// completes: if the partition is lost first, they may
-				// lack what was acknowledged since, and go
-				// (lostCopiesGo).
-				next.parts[p].unvouched = true
-			default:
-				// The copies left from when this node last owned the
-				// partition go before the ring is served: its owners
-				// wrote elsewhere since, and the hand-off brings the
-				// partition from a holder, or is given up and the loss
-				// reported. Merged with a holder's, they came back —
-				// sessions the holder lost or deleted long ago (chaos
-				// finding F17, session 512); kept through a loss, they
-				// were rebuilt rewound.
-				ch.superseded = append(ch.superseded, p)
-			}
+			t = o.takeOver(next, prev, d, before.Owners(p), p, now, copies(p), ch)
 		}
 		if len(appeared) > 0 {
 			t = o.withSources(t, tab, now, appeared)
@@ -565,6 +533,43 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 	o.noteLeaving(next, prev)
 }
 
+// takeOver starts the hand-off of partition p, which this node owns in
+// next and did not own in the ring before (where from owned it), and
+// decides what becomes of the copies it has (hasCopies) from an earlier
+// ownership: kept unvouched, or dropped before the ring is served
+// (ringChange.superseded).
+func (o *ownership) takeOver(next *ownState, prev *ring.Table, d departures, from ring.Owners, p int, now time.Duration, hasCopies bool, ch *ringChange) *transfer {
+	t := d.handOff(from, p, now, prev == nil)
+	part := &next.parts[p]
+	t.returning = !t.reconcile && prev != nil && part.held && !part.distrusted && part.stoppedIn == prev.Epoch()
+	part.held, part.unvouched = t.reconcile, false
+	switch {
+	case t.reconcile || !hasCopies:
+	case t.returning || o.allowMinority || d.pushed(p):
+		// Copies that are, or may be, the partition's: a
+		// returning node's own (the partition up to the ring
+		// before, transfer.returning), a leaver's push that came
+		// before this ring, or, with AllowMinority, writes
+		// acknowledged on this node's side of a cut. Kept and
+		// merged, but vouched for by no one until the hand-off
+		// completes: if the partition is lost first, they may
+		// lack what was acknowledged since, and go
+		// (lostCopiesGo).
+		part.unvouched = true
+	default:
+		// The copies left from when this node last owned the
+		// partition go before the ring is served: its owners
+		// wrote elsewhere since, and the hand-off brings the
+		// partition from a holder, or is given up and the loss
+		// reported. Merged with a holder's, they came back —
+		// sessions the holder lost or deleted long ago (chaos
+		// finding F17, session 512); kept through a loss, they
+		// were rebuilt rewound.
+		ch.superseded = append(ch.superseded, p)
+	}
+	return t
+}
+
 // departures judges, for transfers, the members that left tab's ring.
 type departures struct {
 	o        *ownership
@@ -575,6 +580,14 @@ type departures struct {
 // stays reports whether name is a member of the ring that did not depart.
 func (d departures) stays(name string) bool {
 	return d.tab.Has(name) && !slices.Contains(d.departed, name)
+}
+
+// lost reports whether both of old's owners of partition p left the
+// ring, neither handing it over (drained, or still draining): the
+// partition is lost with them.
+func (d departures) lost(old ring.Owners, p int) bool {
+	return !d.stays(old.Primary) && (old.Buddy == "" || !d.stays(old.Buddy)) &&
+		!d.handedOver(old.Primary, p) && !d.handedOver(old.Buddy, p) && !d.draining(old.Primary) && !d.draining(old.Buddy)
 }
 
 // handedOver reports whether name left gracefully, its drain complete (it
