@@ -219,20 +219,7 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 		base = prev.Version // versions keep growing across deletes and expiry
 	}
 	next := &Session{ID: op.ID, Version: base + 1, LastAccess: now, Stamp: stamp, Writer: writer}
-	if prev != nil {
-		keep := max(0, len(prev.Recent)-recentRequests+1)
-		next.Recent, next.Forgot = prev.Recent[keep:], prev.Forgot
-		for _, dropped := range prev.Recent[:keep] {
-			at := dropped.At
-			if at == 0 {
-				at = stamp // a record from before At: it was applied no later than now
-			}
-			next.Forgot = max(next.Forgot, at)
-		}
-	}
-	if op.RequestID != "" {
-		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op), At: stamp})
-	}
+	remember(next, prev, op, stamp)
 	if err := checkNames(op, lim); err != nil {
 		return nil, err
 	}
@@ -288,6 +275,28 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 		}
 	}
 	return next, nil
+}
+
+// remember carries prev's record of recent requests into next, the
+// session op makes of it at stamp, and adds op's own (if it names one):
+// the oldest records past recentRequests are forgotten, and next.Forgot
+// keeps the stamp of the latest one forgotten (a retry first sent before
+// it is refused as indeterminate).
+func remember(next, prev *Session, op *Op, stamp uint64) {
+	if prev != nil {
+		keep := max(0, len(prev.Recent)-recentRequests+1)
+		next.Recent, next.Forgot = prev.Recent[keep:], prev.Forgot
+		for _, dropped := range prev.Recent[:keep] {
+			at := dropped.At
+			if at == 0 {
+				at = stamp // a record from before At: it was applied no later than now
+			}
+			next.Forgot = max(next.Forgot, at)
+		}
+	}
+	if op.RequestID != "" {
+		next.Recent = append(slices.Clip(next.Recent), Applied{Request: op.RequestID, Version: next.Version, Hash: opHash(op), At: stamp})
+	}
 }
 
 // pick returns v, or def when v is zero.
