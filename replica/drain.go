@@ -42,7 +42,7 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 	}
 	for _, s := range req.Sessions {
 		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
-			n.merge(req.Partition, s)
+			_ = n.merge(req.Partition, s, nil) // a leaver's push merges under any ring: its new owners may move on meanwhile
 		}
 	}
 	if req.Leaving {

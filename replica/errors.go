@@ -54,6 +54,11 @@ var errCutOff = errors.New("this node is cut off from the cluster")
 // (the gate's hand-off rule, gate.go). A hand-off is not given up on while its sources say so.
 var errOtherRing = errors.New("the previous owner serves by another ring")
 
+// errRingMoved marks an ErrNotOwner that says a copy a pull or fetch
+// brought was not merged: the node installed a newer ring since the pull
+// or fetch began (Node.merge). The caller retries by the new ring.
+var errRingMoved = fmt.Errorf("%w: the ring changed while copies were being brought in", ErrNotOwner)
+
 // codes maps sentinels to wire codes and back.
 var codes = map[string]error{
 	"not_found":      ErrNotFound,

@@ -345,6 +345,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 	}
 	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring, From: n.cfg.Name}
 	held, blank := false, n.blank(p)
+	serving := n.own.table() // copies merge only while it is still the ring (merge)
 	for _, src := range plan.sources {
 		var reply ReadReply
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
@@ -368,7 +369,9 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		held = held || reply.Holds
 		blank = blank && reply.Blank
 		if reply.Session != nil && reply.Session.ID == id {
-			n.merge(p, reply.Session)
+			if err := n.merge(p, reply.Session, serving); err != nil {
+				return fmt.Errorf("fetch %s from %s: %w", id, src, err)
+			}
 			if reply.Unvouched {
 				n.own.markUnvouched(p)
 			}

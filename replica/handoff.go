@@ -379,7 +379,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
-				n.merge(p, s)
+				if err := n.merge(p, s, tab); err != nil {
+					return false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+				}
 				req.After = s.ID
 			}
 		}
@@ -516,10 +518,26 @@ func (n *Node) learnFloor(p int, floor uint64, from string, rebuilt bool) {
 // merge keeps the newer of a copy from another node and this node's own,
 // counting and logging a conflict when the two diverged: writes were
 // acknowledged on both sides of a network cut, and the side whose copy
-// loses loses them.
-func (n *Node) merge(p int, s *Session) {
+// loses loses them. With tab, the copy is merged only while this node
+// still serves by tab, the ring the pull or fetch that brought it began
+// under, and merge returns errRingMoved otherwise: a pull that straggled
+// on past two ring changes brought back the copies the second one
+// dropped (ringChange.superseded).
+func (n *Node) merge(p int, s *Session, tab *ring.Table) error {
 	n.clock.observe(s.Stamp)
-	prev, stored := n.store.putIfNewer(p, s)
+	var check func() error
+	if tab != nil {
+		check = func() error { // under p's lock: no ring is installed meanwhile (SetTable)
+			if n.own.table() != tab {
+				return fmt.Errorf("%w: merge %s into partition %d", errRingMoved, s.ID, p)
+			}
+			return nil
+		}
+	}
+	prev, stored, err := n.store.putUnder(p, s, true, check)
+	if errors.Is(err, errRingMoved) {
+		return err
+	}
 	if diverged(prev, s) {
 		n.stats.Conflicts.Add(1)
 		kept, lost := prev, s
@@ -530,6 +548,7 @@ func (n *Node) merge(p int, s *Session) {
 			"kept_version", kept.Version, "kept_writer", kept.Writer, "kept_stamp", kept.Stamp,
 			"lost_version", lost.Version, "lost_writer", lost.Writer, "lost_stamp", lost.Stamp)
 	}
+	return nil
 }
 
 // servePull answers methodPull, a new owner's pull: the copies of a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -1237,7 +1238,10 @@ func TestATakeOverDropsTheNodesOwnCopiesFromAnEarlierOwnership(t *testing.T) {
 // with an old copy, while the source does not hold the partition; the
 // second empty, once it does (a hand-off of its own given up meanwhile,
 // its old copies dropped).
-type batchedSource struct{ old *Session }
+type batchedSource struct {
+	old       *Session
+	partition int // old's
+}
 
 func (b batchedSource) Call(_ context.Context, _, method string, args, reply any) error {
 	req, ok := args.(pullRequest)
@@ -1245,7 +1249,7 @@ func (b batchedSource) Call(_ context.Context, _, method string, args, reply any
 		return fmt.Errorf("%s: not answered here", method)
 	}
 	r := reply.(*pullReply)
-	if req.After == "" {
+	if req.After == "" && req.Partition == b.partition {
 		*r = pullReply{Sessions: []*Session{b.old}, More: true, Settled: true}
 		return nil
 	}
@@ -1265,8 +1269,11 @@ func TestASourceHoldsOnlyIfEveryBatchSaysSo(t *testing.T) {
 	}
 	id := sessionID(1)
 	p := tab.Partition(id)
-	n := New(Config{Name: "a", Caller: batchedSource{old: &Session{ID: id, Version: 7}}, HandoffTimeout: time.Second})
+	n := New(Config{Name: "a", Caller: batchedSource{old: &Session{ID: id, Version: 7}, partition: p}, HandoffTimeout: time.Second})
 	defer n.Close()
+	if err := n.SetTable(tab); err != nil {
+		t.Fatal(err)
+	}
 	holds, _, _, err := n.pull(context.Background(), tab, p, "b", true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -1306,4 +1313,61 @@ func returningSession(t *testing.T, c *testCluster, all *ring.Table, lastOwner b
 	}
 	t.Skip("no session moves that way")
 	return "", "", "", ""
+}
+
+// ringMovingSource answers a hand-off pull under ring from with a copy,
+// but installs ring to on the puller first: the pull straggles on past a
+// ring change.
+type ringMovingSource struct {
+	copy     *Session
+	from, to *ring.Table
+	node     **Node
+	once     *sync.Once
+}
+
+func (r ringMovingSource) Call(_ context.Context, _, method string, args, reply any) error {
+	req, ok := args.(pullRequest)
+	if method != methodPull || !ok {
+		return fmt.Errorf("%s: not answered here", method)
+	}
+	out := reply.(*pullReply)
+	if req.Ring != r.from.Fingerprint() {
+		*out = pullReply{Holds: true, Settled: true}
+		return nil
+	}
+	var err error
+	r.once.Do(func() { err = (*r.node).SetTable(r.to) })
+	*out = pullReply{Sessions: []*Session{r.copy}, Holds: true, Settled: true}
+	return err
+}
+
+// A copy a pull brings is merged only while the node still serves by the
+// ring the pull began under: a pull that straggled on past two ring
+// changes brought back copies the second had dropped as left from an
+// earlier ownership (ringChange.superseded).
+func TestAPullStragglingPastARingChangeMergesNothing(t *testing.T) {
+	members := []ring.Member{{Name: "a", Peer: "a"}, {Name: "b", Peer: "b"}}
+	from, err := ring.New(ring.DefaultConfig(), 1, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := ring.New(ring.DefaultConfig(), 2, append(members, ring.Member{Name: "c", Peer: "c"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sessionID(1)
+	p := from.Partition(id)
+	var n *Node
+	n = New(Config{Name: "a", Caller: ringMovingSource{copy: &Session{ID: id, Version: 7}, from: from, to: to, node: &n, once: &sync.Once{}}, HandoffTimeout: time.Second})
+	defer n.Close()
+	if err := n.SetTable(from); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err = n.pull(context.Background(), from, p, "b", true, false)
+	if !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("a pull whose ring was replaced meanwhile: %v, want ErrNotOwner", err)
+	}
+	if got := n.store.get(p, id); got != nil {
+		t.Fatalf("the straggling pull merged v%d", got.Version)
+	}
 }

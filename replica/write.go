@@ -83,7 +83,7 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 		if prev := n.store.get(p, id); newer(reply.Session, prev) {
 			n.stats.BuddyCopiesAdopted.Add(1)
 		}
-		n.merge(p, reply.Session)
+		_ = n.merge(p, reply.Session, nil) // the caller holds id's lock and checks the ring when it writes
 	}
 	return nil
 }
