@@ -65,6 +65,11 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	if tab.Has(n.cfg.Name) {
 		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
 	}
+	// A node that resumed after a pause first learns whether it was
+	// declared dead (ownership.confirm: a lease from every member), for
+	// as long as ctx allows; pushTo sends nothing until then.
+	for n.own.unconfirmed() && n.sleep(ctx, n.cfg.LeaseDuration/6) {
+	}
 	type job struct{ p int }
 	var jobs []job
 	held := n.own.trustedHeld()
@@ -138,13 +143,13 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 
 // pushTo sends partition p's copies, and its floor, to member to, in
 // batches of about HandoffBytes; a partition without copies is one push
-// of the floor alone. A node recovering from a pause pushes nothing: it
-// does not know yet whether its copies are distrusted
-// (Node.copiesDistrusted), so a leaver drains as a crashed node would
+// of the floor alone. A node that resumed after a pause pushes nothing
+// until it knows whether it was declared dead meanwhile
+// (ownership.unconfirmed): a leaver then drains as a crashed node would,
 // and a rebuilt partition's floor is announced again later.
 func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, leaving bool) error {
-	if n.own.quarantined() {
-		return fmt.Errorf("hand partition %d to %s: %w: %s is recovering from a pause", p, to, ErrUnavailable, n.cfg.Name)
+	if n.own.unconfirmed() {
+		return fmt.Errorf("hand partition %d to %s: %w: %w", p, to, ErrUnavailable, errUnconfirmed)
 	}
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)

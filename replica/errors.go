@@ -54,6 +54,12 @@ var errCutOff = errors.New("this node is cut off from the cluster")
 // (the gate's hand-off rule, gate.go). A hand-off is not given up on while its sources say so.
 var errOtherRing = errors.New("the previous owner serves by another ring")
 
+// errUnconfirmed marks an ErrUnavailable that says a source of a pull or
+// fetch resumed after a pause and does not know yet whether it was
+// declared dead meanwhile (ownership.unconfirmed): it sends no copy until
+// it does. As with errOtherRing, a hand-off waits for it.
+var errUnconfirmed = errors.New("the source resumed after a pause and does not know yet whether it was declared dead")
+
 // errRingMoved marks an ErrNotOwner that says a copy a pull or fetch
 // brought was not merged: the node installed a newer ring since the pull
 // or fetch began (Node.merge). The caller retries by the new ring.

@@ -354,6 +354,9 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		if reply.OtherRing {
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
+		if reply.Unconfirmed {
+			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errUnconfirmed, id, src)
+		}
 		n.learnFloor(p, reply.Floor, src, false)
 		if reply.Distrusts && !plan.distrust && !n.cfg.AllowMinority {
 			// A source declared dead, or recovering from a pause, may hold

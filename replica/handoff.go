@@ -57,6 +57,11 @@ type pullReply struct {
 	// acknowledged since (partState.unvouched); a node that merges them
 	// is unvouched too.
 	Unvouched bool `msgpack:"uv,omitempty"`
+	// Unconfirmed: the source resumed after a pause and does not know
+	// yet whether it was declared dead meanwhile (ownership.unconfirmed);
+	// it sends nothing, and the puller waits for it as for a source on
+	// another ring.
+	Unconfirmed bool `msgpack:"uc,omitempty"`
 }
 
 // SetLeaving tells the node which members said they are leaving and are
@@ -165,7 +170,9 @@ func (n *Node) transferLoop() {
 			seen, changedAt = tab, n.mono()
 		}
 		n.pullDue(ctx, tab)
-		if dropped != tab && n.mono()-changedAt > n.cfg.HandoffTimeout {
+		// A node out of its own ring is leaving: its copies are what it
+		// drains, however long that takes (Drain).
+		if dropped != tab && n.mono()-changedAt > n.cfg.HandoffTimeout && tab.Has(n.cfg.Name) {
 			n.dropUnowned(tab)
 			dropped = tab
 		}
@@ -262,7 +269,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		holds, settled, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
 			err = e
-			refused = refused || errors.Is(e, errOtherRing)
+			refused = refused || errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed)
 			// Only the partition's other owner counts: it holds every
 			// write acknowledged since it took the partition over. A
 			// former owner out of reach drops its copies HandoffTimeout
@@ -307,8 +314,10 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
 	case refused:
-		// A source is alive and serves by another ring: it may still
-		// serve the partition. Not given up on.
+		// A source is alive and serves by another ring, or does not know
+		// yet whether it was declared dead during a pause: it may still
+		// serve the partition, or hold what a returning owner's hand-off
+		// needs (transfer.returning). Not given up on.
 		n.own.transferAnswered(j.p, j.transfer, n.mono())
 		n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
 	case outOfReach && !held:
@@ -350,6 +359,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		}
 		if reply.OtherRing {
 			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
+		}
+		if reply.Unconfirmed {
+			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errUnconfirmed, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
 		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
@@ -569,14 +581,23 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	// together (store.view): a hand-off given up between the two
 	// answered the copies it was dropping as held, and the new owner kept
 	// them (chaos finding F17, the 30-minute run at 24209bc, session 370).
+	if n.own.unconfirmed() {
+		// Its copies may hold sessions whose loss the cluster reported
+		// while it was stopped, and its own partitions are marked
+		// distrusted only once a member tells it it was declared dead:
+		// an owner that reconciled with it in between merged them, and
+		// served them after the loss report (chaos finding F17, session
+		// 588 of the 30-minute run at 2e4bd53). Checked before the
+		// partition's state is read, which confirm follows.
+		return pullReply{Unconfirmed: true}, nil
+	}
 	var copies []*Session
 	var reply pullReply
 	n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) {
 		copies = slices.Collect(maps.Values(sessions))
 		st := n.own.load()
-		distrusted := n.copiesDistrusted(st, req.Partition)
 		reply = pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
-			Settled: st.settled(n.cfg.Name, req.Partition) && !distrusted, Distrusts: distrusted,
+			Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition),
 			Unvouched: st.parts[req.Partition].unvouched}
 	})
 	reply.Blank = n.blank(req.Partition)

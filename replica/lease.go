@@ -150,18 +150,30 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 		n.reconcileAll(nil, true)
 		n.own.recordLease(name, reply, sent) // marked: now the lease counts
 	}
+	n.confirmStanding(tab)
 	return nil
 }
 
+// confirmStanding ends the node's unconfirmed time after a pause once
+// every other member of tab has granted it a lease since
+// (ownership.confirm), and logs it.
+func (n *Node) confirmStanding(tab *ring.Table) {
+	if n.own.confirm(tab) {
+		n.log.Info("every member granted a lease since the pause: this node knows whether it was declared dead")
+	}
+}
+
 // renewLeases asks every other member of the ring for a lease, without
-// waiting for the answers, while the node serves requests that need them.
-// It runs every LeaseDuration/6.
+// waiting for the answers, while the node serves requests that need them,
+// or while it does not know whether it was declared dead during a pause
+// (ownership.unconfirmed). It runs every LeaseDuration/6.
 func (n *Node) renewLeases() {
 	tab := n.own.table()
-	if tab == nil || !tab.Has(n.cfg.Name) {
-		return // not serving (yet, or any more): no lease needed
+	if tab == nil || !tab.Has(n.cfg.Name) && !n.own.unconfirmed() {
+		return // not serving (yet, or any more): no lease needed; a leaver that resumed after a pause asks before it drains
 	}
-	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) {
+	n.confirmStanding(tab) // a ring of this node alone has no one to ask
+	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() {
 		return // idle: the next request asks on demand
 	}
 	for _, m := range tab.Members() {

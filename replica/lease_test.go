@@ -213,6 +213,34 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 	}
 }
 
+// A leaving node keeps its copies however long its drain takes: copies of
+// partitions a node does not own are dropped HandoffTimeout after a ring
+// change, but a node out of its own ring is draining them.
+func TestALeaverKeepsItsCopiesUntilItHasDrainedThem(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x := c.node("node-2")
+	id := idOwnedBy(t, x, true)
+	put(t, x, id, "v", 1)
+	waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
+	others := []string{"node-0", "node-1"}
+	rest := ringOf(t, c, 1000, others...)
+	if err := x.SetTable(rest); err != nil {
+		t.Fatal(err)
+	}
+	c.sleep(3 * x.cfg.HandoffTimeout) // the drain is slow to start
+	if got := x.store.get(rest.Partition(id), id); got == nil {
+		t.Fatal("the leaver dropped its copy before draining it")
+	}
+	if err := x.Drain(testCtx(t), rest); err != nil {
+		t.Fatal(err)
+	}
+	x.stop()
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+		t.Fatalf("write after the drain made v%d, want v2", s.Version)
+	}
+}
+
 // An idle node asks for no leases: the background renewal runs only while
 // the node serves requests that need them, and stops a lease after the
 // last one. The first request after a quiet spell asks on demand and is

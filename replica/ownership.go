@@ -46,6 +46,11 @@ type ownership struct {
 	leaving    map[string]bool                      // members that said they are leaving and are still alive: their drains are under way (setLeaving)
 
 	quarantine atomic.Int64 // until when the node recovers from a pause; 0 if not
+	// unconfirmedSince is when the node found it had been paused, on its
+	// monotonic clock, until every other member of its ring has granted
+	// it a lease asked since (confirm); 0 when it knows whether it was
+	// declared dead meanwhile.
+	unconfirmedSince atomic.Int64
 
 	// started is when this run of the node installed its first ring (on
 	// its monotonic clock), or -1 before (young).
@@ -1334,6 +1339,38 @@ func (o *ownership) setQuarantine(until time.Duration) { o.quarantine.Store(int6
 
 // quarantined reports whether the node is recovering from a pause.
 func (o *ownership) quarantined() bool { return o.quarantine.Load() != 0 }
+
+// startUnconfirmed records that the node found at now that it had been
+// paused: until confirm, it does not know whether it was declared dead
+// meanwhile.
+func (o *ownership) startUnconfirmed(now time.Duration) { o.unconfirmedSince.Store(int64(max(now, 1))) }
+
+// unconfirmed reports whether the node resumed after a pause and does not
+// know yet whether it was declared dead meanwhile: its copies may hold
+// sessions whose loss the cluster reported while it was stopped, so it
+// gives none to another node (servePull, serveRead) until it knows.
+func (o *ownership) unconfirmed() bool { return o.unconfirmedSince.Load() != 0 }
+
+// confirm ends the node's unconfirmed time once every other member of tab
+// has granted it a lease asked after it began: a member that saw it leave
+// its ring says so in its grant (recordLease), and the node has marked
+// every owned partition distrusted before the grant is recorded. A member
+// that does not see it in its ring grants none, so the time lasts until
+// the members take the node back or the ring drops them. It reports
+// whether it ended the time now.
+func (o *ownership) confirm(tab *ring.Table) bool {
+	since := o.unconfirmedSince.Load()
+	if since == 0 || tab == nil {
+		return false
+	}
+	held := *o.held.Load()
+	for _, m := range tab.Members() {
+		if m.Name != o.self && held[m.Name].asked <= time.Duration(since) {
+			return false
+		}
+	}
+	return o.unconfirmedSince.CompareAndSwap(since, 0)
+}
 
 // lostPartitions returns the latest loss of partitions seen.
 func (o *ownership) lostPartitions() LostPartitions {

@@ -41,6 +41,7 @@ func (n *Node) checkPause() {
 		// Quarantine before the heartbeat looks fresh again: a caller that
 		// runs concurrently and sees the new heartbeat must also see the
 		// quarantine, or it would serve a stale copy in between.
+		n.own.startUnconfirmed(now)
 		n.own.setQuarantine(now + n.cfg.PauseQuarantine)
 		if !n.beat.CompareAndSwap(last, int64(now)) {
 			continue // another caller took this gap; it reports and reconciles
@@ -48,6 +49,9 @@ func (n *Node) checkPause() {
 		n.log.Warn("node was paused; quarantined while it reconciles", "gap", gap, "quarantine", n.cfg.PauseQuarantine)
 		n.stats.Pauses.Add(1)
 		n.reconcileAll(nil, false)
+		// Ask every member at once whether it declared this node dead
+		// (ownership.confirm); renewLeases asks again until all have.
+		go n.renewLeases()
 		return
 	}
 	if q := time.Duration(n.own.quarantine.Load()); q != 0 && now >= q && n.own.quarantine.CompareAndSwap(int64(q), 0) {

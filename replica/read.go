@@ -69,6 +69,10 @@ type ReadReply struct {
 	Distrusts bool `msgpack:"dt,omitempty"`
 	// Blank, in a raw read: see above.
 	Blank bool `msgpack:"bl,omitempty"`
+	// Unconfirmed, in a raw read, says the answering node resumed after a
+	// pause and does not know yet whether it was declared dead meanwhile
+	// (ownership.unconfirmed): it sends no copy, and the asker tries again.
+	Unconfirmed bool `msgpack:"uc,omitempty"`
 	// Unvouched, in a raw read: the answering node's copies of the
 	// partition may be older than what the cluster acknowledged since
 	// (partState.unvouched); a node that merges one is unvouched too.
@@ -146,11 +150,14 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			}
 			return nil, err
 		}
+		if n.own.unconfirmed() {
+			return ReadReply{Unconfirmed: true}, nil // as in servePull
+		}
 		var reply ReadReply
 		n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) { // with the copy, as in servePull
 			st := n.own.load()
 			reply = ReadReply{Session: sessions[req.ID], Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
-				Distrusts: n.copiesDistrusted(st, req.Partition), Unvouched: st.parts[req.Partition].unvouched}
+				Distrusts: st.distrusts(req.Partition), Unvouched: st.parts[req.Partition].unvouched}
 		})
 		reply.Blank = n.blank(req.Partition)
 		return reply, nil
@@ -179,20 +186,6 @@ func (n *Node) vouchesTo(p int, from string) bool {
 		}
 	}
 	return st.vouches(n.cfg.Name, p, m)
-}
-
-// copiesDistrusted reports whether this node's copies of partition p may be older
-// than what the cluster acknowledged since, so that no owner takes them
-// for the partition: it was declared dead and has not caught up
-// (partState.distrusted), or it is recovering from a pause (checkPause)
-// and does not know yet whether it was declared dead meanwhile. It
-// learns that from the first lease a member grants it (recordLease),
-// some 100 ms after it runs again; an owner that reconciled with it in
-// between merged copies of sessions lost while it was stopped, and
-// served them after their loss was reported (chaos finding F17, session
-// 588 of the 30-minute run at 2e4bd53).
-func (n *Node) copiesDistrusted(st *ownState, p int) bool {
-	return st.distrusts(p) || n.own.quarantined()
 }
 
 // blank reports whether this node is young (ownership.young) and knows

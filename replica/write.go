@@ -78,6 +78,11 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
 		return fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
 	}
+	if reply.Unconfirmed || reply.Distrusts {
+		// Its copy may be of a session lost while it was stopped, or
+		// older than what was acknowledged since: not one to build on.
+		return fmt.Errorf("%w: buddy %s resumed after a pause or was declared dead, and has not caught up", ErrUnavailable, buddy)
+	}
 	n.learnFloor(p, reply.Floor, buddy, false)
 	if reply.Session != nil && reply.Session.ID == id {
 		if prev := n.store.get(p, id); newer(reply.Session, prev) {
