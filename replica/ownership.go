@@ -1356,11 +1356,15 @@ func (o *ownership) unconfirmed() bool { return o.unconfirmedSince.Load() != 0 }
 // its ring says so in its grant (recordLease), and the node has marked
 // every owned partition distrusted before the grant is recorded. A member
 // that does not see it in its ring grants none, so the time lasts until
-// the members take the node back or the ring drops them. It reports
-// whether it ended the time now.
+// the members take the node back or the ring drops them; and it lasts
+// while tab is below the quorum. It reports whether it ended the time
+// now.
 func (o *ownership) confirm(tab *ring.Table) bool {
 	since := o.unconfirmedSince.Load()
-	if since == 0 || tab == nil {
+	if since == 0 || tab == nil || len(tab.Members()) < o.load().need {
+		// Below the quorum the ring is not the cluster: just after a
+		// pause the node may suspect everyone, and a ring of itself
+		// alone has no member left to tell it anything.
 		return false
 	}
 	held := *o.held.Load()

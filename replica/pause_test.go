@@ -256,3 +256,26 @@ func TestANodeDrainedBeforeItKnowsItsStandingLeavesAsACrashedNodeWould(t *testin
 		t.Fatalf("write after the leave made v%d, want v2 (the buddy's v1 kept)", s.Version)
 	}
 }
+
+// A node whose ring shrank to itself while it was paused (it heard from
+// no one and suspects everyone) does not take that ring for the cluster:
+// with no member to ask, it stays unconfirmed until members it can ask
+// are back in its ring and grant it leases.
+func TestANodeAloneInItsRingAfterAPauseStaysUnconfirmed(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x := c.node("node-2")
+	waitFor(t, 5*time.Second, "ready", func() bool { return x.Ready() })
+	for _, name := range []string{"node-0", "node-1"} {
+		x.faults.Cut(c.node(name).member.Peer)
+	}
+	x.beat.Store(int64(x.mono() - time.Hour))
+	x.checkPause()
+	c.publishTo(map[string][]string{"node-2": {"node-2"}})
+	x.faults.HealAll()
+	x.renewLeases()
+	if !x.own.unconfirmed() {
+		t.Fatal("a node alone in its ring after a pause took its standing as known")
+	}
+	c.publishTo(map[string][]string{"node-2": {"node-0", "node-1", "node-2"}})
+	waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
+}
