@@ -65,11 +65,6 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	if tab.Has(n.cfg.Name) {
 		return fmt.Errorf("%w: drain: %s is still in the ring it would drain to", ErrInvalid, n.cfg.Name)
 	}
-	// A node that resumed after a pause first learns whether it was
-	// declared dead (ownership.confirm: a lease from every member), for
-	// as long as ctx allows; pushTo sends nothing until then.
-	for n.own.unconfirmed() && n.sleep(ctx, n.cfg.LeaseDuration/6) {
-	}
 	type job struct{ p int }
 	var jobs []job
 	held := n.own.trustedHeld()

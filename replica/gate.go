@@ -355,6 +355,10 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
 		}
 		if reply.Unconfirmed {
+			if plan.ring == 0 {
+				blank = false
+				continue // a reconciliation takes nothing from it (pull)
+			}
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errUnconfirmed, id, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)

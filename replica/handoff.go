@@ -361,6 +361,13 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
 		}
 		if reply.Unconfirmed {
+			if !handoff {
+				// A reconciliation takes nothing from it, as from a
+				// source declared dead: an owner holds every write
+				// acknowledged, and waiting would hold up the
+				// partition's writes, which fetch from the sources first.
+				return false, false, false, nil
+			}
 			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errUnconfirmed, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)

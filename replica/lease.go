@@ -169,8 +169,8 @@ func (n *Node) confirmStanding(tab *ring.Table) {
 // (ownership.unconfirmed). It runs every LeaseDuration/6.
 func (n *Node) renewLeases() {
 	tab := n.own.table()
-	if tab == nil || !tab.Has(n.cfg.Name) && !n.own.unconfirmed() {
-		return // not serving (yet, or any more): no lease needed; a leaver that resumed after a pause asks before it drains
+	if tab == nil || !tab.Has(n.cfg.Name) {
+		return // not serving (yet, or any more): no lease needed
 	}
 	n.confirmStanding(tab) // a ring of this node alone has no one to ask
 	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() {

@@ -1283,7 +1283,9 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duratio
 	defer o.mu.Unlock()
 	seen, known := o.seen[name]
 	o.seen[name] = reply.Departed
-	if known && reply.Departed > seen {
+	if known && reply.Departed > seen || !known && reply.Departed > 0 && o.unconfirmed() {
+		// Unconfirmed after a pause, a first grant from a member that
+		// ever saw it leave counts as one: nothing tells when it did.
 		return true
 	}
 	held := *o.held.Load()

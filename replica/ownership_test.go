@@ -1128,3 +1128,58 @@ func TestARingBelowTheQuorumLosesNothing(t *testing.T) {
 		t.Fatalf("after the cut healed: partition %d transfer %+v, held %v; want a hand-off from the members that appeared", p, tr, st.holds(p))
 	}
 }
+
+// A node that resumed after a pause is unconfirmed until every other
+// member of its ring has granted it a lease asked after the pause: a
+// grant that says the member saw it leave is not recorded before the
+// caller has marked its partitions (recordLease), so it does not count;
+// a first grant from a member that ever saw it leave counts as having
+// been declared dead; a ring below the quorum confirms nothing.
+func TestConfirmingANodesStandingAfterAPause(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	o := installed(t, "a", tab)
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second)
+	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second)
+	if o.unconfirmed() || o.confirm(tab) {
+		t.Fatal("a node never paused is unconfirmed")
+	}
+
+	pause := 10 * time.Second
+	o.startUnconfirmed(pause)
+	if !o.unconfirmed() {
+		t.Fatal("not unconfirmed after a pause")
+	}
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, pause-time.Millisecond) // asked before the pause
+	if o.confirm(tab) {
+		t.Fatal("confirmed by a lease asked before the pause")
+	}
+	if dead := o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second); !dead {
+		t.Fatal("a grant saying b saw the node leave did not tell it it was declared dead")
+	}
+	if o.confirm(tab) {
+		t.Fatal("confirmed before the declared-dead grant was recorded")
+	}
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second) // marked: recorded now
+	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, pause+time.Second)
+	if !o.confirm(tab) || o.unconfirmed() {
+		t.Fatal("not confirmed once every member granted a lease after the pause")
+	}
+
+	// A first grant, from a member never asked before, that ever saw
+	// the node leave: declared dead while unconfirmed, not otherwise.
+	fresh := installed(t, "a", tab)
+	if fresh.recordLease("b", leaseReply{Departed: 2}, time.Second) {
+		t.Fatal("a first grant counted as a death while the node was not unconfirmed")
+	}
+	fresh.startUnconfirmed(pause)
+	if !fresh.recordLease("c", leaseReply{Departed: 2}, pause+time.Second) {
+		t.Fatal("an unconfirmed node took a first grant from a member that saw it leave as no death")
+	}
+
+	// Below the quorum: no member to hear from is no confirmation.
+	alone := installed(t, "a", tab, tableOf(t, 2, "a"))
+	alone.startUnconfirmed(pause)
+	if alone.confirm(tableOf(t, 2, "a")) {
+		t.Fatal("confirmed by a ring of the node alone, below the quorum")
+	}
+}

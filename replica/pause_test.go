@@ -148,16 +148,23 @@ func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T)
 	}
 	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
 
-	_, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), false, false)
-	if !errors.Is(err, errUnconfirmed) {
-		t.Fatalf("reconciling with the node resumed after a pause: %v, want errUnconfirmed", err)
+	// A reconciliation takes nothing from it; a hand-off waits for it.
+	holds, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), false, false)
+	if err != nil || holds {
+		t.Fatalf("reconciling with the node resumed after a pause: holds %v, %v; want no hold, no error", holds, err)
+	}
+	if _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), true, false); !errors.Is(err, errUnconfirmed) {
+		t.Fatalf("a hand-off from the node resumed after a pause: %v, want errUnconfirmed", err)
 	}
 	if got := buddy.store.get(p, id); got != nil {
 		t.Fatalf("the owner merged the resumed node's copy v%d of a session it lost", got.Version)
 	}
-	err = buddy.fetch(testCtx(t), buddy.own.table(), p, id, &fetchPlan{sources: []string{x.Name()}})
-	if !errors.Is(err, errUnconfirmed) {
-		t.Fatalf("fetching from the node resumed after a pause: %v, want errUnconfirmed", err)
+	if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, &fetchPlan{sources: []string{x.Name()}}); err != nil {
+		t.Fatalf("a reconciliation's fetch from the node resumed after a pause: %v", err)
+	}
+	handOff := &fetchPlan{sources: []string{x.Name()}, ring: buddy.own.table().Fingerprint()}
+	if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, handOff); !errors.Is(err, errUnconfirmed) {
+		t.Fatalf("a hand-off's fetch from the node resumed after a pause: %v, want errUnconfirmed", err)
 	}
 	if got := buddy.store.get(p, id); got != nil {
 		t.Fatalf("the owner fetched the resumed node's copy v%d of a session it lost", got.Version)
@@ -172,6 +179,38 @@ func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T)
 	}
 }
 
+// Reconciling with a node that does not know yet whether it was declared
+// dead holds up no write: the owners' writes fetch from the reconciliation's
+// sources first, and take nothing from it (finding of a review: every write
+// failed until the resumed node had heard from every member).
+func TestWritesGoOnWhileReconcilingWithAnUnconfirmedNode(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	x := c.node("node-2")
+	b := c.node("node-0")
+	id := ""
+	for i := 0; id == ""; i++ {
+		if o := b.Table().OwnersOf(sessionID(i)); o.Primary == b.Name() && o.Buddy == "node-1" {
+			id = sessionID(i)
+		}
+	}
+	put(t, b, id, "v", 1)
+	waitFor(t, 10*time.Second, "hand-offs", func() bool {
+		return b.Handoffs() == 0 && c.node("node-1").Handoffs() == 0 && x.Handoffs() == 0
+	})
+	for _, name := range []string{"node-0", "node-1"} {
+		x.faults.Cut(c.node(name).member.Peer) // x hears from no one
+	}
+	x.beat.Store(int64(x.mono() - time.Hour))
+	x.checkPause()
+	b.reconcileAll([]string{x.Name()}, false)
+	if s := put(t, b, id, "v", 2); s.Version != 2 {
+		t.Fatalf("write while reconciling with an unconfirmed node made v%d, want v2", s.Version)
+	}
+	if !x.own.unconfirmed() {
+		t.Fatal("the node learned its standing though it heard from no one")
+	}
+}
+
 // A source that does not know yet whether it was declared dead is waited
 // for, as one on another ring is: its answer is neither a hold nor a
 // loss, so a returning owner's hand-off does not complete without it.
@@ -180,7 +219,7 @@ func TestAPullWaitsForASourceThatDoesNotKnowItsStanding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := New(Config{Name: "a", Caller: unconfirmedSource{}, HandoffTimeout: time.Second})
+	n := New(Config{Name: "a", Caller: unconfirmedSource{}, HandoffTimeout: 300 * time.Millisecond})
 	defer n.Close()
 	if err := n.SetTable(tab); err != nil {
 		t.Fatal(err)
@@ -192,7 +231,7 @@ func TestAPullWaitsForASourceThatDoesNotKnowItsStanding(t *testing.T) {
 	}
 	// Well past HandoffTimeout, the hand-offs still wait for it: none
 	// is given up and no loss reported.
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // five HandoffTimeouts: a give-up would have come
 	if lost := n.stats.LostPartitions.Load(); lost != 0 {
 		t.Fatalf("%d partitions reported lost while their source did not know its standing", lost)
 	}
