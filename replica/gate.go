@@ -369,7 +369,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			blank = false // it knows the partition had owners
 			continue
 		}
-		if plan.ring != 0 && stale(tab, p, src, reply.Holds) {
+		if (plan.ring != 0 || !n.cfg.AllowMinority) && stale(tab, p, src, reply.Holds) { // as in pull
 			blank = blank && reply.Blank
 			continue // a former owner's copy, kept from before others took the partition over
 		}

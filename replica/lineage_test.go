@@ -1371,3 +1371,42 @@ func TestAPullStragglingPastARingChangeMergesNothing(t *testing.T) {
 		t.Fatalf("the straggling pull merged v%d", got.Version)
 	}
 }
+
+// A reconciliation merges nothing from a member that neither owns the
+// partition nor vouches for it: its copies are leftovers from an earlier
+// ownership, and the owners hold every acknowledged write. Merged after
+// the partition's loss was reported, a leftover brought the session back
+// at its old version (chaos finding F17, session 230 of the 60-minute run
+// at e9d1ae5).
+func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	b := c.node("node-0")
+	id := ""
+	for i := 0; id == ""; i++ {
+		if o := b.Table().OwnersOf(sessionID(i)); o.Primary == b.Name() && o.Buddy == "node-1" {
+			id = sessionID(i)
+		}
+	}
+	put(t, b, id, "v", 1)
+	x := c.node("node-2") // owns nothing of the session's partition
+	tab := b.Table()
+	p := tab.Partition(id)
+	waitFor(t, 10*time.Second, "hand-offs", func() bool { return b.Handoffs() == 0 && x.Handoffs() == 0 })
+	leftover := *b.store.get(p, id)
+	leftover.Version = 21
+	x.store.putIfNewer(p, &leftover)
+	b.store.drop(p) // the partition's loss was reported, its copies gone
+
+	if _, _, _, err := b.pull(testCtx(t), b.own.table(), p, x.Name(), false, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.store.get(p, id); got != nil {
+		t.Fatalf("a reconciliation merged a non-owner's leftover v%d", got.Version)
+	}
+	if err := b.fetch(testCtx(t), b.own.table(), p, id, &fetchPlan{sources: []string{x.Name()}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.store.get(p, id); got != nil {
+		t.Fatalf("a reconciliation's fetch merged a non-owner's leftover v%d", got.Version)
+	}
+}
