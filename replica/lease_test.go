@@ -213,15 +213,33 @@ func TestDrainGivesLeasesBack(t *testing.T) {
 	}
 }
 
-// A leaving node keeps its copies however long its drain takes: copies of
-// partitions a node does not own are dropped HandoffTimeout after a ring
-// change, but a node out of its own ring is draining them.
-func TestALeaverKeepsItsCopiesUntilItHasDrainedThem(t *testing.T) {
+// primaryAtRest returns a 3-node cluster, its node-2, and a session
+// node-2 is primary of, written once, with node-2's hand-offs done.
+func primaryAtRest(t *testing.T) (*testCluster, *testNode, string) {
+	t.Helper()
 	c := newTestCluster(t, 3, nil)
 	x := c.node("node-2")
 	id := idOwnedBy(t, x, true)
 	put(t, x, id, "v", 1)
 	waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
+	return c, x, id
+}
+
+// idOwnedByPair returns a session whose primary is b and whose buddy is
+// the member named buddy.
+func idOwnedByPair(b *testNode, buddy string) string {
+	for i := 0; ; i++ {
+		if o := b.Table().OwnersOf(sessionID(i)); o.Primary == b.Name() && o.Buddy == buddy {
+			return sessionID(i)
+		}
+	}
+}
+
+// A leaving node keeps its copies however long its drain takes: copies of
+// partitions a node does not own are dropped HandoffTimeout after a ring
+// change, but a node out of its own ring is draining them.
+func TestALeaverKeepsItsCopiesUntilItHasDrainedThem(t *testing.T) {
+	c, x, id := primaryAtRest(t)
 	others := []string{"node-0", "node-1"}
 	rest := ringOf(t, c, 1000, others...)
 	if err := x.SetTable(rest); err != nil {

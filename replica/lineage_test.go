@@ -1381,12 +1381,7 @@ func TestAPullStragglingPastARingChangeMergesNothing(t *testing.T) {
 func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	b := c.node("node-0")
-	id := ""
-	for i := 0; id == ""; i++ {
-		if o := b.Table().OwnersOf(sessionID(i)); o.Primary == b.Name() && o.Buddy == "node-1" {
-			id = sessionID(i)
-		}
-	}
+	id := idOwnedByPair(b, "node-1")
 	put(t, b, id, "v", 1)
 	x := c.node("node-2") // owns nothing of the session's partition
 	tab := b.Table()

@@ -187,12 +187,7 @@ func TestWritesGoOnWhileReconcilingWithAnUnconfirmedNode(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	x := c.node("node-2")
 	b := c.node("node-0")
-	id := ""
-	for i := 0; id == ""; i++ {
-		if o := b.Table().OwnersOf(sessionID(i)); o.Primary == b.Name() && o.Buddy == "node-1" {
-			id = sessionID(i)
-		}
-	}
+	id := idOwnedByPair(b, "node-1")
 	put(t, b, id, "v", 1)
 	waitFor(t, 10*time.Second, "hand-offs", func() bool {
 		return b.Handoffs() == 0 && c.node("node-1").Handoffs() == 0 && x.Handoffs() == 0
@@ -257,11 +252,7 @@ func (unconfirmedSource) Call(_ context.Context, _, method string, args, reply a
 // members it leaves take its partitions over from their other owners, as
 // after a crash.
 func TestANodeDrainedBeforeItKnowsItsStandingLeavesAsACrashedNodeWould(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-2")
-	id := idOwnedBy(t, x, true)
-	put(t, x, id, "v", 1)
-	waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
+	c, x, id := primaryAtRest(t)
 	// The others took x out of their ring while it was stopped: they
 	// grant it no lease, but would take its pushes.
 	others := []string{"node-0", "node-1"}
