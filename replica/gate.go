@@ -351,30 +351,16 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
-		if reply.OtherRing {
-			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errOtherRing, id, src)
-		}
-		if reply.Unconfirmed {
-			if plan.ring == 0 {
-				blank = false
-				continue // a reconciliation takes nothing from it (pull)
-			}
-			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, errUnconfirmed, id, src)
+		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: plan.ring != 0, distrust: plan.distrust, allowMinority: n.cfg.AllowMinority})
+		if v.err != nil {
+			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, v.err, id, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
-		if reply.Distrusts && !plan.distrust && !n.cfg.AllowMinority {
-			// A source declared dead, or recovering from a pause, may hold
-			// copies of sessions lost since: no owner builds on them, in a
-			// hand-off or a reconciliation (pull).
-			blank = false // it knows the partition had owners
+		blank = blank && v.blank
+		if !v.take {
 			continue
 		}
-		if (plan.ring != 0 || !n.cfg.AllowMinority) && stale(tab, p, src, reply.Holds) { // as in pull
-			blank = blank && reply.Blank
-			continue // a former owner's copy, kept from before others took the partition over
-		}
 		held = held || reply.Holds
-		blank = blank && reply.Blank
 		if reply.Session != nil && reply.Session.ID == id {
 			if err := n.merge(p, reply.Session, serving); err != nil {
 				return fmt.Errorf("fetch %s from %s: %w", id, src, err)

@@ -357,18 +357,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
 			return false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
-		if reply.OtherRing {
-			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errOtherRing, p, src)
-		}
-		if reply.Unconfirmed {
-			if !handoff {
-				// A reconciliation takes nothing from it, as from a
-				// source declared dead: an owner holds every write
-				// acknowledged, and waiting would hold up the
-				// partition's writes, which fetch from the sources first.
-				return false, false, false, nil
-			}
-			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, errUnconfirmed, p, src)
+		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: handoff, distrust: distrust, allowMinority: n.cfg.AllowMinority})
+		if v.err != nil {
+			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
 		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
@@ -384,23 +375,8 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 				n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
 			}
 		}
-		if reply.Distrusts && !distrust && !n.cfg.AllowMinority {
-			// Declared dead and not caught up: its copies may be older
-			// than what was acknowledged since, and nothing tells which.
-			// No owner builds on them or merges them; a node itself
-			// declared dead merges them, as two sides of a healed cut do,
-			// and so does every node with AllowMinority, where a node
-			// declared dead may hold writes acknowledged on its side.
-			return false, false, false, nil
-		}
-		if (handoff || !n.cfg.AllowMinority) && stale(tab, p, src, reply.Holds) {
-			// A reconciliation skips them too: the owners hold every
-			// acknowledged write, and a former owner's leftover merged
-			// after a loss was reported brought the session back (chaos
-			// finding F17, session 230 of the 60-minute run at e9d1ae5).
-			// With AllowMinority they may be one side's writes, merged
-			// as a split brain heals.
-			return false, false, reply.Blank, nil
+		if !v.take {
+			return false, false, v.blank, nil
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
@@ -419,20 +395,6 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			return holds, settled, reply.Blank, nil
 		}
 	}
-}
-
-// stale reports whether a hand-off source's copies of partition p are
-// no new owner's to merge: src does not own p in tab (the ring the
-// hand-off is served by, the source's too) and does not vouch for its
-// hold to this node (ownState.vouches, the reply's Holds). It stopped
-// owning p in favour of other runs, which have written since where it
-// does not; a copy it kept may be older than what they acknowledged, and
-// merged into a partition they lost it would be served rewound, or
-// served after the loss was reported and gone again when the owners
-// agree (chaos finding F17). An owner's copies are always merged: they
-// include what it was written while it took the partition over.
-func stale(tab *ring.Table, p int, src string, vouched bool) bool {
-	return !vouched && !owns(tab.Owners(p), src)
 }
 
 // allBlank reports whether every member of tab but this node and those
