@@ -379,8 +379,9 @@ func baseSession(key string) string {
 
 // splitLives splits, in bySession, each long-lived session's ops into
 // lives at expired tombstones, and returns each split session's last
-// life's key. A session deleted (a delete or a logout acknowledged),
-// then found absent by every request answered since, may start over at
+// life's key. A session deleted (a delete or a logout acknowledged, or
+// one indeterminate, which may have deleted it: mayDelete), then found
+// absent by every request answered since, may start over at
 // v1 once its tombstone, which kept the version, is swept: from
 // cfg.TombstoneTTL after the deletion by the clock of the node that
 // stamped it, read by the clock of the node that sweeps it, which may be
@@ -401,17 +402,23 @@ func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 		byCall := slices.Clone(ops)
 		slices.SortStableFunc(byCall, func(a, b *Op) int { return cmp.Compare(a.Call, b.Call) })
 		var lives [][]*Op
-		start, deleted := 0, time.Duration(-1)
+		start, deletedAt := 0, time.Duration(-1)
 		for i, op := range byCall {
-			if deleted >= 0 && op.Call > deleted+cfg.TombstoneTTL-2*cfg.MaxSkew && startsOver(byCall[i:]) {
+			if deletedAt >= 0 && op.Call > deletedAt+cfg.TombstoneTTL-2*cfg.MaxSkew && startsOver(byCall[i:]) {
 				lives = append(lives, byCall[start:i])
-				start, deleted = i, -1
+				start, deletedAt = i, -1
 			}
 			switch {
-			case deletes(op):
-				deleted = op.Call
+			case deleted(op):
+				deletedAt = op.Call
+			case mayDelete(op) && deletedAt < 0:
+				// An indeterminate delete or logout may have deleted it:
+				// from then on the tombstone may be swept (session 633 of
+				// the 60-minute run at e9d1ae5: a logout answered
+				// indeterminate, and a put 357 s later answered v1).
+				deletedAt = op.Call
 			case op.Kind.writes() && op.Kind != OpDelete && op.Kind != OpLogout && (op.Outcome == OK || op.Outcome == Indeterminate):
-				deleted = -1 // the session may be live again (a delete or logout cannot make it so)
+				deletedAt = -1 // the session may be live again (a delete or logout cannot make it so)
 			}
 		}
 		if len(lives) == 0 {
@@ -434,19 +441,13 @@ func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 	return last
 }
 
-// deletes reports whether op deleted the session: a delete or a logout
-// acknowledged as having deleted it.
-func deletes(op *Op) bool {
-	return op.Kind == OpDelete && op.Outcome == OK || op.Kind == OpLogout && op.Outcome == OK && op.Deleted == 1
-}
-
 // startsOver reports whether ops, in call order, show the session
 // started over at v1 before the next deletion: an answer at v1, which
 // the session's old life, whose versions a tombstone carries on, cannot
 // give.
 func startsOver(ops []*Op) bool {
 	for _, op := range ops {
-		if deletes(op) {
+		if deleted(op) {
 			return false
 		}
 		if op.Outcome == OK && op.Version == 1 && (op.Kind == OpGet || op.Kind.writes()) && op.Kind != OpDelete {
