@@ -348,6 +348,69 @@ func (s *sessionHistory) writer(read *Op) *Op {
 // acked reports whether op is a write that was acknowledged.
 func acked(op *Op) bool { return op.Kind.writes() && op.Outcome == OK }
 
+// tombstone follows a session's ops in call order and tells from when
+// its tombstone, if it has one, may have been swept (splitLives).
+//
+// since is the earliest time the session may have been deleted with
+// nothing making it live since (-1: it may be live). A delete or logout
+// acknowledged makes a tombstone; one answered indeterminate may have
+// (session 633 of the 60-minute run at e9d1ae5: a logout answered
+// indeterminate, and a put 357 s later answered v1). A write acknowledged
+// makes the session live. A write answered indeterminate may have:
+// until an answer sent after it shows the session absent (absent), the
+// tombstone is in doubt (pending); once one does, the write did not
+// apply before it, or a delete or logout sent since (the latest,
+// lastDeleter) removed it, and the tombstone is that one's at the
+// earliest (session 298 of the 30-minute run at 803bf8d: a logout
+// indeterminate at 699 s, a put indeterminate at 809 s, the session
+// absent from 816 s on, and a put answering v1 at 1,051 s). A write
+// that would apply after an answer sent past its own answer is out of
+// the model: a node does not carry a write out after answering it (F9).
+type tombstone struct {
+	since        time.Duration
+	pending      bool
+	pendingUntil time.Duration // the latest answer to a write in doubt
+	lastDeleter  time.Duration // the latest delete or logout sent while pending, -1: none
+}
+
+func newTombstone() tombstone { return tombstone{since: -1, lastDeleter: -1} }
+
+// swept reports whether, at at, the tombstone may have been swept, ttl
+// after it was made.
+func (t *tombstone) swept(at, ttl time.Duration) bool {
+	return t.since >= 0 && !t.pending && at > t.since+ttl
+}
+
+// see takes the next op in call order.
+func (t *tombstone) see(op *Op) {
+	makesLive := op.Kind.writes() && op.Kind != OpDelete && op.Kind != OpLogout
+	switch {
+	case deleted(op):
+		*t = tombstone{since: op.Call, lastDeleter: -1}
+	case mayDelete(op) && t.pending:
+		t.lastDeleter = op.Call
+	case mayDelete(op) && t.since < 0:
+		t.since = op.Call
+	case makesLive && op.Outcome == OK:
+		*t = newTombstone()
+	case makesLive && op.Outcome == Indeterminate && t.since >= 0:
+		t.pending, t.pendingUntil = true, max(t.pendingUntil, op.Return)
+	case t.pending && absent(op) && op.Call > t.pendingUntil:
+		t.pending, t.since = false, max(t.since, t.lastDeleter)
+		t.lastDeleter = -1
+	}
+}
+
+// absent reports whether op's answer shows the session was not live: a
+// not-found to a read, an unconditional patch or a delete, or a logout
+// that deleted nothing.
+func absent(op *Op) bool {
+	if op.Kind == OpLogout {
+		return op.Outcome == OK && op.Deleted == 0
+	}
+	return op.Outcome == NotFound && op.IfVersion == 0 && (op.Kind == OpGet || op.Kind == OpPatch || op.Kind == OpDelete)
+}
+
 // mayDelete reports whether op is a delete, or a logout, that may have
 // taken effect.
 func mayDelete(op *Op) bool {
@@ -391,7 +454,8 @@ func baseSession(key string) string {
 // the key id~lifeN, checked as a session of its own (ops cloned, with
 // that Session); if the tombstone was still there, the life goes on. A
 // write that may have made the session live in between (one answered, or
-// indeterminate; not a delete or a logout) keeps the life whole.
+// indeterminate and not shown absent since; not a delete or a logout)
+// keeps the life whole (tombstone).
 func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 	last := map[string]string{}
 	for _, id := range slices.Sorted(maps.Keys(bySession)) {
@@ -402,24 +466,13 @@ func splitLives(bySession map[string][]*Op, cfg CheckConfig) map[string]string {
 		byCall := slices.Clone(ops)
 		slices.SortStableFunc(byCall, func(a, b *Op) int { return cmp.Compare(a.Call, b.Call) })
 		var lives [][]*Op
-		start, deletedAt := 0, time.Duration(-1)
+		start, t := 0, newTombstone()
 		for i, op := range byCall {
-			if deletedAt >= 0 && op.Call > deletedAt+cfg.TombstoneTTL-2*cfg.MaxSkew && startsOver(byCall[i:]) {
+			if t.swept(op.Call, cfg.TombstoneTTL-2*cfg.MaxSkew) && startsOver(byCall[i:]) {
 				lives = append(lives, byCall[start:i])
-				start, deletedAt = i, -1
+				start, t = i, newTombstone()
 			}
-			switch {
-			case deleted(op):
-				deletedAt = op.Call
-			case mayDelete(op) && deletedAt < 0:
-				// An indeterminate delete or logout may have deleted it:
-				// from then on the tombstone may be swept (session 633 of
-				// the 60-minute run at e9d1ae5: a logout answered
-				// indeterminate, and a put 357 s later answered v1).
-				deletedAt = op.Call
-			case op.Kind.writes() && op.Kind != OpDelete && op.Kind != OpLogout && (op.Outcome == OK || op.Outcome == Indeterminate):
-				deletedAt = -1 // the session may be live again (a delete or logout cannot make it so)
-			}
+			t.see(op)
 		}
 		if len(lives) == 0 {
 			continue

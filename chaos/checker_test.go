@@ -400,6 +400,34 @@ func TestASessionWrittenAgainAfterItsTombstoneExpiredStartsOver(t *testing.T) {
 			t.Fatalf("created again at v1 4 s after an indeterminate %s, within the tombstone's life, passed", kind)
 		}
 	}
+	// A put answered indeterminate after the deletion, with the session
+	// absent in an answer sent after it, did not make it live: the
+	// tombstone is the deletion's (session 298 of the 30-minute run at
+	// 803bf8d). Without such an answer the put may have made it live,
+	// and a v1 is a loss.
+	inDoubt := func(absentAfter bool) []Op {
+		ops := []Op{
+			put(0, "a", 1, 0, 0.5),
+			{Client: 0, Kind: OpLogout, Session: reg, Call: sec(1), Return: sec(1.5), Outcome: Indeterminate},
+			{Client: 1, Kind: OpPut, Session: reg, Value: "x", Call: sec(3), Return: sec(4), Outcome: Indeterminate},
+		}
+		if absentAfter {
+			ops = append(ops, get(1, "", 0, 4.5, 4.6))
+		}
+		return append(ops, put(0, "c", 1, 12, 12.1), final(get(0, "c", 1, 15, 15.1)))
+	}
+	if v := Check(HistoryOf(inDoubt(true)), cfg); !v.Pass {
+		t.Fatalf("a put in doubt, then the session absent, then v1 11 s after an indeterminate logout: %v", v.Anomalies)
+	}
+	if v := Check(HistoryOf(inDoubt(false)), cfg); v.Pass {
+		t.Fatal("a put in doubt, never shown absent since, then v1 at 12 s: passed")
+	}
+	// An absence seen before the put in doubt answered proves nothing.
+	early := inDoubt(false)
+	early = slices.Insert(early, 3, get(1, "", 0, 3.5, 3.6))
+	if v := Check(HistoryOf(early), cfg); v.Pass {
+		t.Fatal("a put in doubt, the session absent only in an answer sent before the put's, then v1: passed")
+	}
 	// A tombstone swept late (or never: the sweep runs every few seconds)
 	// keeps the version: the session goes on from it.
 	kept := []Op{
