@@ -1183,3 +1183,60 @@ func TestConfirmingANodesStandingAfterAPause(t *testing.T) {
 		t.Fatal("confirmed by a ring of the node alone, below the quorum")
 	}
 }
+
+// A pull that completed a transfer completes it even if the transfer was
+// marked again while the pull ran, for nothing new (a member that saw
+// this node appear told it to reconcile with sources it already had);
+// marked for more — a source the pull did not ask, or distrust — it
+// stays pending. (Chaos finding F17, session 302 of the 30-minute run at
+// 803bf8d: the completion was thrown away, and the hand-off given up as
+// a loss.)
+func TestAPullCompletesATransferMarkedAgainForNothingNew(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	o := installed(t, "c", tab) // c's first ring: a hand-off of every owned partition from a and b
+	var owned []int
+	for p := range tab.Partitions() {
+		if o.load().parts[p].transfer != nil {
+			owned = append(owned, p)
+		}
+	}
+	if len(owned) < 3 {
+		t.Fatalf("c takes over %d partitions, want at least 3", len(owned))
+	}
+	same, more, dead := owned[0], owned[1], owned[2]
+
+	// Marked again for a source it already had: the pull completes it.
+	pulled := o.load().parts[same].transfer
+	o.reconcile([]string{"a"}, false, time.Second)
+	if o.load().parts[same].transfer == pulled {
+		t.Fatal("reconcile kept the transfer as it was; the test needs it copied")
+	}
+	o.finishTransfer(tab, same, pulled)
+	if part := o.load().parts[same]; part.transfer != nil || !part.held {
+		t.Fatalf("partition %d after a pull from every source, marked again for nothing new: transfer %+v, held %v; want done and held", same, part.transfer, part.held)
+	}
+
+	// Marked again for a source the pull did not ask: still pending.
+	o.mu.Lock()
+	o.edit(func(s *ownState) {
+		u := *s.parts[more].transfer
+		u.sources = []string{"a"}
+		s.parts[more].transfer = &u
+	})
+	o.mu.Unlock()
+	pulled = o.load().parts[more].transfer
+	o.reconcile([]string{"b"}, false, 2*time.Second)
+	o.finishTransfer(tab, more, pulled)
+	if o.load().parts[more].transfer == nil {
+		t.Fatalf("partition %d: a pull from [a] completed a transfer marked again with b", more)
+	}
+
+	// Marked again with distrust (the node learnt it was declared dead):
+	// still pending.
+	pulled = o.load().parts[dead].transfer
+	o.reconcile(nil, true, 3*time.Second)
+	o.finishTransfer(tab, dead, pulled)
+	if part := o.load().parts[dead]; part.transfer == nil || !part.transfer.distrust {
+		t.Fatalf("partition %d: a pull before the node learnt it was declared dead completed its distrusted hand-off: %+v", dead, part.transfer)
+	}
+}
