@@ -757,7 +757,17 @@ func (w *Workload) dialSmart(ctx context.Context) (*tandem.Client, error) {
 // clientOp is op as the smart client sends it: the request the HTTP API
 // would make of the same HTTP request.
 func (w *Workload) clientOp(op Op) *tandem.Op {
-	enc := func(v any) msgpack.RawMessage { b, _ := msgpack.Marshal(v); return b }
+	// Map keys sorted: a retry re-encodes the op, and the same request
+	// must make the same bytes, or the node takes the retry for another
+	// request under the same id (tandem.ErrRequestReused; session 307 of
+	// the 30-minute run at 803bf8d, a patch of all three attributes).
+	enc := func(v any) msgpack.RawMessage {
+		var buf bytes.Buffer
+		e := msgpack.NewEncoder(&buf)
+		e.SetSortMapKeys(true)
+		_ = e.Encode(v)
+		return buf.Bytes()
+	}
 	out := &tandem.Op{ID: op.Session, RequestID: op.Key, IfVersion: op.IfVersion, FirstSent: op.firstSent}
 	switch op.Kind {
 	case OpGet:
