@@ -1006,6 +1006,12 @@ func TestAHandOffDoesNotWaitForAFormerOwnerOutOfReach(t *testing.T) {
 	waitFor(t, 20*time.Second, j.Name()+" to end its hand-off of the partition from "+y+", with "+x+" out of reach", func() bool {
 		return j.own.load().parts[p].transfer == nil
 	})
+	// Ended by y's hold, not given up for time: giving up reported a loss
+	// while y kept serving the copies the report said were gone (chaos
+	// finding F17, session 572 of the 30-minute run at 803bf8d).
+	if slices.Contains(j.own.lostPartitions().Partitions, p) {
+		t.Fatalf("%s reports partition %d lost; %s held it throughout", j.Name(), p, y)
+	}
 }
 
 // Owners that hold a partition when a ring takes it away, and own it
