@@ -265,16 +265,17 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 // only while no source holds it.
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	var err, spare error
-	held, refused, outOfReach, blank := false, false, false, n.blank(j.p)
+	held, trustedHolder, refused, outOfReach, blank := false, false, false, false, n.blank(j.p)
 	var holders []string // the sources whose hold ended the hand-off, for the log
 	for _, src := range j.sources {
-		holds, settled, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
+		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
 		if e != nil {
 			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
 				// A source that no longer owns the partition, out of
-				// reach, is needed only if no source holds it: a holder
-				// has every write acknowledged (without AllowMinority no
-				// side of a cut acknowledges alone). One that answers
+				// reach, is needed only if no trusted owner holds it
+				// (trustedHolder below): such a holder has every write
+				// acknowledged (without AllowMinority no side of a cut
+				// acknowledges alone). One that answers
 				// from another ring is still waited for: it may serve by
 				// its old ring meanwhile. Waiting for one out of reach gave
 				// the hand-off up after HandoffTimeout and reported a
@@ -302,9 +303,15 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 			held = true
 			holders = append(holders, src)
 		}
+		// Only an owner that takes the partition from no one and was not
+		// declared dead has every acknowledged write for certain: only
+		// its hold lets a former owner out of reach be set aside (spare).
+		// Two owners both declared dead hold each other's copies, which
+		// may lack writes the others acknowledged without them.
+		trustedHolder = trustedHolder || holds && settled && trusted
 		blank = blank && srcBlank
 	}
-	if err == nil && !held {
+	if err == nil && !trustedHolder {
 		err = spare
 	}
 	if err == nil && !held && j.handoff && !j.distrust && blank && n.allBlank(ctx, tab, j.p, j.sources) {
@@ -358,9 +365,11 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 }
 
 // pull copies partition p from member src, in batches, and reports
-// whether src holds the partition at all. A hand-off (not a
+// whether src holds the partition at all, whether it takes it from no
+// one (settled), and whether it trusts its own copies (it was not
+// declared dead, or has caught up since). A hand-off (not a
 // reconciliation) is served only once src is on this node's ring.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled, blank bool, err error) {
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled, trusted, blank bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
 	if handoff {
 		req.Ring = tab.Fingerprint()
@@ -370,15 +379,15 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 	// dropped), and the copies of the batches before would then be taken
 	// as the partition's (chaos finding F17, session 370 of the 30-minute
 	// run at 24209bc).
-	holds, settled = true, true
+	holds, settled, trusted = true, true, true
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
-			return false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+			return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: handoff, distrust: distrust, allowMinority: n.cfg.AllowMinority})
 		if v.err != nil {
-			return false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
+			return false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
 		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
@@ -395,12 +404,12 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			}
 		}
 		if !v.take {
-			return false, false, v.blank, nil
+			return false, false, false, v.blank, nil
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				if err := n.merge(p, s, tab); err != nil {
-					return false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+					return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 				}
 				req.After = s.ID
 			}
@@ -409,9 +418,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 			n.own.markUnvouched(p)
 		}
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
-		holds, settled = holds && reply.Holds, settled && reply.Settled
+		holds, settled, trusted = holds && reply.Holds, settled && reply.Settled, trusted && !reply.Distrusts
 		if !reply.More {
-			return holds, settled, reply.Blank, nil
+			return holds, settled, trusted, reply.Blank, nil
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/tandem-io/tandem/replica/peer"
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -1280,7 +1281,7 @@ func TestASourceHoldsOnlyIfEveryBatchSaysSo(t *testing.T) {
 	if err := n.SetTable(tab); err != nil {
 		t.Fatal(err)
 	}
-	holds, _, _, err := n.pull(context.Background(), tab, p, "b", true, false)
+	holds, _, _, _, err := n.pull(context.Background(), tab, p, "b", true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1369,7 +1370,7 @@ func TestAPullStragglingPastARingChangeMergesNothing(t *testing.T) {
 	if err := n.SetTable(from); err != nil {
 		t.Fatal(err)
 	}
-	_, _, _, err = n.pull(context.Background(), from, p, "b", true, false)
+	_, _, _, _, err = n.pull(context.Background(), from, p, "b", true, false)
 	if !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("a pull whose ring was replaced meanwhile: %v, want ErrNotOwner", err)
 	}
@@ -1398,7 +1399,7 @@ func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
 	x.store.putIfNewer(p, &leftover)
 	b.store.drop(p) // the partition's loss was reported, its copies gone
 
-	if _, _, _, err := b.pull(testCtx(t), b.own.table(), p, x.Name(), false, false); err != nil {
+	if _, _, _, _, err := b.pull(testCtx(t), b.own.table(), p, x.Name(), false, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.store.get(p, id); got != nil {
@@ -1409,5 +1410,47 @@ func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
 	}
 	if got := b.store.get(p, id); got != nil {
 		t.Fatalf("a reconciliation's fetch merged a non-owner's leftover v%d", got.Version)
+	}
+}
+
+// ownerAndFormer answers pulls of partition p as a scripted cluster: the
+// owner answers with its hold (distrusting its copies or not), and every
+// other member is out of reach.
+type ownerAndFormer struct {
+	owner     string // the owner's peer address
+	distrusts bool
+}
+
+func (s ownerAndFormer) Call(_ context.Context, to, method string, _, reply any) error {
+	if method != methodPull || to != s.owner {
+		return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+	}
+	*reply.(*pullReply) = pullReply{Holds: true, Settled: true, Distrusts: s.distrusts}
+	return nil
+}
+
+// A former owner out of reach is set aside only once an owner that holds
+// the partition, takes it from no one and trusts its copies has answered:
+// an owner that was declared dead too holds copies that may lack writes
+// the others acknowledged without both (found in review: two owners cut
+// off together would otherwise end their hand-offs on each other).
+func TestOnlyATrustedOwnerLetsAFormerOwnerOutOfReachBeSetAside(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
+	for _, distrusts := range []bool{false, true} {
+		n := New(Config{Name: "a", Caller: ownerAndFormer{owner: "b:7947", distrusts: distrusts}, HandoffTimeout: time.Hour})
+		if err := n.SetTable(tab); err != nil {
+			t.Fatal(err)
+		}
+		cur := n.own.load().parts[p].transfer
+		if cur == nil {
+			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
+		}
+		n.pullJob(context.Background(), tab, transferJob{p: p, sources: []string{"b", "c"}, handoff: true, distrust: true, transfer: cur})
+		done := n.own.load().parts[p].transfer == nil
+		n.Close()
+		if done == distrusts {
+			t.Fatalf("owner b distrusting its copies %v, c out of reach: hand-off ended %v, want %v", distrusts, done, !distrusts)
+		}
 	}
 }

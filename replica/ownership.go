@@ -198,13 +198,19 @@ type transfer struct {
 	// it does not hold the partition, and sends no copies to a new
 	// owner), and it ends only on a source that is settled.
 	distrust bool
+	// declared counts the times the node learnt, while this transfer was
+	// pending, that it had been declared dead (reconcile with distrust):
+	// each may mean writes acknowledged without it since a pull in
+	// flight began, so a pull begun before one does not complete the
+	// transfer (covers).
+	declared int
 }
 
 // covers reports whether a pull that completed transfer t completes cur,
 // the partition's transfer now: cur is t, or a copy of it made while the
 // pull ran that asks for nothing the pull did not do — the same kind
 // (reconciliation, distrust, returning), no source and no awaited leaver
-// t lacked. A member that sees this node appear tells it to reconcile
+// t lacked, and no news since that the node was declared dead (declared). A member that sees this node appear tells it to reconcile
 // (tellAppeared), which copies every pending transfer, usually naming
 // sources it already had: when that landed while a restarted node's
 // hand-off pulls were in flight, their completion was thrown away, the
@@ -217,7 +223,7 @@ func (t *transfer) covers(cur *transfer) bool {
 		return true
 	}
 	return cur.reconcile == t.reconcile && cur.distrust == t.distrust && cur.returning == t.returning &&
-		subset(cur.sources, t.sources) && subset(cur.awaits, t.awaits)
+		cur.declared == t.declared && subset(cur.sources, t.sources) && subset(cur.awaits, t.awaits)
 }
 
 // subset reports whether every name in a is in b.
@@ -861,6 +867,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				// Its own copies may be stale: any member that holds the
 				// partition is a source to take it from.
 				t.reconcile, t.gates, t.distrust = false, true, true
+				t.declared++
 			}
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
