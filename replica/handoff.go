@@ -264,56 +264,8 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 // AllowMinority, a source that no longer owns the partition is needed
 // only while no source holds it.
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
-	var err, spare error
-	held, trustedHolder, refused, outOfReach, blank := false, false, false, false, n.blank(j.p)
-	var holders []string // the sources whose hold ended the hand-off, for the log
-	for _, src := range j.sources {
-		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
-		if e != nil {
-			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
-				// A source that no longer owns the partition, out of
-				// reach, is needed only if no trusted owner holds it
-				// (trustedHolder below): such a holder has every write
-				// acknowledged (without AllowMinority no side of a cut
-				// acknowledges alone). One that answers
-				// from another ring is still waited for: it may serve by
-				// its old ring meanwhile. Waiting for one out of reach gave
-				// the hand-off up after HandoffTimeout and reported a
-				// loss, while the partition's other owner kept serving
-				// the copies the report said were gone (chaos finding
-				// F17, session 572 of the 30-minute run at 803bf8d).
-				spare = e
-			} else {
-				err = e
-			}
-			refused = refused || errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed)
-			// Only the partition's other owner counts: it holds every
-			// write acknowledged since it took the partition over. A
-			// former owner out of reach drops its copies HandoffTimeout
-			// after its own ring settles, and a reconciliation's or a
-			// witness's source holds nothing that is not elsewhere.
-			outOfReach = outOfReach || j.handoff && owns(tab.Owners(j.p), src) && errors.Is(e, peer.ErrUnreachable)
-			continue
-		}
-		// A hand-off is complete once a source holds the partition (one
-		// declared dead and not caught up does not: pull; nor one taking
-		// it over itself: partState.held); a declared-dead node's own,
-		// once a settled owner does.
-		if holds && (settled || !j.distrust) {
-			held = true
-			holders = append(holders, src)
-		}
-		// Only an owner that takes the partition from no one and was not
-		// declared dead has every acknowledged write for certain: only
-		// its hold lets a former owner out of reach be set aside (spare).
-		// Two owners both declared dead hold each other's copies, which
-		// may lack writes the others acknowledged without them.
-		trustedHolder = trustedHolder || holds && settled && trusted
-		blank = blank && srcBlank
-	}
-	if err == nil && !trustedHolder {
-		err = spare
-	}
+	r := n.pullSources(ctx, tab, j)
+	err, held, refused, outOfReach, blank, holders := r.err, r.held, r.refused, r.outOfReach, r.blank, r.holders
 	if err == nil && !held && j.handoff && !j.distrust && blank && n.allBlank(ctx, tab, j.p, j.sources) {
 		// Every member answered, and all are young and know nothing of
 		// the partition: the cluster is new, its members taking their
@@ -362,6 +314,73 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	default:
 		n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
 	}
+}
+
+// pullRound is what pulling a partition from every source of a job
+// found (pullSources).
+type pullRound struct {
+	err        error    // the last failure that keeps the transfer pending
+	held       bool     // a source holds the partition (for the job's kind)
+	refused    bool     // a source answered from another ring, or unconfirmed
+	outOfReach bool     // the partition's other owner could not be reached
+	blank      bool     // this node and every source know nothing of the partition
+	holders    []string // the sources whose hold ended the hand-off, for the log
+}
+
+// pullSources pulls partition p of job j from each of its sources and
+// reports what they said (pullJob decides).
+func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) pullRound {
+	var spare error
+	r := pullRound{blank: n.blank(j.p)}
+	trustedHolder := false
+	for _, src := range j.sources {
+		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
+		if e != nil {
+			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
+				// A source that no longer owns the partition, out of
+				// reach, is needed only if no trusted owner holds it
+				// (trustedHolder below): such a holder has every write
+				// acknowledged (without AllowMinority no side of a cut
+				// acknowledges alone). One that answers
+				// from another ring is still waited for: it may serve by
+				// its old ring meanwhile. Waiting for one out of reach gave
+				// the hand-off up after HandoffTimeout and reported a
+				// loss, while the partition's other owner kept serving
+				// the copies the report said were gone (chaos finding
+				// F17, session 572 of the 30-minute run at 803bf8d).
+				spare = e
+			} else {
+				r.err = e
+			}
+			r.refused = r.refused || errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed)
+			// Only the partition's other owner counts: it holds every
+			// write acknowledged since it took the partition over. A
+			// former owner out of reach drops its copies HandoffTimeout
+			// after its own ring settles, and a reconciliation's or a
+			// witness's source holds nothing that is not elsewhere.
+			r.outOfReach = r.outOfReach || j.handoff && owns(tab.Owners(j.p), src) && errors.Is(e, peer.ErrUnreachable)
+			continue
+		}
+		// A hand-off is complete once a source holds the partition (one
+		// declared dead and not caught up does not: pull; nor one taking
+		// it over itself: partState.held); a declared-dead node's own,
+		// once a settled owner does.
+		if holds && (settled || !j.distrust) {
+			r.held = true
+			r.holders = append(r.holders, src)
+		}
+		// Only an owner that takes the partition from no one and was not
+		// declared dead has every acknowledged write for certain: only
+		// its hold lets a former owner out of reach be set aside (spare).
+		// Two owners both declared dead hold each other's copies, which
+		// may lack writes the others acknowledged without them.
+		trustedHolder = trustedHolder || holds && settled && trusted
+		r.blank = r.blank && srcBlank
+	}
+	if r.err == nil && !trustedHolder {
+		r.err = spare
+	}
+	return r
 }
 
 // pull copies partition p from member src, in batches, and reports
