@@ -96,9 +96,10 @@ type verdict struct {
 
 // fetchPlan says where to fetch a session from before serving it.
 type fetchPlan struct {
-	sources  []string
-	ring     uint64 // the fingerprint to send (a hand-off), or zero
-	distrust bool   // the node was declared dead (transfer.distrust): it takes copies from sources that were too
+	sources   []string
+	ring      uint64 // the fingerprint to send (a hand-off), or zero
+	distrust  bool   // the node was declared dead (transfer.distrust): it takes copies from sources that were too
+	afterLoss bool   // the node reported the partition lost (partState.reportedLost): it takes owners' copies only
 }
 
 // errFenced marks a replica refused while its partition is fenced.
@@ -168,7 +169,7 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 			return v
 		}
 	}
-	return verdict{fetch: fetchFirst(part.transfer, tab, a.entry)}
+	return verdict{fetch: fetchFirst(part, tab, a.entry)}
 }
 
 // refuse is a verdict that refuses with err.
@@ -265,7 +266,7 @@ func (o *ownership) admitDisplaced(s *ownState, part partState, a admission) (ve
 	}
 	switch {
 	case len(behind) == 0:
-		return verdict{confirmed: true, fetch: fetchFirst(part.transfer, s.tab, a.entry)}, true
+		return verdict{confirmed: true, fetch: fetchFirst(part, s.tab, a.entry)}, true
 	case !a.askedDisplaced:
 		return verdict{displaced: behind}, true
 	}
@@ -273,13 +274,14 @@ func (o *ownership) admitDisplaced(s *ownState, part partState, a admission) (ve
 		ErrUnavailable, errDisplaced, a.p, behind, o.self, s.tab.Epoch())), true
 }
 
-// fetchFirst applies rule 9: where to fetch a session of a partition with
-// transfer t before serving it through entry e, or nil.
-func fetchFirst(t *transfer, tab *ring.Table, e entry) *fetchPlan {
+// fetchFirst applies rule 9: where to fetch a session of partition part
+// (its transfer) before serving it through entry e, or nil.
+func fetchFirst(part partState, tab *ring.Table, e entry) *fetchPlan {
+	t := part.transfer
 	if t == nil || e == entryBuddyRead && t.reconcile {
 		return nil
 	}
-	plan := &fetchPlan{}
+	plan := &fetchPlan{afterLoss: part.reportedLost}
 	for _, x := range t.sources {
 		if tab.Has(x) {
 			plan.sources = append(plan.sources, x)
@@ -351,7 +353,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
-		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: plan.ring != 0, distrust: plan.distrust, allowMinority: n.cfg.AllowMinority})
+		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: plan.ring != 0, distrust: plan.distrust, allowMinority: n.cfg.AllowMinority, afterLoss: plan.afterLoss})
 		if v.err != nil {
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, v.err, id, src)
 		}

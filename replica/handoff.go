@@ -333,8 +333,9 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 	var spare error
 	r := pullRound{blank: n.blank(j.p)}
 	trustedHolder := false
+	ask := sourceAsk{handoff: j.handoff, distrust: j.distrust, allowMinority: n.cfg.AllowMinority, afterLoss: j.afterLoss}
 	for _, src := range j.sources {
-		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, j.handoff, j.distrust)
+		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask)
 		if e != nil {
 			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
 				// A source that no longer owns the partition, out of
@@ -388,9 +389,9 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 // one (settled), and whether it trusts its own copies (it was not
 // declared dead, or has caught up since). A hand-off (not a
 // reconciliation) is served only once src is on this node's ring.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, handoff, distrust bool) (holds, settled, trusted, blank bool, err error) {
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk) (holds, settled, trusted, blank bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
-	if handoff {
+	if ask.handoff {
 		req.Ring = tab.Fingerprint()
 	}
 	// The source holds the partition only if every batch said so: its
@@ -404,12 +405,12 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, han
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
 			return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
-		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: handoff, distrust: distrust, allowMinority: n.cfg.AllowMinority})
+		v := judgeSource(tab, p, src, reply.answer(), ask)
 		if v.err != nil {
 			return false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
-		if distrust && !n.cfg.AllowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
+		if ask.distrust && !ask.allowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
 			// Declared dead, this node takes the partition from an owner
 			// that vouches for it: that owner's copies replace its own,
 			// which are older than what was acknowledged since, or were

@@ -128,6 +128,20 @@ type partState struct {
 	// stoppedIn is the epoch of the ring in which the node stopped owning
 	// the partition (with successors); zero if it never did.
 	stoppedIn uint64
+	// reportedLost: the node reported the partition lost while it owned
+	// it (a hand-off given up, or both owners gone from its ring), and
+	// owns it still. What it held then is the partition; what a node
+	// that does not own it kept from before (a former owner's copies,
+	// even a hold it vouches for) is what the loss took, and no pull or
+	// fetch merges it (sourceAsk.afterLoss). A buddy's own copies went
+	// as unvouched when it gave its hand-off up, and a reconciliation
+	// brought the same session back from a former owner that had pulled
+	// it from the buddy before: the primary answered not-found, and the
+	// next run of it took the old copy from the buddy (chaos finding
+	// F17, session 246 of the 60-minute run at 9efd854). A primary that
+	// rebuilds raises a floor that refuses such copies; a buddy has no
+	// floor until the primary's push brings one.
+	reportedLost bool
 }
 
 // vouches reports whether self's hold of partition p may end the hand-off
@@ -541,7 +555,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = nil
 		}
 		if !owns(tab.Owners(p), o.self) {
-			next.parts[p].transfer = nil
+			next.parts[p].transfer, next.parts[p].reportedLost = nil, false
 			if prev != nil && owns(prev.Owners(p), o.self) {
 				if copies(p) {
 					// No longer kept current: the owners write elsewhere.
@@ -556,6 +570,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			// Lost with both owners, and reported; or the cluster's first
 			// node: what this node has of it is the partition from now on.
 			next.parts[p].held = true
+			next.parts[p].reportedLost = next.parts[p].reportedLost || slices.Contains(ch.lost, p)
 		}
 		if t == nil && first && len(tab.Members()) > 1 {
 			t = o.fromWitnesses(tab, now)
@@ -889,6 +904,9 @@ type transferJob struct {
 	// returning: every source answering ends the hand-off
 	// (transfer.returning).
 	returning bool
+	// afterLoss: the node reported the partition lost and owns it still
+	// (partState.reportedLost): only owners' copies are merged.
+	afterLoss bool
 	// transfer is the transfer the job is for: only a pull for it ends it,
 	// not one begun before the partition was marked again (a distrust).
 	transfer *transfer
@@ -931,7 +949,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 			switch {
 			case below && !t.reconcile:
 				if len(sources) > 0 {
-					jobs = append(jobs, transferJob{p: p, sources: sources, handoff: true, distrust: t.distrust, returning: t.returning, transfer: t})
+					jobs = append(jobs, transferJob{p: p, sources: sources, handoff: true, distrust: t.distrust, returning: t.returning, afterLoss: s.parts[p].reportedLost, transfer: t})
 				}
 			case len(sources) == 0 && len(t.awaits) > 0 && now-t.since <= o.handoff:
 				// Nothing to pull: a leaver's push and release end it.
@@ -944,6 +962,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
+					s.parts[p].reportedLost = true
 					if lostCopiesGo(s.parts[p]) {
 						// This node's own copies are suspect (it was
 						// declared dead, or had them from before it took
@@ -955,7 +974,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				s.parts[p].distrusted, s.parts[p].unvouched = false, false
 				s.parts[p].held = true // what it has is the partition now, its loss reported
 			default:
-				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, returning: t.returning && !t.reconcile, transfer: t})
+				jobs = append(jobs, transferJob{p: p, sources: sources, handoff: !t.reconcile, distrust: t.distrust && !t.reconcile, returning: t.returning && !t.reconcile, afterLoss: s.parts[p].reportedLost, transfer: t})
 			}
 		}
 	})

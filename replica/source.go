@@ -29,6 +29,9 @@ type sourceAsk struct {
 	handoff       bool
 	distrust      bool
 	allowMinority bool
+	// afterLoss: the asker reported the partition lost and owns it still
+	// (partState.reportedLost).
+	afterLoss bool
 }
 
 // sourceVerdict is what to do with one source's answer: err says to try
@@ -61,6 +64,10 @@ type sourceVerdict struct {
 //     F17, session 230 of the 60-minute run at e9d1ae5). With
 //     AllowMinority a reconciliation merges them: they may be one side's
 //     writes, merged as a split brain heals.
+//   - Once the asker has reported the partition lost (afterLoss), a
+//     source that does not own it gives nothing, even one that vouches
+//     for its hold: its copies are from before the loss, which took them
+//     (partState.reportedLost). AllowMinority merges them, as above.
 //
 // A source skipped for its standing (unconfirmed, distrusted) knows the
 // partition had owners, so it is never blank; a stale one is blank if it
@@ -76,6 +83,8 @@ func judgeSource(tab *ring.Table, p int, src string, a sourceAnswer, ask sourceA
 	case a.distrusts && !ask.distrust && !ask.allowMinority:
 		return sourceVerdict{}
 	case (ask.handoff || !ask.allowMinority) && stale(tab, p, src, a.holds):
+		return sourceVerdict{blank: a.blank}
+	case ask.afterLoss && !ask.allowMinority && !owns(tab.Owners(p), src):
 		return sourceVerdict{blank: a.blank}
 	}
 	return sourceVerdict{take: true, blank: a.blank}

@@ -29,6 +29,9 @@ func TestJudgeSource(t *testing.T) {
 	deadHandoff := sourceAsk{handoff: true, distrust: true}
 	minority := sourceAsk{allowMinority: true}
 	minorityHandoff := sourceAsk{handoff: true, allowMinority: true}
+	lostReconcile := sourceAsk{afterLoss: true}
+	lostHandoff := sourceAsk{handoff: true, afterLoss: true}
+	lostMinority := sourceAsk{afterLoss: true, allowMinority: true}
 	cases := []struct {
 		name   string
 		src    string
@@ -52,6 +55,10 @@ func TestJudgeSource(t *testing.T) {
 		{"a reconciliation skips a stale source", former, sourceAnswer{}, reconcile, sourceVerdict{}},
 		{"with AllowMinority a reconciliation merges a stale source", former, sourceAnswer{}, minority, sourceVerdict{take: true}},
 		{"with AllowMinority a hand-off still skips a stale source", former, sourceAnswer{}, minorityHandoff, sourceVerdict{}},
+		{"after a reported loss a former owner that vouches gives nothing", former, sourceAnswer{holds: true}, lostReconcile, sourceVerdict{}},
+		{"after a reported loss a hand-off skips a former owner that vouches", former, sourceAnswer{holds: true, blank: true}, lostHandoff, sourceVerdict{blank: true}},
+		{"after a reported loss an owner's copies are taken", owner, sourceAnswer{holds: true}, lostReconcile, sourceVerdict{take: true}},
+		{"with AllowMinority a former owner's copies merge after a loss", former, sourceAnswer{holds: true}, lostMinority, sourceVerdict{take: true}},
 	}
 	for _, c := range cases {
 		got := judgeSource(tab, p, c.src, c.answer, c.ask)
