@@ -348,12 +348,12 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: plan.ring, From: n.cfg.Name}
 	held, blank := false, n.blank(p)
 	serving := n.own.table() // copies merge only while it is still the ring (merge)
-	for _, src := range plan.sources {
+	for _, src := range ownersFirst(tab, p, plan.sources) {
 		var reply ReadReply
 		if err := n.call(ctx, tab, src, methodRead, req, &reply); err != nil {
 			return fmt.Errorf("fetch %s from previous owner %s: %w", id, src, err)
 		}
-		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: plan.ring != 0, distrust: plan.distrust, allowMinority: n.cfg.AllowMinority, afterLoss: plan.afterLoss})
+		v := judgeSource(tab, p, src, reply.answer(), sourceAsk{handoff: plan.ring != 0, distrust: plan.distrust, allowMinority: n.cfg.AllowMinority, afterLoss: plan.afterLoss || n.own.reportedLost(p)})
 		if v.err != nil {
 			return fmt.Errorf("%w: %w: fetch %s from %s", ErrUnavailable, v.err, id, src)
 		}
@@ -363,6 +363,9 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 			continue
 		}
 		held = held || reply.Holds
+		if reply.Lost && owns(tab.Owners(p), src) {
+			n.own.adoptLoss(tab, p)
+		}
 		if reply.Session != nil && reply.Session.ID == id {
 			if err := n.merge(p, reply.Session, serving); err != nil {
 				return fmt.Errorf("fetch %s from %s: %w", id, src, err)

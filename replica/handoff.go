@@ -62,6 +62,10 @@ type pullReply struct {
 	// it sends nothing, and the puller waits for it as for a source on
 	// another ring.
 	Unconfirmed bool `msgpack:"uc,omitempty"`
+	// Lost: the source reported the partition lost while owning it, and
+	// owns it still (partState.reportedLost). An owner that takes its
+	// copies takes none from non-owners after them (ownership.adoptLoss).
+	Lost bool `msgpack:"ls,omitempty"`
 }
 
 // SetLeaving tells the node which members said they are leaving and are
@@ -333,8 +337,11 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 	var spare error
 	r := pullRound{blank: n.blank(j.p)}
 	trustedHolder := false
-	ask := sourceAsk{handoff: j.handoff, distrust: j.distrust, allowMinority: n.cfg.AllowMinority, afterLoss: j.afterLoss}
-	for _, src := range j.sources {
+	ask := sourceAsk{handoff: j.handoff, distrust: j.distrust, allowMinority: n.cfg.AllowMinority}
+	for _, src := range ownersFirst(tab, j.p, j.sources) {
+		// An owner's reply may carry its loss report (adoptLoss): the
+		// non-owners after it give nothing then.
+		ask.afterLoss = j.afterLoss || n.own.reportedLost(j.p)
 		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask)
 		if e != nil {
 			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
@@ -426,6 +433,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 		if !v.take {
 			return false, false, false, v.blank, nil
 		}
+		if reply.Lost && owns(tab.Owners(p), src) {
+			n.own.adoptLoss(tab, p)
+		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				if err := n.merge(p, s, tab); err != nil {
@@ -443,6 +453,24 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			return holds, settled, trusted, reply.Blank, nil
 		}
 	}
+}
+
+// ownersFirst returns sources with partition p's owners in tab first,
+// each group in its order: an owner's reply may say the partition was
+// lost (pullReply.Lost), and what non-owners hold is then not merged.
+func ownersFirst(tab *ring.Table, p int, sources []string) []string {
+	out := slices.Clone(sources)
+	slices.SortStableFunc(out, func(a, b string) int {
+		oa, ob := owns(tab.Owners(p), a), owns(tab.Owners(p), b)
+		switch {
+		case oa == ob:
+			return 0
+		case oa:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 // unreachableOnly reports whether err says only that the source could not
@@ -627,7 +655,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		st := n.own.load()
 		reply = pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
 			Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition),
-			Unvouched: st.parts[req.Partition].unvouched}
+			Unvouched: st.parts[req.Partition].unvouched, Lost: st.parts[req.Partition].reportedLost}
 	})
 	reply.Blank = n.blank(req.Partition)
 	slices.SortFunc(copies, func(a, b *Session) int { return strings.Compare(a.ID, b.ID) })

@@ -1538,3 +1538,77 @@ func TestAReportedLossTakesNothingFromAFormerOwner(t *testing.T) {
 		t.Fatalf("partition %d is still marked lost on a, which no longer owns it", p)
 	}
 }
+
+// lossReporter scripts a partition's other owner, which reported the
+// partition lost and holds it without session old, and a former owner
+// that vouches for its hold, which has old.
+type lossReporter struct {
+	owner, former string // peer addresses
+	old           *Session
+}
+
+func (s lossReporter) Call(_ context.Context, to, method string, _, reply any) error {
+	switch r := reply.(type) {
+	case *pullReply:
+		switch to {
+		case s.owner:
+			*r = pullReply{Holds: true, Settled: true, Lost: true}
+			return nil
+		case s.former:
+			*r = pullReply{Holds: true, Sessions: []*Session{s.old}}
+			return nil
+		}
+	case *ReadReply:
+		switch to {
+		case s.owner:
+			*r = ReadReply{Holds: true, Lost: true}
+			return nil
+		case s.former:
+			*r = ReadReply{Holds: true, Session: s.old}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+}
+
+// A node that takes a partition from an owner that reported it lost
+// takes nothing of it from a non-owner, asked before or after: the two
+// owners then agree on what the loss took. Without it the other owner
+// merged a former owner's copy the loss had taken, served it, and lost
+// it again later with no loss reported (chaos finding F17, session 909
+// of the 60-minute run at 9efd854). Pulls and fetches alike.
+func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
+	id := sessionID(0)
+	for i := 1; tab.Partition(id) != p; i++ {
+		id = sessionID(i)
+	}
+	caller := lossReporter{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}}
+	for _, how := range []string{"pull", "fetch"} {
+		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
+		if err := n.SetTable(tab); err != nil {
+			t.Fatal(err)
+		}
+		cur := n.own.load().parts[p].transfer
+		if cur == nil {
+			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
+		}
+		switch how {
+		case "pull":
+			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"c", "b"}, handoff: true, transfer: cur})
+		case "fetch":
+			if err := n.fetch(testCtx(t), tab, p, id, &fetchPlan{sources: []string{"c", "b"}, ring: tab.Fingerprint()}); err != nil {
+				t.Fatalf("fetch: %v", err)
+			}
+		}
+		got, lost := n.store.get(p, id), n.own.reportedLost(p)
+		n.Close()
+		if got != nil {
+			t.Fatalf("%s: a merged %s v%d from former owner c after owner b reported partition %d lost", how, got.ID, got.Version, p)
+		}
+		if !lost {
+			t.Fatalf("%s: a took partition %d from owner b, which reported it lost, and did not mark it lost", how, p)
+		}
+	}
+}

@@ -1145,6 +1145,29 @@ func (o *ownership) markUnvouched(p int) {
 	o.edit(func(s *ownState) { s.parts[p].unvouched = true })
 }
 
+// adoptLoss records that this node took copies of partition p from an
+// owner that reported it lost (a pull or raw read reply's Lost), if it
+// owns p in tab, still the ring: its copies are that owner's hold after
+// the loss, and from now on it takes nothing of p from a non-owner
+// either (partState.reportedLost), so the two owners agree on what the
+// loss took. Without it the other owner, declared dead, merged a former
+// owner's copy the loss had taken, served it, and lost it again when it
+// replaced its copies with the reporting owner's, with no loss reported
+// then (chaos finding F17, session 909 of the 60-minute run at 9efd854).
+func (o *ownership) adoptLoss(tab *ring.Table, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.load()
+	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
+		return
+	}
+	o.edit(func(s *ownState) { s.parts[p].reportedLost = true })
+}
+
+// reportedLost reports whether this node reported partition p lost, or
+// adopted an owner's report of it, while owning it (partState.reportedLost).
+func (o *ownership) reportedLost(p int) bool { return o.load().parts[p].reportedLost }
+
 // notePush records that member from, leaving, pushed partition p here
 // (Drain), at now: with its release naming p, its leaving hands p over. A
 // hand-off of p that awaits from starts its timeout again: the drain is

@@ -77,6 +77,9 @@ type ReadReply struct {
 	// partition may be older than what the cluster acknowledged since
 	// (partState.unvouched); a node that merges one is unvouched too.
 	Unvouched bool `msgpack:"uv,omitempty"`
+	// Lost, in a raw read: the answering node reported the partition
+	// lost while owning it (pullReply.Lost).
+	Lost bool `msgpack:"ls,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -157,7 +160,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) { // with the copy, as in servePull
 			st := n.own.load()
 			reply = ReadReply{Session: sessions[req.ID], Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
-				Distrusts: st.distrusts(req.Partition), Unvouched: st.parts[req.Partition].unvouched}
+				Distrusts: st.distrusts(req.Partition), Unvouched: st.parts[req.Partition].unvouched, Lost: st.parts[req.Partition].reportedLost}
 		})
 		reply.Blank = n.blank(req.Partition)
 		return reply, nil
