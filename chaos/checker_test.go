@@ -441,4 +441,27 @@ func TestASessionWrittenAgainAfterItsTombstoneExpiredStartsOver(t *testing.T) {
 	if v := Check(HistoryOf(kept), cfg); !v.Pass {
 		t.Fatalf("written again past its tombstone's life while the tombstone was still there (v4 after the deletion at v3): %v", v.Anomalies)
 	}
+	// Nor does a v1 after a reported loss make a new life begin where the
+	// session went on from its tombstone's version: the v4 answered
+	// before the v1 was sent belongs to the old life (session 778 of the
+	// 60-minute run at 9efd854: v15 at 870 s, within the skew window,
+	// the partition lost at 965 s, then v1).
+	wentOn := []Op{
+		put(0, "a", 1, 0, 0.5),
+		put(1, "b", 2, 1, 1.5),
+		{Client: 0, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(2.1), Outcome: OK},
+		get(1, "", 0, 5, 5.1),
+		put(0, "c", 4, 11, 11.1),
+		get(1, "c", 4, 12, 12.1),
+		put(0, "d", 1, 20, 20.1),
+		final(get(0, "d", 1, 25, 25.1)),
+	}
+	lost := cfg
+	lost.Lost = []LostReport{{Node: "n1", Epoch: 3, Partitions: []int{partitionOf(0, reg)}, Since: sec(14), Seen: sec(16)}}
+	if v := Check(HistoryOf(wentOn), lost); !v.Pass {
+		t.Fatalf("v4 past the tombstone's window, a reported loss, then v1: %v", v.Anomalies)
+	}
+	if v := Check(HistoryOf(wentOn), cfg); v.Pass {
+		t.Fatal("v4 past the tombstone's window, then v1 with no loss reported: passed")
+	}
 }
