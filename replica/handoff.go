@@ -302,12 +302,16 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		// needs (transfer.returning). Not given up on.
 		n.own.transferAnswered(j.p, j.transfer, n.mono())
 		n.log.Debug("partition pull refused until the rings agree; will retry", "partition", j.p, "err", err)
-	case outOfReach && !held:
+	case outOfReach:
 		// The partition's other owner, which the failure detector still
 		// counts alive (it is on the ring: due prunes those that left),
-		// could not be reached, and no source that holds the partition
-		// answered: a one-way cut, a full queue, a pause shorter than the
-		// detector. Its copies are unavailable, not lost: giving up now
+		// could not be reached: a one-way cut, a full queue, a pause
+		// shorter than the detector. A former owner's hold that answered
+		// does not end the wait: the owner wrote since that one stopped
+		// owning the partition (chaos finding F17, session 229-r0001 of
+		// the 60-minute run at 9efd854: given up, the loss reported while
+		// the owner served the session, which went when the ring took
+		// the owner out). Its copies are unavailable, not lost: giving up now
 		// would report the loss of acknowledged writes it holds, and the
 		// floor the primary then rebuilds would drop them for good (chaos
 		// finding F17, session 089). The hand-off waits for it to answer

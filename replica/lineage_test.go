@@ -1612,3 +1612,46 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 		}
 	}
 }
+
+// ownerOutOfReach scripts a partition's other owner out of reach (a
+// one-way cut: still on the ring) and a former owner that vouches for
+// its hold.
+type ownerOutOfReach struct {
+	former string // peer address
+}
+
+func (s ownerOutOfReach) Call(_ context.Context, to, method string, _, reply any) error {
+	if r, ok := reply.(*pullReply); ok && to == s.former {
+		*r = pullReply{Holds: true}
+		return nil
+	}
+	return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+}
+
+// A hand-off waits for the partition's other owner out of reach on the
+// ring even when a former owner's hold answered: the owner wrote since
+// the former owner stopped owning the partition, so that hold cannot end
+// the hand-off, and giving it up reported a loss of what the owner still
+// served, then dropped it when the ring took the owner out (chaos finding
+// F17, session 229-r0001 of the 60-minute run at 9efd854).
+func TestAHandOffWaitsForItsOtherOwnerWhenAFormerOwnerHolds(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
+	clock := peer.NewManualClock(time.Unix(1_700_000_000, 0))
+	n := New(Config{Name: "a", Caller: ownerOutOfReach{former: "c:7947"}, HandoffTimeout: time.Second, Clock: clock})
+	defer n.Close()
+	if err := n.SetTable(tab); err != nil {
+		t.Fatal(err)
+	}
+	if cur := n.own.load().parts[p].transfer; cur == nil || !slices.Contains(cur.sources, "b") || !slices.Contains(cur.sources, "c") {
+		t.Fatalf("a's hand-off of partition %d: %+v, want one from b and c", p, cur)
+	}
+	for range 10 {
+		n.pullDue(testCtx(t), tab)
+		clock.Advance(400 * time.Millisecond)
+	}
+	n.pullDue(testCtx(t), tab)
+	if part := n.own.load().parts[p]; part.transfer == nil || part.reportedLost {
+		t.Fatalf("owner b out of reach on the ring, former owner c holding: after 4 s (HandoffTimeout 1 s) the hand-off of partition %d is %+v, reported lost %v; want it waiting", p, part.transfer, part.reportedLost)
+	}
+}
