@@ -1655,3 +1655,59 @@ func TestAHandOffWaitsForItsOtherOwnerWhenAFormerOwnerHolds(t *testing.T) {
 		t.Fatalf("owner b out of reach on the ring, former owner c holding: after 4 s (HandoffTimeout 1 s) the hand-off of partition %d is %+v, reported lost %v; want it waiting", p, part.transfer, part.reportedLost)
 	}
 }
+
+// A hand-off pull that completes just after the next ring took the
+// partition away still makes the node hold it as of the ring it was
+// pulled under: when the ring after gives the partition back, the node
+// is returning and keeps its copies. Before, the late completion was
+// thrown away, the node did not hold the partition, and the third ring
+// dropped its copies as an earlier ownership's, an acknowledged write
+// among them (chaos finding F17, session 510-r0001 of the 60-minute run
+// at 9efd854: rings 49, 50 and 51 within 1.2 s).
+func TestAHandOffCompletedAsTheRingMovesOnStillHolds(t *testing.T) {
+	first := tableOf(t, 1, "a", "b", "c")
+	grown := tableOf(t, 2, "a", "b", "c", "d")
+	back := tableOf(t, 3, "a", "b", "c")
+	p := -1
+	for q := range first.Partitions() {
+		if owns(first.Owners(q), "a") && !owns(grown.Owners(q), "a") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Fatal("no partition that a owns with b and c, and not once d joins")
+	}
+	id := sessionID(0)
+	for i := 1; first.Partition(id) != p; i++ {
+		id = sessionID(i)
+	}
+	n := New(Config{Name: "a", Caller: ownerOutOfReach{}, HandoffTimeout: time.Hour})
+	defer n.Close()
+	if err := n.SetTable(first); err != nil {
+		t.Fatal(err)
+	}
+	cur := n.own.load().parts[p].transfer
+	if cur == nil {
+		t.Fatalf("a has no hand-off of partition %d in its first ring", p)
+	}
+	if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 3}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetTable(grown); err != nil {
+		t.Fatal(err)
+	}
+	n.own.finishTransfer(first, p, cur) // the pull under the first ring completes now
+	if !n.own.load().parts[p].held {
+		t.Fatalf("a's pull of partition %d under epoch 1 completed after epoch 2 took it away: a does not hold it", p)
+	}
+	if err := n.SetTable(back); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.store.get(p, id); got == nil {
+		t.Fatalf("partition %d given back in the very next ring: a dropped %s, which it held", p, id)
+	}
+	if t2 := n.own.load().parts[p].transfer; t2 == nil || !t2.returning {
+		t.Fatalf("partition %d given back in the very next ring: transfer %+v, want a returning one", p, t2)
+	}
+}

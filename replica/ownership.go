@@ -142,6 +142,17 @@ type partState struct {
 	// rebuilds raises a floor that refuses such copies; a buddy has no
 	// floor until the primary's push brings one.
 	reportedLost bool
+	// stoppedWith is the hand-off the node still had of the partition
+	// when the ring it stopped owning it in was installed (stoppedIn); a
+	// pull for it that completes under the ring before, its copies all
+	// merged then, makes the node hold the partition as of that ring
+	// (finishTransfer). Without it a ring that flapped (the node's own
+	// returning hand-off completing 29 ms after the next ring took the
+	// partition away, and the ring after giving it back) left the node
+	// not holding what it had, so the third ring dropped its copies as
+	// an earlier ownership's, an acknowledged write among them (chaos
+	// finding F17, session 510-r0001 of the 60-minute run at 9efd854).
+	stoppedWith *transfer
 }
 
 // vouches reports whether self's hold of partition p may end the hand-off
@@ -555,8 +566,13 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = nil
 		}
 		if !owns(tab.Owners(p), o.self) {
+			stopping := prev != nil && owns(prev.Owners(p), o.self)
+			next.parts[p].stoppedWith = nil
+			if cur := next.parts[p].transfer; stopping && cur != nil && !cur.reconcile {
+				next.parts[p].stoppedWith = cur
+			}
 			next.parts[p].transfer, next.parts[p].reportedLost = nil, false
-			if prev != nil && owns(prev.Owners(p), o.self) {
+			if stopping {
 				if copies(p) {
 					// No longer kept current: the owners write elsewhere.
 					next.parts[p].unvouched = true
@@ -584,7 +600,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t != nil && len(t.sources) == 0 && (t.reconcile || len(t.awaits) == 0 && !below) {
 			t = nil
 		}
-		next.parts[p].transfer = t
+		next.parts[p].transfer, next.parts[p].stoppedWith = t, nil
 	}
 	o.noteLeaving(next, prev)
 }
@@ -1046,6 +1062,16 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	cur := o.load()
+	if cur.tab != tab && cur.prev == tab && cur.parts[p].stoppedWith != nil && t.covers(cur.parts[p].stoppedWith) {
+		// The ring after tab took p away while the pull was finishing:
+		// its copies were all merged under tab (Node.merge refuses them
+		// once the ring moves on), so the node held p as of then.
+		o.edit(func(s *ownState) {
+			s.parts[p].stoppedWith = nil
+			s.parts[p].distrusted, s.parts[p].held = false, true
+		})
+		return false
+	}
 	if cur.tab != tab || cur.parts[p].transfer == nil || !t.covers(cur.parts[p].transfer) {
 		return false // the ring moved on, or p was marked again since for more: the next round decides
 	}
