@@ -342,11 +342,25 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 	r := pullRound{blank: n.blank(j.p)}
 	trustedHolder := false
 	ask := sourceAsk{handoff: j.handoff, distrust: j.distrust, allowMinority: n.cfg.AllowMinority}
+	ownerMissing, ownerHolds := false, false
 	for _, src := range ownersFirst(tab, j.p, j.sources) {
+		owner := owns(tab.Owners(j.p), src)
+		// Owners answer first. One that failed this round may carry a
+		// loss report (pullReply.Lost) next round, and a non-owner's
+		// copies merged before it would bring back what the loss took
+		// (found in review). One that holds the partition, takes it from
+		// no one and trusts its copies has every acknowledged write: a
+		// non-owner's copies could add only what it deleted or lost (and,
+		// after a declared-dead node replaced its copies with that
+		// owner's, survive the replacement). Non-owners are still asked:
+		// one on another ring is waited for.
+		ask.ownersFirst = ownerMissing || ownerHolds
 		// An owner's reply may carry its loss report (adoptLoss): the
 		// non-owners after it give nothing then.
 		ask.afterLoss = j.afterLoss || n.own.reportedLost(j.p)
 		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask)
+		ownerMissing = ownerMissing || owner && e != nil
+		ownerHolds = ownerHolds || owner && e == nil && holds && settled && trusted
 		if e != nil {
 			if j.handoff && !n.cfg.AllowMinority && !owns(tab.Owners(j.p), src) && unreachableOnly(e) {
 				// A source that no longer owns the partition, out of
@@ -416,6 +430,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
 			return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
+		ask.afterLoss = ask.afterLoss || n.own.reportedLost(p) // a fetch may have adopted a loss since the last batch
 		v := judgeSource(tab, p, src, reply.answer(), ask)
 		if v.err != nil {
 			return false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)

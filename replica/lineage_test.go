@@ -1710,4 +1710,98 @@ func TestAHandOffCompletedAsTheRingMovesOnStillHolds(t *testing.T) {
 	if t2 := n.own.load().parts[p].transfer; t2 == nil || !t2.returning {
 		t.Fatalf("partition %d given back in the very next ring: transfer %+v, want a returning one", p, t2)
 	}
+
+	// Declared dead after the ring moved on, the node no longer holds
+	// the partition when the pull completes (found in review).
+	m := New(Config{Name: "a", Caller: ownerOutOfReach{}, HandoffTimeout: time.Hour})
+	defer m.Close()
+	if err := m.SetTable(first); err != nil {
+		t.Fatal(err)
+	}
+	cur = m.own.load().parts[p].transfer
+	if err := m.SetTable(grown); err != nil {
+		t.Fatal(err)
+	}
+	m.own.reconcile(nil, true, m.mono())
+	m.own.finishTransfer(first, p, cur)
+	if part := m.own.load().parts[p]; part.held || !part.distrusted {
+		t.Fatalf("declared dead after epoch 2 took partition %d away, then the epoch-1 pull completed: held %v, distrusted %v; want not held, distrusted", p, part.held, part.distrusted)
+	}
+}
+
+// ownerThenFormer scripts a partition's other owner, which fails its
+// first pull (out of reach) when late is set and then answers holding
+// the partition without session old, with lost as its loss mark, and a
+// former owner that vouches for its hold, which has old.
+type ownerThenFormer struct {
+	owner, former string // peer addresses
+	old           *Session
+	late, lost    bool
+	calls         *atomic.Int32 // pulls the owner was asked
+}
+
+func (s ownerThenFormer) Call(_ context.Context, to, method string, _, reply any) error {
+	r, ok := reply.(*pullReply)
+	switch {
+	case ok && to == s.owner:
+		if s.calls.Add(1) == 1 && s.late {
+			return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+		}
+		*r = pullReply{Holds: true, Settled: true, Lost: s.lost}
+		return nil
+	case ok && to == s.former:
+		*r = pullReply{Holds: true, Sessions: []*Session{s.old}}
+		return nil
+	}
+	return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+}
+
+// In a pull round, the partition's owners answer before non-owners
+// count: while an owner has not answered, a non-owner's copies are not
+// merged (the owner's answer may carry a loss report, and the copies
+// would bring back what the loss took), and once an owner that holds
+// the partition, takes it from no one and trusts its copies has
+// answered, they are not merged either (it has every acknowledged write;
+// they could add only what it deleted or lost, and would survive a
+// declared-dead node's replacement of its copies with the owner's).
+// Found in review of the loss mark.
+func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
+	id := sessionID(0)
+	for i := 1; tab.Partition(id) != p; i++ {
+		id = sessionID(i)
+	}
+	for _, c := range []struct {
+		name           string
+		late, lost     bool
+		distrust       bool
+		rounds         int
+		wantHeldAtLast bool
+	}{
+		{"the owner answers a round late with its loss mark", true, true, false, 2, true},
+		{"the owner holds, no mark", false, false, false, 1, true},
+		{"declared dead, the owner holds, no mark", false, false, true, 1, true},
+	} {
+		caller := ownerThenFormer{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, late: c.late, lost: c.lost, calls: &atomic.Int32{}}
+		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
+		if err := n.SetTable(tab); err != nil {
+			t.Fatal(err)
+		}
+		cur := n.own.load().parts[p].transfer
+		if cur == nil {
+			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
+		}
+		for range c.rounds {
+			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"c", "b"}, handoff: true, distrust: c.distrust, transfer: cur})
+		}
+		got, done := n.store.get(p, id), n.own.load().parts[p].transfer == nil
+		n.Close()
+		if got != nil {
+			t.Fatalf("%s: a merged %s v%d from former owner c", c.name, got.ID, got.Version)
+		}
+		if done != c.wantHeldAtLast {
+			t.Fatalf("%s: hand-off done %v, want %v", c.name, done, c.wantHeldAtLast)
+		}
+	}
 }

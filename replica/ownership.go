@@ -886,6 +886,10 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 			if !owns(tab.Owners(p), o.self) {
 				if distrust {
 					s.parts[p].distrusted = true // as a source to others
+					// A pull still finishing under the ring before no
+					// longer makes the copies held: the node may have
+					// been declared dead after it (finishTransfer).
+					s.parts[p].stoppedWith = nil
 				}
 				continue
 			}

@@ -32,6 +32,10 @@ type sourceAsk struct {
 	// afterLoss: the asker reported the partition lost and owns it still
 	// (partState.reportedLost).
 	afterLoss bool
+	// ownersFirst: in this pull round an owner failed, or one that holds
+	// the partition, takes it from no one and trusts its copies answered
+	// (Node.pullSources): no non-owner's copies are merged.
+	ownersFirst bool
 }
 
 // sourceVerdict is what to do with one source's answer: err says to try
@@ -67,7 +71,9 @@ type sourceVerdict struct {
 //   - Once the asker has reported the partition lost (afterLoss), a
 //     source that does not own it gives nothing, even one that vouches
 //     for its hold: its copies are from before the loss, which took them
-//     (partState.reportedLost). AllowMinority merges them, as above.
+//     (partState.reportedLost). Nor in a pull round where an owner
+//     failed or a trusted owner holding the partition answered
+//     (ownersFirst). AllowMinority merges them, as above.
 //
 // A source skipped for its standing (unconfirmed, distrusted) knows the
 // partition had owners, so it is never blank; a stale one is blank if it
@@ -84,7 +90,7 @@ func judgeSource(tab *ring.Table, p int, src string, a sourceAnswer, ask sourceA
 		return sourceVerdict{}
 	case (ask.handoff || !ask.allowMinority) && stale(tab, p, src, a.holds):
 		return sourceVerdict{blank: a.blank}
-	case ask.afterLoss && !ask.allowMinority && !owns(tab.Owners(p), src):
+	case (ask.afterLoss || ask.ownersFirst) && !ask.allowMinority && !owns(tab.Owners(p), src):
 		return sourceVerdict{blank: a.blank}
 	}
 	return sourceVerdict{take: true, blank: a.blank}

@@ -59,6 +59,9 @@ func TestJudgeSource(t *testing.T) {
 		{"after a reported loss a hand-off skips a former owner that vouches", former, sourceAnswer{holds: true, blank: true}, lostHandoff, sourceVerdict{blank: true}},
 		{"after a reported loss an owner's copies are taken", owner, sourceAnswer{holds: true}, lostReconcile, sourceVerdict{take: true}},
 		{"with AllowMinority a former owner's copies merge after a loss", former, sourceAnswer{holds: true}, lostMinority, sourceVerdict{take: true}},
+		{"after an owner's answer a former owner that vouches gives nothing", former, sourceAnswer{holds: true}, sourceAsk{handoff: true, ownersFirst: true}, sourceVerdict{}},
+		{"after an owner's answer a former owner on another ring is still waited for", former, sourceAnswer{otherRing: true}, sourceAsk{handoff: true, ownersFirst: true}, sourceVerdict{err: errOtherRing}},
+		{"after an owner's answer an owner's copies are taken", owner, sourceAnswer{holds: true}, sourceAsk{handoff: true, ownersFirst: true}, sourceVerdict{take: true}},
 	}
 	for _, c := range cases {
 		got := judgeSource(tab, p, c.src, c.answer, c.ask)
