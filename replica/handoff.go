@@ -107,7 +107,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
 		}
 		for _, p := range ch.superseded {
-			superseded += n.store.dropLocked(p)
+			superseded += n.store.forgetLocked(p)
 		}
 	})
 	if err != nil || ch.stale {
@@ -711,7 +711,7 @@ func (n *Node) dropUnowned(tab *ring.Table) {
 	n.store.exclusive(func() {
 		for p := range tab.Partitions() {
 			if !owns(tab.Owners(p), n.cfg.Name) && n.own.forget(tab, p) {
-				total += n.store.dropLocked(p)
+				total += n.store.forgetLocked(p)
 			}
 		}
 	})

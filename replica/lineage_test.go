@@ -1805,3 +1805,55 @@ func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
 		}
 	}
 }
+
+// A node that drops a partition, because others own it or because it
+// takes it over afresh, forgets its floor with the copies: the hand-off
+// brings the holders'. Kept, a floor from a rebuild long past came back
+// when the node owned the partition again and dropped what the owners
+// had written since, below it because they had restarted one after the
+// other and never known it (chaos finding F17, partition 238 of the
+// 65-minute run at e039492).
+func TestADroppedPartitionsFloorGoesWithIt(t *testing.T) {
+	alone := tableOf(t, 1, "a")
+	away := tableOf(t, 2, "a", "b", "c", "d")
+	still := tableOf(t, 3, "a", "b", "c", "d")
+	back := tableOf(t, 4, "a", "b")
+	p := -1
+	for q := range away.Partitions() {
+		if !owns(away.Owners(q), "a") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Fatal("no partition a does not own among a, b, c, d")
+	}
+	for _, how := range []string{"taken over afresh", "dropped as owned elsewhere"} {
+		n := New(Config{Name: "a", Caller: ownerOutOfReach{}, HandoffTimeout: time.Hour})
+		if err := n.SetTable(alone); err != nil {
+			t.Fatal(err)
+		}
+		floor := n.store.rebuilt(p, 1<<40)
+		for _, tab := range []*ring.Table{away, still} {
+			if err := n.SetTable(tab); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := n.store.floor(p); got != floor {
+			t.Fatalf("%s: floor %d while a still has the partition's copies, want %d", how, got, floor)
+		}
+		switch how {
+		case "taken over afresh":
+			if err := n.SetTable(back); err != nil {
+				t.Fatal(err)
+			}
+		case "dropped as owned elsewhere":
+			n.dropUnowned(still)
+		}
+		got := n.store.floor(p)
+		n.Close()
+		if got != 0 {
+			t.Fatalf("%s: a kept partition %d's floor %d", how, p, got)
+		}
+	}
+}

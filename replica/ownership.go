@@ -325,7 +325,7 @@ type ringChange struct {
 	departed   []string // members that left it
 	lost       []int    // partitions whose owners both left at once
 	wiped      []int    // of lost, those this node owns whose copies it drops first (lostCopiesGo)
-	superseded []int    // partitions this node takes over whose copies from an earlier ownership it drops
+	superseded []int    // partitions this node takes over afresh: its copies from an earlier ownership, and its floor, go (store.forgetLocked)
 	rebuilt    []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
 	fenced     int      // partitions fenced until the departed members' leases lapse
 	fenceFor   time.Duration
@@ -616,7 +616,8 @@ func (o *ownership) takeOver(next *ownState, prev *ring.Table, d departures, fro
 	t.returning = !t.reconcile && prev != nil && part.held && !part.distrusted && part.stoppedIn == prev.Epoch()
 	part.held, part.unvouched = t.reconcile, false
 	switch {
-	case t.reconcile || !hasCopies:
+	case t.reconcile:
+	case (t.returning || o.allowMinority || d.pushed(p)) && !hasCopies:
 	case t.returning || o.allowMinority || d.pushed(p):
 		// Copies that are, or may be, the partition's: a
 		// returning node's own (the partition up to the ring
@@ -636,7 +637,9 @@ func (o *ownership) takeOver(next *ownState, prev *ring.Table, d departures, fro
 		// reported. Merged with a holder's, they came back —
 		// sessions the holder lost or deleted long ago (chaos
 		// finding F17, session 512); kept through a loss, they
-		// were rebuilt rewound.
+		// were rebuilt rewound. The partition's floor goes with
+		// them, copies or not (store.forgetLocked): the hand-off
+		// brings the holders'.
 		ch.superseded = append(ch.superseded, p)
 	}
 	return t

@@ -306,6 +306,22 @@ func (s *store) dropLocked(p int) int {
 	return n
 }
 
+// forgetLocked is dropLocked, and forgets partition p's floor and
+// generation too: the node no longer holds the partition at all (it is
+// owned elsewhere, or the node takes it over afresh). The floor travels
+// with the partition: the owners carry it, and a hand-off brings it from
+// them with their copies (pullReply.Floor). Kept by a node that dropped
+// the partition, a floor from a rebuild long past came back 36 minutes
+// later, when that node owned the partition again, and dropped what
+// the owners had written since: restarted one after the other, they had
+// not known that floor, and created sessions below it (chaos finding
+// F17, partition 238 of the 65-minute run at e039492).
+func (s *store) forgetLocked(p int) int {
+	part := s.parts[p]
+	part.floor, part.gen = 0, 0
+	return s.dropLocked(p)
+}
+
 // count returns how many copies partition p holds.
 func (s *store) count(p int) int {
 	part := s.parts[p]
