@@ -1545,9 +1545,13 @@ func TestAReportedLossTakesNothingFromAFormerOwner(t *testing.T) {
 type lossReporter struct {
 	owner, former string // peer addresses
 	old           *Session
+	open          *atomic.Bool // until set, nobody answers: the node's own transfer loop pulls nothing before the test reads its hand-off
 }
 
 func (s lossReporter) Call(_ context.Context, to, method string, _, reply any) error {
+	if !s.open.Load() {
+		return fmt.Errorf("%w: %s to %s: not yet", peer.ErrUnreachable, method, to)
+	}
 	switch r := reply.(type) {
 	case *pullReply:
 		switch to {
@@ -1584,8 +1588,8 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 	for i := 1; tab.Partition(id) != p; i++ {
 		id = sessionID(i)
 	}
-	caller := lossReporter{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}}
 	for _, how := range []string{"pull", "fetch"} {
+		caller := lossReporter{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, open: &atomic.Bool{}}
 		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
 		if err := n.SetTable(tab); err != nil {
 			t.Fatal(err)
@@ -1594,6 +1598,7 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 		if cur == nil {
 			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
 		}
+		caller.open.Store(true)
 		switch how {
 		case "pull":
 			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"c", "b"}, handoff: true, transfer: cur})
@@ -1738,9 +1743,13 @@ type ownerThenFormer struct {
 	old           *Session
 	late, lost    bool
 	calls         *atomic.Int32 // pulls the owner was asked
+	open          *atomic.Bool  // until set, nobody answers (as in lossReporter)
 }
 
 func (s ownerThenFormer) Call(_ context.Context, to, method string, _, reply any) error {
+	if !s.open.Load() {
+		return fmt.Errorf("%w: %s to %s: not yet", peer.ErrUnreachable, method, to)
+	}
 	r, ok := reply.(*pullReply)
 	switch {
 	case ok && to == s.owner:
@@ -1783,7 +1792,7 @@ func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
 		{"the owner holds, no mark", false, false, false, 1, true},
 		{"declared dead, the owner holds, no mark", false, false, true, 1, true},
 	} {
-		caller := ownerThenFormer{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, late: c.late, lost: c.lost, calls: &atomic.Int32{}}
+		caller := ownerThenFormer{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, late: c.late, lost: c.lost, calls: &atomic.Int32{}, open: &atomic.Bool{}}
 		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
 		if err := n.SetTable(tab); err != nil {
 			t.Fatal(err)
@@ -1792,6 +1801,7 @@ func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
 		if cur == nil {
 			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
 		}
+		caller.open.Store(true)
 		for range c.rounds {
 			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"c", "b"}, handoff: true, distrust: c.distrust, transfer: cur})
 		}
