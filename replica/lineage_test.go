@@ -1420,10 +1420,11 @@ func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
 type ownerAndFormer struct {
 	owner     string // the owner's peer address
 	distrusts bool
+	open      *atomic.Bool // until set, nobody answers (as in lossReporter)
 }
 
 func (s ownerAndFormer) Call(_ context.Context, to, method string, _, reply any) error {
-	if method != methodPull || to != s.owner {
+	if method != methodPull || to != s.owner || !s.open.Load() {
 		return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
 	}
 	*reply.(*pullReply) = pullReply{Holds: true, Settled: true, Distrusts: s.distrusts}
@@ -1439,7 +1440,8 @@ func TestOnlyATrustedOwnerLetsAFormerOwnerOutOfReachBeSetAside(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
 	for _, distrusts := range []bool{false, true} {
-		n := New(Config{Name: "a", Caller: ownerAndFormer{owner: "b:7947", distrusts: distrusts}, HandoffTimeout: time.Hour})
+		caller := ownerAndFormer{owner: "b:7947", distrusts: distrusts, open: &atomic.Bool{}}
+		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
 		if err := n.SetTable(tab); err != nil {
 			t.Fatal(err)
 		}
@@ -1447,6 +1449,7 @@ func TestOnlyATrustedOwnerLetsAFormerOwnerOutOfReachBeSetAside(t *testing.T) {
 		if cur == nil {
 			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
 		}
+		caller.open.Store(true)
 		n.pullJob(context.Background(), tab, transferJob{p: p, sources: []string{"b", "c"}, handoff: true, distrust: true, transfer: cur})
 		done := n.own.load().parts[p].transfer == nil
 		n.Close()
