@@ -1442,13 +1442,7 @@ func TestOnlyATrustedOwnerLetsAFormerOwnerOutOfReachBeSetAside(t *testing.T) {
 	for _, distrusts := range []bool{false, true} {
 		caller := ownerAndFormer{owner: "b:7947", distrusts: distrusts, open: &atomic.Bool{}}
 		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
-		if err := n.SetTable(tab); err != nil {
-			t.Fatal(err)
-		}
-		cur := n.own.load().parts[p].transfer
-		if cur == nil {
-			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
-		}
+		cur := handOffOf(t, n, tab, p)
 		caller.open.Store(true)
 		n.pullJob(context.Background(), tab, transferJob{p: p, sources: []string{"b", "c"}, handoff: true, distrust: true, transfer: cur})
 		done := n.own.load().parts[p].transfer == nil
@@ -1504,21 +1498,12 @@ func TestAReportedLossTakesNothingFromAFormerOwner(t *testing.T) {
 	if p < 0 {
 		t.Fatal("no partition that a and b own, and a does not once d and e join")
 	}
-	id := sessionID(0)
-	for i := 1; tab.Partition(id) != p; i++ {
-		id = sessionID(i)
-	}
+	id := sessionIn(tab, p)
 	found := &atomic.Bool{}
 	clock := peer.NewManualClock(time.Unix(1_700_000_000, 0))
 	n := New(Config{Name: "a", Caller: lostThenFormer{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, found: found}, HandoffTimeout: time.Second, Clock: clock})
 	defer n.Close()
-	if err := n.SetTable(tab); err != nil {
-		t.Fatal(err)
-	}
-	cur := n.own.load().parts[p].transfer
-	if cur == nil {
-		t.Fatalf("a has no hand-off of partition %d in its first ring", p)
-	}
+	handOffOf(t, n, tab, p)
 	clock.Advance(2 * time.Second)
 	n.pullDue(testCtx(t), tab)
 	if part := n.own.load().parts[p]; part.transfer != nil || !part.reportedLost {
@@ -1587,20 +1572,11 @@ func (s lossReporter) Call(_ context.Context, to, method string, _, reply any) e
 func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
-	id := sessionID(0)
-	for i := 1; tab.Partition(id) != p; i++ {
-		id = sessionID(i)
-	}
+	id := sessionIn(tab, p)
 	for _, how := range []string{"pull", "fetch"} {
 		caller := lossReporter{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, open: &atomic.Bool{}}
 		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
-		if err := n.SetTable(tab); err != nil {
-			t.Fatal(err)
-		}
-		cur := n.own.load().parts[p].transfer
-		if cur == nil {
-			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
-		}
+		cur := handOffOf(t, n, tab, p)
 		caller.open.Store(true)
 		switch how {
 		case "pull":
@@ -1686,19 +1662,10 @@ func TestAHandOffCompletedAsTheRingMovesOnStillHolds(t *testing.T) {
 	if p < 0 {
 		t.Fatal("no partition that a owns with b and c, and not once d joins")
 	}
-	id := sessionID(0)
-	for i := 1; first.Partition(id) != p; i++ {
-		id = sessionID(i)
-	}
+	id := sessionIn(first, p)
 	n := New(Config{Name: "a", Caller: ownerOutOfReach{}, HandoffTimeout: time.Hour})
 	defer n.Close()
-	if err := n.SetTable(first); err != nil {
-		t.Fatal(err)
-	}
-	cur := n.own.load().parts[p].transfer
-	if cur == nil {
-		t.Fatalf("a has no hand-off of partition %d in its first ring", p)
-	}
+	cur := handOffOf(t, n, first, p)
 	if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 3}, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -1780,10 +1747,7 @@ func (s ownerThenFormer) Call(_ context.Context, to, method string, _, reply any
 func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
-	id := sessionID(0)
-	for i := 1; tab.Partition(id) != p; i++ {
-		id = sessionID(i)
-	}
+	id := sessionIn(tab, p)
 	for _, c := range []struct {
 		name           string
 		late, lost     bool
@@ -1797,13 +1761,7 @@ func TestOwnersAnswerBeforeNonOwnersCopiesCount(t *testing.T) {
 	} {
 		caller := ownerThenFormer{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, late: c.late, lost: c.lost, calls: &atomic.Int32{}, open: &atomic.Bool{}}
 		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
-		if err := n.SetTable(tab); err != nil {
-			t.Fatal(err)
-		}
-		cur := n.own.load().parts[p].transfer
-		if cur == nil {
-			t.Fatalf("a has no hand-off of partition %d in its first ring", p)
-		}
+		cur := handOffOf(t, n, tab, p)
 		caller.open.Store(true)
 		for range c.rounds {
 			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"c", "b"}, handoff: true, distrust: c.distrust, transfer: cur})
@@ -1869,4 +1827,27 @@ func TestADroppedPartitionsFloorGoesWithIt(t *testing.T) {
 			t.Fatalf("%s: a kept partition %d's floor %d", how, p, got)
 		}
 	}
+}
+
+// sessionIn returns the first sessionID in partition p of tab.
+func sessionIn(tab *ring.Table, p int) string {
+	id := sessionID(0)
+	for i := 1; tab.Partition(id) != p; i++ {
+		id = sessionID(i)
+	}
+	return id
+}
+
+// handOffOf installs n's first ring, tab, and returns its hand-off of
+// partition p, failing the test if there is none.
+func handOffOf(t *testing.T, n *Node, tab *ring.Table, p int) *transfer {
+	t.Helper()
+	if err := n.SetTable(tab); err != nil {
+		t.Fatal(err)
+	}
+	cur := n.own.load().parts[p].transfer
+	if cur == nil {
+		t.Fatalf("%s has no hand-off of partition %d in its first ring", n.Name(), p)
+	}
+	return cur
 }

@@ -566,19 +566,7 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			t = nil
 		}
 		if !owns(tab.Owners(p), o.self) {
-			stopping := prev != nil && owns(prev.Owners(p), o.self)
-			next.parts[p].stoppedWith = nil
-			if cur := next.parts[p].transfer; stopping && cur != nil && !cur.reconcile {
-				next.parts[p].stoppedWith = cur
-			}
-			next.parts[p].transfer, next.parts[p].reportedLost = nil, false
-			if stopping {
-				if copies(p) {
-					// No longer kept current: the owners write elsewhere.
-					next.parts[p].unvouched = true
-				}
-				next.parts[p].successors, next.parts[p].stoppedIn = successorsOf(tab, p), tab.Epoch()
-			}
+			notOwned(&next.parts[p], o.self, tab, prev, p, copies(p))
 			continue
 		}
 		first := prev == nil && before == nil // no other server in this node's first ring
@@ -603,6 +591,27 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		next.parts[p].transfer, next.parts[p].stoppedWith = t, nil
 	}
 	o.noteLeaving(next, prev)
+}
+
+// notOwned updates part, partition p's state in a ring tab that does not
+// give p to this node (self): no transfer, no loss mark; and if prev gave it
+// (the node stops owning p now), the hand-off still pending
+// (partState.stoppedWith), its copies unvouched, and the owners it
+// stops in favour of.
+func notOwned(part *partState, self string, tab, prev *ring.Table, p int, hasCopies bool) {
+	stopping := prev != nil && owns(prev.Owners(p), self)
+	part.stoppedWith = nil
+	if cur := part.transfer; stopping && cur != nil && !cur.reconcile {
+		part.stoppedWith = cur
+	}
+	part.transfer, part.reportedLost = nil, false
+	if stopping {
+		if hasCopies {
+			// No longer kept current: the owners write elsewhere.
+			part.unvouched = true
+		}
+		part.successors, part.stoppedIn = successorsOf(tab, p), tab.Epoch()
+	}
 }
 
 // takeOver starts the hand-off of partition p, which this node owns in
