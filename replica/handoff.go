@@ -268,6 +268,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 // AllowMinority, a source that no longer owns the partition is needed
 // only while no source holds it.
 func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
+	began := n.mono()
 	r := n.pullSources(ctx, tab, j)
 	err, held, refused, outOfReach, blank, holders := r.err, r.held, r.refused, r.outOfReach, r.blank, r.holders
 	if err == nil && !held && j.handoff && !j.distrust && blank && n.allBlank(ctx, tab, j.p, j.sources) {
@@ -320,6 +321,9 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		n.own.transferAnswered(j.p, j.transfer, n.mono())
 		n.log.Debug("a source of the partition is out of reach but still on the ring; waiting for it", "partition", j.p, "err", err)
 	default:
+		// Given up for time only once a pull begun past the timeout has
+		// failed (transfer.tried).
+		n.own.transferTried(j.p, j.transfer, began)
 		n.log.Debug("partition pull failed; will retry", "partition", j.p, "err", err)
 	}
 }

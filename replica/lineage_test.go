@@ -147,6 +147,7 @@ func TestWhoHoldsAPartition(t *testing.T) {
 	// A hand-off given up for time is a reported loss: what the node has
 	// is the partition from then on.
 	c := installed(t, "b", pair)
+	pullsFailed(c, time.Second+c.handoff+time.Millisecond)
 	_, _, lost, _ := c.dueTransfers(pair, time.Second+c.handoff+time.Millisecond)
 	if len(lost) == 0 || !c.load().holds(lost[0]) {
 		t.Fatalf("a hand-off given up (lost %v) is not held", lost)
@@ -1505,7 +1506,8 @@ func TestAReportedLossTakesNothingFromAFormerOwner(t *testing.T) {
 	defer n.Close()
 	handOffOf(t, n, tab, p)
 	clock.Advance(2 * time.Second)
-	n.pullDue(testCtx(t), tab)
+	n.pullDue(testCtx(t), tab) // a pull begun past the timeout fails
+	n.pullDue(testCtx(t), tab) // so the next round gives the hand-off up
 	if part := n.own.load().parts[p]; part.transfer != nil || !part.reportedLost {
 		t.Fatalf("partition %d: hand-off %+v, reported lost %v; want it given up and the loss reported", p, part.transfer, part.reportedLost)
 	}

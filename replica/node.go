@@ -76,11 +76,7 @@ type Config struct {
 	// for. A previous owner that answers it serves by another ring restarts
 	// the wait: it may still serve the partition (the gate's hand-off rule, gate.go). Old owners
 	// drop partitions they no longer own once the ring has been stable this
-	// long. Zero means 10s. It must exceed LeaseDuration plus its margin:
-	// a new owner that never granted a departed former owner a lease
-	// fences nothing, and its wait for that owner is what outlasts the
-	// leases the owner may still hold (docs/ARCHITECTURE.md, "Where the
-	// lease rules alone fall short").
+	// long. Zero means 10s.
 	HandoffTimeout time.Duration
 	// HandoffBytes is about how many bytes of sessions go in one hand-off
 	// message. Zero means 1 MiB.

@@ -185,6 +185,15 @@ func lostCopiesGo(part partState) bool { return part.distrusted || part.unvouche
 type transfer struct {
 	sources []string      // previous owners and reappeared members still in the ring
 	since   time.Duration // when it began, or a source last answered
+	// tried is when the latest pull for it that failed began. It is
+	// given up for time only once a pull begun past its timeout has
+	// failed: a round of pulls slowed by a source out of reach (four at
+	// a time, each waiting out its calls) could pass the timeout before
+	// its pull was even tried, and the hand-off was given up, its loss
+	// reported, while the partition's other owner held every session
+	// (chaos finding F17, session 386-r0001 of the 65-minute run at
+	// 17b8a20).
+	tried time.Duration
 	// reconcile marks a partition the node already held and merges with
 	// members that reappeared: it does not make the node unready, and
 	// reads from the buddy need not wait for it.
@@ -946,7 +955,8 @@ type transferJob struct {
 
 // dueTransfers returns the transfers to work on under tab at now, after
 // giving up those whose sources have all left and those that waited longer
-// than HandoffTimeout (returned as gaveUp, for the caller to log). A
+// than HandoffTimeout, once a pull begun past it has failed (transfer.tried;
+// returned as gaveUp, for the caller to log). A
 // hand-off given up for time is a loss the guarantees allow only if it is
 // reported: no previous owner answered, so whatever they held that this
 // node lacks is gone (a member restarted empty under its name while the
@@ -978,6 +988,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				continue
 			}
 			sources := slices.DeleteFunc(slices.Clone(t.sources), func(x string) bool { return !tab.Has(x) })
+			overdue := now-t.since > o.handoff && t.tried-t.since > o.handoff // a pull begun past the timeout failed
 			switch {
 			case below && !t.reconcile:
 				if len(sources) > 0 {
@@ -987,9 +998,9 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				// Nothing to pull: a leaver's push and release end it.
 			case len(sources) == 0 && t.reconcile:
 				s.parts[p].transfer = nil
-			case (len(sources) == 0 || now-t.since > o.handoff) && !giveUp:
+			case (len(sources) == 0 || overdue) && !giveUp:
 				pending = true
-			case len(sources) == 0 || now-t.since > o.handoff:
+			case len(sources) == 0 || overdue:
 				gaveUp = append(gaveUp, fmt.Sprintf("partition %d: hand-off from %v (leavers awaited %v) timed out or left none to take it from; serving own copies", p, t.sources, t.awaits))
 				s.parts[p].transfer = nil
 				if !t.reconcile {
@@ -1053,6 +1064,22 @@ func (o *ownership) takeNew(tab *ring.Table, p int) bool {
 		s.parts[p].held, s.parts[p].unvouched = true, false
 	})
 	return true
+}
+
+// transferTried records that a pull for partition p's transfer t, begun
+// at began, failed, if t is still p's transfer: once one begun past the
+// hand-off timeout has failed, the hand-off is given up (due).
+func (o *ownership) transferTried(p int, t *transfer, began time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur := o.load().parts[p].transfer; cur == nil || cur != t || cur.tried >= began {
+		return
+	}
+	o.edit(func(s *ownState) {
+		t := *s.parts[p].transfer
+		t.tried = began
+		s.parts[p].transfer = &t
+	})
 }
 
 // transferAnswered restarts partition p's hand-off timeout at now, if t

@@ -435,9 +435,19 @@ func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
 	}
 }
 
+// pullsFailed records, for every transfer o has pending, a pull begun at
+// at that failed, as Node.pullJob does.
+func pullsFailed(o *ownership, at time.Duration) {
+	for p, part := range o.load().parts {
+		if part.transfer != nil {
+			o.transferTried(p, part.transfer, at)
+		}
+	}
+}
+
 // Transfers whose sources all left, or that waited longer than
-// HandoffTimeout, are given up; a source that answers from another ring
-// restarts the wait.
+// HandoffTimeout and whose pull begun past it failed, are given up; a
+// source that answers from another ring restarts the wait.
 func TestDueTransfers(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	timeout := newOwnership(Config{Name: "a"}.withDefaults()).handoff
@@ -456,6 +466,19 @@ func TestDueTransfers(t *testing.T) {
 	o.mu.Lock()
 	o.edit(func(s *ownState) { s.parts[distrusted].distrusted = true })
 	o.mu.Unlock()
+	// Past the timeout, nothing is given up until a pull begun past it
+	// has failed: a slow round may not have tried them yet (chaos finding
+	// F17, session 386-r0001). A pull begun at the timeout, not past it,
+	// does not count.
+	for _, at := range []time.Duration{0, timeout} {
+		if at > 0 {
+			pullsFailed(o, at)
+		}
+		if _, gaveUp, lost, _, pending := o.due(tab, 2*timeout, false); pending || gaveUp != nil || lost != nil {
+			t.Fatalf("past the timeout, the latest failed pull begun at %v: pending %v, gave up %v, lost %v; want nothing due to be given up", at, pending, gaveUp, lost)
+		}
+	}
+	pullsFailed(o, timeout+time.Millisecond)
 	// Asked without giving up, it changes nothing and says some are due:
 	// the caller gives them up holding the store, so that no read takes
 	// the copies the loss drops (Node.pullDue).
