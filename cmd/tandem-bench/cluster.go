@@ -1,7 +1,8 @@
+//go:build unix
+
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,11 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/tandem-io/tandem/cmd/internal/serveproc"
 )
 
 // modulePath is Tandem's module; tandem-bench builds the node binary from
@@ -130,91 +131,41 @@ func buildTandem(ctx context.Context, goBin, root, dir string) (string, error) {
 	return bin, nil
 }
 
-// tandemProc is one `tandem serve` process.
+// tandemProc is one `tandem serve` process, its output kept in a log.
 type tandemProc struct {
-	name    string
-	http    string // host:port of the HTTP API
-	gossip  string
-	peer    string
+	*serveproc.Proc
 	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once the process has exited
 }
-
-// servingLine is what `tandem serve` prints on stdout once it serves.
-var servingLine = regexp.MustCompile(`^tandem node (\S+) serving https?://(\S+) \(gossip (\S+), peer (\S+)\)`)
 
 // startTandem starts `tandem serve` as node name on free loopback ports,
 // joining join if not empty, and returns once it prints its addresses.
 // Its output goes to a log in dir.
 func startTandem(ctx context.Context, bin, dir, name, join string) (*tandemProc, error) {
-	p := &tandemProc{name: name, logPath: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	logf, err := os.Create(p.logPath)
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	args := []string{"serve", "-insecure", "-name", name, "-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-peer", "127.0.0.1:0",
-		"-profile", "local", "-log-level", "warn"}
+	cfg := serveproc.Config{Binary: bin, Name: name, Args: []string{"-profile", "local", "-log-level", "warn"}, Output: logf}
 	if join != "" {
-		args = append(args, "-join", join)
+		cfg.Join = []string{join}
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = logf
-	p.cmd.SysProcAttr = procAttr()
-	stdout, err := p.cmd.StdoutPipe()
+	proc, err := serveproc.Start(ctx, cfg)
 	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("%w: %s", err, tail(logPath))
 	}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	addrs := make(chan []string, 1)
-	var copying sync.WaitGroup
-	copying.Go(func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logf, line)
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case addrs <- m[2:]:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(logf, stdout)
-	})
 	go func() {
-		copying.Wait() // the pipe's reads end before Wait closes it
-		_ = p.cmd.Wait()
+		<-proc.Done()
 		logf.Close()
-		close(p.done)
 	}()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	select {
-	case a := <-addrs:
-		p.http, p.gossip, p.peer = a[0], a[1], a[2]
-		return p, nil
-	case <-p.done:
-		return nil, fmt.Errorf("start %s: it exited: %s", name, tail(p.logPath))
-	case <-ctx.Done():
-		p.kill()
-		return nil, fmt.Errorf("start %s: no address printed: %w: %s", name, ctx.Err(), tail(p.logPath))
-	}
+	return &tandemProc{Proc: proc, logPath: logPath}, nil
 }
 
-// kill kills the process and waits, at most 10 s, for it to exit.
+// kill kills the process and waits until it has exited.
 func (p *tandemProc) kill() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
+	if p != nil {
+		p.Kill()
 	}
 }
 
@@ -244,7 +195,7 @@ func startCluster(ctx context.Context, bin, dir string, n int) (*tandemCluster, 
 	for i := range n {
 		join := ""
 		if i > 0 {
-			join = c.procs[0].gossip
+			join = c.procs[0].Gossip
 		}
 		p, err := startTandem(ctx, bin, dir, fmt.Sprintf("tandem-%d", i+1), join)
 		if err != nil {
@@ -271,7 +222,7 @@ func (c *tandemCluster) stop() {
 func (c *tandemCluster) peers() []string {
 	var out []string
 	for _, p := range c.procs {
-		out = append(out, p.peer)
+		out = append(out, p.Peer)
 	}
 	return out
 }
@@ -308,7 +259,7 @@ func (c *tandemCluster) waitConverged(ctx context.Context, members int, timeout 
 				break
 			}
 			if !v.Ready || len(v.Partitions) != members || v.PendingHandoff > 0 || v.UnderReplicated > 0 {
-				last = fmt.Sprintf("%s: ready %v, %d members in its ring, %d pending hand-offs, %d under-replicated partitions", p.name, v.Ready, len(v.Partitions), v.PendingHandoff, v.UnderReplicated)
+				last = fmt.Sprintf("%s: ready %v, %d members in its ring, %d pending hand-offs, %d under-replicated partitions", p.Name, v.Ready, len(v.Partitions), v.PendingHandoff, v.UnderReplicated)
 				break
 			}
 			loads = append(loads, v.Partitions)
@@ -336,28 +287,28 @@ func (c *tandemCluster) getJSON(ctx context.Context, p *tandemProc, path string,
 		return err
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("GET %s from %s: decode: %w", path, p.name, err)
+		return fmt.Errorf("GET %s from %s: decode: %w", path, p.Name, err)
 	}
 	return nil
 }
 
 // get GETs path from p's HTTP API and returns a 200 answer's body.
 func (c *tandemCluster) get(ctx context.Context, p *tandemProc, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.http+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTP+path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, p.name, err)
+		return nil, fmt.Errorf("GET %s from %s: %w", path, p.Name, err)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, p.name, err)
+		return nil, fmt.Errorf("GET %s from %s: %w", path, p.Name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, p.name, err)
+		return nil, fmt.Errorf("GET %s from %s: %w", path, p.Name, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s from %s: %s: %s", path, p.name, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("GET %s from %s: %s: %s", path, p.Name, resp.Status, bytes.TrimSpace(b))
 	}
 	return b, nil
 }
@@ -380,13 +331,13 @@ func (c *tandemCluster) copies(ctx context.Context, p *tandemProc) (int, error) 
 		}
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err != nil {
-			return 0, fmt.Errorf("metrics of %s: %q: %w", p.name, line, err)
+			return 0, fmt.Errorf("metrics of %s: %q: %w", p.Name, line, err)
 		}
 		total += int(v)
 		found++
 	}
 	if found == 0 {
-		return 0, fmt.Errorf("metrics of %s: no tandem_sessions", p.name)
+		return 0, fmt.Errorf("metrics of %s: no tandem_sessions", p.Name)
 	}
 	return total, nil
 }

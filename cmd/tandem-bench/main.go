@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command tandem-bench compares Tandem with what a user would pick instead
 // to keep sessions on two machines: Redis, a primary and a replica, with
 // WAIT 1 0 after every write so that a write is acknowledged only once the

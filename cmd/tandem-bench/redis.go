@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 // Redis is spoken in RESP over a net.Conn: the benchmark needs four

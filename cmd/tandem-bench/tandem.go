@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -83,7 +85,7 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 	}
 	defer c.stop()
 	for _, pr := range c.procs {
-		res.Tandem.Processes = append(res.Tandem.Processes, ProcessInfo{Name: pr.name, PID: pr.cmd.Process.Pid, HTTP: pr.http, Gossip: pr.gossip, Peer: pr.peer})
+		res.Tandem.Processes = append(res.Tandem.Processes, ProcessInfo{Name: pr.Name, PID: pr.PID, HTTP: pr.HTTP, Gossip: pr.Gossip, Peer: pr.Peer})
 	}
 	client, err := tandem.Dial(ctx, c.peers(), tandem.ClientConfig{RequestTimeout: o.opTimeout})
 	if err != nil {
@@ -97,7 +99,7 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 	}
 	var before []int64
 	for _, pr := range c.procs {
-		r, err := rss(pr.cmd.Process.Pid)
+		r, err := rss(pr.PID)
 		if err != nil {
 			res.Tandem.MemoryNote = err.Error()
 			break
@@ -119,7 +121,7 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 	}
 	if len(before) == len(c.procs) {
 		for i, pr := range c.procs {
-			after, err := rss(pr.cmd.Process.Pid)
+			after, err := rss(pr.PID)
 			if err != nil {
 				return err
 			}
@@ -127,7 +129,7 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 			if err != nil {
 				return err
 			}
-			res.Tandem.Memory = append(res.Tandem.Memory, memoryOf(pr.name, before[i], after, copies))
+			res.Tandem.Memory = append(res.Tandem.Memory, memoryOf(pr.Name, before[i], after, copies))
 		}
 	}
 
@@ -135,7 +137,7 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 	defer httpClient.CloseIdleConnections()
 	var urls []string
 	for _, pr := range c.procs {
-		urls = append(urls, "http://"+pr.http+"/v1/sessions/")
+		urls = append(urls, "http://"+pr.HTTP+"/v1/sessions/")
 	}
 	for _, name := range o.targets {
 		var t target
@@ -266,7 +268,7 @@ func measureEmbedded(ctx context.Context, o options, c *tandemCluster, p *payloa
 	logf("embedded: starting a node in this process, joining the cluster as a fourth member")
 	cfg := tandem.LocalConfig("bench-embedded") // -profile local, as the processes
 	cfg.GossipAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Join = []string{c.procs[0].gossip}
+	cfg.Join = []string{c.procs[0].Gossip}
 	cfg.RequestTimeout = o.opTimeout
 	node, err := tandem.Start(ctx, cfg)
 	if err != nil {
