@@ -1070,31 +1070,28 @@ func (o *ownership) takeNew(tab *ring.Table, p int) bool {
 // at began, failed, if t is still p's transfer: once one begun past the
 // hand-off timeout has failed, the hand-off is given up (due).
 func (o *ownership) transferTried(p int, t *transfer, began time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if cur := o.load().parts[p].transfer; cur == nil || cur != t || cur.tried >= began {
-		return
-	}
-	o.edit(func(s *ownState) {
-		t := *s.parts[p].transfer
-		t.tried = began
-		s.parts[p].transfer = &t
-	})
+	o.editTransfer(p, t, func(u *transfer) { u.tried = max(u.tried, began) })
 }
 
 // transferAnswered restarts partition p's hand-off timeout at now, if t
 // is still p's transfer: a source answered, serving by another ring, or
 // the partition's other owner is on the ring but out of reach.
 func (o *ownership) transferAnswered(p int, t *transfer, now time.Duration) {
+	o.editTransfer(p, t, func(u *transfer) { u.since = now })
+}
+
+// editTransfer publishes a changed copy of partition p's transfer, if t
+// is still p's transfer (a published transfer is never changed).
+func (o *ownership) editTransfer(p int, t *transfer, change func(*transfer)) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if cur := o.load().parts[p].transfer; cur == nil || cur != t {
 		return
 	}
 	o.edit(func(s *ownState) {
-		t := *s.parts[p].transfer
-		t.since = now
-		s.parts[p].transfer = &t
+		u := *s.parts[p].transfer
+		change(&u)
+		s.parts[p].transfer = &u
 	})
 }
 
