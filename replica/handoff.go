@@ -293,7 +293,16 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	switch {
 	case err == nil:
 		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "held_by", holders, "handoff", j.handoff, "distrust", j.distrust)
-		if n.own.finishTransfer(tab, j.p, j.transfer) {
+		last, rebuild := n.own.finishHandoff(tab, j.p, j.transfer)
+		if rebuild {
+			// Taken over under a loss report: the copies this node holds
+			// are the partition now, at a new generation, and its buddy
+			// gets them with the floor (ownership.finishHandoff).
+			gen := n.store.rebuilt(j.p, n.clock.now(n.wall()))
+			n.log.Info("partition taken over after its loss was reported: rebuilt from the copies held, pushing them to the buddy", "partition", j.p, "generation", gen)
+			go n.announceFloors(tab, []int{j.p})
+		}
+		if last {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
 	case refused:
