@@ -78,7 +78,7 @@ func BenchmarkGate(b *testing.B) {
 	}
 	now := time.Hour
 	for _, m := range []string{"m-1", "m-2"} {
-		o.recordLease(m, leaseReply{Fingerprint: tab.Fingerprint()}, now)
+		o.recordLease(m, leaseReply{Fingerprint: tab.Fingerprint()}, now, now)
 	}
 	for _, tc := range []struct {
 		name string

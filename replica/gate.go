@@ -38,8 +38,9 @@ import (
 //  6. Leases: the node holds live leases under its ring from all its
 //     ring's other members but one (reads and writes; else it asks for
 //     them, once).
-//  7. Fence: the partition is not fenced while a departed owner's lease
-//     lapses (writes wait it out; replicas are refused).
+//  7. Fence: the partition is not fenced while a departed owner's leases
+//     lapse, this node's and the other members' (ownership.fenceWait;
+//     writes wait it out; replicas are refused).
 //  8. Displaced owners: every previous owner still in the ring has moved
 //     to the node's ring (writes; else it asks them, once).
 //  9. Copy: if the partition is still being handed to the node, the
@@ -157,12 +158,12 @@ func (o *ownership) admit(a admission, now time.Duration) verdict {
 			// (pull): a write stored now could go with them.
 			return refuse(fmt.Errorf("%w: %s was declared dead and is catching up on partition %d", ErrUnavailable, o.self, a.p))
 		}
-		if wait := part.fence - now; wait > 0 {
+		if wait := o.fenceWait(s, part, now); wait > 0 {
 			return refuse(fmt.Errorf("%w: %w: %s fences partition %d for %v while a departed owner's lease lapses", ErrUnavailable, errFenced, o.self, a.p, wait))
 		}
 	}
 	if a.entry == entryWrite {
-		if wait := part.fence - now; wait > 0 {
+		if wait := o.fenceWait(s, part, now); wait > 0 {
 			return verdict{fence: wait}
 		}
 		if v, done := o.admitDisplaced(s, part, a); done {
@@ -216,11 +217,12 @@ func (o *ownership) admitRole(tab *ring.Table, a admission) error {
 // live leases from to serve from its copies: all but one, so that a single
 // member's crash costs no reads, and at least one.
 //
-// A write acknowledged under new owners of a partition needs both of them,
-// and each fences the partition until its grant to the departed owner has
-// lapsed; a node holding leases from all its other members but one holds
-// one from at least one of the two, so it has stopped serving before
-// either acknowledges. A node cut off from everyone holds none.
+// A write acknowledged under new owners of a partition needs both of
+// them, and each fences the partition until its own grant to the departed
+// owner has lapsed and all but one of the other members have moved on for
+// a lease's time (ownership.fenceWait): the departed owner then lacks two
+// of the leases it needs, and has stopped serving before either
+// acknowledges. A node cut off from everyone holds none.
 func leaseQuorum(others int) int {
 	if others <= 0 {
 		return 0

@@ -34,9 +34,11 @@ import (
 // earlier than the moment the holder counts from) the holder may rely on
 // it. When a member leaves a node's ring, every partition the node owns
 // that the departed member owned is fenced until the node's grant to it
-// has lapsed: the node acknowledges no write to it, as primary or as
-// buddy, before then. By that time the departed member has stopped
-// answering from its copies (see leaseQuorum).
+// has lapsed, and until all but one of the ring's other members have
+// answered this node's lease requests under a ring without it a lease's
+// time ago (ownership.fenceWait): the node acknowledges no write to it,
+// as primary or as buddy, before then. By that time the departed member
+// has stopped answering from its copies (see leaseQuorum).
 //
 // A lease reply also says how often the granter has seen the holder leave
 // its ring. A node that learns it was declared dead since it last asked
@@ -141,14 +143,15 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 	if err := n.call(ctx, tab, name, methodLease, leaseRequest{From: n.cfg.Name}, &reply); err != nil {
 		return fmt.Errorf("lease from %s: %w", name, err)
 	}
-	if n.own.recordLease(name, reply, sent) {
+	answered := n.mono()
+	if n.own.recordLease(name, reply, sent, answered) {
 		// name saw this node leave its ring since it last asked: others
 		// may have taken over and acknowledged writes without it. Every
 		// owned partition is pulled again before it serves them.
 		n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", name)
 		n.stats.Rejoins.Add(1)
 		n.reconcileAll(nil, true)
-		n.own.recordLease(name, reply, sent) // marked: now the lease counts
+		n.own.recordLease(name, reply, sent, answered) // marked: now the lease counts
 	}
 	n.confirmStanding(tab)
 	return nil

@@ -2,9 +2,12 @@ package replica
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
 // cutOff cuts x off from every other node of c, both ways.
@@ -303,5 +306,66 @@ func TestAnIdleNodeAsksForNoLeases(t *testing.T) {
 	}
 	if asked() <= quiet {
 		t.Fatal("the first read after the quiet spell was served without asking for leases")
+	}
+}
+
+// A member that joins while an owner is cut off from it granted that
+// owner nothing, and so fences nothing. Ring {0,1,2,3}; node-3 (d) is cut
+// off, peer links only, from node-2 (its partition's other owner) and
+// from the joiner node-4 (x); the rest install {0,1,2,4}, and the
+// partition moves from (d, node-2) to (node-2, x). node-2's own grant to
+// d has lapsed, x never granted one, and d still holds node-0's and
+// node-1's. The new owners must still not acknowledge a write while d
+// can serve its old copy: node-2 waits, besides its own grant, until a
+// member of the ring d departed from has answered it under the new ring
+// and a lease since has lapsed (ownership.fenceWait). Before, the write
+// was acknowledged at once and d served v1 after it, about one run in
+// five (docs/ARCHITECTURE.md, "A gap in that argument").
+func TestAJoinerTakingOverFromACutOffOwnerWaitsOutItsLeases(t *testing.T) {
+	c := newTestCluster(t, 4, nil)
+	d, other := c.node("node-3"), c.node("node-2")
+	x := c.start("node-4", nil)
+	rest := []string{"node-0", "node-1", "node-2", "node-4"}
+	id, _, _ := movedSession(t, d.Table(), ringOf(t, c, 0, rest...), func(old, now ring.Owners) bool {
+		return owns(old, "node-3") && owns(old, "node-2") && owns(now, "node-2") && owns(now, "node-4")
+	})
+	put(t, c.node("node-0"), id, "v", 1)
+	waitFor(t, 10*time.Second, "the first ring's hand-offs", func() bool {
+		return c.node("node-0").Ready() && c.node("node-1").Ready() && other.Ready() && d.Ready()
+	})
+	for _, pair := range [][2]*testNode{{d, other}, {other, d}, {d, x}, {x, d}} {
+		pair[0].faults.Cut(pair[1].member.Peer)
+	}
+	stop, first := make(chan struct{}), make(chan struct{})
+	var reads []read
+	var wg sync.WaitGroup
+	wg.Go(func() { reads = readUntil(d, id, stop, func() { close(first) }) })
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		close(stop)
+		wg.Wait()
+		_, err := d.Get(testCtx(t), id, true)
+		t.Fatalf("d never served %s once cut off from node-2 (owners %+v): %v", id, d.Table().OwnersOf(id), err)
+	}
+	c.sleep(1500 * time.Millisecond) // the other owner's grant lapses; d renews with the rest
+	if missing := d.own.missingLeases(d.Table(), d.mono()); !slices.Equal(missing, []string{"node-2"}) {
+		t.Fatalf("d lacks the leases of %v, want node-2's alone", missing)
+	}
+	c.publishTo(map[string][]string{"node-0": rest, "node-1": rest, "node-2": rest, "node-4": rest})
+	if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+		t.Fatalf("the write after d was declared dead made v%d", s.Version)
+	}
+	acked := time.Now()
+	c.sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if len(reads) == 0 {
+		t.Fatalf("d never served %s, even before the cut", id)
+	}
+	for _, r := range reads {
+		if r.invoked.After(acked) && r.version < 2 {
+			t.Fatalf("d served v%d of %s in a read begun %v after v2 was acknowledged", r.version, id, r.invoked.Sub(acked))
+		}
 	}
 }

@@ -82,6 +82,11 @@ type partState struct {
 	// fencedBy names the departed owners the fence waits for: their
 	// grants' lapse, or their giving the leases back (release).
 	fencedBy []string
+	// departed lists the partition's departed owners whose leases from
+	// the other members writes wait out too (fenceWait): until those
+	// members have moved on to a ring without them, or the departed owner
+	// gives its leases back.
+	departed []departure
 	// displaced lists previous owners not yet known to have moved to tab.
 	displaced []string
 	// distrusted: the node was declared dead and has not caught up on
@@ -291,6 +296,9 @@ type heldLease struct {
 	until       time.Duration // when it lapses
 	fingerprint uint64        // the granter's ring
 	asked       time.Duration // when the request was sent
+	// since is when the first of the granter's replies under fingerprint
+	// in a row arrived: it had that ring by then (departedWait).
+	since time.Duration
 }
 
 // newOwnership returns the ownership of a node that has no ring yet.
@@ -325,6 +333,13 @@ func (o *ownership) edit(f func(s *ownState)) {
 // margin is how much longer than the holder a granter keeps a lease in
 // mind, for clocks that run at slightly different rates.
 func (o *ownership) margin() time.Duration { return o.lease/10 + 5*time.Millisecond }
+
+// departure is a member that left the ring from, as a partition's fence
+// remembers it (partState.departed).
+type departure struct {
+	name string
+	from *ring.Table
+}
 
 // ringChange is what installing a ring changed, for the caller to log,
 // count and act on.
@@ -458,14 +473,23 @@ func membersMissing(a, b *ring.Table) []string {
 	return out
 }
 
-// fence fences, until this node's grants to them have lapsed, every
-// partition it owns in next that one of the departed members owned in
-// prev. A departure counts (a lease reply tells the departed member it
-// was declared dead) only when next holds a majority of the members the
-// node knows: on the smaller side of a cut, the members out of reach are
-// the ones that went on, and their copies are the partition's, not
-// copies to distrust.
+// fence fences every partition this node owns in next that one of the
+// departed members owned in prev: until this node's grants to them have
+// lapsed (partState.fence), and until the other members of prev have
+// moved on too (partState.departed, fenceWait). A departure counts (a
+// lease reply tells the departed member it was declared dead) only when
+// next holds a majority of the members the node knows: on the smaller
+// side of a cut, the members out of reach are the ones that went on, and
+// their copies are the partition's, not copies to distrust.
+//
+// This node's own grant is not enough, nor the other new owner's: a new
+// owner that joined as the departed one was cut off from it granted it
+// nothing, this node's grant may have lapsed in the cut, and the departed
+// owner still held every lease it needed from the others and served its
+// old copy while the new owners acknowledged writes (docs/ARCHITECTURE.md,
+// "Departed owners' leases").
 func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, now time.Duration, ch *ringChange) {
+	cur := o.load()
 	until := time.Duration(0)
 	declares := o.majority(next.tab)
 	for _, d := range departed {
@@ -474,26 +498,102 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 		}
 		until = max(until, o.granted[d])
 	}
-	if prev == nil || until <= now {
-		return
-	}
 	for p := range next.parts {
+		part := &next.parts[p]
+		if part.fence <= now {
+			part.fencedBy = nil
+		}
+		if len(part.departed) > 0 && cur.tab != nil {
+			// Waited out under the ring before, or back in the ring (a
+			// departed owner that returned is a displaced one, rule 8).
+			part.departed = slices.DeleteFunc(slices.Clone(part.departed), func(d departure) bool {
+				return next.tab.Has(d.name) || o.departedWait(cur, d, now) <= 0
+			})
+		}
+		if prev == nil {
+			continue
+		}
 		old := prev.Owners(p)
-		if owns(next.tab.Owners(p), o.self) && (slices.Contains(departed, old.Primary) || slices.Contains(departed, old.Buddy)) {
-			part := &next.parts[p]
-			if part.fence <= now {
-				part.fencedBy = nil
+		if !owns(next.tab.Owners(p), o.self) || !slices.Contains(departed, old.Primary) && !slices.Contains(departed, old.Buddy) {
+			continue
+		}
+		for _, x := range []string{old.Primary, old.Buddy} {
+			if !slices.Contains(departed, x) {
+				continue
 			}
-			part.fence = max(part.fence, until)
-			for _, x := range []string{old.Primary, old.Buddy} {
-				if slices.Contains(departed, x) && !slices.Contains(part.fencedBy, x) {
-					part.fencedBy = append(slices.Clone(part.fencedBy), x)
-				}
+			if until > now && !slices.Contains(part.fencedBy, x) {
+				part.fencedBy = append(slices.Clone(part.fencedBy), x)
 			}
+			if _, gaveBack := o.released[x]; !gaveBack {
+				// A member that gave its leases back drained and serves
+				// nothing more (release).
+				part.departed = append(slices.Clone(part.departed), departure{name: x, from: prev})
+			}
+		}
+		part.fence = max(part.fence, until)
+		if part.fence > now || len(part.departed) > 0 {
 			ch.fenced++
 		}
 	}
-	ch.fenceFor = until - now
+	ch.fenceFor = max(until-now, 0)
+}
+
+// fenceWait is how long partition part, in state s, must still refuse
+// writes at now: until this node's grants to its departed owners lapse
+// (partState.fence), and until the leases each departed owner may hold
+// from the other members of its ring have (departedWait).
+func (o *ownership) fenceWait(s *ownState, part partState, now time.Duration) time.Duration {
+	wait := part.fence - now
+	for _, d := range part.departed {
+		if !s.tab.Has(d.name) {
+			wait = max(wait, o.departedWait(s, d, now))
+		}
+	}
+	return wait
+}
+
+// departedWait is how long, at now, departed owner d may still hold the
+// leases it needs from the members of the ring it departed from, other
+// than this node. It serves only while it holds live leases from all the
+// other members of its ring but one (leaseQuorum). A member stops granting
+// it once the member's ring no longer has it: a lease reply from the
+// member under this node's ring (which has not) shows that as of its
+// arrival (heldLease.since), and a lease it granted before lapses
+// LeaseDuration after, plus the margin for clocks (whatever ring it was
+// granted under: the member had moved past them all). The wait ends once
+// all of those members still in this node's ring but one (and at least
+// one) have moved on for that long, as many as leaseQuorum asks of d:
+// with this node's grant lapsed too (the partition's fence), d lacks at
+// least two of the leases its ring needs, if that ring is prev. (A ring
+// of d's smaller than prev — one that never had a member that joined
+// just before d was cut off — can need fewer; that window is open, see
+// docs/ARCHITECTURE.md.) Until enough have answered, the wait is a sixth
+// of a lease, to look again: the node asks every member for leases while
+// it serves, or is asked to store replicas of a fenced partition
+// (storeReplica). With no other member of that ring left in this node's
+// ring, this node's grant was the last: nothing more to wait for.
+func (o *ownership) departedWait(s *ownState, d departure, now time.Duration) time.Duration {
+	held, fp := *o.held.Load(), s.tab.Fingerprint()
+	var ends []time.Duration // when each member's grants to d have lapsed, of those that moved on
+	others := 0
+	for _, m := range d.from.Members() {
+		if m.Name == o.self || m.Name == d.name || !s.tab.Has(m.Name) {
+			continue
+		}
+		others++
+		if l := held[m.Name]; l.fingerprint == fp && l.since > 0 {
+			ends = append(ends, l.since+o.lease+o.margin())
+		}
+	}
+	need := leaseQuorum(others)
+	if need == 0 {
+		return 0
+	}
+	if len(ends) < need {
+		return max(o.lease/6, time.Millisecond)
+	}
+	slices.Sort(ends)
+	return max(ends[need-1]-now, 0)
 }
 
 // displace records, for every partition this node owns in next, the
@@ -1382,22 +1482,23 @@ func (o *ownership) release(from string, now time.Duration, held []int) {
 
 // liftFences shortens the fences that wait for member from, which gave
 // its leases back at now: each such partition now waits only for its
-// other departed owners' grants. Called with mu held.
+// other departed owners. Called with mu held.
 func (o *ownership) liftFences(from string, now time.Duration) {
 	s := o.load()
-	lift := false
-	for _, part := range s.parts {
-		if part.fence > now && slices.Contains(part.fencedBy, from) {
-			lift = true
-			break
-		}
+	waitsFor := func(part partState) bool {
+		return part.fence > now && slices.Contains(part.fencedBy, from) ||
+			slices.ContainsFunc(part.departed, func(d departure) bool { return d.name == from })
 	}
-	if !lift {
+	if !slices.ContainsFunc(s.parts, waitsFor) {
 		return
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
 			part := &s.parts[p]
+			if !waitsFor(*part) {
+				continue
+			}
+			part.departed = slices.DeleteFunc(slices.Clone(part.departed), func(d departure) bool { return d.name == from })
 			if part.fence <= now || !slices.Contains(part.fencedBy, from) {
 				continue
 			}
@@ -1437,12 +1538,12 @@ func (o *ownership) quorum() int {
 }
 
 // recordLease records a lease member name granted in reply to a request
-// sent at sent. It reports whether the member saw this node leave its
+// sent at sent, its reply arriving at answered. It reports whether the member saw this node leave its
 // ring since it last asked: the node was declared dead meanwhile. Such a
 // lease is not recorded: the caller first marks its partitions for a
 // hand-off (reconcile), so that no request is served from its copies
 // between the lease and the marking, and then records it again.
-func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duration) (declaredDead bool) {
+func (o *ownership) recordLease(name string, reply leaseReply, sent, answered time.Duration) (declaredDead bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	seen, known := o.seen[name]
@@ -1458,7 +1559,11 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent time.Duratio
 		for k, v := range held {
 			next[k] = v
 		}
-		next[name] = heldLease{until: sent + o.lease, fingerprint: reply.Fingerprint, asked: sent}
+		since := answered
+		if l.fingerprint == reply.Fingerprint && l.since > 0 {
+			since = l.since
+		}
+		next[name] = heldLease{until: sent + o.lease, fingerprint: reply.Fingerprint, asked: sent, since: since}
 		o.held.Store(&next)
 	}
 	return false

@@ -79,7 +79,7 @@ func partitionWhere(t *testing.T, tab *ring.Table, cond func(ring.Owners) bool) 
 func holdAllLeases(o *ownership, tab *ring.Table, asked time.Duration) {
 	for _, m := range tab.Members() {
 		if m.Name != o.self {
-			o.recordLease(m.Name, leaseReply{Fingerprint: tab.Fingerprint()}, asked)
+			o.recordLease(m.Name, leaseReply{Fingerprint: tab.Fingerprint()}, asked, asked)
 		}
 	}
 }
@@ -133,11 +133,11 @@ func TestGateRules(t *testing.T) {
 		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{leases: true}},
 		{"one lease of two others is enough", func(o *ownership) {
 			o.dropLeases()
-			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 2*time.Second)
+			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 2*time.Second, 2*time.Second)
 		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{}},
 		{"a lapsed lease does not count", func(o *ownership) {
 			o.dropLeases()
-			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 0)
+			o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, 0, 0)
 		}, admission{entry: entryRead, tab: tab, p: primaryP}, want{leases: true}},
 		{"quarantined, a read is refused", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryRead, tab: tab, p: primaryP}, want{err: ErrUnavailable}},
 		{"quarantined, a lease is refused", func(o *ownership) { o.setQuarantine(time.Hour) }, admission{entry: entryLease, tab: tab, from: "b"}, want{err: ErrUnavailable}},
@@ -193,8 +193,10 @@ func TestLeaseQuorum(t *testing.T) {
 }
 
 // A departure fences the partitions the departed member owned until this
-// node's grant to it lapses: writes wait, replicas are refused, reads are
-// served. A member that gave its lease back, or held none, fences nothing.
+// node's grant to it lapses, and until the other members have moved on
+// for a lease's time (fenceWait): writes wait, replicas are refused, reads
+// are served. A member that never had this node's lease is still fenced
+// by the others'; one that gave its leases back fences nothing.
 func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c")
 	rest := tableOf(t, 2, "a", "b")
@@ -206,7 +208,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 	}{
 		{"granted", true, false, true},
 		{"granted and given back", true, true, false},
-		{"never granted", false, false, false},
+		{"never granted", false, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,6 +249,54 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A departed owner's partition, taken over by this node and a member
+// that was not in the departed owner's ring (a joiner, which granted it
+// nothing), waits (fenceWait, which the gate applies to writes and
+// replicas) until the other members of that ring, all but one, have
+// answered a lease under the new ring and a lease's time has passed
+// since, though this node never granted the departed owner a lease. Its
+// giving its leases back lifts that wait.
+func TestADepartedOwnersLeasesFromTheOthersAreWaitedOut(t *testing.T) {
+	whole := tableOf(t, 1, "a", "b", "c", "d")
+	joined := tableOf(t, 2, "a", "b", "c", "x")
+	p := partitionOwnedBefore(t, whole, joined, func(old, now ring.Owners) bool {
+		return owns(old, "d") && owns(now, "c") && owns(now, "x")
+	})
+	for _, release := range []bool{false, true} {
+		o := installed(t, "c", whole)
+		now := time.Second
+		ch, err := o.install(joined, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.fenced == 0 {
+			t.Fatalf("no partition fenced when d departed and x joined")
+		}
+		wait := func(at time.Duration) time.Duration { return o.fenceWait(o.load(), o.load().parts[p], at) }
+		o.recordLease("x", leaseReply{Fingerprint: joined.Fingerprint()}, now, now) // the joiner's answer proves nothing of d
+		if w := wait(now); w <= 0 || w > testLease {
+			t.Fatalf("partition %d, taken over with joiner x, no member of d's ring answered under the new ring: fenced for %v, want a short wait to look again", p, w)
+		}
+		if release {
+			o.release("d", now, nil)
+			if w := wait(now); w > 0 {
+				t.Fatalf("d gave its leases back, and partition %d is still fenced for %v", p, w)
+			}
+			continue
+		}
+		answered := now + 50*time.Millisecond
+		o.recordLease("a", leaseReply{Fingerprint: joined.Fingerprint()}, now+10*time.Millisecond, answered)
+		o.recordLease("a", leaseReply{Fingerprint: joined.Fingerprint()}, now+100*time.Millisecond, now+120*time.Millisecond) // a renewal: the first answer counts
+		until := answered + o.lease + o.margin()
+		if w := wait(answered); w != until-answered {
+			t.Fatalf("a, one of a and b (all but one), answered under the new ring at %v: fenced for %v, want %v", answered, w, until-answered)
+		}
+		if w := wait(until); w > 0 {
+			t.Fatalf("a lease's time after a moved on: still fenced for %v", w)
+		}
 	}
 }
 
@@ -405,10 +455,10 @@ func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
 	// A lease asked before the change, even under the same fingerprint
 	// (a ring that came back), does not confirm; nor does one asked at the
 	// very instant of the change, which may have gone out just before it.
-	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, installedAt)
+	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, installedAt, installedAt)
 	for _, m := range after.Members() {
 		if m.Name != "a" && m.Name != displaced {
-			o.recordLease(m.Name, leaseReply{Fingerprint: after.Fingerprint()}, now)
+			o.recordLease(m.Name, leaseReply{Fingerprint: after.Fingerprint()}, now, now)
 		}
 	}
 	for q := range after.Partitions() {
@@ -424,7 +474,7 @@ func TestDisplacedOwnersConfirmBeforeWrites(t *testing.T) {
 	if v := o.admit(admission{entry: entryRead, tab: after, p: p}, installedAt); v.err != nil || len(v.displaced) > 0 {
 		t.Fatalf("a read waits for displaced owners: %+v", v)
 	}
-	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, now)
+	o.recordLease(displaced, leaseReply{Fingerprint: after.Fingerprint()}, now, now)
 	v = o.admit(admission{entry: entryWrite, tab: after, p: p}, now)
 	if v.err != nil || !v.confirmed {
 		t.Fatalf("write once the displaced owner answered: %+v", v)
@@ -565,13 +615,13 @@ func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
 	for q := range tab.Partitions() {
 		o.finishTransfer(tab, q, o.load().parts[q].transfer)
 	}
-	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, 0) {
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, 0, 0) {
 		t.Fatal("the first reply cannot say the node was declared dead")
 	}
-	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, time.Second) {
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, time.Second, time.Second) {
 		t.Fatal("the same count again says declared dead")
 	}
-	if !o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second) {
+	if !o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second, 2*time.Second) {
 		t.Fatal("a grown count does not say declared dead")
 	}
 	// Not recorded yet: a request served between this lease and the
@@ -580,7 +630,7 @@ func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
 		t.Fatal("the lease that says declared dead counted before the partitions were marked")
 	}
 	o.reconcile(nil, true, 2*time.Second)
-	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second) {
+	if o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 2}, 2*time.Second, 2*time.Second) {
 		t.Fatal("recorded again after the marking, it still says declared dead")
 	}
 	if l := (*o.held.Load())["b"]; l.asked != 2*time.Second {
@@ -1161,8 +1211,8 @@ func TestARingBelowTheQuorumLosesNothing(t *testing.T) {
 func TestConfirmingANodesStandingAfterAPause(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	o := installed(t, "a", tab)
-	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second)
-	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second)
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second, time.Second)
+	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, time.Second, time.Second)
 	if o.unconfirmed() || o.confirm(tab) {
 		t.Fatal("a node never paused is unconfirmed")
 	}
@@ -1172,18 +1222,18 @@ func TestConfirmingANodesStandingAfterAPause(t *testing.T) {
 	if !o.unconfirmed() {
 		t.Fatal("not unconfirmed after a pause")
 	}
-	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, pause-time.Millisecond) // asked before the pause
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint()}, pause-time.Millisecond, pause-time.Millisecond) // asked before the pause
 	if o.confirm(tab) {
 		t.Fatal("confirmed by a lease asked before the pause")
 	}
-	if dead := o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second); !dead {
+	if dead := o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second, pause+time.Second); !dead {
 		t.Fatal("a grant saying b saw the node leave did not tell it it was declared dead")
 	}
 	if o.confirm(tab) {
 		t.Fatal("confirmed before the declared-dead grant was recorded")
 	}
-	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second) // marked: recorded now
-	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, pause+time.Second)
+	o.recordLease("b", leaseReply{Fingerprint: tab.Fingerprint(), Departed: 1}, pause+time.Second, pause+time.Second) // marked: recorded now
+	o.recordLease("c", leaseReply{Fingerprint: tab.Fingerprint()}, pause+time.Second, pause+time.Second)
 	if !o.confirm(tab) || o.unconfirmed() {
 		t.Fatal("not confirmed once every member granted a lease after the pause")
 	}
@@ -1191,11 +1241,11 @@ func TestConfirmingANodesStandingAfterAPause(t *testing.T) {
 	// A first grant, from a member never asked before, that ever saw
 	// the node leave: declared dead while unconfirmed, not otherwise.
 	fresh := installed(t, "a", tab)
-	if fresh.recordLease("b", leaseReply{Departed: 2}, time.Second) {
+	if fresh.recordLease("b", leaseReply{Departed: 2}, time.Second, time.Second) {
 		t.Fatal("a first grant counted as a death while the node was not unconfirmed")
 	}
 	fresh.startUnconfirmed(pause)
-	if !fresh.recordLease("c", leaseReply{Departed: 2}, pause+time.Second) {
+	if !fresh.recordLease("c", leaseReply{Departed: 2}, pause+time.Second, pause+time.Second) {
 		t.Fatal("an unconfirmed node took a first grant from a member that saw it leave as no death")
 	}
 

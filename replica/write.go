@@ -182,6 +182,10 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 	if err := n.admit(ctx, admission{entry: entryReplica, tab: tab, p: req.Partition, from: req.From}); err != nil {
 		if errors.Is(err, errFenced) {
 			n.stats.FenceWaits.Add(1)
+			// A fence that waits for the members to show they moved on
+			// (ownership.departedWait) learns it from their lease
+			// replies: the node renews its leases while it is asked.
+			n.renewals.markLeaseUse(n.mono(), n.cfg.LeaseDuration/6)
 		}
 		return err
 	}
