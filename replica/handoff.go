@@ -118,7 +118,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			"epoch", tab.Epoch(), "partitions", ch.superseded, "sessions", superseded)
 	}
 	if ch.fenced > 0 {
-		n.log.Info("fencing partitions taken over until the departed members' leases lapse",
+		n.log.Info("fencing partitions taken over until the departed members' leases lapse: this node's grant for the time given, the other members' once they have moved on",
 			"departed", ch.departed, "partitions", ch.fenced, "for", ch.fenceFor)
 	}
 	if len(ch.lost) > 0 {
@@ -295,12 +295,22 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "held_by", holders, "handoff", j.handoff, "distrust", j.distrust)
 		last, rebuild := n.own.finishHandoff(tab, j.p, j.transfer)
 		if rebuild {
-			// Taken over under a loss report: the copies this node holds
-			// are the partition now, at a new generation, and its buddy
-			// gets them with the floor (ownership.finishHandoff).
-			gen := n.store.rebuilt(j.p, n.clock.now(n.wall()))
-			n.log.Info("partition taken over after its loss was reported: rebuilt from the copies held, pushing them to the buddy", "partition", j.p, "generation", gen)
-			go n.announceFloors(tab, []int{j.p})
+			// Taken over under the other owner's loss report: the copies
+			// this node holds are the partition now, at a new generation,
+			// and its buddy gets them with the floor
+			// (ownership.finishHandoff). With the store held, and only
+			// while tab is still the ring, as pullDue rebuilds: a node
+			// that no longer owns the partition must not raise its floor.
+			var gen uint64
+			n.store.exclusive(func() {
+				if n.own.table() == tab {
+					gen = n.store.rebuiltLocked(j.p, n.clock.now(n.wall()))
+				}
+			})
+			if gen != 0 {
+				n.log.Info("partition taken over after its loss was reported: rebuilt from the copies held, pushing them to the buddy", "partition", j.p, "generation", gen)
+				go n.announceFloors(tab, []int{j.p})
+			}
 		}
 		if last {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())

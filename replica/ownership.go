@@ -147,6 +147,10 @@ type partState struct {
 	// rebuilds raises a floor that refuses such copies; a buddy has no
 	// floor until the primary's push brings one.
 	reportedLost bool
+	// adopted: the loss report is the other owner's, taken from its reply
+	// (adoptLoss), and this node has not rebuilt the partition since: as
+	// primary it does once its hand-off completes (finishHandoff).
+	adopted bool
 	// stoppedWith is the hand-off the node still had of the partition
 	// when the ring it stopped owning it in was installed (stoppedIn); a
 	// pull for it that completes under the ring before, its copies all
@@ -297,7 +301,12 @@ type heldLease struct {
 	fingerprint uint64        // the granter's ring
 	asked       time.Duration // when the request was sent
 	// since is when the first of the granter's replies under fingerprint
-	// in a row arrived: it had that ring by then (departedWait).
+	// in a row arrived, of those to requests sent after the node installed
+	// its ring: the granter had that ring by then (departedWait). Zero
+	// until one arrives. A reply to an earlier request does not count, even
+	// under the same fingerprint: a ring whose member left and came back
+	// has the fingerprint it had before, and the granter, asked nothing in
+	// between, may have granted the departed member leases meanwhile.
 	since time.Duration
 }
 
@@ -713,7 +722,7 @@ func notOwned(part *partState, self string, tab, prev *ring.Table, p int, hasCop
 	if cur := part.transfer; stopping && cur != nil && !cur.reconcile {
 		part.stoppedWith = cur
 	}
-	part.transfer, part.reportedLost = nil, false
+	part.transfer, part.reportedLost, part.adopted = nil, false, false
 	if stopping {
 		if hasCopies {
 			// No longer kept current: the owners write elsewhere.
@@ -1206,8 +1215,8 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 // finishHandoff is finishTransfer, reporting also whether the node must
 // rebuild partition p now (rebuild): it owns p as its primary, holds a
 // majority of the members it knows, and completed a hand-off of p under
-// a loss report, its own or one it adopted from the other owner
-// (adoptLoss). A buddy that gives its hand-off up reports the loss and
+// a loss report it adopted from the other owner (adoptLoss) and has not
+// rebuilt since (a loss it reported itself it rebuilt then, as primary). A buddy that gives its hand-off up reports the loss and
 // drops the copies it merged from an owner that did not hold the
 // partition yet; the primary, taking the partition from that buddy's
 // hold, keeps its own copies, the sessions the buddy dropped among them.
@@ -1235,14 +1244,17 @@ func (o *ownership) finishHandoff(tab *ring.Table, p int, t *transfer) (last, re
 		return false, false // the ring moved on, or p was marked again since for more: the next round decides
 	}
 	handoff := !cur.parts[p].transfer.reconcile
+	rebuild = handoff && cur.parts[p].adopted && tab.Owners(p).Primary == o.self && o.majority(tab)
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
 		if handoff {
 			s.parts[p].distrusted, s.parts[p].unvouched = false, false // caught up from a source that vouches for its copies
 			s.parts[p].held = true
 		}
+		if rebuild {
+			s.parts[p].adopted = false
+		}
 	})
-	rebuild = handoff && cur.parts[p].reportedLost && tab.Owners(p).Primary == o.self && o.majority(tab)
 	return handoff && o.load().transfers(false) == 0, rebuild
 }
 
@@ -1346,7 +1358,7 @@ func (o *ownership) adoptLoss(tab *ring.Table, p int) {
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
 		return
 	}
-	o.edit(func(s *ownState) { s.parts[p].reportedLost = true })
+	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
 }
 
 // reportedLost reports whether this node reported partition p lost, or
@@ -1559,14 +1571,40 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent, answered ti
 		for k, v := range held {
 			next[k] = v
 		}
-		since := answered
-		if l.fingerprint == reply.Fingerprint && l.since > 0 {
-			since = l.since
+		since := time.Duration(0)
+		if installed := o.load().installed; sent > installed {
+			since = answered
+			if l.fingerprint == reply.Fingerprint && l.asked > installed && l.since > 0 {
+				since = l.since
+			}
 		}
 		next[name] = heldLease{until: sent + o.lease, fingerprint: reply.Fingerprint, asked: sent, since: since}
 		o.held.Store(&next)
+		o.settleDeparted(answered)
 	}
 	return false
+}
+
+// settleDeparted forgets, at now, the departed owners whose leases no
+// partition's fence need wait for any more (departedWait), so that a
+// fence waited out stays so when a later ring resets the members'
+// answers (heldLease.since). Called with mu held.
+func (o *ownership) settleDeparted(now time.Duration) {
+	s := o.load()
+	if s.tab == nil {
+		return
+	}
+	settled := func(d departure) bool { return s.tab.Has(d.name) || o.departedWait(s, d, now) <= 0 }
+	if !slices.ContainsFunc(s.parts, func(part partState) bool { return slices.ContainsFunc(part.departed, settled) }) {
+		return
+	}
+	o.edit(func(s *ownState) {
+		for p := range s.parts {
+			if slices.ContainsFunc(s.parts[p].departed, settled) {
+				s.parts[p].departed = slices.DeleteFunc(slices.Clone(s.parts[p].departed), settled)
+			}
+		}
+	})
 }
 
 // dropLeases forgets every lease this node holds: it stops serving.

@@ -229,7 +229,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 			if !slices.Equal(ch.departed, []string{"c"}) {
 				t.Fatalf("departed = %v", ch.departed)
 			}
-			holdAllLeases(o, rest, now)
+			holdAllLeases(o, rest, now+time.Millisecond) // asked once the ring was installed
 			p := partitionOwnedBefore(t, whole, rest, func(old, now ring.Owners) bool {
 				return now.Primary == "a" && (old.Primary == "c" || old.Buddy == "c")
 			})
@@ -287,6 +287,10 @@ func TestADepartedOwnersLeasesFromTheOthersAreWaitedOut(t *testing.T) {
 			}
 			continue
 		}
+		o.recordLease("a", leaseReply{Fingerprint: joined.Fingerprint()}, now-time.Millisecond, now+time.Millisecond) // asked before the ring was installed
+		if w := wait(now + time.Millisecond); w <= 0 || w > testLease {
+			t.Fatalf("a answered a request sent before the new ring was installed: fenced for %v, want a short wait to look again", w)
+		}
 		answered := now + 50*time.Millisecond
 		o.recordLease("a", leaseReply{Fingerprint: joined.Fingerprint()}, now+10*time.Millisecond, answered)
 		o.recordLease("a", leaseReply{Fingerprint: joined.Fingerprint()}, now+100*time.Millisecond, now+120*time.Millisecond) // a renewal: the first answer counts
@@ -296,6 +300,12 @@ func TestADepartedOwnersLeasesFromTheOthersAreWaitedOut(t *testing.T) {
 		}
 		if w := wait(until); w > 0 {
 			t.Fatalf("a lease's time after a moved on: still fenced for %v", w)
+		}
+		// Waited out, the departure is forgotten at the next answer: a
+		// later ring, which resets the answers, does not fence again.
+		o.recordLease("b", leaseReply{Fingerprint: joined.Fingerprint()}, until, until)
+		if left := o.load().parts[p].departed; len(left) > 0 {
+			t.Fatalf("partition %d still waits for %v once its fence was waited out", p, left)
 		}
 	}
 }
