@@ -293,26 +293,7 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	switch {
 	case err == nil:
 		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "held_by", holders, "handoff", j.handoff, "distrust", j.distrust)
-		last, rebuild := n.own.finishHandoff(tab, j.p, j.transfer)
-		if rebuild {
-			// Taken over under the other owner's loss report: the copies
-			// this node holds are the partition now, at a new generation,
-			// and its buddy gets them with the floor
-			// (ownership.finishHandoff). With the store held, and only
-			// while tab is still the ring, as pullDue rebuilds: a node
-			// that no longer owns the partition must not raise its floor.
-			var gen uint64
-			n.store.exclusive(func() {
-				if n.own.table() == tab {
-					gen = n.store.rebuiltLocked(j.p, n.clock.now(n.wall()))
-				}
-			})
-			if gen != 0 {
-				n.log.Info("partition taken over after its loss was reported: rebuilt from the copies held, pushing them to the buddy", "partition", j.p, "generation", gen)
-				go n.announceFloors(tab, []int{j.p})
-			}
-		}
-		if last {
+		if n.own.finishTransfer(tab, j.p, j.transfer) {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
 	case refused:

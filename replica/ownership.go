@@ -147,10 +147,6 @@ type partState struct {
 	// rebuilds raises a floor that refuses such copies; a buddy has no
 	// floor until the primary's push brings one.
 	reportedLost bool
-	// adopted: the loss report is the other owner's, taken from its reply
-	// (adoptLoss), and this node has not rebuilt the partition since: as
-	// primary it does once its hand-off completes (finishHandoff).
-	adopted bool
 	// stoppedWith is the hand-off the node still had of the partition
 	// when the ring it stopped owning it in was installed (stoppedIn); a
 	// pull for it that completes under the ring before, its copies all
@@ -722,7 +718,7 @@ func notOwned(part *partState, self string, tab, prev *ring.Table, p int, hasCop
 	if cur := part.transfer; stopping && cur != nil && !cur.reconcile {
 		part.stoppedWith = cur
 	}
-	part.transfer, part.reportedLost, part.adopted = nil, false, false
+	part.transfer, part.reportedLost = nil, false
 	if stopping {
 		if hasCopies {
 			// No longer kept current: the owners write elsewhere.
@@ -1208,25 +1204,6 @@ func (o *ownership) editTransfer(p int, t *transfer, change func(*transfer)) {
 // and t still p's transfer, and reports whether it ended the last
 // hand-off.
 func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bool) {
-	last, _ = o.finishHandoff(tab, p, t)
-	return last
-}
-
-// finishHandoff is finishTransfer, reporting also whether the node must
-// rebuild partition p now (rebuild): it owns p as its primary, holds a
-// majority of the members it knows, and completed a hand-off of p under
-// a loss report it adopted from the other owner (adoptLoss) and has not
-// rebuilt since (a loss it reported itself it rebuilt then, as primary). A buddy that gives its hand-off up reports the loss and
-// drops the copies it merged from an owner that did not hold the
-// partition yet; the primary, taking the partition from that buddy's
-// hold, keeps its own copies, the sessions the buddy dropped among them.
-// Unless the primary rebuilds and pushes them to the buddy
-// (Node.announceFloors), as a primary that gives up does, it is the only
-// node to hold them, and its next crash loses them with no loss reported
-// (chaos finding F17, session 346-r0000 of the 65-minute run at
-// 8f7cbdd: two owners restarted one after the other, each waiting for
-// the other's hold).
-func (o *ownership) finishHandoff(tab *ring.Table, p int, t *transfer) (last, rebuild bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	cur := o.load()
@@ -1238,24 +1215,20 @@ func (o *ownership) finishHandoff(tab *ring.Table, p int, t *transfer) (last, re
 			s.parts[p].stoppedWith = nil
 			s.parts[p].distrusted, s.parts[p].held = false, true
 		})
-		return false, false
+		return false
 	}
 	if cur.tab != tab || cur.parts[p].transfer == nil || !t.covers(cur.parts[p].transfer) {
-		return false, false // the ring moved on, or p was marked again since for more: the next round decides
+		return false // the ring moved on, or p was marked again since for more: the next round decides
 	}
 	handoff := !cur.parts[p].transfer.reconcile
-	rebuild = handoff && cur.parts[p].adopted && tab.Owners(p).Primary == o.self && o.majority(tab)
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
 		if handoff {
 			s.parts[p].distrusted, s.parts[p].unvouched = false, false // caught up from a source that vouches for its copies
 			s.parts[p].held = true
 		}
-		if rebuild {
-			s.parts[p].adopted = false
-		}
 	})
-	return handoff && o.load().transfers(false) == 0, rebuild
+	return handoff && o.load().transfers(false) == 0
 }
 
 // transfers counts the partitions still to get from other members; without
@@ -1358,7 +1331,7 @@ func (o *ownership) adoptLoss(tab *ring.Table, p int) {
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
 		return
 	}
-	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
+	o.edit(func(s *ownState) { s.parts[p].reportedLost = true })
 }
 
 // reportedLost reports whether this node reported partition p lost, or
