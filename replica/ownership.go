@@ -492,7 +492,7 @@ func membersMissing(a, b *ring.Table) []string {
 // nothing, this node's grant may have lapsed in the cut, and the departed
 // owner still held every lease it needed from the others and served its
 // old copy while the new owners acknowledged writes (docs/ARCHITECTURE.md,
-// "Departed owners' leases").
+// "Why the node's own grant is not enough").
 func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, now time.Duration, ch *ringChange) {
 	cur := o.load()
 	until := time.Duration(0)
@@ -512,7 +512,7 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 			// Waited out under the ring before, or back in the ring (a
 			// departed owner that returned is a displaced one, rule 8).
 			part.departed = slices.DeleteFunc(slices.Clone(part.departed), func(d departure) bool {
-				return next.tab.Has(d.name) || o.departedWait(cur, d, now) <= 0
+				return next.tab.Has(d.name) || o.waitedOut(cur, d, now)
 			})
 		}
 		if prev == nil {
@@ -555,6 +555,12 @@ func (o *ownership) fenceWait(s *ownState, part partState, now time.Duration) ti
 		}
 	}
 	return wait
+}
+
+// waitedOut reports whether, in state s at now, departed owner d can no
+// longer hold the leases it needs from the other members (departedWait).
+func (o *ownership) waitedOut(s *ownState, d departure, now time.Duration) bool {
+	return o.departedWait(s, d, now) <= 0
 }
 
 // departedWait is how long, at now, departed owner d may still hold the
@@ -1523,8 +1529,9 @@ func (o *ownership) quorum() int {
 }
 
 // recordLease records a lease member name granted in reply to a request
-// sent at sent, its reply arriving at answered. It reports whether the member saw this node leave its
-// ring since it last asked: the node was declared dead meanwhile. Such a
+// sent at sent, its reply arriving at answered. It reports whether the
+// member saw this node leave its ring since it last asked: the node was
+// declared dead meanwhile. Such a
 // lease is not recorded: the caller first marks its partitions for a
 // hand-off (reconcile), so that no request is served from its copies
 // between the lease and the marking, and then records it again.
@@ -1567,7 +1574,7 @@ func (o *ownership) settleDeparted(now time.Duration) {
 	if s.tab == nil {
 		return
 	}
-	settled := func(d departure) bool { return s.tab.Has(d.name) || o.departedWait(s, d, now) <= 0 }
+	settled := func(d departure) bool { return s.tab.Has(d.name) || o.waitedOut(s, d, now) }
 	if !slices.ContainsFunc(s.parts, func(part partState) bool { return slices.ContainsFunc(part.departed, settled) }) {
 		return
 	}
