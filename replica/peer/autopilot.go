@@ -72,24 +72,27 @@ func (p *Autopilot) Stop() {
 func (p *Autopilot) run() {
 	defer p.done.Done()
 	for {
-		busy, ok := p.quiet()
+		seen, busy, ok := p.quiet()
 		if !ok {
 			return
 		}
-		next, pending := p.clock.Next()
-		switch step := max(next.Sub(p.clock.Now()), 0); {
-		case !pending || (busy && step > p.cfg.MaxStep):
-			p.clock.Advance(p.cfg.MaxStep)
-		default:
-			p.clock.Advance(step)
-		}
+		p.network.whileQuiet(seen, func() {
+			next, pending := p.clock.Next()
+			switch step := max(next.Sub(p.clock.Now()), 0); {
+			case !pending || (busy && step > p.cfg.MaxStep):
+				p.clock.Advance(p.cfg.MaxStep)
+			default:
+				p.clock.Advance(step)
+			}
+		})
 	}
 }
 
 // quiet waits until no call has started or ended on the network for Idle
-// (Busy while calls are under way), and reports whether calls are under
-// way. It returns ok false once Stop is called.
-func (p *Autopilot) quiet() (busy, ok bool) {
+// (Busy while calls are under way), and returns the activity counter it
+// saw and whether calls are under way. It returns ok false once Stop is
+// called.
+func (p *Autopilot) quiet() (seen uint64, busy, ok bool) {
 	for {
 		seen, inFlight := p.network.Activity()
 		wait := p.cfg.Idle
@@ -101,11 +104,11 @@ func (p *Autopilot) quiet() (busy, ok bool) {
 		select {
 		case <-p.stop:
 			t.Stop()
-			return false, false
+			return 0, false, false
 		case <-t.C:
 		}
 		if now, _ := p.network.Activity(); now == seen {
-			return inFlight > 0, true
+			return seen, inFlight > 0, true
 		}
 	}
 }

@@ -86,6 +86,7 @@ type Network struct {
 	nextID   atomic.Uint64 // request IDs, as a Client numbers its requests
 	activity atomic.Uint64 // calls started plus calls ended: Quiet watches it
 	inFlight atomic.Int64  // calls started and not yet ended
+	starts   sync.RWMutex  // read-held to start a call; whileQuiet holds it
 
 	mu      sync.Mutex
 	nodes   map[string]*endpoint
@@ -323,6 +324,21 @@ func (n *Network) Activity() (changes uint64, inFlight int64) {
 	return n.activity.Load(), n.inFlight.Load()
 }
 
+// whileQuiet runs f, with no call able to start meanwhile, if the
+// activity counter still reads seen, and reports whether it did. An
+// Autopilot advances the clock in f, so that its judgement of the
+// network as idle cannot be overtaken by a call starting between the
+// judgement and the advance.
+func (n *Network) whileQuiet(seen uint64, f func()) bool {
+	n.starts.Lock()
+	defer n.starts.Unlock()
+	if n.activity.Load() != seen {
+		return false
+	}
+	f()
+	return true
+}
+
 // Stats returns a snapshot of the call counts per (from, to, method). Kinds
 // of call never made are absent.
 func (n *Network) Stats() map[CallKey]CallStats {
@@ -409,8 +425,10 @@ type response struct {
 
 // call is InmemCaller.Call without the error prefix and the stats.
 func (n *Network) call(ctx context.Context, key CallKey, args, reply any) error {
+	n.starts.RLock()
 	n.activity.Add(1)
 	n.inFlight.Add(1)
+	n.starts.RUnlock()
 	defer func() {
 		n.inFlight.Add(-1)
 		n.activity.Add(1)

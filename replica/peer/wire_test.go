@@ -46,22 +46,29 @@ func TestStalledWriteTearsDownTheConnection(t *testing.T) {
 		}
 	})
 	addr := ln.Addr().String()
-	c := newClient(t, ClientConfig{})
+	c := newClient(t, ClientConfig{MaxFrameSize: 64 << 20})
 
-	// Far more than the loopback socket buffers hold. The deadline leaves
-	// the writer time to start on the frame even on a loaded machine: a
-	// request that its caller abandons before it is written is not sent,
-	// and its connection stays up.
-	big := make([]byte, 15<<20)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// Far more than the loopback socket buffers hold, so the write
+	// stalls part way. The caller gives up only once the writer is seen
+	// in that write: a request abandoned while still queued is not sent
+	// and leaves its connection up, which a fixed deadline cannot rule
+	// out on a loaded machine.
+	big := make([]byte, 48<<20)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	called := make(chan error, 1)
+	go func() { called <- c.Call(ctx, addr, "echo", big, nil) }()
+	eventually(t, 30*time.Second, "the request's write to stall", func() bool {
+		return writing(c, addr)
+	})
 	start := time.Now()
-	err = c.Call(ctx, addr, "echo", big, nil)
-	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("stalled call: err = %v, want ErrUnreachable and DeadlineExceeded", err)
+	cancel()
+	err = <-called
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("stalled call: err = %v, want ErrUnreachable and Canceled", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("stalled call returned after %v", d)
+		t.Errorf("stalled call returned %v after it was given up", d)
 	}
 	eventually(t, 5*time.Second, "the stalled connection to be dropped", func() bool {
 		c.mu.Lock()
@@ -77,6 +84,29 @@ func TestStalledWriteTearsDownTheConnection(t *testing.T) {
 	if n := accepts.Load(); n != 2 {
 		t.Errorf("server accepted %d connections, want 2 (the stalled one was not replaced)", n)
 	}
+}
+
+// writing reports whether the client's connection to addr has a call whose
+// request is being written.
+func writing(c *Client, addr string) bool {
+	c.mu.Lock()
+	r := c.remotes[addr]
+	var cn *conn
+	if r != nil {
+		cn = r.conn
+	}
+	c.mu.Unlock()
+	if cn == nil {
+		return false
+	}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	for _, cl := range cn.pending {
+		if cl.state == callWriting {
+			return true
+		}
+	}
+	return false
 }
 
 // Many concurrent calls on one connection share its writes, and every one
