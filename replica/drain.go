@@ -129,12 +129,26 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 		if to == "" {
 			continue
 		}
-		if err := n.pushTo(ctx, tab, p, to, true); err != nil {
+		if err := n.pushTo(ctx, tab, p, to, pushDrain); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// pushKind says why a node pushes a partition's copies (pushTo).
+type pushKind int
+
+const (
+	// pushDrain: a leaving node hands its copies over (Drain).
+	pushDrain pushKind = iota
+	// pushRebuilt: a primary that has just rebuilt the partition gives
+	// its buddy the copies and the new floor (announceFloors).
+	pushRebuilt
+	// pushMerge: a primary gives its buddy copies the buddy may lack, to
+	// merge, newer over older, without a floor (ownership.finishHandoff).
+	pushMerge
+)
 
 // pushTo sends partition p's copies, and its floor, to member to, in
 // batches of about HandoffBytes; a partition without copies is one push
@@ -142,12 +156,16 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 // until it knows whether it was declared dead meanwhile
 // (ownership.unconfirmed): a leaver then drains as a crashed node would,
 // and a rebuilt partition's floor is announced again later.
-func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, leaving bool) error {
+func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, kind pushKind) error {
+	leaving := kind == pushDrain
 	if n.own.unconfirmed() {
 		return fmt.Errorf("hand partition %d to %s: %w: %w", p, to, ErrUnavailable, errUnconfirmed)
 	}
 	copies := n.store.snapshot(p)
 	floor := n.store.floor(p)
+	if kind == pushMerge {
+		floor = 0 // the receiver learns it from the partition's writes, and ends no hand-off on it (learnFloor)
+	}
 	distrusts := n.own.load().distrusts(p)
 	if len(copies) == 0 {
 		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving}, nil); err != nil {

@@ -130,7 +130,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		go n.tellAppeared(tab, ch.appeared)
 	}
 	if len(ch.rebuilt) > 0 {
-		go n.announceFloors(tab, ch.rebuilt)
+		go n.announceFloors(tab, ch.rebuilt, pushRebuilt)
 	}
 	n.wake()
 	return nil
@@ -244,7 +244,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		}
 	}
 	if len(rebuilt) > 0 {
-		go n.announceFloors(tab, rebuilt)
+		go n.announceFloors(tab, rebuilt, pushRebuilt)
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup
@@ -293,7 +293,15 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	switch {
 	case err == nil:
 		n.log.Debug("partition pulled", "partition", j.p, "epoch", tab.Epoch(), "sources", j.sources, "held_by", holders, "handoff", j.handoff, "distrust", j.distrust)
-		if n.own.finishTransfer(tab, j.p, j.transfer) {
+		last, push := n.own.finishHandoff(tab, j.p, j.transfer)
+		if push {
+			// Taken from the buddy's hold after its loss report: the
+			// buddy gets this node's copies, merged, no floor raised
+			// (ownership.finishHandoff).
+			n.log.Info("partition taken over after the buddy reported it lost: pushing the copies held to the buddy", "partition", j.p)
+			go n.announceFloors(tab, []int{j.p}, pushMerge)
+		}
+		if last {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
 		}
 	case refused:
@@ -532,8 +540,9 @@ func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []str
 // reach is tried again, backing off, until it has the floor, this node no
 // longer serves the partition as its primary, the node stops, or
 // floorAnnounceFor has passed; each attempt goes to the buddy of the ring
-// the node serves by then.
-func (n *Node) announceFloors(tab *ring.Table, parts []int) {
+// the node serves by then. kind is pushRebuilt, or pushMerge for copies
+// without the floor (ownership.finishHandoff).
+func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -557,7 +566,7 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int) {
 			}
 			callCtx, cancelCall := n.withTimeout(ctx, n.cfg.HandoffTimeout)
 			defer cancelCall()
-			err := n.pushTo(callCtx, tab, p, o.Buddy, false)
+			err := n.pushTo(callCtx, tab, p, o.Buddy, kind)
 			if err != nil {
 				n.log.Debug("cannot push a rebuilt partition to its buddy; will retry", "partition", p, "member", o.Buddy, "err", err)
 			}

@@ -1599,6 +1599,78 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 	}
 }
 
+// lossReportingBuddy scripts a partition's buddy that gave its hand-off
+// up and reported the partition lost, holding none of its sessions, and
+// records what is pushed to it.
+type lossReportingBuddy struct {
+	buddy  string // peer address
+	pushed chan pushRequest
+	open   *atomic.Bool // until set, nobody answers (see lossReporter)
+}
+
+func (s lossReportingBuddy) Call(_ context.Context, to, method string, req, reply any) error {
+	if s.open.Load() && to == s.buddy {
+		switch method {
+		case methodPull:
+			*reply.(*pullReply) = pullReply{Holds: true, Settled: true, Lost: true}
+			return nil
+		case methodPush:
+			s.pushed <- req.(pushRequest)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s to %s: no answer", peer.ErrUnreachable, method, to)
+}
+
+// A primary that takes its partition over from a buddy that reported it
+// lost keeps the copies it holds and pushes them to the buddy, to merge,
+// with no floor and no rebuild. Before, it kept them without a push: the
+// buddy had dropped them when it gave up, the primary was the only node
+// to hold them, and its next crash lost them with no loss reported
+// (chaos finding F17, session 346-r0000 of the 65-minute run at
+// 8f7cbdd). A rebuild with a new floor instead made buddies drop
+// acknowledged copies (the run at d40dcf0).
+func TestAPrimaryTakingOverFromALossReportPushesItsCopiesToTheBuddy(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return o.Primary == "a" && o.Buddy == "b" })
+	id := sessionIn(tab, p)
+	caller := lossReportingBuddy{buddy: "b:7947", pushed: make(chan pushRequest, 16), open: &atomic.Bool{}}
+	n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
+	defer n.Close()
+	cur := handOffOf(t, n, tab, p)
+	if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 3}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	caller.open.Store(true)
+	n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"b"}, handoff: true, transfer: cur})
+	if part := n.own.load().parts[p]; part.transfer != nil || !part.held || !part.reportedLost {
+		t.Fatalf("partition %d after the pull from b: hand-off %+v, held %v, reported lost %v; want it held, b's loss report adopted", p, part.transfer, part.held, part.reportedLost)
+	}
+	if s := n.store.get(p, id); s == nil || s.Version != 3 || s.Gen != 0 || n.store.floor(p) != 0 {
+		t.Fatalf("a's copy of %s after taking partition %d from b's loss report: %+v, floor %d; want v3 kept as it was, no floor", id, p, s, n.store.floor(p))
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case req := <-caller.pushed:
+			if req.Partition != p {
+				continue
+			}
+			if req.Floor != 0 || req.Leaving {
+				t.Fatalf("a's push of partition %d to b: floor %d, leaving %v; want a merge, no floor", p, req.Floor, req.Leaving)
+			}
+			for _, s := range req.Sessions {
+				if s.ID == id && s.Version == 3 {
+					return
+				}
+			}
+			t.Fatalf("a pushed partition %d to b without %s: %+v", p, id, req.Sessions)
+		case <-deadline:
+			t.Fatalf("a did not push partition %d, taken from b's loss report, to its buddy b", p)
+		}
+	}
+}
+
 // ownerOutOfReach scripts a partition's other owner out of reach (a
 // one-way cut: still on the ring) and a former owner that vouches for
 // its hold.

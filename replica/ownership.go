@@ -147,6 +147,11 @@ type partState struct {
 	// rebuilds raises a floor that refuses such copies; a buddy has no
 	// floor until the primary's push brings one.
 	reportedLost bool
+	// adopted: the loss report is the other owner's, taken from its reply
+	// (adoptLoss), and this node has not pushed its copies to the buddy
+	// since: as primary it does once its hand-off completes
+	// (finishTransfer's push).
+	adopted bool
 	// stoppedWith is the hand-off the node still had of the partition
 	// when the ring it stopped owning it in was installed (stoppedIn); a
 	// pull for it that completes under the ring before, its copies all
@@ -724,7 +729,7 @@ func notOwned(part *partState, self string, tab, prev *ring.Table, p int, hasCop
 	if cur := part.transfer; stopping && cur != nil && !cur.reconcile {
 		part.stoppedWith = cur
 	}
-	part.transfer, part.reportedLost = nil, false
+	part.transfer, part.reportedLost, part.adopted = nil, false, false
 	if stopping {
 		if hasCopies {
 			// No longer kept current: the owners write elsewhere.
@@ -1210,6 +1215,22 @@ func (o *ownership) editTransfer(p int, t *transfer, change func(*transfer)) {
 // and t still p's transfer, and reports whether it ended the last
 // hand-off.
 func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bool) {
+	last, _ = o.finishHandoff(tab, p, t)
+	return last
+}
+
+// finishHandoff is finishTransfer, reporting also whether the node must
+// push its copies of p to the buddy (push): it completed a hand-off of p
+// as its primary, taking the partition from the other owner's hold after
+// that owner reported it lost (adoptLoss). That owner, giving its own
+// hand-off up, dropped the copies it had merged from this node while
+// this node did not hold the partition yet; this node keeps them, and
+// without the push is their only holder, so that its next crash loses
+// them with no loss reported (chaos finding F17, session 346-r0000 of
+// the 65-minute run at 8f7cbdd). The push merges, newer over older, and
+// raises no floor: rebuilding the partition under a new floor here
+// instead made buddies drop acknowledged copies (the run at d40dcf0).
+func (o *ownership) finishHandoff(tab *ring.Table, p int, t *transfer) (last, push bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	cur := o.load()
@@ -1221,20 +1242,22 @@ func (o *ownership) finishTransfer(tab *ring.Table, p int, t *transfer) (last bo
 			s.parts[p].stoppedWith = nil
 			s.parts[p].distrusted, s.parts[p].held = false, true
 		})
-		return false
+		return false, false
 	}
 	if cur.tab != tab || cur.parts[p].transfer == nil || !t.covers(cur.parts[p].transfer) {
-		return false // the ring moved on, or p was marked again since for more: the next round decides
+		return false, false // the ring moved on, or p was marked again since for more: the next round decides
 	}
 	handoff := !cur.parts[p].transfer.reconcile
+	push = handoff && cur.parts[p].adopted && tab.Owners(p).Primary == o.self
 	o.edit(func(s *ownState) {
 		s.parts[p].transfer = nil
 		if handoff {
 			s.parts[p].distrusted, s.parts[p].unvouched = false, false // caught up from a source that vouches for its copies
 			s.parts[p].held = true
+			s.parts[p].adopted = false
 		}
 	})
-	return handoff && o.load().transfers(false) == 0
+	return handoff && o.load().transfers(false) == 0, push
 }
 
 // transfers counts the partitions still to get from other members; without
@@ -1337,7 +1360,7 @@ func (o *ownership) adoptLoss(tab *ring.Table, p int) {
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
 		return
 	}
-	o.edit(func(s *ownState) { s.parts[p].reportedLost = true })
+	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
 }
 
 // reportedLost reports whether this node reported partition p lost, or
