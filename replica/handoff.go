@@ -568,7 +568,7 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind) {
 			defer cancelCall()
 			err := n.pushTo(callCtx, tab, p, o.Buddy, kind)
 			if err != nil {
-				n.log.Debug("cannot push a rebuilt partition to its buddy; will retry", "partition", p, "member", o.Buddy, "err", err)
+				n.log.Debug("cannot push a partition to its buddy; will retry", "partition", p, "member", o.Buddy, "kind", kind, "err", err)
 			}
 			return err == nil
 		})
@@ -576,6 +576,10 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind) {
 			return
 		}
 		if n.mono() > deadline {
+			if kind == pushMerge {
+				n.log.Warn("gave up pushing partitions taken from a buddy's loss report back to it: sessions it dropped are held by this node alone until written again", "partitions", pending)
+				return
+			}
 			n.log.Warn("gave up pushing rebuilt partitions to their buddies: the buddies learn the floors from the partitions' next writes", "partitions", pending)
 			return
 		}

@@ -150,7 +150,7 @@ type partState struct {
 	// adopted: the loss report is the other owner's, taken from its reply
 	// (adoptLoss), and this node has not pushed its copies to the buddy
 	// since: as primary it does once its hand-off completes
-	// (finishTransfer's push).
+	// (finishHandoff's push).
 	adopted bool
 	// stoppedWith is the hand-off the node still had of the partition
 	// when the ring it stopped owning it in was installed (stoppedIn); a
