@@ -26,11 +26,19 @@ type pushRequest struct {
 const methodPush = "push"
 
 // servePush answers methodPush: it merges copies handed over by a leaving
-// node.
+// node, or pushed by the partition's primary to this node as its buddy
+// (announceFloors). A push that is not a leaver's is taken only from the
+// partition's primary in this node's ring, with this node its buddy: its
+// floor drops copies, and a node that is not the primary, or pushes by
+// another ring, has no say over them. The pusher tries again once the
+// rings agree.
 func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req pushRequest
 	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 		return nil, err
+	}
+	if o := tab.Owners(req.Partition); !req.Leaving && (o.Primary != req.From || o.Buddy != n.cfg.Name) {
+		return nil, fmt.Errorf("%w: push of partition %d from %s: in ring %d its primary is %q and its buddy %q", ErrNotOwner, req.Partition, req.From, tab.Epoch(), o.Primary, o.Buddy)
 	}
 	n.learnFloor(req.Partition, req.Floor, req.From, !req.Leaving && !req.Distrusts)
 	if req.Distrusts && !n.cfg.AllowMinority && !n.own.load().distrusts(req.Partition) {
@@ -129,7 +137,7 @@ func (n *Node) pushPartition(ctx context.Context, tab *ring.Table, p int) error 
 		if to == "" {
 			continue
 		}
-		if err := n.pushTo(ctx, tab, p, to, pushDrain); err != nil {
+		if err := n.pushTo(ctx, tab, p, to, pushDrain, nil); err != nil {
 			return err
 		}
 	}
@@ -155,13 +163,21 @@ const (
 // of the floor alone. A node that resumed after a pause pushes nothing
 // until it knows whether it was declared dead meanwhile
 // (ownership.unconfirmed): a leaver then drains as a crashed node would,
-// and a rebuilt partition's floor is announced again later.
-func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, kind pushKind) error {
+// and a rebuilt partition's floor is announced again later. A non-nil
+// only limits the copies to those sessions; a merge push left with none
+// sends nothing.
+func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, kind pushKind, only map[string]bool) error {
 	leaving := kind == pushDrain
 	if n.own.unconfirmed() {
 		return fmt.Errorf("hand partition %d to %s: %w: %w", p, to, ErrUnavailable, errUnconfirmed)
 	}
 	copies := n.store.snapshot(p)
+	if only != nil {
+		copies = slices.DeleteFunc(copies, func(s *Session) bool { return !only[s.ID] })
+		if len(copies) == 0 && kind == pushMerge {
+			return nil // written or deleted since: the writes replicated them
+		}
+	}
 	floor := n.store.floor(p)
 	if kind == pushMerge {
 		floor = 0 // the receiver learns it from the partition's writes, and ends no hand-off on it (learnFloor)

@@ -130,7 +130,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		go n.tellAppeared(tab, ch.appeared)
 	}
 	if len(ch.rebuilt) > 0 {
-		go n.announceFloors(tab, ch.rebuilt, pushRebuilt)
+		go n.announceFloors(tab, ch.rebuilt, pushRebuilt, nil)
 	}
 	n.wake()
 	return nil
@@ -244,7 +244,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 		}
 	}
 	if len(rebuilt) > 0 {
-		go n.announceFloors(tab, rebuilt, pushRebuilt)
+		go n.announceFloors(tab, rebuilt, pushRebuilt, nil)
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup
@@ -296,10 +296,14 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		last, push := n.own.finishHandoff(tab, j.p, j.transfer)
 		if push {
 			// Taken from the buddy's hold after its loss report: the
-			// buddy gets this node's copies, merged, no floor raised
-			// (ownership.finishHandoff).
-			n.log.Info("partition taken over after the buddy reported it lost: pushing the copies held to the buddy", "partition", j.p)
-			go n.announceFloors(tab, []int{j.p}, pushMerge)
+			// buddy gets the copies this node holds and it lacks,
+			// merged, no floor raised (ownership.finishHandoff).
+			if lacked := n.store.copiesLacked(j.p, r.buddyCopies); len(lacked) > 0 {
+				n.log.Info("partition taken over after the buddy reported it lost: pushing the copies it lacks to it", "partition", j.p, "copies", len(lacked))
+				go n.announceFloors(tab, []int{j.p}, pushMerge, lacked)
+			} else {
+				n.log.Debug("partition taken over after the buddy reported it lost: the buddy lacks none of its copies", "partition", j.p)
+			}
 		}
 		if last {
 			n.log.Info("hand-off complete: holding every owned partition", "epoch", tab.Epoch())
@@ -345,6 +349,11 @@ type pullRound struct {
 	outOfReach bool     // the partition's other owner could not be reached
 	blank      bool     // this node and every source know nothing of the partition
 	holders    []string // the sources whose hold ended the hand-off, for the log
+	// buddyCopies: what the partition's buddy sent, when this node is its
+	// primary and the buddy holds it (summaries: pull); nil when unknown.
+	// A merge push after an adopted loss report carries only what the
+	// buddy lacks (copiesLacked).
+	buddyCopies map[string]*Session
 }
 
 // pullSources pulls partition p of job j from each of its sources and
@@ -370,7 +379,14 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 		// An owner's reply may carry its loss report (adoptLoss): the
 		// non-owners after it give nothing then.
 		ask.afterLoss = j.afterLoss || n.own.reportedLost(j.p)
-		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask)
+		var sent map[string]*Session
+		if o := tab.Owners(j.p); o.Primary == n.cfg.Name && o.Buddy == src {
+			sent = make(map[string]*Session)
+		}
+		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask, sent)
+		if sent != nil && e == nil && holds {
+			r.buddyCopies = sent
+		}
 		ownerMissing = ownerMissing || owner && e != nil
 		ownerHolds = ownerHolds || owner && e == nil && holds && settled && trusted
 		if e != nil {
@@ -425,8 +441,10 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 // whether src holds the partition at all, whether it takes it from no
 // one (settled), and whether it trusts its own copies (it was not
 // declared dead, or has caught up since). A hand-off (not a
-// reconciliation) is served only once src is on this node's ring.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk) (holds, settled, trusted, blank bool, err error) {
+// reconciliation) is served only once src is on this node's ring. A
+// non-nil sent is given a summary (copyKey) of every copy src sent and
+// this node took.
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk, sent map[string]*Session) (holds, settled, trusted, blank bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
 	if ask.handoff {
 		req.Ring = tab.Fingerprint()
@@ -471,6 +489,9 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				if err := n.merge(p, s, tab); err != nil {
 					return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+				}
+				if sent != nil {
+					sent[s.ID] = copyKey(s)
 				}
 				req.After = s.ID
 			}
@@ -541,8 +562,9 @@ func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []str
 // longer serves the partition as its primary, the node stops, or
 // floorAnnounceFor has passed; each attempt goes to the buddy of the ring
 // the node serves by then. kind is pushRebuilt, or pushMerge for copies
-// without the floor (ownership.finishHandoff).
-func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind) {
+// without the floor (ownership.finishHandoff); a non-nil only limits the
+// copies pushed to those sessions (pushTo).
+func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind, only map[string]bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -566,7 +588,7 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind) {
 			}
 			callCtx, cancelCall := n.withTimeout(ctx, n.cfg.HandoffTimeout)
 			defer cancelCall()
-			err := n.pushTo(callCtx, tab, p, o.Buddy, kind)
+			err := n.pushTo(callCtx, tab, p, o.Buddy, kind, only)
 			if err != nil {
 				n.log.Debug("cannot push a partition to its buddy; will retry", "partition", p, "member", o.Buddy, "kind", kind, "err", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -266,7 +267,7 @@ func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
 	old := &Session{ID: id, Version: 7, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}}
 	push := func(distrusts bool) {
 		t.Helper()
-		body, err := msgpack.Marshal(pushRequest{From: "node-x", Partition: p, Sessions: []*Session{old}, Distrusts: distrusts})
+		body, err := msgpack.Marshal(pushRequest{From: "node-x", Partition: p, Sessions: []*Session{old}, Distrusts: distrusts, Leaving: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,6 +282,61 @@ func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
 	push(false)
 	if s := primary.store.get(p, id); s == nil || s.Version != 7 {
 		t.Fatalf("the owner did not take a push of trusted copies: %+v", s)
+	}
+}
+
+// A push that is not a leaver's (a rebuilt partition's floor, a merge
+// after a loss report) is taken only from the partition's primary in the
+// receiver's ring, by its buddy: its floor drops copies, and no other
+// member has a say over them. Refused, it changes nothing.
+func TestAPushNotALeaversIsTakenOnlyFromThePrimaryByItsBuddy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(81)
+	primary, buddy := c.ownersOf(id)
+	tab := primary.Table()
+	p := tab.Partition(id)
+	var other *testNode
+	for _, n := range c.list() {
+		if n != primary && n != buddy {
+			other = n
+		}
+	}
+	kept := &Session{ID: id, Version: 3, Attributes: map[string]msgpack.RawMessage{"v": value(t, "kept")}}
+	if _, _, err := buddy.store.putUnder(p, kept, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	newer := &Session{ID: id, Version: 9, Gen: 5, Attributes: map[string]msgpack.RawMessage{"v": value(t, "pushed")}}
+	push := func(to *testNode, from string) error {
+		t.Helper()
+		body, err := msgpack.Marshal(pushRequest{From: from, Partition: p, Sessions: []*Session{newer}, Floor: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = to.servePush(testCtx(t), tab, body)
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		to   *testNode
+		from string
+	}{
+		{"from a member that is not the primary", buddy, other.Name()},
+		{"from a node not in the ring", buddy, "node-x"},
+		{"to a member that is not the buddy", other, primary.Name()},
+		{"to the primary, from its buddy", primary, buddy.Name()},
+	} {
+		if err := push(c.to, c.from); !errors.Is(err, ErrNotOwner) {
+			t.Errorf("push %s: %v, want ErrNotOwner", c.name, err)
+		}
+		if s := c.to.store.get(p, id); s != nil && s.Version == 9 || c.to.store.floor(p) != 0 {
+			t.Errorf("push %s, refused: the receiver holds %+v, floor %d; want nothing taken", c.name, s, c.to.store.floor(p))
+		}
+	}
+	if err := push(buddy, primary.Name()); err != nil {
+		t.Fatalf("push from the primary to its buddy: %v", err)
+	}
+	if s := buddy.store.get(p, id); s == nil || s.Version != 9 || buddy.store.floor(p) != 5 {
+		t.Fatalf("after the primary's push the buddy holds %+v, floor %d; want v9, floor 5", s, buddy.store.floor(p))
 	}
 }
 
@@ -1283,7 +1339,7 @@ func TestASourceHoldsOnlyIfEveryBatchSaysSo(t *testing.T) {
 	if err := n.SetTable(tab); err != nil {
 		t.Fatal(err)
 	}
-	holds, _, _, _, err := n.pull(context.Background(), tab, p, "b", sourceAsk{handoff: true})
+	holds, _, _, _, err := n.pull(context.Background(), tab, p, "b", sourceAsk{handoff: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1372,7 +1428,7 @@ func TestAPullStragglingPastARingChangeMergesNothing(t *testing.T) {
 	if err := n.SetTable(from); err != nil {
 		t.Fatal(err)
 	}
-	_, _, _, _, err = n.pull(context.Background(), from, p, "b", sourceAsk{handoff: true})
+	_, _, _, _, err = n.pull(context.Background(), from, p, "b", sourceAsk{handoff: true}, nil)
 	if !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("a pull whose ring was replaced meanwhile: %v, want ErrNotOwner", err)
 	}
@@ -1401,7 +1457,7 @@ func TestAReconciliationTakesNoLeftoverCopies(t *testing.T) {
 	x.store.putIfNewer(p, &leftover)
 	b.store.drop(p) // the partition's loss was reported, its copies gone
 
-	if _, _, _, _, err := b.pull(testCtx(t), b.own.table(), p, x.Name(), sourceAsk{}); err != nil {
+	if _, _, _, _, err := b.pull(testCtx(t), b.own.table(), p, x.Name(), sourceAsk{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.store.get(p, id); got != nil {
@@ -1604,6 +1660,7 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 // records what is pushed to it.
 type lossReportingBuddy struct {
 	buddy  string // peer address
+	holds  []*Session
 	pushed chan pushRequest
 	open   *atomic.Bool // until set, nobody answers (see lossReporter)
 }
@@ -1612,7 +1669,7 @@ func (s lossReportingBuddy) Call(_ context.Context, to, method string, req, repl
 	if s.open.Load() && to == s.buddy {
 		switch method {
 		case methodPull:
-			*reply.(*pullReply) = pullReply{Holds: true, Settled: true, Lost: true}
+			*reply.(*pullReply) = pullReply{Holds: true, Settled: true, Lost: true, Sessions: s.holds}
 			return nil
 		case methodPush:
 			s.pushed <- req.(pushRequest)
@@ -1623,34 +1680,50 @@ func (s lossReportingBuddy) Call(_ context.Context, to, method string, req, repl
 }
 
 // A primary that takes its partition over from a buddy that reported it
-// lost keeps the copies it holds and pushes them to the buddy, to merge,
-// with no floor and no rebuild. Before, it kept them without a push: the
-// buddy had dropped them when it gave up, the primary was the only node
-// to hold them, and its next crash lost them with no loss reported
-// (chaos finding F17, session 346-r0000 of the 65-minute run at
-// 8f7cbdd). A rebuild with a new floor instead made buddies drop
-// acknowledged copies (the run at d40dcf0).
+// lost keeps the copies it holds and pushes to the buddy those the buddy
+// lacks or holds older, to merge, with no floor and no rebuild. Before,
+// it kept them without a push: the buddy had dropped them when it gave
+// up, the primary was the only node to hold them, and its next crash
+// lost them with no loss reported (chaos finding F17, session 346-r0000
+// of the 65-minute run at 8f7cbdd). A rebuild with a new floor instead
+// made buddies drop acknowledged copies (the run at d40dcf0). Copies the
+// buddy sent in its hold are not pushed back.
 func TestAPrimaryTakingOverFromALossReportPushesItsCopiesToTheBuddy(t *testing.T) {
 	tab := tableOf(t, 1, "a", "b", "c")
 	p := partitionWhere(t, tab, func(o ring.Owners) bool { return o.Primary == "a" && o.Buddy == "b" })
-	id := sessionIn(tab, p)
-	caller := lossReportingBuddy{buddy: "b:7947", pushed: make(chan pushRequest, 16), open: &atomic.Bool{}}
+	var ids []string
+	for i := 0; len(ids) < 3; i++ {
+		if id := sessionID(i); tab.Partition(id) == p {
+			ids = append(ids, id)
+		}
+	}
+	lacked, same, older := ids[0], ids[1], ids[2]
+	caller := lossReportingBuddy{
+		buddy:  "b:7947",
+		holds:  []*Session{{ID: same, Version: 4}, {ID: older, Version: 2}},
+		pushed: make(chan pushRequest, 16),
+		open:   &atomic.Bool{},
+	}
 	n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
 	defer n.Close()
 	cur := handOffOf(t, n, tab, p)
-	if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 3}, false, nil); err != nil {
-		t.Fatal(err)
+	for _, s := range []*Session{{ID: lacked, Version: 3}, {ID: same, Version: 4}, {ID: older, Version: 5}} {
+		if _, _, err := n.store.putUnder(p, s, false, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	caller.open.Store(true)
 	n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"b"}, handoff: true, transfer: cur})
 	if part := n.own.load().parts[p]; part.transfer != nil || !part.held || !part.reportedLost {
 		t.Fatalf("partition %d after the pull from b: hand-off %+v, held %v, reported lost %v; want it held, b's loss report adopted", p, part.transfer, part.held, part.reportedLost)
 	}
-	if s := n.store.get(p, id); s == nil || s.Version != 3 || s.Gen != 0 || n.store.floor(p) != 0 {
-		t.Fatalf("a's copy of %s after taking partition %d from b's loss report: %+v, floor %d; want v3 kept as it was, no floor", id, p, s, n.store.floor(p))
+	if s := n.store.get(p, lacked); s == nil || s.Version != 3 || s.Gen != 0 || n.store.floor(p) != 0 {
+		t.Fatalf("a's copy of %s after taking partition %d from b's loss report: %+v, floor %d; want v3 kept as it was, no floor", lacked, p, s, n.store.floor(p))
 	}
+	want := map[string]uint64{lacked: 3, older: 5}
+	got := map[string]uint64{}
 	deadline := time.After(10 * time.Second)
-	for {
+	for len(got) < len(want) {
 		select {
 		case req := <-caller.pushed:
 			if req.Partition != p {
@@ -1660,14 +1733,51 @@ func TestAPrimaryTakingOverFromALossReportPushesItsCopiesToTheBuddy(t *testing.T
 				t.Fatalf("a's push of partition %d to b: floor %d, leaving %v; want a merge, no floor", p, req.Floor, req.Leaving)
 			}
 			for _, s := range req.Sessions {
-				if s.ID == id && s.Version == 3 {
-					return
-				}
+				got[s.ID] = s.Version
 			}
-			t.Fatalf("a pushed partition %d to b without %s: %+v", p, id, req.Sessions)
 		case <-deadline:
-			t.Fatalf("a did not push partition %d, taken from b's loss report, to its buddy b", p)
+			t.Fatalf("a pushed %v of partition %d, taken from b's loss report, to its buddy b; want %v", got, p, want)
 		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("a pushed %v of partition %d to b; want only what b lacked or held older, %v", got, p, want)
+	}
+}
+
+// The copies a holder lacks: those it does not hold, or holds older by
+// newer's order; every copy when what it holds is not known.
+func TestCopiesLacked(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b")
+	p := 0
+	var ids []string
+	for i := 0; len(ids) < 4; i++ {
+		if id := sessionID(i); tab.Partition(id) == p {
+			ids = append(ids, id)
+		}
+	}
+	s := newStore(tab.Partitions())
+	mine := []*Session{{ID: ids[0], Version: 3}, {ID: ids[1], Version: 4, Stamp: 9}, {ID: ids[2], Version: 5}, {ID: ids[3], Version: 1, Gen: 2}}
+	for _, c := range mine {
+		if _, _, err := s.putUnder(p, c, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	theirs := map[string]*Session{
+		ids[1]: copyKey(&Session{ID: ids[1], Version: 4, Stamp: 7}), // same version, lower stamp: older
+		ids[2]: copyKey(&Session{ID: ids[2], Version: 6}),           // newer there
+		ids[3]: copyKey(&Session{ID: ids[3], Version: 9, Gen: 1}),   // from before a loss: older
+	}
+	if got, want := s.copiesLacked(p, theirs), map[string]bool{ids[0]: true, ids[1]: true, ids[3]: true}; !maps.Equal(got, want) {
+		t.Errorf("copies lacked: %v, want %v", got, want)
+	}
+	for _, c := range mine {
+		theirs[c.ID] = copyKey(c)
+	}
+	if got := s.copiesLacked(p, theirs); len(got) != 0 {
+		t.Errorf("copies lacked by a holder of the same copies: %v, want none", got)
+	}
+	if got := s.copiesLacked(p, nil); len(got) != len(mine) {
+		t.Errorf("copies lacked by a holder not known: %v, want all %d", got, len(mine))
 	}
 }
 

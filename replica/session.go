@@ -168,6 +168,12 @@ func newer(a, b *Session) bool {
 	return a.Writer > b.Writer
 }
 
+// copyKey returns what newer compares of s, and its ID: a summary that
+// stands for the copy when only which of two copies is newer matters.
+func copyKey(s *Session) *Session {
+	return &Session{ID: s.ID, Version: s.Version, Stamp: s.Stamp, Writer: s.Writer, Gen: s.Gen}
+}
+
 // conflicting reports whether a and b are different copies of the same
 // version: writes acknowledged on both sides of a network cut.
 func conflicting(a, b *Session) bool {

@@ -289,6 +289,19 @@ func (s *store) snapshot(p int) []*Session {
 	return out
 }
 
+// copiesLacked returns the IDs of partition p's copies that another
+// holder, which holds the copies summarized in theirs (copyKey), lacks or
+// holds older. A nil theirs (not known) lacks every copy.
+func (s *store) copiesLacked(p int, theirs map[string]*Session) map[string]bool {
+	lacked := make(map[string]bool)
+	for _, mine := range s.snapshot(p) {
+		if other, ok := theirs[mine.ID]; !ok || newer(mine, other) {
+			lacked[mine.ID] = true
+		}
+	}
+	return lacked
+}
+
 // drop forgets every copy of partition p.
 func (s *store) drop(p int) int {
 	part := s.parts[p]
