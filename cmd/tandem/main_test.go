@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,7 +81,9 @@ func startProc(t *testing.T, name string, join string, extra ...string) *proc {
 		http:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 	}
-	args := []string{"serve", "-insecure", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", "127.0.0.1:0", "-profile", "local", "-log-level", "warn"}
+	// TANDEM_TEST_LOG_LEVEL=debug shows what the nodes did in a failed test.
+	level := cmp.Or(os.Getenv("TANDEM_TEST_LOG_LEVEL"), "warn")
+	args := []string{"serve", "-insecure", "-name", name, "-http", p.http, "-gossip", p.gossip, "-peer", "127.0.0.1:0", "-profile", "local", "-log-level", level}
 	if join != "" {
 		args = append(args, "-join", join)
 	}
