@@ -139,14 +139,18 @@ type tandemProc struct {
 
 // startTandem starts `tandem serve` as node name on free loopback ports,
 // joining join if not empty, and returns once it prints its addresses.
-// Its output goes to a log in dir.
-func startTandem(ctx context.Context, bin, dir, name, join string) (*tandemProc, error) {
+// Its output goes to a log in dir. With profiles it serves its Go runtime
+// profiles too (tandem serve -pprof, on a free loopback port).
+func startTandem(ctx context.Context, bin, dir, name, join string, profiles bool) (*tandemProc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cfg := serveproc.Config{Binary: bin, Name: name, Args: []string{"-profile", "local", "-log-level", "warn"}, Output: logf}
+	if profiles {
+		cfg.Args = append(cfg.Args, "-pprof", "127.0.0.1:0")
+	}
 	if join != "" {
 		cfg.Join = []string{join}
 	}
@@ -189,15 +193,16 @@ type tandemCluster struct {
 }
 
 // startCluster starts n node processes, the first alone and the others
-// joining it, and waits until they serve by one ring of all of them.
-func startCluster(ctx context.Context, bin, dir string, n int) (*tandemCluster, error) {
+// joining it, and waits until they serve by one ring of all of them;
+// profiles as in startTandem.
+func startCluster(ctx context.Context, bin, dir string, n int, profiles bool) (*tandemCluster, error) {
 	c := &tandemCluster{http: &http.Client{Timeout: 5 * time.Second}}
 	for i := range n {
 		join := ""
 		if i > 0 {
 			join = c.procs[0].Gossip
 		}
-		p, err := startTandem(ctx, bin, dir, fmt.Sprintf("tandem-%d", i+1), join)
+		p, err := startTandem(ctx, bin, dir, fmt.Sprintf("tandem-%d", i+1), join, profiles)
 		if err != nil {
 			c.stop()
 			return nil, err

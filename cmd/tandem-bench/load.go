@@ -27,6 +27,10 @@ type target struct {
 	sessions int
 	// newWorker returns load client c's worker.
 	newWorker func(ctx context.Context, c int) (worker, error)
+	// profile, if not nil, begins CPU profiles of the measured run of a
+	// workload lasting about d (profiler.start), and returns what ends
+	// them.
+	profile func(ctx context.Context, workload, target string, d time.Duration) func() error
 }
 
 // opSamples is what one load client recorded for one kind of request.
@@ -85,7 +89,16 @@ func runLoad(ctx context.Context, t target, workload string, o options) (*Target
 			return nil, fmt.Errorf("%s %s warm-up: %w", t.name, workload, err)
 		}
 	}
+	var endProfiles func() error
+	if t.profile != nil {
+		endProfiles = t.profile(ctx, workload, t.name, o.duration)
+	}
 	samples, elapsed, err := drive(ctx, workers, t.sessions, reads, o.duration, o.maxOps, o.opTimeout, o.seed)
+	if endProfiles != nil {
+		if perr := endProfiles(); perr != nil && err == nil {
+			err = fmt.Errorf("-pprof: %w", perr)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", t.name, workload, err)
 	}

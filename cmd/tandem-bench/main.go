@@ -171,6 +171,7 @@ type options struct {
 	seed        uint64
 	jsonPath    string
 	quiet       bool
+	pprofDir    string
 }
 
 // parseFlags parses args into options.
@@ -193,6 +194,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxOps, "max-ops", 10_000_000, "bound on the requests of one measured run (all clients together)")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 5*time.Second, "bound on each request")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed of the clients' choices")
+	fs.StringVar(&o.pprofDir, "pprof", "", "write CPU profiles of each measured run against Tandem to this directory: each node's (tandem serve -pprof) and this process's, as WORKLOAD-TARGET-PROCESS.pprof")
 	fs.StringVar(&o.jsonPath, "json", "", "write the whole result as JSON to this file")
 	fs.BoolVar(&o.quiet, "q", false, "print only the tables")
 	if err := fs.Parse(args); err != nil {

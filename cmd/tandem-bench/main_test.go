@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,8 +55,9 @@ func TestEndToEnd(t *testing.T) {
 	if !haveRedis {
 		t.Logf("redis-server not installed: the Redis column must be skipped")
 	}
+	profiles := t.TempDir()
 	res, out := runBench(t, 2*time.Minute, "-duration", "1s", "-warmup", "100ms", "-settle", "200ms",
-		"-sessions", "300", "-clients", "8", "-q")
+		"-sessions", "300", "-clients", "8", "-q", "-pprof", profiles)
 
 	tandemTargets := []string{targetClient, targetHTTP, targetHTTPMsgpack, targetEmbedded}
 	want := tandemTargets
@@ -73,6 +75,20 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: targets %v, want %v", w.Name, got, want)
+		}
+	}
+
+	// -pprof: a CPU profile (gzipped protobuf) of every node process and
+	// of the tool, for each measured run against Tandem.
+	for _, w := range res.Workloads {
+		for _, target := range tandemTargets {
+			for _, process := range []string{"tandem-1", "tandem-2", "tandem-3", "bench"} {
+				path := filepath.Join(profiles, fmt.Sprintf("%s-%s-%s.pprof", w.Name, target, process))
+				b, err := os.ReadFile(path)
+				if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+					t.Errorf("-pprof: %s: %v, %d bytes; want a gzipped profile", path, err, len(b))
+				}
+			}
 		}
 	}
 

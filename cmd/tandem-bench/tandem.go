@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -79,11 +80,18 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 		return err
 	}
 	logf("starting 3 tandem serve processes")
-	c, err := startCluster(ctx, bin, dir, 3)
+	c, err := startCluster(ctx, bin, dir, 3, o.pprofDir != "")
 	if err != nil {
 		return err
 	}
 	defer c.stop()
+	var prof *profiler
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			return fmt.Errorf("-pprof: %w", err)
+		}
+		prof = &profiler{dir: o.pprofDir, procs: c.procs, http: &http.Client{}}
+	}
 	for _, pr := range c.procs {
 		res.Tandem.Processes = append(res.Tandem.Processes, ProcessInfo{Name: pr.Name, PID: pr.PID, HTTP: pr.HTTP, Gossip: pr.Gossip, Peer: pr.Peer})
 	}
@@ -149,12 +157,15 @@ func measureTandem(ctx context.Context, o options, bin, dir string, res *Result,
 		default:
 			continue // the embedded node below; Redis later
 		}
+		if prof != nil {
+			t.profile = prof.start
+		}
 		if err := runWorkloads(ctx, t, o, res, logf); err != nil {
 			return err
 		}
 	}
 	if slices.Contains(o.targets, targetEmbedded) {
-		return measureEmbedded(ctx, o, c, p, res, logf)
+		return measureEmbedded(ctx, o, c, p, prof, res, logf)
 	}
 	return nil
 }
@@ -264,7 +275,7 @@ func httpDo(ctx context.Context, client *http.Client, method, url, contentType s
 // measureEmbedded starts a node inside tandem-bench that joins the cluster,
 // picks o.sessions session ids it is primary of, loads them through it and
 // runs every workload through Node.Get and Node.Put.
-func measureEmbedded(ctx context.Context, o options, c *tandemCluster, p *payload, res *Result, logf func(string, ...any)) error {
+func measureEmbedded(ctx context.Context, o options, c *tandemCluster, p *payload, prof *profiler, res *Result, logf func(string, ...any)) error {
 	logf("embedded: starting a node in this process, joining the cluster as a fourth member")
 	cfg := tandem.LocalConfig("bench-embedded") // -profile local, as the processes
 	cfg.GossipAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -313,6 +324,9 @@ func measureEmbedded(ctx context.Context, o options, c *tandemCluster, p *payloa
 			},
 		}, nil
 	}}
+	if prof != nil {
+		t.profile = prof.start
+	}
 	return runWorkloads(ctx, t, o, res, logf)
 }
 

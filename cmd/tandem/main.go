@@ -142,6 +142,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var detector detectorFlags
 	detector.register(fs)
 	faults := addFaultFlags(fs) // chaos-harness hooks, only in a build tagged chaos
+	profiles := fs.String("pprof", "", pprofUsage)
 	printConfig := cli.AddConfigFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -188,6 +189,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := faults.wire(ctx, &cfg, log); err != nil {
 		return err
+	}
+	if *profiles != "" {
+		if !loopbackAddr(*profiles) {
+			warn("-pprof " + *profiles + ": Go's runtime profiles are served beyond loopback, unauthenticated")
+		}
+		addr, err := startProfiles(ctx, *profiles, log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tandem node %s profiles on http://%s/debug/pprof/\n", f.name, addr)
 	}
 	srv, err := startServer(ctx, cfg, f.http, sec, log, faults.app)
 	if err != nil {

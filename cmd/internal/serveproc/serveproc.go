@@ -76,6 +76,9 @@ type Proc struct {
 	// HTTP, Gossip and Peer are the addresses it serves, as it printed
 	// them.
 	HTTP, Gossip, Peer string
+	// Profiles is the base URL of its Go runtime profiles
+	// (http://addr/debug/pprof/) when started with -pprof, else empty.
+	Profiles string
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has exited and been reaped
@@ -84,6 +87,10 @@ type Proc struct {
 
 // serving matches the line `tandem serve` prints once it serves.
 var serving = regexp.MustCompile(`^tandem node (\S+) serving (https?)://(\S+) \(gossip (\S+), peer (\S+)\)$`)
+
+// profilesLine matches the line `tandem serve -pprof` prints before the
+// serving line.
+var profilesLine = regexp.MustCompile(`^tandem node \S+ profiles on (http://\S+)$`)
 
 // Start starts a node and waits until it prints its addresses, which is
 // once it has joined (or started) the cluster and serves HTTP; it need
@@ -122,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (*Proc, error) {
 	select {
 	case m := <-lines.found:
 		p.HTTP, p.Gossip, p.Peer = m[3], m[4], m[5]
+		lines.mu.Lock()
+		p.Profiles = lines.profiles
+		lines.mu.Unlock()
 		if m[2] != "http" {
 			p.Kill()
 			return nil, fmt.Errorf("start node %s: it serves %s, want plain http", cfg.Name, m[2])
@@ -261,9 +271,10 @@ type lineWatcher struct {
 	out   io.Writer
 	found chan []string
 
-	mu      sync.Mutex // guards out (shared with the standard error's writer) and the fields below
-	partial []byte
-	seen    bool
+	mu       sync.Mutex // guards out (shared with the standard error's writer) and the fields below
+	partial  []byte
+	seen     bool
+	profiles string // the profiles line's URL, if it came before the serving line
 }
 
 // Write passes p on and looks for the serving line in it.
@@ -279,6 +290,9 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 			}
 			line := string(w.partial[:i])
 			w.partial = w.partial[i+1:]
+			if m := profilesLine.FindStringSubmatch(line); m != nil {
+				w.profiles = m[1]
+			}
 			if m := serving.FindStringSubmatch(line); m != nil {
 				w.seen, w.partial = true, nil
 				w.found <- m
