@@ -8,6 +8,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/tandem-io/tandem/replica/peer"
+
 	"github.com/tandem-io/tandem/ring"
 )
 
@@ -156,6 +158,15 @@ func BenchmarkSessionCodec(b *testing.B) {
 		for b.Loop() {
 			var s Session
 			if err := decodeBounded(enc, &s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The extension check alone, which decode includes (peer.CheckShape).
+	b.Run("check-shape", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			if err := peer.CheckShape(enc, &Session{}); err != nil {
 				b.Fatal(err)
 			}
 		}

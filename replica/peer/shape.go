@@ -29,12 +29,13 @@ func CheckShape(b []byte, v any) error {
 	if t == nil {
 		return nil
 	}
-	r := bytes.NewReader(b)
-	dec := msgpack.GetDecoder() // msgpack's own pool
-	dec.Reset(r)
-	err := checkShape(dec, t, 0)
-	dec.Reset(nil) // the pool keeps no reference to b
-	msgpack.PutDecoder(dec)
+	plan := planOf(t)
+	w := &shapeWalk{dec: msgpack.GetDecoder()} // msgpack's own pool
+	w.r.Reset(b)
+	w.dec.Reset(&w.r)
+	err := plan.check(w, 0)
+	w.dec.Reset(nil) // the pool keeps no reference to b
+	msgpack.PutDecoder(w.dec)
 	if err != nil {
 		return fmt.Errorf("msgpack value for %v: %w", t, err)
 	}
@@ -47,9 +48,99 @@ var (
 	rawType  = reflect.TypeOf(msgpack.RawMessage(nil))
 )
 
-// checkShape checks the value at dec against t (see CheckShape). depth
+// shapeWalk is one CheckShape's state: the decoder over the bytes, and
+// room for a field name (fieldName), allocated once per check.
+type shapeWalk struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+	buf [fieldNameMax]byte
+}
+
+// shapePlan is how CheckShape walks the encoding of one type, worked out
+// once per type (planOf) so that a check looks nothing up by reflection.
+// A pointer's plan is its element's: the walk is the same.
+type shapePlan struct {
+	t    reflect.Type
+	kind planKind
+	// planStruct: the fields by the names msgpack decodes them under,
+	// and in the order an array encoding holds them.
+	fields map[string]*shapePlan
+	order  []*shapePlan
+	// planMap: its keys' and values' plans; planList: elem only.
+	key, elem *shapePlan
+}
+
+// planKind says what a shapePlan does with the value it meets.
+type planKind uint8
+
+const (
+	// planWhole takes any value whole, an extension too: time.Time
+	// (msgpack timestamps), msgpack.RawMessage, an interface.
+	planWhole planKind = iota
+	// planScalar is a number or a bool: an extension there is refused by
+	// the decoder, allocating nothing, so it is skipped.
+	planScalar
+	// planFlat is a string or bytes: no extension; CheckValue bounded
+	// the rest.
+	planFlat
+	planList
+	planStruct
+	planMap
+)
+
+// shapePlans caches planOf per type.
+var shapePlans sync.Map // reflect.Type → *shapePlan
+
+// planOf returns type t's plan, compiling it the first time.
+func planOf(t reflect.Type) *shapePlan {
+	if p, ok := shapePlans.Load(t); ok {
+		return p.(*shapePlan)
+	}
+	p := compilePlan(t, map[reflect.Type]*shapePlan{})
+	shapePlans.Store(t, p)
+	return p
+}
+
+// compilePlan builds t's plan; seen holds the plans under construction,
+// so that a recursive type refers to its own.
+func compilePlan(t reflect.Type, seen map[reflect.Type]*shapePlan) *shapePlan {
+	for t.Kind() == reflect.Pointer && t != timeType && t != rawType {
+		t = t.Elem()
+	}
+	if p, ok := seen[t]; ok {
+		return p
+	}
+	p := &shapePlan{t: t}
+	seen[t] = p
+	switch {
+	case t == timeType || t == rawType || t.Kind() == reflect.Interface:
+		p.kind = planWhole
+	case t.Kind() == reflect.String:
+		p.kind = planFlat
+	case (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && t.Elem().Kind() == reflect.Uint8:
+		p.kind = planFlat
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+		p.kind, p.elem = planList, compilePlan(t.Elem(), seen)
+	case t.Kind() == reflect.Map:
+		p.kind, p.key, p.elem = planMap, compilePlan(t.Key(), seen), compilePlan(t.Elem(), seen)
+	case t.Kind() == reflect.Struct:
+		p.kind, p.fields = planStruct, map[string]*shapePlan{}
+		for name, ft := range fieldsOf(t) {
+			p.fields[name] = compilePlan(ft, seen)
+		}
+		for _, ft := range fieldsInOrder(t) {
+			p.order = append(p.order, compilePlan(ft, seen))
+		}
+	default:
+		p.kind = planScalar
+	}
+	return p
+}
+
+// check checks the value at dec against the plan (see CheckShape). depth
 // bounds the walk as CheckValue bounds the value.
-func checkShape(dec *msgpack.Decoder, t reflect.Type, depth int) error {
+func (p *shapePlan) check(w *shapeWalk, depth int) error {
+	dec := w.dec
 	if depth > MaxDepth {
 		return fmt.Errorf("nested deeper than %d", MaxDepth)
 	}
@@ -57,28 +148,21 @@ func checkShape(dec *msgpack.Decoder, t reflect.Type, depth int) error {
 	if err != nil {
 		return nil // CheckValue accepted the whole; the decoder reports the rest
 	}
-	if c == msgpcode.Nil || t == timeType || t == rawType || t.Kind() == reflect.Interface {
+	if c == msgpcode.Nil || p.kind == planWhole {
 		return dec.Skip()
 	}
-	if t.Kind() == reflect.Pointer {
-		return checkShape(dec, t.Elem(), depth)
-	}
-	isContainer := t.Kind() == reflect.Struct || t.Kind() == reflect.Map || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.String
 	if msgpcode.IsExt(c) {
-		if isContainer {
-			return fmt.Errorf("an extension (type byte %#02x) where %v is expected", c, t)
+		if p.kind != planScalar {
+			return fmt.Errorf("an extension (type byte %#02x) where %v is expected", c, p.t)
 		}
 		return dec.Skip() // a number or a bool: the decoder refuses it, allocating nothing
 	}
-	switch t.Kind() {
-	case reflect.Struct:
-		return checkStruct(dec, t, depth)
-	case reflect.Map:
-		return checkMap(dec, t, depth)
-	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return dec.Skip() // bytes: not an extension (above), so CheckValue bounded them
-		}
+	switch p.kind {
+	case planStruct:
+		return p.checkStruct(w, c, depth)
+	case planMap:
+		return p.checkMap(w, c, depth)
+	case planList:
 		if !isArray(c) {
 			return dec.Skip() // the decoder refuses it
 		}
@@ -87,33 +171,33 @@ func checkShape(dec *msgpack.Decoder, t reflect.Type, depth int) error {
 			return nil
 		}
 		for range n {
-			if err := checkShape(dec, t.Elem(), depth+1); err != nil {
+			if err := p.elem.check(w, depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return dec.Skip()
+	return dec.Skip() // a scalar, or a string or bytes: not an extension (above), so CheckValue bounded them
 }
 
-// checkStruct checks an encoding of struct type t, field by field: a map
-// of field names, or an array of the fields in order (as_array).
-func checkStruct(dec *msgpack.Decoder, t reflect.Type, depth int) error {
-	c, _ := dec.PeekCode()
+// checkStruct checks an encoding of a struct, starting with code c,
+// field by field: a map of field names, or an array of the fields in
+// order (as_array).
+func (p *shapePlan) checkStruct(w *shapeWalk, c byte, depth int) error {
+	dec := w.dec
 	if isArray(c) {
 		n, err := dec.DecodeArrayLen()
 		if err != nil {
 			return nil
 		}
-		order := fieldsInOrder(t)
 		for i := range n {
-			if i >= len(order) {
+			if i >= len(p.order) {
 				if err := dec.Skip(); err != nil {
 					return nil
 				}
 				continue
 			}
-			if err := checkShape(dec, order[i], depth+1); err != nil {
+			if err := p.order[i].check(w, depth+1); err != nil {
 				return fmt.Errorf("field %d: %w", i, err)
 			}
 		}
@@ -126,32 +210,63 @@ func checkStruct(dec *msgpack.Decoder, t reflect.Type, depth int) error {
 	if err != nil {
 		return nil
 	}
-	fields := fieldsOf(t)
 	for range n {
 		if c, err := dec.PeekCode(); err == nil && msgpcode.IsExt(c) {
-			return fmt.Errorf("an extension (type byte %#02x) as a field name of %v", c, t)
+			return fmt.Errorf("an extension (type byte %#02x) as a field name of %v", c, p.t)
 		}
-		name, err := dec.DecodeString()
-		if err != nil {
-			return nil
-		}
-		ft, ok := fields[name]
+		name, ok := fieldName(dec, w.buf[:])
 		if !ok {
+			return nil // the decoder reports it
+		}
+		fp, known := p.fields[string(name)]
+		if !known {
 			if err := dec.Skip(); err != nil { // ignored by the decoder
 				return nil
 			}
 			continue
 		}
-		if err := checkShape(dec, ft, depth+1); err != nil {
+		if err := fp.check(w, depth+1); err != nil {
 			return fmt.Errorf("field %q: %w", name, err)
 		}
 	}
 	return nil
 }
 
-// checkMap checks a map of type t: its keys and values.
-func checkMap(dec *msgpack.Decoder, t reflect.Type, depth int) error {
-	c, _ := dec.PeekCode()
+// fieldNameMax bounds the field names fieldName keeps: longer ones name
+// no field of any type Tandem decodes.
+const fieldNameMax = 64
+
+// fieldName reads a field name as msgpack's struct decoder does (a str or
+// bin, or nil for ""), into buf when it fits, without allocating. A name
+// longer than buf is consumed and returned empty. ok is false when the
+// bytes are not a name.
+func fieldName(dec *msgpack.Decoder, buf []byte) (name []byte, ok bool) {
+	n, err := dec.DecodeBytesLen()
+	if err != nil {
+		return nil, false
+	}
+	if n <= 0 {
+		return buf[:0], true
+	}
+	if n <= len(buf) {
+		if dec.ReadFull(buf[:n]) != nil {
+			return nil, false
+		}
+		return buf[:n], true
+	}
+	for n > 0 { // longer than any field's name: consumed, matching none
+		chunk := min(n, len(buf))
+		if dec.ReadFull(buf[:chunk]) != nil {
+			return nil, false
+		}
+		n -= chunk
+	}
+	return buf[:0], true
+}
+
+// checkMap checks a map, starting with code c: its keys and values.
+func (p *shapePlan) checkMap(w *shapeWalk, c byte, depth int) error {
+	dec := w.dec
 	if !isMap(c) {
 		return dec.Skip() // the decoder refuses it
 	}
@@ -160,10 +275,10 @@ func checkMap(dec *msgpack.Decoder, t reflect.Type, depth int) error {
 		return nil
 	}
 	for range n {
-		if err := checkShape(dec, t.Key(), depth+1); err != nil {
+		if err := p.key.check(w, depth+1); err != nil {
 			return fmt.Errorf("a key: %w", err)
 		}
-		if err := checkShape(dec, t.Elem(), depth+1); err != nil {
+		if err := p.elem.check(w, depth+1); err != nil {
 			return err
 		}
 	}
@@ -192,16 +307,10 @@ func fieldsInOrder(t reflect.Type) []reflect.Type {
 	return out
 }
 
-// structFields caches fieldsOf per struct type.
-var structFields sync.Map // reflect.Type → map[string]reflect.Type
-
 // fieldsOf returns struct type t's fields by the names msgpack decodes
 // them under: the tag's name, else the field's; "-" and unexported fields
 // are left out, and anonymous struct fields without a name are inlined.
 func fieldsOf(t reflect.Type) map[string]reflect.Type {
-	if f, ok := structFields.Load(t); ok {
-		return f.(map[string]reflect.Type)
-	}
 	out := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -220,7 +329,6 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 		}
 		out[name] = f.Type
 	}
-	structFields.Store(t, out)
 	return out
 }
 

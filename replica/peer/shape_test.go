@@ -20,7 +20,8 @@ type shapeOuter struct {
 	List   []shapeInner      `msgpack:"l"`
 	Counts map[string]uint64 `msgpack:"c"`
 	Raw    msgpack.RawMessage
-	Any    any `msgpack:"any"`
+	Any    any         `msgpack:"any"`
+	Next   *shapeOuter `msgpack:"nx"` // a type that holds itself
 }
 
 // An extension is refused where the decoder would unwrap it into a map
@@ -57,6 +58,13 @@ func TestCheckShape(t *testing.T) {
 		{"a raw field an extension", cat([]byte{0x81}, str("Raw"), bomb), true},
 		{"an interface field an extension", cat([]byte{0x81}, str("any"), bomb), true},
 		{"an unknown field an extension", cat([]byte{0x81}, str("zz"), bomb), true},
+		{"a map an extension in the type's own type", cat([]byte{0x81}, str("nx"), []byte{0x81}, str("c"), bomb), false},
+		{"an extension three levels down the type's own type", cat([]byte{0x81}, str("nx"), []byte{0x81}, str("nx"), []byte{0x81}, str("n"), bomb), false},
+		// A name longer than any field's (and than the walk keeps) is
+		// consumed whole: the fields after it are still checked.
+		{"a long unknown name, then a map an extension", cat([]byte{0x82, 0xd9, 200}, make([]byte, 200), []byte{0x01}, str("c"), bomb), false},
+		{"a long unknown name, then a well-formed map", cat([]byte{0x82, 0xd9, 200}, make([]byte, 200), []byte{0x01}, str("c"), []byte{0x81}, str("k"), []byte{0x01}), true},
+		{"a field name in bin, a map an extension", cat([]byte{0x81, 0xc4, 0x01, 'c'}, bomb), false},
 	}
 	for _, tc := range cases {
 		if err := CheckValue(tc.b, MaxDepth); err != nil {
