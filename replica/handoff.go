@@ -280,10 +280,17 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 		// HandoffTimeout.
 		held = true
 	}
-	if err == nil && !held && j.handoff && j.returning {
-		// Every source answered: this node's own hold up to the ring that
-		// took the partition away, merged with what its successors wrote
-		// since, is the partition (transfer.returning).
+	if err == nil && !held && j.handoff && j.returning && !r.skipped {
+		// Every source answered and this node merged what each sent: its
+		// own hold up to the ring that took the partition away, merged
+		// with what its successors wrote since, is the partition
+		// (transfer.returning). A source whose copies were not taken
+		// (declared dead and not caught up, say) does not count: its
+		// writes since are not merged. Counting it completed the hand-off
+		// from this node's old copies alone, and the distrusting source
+		// then replaced its own, acknowledged writes among them, with
+		// those (chaos finding F17, sessions 623, 324 and 791 of the
+		// 15-minute run at seed 41).
 		held = true
 		holders = append(holders, n.cfg.Name)
 	}
@@ -348,6 +355,7 @@ type pullRound struct {
 	refused    bool     // a source answered from another ring, or unconfirmed
 	outOfReach bool     // the partition's other owner could not be reached
 	blank      bool     // this node and every source know nothing of the partition
+	skipped    bool     // a source answered, and its copies were not taken (judgeSource)
 	holders    []string // the sources whose hold ended the hand-off, for the log
 	// buddyCopies: what the partition's buddy sent, when this node is its
 	// primary and the buddy holds it (summaries: pull); nil when unknown.
@@ -383,7 +391,7 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 		if o := tab.Owners(j.p); o.Primary == n.cfg.Name && o.Buddy == src {
 			sent = make(map[string]*Session)
 		}
-		holds, settled, trusted, srcBlank, e := n.pull(ctx, tab, j.p, src, ask, sent)
+		holds, settled, trusted, srcBlank, took, e := n.pull(ctx, tab, j.p, src, ask, sent)
 		if sent != nil && e == nil && holds {
 			r.buddyCopies = sent
 		}
@@ -430,6 +438,9 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 		// may lack writes the others acknowledged without them.
 		trustedHolder = trustedHolder || holds && settled && trusted
 		r.blank = r.blank && srcBlank
+		// After a loss report a non-owner's copies are from before the
+		// loss, which took them: not taking them is no gap.
+		r.skipped = r.skipped || !took && !ask.afterLoss
 	}
 	if r.err == nil && !trustedHolder {
 		r.err = spare
@@ -439,12 +450,13 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 
 // pull copies partition p from member src, in batches, and reports
 // whether src holds the partition at all, whether it takes it from no
-// one (settled), and whether it trusts its own copies (it was not
-// declared dead, or has caught up since). A hand-off (not a
+// one (settled), whether it trusts its own copies (it was not
+// declared dead, or has caught up since), and whether this node took
+// the copies it sent (judgeSource). A hand-off (not a
 // reconciliation) is served only once src is on this node's ring. A
 // non-nil sent is given a summary (copyKey) of every copy src sent and
 // this node took.
-func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk, sent map[string]*Session) (holds, settled, trusted, blank bool, err error) {
+func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk, sent map[string]*Session) (holds, settled, trusted, blank, took bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
 	if ask.handoff {
 		req.Ring = tab.Fingerprint()
@@ -458,12 +470,12 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 	for {
 		var reply pullReply
 		if err := n.call(ctx, tab, src, methodPull, req, &reply); err != nil {
-			return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+			return false, false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 		}
 		ask.afterLoss = ask.afterLoss || n.own.reportedLost(p) // a fetch may have adopted a loss since the last batch
 		v := judgeSource(tab, p, src, reply.answer(), ask)
 		if v.err != nil {
-			return false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
+			return false, false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
 		if ask.distrust && !ask.allowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
@@ -480,7 +492,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			}
 		}
 		if !v.take {
-			return false, false, false, v.blank, nil
+			return false, false, false, v.blank, false, nil
 		}
 		if reply.Lost && owns(tab.Owners(p), src) {
 			n.own.adoptLoss(tab, p)
@@ -488,7 +500,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
 				if err := n.merge(p, s, tab); err != nil {
-					return false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+					return false, false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
 				}
 				if sent != nil {
 					sent[s.ID] = copyKey(s)
@@ -502,7 +514,7 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 		n.stats.HandoffReceived.Add(uint64(len(reply.Sessions)))
 		holds, settled, trusted = holds && reply.Holds, settled && reply.Settled, trusted && !reply.Distrusts
 		if !reply.More {
-			return holds, settled, trusted, reply.Blank, nil
+			return holds, settled, trusted, reply.Blank, true, nil
 		}
 	}
 }

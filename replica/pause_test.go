@@ -149,11 +149,11 @@ func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T)
 	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
 
 	// A reconciliation takes nothing from it; a hand-off waits for it.
-	holds, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil)
+	holds, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil)
 	if err != nil || holds {
 		t.Fatalf("reconciling with the node resumed after a pause: holds %v, %v; want no hold, no error", holds, err)
 	}
-	if _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{handoff: true}, nil); !errors.Is(err, errUnconfirmed) {
+	if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{handoff: true}, nil); !errors.Is(err, errUnconfirmed) {
 		t.Fatalf("a hand-off from the node resumed after a pause: %v, want errUnconfirmed", err)
 	}
 	if got := buddy.store.get(p, id); got != nil {
@@ -174,7 +174,7 @@ func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T)
 	// it answers again.
 	x.faults.HealAll()
 	waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
-	if _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil); err != nil {
+	if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil); err != nil {
 		t.Fatalf("reconciling once the node knows its standing: %v", err)
 	}
 }
@@ -220,7 +220,7 @@ func TestAPullWaitsForASourceThatDoesNotKnowItsStanding(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := tab.Partition(sessionID(1))
-	_, _, _, _, err = n.pull(context.Background(), tab, p, "b", sourceAsk{handoff: true}, nil)
+	_, _, _, _, _, err = n.pull(context.Background(), tab, p, "b", sourceAsk{handoff: true}, nil)
 	if !errors.Is(err, errUnconfirmed) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("pull from a source that does not know its standing: %v, want errUnconfirmed", err)
 	}
