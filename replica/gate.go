@@ -366,7 +366,7 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		}
 		held = held || reply.Holds
 		if reply.Lost && owns(tab.Owners(p), src) {
-			n.own.adoptLoss(tab, p)
+			n.adoptLoss(tab, p, src)
 		}
 		if reply.Session != nil && reply.Session.ID == id {
 			if err := n.merge(p, reply.Session, serving); err != nil {

@@ -1655,6 +1655,54 @@ func TestAnOwnersLossReportKeepsFormerOwnersCopiesOut(t *testing.T) {
 	}
 }
 
+// A node that takes a partition from an owner that reported it lost
+// moves the partition to a new generation, by a pull or a fetch alike: a
+// session the loss took and written again from v1 must win over a copy
+// from before the loss, whatever its version. Under the old generation a
+// v1 written after the loss lost to a v22 from before it that a former
+// owner's drain pushed back, and the next write was v23 (chaos finding
+// F17, session 994-r0000 of the 65-minute run at 6e96d34).
+func TestAdoptingALossReportStartsANewGeneration(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	p := partitionWhere(t, tab, func(o ring.Owners) bool { return owns(o, "a") && owns(o, "b") })
+	id := sessionIn(tab, p)
+	for _, how := range []string{"pull", "fetch"} {
+		caller := lossReporter{owner: "b:7947", former: "c:7947", old: &Session{ID: id, Version: 31}, open: &atomic.Bool{}}
+		n := New(Config{Name: "a", Caller: caller, HandoffTimeout: time.Hour})
+		cur := handOffOf(t, n, tab, p)
+		before := n.store.generation(p)
+		caller.open.Store(true)
+		switch how {
+		case "pull":
+			n.pullJob(testCtx(t), tab, transferJob{p: p, sources: []string{"b"}, handoff: true, transfer: cur})
+		case "fetch":
+			if err := n.fetch(testCtx(t), tab, p, id, &fetchPlan{sources: []string{"b"}, ring: tab.Fingerprint()}); err != nil {
+				t.Fatalf("fetch: %v", err)
+			}
+		}
+		gen := n.store.generation(p)
+		if !n.own.reportedLost(p) || gen <= before {
+			n.Close()
+			t.Fatalf("%s: a took partition %d from b's loss report: reported lost %v, generation %d (was %d); want the report adopted and a new generation", how, p, n.own.reportedLost(p), gen, before)
+		}
+		// Written again after the loss (a write stamps the partition's
+		// generation: Node.write), then an old copy comes back.
+		if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 1, Gen: gen}, false, nil); err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		if _, _, err := n.store.putUnder(p, &Session{ID: id, Version: 22, Gen: before, Deleted: true}, true, nil); err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		got := n.store.get(p, id)
+		n.Close()
+		if got == nil || got.Version != 1 || got.Deleted {
+			t.Fatalf("%s: after the loss a holds %+v of %s; want the v1 written since, not the v22 from before", how, got, id)
+		}
+	}
+}
+
 // lossReportingBuddy scripts a partition's buddy that gave its hand-off
 // up and reported the partition lost, holding none of its sessions, and
 // records what is pushed to it.

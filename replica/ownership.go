@@ -1353,14 +1353,16 @@ func (o *ownership) markUnvouched(p int) {
 // owner's copy the loss had taken, served it, and lost it again when it
 // replaced its copies with the reporting owner's, with no loss reported
 // then (chaos finding F17, session 909 of the 60-minute run at 9efd854).
-func (o *ownership) adoptLoss(tab *ring.Table, p int) {
+// It reports whether the report is adopted now (Node.adoptLoss).
+func (o *ownership) adoptLoss(tab *ring.Table, p int) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.load()
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
-		return
+		return false
 	}
 	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
+	return true
 }
 
 // reportedLost reports whether this node reported partition p lost, or
