@@ -20,6 +20,11 @@ type pushRequest struct {
 	Floor     uint64     `msgpack:"fl,omitempty"` // the partition's generation floor at the leaver (store.raiseFloor)
 	Distrusts bool       `msgpack:"dt,omitempty"` // the leaver was declared dead and has not caught up (partState.distrusted)
 	Leaving   bool       `msgpack:"lv,omitempty"` // a drain's push (ownership.notePush), not a rebuilt partition's (announceFloors)
+	// Unvouched: the pusher's copies may be older than what the cluster
+	// acknowledged since (partState.unvouched), as in pullReply; a
+	// leaver's are unless it held the partition until the ring it
+	// drains to (pushTo).
+	Unvouched bool `msgpack:"uv,omitempty"`
 }
 
 // methodPush hands a leaving node's copies to an owner.
@@ -47,6 +52,15 @@ func (n *Node) servePush(_ context.Context, tab *ring.Table, body msgpack.RawMes
 		// node frozen past the failure detector, then drained, pushed its
 		// old copies to a new owner that held nothing yet).
 		return empty{}, nil
+	}
+	if req.Leaving && req.Unvouched && !n.cfg.AllowMinority && n.own.reportedLost(req.Partition) {
+		// This node owns the partition and reported it lost (or adopted
+		// an owner's report): a leaver's unvouched copies, leftovers of
+		// an earlier ownership, are from before the loss, which took
+		// them, as a non-owner's are to a pull after a loss
+		// (judgeSource). Merged, they brought back a session the loss
+		// took, or beat a write made since at a lower version.
+		req.Sessions = nil
 	}
 	for _, s := range req.Sessions {
 		if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == req.Partition {
@@ -182,9 +196,19 @@ func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, ki
 	if kind == pushMerge {
 		floor = 0 // the receiver learns it from the partition's writes, and ends no hand-off on it (learnFloor)
 	}
-	distrusts := n.own.load().distrusts(p)
+	st := n.own.load()
+	distrusts, unvouched := st.distrusts(p), st.parts[p].unvouched
+	if leaving {
+		// Stopping owning every partition as it leaves marks all its
+		// copies unvouched (notOwned): what a leaver vouches for is a
+		// partition it held until the very ring it drains to. The rest
+		// are leftovers of an earlier ownership, or a hand-off it had
+		// not finished.
+		part := st.parts[p]
+		unvouched = !part.held || part.distrusted || part.stoppedIn != tab.Epoch()
+	}
 	if len(copies) == 0 {
-		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving}, nil); err != nil {
+		if err := n.call(ctx, tab, to, methodPush, pushRequest{From: n.cfg.Name, Partition: p, Floor: floor, Distrusts: distrusts, Leaving: leaving, Unvouched: unvouched}, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}
 		return nil
@@ -199,7 +223,7 @@ func (n *Node) pushTo(ctx context.Context, tab *ring.Table, p int, to string, ki
 			budget -= size
 			end++
 		}
-		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor, Distrusts: distrusts, Leaving: leaving}
+		req := pushRequest{From: n.cfg.Name, Partition: p, Sessions: copies[start:end], Floor: floor, Distrusts: distrusts, Leaving: leaving, Unvouched: unvouched}
 		if err := n.call(ctx, tab, to, methodPush, req, nil); err != nil {
 			return fmt.Errorf("hand partition %d to %s: %w", p, to, err)
 		}
