@@ -534,7 +534,7 @@ func (n *Node) adoptLoss(tab *ring.Table, p int, src string) {
 		return
 	}
 	n.store.newGeneration(p, n.clock.now(n.wall()))
-	n.log.Info("partition taken from an owner that reported it lost: writes from now on are of a new generation", "partition", p, "from", src)
+	n.log.Debug("partition taken from an owner that reported it lost: writes from now on are of a new generation", "partition", p, "from", src)
 }
 
 // ownersFirst returns sources with partition p's owners in tab first,
