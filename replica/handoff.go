@@ -438,9 +438,7 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 		// may lack writes the others acknowledged without them.
 		trustedHolder = trustedHolder || holds && settled && trusted
 		r.blank = r.blank && srcBlank
-		// After a loss report a non-owner's copies are from before the
-		// loss, which took them: not taking them is no gap.
-		r.skipped = r.skipped || !took && !ask.afterLoss
+		r.skipped = r.skipped || !took && !ask.afterLoss // after a loss, a non-owner's copies are the loss's
 	}
 	if r.err == nil && !trustedHolder {
 		r.err = spare
