@@ -246,7 +246,7 @@ func (c *Client) Do(ctx context.Context, req *Op) (*Session, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s, err := replica.Retry{}.Do(ctx, op, nil, func(ctx context.Context) (*replica.Session, error) { return c.try(ctx, op) })
-	return sessionOf(s), err
+	return answerOf(s, err)
 }
 
 // try runs op once by the client's ring (replica.Route: the primary, and

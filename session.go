@@ -1,6 +1,7 @@
 package tandem
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -52,21 +53,39 @@ func (s *Session) expiry() *replica.Session {
 	return &replica.Session{LastAccess: s.LastAccess, IdleTimeout: s.IdleTimeout, Deadline: s.Deadline}
 }
 
-// sessionOf returns the app's view of a stored session; nil stays nil.
-func sessionOf(s *replica.Session) *Session {
+// sessionOf returns the app's view of a stored session, its attributes
+// decoded into a map of their own; nil stays nil.
+func sessionOf(s *replica.Session) (*Session, error) {
 	if s == nil {
-		return nil
+		return nil, nil
+	}
+	attrs, err := s.Attributes.Map()
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", s.ID, err)
+	}
+	if len(attrs) == 0 {
+		attrs = nil
 	}
 	return &Session{
 		ID:          s.ID,
 		Principal:   s.Principal,
-		Attributes:  s.Attributes,
+		Attributes:  attrs,
 		Version:     s.Version,
 		Created:     s.Created,
 		LastAccess:  s.LastAccess,
 		IdleTimeout: s.IdleTimeout,
 		Deadline:    s.Deadline,
+	}, nil
+}
+
+// answerOf is an engine's answer as the app sees it: the session (see
+// sessionOf) and the error, or the error decoding the session.
+func answerOf(s *replica.Session, err error) (*Session, error) {
+	out, derr := sessionOf(s)
+	if err == nil {
+		err = derr
 	}
+	return out, err
 }
 
 // OpKind says what an Op does.

@@ -1,6 +1,7 @@
 package tandem
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
@@ -48,7 +49,7 @@ func TestEngineTypesConvert(t *testing.T) {
 	if !sameOp(got, want) {
 		t.Fatalf("engineOp = %+v, want %+v", got, want)
 	}
-	if engineOp(nil) != nil || sessionOf(nil) != nil {
+	if none, err := sessionOf(nil); engineOp(nil) != nil || none != nil || err != nil {
 		t.Fatal("nil does not stay nil")
 	}
 	for k, want := range map[OpKind]replica.OpKind{OpGet: replica.OpGet, OpPut: replica.OpPut, OpPatch: replica.OpPatch,
@@ -58,8 +59,15 @@ func TestEngineTypesConvert(t *testing.T) {
 		}
 	}
 	at := time.Unix(1_700_000_000, 0)
-	s := sessionOf(&replica.Session{ID: op.ID, Principal: "alice", Attributes: op.Attributes, Version: 7, Created: at,
+	attrs, err := replica.EncodeAttributes(op.Attributes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sessionOf(&replica.Session{ID: op.ID, Principal: "alice", Attributes: attrs, Version: 7, Created: at,
 		LastAccess: at.Add(time.Second), IdleTimeout: time.Minute, Deadline: at.Add(time.Hour), Stamp: 9, Writer: "n1"})
+	if err != nil || !bytes.Equal(s.Attributes["a"], op.Attributes["a"]) {
+		t.Fatalf("sessionOf: %v, attributes %v, want %v", err, s.Attributes, op.Attributes)
+	}
 	if s.ID != op.ID || s.Principal != "alice" || len(s.Attributes) != 1 || s.Version != 7 || !s.Created.Equal(at) ||
 		!s.LastAccess.Equal(at.Add(time.Second)) || s.IdleTimeout != time.Minute || !s.Deadline.Equal(at.Add(time.Hour)) {
 		t.Fatalf("sessionOf = %+v", s)

@@ -376,7 +376,7 @@ func (n *Node) Do(ctx context.Context, op *Op) (*Session, error) {
 	start := time.Now()
 	s, err := n.replica.Do(ctx, engineOp(op))
 	n.latency.observe(op.Kind, time.Since(start))
-	return sessionOf(s), err
+	return answerOf(s, err)
 }
 
 // Get reads session id and moves its idle deadline.

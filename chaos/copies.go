@@ -179,7 +179,12 @@ func copyAnswer(op Op, s *replica.Session) Op {
 		op.Outcome = NotFound
 		return op
 	}
-	put, patch, err := encodedDigest(s.Attributes)
+	attrs, err := s.Attributes.Map()
+	if err != nil {
+		op.Outcome, op.Error = Invalid, fmt.Sprintf("the copy: %v", err)
+		return op
+	}
+	put, patch, err := encodedDigest(attrs)
 	if err != nil {
 		op.Outcome, op.Error = Invalid, fmt.Sprintf("the copy: %v", err)
 		return op

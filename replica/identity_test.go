@@ -95,7 +95,7 @@ func TestMutualTLSClusterWritesReadsAndFailsOver(t *testing.T) {
 	}
 	for _, n := range c.list() {
 		for i := range 100 {
-			if s, err := n.Get(testCtx(t), sessionID(i), true); err != nil || asInt(t, s.Attributes["n"]) != i {
+			if s, err := n.Get(testCtx(t), sessionID(i), true); err != nil || asInt(t, s.Attributes.value("n")) != i {
 				t.Fatalf("get %s via %s: %v, %v", sessionID(i), n.Name(), s, err)
 			}
 		}
@@ -103,7 +103,7 @@ func TestMutualTLSClusterWritesReadsAndFailsOver(t *testing.T) {
 	c.kill("node-1")
 	for _, n := range c.list() {
 		for i := range 100 {
-			if s, err := n.Get(testCtx(t), sessionID(i), true); err != nil || asInt(t, s.Attributes["n"]) != i {
+			if s, err := n.Get(testCtx(t), sessionID(i), true); err != nil || asInt(t, s.Attributes.value("n")) != i {
 				t.Fatalf("after node-1 crashed, get %s via %s: %v, %v", sessionID(i), n.Name(), s, err)
 			}
 		}

@@ -45,11 +45,11 @@ func checkNames(op *Op, lim limits) error {
 // than the limit: a put, or a patch that adds attributes (a patch of a
 // session stored under a higher limit may still change or remove some).
 func checkCount(op *Op, prev, next *Session, lim limits) error {
-	n := len(next.Attributes)
+	n := next.Attributes.Len()
 	if lim.maxAttributes <= 0 || n <= lim.maxAttributes {
 		return nil
 	}
-	if op.Kind == OpPatch && prev != nil && n <= len(prev.Attributes) {
+	if op.Kind == OpPatch && prev != nil && n <= prev.Attributes.Len() {
 		return nil
 	}
 	return fmt.Errorf("%w: %s would hold %d attributes, limit %d", ErrTooLarge, op.ID, n, lim.maxAttributes)

@@ -65,7 +65,7 @@ func TestLimitsRefuseWithClearErrorsAndChangeNothing(t *testing.T) {
 		})
 	}
 	s, err := n.Get(testCtx(t), id, true)
-	if err != nil || s.Version != 1 || len(s.Attributes) != 4 {
+	if err != nil || s.Version != 1 || s.Attributes.Len() != 4 {
 		t.Fatalf("after refused writes: %+v, %v; want v1 with 4 attributes", s, err)
 	}
 	// At the limits: a value MaxValueDepth deep replicates to the buddy
@@ -80,7 +80,7 @@ func TestLimitsRefuseWithClearErrorsAndChangeNothing(t *testing.T) {
 // A session stored under a higher attribute limit can still be patched
 // without growing.
 func TestAttributeLimitCountsGrowthOnly(t *testing.T) {
-	prev := &Session{ID: sessionID(41), Version: 1, Attributes: attrs(6)}
+	prev := &Session{ID: sessionID(41), Version: 1, Attributes: mustAttributes(attrs(6))}
 	lim := limits{maxAttributes: 4}
 	shrink := &Op{Kind: OpPatch, ID: prev.ID, Set: map[string]msgpack.RawMessage{"a0": {0xc2}}, Delete: []string{"a1"}}
 	if _, err := apply(shrink, prev, time.Now(), 1, "n", lim); err != nil {
@@ -208,7 +208,7 @@ const sessionAllocFactor = 96
 // attribute it returns must be exactly one msgpack value.
 func FuzzDecodeSession(f *testing.F) {
 	full, _ := msgpack.Marshal(&Session{ID: sessionID(1), Principal: "alice", Version: 3, Created: time.Unix(1, 0),
-		Attributes: map[string]msgpack.RawMessage{"cart": value(f, []any{"tea", 2}), "n": value(f, 1), "none": {0xc0}},
+		Attributes: mustAttributes(map[string]msgpack.RawMessage{"cart": value(f, []any{"tea", 2}), "n": value(f, 1), "none": {0xc0}}),
 		Recent:     []Applied{{Request: "r1", Version: 2, Hash: 99}, {Request: "r2", Version: 3}}})
 	f.Add(full)
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
@@ -224,10 +224,14 @@ func FuzzDecodeSession(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for name, v := range s.Attributes {
+		err = s.Attributes.Range(func(name string, v msgpack.RawMessage) bool {
 			if err := peer.CheckValue(v, peer.MaxDepth); err != nil {
 				t.Fatalf("decoded attribute %q is not one value: %v", name, err)
 			}
+			return true
+		})
+		if err != nil {
+			t.Fatalf("decoded attributes are not a map of names to values: %v", err)
 		}
 	})
 }
@@ -248,8 +252,8 @@ func TestDecodeSessionWorstCases(t *testing.T) {
 		var err error
 		n := allocated(func() { err = decodeBounded(tc.b, &s) })
 		t.Logf("%s: %d bytes allocated %d (%.1f×)", tc.name, len(tc.b), n, float64(n)/float64(len(tc.b)))
-		if err != nil || len(s.Attributes)+len(s.Recent) != 10000 {
-			t.Fatalf("%s: %v, %d attributes, %d records", tc.name, err, len(s.Attributes), len(s.Recent))
+		if err != nil || s.Attributes.Len()+len(s.Recent) != 10000 {
+			t.Fatalf("%s: %v, %d attributes, %d records", tc.name, err, s.Attributes.Len(), len(s.Recent))
 		}
 		if limit := uint64(sessionAllocFactor*len(tc.b) + fuzzAllocSlack); n > limit {
 			t.Fatalf("%s: %d bytes allocated %d, over the bound %d", tc.name, len(tc.b), n, limit)
@@ -303,7 +307,7 @@ func TestNilValuesSurviveTheWire(t *testing.T) {
 	}
 	for _, n := range []*testNode{primary, buddy} {
 		s := n.store.get(n.Table().Partition(id), id)
-		if s == nil || !bytes.Equal(s.Attributes["none"], []byte{0xc0}) || !bytes.Equal(s.Attributes["also"], []byte{0xc0}) {
+		if s == nil || !bytes.Equal(s.Attributes.value("none"), []byte{0xc0}) || !bytes.Equal(s.Attributes.value("also"), []byte{0xc0}) {
 			t.Fatalf("%s holds %+v", n.Name(), s)
 		}
 	}

@@ -264,7 +264,7 @@ func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
 	primary, _ := c.ownersOf(id)
 	tab := primary.Table()
 	p := tab.Partition(id)
-	old := &Session{ID: id, Version: 7, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}}
+	old := &Session{ID: id, Version: 7, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})}
 	push := func(distrusts bool) {
 		t.Helper()
 		body, err := msgpack.Marshal(pushRequest{From: "node-x", Partition: p, Sessions: []*Session{old}, Distrusts: distrusts, Leaving: true})
@@ -404,11 +404,11 @@ func TestAPushNotALeaversIsTakenOnlyFromThePrimaryByItsBuddy(t *testing.T) {
 			other = n
 		}
 	}
-	kept := &Session{ID: id, Version: 3, Attributes: map[string]msgpack.RawMessage{"v": value(t, "kept")}}
+	kept := &Session{ID: id, Version: 3, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "kept")})}
 	if _, _, err := buddy.store.putUnder(p, kept, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	newer := &Session{ID: id, Version: 9, Gen: 5, Attributes: map[string]msgpack.RawMessage{"v": value(t, "pushed")}}
+	newer := &Session{ID: id, Version: 9, Gen: 5, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "pushed")})}
 	push := func(to *testNode, from string) error {
 		t.Helper()
 		body, err := msgpack.Marshal(pushRequest{From: from, Partition: p, Sessions: []*Session{newer}, Floor: 5})
@@ -527,7 +527,7 @@ func TestAHandOffGivenUpIsRebuiltWithAFloor(t *testing.T) {
 	tab := primary.Table()
 	p := tab.Partition(id)
 	// The buddy holds a copy the primary lacks.
-	buddy.store.putIfNewer(p, &Session{ID: id, Version: 9, Attributes: map[string]msgpack.RawMessage{"v": value(t, "only on the buddy")}})
+	buddy.store.putIfNewer(p, &Session{ID: id, Version: 9, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "only on the buddy")})})
 	// The primary, declared dead, must take every partition over again,
 	// from a member that never held this one: its hand-off is given up.
 	primary.own.reconcile([]string{third.Name()}, true, primary.mono())
@@ -700,7 +700,7 @@ func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
 	c.viewAll(membersWithout(all))
 	c.settle(t, "x and y to take the partition back")
 	put(t, c.node(x), id, "v", "new")
-	if s := c.node(a).store.get(all.Partition(id), id); s == nil || asString(t, s.Attributes["v"]) != "old" {
+	if s := c.node(a).store.get(all.Partition(id), id); s == nil || asString(t, s.Attributes.value("v")) != "old" {
 		t.Fatalf("a's copy: %+v; want its old one still there", s)
 	}
 	// x and y fail at once: the partition is lost, and a owns it again.
@@ -712,7 +712,7 @@ func TestALostPartitionIsNotRebuiltFromOldCopies(t *testing.T) {
 	serving(c.node(a).Node)
 	s, err := c.node(a).Do(testCtx(t), &Op{Kind: OpGet, ID: id})
 	if err == nil {
-		t.Fatalf("a serves %s at v%d (%q) after the loss; want it gone, not rewound", id, s.Version, asString(t, s.Attributes["v"]))
+		t.Fatalf("a serves %s at v%d (%q) after the loss; want it gone, not rewound", id, s.Version, asString(t, s.Attributes.value("v")))
 	}
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get after the loss: %v; want not found", err)
@@ -910,7 +910,7 @@ func TestCopiesPulledFromAnUnvouchedSourceAreUnvouched(t *testing.T) {
 		owner, other := c.ownersOf(id)
 		p := owner.Table().Partition(id)
 		// other has an old copy; owner takes the partition over from it.
-		other.store.putIfNewer(p, &Session{ID: id, Version: 13, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}})
+		other.store.putIfNewer(p, &Session{ID: id, Version: 13, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
 		other.own.mu.Lock()
 		other.own.edit(func(s *ownState) { s.parts[p].unvouched, s.parts[p].held = tainted, false })
 		other.own.mu.Unlock()
@@ -981,7 +981,7 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 	c.viewAll(membersWithout(all))
 	c.settle(t, "x and y to take the partition back")
 	put(t, c.node(x), id, "v", "new")
-	if s := c.node(a).store.get(p, id); s == nil || asString(t, s.Attributes["v"]) != "old" {
+	if s := c.node(a).store.get(p, id); s == nil || asString(t, s.Attributes.value("v")) != "old" {
 		t.Fatalf("a's copy: %+v; want its old one still there", s)
 	}
 	// x and y crash and restart together: the new version is gone with
@@ -995,7 +995,7 @@ func TestRestartedOwnersDoNotTakeAPartitionFromAFormerOwnersOldCopies(t *testing
 		}
 		s, err := c.node(x).Do(testCtx(t), &Op{Kind: OpGet, ID: id})
 		if err == nil {
-			t.Fatalf("%s serves %s at v%d (%q) after both owners restarted; want it gone, not rewound", x, id, s.Version, asString(t, s.Attributes["v"]))
+			t.Fatalf("%s serves %s at v%d (%q) after both owners restarted; want it gone, not rewound", x, id, s.Version, asString(t, s.Attributes.value("v")))
 		}
 		return errors.Is(err, ErrNotFound)
 	})
@@ -1076,7 +1076,7 @@ func TestANewOwnerDoesNotMergeAFormerOwnersOldCopies(t *testing.T) {
 	})
 	s, err := c.node(x).Do(testCtx(t), &Op{Kind: OpGet, ID: id})
 	if err == nil {
-		t.Fatalf("%s serves %s at v%d (%q) after both owners restarted and the loss was reported; want it gone, not rewound", x, id, s.Version, asString(t, s.Attributes["v"]))
+		t.Fatalf("%s serves %s at v%d (%q) after both owners restarted and the loss was reported; want it gone, not rewound", x, id, s.Version, asString(t, s.Attributes.value("v")))
 	}
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get after the loss: %v; want not found", err)
@@ -1121,7 +1121,7 @@ func TestAHandOffWaitsForASourceOnTheRingOutOfReach(t *testing.T) {
 	if lost := x.Lost().Partitions; slices.Contains(lost, p) {
 		t.Fatalf("%s reports partition %d lost; its source held it throughout", x.Name(), p)
 	}
-	if s := x.store.get(p, id); s == nil || asString(t, s.Attributes["v"]) != "kept" {
+	if s := x.store.get(p, id); s == nil || asString(t, s.Attributes.value("v")) != "kept" {
 		t.Fatalf("%s holds %+v of %s after the hand-off; want v1 %q", x.Name(), s, id, "kept")
 	}
 }
@@ -1212,7 +1212,7 @@ func TestOwnersReturningInTheNextRingTakeThePartitionBack(t *testing.T) {
 	if slices.Contains(c.node(x).Lost().Partitions, p) {
 		t.Fatalf("%s reports partition %d lost; it held it when the ring took it away", x, p)
 	}
-	if s := c.node(x).store.get(p, id); s == nil || asString(t, s.Attributes["v"]) != "kept" {
+	if s := c.node(x).store.get(p, id); s == nil || asString(t, s.Attributes.value("v")) != "kept" {
 		t.Fatalf("%s holds %+v of %s after taking the partition back; want %q", x, s, id, "kept")
 	}
 }
@@ -1248,7 +1248,7 @@ func TestAReturningOwnerDoesNotRebuildALostPartitionFromItsOldCopies(t *testing.
 		t.Fatalf("%s reports lost %v; want partition %d, whose writers both left", x, c.node(x).Lost().Partitions, p)
 	}
 	if s := c.node(x).store.get(p, id); s != nil {
-		t.Fatalf("%s holds v%d %q of %s after the loss; want it gone, not rewound", x, s.Version, asString(t, s.Attributes["v"]), id)
+		t.Fatalf("%s holds v%d %q of %s after the loss; want it gone, not rewound", x, s.Version, asString(t, s.Attributes.value("v")), id)
 	}
 }
 
@@ -1383,7 +1383,7 @@ func TestATakeOverDropsTheNodesOwnCopiesFromAnEarlierOwnership(t *testing.T) {
 	// a still has a copy from when it last owned the partition; its owners
 	// have since lost it (or the session was deleted and its tombstone
 	// swept): neither holds any copy.
-	c.node(a).store.putIfNewer(p, &Session{ID: id, Version: 3, Attributes: map[string]msgpack.RawMessage{"v": value(t, "old")}})
+	c.node(a).store.putIfNewer(p, &Session{ID: id, Version: 3, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
 	if c.node(x).store.get(p, id) != nil || c.node(y).store.get(p, id) != nil {
 		t.Fatal("an owner holds a copy of the session")
 	}

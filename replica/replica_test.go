@@ -30,8 +30,8 @@ func TestWritesThroughAnyNodeReadBackThroughEveryNode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get %s via %s: %v", id, n.Name(), err)
 			}
-			if s.Version != want[id] || s.Version != 2 || asInt(t, s.Attributes["n"]) != i*10 {
-				t.Fatalf("get %s via %s: v%d %v, want v2 n=%d", id, n.Name(), s.Version, decode(t, s.Attributes["n"]), i*10)
+			if s.Version != want[id] || s.Version != 2 || asInt(t, s.Attributes.value("n")) != i*10 {
+				t.Fatalf("get %s via %s: v%d %v, want v2 n=%d", id, n.Name(), s.Version, decode(t, s.Attributes.value("n")), i*10)
 			}
 		}
 	}
@@ -111,8 +111,8 @@ func TestConditionalPutAndConcurrentPatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Attributes) != 41 || got.Version != s2.Version+40 {
-		t.Fatalf("after 40 patches: %d attributes at v%d, want 41 at v%d", len(got.Attributes), got.Version, s2.Version+40)
+	if got.Attributes.Len() != 41 || got.Version != s2.Version+40 {
+		t.Fatalf("after 40 patches: %d attributes at v%d, want 41 at v%d", got.Attributes.Len(), got.Version, s2.Version+40)
 	}
 }
 
@@ -134,8 +134,8 @@ func TestMergePatchDeleteAndNotFound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cart := decode(t, s.Attributes["cart"]).(map[string]any)
-	if len(cart) != 2 || cart["plum"] == nil || cart["pear"] != nil || s.Attributes["theme"] != nil {
+	cart := decode(t, s.Attributes.value("cart")).(map[string]any)
+	if len(cart) != 2 || cart["plum"] == nil || cart["pear"] != nil || s.Attributes.value("theme") != nil {
 		t.Fatalf("after merge patch: cart %v, attributes %v", cart, s.Attributes)
 	}
 	if _, err := n.Do(testCtx(t), &Op{Kind: OpDelete, ID: id}); err != nil {
@@ -180,7 +180,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		})
 	}
 	s, err := n.Get(testCtx(t), id, true)
-	if err != nil || s.Version != 1 || len(s.Attributes) != 1 {
+	if err != nil || s.Version != 1 || s.Attributes.Len() != 1 {
 		t.Fatalf("after bad input: %+v, %v; want v1 untouched", s, err)
 	}
 }
@@ -215,7 +215,7 @@ func TestReadsFallBackToTheBuddy(t *testing.T) {
 		}
 		for i := range 200 {
 			s, err := n.Get(testCtx(t), sessionID(i), true)
-			if err != nil || decode(t, s.Attributes["n"]) == nil {
+			if err != nil || decode(t, s.Attributes.value("n")) == nil {
 				t.Fatalf("get %s via %s with %s cut off: %v", sessionID(i), n.Name(), cut.Name(), err)
 			}
 		}
@@ -695,7 +695,7 @@ func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
 	}
 	for _, n := range []*testNode{primary, buddy} {
 		got := n.store.get(p, id)
-		if got.Version != 3 || asInt(t, got.Attributes["n"]) != 2 || asInt(t, got.Attributes["m"]) != 3 {
+		if got.Version != 3 || asInt(t, got.Attributes.value("n")) != 2 || asInt(t, got.Attributes.value("m")) != 3 {
 			t.Fatalf("%s holds v%d %v, want v3 n=2 m=3", n.Name(), got.Version, got.Attributes)
 		}
 	}
@@ -713,4 +713,20 @@ func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
 	if got := primary.stats.BuddyCopiesAdopted.Load(); got != 2 {
 		t.Fatalf("buddy copies adopted: %d, want 2", got)
 	}
+}
+
+// mustAttributes encodes m as a session's attributes, panicking on the
+// error a test's own literal cannot have.
+func mustAttributes(m map[string]msgpack.RawMessage) Attributes {
+	a, err := EncodeAttributes(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// value returns attribute name's encoded value, nil without one.
+func (a Attributes) value(name string) msgpack.RawMessage {
+	v, _ := a.Get(name)
+	return v
 }

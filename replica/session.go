@@ -16,8 +16,9 @@ type Session struct {
 	ID string `msgpack:"id"`
 	// Principal is the user the session belongs to, if any.
 	Principal string `msgpack:"pr,omitempty"`
-	// Attributes maps names to msgpack-encoded values.
-	Attributes map[string]msgpack.RawMessage `msgpack:"at,omitempty"`
+	// Attributes maps names to msgpack-encoded values, kept encoded
+	// (Attributes' doc says why).
+	Attributes Attributes `msgpack:"at,omitempty"`
 	// Version grows by one with every write, deletes included.
 	Version uint64 `msgpack:"v"`
 	// Created is when the session was first written.
@@ -59,15 +60,10 @@ type Session struct {
 	Forgot uint64 `msgpack:"fg,omitempty"`
 }
 
-// DecodeMsgpack decodes a session as its fields' tags say, then restores
-// the nil attribute values msgpack's decoder drops (restoreNils).
+// DecodeMsgpack decodes a session as its fields' tags say.
 func (s *Session) DecodeMsgpack(dec *msgpack.Decoder) error {
 	type plain Session // the same fields, without this method
-	if err := dec.Decode((*plain)(s)); err != nil {
-		return err
-	}
-	restoreNils(s.Attributes)
-	return nil
+	return dec.Decode((*plain)(s))
 }
 
 // restoreNils gives back the values msgpack's decoder turns into empty

@@ -33,11 +33,7 @@ func (s *Session) EncodeMsgpack(enc *msgpack.Encoder) error {
 	}
 	if len(s.Attributes) > 0 {
 		w.key("at")
-		w.mapLen(len(s.Attributes))
-		for name, value := range s.Attributes {
-			w.do(enc.EncodeString(name))
-			w.do(value.EncodeMsgpack(enc))
-		}
+		w.do(s.Attributes.EncodeMsgpack(enc))
 	}
 	w.uint("v", s.Version)
 	w.time("c", s.Created)

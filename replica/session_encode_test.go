@@ -67,19 +67,15 @@ func randomSession(rng *rand.Rand) *Session {
 	if rng.IntN(4) == 0 {
 		s.IdleTimeout = -time.Duration(rng.Int64N(math.MaxInt64))
 	}
+	attrs := map[string]msgpack.RawMessage{}
 	for range rng.IntN(3) {
-		if s.Attributes == nil {
-			s.Attributes = map[string]msgpack.RawMessage{}
-		}
 		v, _ := msgpack.Marshal(map[string]any{"n": rng.Int64(), "s": str()})
 		if rng.IntN(3) == 0 {
 			v = msgpack.RawMessage{0xc0}
 		}
-		s.Attributes[str()+string(rune('a'+rng.IntN(26)))] = v
+		attrs[str()+string(rune('a'+rng.IntN(26)))] = v
 	}
-	if rng.IntN(4) == 0 {
-		s.Attributes = map[string]msgpack.RawMessage{} // empty, not nil: left out as nil is
-	}
+	s.Attributes = mustAttributes(attrs)
 	for range rng.IntN(10) {
 		s.Recent = append(s.Recent, Applied{Request: str(), Version: num(), Hash: num(), At: num()})
 	}
@@ -87,14 +83,14 @@ func randomSession(rng *rand.Rand) *Session {
 }
 
 // Session.EncodeMsgpack writes what msgpack's reflection writes from the
-// fields' tags, byte for byte (with at most one attribute, whose map has
-// one order), and what it writes decodes to the same session.
+// fields' tags, byte for byte, and what it writes decodes to the same
+// session.
 func TestSessionEncodingMatchesReflection(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 3000 {
 		s := randomSession(rng)
 		own, ref := ownEncoded(t, s), reflectEncoded(t, s)
-		if len(s.Attributes) <= 1 && !bytes.Equal(own, ref) {
+		if !bytes.Equal(own, ref) {
 			t.Fatalf("session %d %+v:\n own % x\n ref % x", i, s, own, ref)
 		}
 		var fromOwn, fromRef Session

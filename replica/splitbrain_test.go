@@ -80,7 +80,7 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 			}
 			// The majority reached v3 (before + 2 writes); the minority v2.
 			var side string
-			if err := msgpack.Unmarshal(s.Attributes["side"], &side); err != nil || s.Version != 3 || side != "majority-2" {
+			if err := msgpack.Unmarshal(s.Attributes.value("side"), &side); err != nil || s.Version != 3 || side != "majority-2" {
 				t.Fatalf("%s via %s after heal: v%d %q, want v3 majority-2", sessionID(i), n.Name(), s.Version, side)
 			}
 		}
@@ -95,7 +95,7 @@ func TestSplitBrainHealsDeterministically(t *testing.T) {
 	for _, n := range []*testNode{a, b, x} {
 		s, err := n.Get(testCtx(t), sessionID(contested), true)
 		var side string
-		_ = msgpack.Unmarshal(s.Attributes["side"], &side)
+		_ = msgpack.Unmarshal(s.Attributes.value("side"), &side)
 		if err != nil || s.Version != 2 || side != "minority" {
 			t.Fatalf("contested session via %s: v%d %q %v, want v2 minority", n.Name(), s.Version, side, err)
 		}
@@ -314,7 +314,7 @@ func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
 			t.Fatalf("get via %s after the thaw: %v", n.Name(), err)
 		}
 		var side string
-		if err := msgpack.Unmarshal(s.Attributes["side"], &side); err != nil || side != "after" {
+		if err := msgpack.Unmarshal(s.Attributes.value("side"), &side); err != nil || side != "after" {
 			t.Fatalf("via %s after the thaw: v%d %q; want the write acknowledged after the loss", n.Name(), s.Version, side)
 		}
 		if s, err := n.Get(testCtx(t), untouched, true); !errors.Is(err, ErrNotFound) {

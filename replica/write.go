@@ -239,7 +239,11 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 			return nil, fmt.Errorf("%w: %s already exists at version %d", ErrConflict, op.ID, prev.Version)
 		}
 		next.Principal = op.Principal
-		next.Attributes = op.Attributes
+		attrs, err := EncodeAttributes(op.Attributes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: attributes of %s: %v", ErrInvalid, op.ID, err)
+		}
+		next.Attributes = attrs
 		next.Created = now
 		if exists {
 			next.Created = prev.Created
@@ -316,12 +320,12 @@ func pick(v, def time.Duration) time.Duration {
 	return v
 }
 
-// patchAttributes returns a new attribute map: prev with op's sets, merges
+// patchAttributes returns new attributes: prev with op's sets, merges
 // and deletes applied. prev is not changed.
-func patchAttributes(prev map[string]msgpack.RawMessage, op *Op) (map[string]msgpack.RawMessage, error) {
-	out := maps.Clone(prev)
-	if out == nil {
-		out = map[string]msgpack.RawMessage{}
+func patchAttributes(prev Attributes, op *Op) (Attributes, error) {
+	out, err := prev.Map()
+	if err != nil {
+		return nil, fmt.Errorf("attributes of %s: %w", op.ID, err)
 	}
 	for name, v := range op.Set {
 		out[name] = v
@@ -340,7 +344,7 @@ func patchAttributes(prev map[string]msgpack.RawMessage, op *Op) (map[string]msg
 	for _, name := range op.Delete {
 		delete(out, name)
 	}
-	return out, nil
+	return EncodeAttributes(out)
 }
 
 // mergeValue applies an RFC 7396 merge patch to an encoded value and returns
