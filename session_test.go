@@ -59,11 +59,7 @@ func TestEngineTypesConvert(t *testing.T) {
 		}
 	}
 	at := time.Unix(1_700_000_000, 0)
-	attrs, err := replica.EncodeAttributes(op.Attributes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sessionOf(&replica.Session{ID: op.ID, Principal: "alice", Attributes: attrs, Version: 7, Created: at,
+	s, err := sessionOf(&replica.Session{ID: op.ID, Principal: "alice", Attributes: replica.EncodeAttributes(op.Attributes), Version: 7, Created: at,
 		LastAccess: at.Add(time.Second), IdleTimeout: time.Minute, Deadline: at.Add(time.Hour), Stamp: 9, Writer: "n1"})
 	if err != nil || !bytes.Equal(s.Attributes["a"], op.Attributes["a"]) {
 		t.Fatalf("sessionOf: %v, attributes %v, want %v", err, s.Attributes, op.Attributes)

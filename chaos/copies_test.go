@@ -19,14 +19,14 @@ func TestCopyAnswerReadsTheWorkloadsAttributes(t *testing.T) {
 		return b
 	}
 	op := copyAnswer(Op{Outcome: Indeterminate, Error: "earlier try"}, &replica.Session{Version: 7,
-		Attributes: attributes(t, map[string]msgpack.RawMessage{"put": enc("c1-5"), "patch": enc("c2-9")})})
+		Attributes: replica.EncodeAttributes(map[string]msgpack.RawMessage{"put": enc("c1-5"), "patch": enc("c2-9")})})
 	if op.Outcome != OK || op.Version != 7 || op.Put != "c1-5" || op.Patch != "c2-9" || op.Error != "" {
 		t.Fatalf("copy answered as %+v", op)
 	}
 	if op := copyAnswer(Op{}, nil); op.Outcome != NotFound {
 		t.Fatalf("no copy answered as %+v", op)
 	}
-	if op := copyAnswer(Op{}, &replica.Session{Version: 1, Attributes: attributes(t, map[string]msgpack.RawMessage{"put": {0xc1}})}); op.Outcome != Invalid {
+	if op := copyAnswer(Op{}, &replica.Session{Version: 1, Attributes: replica.EncodeAttributes(map[string]msgpack.RawMessage{"put": {0xc1}})}); op.Outcome != Invalid {
 		t.Fatalf("an undecodable attribute answered as %+v", op)
 	}
 }
@@ -54,14 +54,4 @@ func TestRingsDifferComparesOwnersNotEpochs(t *testing.T) {
 	if why := ringsDiffer(nodes, []*ring.Table{table(3, all), table(3, members("n1", "n2"))}); !strings.Contains(why, "members") {
 		t.Fatalf("different members: %q", why)
 	}
-}
-
-// attributes encodes m as a copy's attributes.
-func attributes(t *testing.T, m map[string]msgpack.RawMessage) replica.Attributes {
-	t.Helper()
-	a, err := replica.EncodeAttributes(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

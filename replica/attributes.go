@@ -30,39 +30,63 @@ type Attributes []byte
 // errAttributesShape says bytes are not a map of names to values.
 var errAttributesShape = errors.New("attributes are not a msgpack map of string names to values")
 
-// EncodeAttributes encodes m, names sorted. An empty or nil m is no
-// attributes. A value must be one whole msgpack value; an empty value
-// (which msgpack's decoder makes of nil) is stored as nil.
-func EncodeAttributes(m map[string]msgpack.RawMessage) (Attributes, error) {
+// EncodeAttributes encodes m, names sorted, into a slice of exactly its
+// size. An empty or nil m is no attributes. A value must be one whole
+// msgpack value; an empty value (which msgpack's decoder makes of nil) is
+// stored as nil.
+func EncodeAttributes(m map[string]msgpack.RawMessage) Attributes {
 	if len(m) == 0 {
-		return nil, nil
+		return nil
 	}
 	names := make([]string, 0, len(m))
-	size := 5
+	size := headerLen(len(m), 15)
 	for name, v := range m {
 		names = append(names, name)
-		size += 5 + len(name) + max(1, len(v))
+		size += headerLen(len(name), 31) + len(name) + max(1, len(v))
 	}
 	slices.Sort(names)
-	var buf bytes.Buffer
-	buf.Grow(size)
-	enc := msgpack.NewEncoder(&buf)
-	if err := enc.EncodeMapLen(len(names)); err != nil {
-		return nil, err
-	}
+	out := make([]byte, 0, size)
+	out = appendHeader(out, len(names), 15, msgpcode.FixedMapLow, 0, msgpcode.Map16, msgpcode.Map32)
 	for _, name := range names {
-		if err := enc.EncodeString(name); err != nil {
-			return nil, err
-		}
-		v := m[name]
-		if len(v) == 0 {
-			v = msgpack.RawMessage{msgpcode.Nil}
-		}
-		if err := v.EncodeMsgpack(enc); err != nil {
-			return nil, fmt.Errorf("attribute %q: %w", name, err)
+		out = appendHeader(out, len(name), 31, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
+		out = append(out, name...)
+		if v := m[name]; len(v) > 0 {
+			out = append(out, v...)
+		} else {
+			out = append(out, msgpcode.Nil)
 		}
 	}
-	return Attributes(buf.Bytes()), nil
+	return Attributes(out)
+}
+
+// headerLen is the bytes of the msgpack header of a map or a string of n
+// entries or bytes, whose fixed form holds up to fixMax (a map has no
+// 8-bit form; a string of up to 255 bytes has one).
+func headerLen(n, fixMax int) int {
+	switch {
+	case n <= fixMax:
+		return 1
+	case n <= 255 && fixMax == 31:
+		return 2
+	case n <= 65535:
+		return 3
+	}
+	return 5
+}
+
+// appendHeader appends the msgpack header of a map or a string of n
+// entries or bytes: the fixed form (fixLow | n) up to fixMax, else the
+// 8-bit form (code8, strings only), the 16-bit or the 32-bit one.
+func appendHeader(b []byte, n, fixMax int, fixLow, code8, code16, code32 byte) []byte {
+	switch {
+	case n <= fixMax:
+		return append(b, fixLow|byte(n))
+	case n <= 255 && code8 != 0:
+		return append(b, code8, byte(n))
+	case n <= 65535:
+		return binary.BigEndian.AppendUint16(append(b, code16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, code32), uint32(n))
 }
 
 // Len returns how many attributes there are, from the map's header.
@@ -173,8 +197,10 @@ func (a Attributes) EncodeMsgpack(enc *msgpack.Encoder) error {
 
 // DecodeMsgpack takes the next value whole, as received, and checks it
 // is a map of string names to whole values (nil and an empty map are no
-// attributes). The bytes are copied into a slice of their own size, so a
-// stored copy holds nothing of the frame it came in.
+// attributes). The bytes are the decoder's own copy, not the frame's,
+// copied again into a slice of their size when the decoder's buffer grew
+// well past them, so a stored copy holds nothing of the frame it came in
+// and little spare room.
 func (a *Attributes) DecodeMsgpack(dec *msgpack.Decoder) error {
 	raw, err := dec.DecodeRaw()
 	if err != nil {
@@ -184,7 +210,10 @@ func (a *Attributes) DecodeMsgpack(dec *msgpack.Decoder) error {
 		*a = nil
 		return nil
 	}
-	got := Attributes(slices.Clip(bytes.Clone(raw)))
+	got := Attributes(raw)
+	if cap(raw) > len(raw)+len(raw)/8 { // the decoder's buffer grew past them: keep a slice of their size
+		got = Attributes(slices.Clip(bytes.Clone(raw)))
+	}
 	if err := got.Range(func(string, msgpack.RawMessage) bool { return true }); err != nil {
 		return err
 	}

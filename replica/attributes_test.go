@@ -3,6 +3,8 @@ package replica
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -14,11 +16,8 @@ import (
 // time, or by name; nil values and the empty map kept apart from none.
 func TestAttributesRoundTrip(t *testing.T) {
 	m := map[string]msgpack.RawMessage{"z": {0x01}, "a": {0xa1, 'x'}, "none": {0xc0}, "empty": nil}
-	a, err := EncodeAttributes(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, _ := EncodeAttributes(map[string]msgpack.RawMessage{"none": {0xc0}, "empty": {0xc0}, "a": {0xa1, 'x'}, "z": {0x01}})
+	a := EncodeAttributes(m)
+	again := EncodeAttributes(map[string]msgpack.RawMessage{"none": {0xc0}, "empty": {0xc0}, "a": {0xa1, 'x'}, "z": {0x01}})
 	if !bytes.Equal(a, again) {
 		t.Fatalf("equal maps encode differently:\n% x\n% x", a, again)
 	}
@@ -43,17 +42,37 @@ func TestAttributesRoundTrip(t *testing.T) {
 		t.Fatal("Get found an attribute that is not there")
 	}
 	for _, none := range []map[string]msgpack.RawMessage{nil, {}} {
-		if a, err := EncodeAttributes(none); err != nil || a != nil || a.Len() != 0 {
-			t.Fatalf("no attributes encode as % x, %v", a, err)
+		if a := EncodeAttributes(none); a != nil || a.Len() != 0 {
+			t.Fatalf("no attributes encode as % x", a)
 		}
 	}
-	// A map of sixteen names or more has a longer header.
-	big := map[string]msgpack.RawMessage{}
-	for i := range 70000 {
-		big[string(rune('a'+i%26))+string(rune(0x4e00+i))] = msgpack.RawMessage{0x01}
-	}
-	if b, _ := EncodeAttributes(big); b.Len() != len(big) {
-		t.Fatalf("Len of %d attributes = %d", len(big), b.Len())
+}
+
+// Every header form of the map and of its names encodes as msgpack's
+// decoder reads it, in a slice of exactly the encoding's size.
+func TestAttributesEncodeEveryHeaderForm(t *testing.T) {
+	for _, entries := range []int{1, 15, 16, 65535, 65536} {
+		for _, nameLen := range []int{1, 31, 32, 255, 256, 65535, 65536} {
+			if entries > 16 && nameLen > 32 {
+				continue // enough bytes already
+			}
+			m := map[string]msgpack.RawMessage{}
+			for i := range entries {
+				name := fmt.Sprintf("%0*d", nameLen, i)
+				m[name] = msgpack.RawMessage{byte(i % 100)}
+			}
+			a := EncodeAttributes(m)
+			if len(a) != cap(a) {
+				t.Fatalf("%d names of %d bytes: %d bytes in a slice of %d", entries, nameLen, len(a), cap(a))
+			}
+			var back map[string]msgpack.RawMessage
+			if err := msgpack.Unmarshal(a, &back); err != nil || !maps.EqualFunc(back, m, func(x, y msgpack.RawMessage) bool { return bytes.Equal(x, y) }) {
+				t.Fatalf("%d names of %d bytes: decoded to %d entries, %v", entries, nameLen, len(back), err)
+			}
+			if a.Len() != entries {
+				t.Fatalf("%d names of %d bytes: Len = %d", entries, nameLen, a.Len())
+			}
+		}
 	}
 }
 
@@ -61,7 +80,7 @@ func TestAttributesRoundTrip(t *testing.T) {
 // not a map of string names to whole values; nil and the empty map are
 // no attributes.
 func TestAttributesDecodeChecksTheirShape(t *testing.T) {
-	good, _ := EncodeAttributes(map[string]msgpack.RawMessage{"n": {0x07}})
+	good := EncodeAttributes(map[string]msgpack.RawMessage{"n": {0x07}})
 	for _, tc := range []struct {
 		name string
 		b    []byte

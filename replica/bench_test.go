@@ -100,7 +100,7 @@ func BenchmarkGate(b *testing.B) {
 // BenchmarkStore measures the store's get and put of a 1 KiB session.
 func BenchmarkStore(b *testing.B) {
 	s := newStore(ring.DefaultPartitions)
-	sess := &Session{ID: "0123456789abcdefghij", Version: 1, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": kibValue()})}
+	sess := &Session{ID: "0123456789abcdefghij", Version: 1, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": kibValue()})}
 	s.putIfNewer(3, sess)
 	b.Run("get", func(b *testing.B) {
 		for b.Loop() {
@@ -174,7 +174,7 @@ func BenchmarkReplicatedWrite(b *testing.B) {
 // bounded decoding, as the peer wire carries it.
 func BenchmarkSessionCodec(b *testing.B) {
 	sess := &Session{ID: "0123456789abcdefghij", Principal: "alice", Version: 7,
-		Attributes: mustAttributes(map[string]msgpack.RawMessage{"cart": append([]byte{0xc5, 0x04, 0x00}, make([]byte, 1024)...)}),
+		Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"cart": append([]byte{0xc5, 0x04, 0x00}, make([]byte, 1024)...)}),
 		Created:    time.Unix(1, 0), LastAccess: time.Unix(2, 0), IdleTimeout: time.Hour}
 	enc, err := msgpack.Marshal(sess)
 	if err != nil {

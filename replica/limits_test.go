@@ -80,7 +80,7 @@ func TestLimitsRefuseWithClearErrorsAndChangeNothing(t *testing.T) {
 // A session stored under a higher attribute limit can still be patched
 // without growing.
 func TestAttributeLimitCountsGrowthOnly(t *testing.T) {
-	prev := &Session{ID: sessionID(41), Version: 1, Attributes: mustAttributes(attrs(6))}
+	prev := &Session{ID: sessionID(41), Version: 1, Attributes: EncodeAttributes(attrs(6))}
 	lim := limits{maxAttributes: 4}
 	shrink := &Op{Kind: OpPatch, ID: prev.ID, Set: map[string]msgpack.RawMessage{"a0": {0xc2}}, Delete: []string{"a1"}}
 	if _, err := apply(shrink, prev, time.Now(), 1, "n", lim); err != nil {
@@ -208,7 +208,7 @@ const sessionAllocFactor = 96
 // attribute it returns must be exactly one msgpack value.
 func FuzzDecodeSession(f *testing.F) {
 	full, _ := msgpack.Marshal(&Session{ID: sessionID(1), Principal: "alice", Version: 3, Created: time.Unix(1, 0),
-		Attributes: mustAttributes(map[string]msgpack.RawMessage{"cart": value(f, []any{"tea", 2}), "n": value(f, 1), "none": {0xc0}}),
+		Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"cart": value(f, []any{"tea", 2}), "n": value(f, 1), "none": {0xc0}}),
 		Recent:     []Applied{{Request: "r1", Version: 2, Hash: 99}, {Request: "r2", Version: 3}}})
 	f.Add(full)
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})

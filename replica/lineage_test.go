@@ -264,7 +264,7 @@ func TestAPushOfDistrustedCopiesIsRefused(t *testing.T) {
 	primary, _ := c.ownersOf(id)
 	tab := primary.Table()
 	p := tab.Partition(id)
-	old := &Session{ID: id, Version: 7, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})}
+	old := &Session{ID: id, Version: 7, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})}
 	push := func(distrusts bool) {
 		t.Helper()
 		body, err := msgpack.Marshal(pushRequest{From: "node-x", Partition: p, Sessions: []*Session{old}, Distrusts: distrusts, Leaving: true})
@@ -404,11 +404,11 @@ func TestAPushNotALeaversIsTakenOnlyFromThePrimaryByItsBuddy(t *testing.T) {
 			other = n
 		}
 	}
-	kept := &Session{ID: id, Version: 3, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "kept")})}
+	kept := &Session{ID: id, Version: 3, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "kept")})}
 	if _, _, err := buddy.store.putUnder(p, kept, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	newer := &Session{ID: id, Version: 9, Gen: 5, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "pushed")})}
+	newer := &Session{ID: id, Version: 9, Gen: 5, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "pushed")})}
 	push := func(to *testNode, from string) error {
 		t.Helper()
 		body, err := msgpack.Marshal(pushRequest{From: from, Partition: p, Sessions: []*Session{newer}, Floor: 5})
@@ -527,7 +527,7 @@ func TestAHandOffGivenUpIsRebuiltWithAFloor(t *testing.T) {
 	tab := primary.Table()
 	p := tab.Partition(id)
 	// The buddy holds a copy the primary lacks.
-	buddy.store.putIfNewer(p, &Session{ID: id, Version: 9, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "only on the buddy")})})
+	buddy.store.putIfNewer(p, &Session{ID: id, Version: 9, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "only on the buddy")})})
 	// The primary, declared dead, must take every partition over again,
 	// from a member that never held this one: its hand-off is given up.
 	primary.own.reconcile([]string{third.Name()}, true, primary.mono())
@@ -910,7 +910,7 @@ func TestCopiesPulledFromAnUnvouchedSourceAreUnvouched(t *testing.T) {
 		owner, other := c.ownersOf(id)
 		p := owner.Table().Partition(id)
 		// other has an old copy; owner takes the partition over from it.
-		other.store.putIfNewer(p, &Session{ID: id, Version: 13, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
+		other.store.putIfNewer(p, &Session{ID: id, Version: 13, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
 		other.own.mu.Lock()
 		other.own.edit(func(s *ownState) { s.parts[p].unvouched, s.parts[p].held = tainted, false })
 		other.own.mu.Unlock()
@@ -1383,7 +1383,7 @@ func TestATakeOverDropsTheNodesOwnCopiesFromAnEarlierOwnership(t *testing.T) {
 	// a still has a copy from when it last owned the partition; its owners
 	// have since lost it (or the session was deleted and its tombstone
 	// swept): neither holds any copy.
-	c.node(a).store.putIfNewer(p, &Session{ID: id, Version: 3, Attributes: mustAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
+	c.node(a).store.putIfNewer(p, &Session{ID: id, Version: 3, Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"v": value(t, "old")})})
 	if c.node(x).store.get(p, id) != nil || c.node(y).store.get(p, id) != nil {
 		t.Fatal("an owner holds a copy of the session")
 	}

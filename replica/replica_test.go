@@ -715,16 +715,6 @@ func TestAWriteWhoseAcknowledgementWasLostIsAdoptedFromTheBuddy(t *testing.T) {
 	}
 }
 
-// mustAttributes encodes m as a session's attributes, panicking on the
-// error a test's own literal cannot have.
-func mustAttributes(m map[string]msgpack.RawMessage) Attributes {
-	a, err := EncodeAttributes(m)
-	if err != nil {
-		panic(err)
-	}
-	return a
-}
-
 // value returns attribute name's encoded value, nil without one.
 func (a Attributes) value(name string) msgpack.RawMessage {
 	v, _ := a.Get(name)

@@ -75,7 +75,7 @@ func randomSession(rng *rand.Rand) *Session {
 		}
 		attrs[str()+string(rune('a'+rng.IntN(26)))] = v
 	}
-	s.Attributes = mustAttributes(attrs)
+	s.Attributes = EncodeAttributes(attrs)
 	for range rng.IntN(10) {
 		s.Recent = append(s.Recent, Applied{Request: str(), Version: num(), Hash: num(), At: num()})
 	}

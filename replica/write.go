@@ -239,11 +239,7 @@ func apply(op *Op, prev *Session, now time.Time, stamp uint64, writer string, li
 			return nil, fmt.Errorf("%w: %s already exists at version %d", ErrConflict, op.ID, prev.Version)
 		}
 		next.Principal = op.Principal
-		attrs, err := EncodeAttributes(op.Attributes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: attributes of %s: %v", ErrInvalid, op.ID, err)
-		}
-		next.Attributes = attrs
+		next.Attributes = EncodeAttributes(op.Attributes)
 		next.Created = now
 		if exists {
 			next.Created = prev.Created
@@ -344,7 +340,7 @@ func patchAttributes(prev Attributes, op *Op) (Attributes, error) {
 	for _, name := range op.Delete {
 		delete(out, name)
 	}
-	return EncodeAttributes(out)
+	return EncodeAttributes(out), nil
 }
 
 // mergeValue applies an RFC 7396 merge patch to an encoded value and returns
