@@ -60,12 +60,6 @@ type Session struct {
 	Forgot uint64 `msgpack:"fg,omitempty"`
 }
 
-// DecodeMsgpack decodes a session as its fields' tags say.
-func (s *Session) DecodeMsgpack(dec *msgpack.Decoder) error {
-	type plain Session // the same fields, without this method
-	return dec.Decode((*plain)(s))
-}
-
 // restoreNils gives back the values msgpack's decoder turns into empty
 // RawMessages: decoding into a map of RawMessage, it stores a nil value
 // (0xc0) as no bytes at all, which is not a msgpack value and would make

@@ -1,9 +1,11 @@
 package replica
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // EncodeMsgpack encodes a session as msgpack's reflection does from its
@@ -13,8 +15,7 @@ import (
 // every read and every replica encodes a session, and that was the
 // largest share of a node's time spent encoding replies
 // (docs/BENCHMARKS.md, the profiles). The bytes decode to the same
-// session (TestSessionEncodingMatchesReflection); DecodeMsgpack reads
-// them by reflection.
+// session (TestSessionEncodingMatchesReflection).
 func (s *Session) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if s == nil {
 		return enc.EncodeNil()
@@ -71,6 +72,191 @@ func (s *Session) EncodeMsgpack(enc *msgpack.Encoder) error {
 		w.uint("fg", s.Forgot)
 	}
 	return w.err
+}
+
+// DecodeMsgpack decodes a session as msgpack's reflection decodes one from
+// its fields' tags, without reflection: a map of field names (unknown
+// ones skipped, a nil value leaving its field zero), an array of the
+// fields in order, or nil. Every
+// replicated write and every reply to a client decodes a session, and
+// reflection was half of decoding one. TestSessionDecodingMatchesReflection
+// and FuzzSessionDecodingMatchesReflection hold it to reflection's result.
+// Like msgpack's decoder it trusts lengths: decode untrusted bytes behind
+// decodeBounded.
+func (s *Session) DecodeMsgpack(dec *msgpack.Decoder) error {
+	*s = Session{}
+	return decodeFields(dec, sessionTags[:], s)
+}
+
+// sessionTags are Session's field tags in the order of its fields, as an
+// array encoding holds them.
+var sessionTags = [...]string{"id", "pr", "at", "v", "c", "la", "it", "dl", "hlc", "w", "rq", "del", "gn", "fg"}
+
+// appliedTags are Applied's field tags in the order of its fields.
+var appliedTags = [...]string{"r", "v", "h", "at"}
+
+// fieldDecoder is a struct DecodeMsgpack decodes field by field
+// (decodeFields).
+type fieldDecoder interface {
+	// decodeField decodes the value of the field tagged tag, not nil; an
+	// unknown field's tag is "".
+	decodeField(dec *msgpack.Decoder, tag string) error
+}
+
+// decodeFields decodes a struct as msgpack's reflection does: a map of
+// field names, or an array of exactly the fields in order (tags; an
+// empty array is the zero struct), or nil.
+// Each value not nil goes to into.decodeField; a nil value leaves its
+// field zero. Names are read into a buffer and matched against tags, so
+// decoding a name allocates nothing.
+func decodeFields(dec *msgpack.Decoder, tags []string, into fieldDecoder) error {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return err
+	}
+	asArray := msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32
+	var n int
+	if asArray {
+		n, err = dec.DecodeArrayLen()
+	} else {
+		n, err = dec.DecodeMapLen()
+	}
+	if err != nil {
+		return err
+	}
+	if asArray && n > 0 && n != len(tags) {
+		return fmt.Errorf("msgpack: an array of %d fields for a struct of %d", n, len(tags))
+	}
+	var buf [8]byte // longer than every tag
+	for i := range max(n, 0) {
+		var tag string
+		if asArray {
+			tag = tags[i]
+		} else if tag, err = fieldTag(dec, tags, buf[:]); err != nil {
+			return err
+		}
+		if isNil, err := skipNil(dec); err != nil || isNil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := into.decodeField(dec, tag); err != nil {
+			return fmt.Errorf("msgpack: field %q: %w", tag, err)
+		}
+	}
+	return nil
+}
+
+// fieldTag reads a field's name (a string, or bytes, as msgpack's
+// reflection reads one) and returns the tag among tags it names, or ""
+// for none. buf holds the name when it is no longer than buf; a longer
+// one names no tag.
+func fieldTag(dec *msgpack.Decoder, tags []string, buf []byte) (string, error) {
+	n, err := dec.DecodeBytesLen()
+	if err != nil || n <= 0 {
+		return "", err
+	}
+	if n > len(buf) { // longer than every tag: read past it
+		for n > 0 {
+			chunk := min(n, len(buf))
+			if err := dec.ReadFull(buf[:chunk]); err != nil {
+				return "", err
+			}
+			n -= chunk
+		}
+		return "", nil
+	}
+	if err := dec.ReadFull(buf[:n]); err != nil {
+		return "", err
+	}
+	for _, tag := range tags {
+		if string(buf[:n]) == tag {
+			return tag, nil
+		}
+	}
+	return "", nil
+}
+
+// decodeField decodes the value of the field tagged tag, not nil.
+func (s *Session) decodeField(dec *msgpack.Decoder, tag string) (err error) {
+	switch tag {
+	case "id":
+		s.ID, err = dec.DecodeString()
+	case "pr":
+		s.Principal, err = dec.DecodeString()
+	case "at":
+		err = s.Attributes.DecodeMsgpack(dec)
+	case "v":
+		s.Version, err = dec.DecodeUint64()
+	case "c":
+		s.Created, err = dec.DecodeTime()
+	case "la":
+		s.LastAccess, err = dec.DecodeTime()
+	case "it":
+		var d int64
+		d, err = dec.DecodeInt64()
+		s.IdleTimeout = time.Duration(d)
+	case "dl":
+		s.Deadline, err = dec.DecodeTime()
+	case "hlc":
+		s.Stamp, err = dec.DecodeUint64()
+	case "w":
+		s.Writer, err = dec.DecodeString()
+	case "rq":
+		s.Recent, err = decodeApplied(dec)
+	case "del":
+		s.Deleted, err = dec.DecodeBool()
+	case "gn":
+		s.Gen, err = dec.DecodeUint64()
+	case "fg":
+		s.Forgot, err = dec.DecodeUint64()
+	default:
+		err = dec.Skip()
+	}
+	return err
+}
+
+// decodeApplied decodes a session's record of recent requests: an array
+// of Applied structs, or nil.
+func decodeApplied(dec *msgpack.Decoder) ([]Applied, error) {
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	out := make([]Applied, n)
+	for i := range out {
+		if err := decodeFields(dec, appliedTags[:], &out[i]); err != nil {
+			return nil, fmt.Errorf("request record %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// decodeField decodes the value of the field tagged tag, not nil.
+func (a *Applied) decodeField(dec *msgpack.Decoder, tag string) (err error) {
+	switch tag {
+	case "r":
+		a.Request, err = dec.DecodeString()
+	case "v":
+		a.Version, err = dec.DecodeUint64()
+	case "h":
+		a.Hash, err = dec.DecodeUint64()
+	case "at":
+		a.At, err = dec.DecodeUint64()
+	default:
+		err = dec.Skip()
+	}
+	return err
+}
+
+// skipNil consumes a nil value, reporting whether there was one.
+func skipNil(dec *msgpack.Decoder) (bool, error) {
+	c, err := dec.PeekCode()
+	if err != nil || c != msgpcode.Nil {
+		return false, err
+	}
+	return true, dec.DecodeNil()
 }
 
 // fieldWriter writes a struct's fields to an encoder and keeps the first

@@ -2,13 +2,17 @@ package replica
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // reflectEncoded encodes s as msgpack's reflection does, with compact
@@ -111,4 +115,93 @@ func TestSessionEncodingMatchesReflection(t *testing.T) {
 	if b := ownEncoded(t, none); !bytes.Equal(b, []byte{0xc0}) {
 		t.Fatalf("a nil session encodes as % x, want nil (c0)", b)
 	}
+}
+
+// reflectDecoded decodes b as msgpack's reflection does: what
+// Session.DecodeMsgpack replaces. A panic is an error.
+func reflectDecoded(b []byte) (s Session, err error) {
+	type plain Session // the same fields, without the methods
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	err = msgpack.Unmarshal(b, (*plain)(&s))
+	return s, err
+}
+
+// ownDecoded decodes b with Session.DecodeMsgpack. A panic is an error.
+func ownDecoded(b []byte) (s Session, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	err = msgpack.Unmarshal(b, &s)
+	return s, err
+}
+
+// Session.DecodeMsgpack reads what msgpack's reflection reads from the
+// fields' tags: the same session from every encoding of random sessions,
+// as a map, as an array of fields, or with fields nil; and its tag lists
+// follow the structs' fields.
+func TestSessionDecodingMatchesReflection(t *testing.T) {
+	for i, f := range reflect.VisibleFields(reflect.TypeFor[Session]()) {
+		if tag := strings.Split(f.Tag.Get("msgpack"), ",")[0]; i >= len(sessionTags) || sessionTags[i] != tag {
+			t.Fatalf("Session field %d (%s) is tagged %q; sessionTags say otherwise: %v", i, f.Name, tag, sessionTags)
+		}
+	}
+	for i, f := range reflect.VisibleFields(reflect.TypeFor[Applied]()) {
+		if tag := strings.Split(f.Tag.Get("msgpack"), ",")[0]; i >= len(appliedTags) || appliedTags[i] != tag {
+			t.Fatalf("Applied field %d (%s) is tagged %q; appliedTags say otherwise: %v", i, f.Name, tag, appliedTags)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	type plain Session
+	for i := range 3000 {
+		s := randomSession(rng)
+		encodings := [][]byte{ownEncoded(t, s)}
+		if b, err := msgpack.Marshal(map[string]any{"id": s.ID, "v": nil, "rq": []any{nil, map[string]any{"r": "x", "zz": 1}}, "unknown": []int{1}, "a-field-name-longer-than-any-tag": "x"}); err == nil {
+			encodings = append(encodings, b)
+		}
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		enc.UseArrayEncodedStructs(true)
+		if err := enc.Encode((*plain)(s)); err != nil {
+			t.Fatal(err)
+		}
+		encodings = append(encodings, buf.Bytes(), []byte{0xc0})
+		for j, b := range encodings {
+			own, ownErr := ownDecoded(b)
+			ref, refErr := reflectDecoded(b)
+			if ownErr != nil || refErr != nil || !reflect.DeepEqual(own, ref) {
+				t.Fatalf("session %d, encoding %d (% x):\n own %+v (%v)\n ref %+v (%v)", i, j, b, own, ownErr, ref, refErr)
+			}
+		}
+	}
+}
+
+// FuzzSessionDecodingMatchesReflection holds Session.DecodeMsgpack to
+// reflection's result on any bytes that pass the peer's bounds: both
+// refuse them, or both decode the same session.
+func FuzzSessionDecodingMatchesReflection(f *testing.F) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 8 {
+		b, err := msgpack.Marshal(randomSession(rng))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0x92, 0xa1, 'x', 0xc0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if peer.CheckValue(b, peer.MaxDepth) != nil || peer.CheckShape(b, &Session{}) != nil {
+			return
+		}
+		own, ownErr := ownDecoded(b)
+		ref, refErr := reflectDecoded(b)
+		if (ownErr == nil) != (refErr == nil) || (ownErr == nil && !reflect.DeepEqual(own, ref)) {
+			t.Fatalf("% x:\n own %+v (%v)\n ref %+v (%v)", b, own, ownErr, ref, refErr)
+		}
+	})
 }
