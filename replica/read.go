@@ -94,10 +94,8 @@ func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
 	if op.Kind == OpGet && op.NoTouch {
 		return s, nil
 	}
-	if n.store.touch(p, op.ID, now, true) {
-		t := *s
-		t.LastAccess = now
-		s = &t
+	if touched := n.store.touch(p, op.ID, now, true); touched != nil {
+		s = touched // the same copy, its last access moved
 	}
 	if op.Kind == OpTouch {
 		return nil, nil

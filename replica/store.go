@@ -236,14 +236,14 @@ func (s *store) exclusive(f func()) {
 // touch moves the last access of id to at, if the stored copy is live and
 // older; it never changes the version or the content. With queue (on the
 // primary), the access is also kept for the next batch to the buddy
-// (takeTouches).
-func (s *store) touch(p int, id string, at time.Time, queue bool) bool {
+// (takeTouches). It returns the copy now stored, nil if it moved nothing.
+func (s *store) touch(p int, id string, at time.Time, queue bool) *Session {
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
 	cur := part.sessions[id]
 	if cur == nil || cur.Deleted || !cur.LastAccess.Before(at) {
-		return false
+		return nil
 	}
 	c := *cur
 	c.LastAccess = at
@@ -251,7 +251,7 @@ func (s *store) touch(p int, id string, at time.Time, queue bool) bool {
 	if queue {
 		part.touched = append(part.touched, touchItem{Partition: p, ID: id, At: at})
 	}
-	return true
+	return &c
 }
 
 // takeTouches returns and forgets partition p's queued last accesses.
