@@ -226,8 +226,29 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// encodedSize returns the size of s on the wire.
+// encodedSize returns the size of s on the wire, counting the bytes an
+// encoder writes rather than keeping them: every write measures its
+// session against the size limit, and hand-offs measure their batches.
 func encodedSize(s *Session) (int, error) {
-	b, err := msgpack.Marshal(s)
-	return len(b), err
+	var n byteCounter
+	enc := msgpack.GetEncoder()
+	enc.Reset(&n)
+	err := enc.Encode(s)
+	enc.Reset(nil) // the pool keeps no reference to n
+	msgpack.PutEncoder(enc)
+	return int(n), err
+}
+
+// byteCounter is an io.Writer that counts what it is given. It writes
+// bytes one at a time too, so that an encoder takes it as it is.
+type byteCounter int
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
+}
+
+func (c *byteCounter) WriteByte(byte) error {
+	*c++
+	return nil
 }

@@ -205,3 +205,19 @@ func FuzzSessionDecodingMatchesReflection(f *testing.F) {
 		}
 	})
 }
+
+// encodedSize counts the bytes msgpack.Marshal would return, without
+// keeping them.
+func TestEncodedSizeCountsTheEncoding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 2000 {
+		s := randomSession(rng)
+		b, err := msgpack.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := encodedSize(s); err != nil || n != len(b) {
+			t.Fatalf("session %d: encodedSize = %d, %v; the encoding has %d bytes", i, n, err, len(b))
+		}
+	}
+}
