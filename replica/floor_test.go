@@ -21,7 +21,7 @@ func TestGenerationFloor(t *testing.T) {
 	if gen != 100 || s.floor(p) != 100 || s.generation(p) != 100 {
 		t.Fatalf("rebuilt at %d: floor %d, generation %d; want 100", gen, s.floor(p), s.generation(p))
 	}
-	if a, b := s.get(p, "a"), s.get(p, "b"); a == nil || a.Gen != 100 || a.Version != 40 || b == nil || b.Gen != 100 || len(s.parts[p].principals) != 1 {
+	if a, b := s.get(p, "a"), s.get(p, "b"); a == nil || a.Gen != 100 || a.Version != 40 || b == nil || b.Gen != 100 || s.parts[p].principals.len() != 1 {
 		t.Fatalf("a rebuild kept %+v and %+v, principals %v; want both at generation 100", a, b, s.parts[p].principals)
 	}
 	if old.Gen != 0 {

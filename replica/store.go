@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,42 +25,120 @@ type store struct {
 type partition struct {
 	mu         sync.RWMutex
 	sessions   map[string]*Session
-	principals map[string]map[string]struct{} // principal → ids
-	touched    []touchItem                    // last accesses the primary has yet to send to the buddy
-	gen        uint64                         // the partition's generation: the highest of its copies', or set when it was rebuilt
-	floor      uint64                         // copies of a lower generation are gone: the generation it was last rebuilt at, here or where this node heard of it
+	principals principalIndex
+	touched    []touchItem // last accesses the primary has yet to send to the buddy
+	gen        uint64      // the partition's generation: the highest of its copies', or set when it was rebuilt
+	floor      uint64      // copies of a lower generation are gone: the generation it was last rebuilt at, here or where this node heard of it
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
 // principal index in step. The caller holds part.mu.
 func (part *partition) setLocked(id string, sess *Session) {
-	if old := part.sessions[id]; old != nil && old.Principal != "" && (sess == nil || sess.Principal != old.Principal) {
-		ids := part.principals[old.Principal]
-		delete(ids, id)
-		if len(ids) == 0 {
-			delete(part.principals, old.Principal)
-		}
+	var was, is string
+	if old := part.sessions[id]; old != nil {
+		was = old.Principal
+	}
+	if sess != nil {
+		is = sess.Principal
+	}
+	if was != is {
+		part.principals.remove(was, id)
+		part.principals.add(is, id)
 	}
 	if sess == nil {
 		delete(part.sessions, id)
 		return
 	}
 	part.sessions[id] = sess
-	if sess.Principal != "" {
-		ids := part.principals[sess.Principal]
-		if ids == nil {
-			ids = map[string]struct{}{}
-			part.principals[sess.Principal] = ids
+}
+
+// principalIndex lists the ids of each principal's copies in one
+// partition. Most principals have a session or two in a partition, so
+// their ids are a short slice (a slice of one id is 16 bytes; a set of
+// one was about 200, a tenth of a copy); a principal with more than
+// principalFew has a set, so that removing one id stays cheap.
+type principalIndex struct {
+	few  map[string][]string
+	many map[string]map[string]struct{}
+}
+
+// principalFew is the most ids a principal's slice holds.
+const principalFew = 16
+
+// newPrincipalIndex makes an empty index.
+func newPrincipalIndex() principalIndex {
+	return principalIndex{few: map[string][]string{}, many: map[string]map[string]struct{}{}}
+}
+
+// add records id under principal ("" is none); id must not be there yet.
+func (x principalIndex) add(principal, id string) {
+	if principal == "" {
+		return
+	}
+	if set := x.many[principal]; set != nil {
+		set[id] = struct{}{}
+		return
+	}
+	ids := x.few[principal]
+	if len(ids) < principalFew {
+		x.few[principal] = append(ids, id)
+		return
+	}
+	set := make(map[string]struct{}, len(ids)+1)
+	for _, had := range ids {
+		set[had] = struct{}{}
+	}
+	set[id] = struct{}{}
+	x.many[principal] = set
+	delete(x.few, principal)
+}
+
+// remove forgets id under principal ("" is none).
+func (x principalIndex) remove(principal, id string) {
+	if principal == "" {
+		return
+	}
+	if set := x.many[principal]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(x.many, principal)
 		}
-		ids[id] = struct{}{}
+		return
+	}
+	ids := x.few[principal]
+	i := slices.Index(ids, id)
+	if i < 0 {
+		return
+	}
+	ids[i] = ids[len(ids)-1]
+	ids[len(ids)-1] = "" // the backing array keeps no id it no longer lists
+	if ids = ids[:len(ids)-1]; len(ids) == 0 {
+		delete(x.few, principal)
+	} else {
+		x.few[principal] = ids
 	}
 }
+
+// ids returns a new slice of principal's ids.
+func (x principalIndex) ids(principal string) []string {
+	if set := x.many[principal]; set != nil {
+		out := make([]string, 0, len(set))
+		for id := range set {
+			out = append(out, id)
+		}
+		return out
+	}
+	return slices.Clone(x.few[principal])
+}
+
+// len returns how many principals the index lists.
+func (x principalIndex) len() int { return len(x.few) + len(x.many) }
 
 // newStore makes an empty store of n partitions.
 func newStore(n int) *store {
 	s := &store{parts: make([]*partition, n)}
 	for i := range s.parts {
-		s.parts[i] = &partition{sessions: map[string]*Session{}, principals: map[string]map[string]struct{}{}}
+		s.parts[i] = &partition{sessions: map[string]*Session{}, principals: newPrincipalIndex()}
 	}
 	return s
 }
@@ -315,7 +394,7 @@ func (s *store) dropLocked(p int) int {
 	part := s.parts[p]
 	n := len(part.sessions)
 	part.sessions = map[string]*Session{}
-	part.principals = map[string]map[string]struct{}{}
+	part.principals = newPrincipalIndex()
 	return n
 }
 
@@ -368,9 +447,5 @@ func (s *store) ofPrincipal(p int, principal string) []string {
 	part := s.parts[p]
 	part.mu.RLock()
 	defer part.mu.RUnlock()
-	out := make([]string, 0, len(part.principals[principal]))
-	for id := range part.principals[principal] {
-		out = append(out, id)
-	}
-	return out
+	return part.principals.ids(principal)
 }
