@@ -207,3 +207,36 @@ func BenchmarkSessionCodec(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOpCodec measures an op's msgpack encoding and its bounded
+// decoding, as the peer wire carries it: a read, and a put of a 1 KiB
+// attribute.
+func BenchmarkOpCodec(b *testing.B) {
+	for _, op := range []*Op{
+		{Kind: OpGet, ID: "0123456789abcdefghij", NotAfter: 1_700_000_000_000_000_000},
+		{Kind: OpPut, ID: "0123456789abcdefghij", RequestID: NewRequestID(), FirstSent: 1_700_000_000_000_000_000,
+			NotAfter: 1_700_000_000_000_000_000, Principal: "alice", Attributes: map[string]msgpack.RawMessage{"v": kibValue()}},
+	} {
+		enc, err := msgpack.Marshal(op)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(op.Kind.String()+"/encode", func(b *testing.B) {
+			b.SetBytes(int64(len(enc)))
+			for b.Loop() {
+				if _, err := msgpack.Marshal(op); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(op.Kind.String()+"/decode", func(b *testing.B) {
+			b.SetBytes(int64(len(enc)))
+			for b.Loop() {
+				var got Op
+				if err := decodeBounded(enc, &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -110,19 +110,6 @@ type Op struct {
 	Delete []string `msgpack:"del,omitempty"`
 }
 
-// DecodeMsgpack decodes an op as its fields' tags say, then restores the
-// nil attribute values msgpack's decoder drops (restoreNils).
-func (op *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
-	type plain Op // the same fields, without this method
-	if err := dec.Decode((*plain)(op)); err != nil {
-		return err
-	}
-	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
-		restoreNils(attrs)
-	}
-	return nil
-}
-
 // Validate checks op before it runs or travels: a well-formed id, a known
 // kind, and attribute values that are each exactly one msgpack value nested
 // at most peer.MaxValueDepth deep (a frame carrying a broken or too deep

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Session is one user's session, as stored on its primary and its buddy and
@@ -58,18 +57,6 @@ type Session struct {
 	// new request (Op.FirstSent). Zero while the session remembers every
 	// request that wrote it.
 	Forgot uint64 `msgpack:"fg,omitempty"`
-}
-
-// restoreNils gives back the values msgpack's decoder turns into empty
-// RawMessages: decoding into a map of RawMessage, it stores a nil value
-// (0xc0) as no bytes at all, which is not a msgpack value and would make
-// the next frame carrying it undecodable.
-func restoreNils(attrs map[string]msgpack.RawMessage) {
-	for name, v := range attrs {
-		if len(v) == 0 {
-			attrs[name] = msgpack.RawMessage{msgpcode.Nil}
-		}
-	}
 }
 
 // Applied records that a request made a version.
