@@ -119,7 +119,7 @@ func (a Attributes) Range(f func(name string, value msgpack.RawMessage) bool) er
 		dec.Reset(nil) // the pool keeps no reference to a
 		msgpack.PutDecoder(dec)
 	}()
-	n, err := dec.DecodeMapLen()
+	n, err := decodeMapLen(dec)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errAttributesShape, err)
 	}
@@ -185,6 +185,11 @@ func (a Attributes) Get(name string) (msgpack.RawMessage, bool) {
 	})
 	return found, found != nil
 }
+
+// DecodesExtensionsSafely marks Attributes as peer.SelfChecked: they are
+// taken whole and then walked with decodeMapLen, which refuses an
+// extension where the map should be.
+func (*Attributes) DecodesExtensionsSafely() {}
 
 // EncodeMsgpack writes the attributes as they are: an empty map when
 // there are none.

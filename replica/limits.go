@@ -111,16 +111,17 @@ func opHash(op *Op) uint64 {
 // peer.ReadFrame checks every frame body as it reads it; the requests that
 // carry sessions (decodePartitioned) are checked again here, so that what
 // a node stores never rests on how its transport read the bytes. It also
-// refuses an extension where v has a map (peer.CheckShape): the decoder
-// would take the length the extension's payload claims. Every request
-// body a node decodes goes through it.
+// refuses an extension where v has a map (peer.CheckShape, or the
+// decoder of a peer.SelfChecked type as it goes): msgpack's decoder would
+// take the length the extension's payload claims. Every request body a
+// node decodes goes through it, and any error is ErrInvalid.
 //
 // msgpack's decoder also panics on some well-formed input it cannot map
 // (a nil where a slice holds structs: FuzzDecodeSession found it); such a
 // panic is an undecodable request, answered ErrInvalid like any other.
 func decodeBounded(b []byte, v any) (err error) {
 	if err := peer.CheckValue(b, peer.MaxDepth); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := peer.CheckShape(b, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -130,5 +131,8 @@ func decodeBounded(b []byte, v any) (err error) {
 			err = fmt.Errorf("%w: undecodable msgpack: %v", ErrInvalid, r)
 		}
 	}()
-	return msgpack.Unmarshal(b, v)
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
 }

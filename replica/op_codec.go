@@ -113,6 +113,10 @@ func (op *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return decodeFields(dec, opTags[:], op)
 }
 
+// DecodesExtensionsSafely marks Op as peer.SelfChecked: its decoder
+// refuses an extension wherever it expects a map (decodeMapLen).
+func (*Op) DecodesExtensionsSafely() {}
+
 // decodeField decodes the value of the field tagged tag, not nil.
 func (op *Op) decodeField(dec *msgpack.Decoder, tag string) (err error) {
 	var d int64
@@ -163,7 +167,7 @@ func (op *Op) decodeField(dec *msgpack.Decoder, tag string) (err error) {
 // whole (a nil value as nil): an empty map for an empty one, as
 // msgpack's reflection makes.
 func decodeRawMap(dec *msgpack.Decoder) (map[string]msgpack.RawMessage, error) {
-	n, err := dec.DecodeMapLen()
+	n, err := decodeMapLen(dec)
 	if err != nil || n < 0 {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -59,11 +60,14 @@ func randomOp(rng *rand.Rand) *Op {
 	return op
 }
 
+// plainOp is Op without its methods: what msgpack's reflection decodes.
+type plainOp Op
+
 // reflectDecodedOp decodes b as msgpack's reflection does, then gives
 // back the nil values it drops, as Op's decoder did before it decoded
 // itself. A panic is an error.
 func reflectDecodedOp(b []byte) (op Op, err error) {
-	type plain Op // the same fields, without the methods
+	type plain = plainOp
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -149,13 +153,55 @@ func FuzzOpDecodingMatchesReflection(f *testing.F) {
 	}
 	f.Add([]byte{0x90})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if peer.CheckValue(b, peer.MaxDepth) != nil || peer.CheckShape(b, &Op{}) != nil {
+		// Op is peer.SelfChecked, so CheckShape takes it whole; the
+		// reflection decoder needs the walk of its fields.
+		if peer.CheckValue(b, peer.MaxDepth) != nil || peer.CheckShape(b, &plainOp{}) != nil {
 			return
 		}
 		mine, mineErr := ownDecodedOp(b)
 		theirs, theirErr := reflectDecodedOp(b)
 		if (mineErr == nil) != (theirErr == nil) || (mineErr == nil && !reflect.DeepEqual(mine, theirs)) {
 			t.Fatalf("% x:\n own %+v (%v)\n ref %+v (%v)", b, mine, mineErr, theirs, theirErr)
+		}
+	})
+}
+
+// FuzzDecodeOp feeds hostile bytes to the op decoder (decodeBounded into
+// an Op, as every request to a primary is decoded). It must never panic,
+// never allocate more than sessionAllocFactor times the input plus
+// fuzzAllocSlack, and every attribute value it returns must be exactly
+// one msgpack value.
+func FuzzDecodeOp(f *testing.F) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for range 4 {
+		b, err := msgpack.Marshal(randomOp(rng))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	// An ext32 claiming a map of a million entries, where Set's map is.
+	f.Add(append(append([]byte{0x82, 0xa1, 'k', 0x02, 0xa3}, "set"...), 0xc9, 0, 0, 0, 5, 0x30, 0xdf, 0x00, 0x10, 0, 0))
+	f.Add([]byte{0xc7, 0x05, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff}) // the op itself such an ext
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var op Op
+		var err error
+		n := allocated(func() { err = decodeBounded(b, &op) })
+		if limit := uint64(sessionAllocFactor*len(b) + fuzzAllocSlack); n > limit {
+			t.Fatalf("decoding %d bytes allocated %d (limit %d)", len(b), n, limit)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("decoding failed with %v, not ErrInvalid", err)
+			}
+			return
+		}
+		for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
+			for name, v := range attrs {
+				if err := peer.CheckValue(v, peer.MaxDepth); err != nil {
+					t.Fatalf("decoded attribute %q is not one value: %v", name, err)
+				}
+			}
 		}
 	})
 }

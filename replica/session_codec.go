@@ -119,7 +119,7 @@ func decodeFields(dec *msgpack.Decoder, tags []string, into fieldDecoder) error 
 	if asArray {
 		n, err = dec.DecodeArrayLen()
 	} else {
-		n, err = dec.DecodeMapLen()
+		n, err = decodeMapLen(dec)
 	}
 	if err != nil {
 		return err
@@ -249,6 +249,26 @@ func (a *Applied) decodeField(dec *msgpack.Decoder, tag string) (err error) {
 	}
 	return err
 }
+
+// decodeMapLen reads a map's header, as msgpack's DecodeMapLen does, but
+// refuses an extension where the map should be: DecodeMapLen unwraps one
+// and takes the length its payload claims, which CheckValue does not
+// bound (twenty bytes claiming a hundred million entries). With it the
+// decoders here are peer.SelfChecked.
+func decodeMapLen(dec *msgpack.Decoder) (int, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if msgpcode.IsExt(c) {
+		return 0, fmt.Errorf("msgpack: an extension (type byte %#02x) where a map is expected", c)
+	}
+	return dec.DecodeMapLen()
+}
+
+// DecodesExtensionsSafely marks Session as peer.SelfChecked: its decoder
+// refuses an extension wherever it expects a map (decodeMapLen).
+func (*Session) DecodesExtensionsSafely() {}
 
 // skipNil consumes a nil value, reporting whether there was one.
 func skipNil(dec *msgpack.Decoder) (bool, error) {

@@ -23,13 +23,17 @@ import (
 // length b claims outside extensions; it walks b alongside v's type
 // without decoding anything but map keys. Struct fields are matched by
 // their msgpack tags as msgpack matches them; a type with its own
-// DecodeMsgpack is checked as its underlying struct.
+// DecodeMsgpack is checked as its underlying struct, unless it is
+// SelfChecked.
 func CheckShape(b []byte, v any) error {
 	t := reflect.TypeOf(v)
 	if t == nil {
 		return nil
 	}
 	plan := planOf(t)
+	if plan.kind == planWhole {
+		return nil // nothing to walk: v takes any value whole, or checks itself
+	}
 	w := &shapeWalk{dec: msgpack.GetDecoder()} // msgpack's own pool
 	w.r.Reset(b)
 	w.dec.Reset(&w.r)
@@ -42,10 +46,21 @@ func CheckShape(b []byte, v any) error {
 	return nil
 }
 
+// SelfChecked is a type whose DecodeMsgpack refuses a msgpack extension
+// wherever it expects a map (it never calls msgpack's DecodeMapLen, which
+// unwraps one), so that its decoding allocates no more than the bytes
+// hold once CheckValue has bounded them. CheckShape takes a value of such
+// a type whole, without walking it: the type checks itself as it decodes.
+type SelfChecked interface {
+	// DecodesExtensionsSafely marks the type; it does nothing.
+	DecodesExtensionsSafely()
+}
+
 // Types CheckShape lets take an extension whole.
 var (
-	timeType = reflect.TypeOf(time.Time{})
-	rawType  = reflect.TypeOf(msgpack.RawMessage(nil))
+	timeType        = reflect.TypeOf(time.Time{})
+	rawType         = reflect.TypeOf(msgpack.RawMessage(nil))
+	selfCheckedType = reflect.TypeFor[SelfChecked]()
 )
 
 // shapeWalk is one CheckShape's state: the decoder over the bytes, and
@@ -75,7 +90,8 @@ type planKind uint8
 
 const (
 	// planWhole takes any value whole, an extension too: time.Time
-	// (msgpack timestamps), msgpack.RawMessage, an interface.
+	// (msgpack timestamps), msgpack.RawMessage, an interface, a
+	// SelfChecked type.
 	planWhole planKind = iota
 	// planScalar is a number or a bool: an extension there is refused by
 	// the decoder, allocating nothing, so it is skipped.
@@ -115,6 +131,8 @@ func compilePlan(t reflect.Type, seen map[reflect.Type]*shapePlan) *shapePlan {
 	switch {
 	case t == timeType || t == rawType || t.Kind() == reflect.Interface:
 		p.kind = planWhole
+	case t.Implements(selfCheckedType) || reflect.PointerTo(t).Implements(selfCheckedType):
+		p.kind = planWhole // it checks itself (SelfChecked)
 	case t.Kind() == reflect.String:
 		p.kind = planFlat
 	case (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && t.Elem().Kind() == reflect.Uint8:
