@@ -317,3 +317,60 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// replyTags are OpReply's field tags in the order of its fields.
+var replyTags = [...]string{"s"}
+
+// DecodeMsgpack decodes a reply as msgpack's reflection does
+// (decodeFields): every answer to an op, at a client or a forwarding
+// node, is one.
+func (r *OpReply) DecodeMsgpack(dec *msgpack.Decoder) error {
+	*r = OpReply{}
+	return decodeFields(dec, replyTags[:], r)
+}
+
+// DecodesExtensionsSafely marks OpReply as peer.SelfChecked.
+func (*OpReply) DecodesExtensionsSafely() {}
+
+// decodeField decodes the value of the field tagged tag, not nil.
+func (r *OpReply) decodeField(dec *msgpack.Decoder, tag string) error {
+	if tag != "s" {
+		return dec.Skip()
+	}
+	r.Session = new(Session)
+	return r.Session.DecodeMsgpack(dec)
+}
+
+// replicateTags are replicateRequest's field tags in the order of its
+// fields.
+var replicateTags = [...]string{"f", "e", "p", "s", "fl"}
+
+// DecodeMsgpack decodes a replicated write as msgpack's reflection does
+// (decodeFields): the buddy decodes one for every write.
+func (r *replicateRequest) DecodeMsgpack(dec *msgpack.Decoder) error {
+	*r = replicateRequest{}
+	return decodeFields(dec, replicateTags[:], r)
+}
+
+// DecodesExtensionsSafely marks replicateRequest as peer.SelfChecked.
+func (*replicateRequest) DecodesExtensionsSafely() {}
+
+// decodeField decodes the value of the field tagged tag, not nil.
+func (r *replicateRequest) decodeField(dec *msgpack.Decoder, tag string) (err error) {
+	switch tag {
+	case "f":
+		r.From, err = dec.DecodeString()
+	case "e":
+		r.Epoch, err = dec.DecodeUint64()
+	case "p":
+		r.Partition, err = dec.DecodeInt()
+	case "s":
+		r.Session = new(Session)
+		err = r.Session.DecodeMsgpack(dec)
+	case "fl":
+		r.Floor, err = dec.DecodeUint64()
+	default:
+		err = dec.Skip()
+	}
+	return err
+}

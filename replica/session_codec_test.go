@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -224,6 +225,62 @@ func TestEncodedSizeCountsTheEncoding(t *testing.T) {
 		}
 		if n, err := encodedSize(s); err != nil || n != len(b) {
 			t.Fatalf("session %d: encodedSize = %d, %v; the encoding has %d bytes", i, n, err, len(b))
+		}
+	}
+}
+
+// The decoders of the two messages that carry a session on every write
+// and every answer, OpReply and replicateRequest, read what msgpack's
+// reflection reads, session nil or not, and their tag lists follow their
+// fields.
+func TestSessionCarriersDecodeAsReflectionDoes(t *testing.T) {
+	type plainReply OpReply
+	type plainReplicate replicateRequest
+	for _, tc := range []struct {
+		t    reflect.Type
+		tags []string
+	}{{reflect.TypeFor[OpReply](), replyTags[:]}, {reflect.TypeFor[replicateRequest](), replicateTags[:]}} {
+		for i, f := range reflect.VisibleFields(tc.t) {
+			if tag := strings.Split(f.Tag.Get("msgpack"), ",")[0]; i >= len(tc.tags) || tc.tags[i] != tag {
+				t.Fatalf("%v field %d (%s) is tagged %q; the tag list says otherwise: %v", tc.t, i, f.Name, tag, tc.tags)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(17, 18))
+	for i := range 1000 {
+		s := randomSession(rng)
+		if i%5 == 0 {
+			s = nil
+		}
+		reply := OpReply{Session: s}
+		replicate := replicateRequest{From: "n1", Epoch: rng.Uint64(), Partition: rng.IntN(271), Session: s, Floor: uint64(rng.IntN(3))}
+		b1, err1 := msgpack.Marshal((*plainReply)(&reply))
+		b2, err2 := msgpack.Marshal((*plainReplicate)(&replicate))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		var gotReply, refReply OpReply
+		var gotReplicate, refReplicate replicateRequest
+		if err := decodeBounded(b1, &gotReply); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if err := decodeBounded(b2, &gotReplicate); err != nil {
+			t.Fatalf("replicate %d: %v", i, err)
+		}
+		if err := msgpack.Unmarshal(b1, (*plainReply)(&refReply)); err != nil {
+			t.Fatal(err)
+		}
+		if err := msgpack.Unmarshal(b2, (*plainReplicate)(&refReplicate)); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(gotReply, refReply) || !reflect.DeepEqual(gotReplicate, refReplicate) {
+			t.Fatalf("%d decodes differently:\n own %+v %+v\n ref %+v %+v", i, gotReply, gotReplicate, refReply, refReplicate)
+		}
+	}
+	// An extension where either message's map should be is refused.
+	for _, v := range []any{&OpReply{}, &replicateRequest{}} {
+		if err := decodeBounded([]byte{0xc7, 0x05, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff}, v); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%T from an extension: %v, want ErrInvalid", v, err)
 		}
 	}
 }
