@@ -74,7 +74,7 @@ func (n *Node) sendTouches() {
 func (n *Node) serveTouch(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req touchRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode touch: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode touch: %w", err)
 	}
 	for _, it := range req.Items {
 		if it.Partition >= 0 && it.Partition < len(n.store.parts) {
@@ -88,7 +88,7 @@ func (n *Node) serveTouch(_ context.Context, _ *ring.Table, body msgpack.RawMess
 func (n *Node) serveExpire(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req expireRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode expire: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode expire: %w", err)
 	}
 	n.applyExpiry(req.Items)
 	return empty{}, nil

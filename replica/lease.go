@@ -105,7 +105,7 @@ func (r *renewals) renewing(now, lease time.Duration) bool {
 func (n *Node) serveLease(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req leaseRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode lease request: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode lease request: %w", err)
 	}
 	if req.Release {
 		n.own.release(req.From, n.mono(), req.Held)

@@ -138,7 +138,7 @@ func (n *Node) SessionIDs(ctx context.Context) ([]string, error) {
 func (n *Node) serveList(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req listRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode list request: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode list request: %w", err)
 	}
 	return n.listPage(req.From), nil
 }

@@ -92,7 +92,7 @@ func (n *Node) checkCaller(ctx context.Context, method string, a access, body ms
 			From string `msgpack:"f"`
 		}
 		if err := decodeBounded(body, &req); err != nil {
-			return fmt.Errorf("%w: decode the sender of %s: %v", ErrInvalid, method, err)
+			return fmt.Errorf("decode the sender of %s: %w", method, err)
 		}
 		if req.From != caller {
 			refused = fmt.Errorf("%w: %s sent %s naming %q as its sender", ErrForbidden, caller, method, req.From)
@@ -109,7 +109,7 @@ func (n *Node) checkCaller(ctx context.Context, method string, a access, body ms
 // (decodeBounded), and checks the partition exists.
 func decodePartitioned(body msgpack.RawMessage, v any, partition *int, tab *ring.Table) error {
 	if err := decodeBounded(body, v); err != nil {
-		return fmt.Errorf("%w: decode request: %v", ErrInvalid, err)
+		return fmt.Errorf("decode request: %w", err)
 	}
 	if *partition < 0 || *partition >= tab.Partitions() {
 		return fmt.Errorf("%w: partition %d out of range", ErrInvalid, *partition)

@@ -99,7 +99,7 @@ func (n *Node) tellAppeared(tab *ring.Table, appeared []string) {
 func (n *Node) serveReconcile(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req reconcileRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode reconcile: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode reconcile: %w", err)
 	}
 	n.reconcileAll([]string{req.From}, false)
 	return empty{}, nil

@@ -118,7 +118,7 @@ func (n *Node) InvalidatePrincipal(ctx context.Context, principal string) (int, 
 func (n *Node) servePrincipal(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
 	var req principalRequest
 	if err := decodeBounded(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: decode principal request: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode principal request: %w", err)
 	}
 	return principalReply{IDs: n.sessionsOf(req.Principal)}, nil
 }

@@ -140,7 +140,7 @@ func (n *Node) serveAsPrimary(ctx context.Context, tab *ring.Table, p int, op *O
 func (n *Node) serveOp(ctx context.Context, tab *ring.Table, body msgpack.RawMessage) (any, error) {
 	var op Op
 	if err := decodeBounded(body, &op); err != nil {
-		return nil, fmt.Errorf("%w: decode op: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("decode op: %w", err)
 	}
 	if err := op.Validate(); err != nil {
 		return nil, err
