@@ -3,7 +3,6 @@ package replica
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -67,13 +66,7 @@ type plainOp Op
 // back the nil values it drops, as Op's decoder did before it decoded
 // itself. A panic is an error.
 func reflectDecodedOp(b []byte) (op Op, err error) {
-	type plain = plainOp
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	if err = msgpack.Unmarshal(b, (*plain)(&op)); err != nil {
+	if err = unmarshalRecovering(b, (*plainOp)(&op)); err != nil {
 		return op, err
 	}
 	for _, attrs := range []map[string]msgpack.RawMessage{op.Attributes, op.Set, op.Merge} {
@@ -88,12 +81,7 @@ func reflectDecodedOp(b []byte) (op Op, err error) {
 
 // ownDecodedOp decodes b with Op.DecodeMsgpack. A panic is an error.
 func ownDecodedOp(b []byte) (op Op, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	err = msgpack.Unmarshal(b, &op)
+	err = unmarshalRecovering(b, &op)
 	return op, err
 }
 

@@ -125,25 +125,24 @@ type plainSession Session
 // reflectDecoded decodes b as msgpack's reflection does: what
 // Session.DecodeMsgpack replaces. A panic is an error.
 func reflectDecoded(b []byte) (s Session, err error) {
-	type plain = plainSession
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	err = msgpack.Unmarshal(b, (*plain)(&s))
+	err = unmarshalRecovering(b, (*plainSession)(&s))
 	return s, err
 }
 
 // ownDecoded decodes b with Session.DecodeMsgpack. A panic is an error.
 func ownDecoded(b []byte) (s Session, err error) {
+	err = unmarshalRecovering(b, &s)
+	return s, err
+}
+
+// unmarshalRecovering is msgpack.Unmarshal, a panic turned into an error.
+func unmarshalRecovering(b []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	err = msgpack.Unmarshal(b, &s)
-	return s, err
+	return msgpack.Unmarshal(b, v)
 }
 
 // Session.DecodeMsgpack reads what msgpack's reflection reads from the
