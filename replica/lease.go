@@ -54,8 +54,12 @@ const methodLease = "lease"
 // drained node does so before it leaves, so that the members it leaves need
 // not wait for its leases to lapse before they take over.
 type leaseRequest struct {
-	From    string `msgpack:"f"`
-	Release bool   `msgpack:"r,omitempty"`
+	From string `msgpack:"f"`
+	// Incarnation is From's run (ring.Member.Incarnation): the reply
+	// counts that run's departures, not those of earlier runs under the
+	// same name.
+	Incarnation string `msgpack:"i,omitempty"`
+	Release     bool   `msgpack:"r,omitempty"`
 	// Held, with Release, lists the partitions From held whole (and did
 	// not distrust) and has pushed to their owners: only for those does
 	// the receiver take its leaving for a hand-over (ownership.release).
@@ -65,10 +69,12 @@ type leaseRequest struct {
 // leaseReply grants a lease of the receiver's LeaseDuration from the
 // moment the request was sent. Fingerprint names the granter's ring: the
 // lease counts only while the holder serves by the same ring. Departed
-// counts the times the granter saw the requester leave its ring.
+// counts the times the granter saw the requester's run leave its ring;
+// Incarnation is the granter's run, whose count it is.
 type leaseReply struct {
 	Fingerprint uint64 `msgpack:"fp"`
 	Departed    uint64 `msgpack:"d"`
+	Incarnation string `msgpack:"i,omitempty"`
 }
 
 // renewals are the lease requests in flight: concurrent renewals with one
@@ -111,7 +117,7 @@ func (n *Node) serveLease(_ context.Context, _ *ring.Table, body msgpack.RawMess
 		n.own.release(req.From, n.mono(), req.Held)
 		return leaseReply{}, nil
 	}
-	return n.own.grant(req.From, n.mono())
+	return n.own.grant(req.From, req.Incarnation, n.mono())
 }
 
 // renewLease asks member name for a lease and records it. Concurrent
@@ -140,7 +146,8 @@ func (n *Node) renewLease(ctx context.Context, tab *ring.Table, name string) err
 
 	sent := n.mono()
 	var reply leaseReply
-	if err := n.call(ctx, tab, name, methodLease, leaseRequest{From: n.cfg.Name}, &reply); err != nil {
+	req := leaseRequest{From: n.cfg.Name, Incarnation: runOf(tab, n.cfg.Name).incarnation}
+	if err := n.call(ctx, tab, name, methodLease, req, &reply); err != nil {
 		return fmt.Errorf("lease from %s: %w", name, err)
 	}
 	answered := n.mono()

@@ -170,7 +170,7 @@ func TestTooFewMembersServesNothing(t *testing.T) {
 	if x.Ready() {
 		t.Fatal("a node below MinMembers reports ready")
 	}
-	if _, err := x.own.grant("node-0", x.mono()); err == nil {
+	if _, err := x.own.grant("node-0", "", x.mono()); err == nil {
 		t.Fatal("a node below MinMembers granted a lease")
 	}
 	c.publish()

@@ -37,8 +37,8 @@ type ownership struct {
 	state      atomic.Pointer[ownState]
 	held       atomic.Pointer[map[string]heldLease] // leases this node holds; replaced whole under mu
 	granted    map[string]time.Duration             // until when each member may rely on this node's lease
-	departures map[string]uint64                    // how often each member left this node's ring
-	seen       map[string]uint64                    // each member's departure count of this node, as last reported
+	departures map[run]uint64                       // how often each run of a member left this node's ring
+	seen       map[string]seenDepartures            // each member's departure count of this node's run, as last reported
 	lost       LostPartitions                       // the latest partitions lost with both owners
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
 	released   map[string]map[int]bool              // members that gave their leases back (a complete drain), until they appear again: the partitions each held whole
@@ -316,7 +316,7 @@ func newOwnership(cfg Config) *ownership {
 	o := &ownership{
 		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
-		granted: map[string]time.Duration{}, departures: map[string]uint64{}, seen: map[string]uint64{},
+		granted: map[string]time.Duration{}, departures: map[run]uint64{}, seen: map[string]seenDepartures{},
 		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{}, pushed: map[string]map[int]bool{},
 		leaving: map[string]bool{},
 	}
@@ -343,6 +343,30 @@ func (o *ownership) edit(f func(s *ownState)) {
 // margin is how much longer than the holder a granter keeps a lease in
 // mind, for clocks that run at slightly different rates.
 func (o *ownership) margin() time.Duration { return o.lease/10 + 5*time.Millisecond }
+
+// run is one run of a member: its name and its incarnation
+// (ring.Member.Incarnation, the boot id). Departures are counted per run: a
+// node restarted under its name is a new run that has never been declared
+// dead, whatever the runs before it went through. Counted per name, the
+// old run's leaving (a drain, a crash) reached the new run in a lease
+// reply as news that it had been declared dead, and it distrusted every
+// partition it had just taken over (chaos finding F19, the rolling restart).
+type run struct{ name, incarnation string }
+
+// runOf returns the run of member name in tab; its incarnation is empty
+// if tab lacks it.
+func runOf(tab *ring.Table, name string) run {
+	m, _ := tab.Member(name)
+	return run{name: name, incarnation: m.Incarnation}
+}
+
+// seenDepartures is a granter's count of this node's departures as its
+// last lease reply reported it, and the granter run that counted them: a
+// restarted granter counts afresh.
+type seenDepartures struct {
+	granter  string // the granter's incarnation
+	departed uint64
+}
 
 // departure is a member that left the ring from, as a partition's fence
 // remembers it (partState.departed).
@@ -504,7 +528,7 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 	declares := o.majority(next.tab)
 	for _, d := range departed {
 		if declares {
-			o.departures[d]++
+			o.departures[runOf(prev, d)]++
 		}
 		until = max(until, o.granted[d])
 	}
@@ -1460,7 +1484,10 @@ func (o *ownership) confirmDisplaced(tab *ring.Table, p int) {
 // returns the reply. It runs under mu, as install fences under mu: a grant
 // is either seen by the fence of the ring that drops from, or refused by
 // it.
-func (o *ownership) grant(from string, now time.Duration) (leaseReply, error) {
+// The reply counts the departures of the run that asks (incarnation),
+// or, when a node of an older version names none, of the run of from in
+// this node's ring.
+func (o *ownership) grant(from, incarnation string, now time.Duration) (leaseReply, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.load()
@@ -1468,7 +1495,11 @@ func (o *ownership) grant(from string, now time.Duration) (leaseReply, error) {
 		return leaseReply{}, v.err
 	}
 	o.granted[from] = max(o.granted[from], now+o.lease+o.margin())
-	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[from]}, nil
+	asker := run{name: from, incarnation: incarnation}
+	if incarnation == "" {
+		asker = runOf(s.tab, from)
+	}
+	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[asker], Incarnation: runOf(s.tab, o.self).incarnation}, nil
 }
 
 // release ends the lease member from holds, at now: it left gracefully,
@@ -1564,8 +1595,9 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent, answered ti
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	seen, known := o.seen[name]
-	o.seen[name] = reply.Departed
-	if known && reply.Departed > seen || !known && reply.Departed > 0 && o.unconfirmed() {
+	known = known && seen.granter == reply.Incarnation
+	o.seen[name] = seenDepartures{granter: reply.Incarnation, departed: reply.Departed}
+	if known && reply.Departed > seen.departed || !known && reply.Departed > 0 && o.unconfirmed() {
 		// Unconfirmed after a pause, a first grant from a member that
 		// ever saw it leave counts as one: nothing tells when it did.
 		return true

@@ -178,7 +178,7 @@ func TestGateWithoutARing(t *testing.T) {
 			t.Errorf("entry %d: %v, want ErrNotOwner", e, v.err)
 		}
 	}
-	if _, err := o.grant("b", 0); err == nil {
+	if _, err := o.grant("b", "", 0); err == nil {
 		t.Error("a node with no ring granted a lease")
 	}
 }
@@ -215,7 +215,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 			o := installed(t, "a", whole)
 			now := time.Second
 			if tc.grant {
-				if _, err := o.grant("c", now); err != nil {
+				if _, err := o.grant("c", "", now); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -316,7 +316,7 @@ func TestFencedReplicaIsRefused(t *testing.T) {
 	whole := tableOf(t, 1, "a", "b", "c")
 	rest := tableOf(t, 2, "a", "b")
 	o := installed(t, "a", whole)
-	if _, err := o.grant("c", time.Second); err != nil {
+	if _, err := o.grant("c", "", time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.install(rest, time.Second, nil); err != nil {
@@ -657,6 +657,57 @@ func TestDeclaredDeadDistrustsOwnCopies(t *testing.T) {
 	}
 }
 
+// A node restarted under its name is a new run: a lease reply tells it of
+// its own run's departures, never of the old run's. Told of the old run's
+// (counted by name), the new run took the old one's drain for news that
+// it had been declared dead, distrusted every partition it had just taken
+// over, and waited on owners that waited on it (CHAOS.md F19). A node of
+// an older version, which names no run, is answered for the run in the
+// granter's ring.
+func TestANewRunIsToldOnlyOfItsOwnDepartures(t *testing.T) {
+	granter := installed(t, "a", tableOfRuns(t, 1, "a@1", "b@1", "c@1"))
+	newRun := installed(t, "b", tableOfRuns(t, 1, "a@1", "b@2", "c@1"))
+	ask := func(incarnation string) leaseReply {
+		t.Helper()
+		r, err := granter.grant("b", incarnation, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// The new run asks while the granter's ring still has the old run.
+	if newRun.recordLease("a", ask("2"), 3*time.Second, 3*time.Second) {
+		t.Fatal("a new run's first lease says it was declared dead")
+	}
+	// The granter takes the old run out and the new one in.
+	if _, err := granter.install(tableOfRuns(t, 2, "a@1", "b@2", "c@1"), 4*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("1"); r.Departed != 1 {
+		t.Fatalf("the old run's departures: %d, want 1", r.Departed)
+	}
+	if r := ask(""); r.Departed != 0 {
+		t.Fatalf("a request naming no run, from the run in the ring: departures %d, want 0", r.Departed)
+	}
+	r := ask("2")
+	if r.Departed != 0 || r.Incarnation != "1" {
+		t.Fatalf("the new run's reply: %+v, want no departures, from the granter's run 1", r)
+	}
+	if newRun.recordLease("a", r, 5*time.Second, 5*time.Second) {
+		t.Fatal("the new run was told it was declared dead when its old run left")
+	}
+	// The new run declared dead itself: told so.
+	if _, err := granter.install(tableOfRuns(t, 3, "a@1", "c@1"), 6*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := granter.install(tableOfRuns(t, 4, "a@1", "b@2", "c@1"), 7*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("2"); !newRun.recordLease("a", r, 8*time.Second, 8*time.Second) {
+		t.Fatalf("the new run, declared dead, was not told (reply %+v)", r)
+	}
+}
+
 // A grant under a ring, then the install of a ring that drops the holder:
 // the grant is seen by the fence, whichever order the two take.
 func TestGrantAndDepartureAreOrdered(t *testing.T) {
@@ -666,13 +717,13 @@ func TestGrantAndDepartureAreOrdered(t *testing.T) {
 	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.grant("c", time.Second); !errors.Is(err, ErrNotOwner) {
+	if _, err := o.grant("c", "", time.Second); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("a grant to a departed member: %v, want ErrNotOwner", err)
 	}
-	if got := o.departures["c"]; got != 1 {
+	if got := o.departures[run{name: "c"}]; got != 1 {
 		t.Fatalf("departures of c = %d, want 1", got)
 	}
-	if r, err := o.grant("b", time.Second); err != nil || r.Fingerprint != rest.Fingerprint() {
+	if r, err := o.grant("b", "", time.Second); err != nil || r.Fingerprint != rest.Fingerprint() {
 		t.Fatalf("grant to b: %+v %v", r, err)
 	}
 }
@@ -726,7 +777,7 @@ func TestRingInstallsRaceWritesAndGrants(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			_, _ = n.own.grant("b", n.mono())
+			_, _ = n.own.grant("b", "", n.mono())
 		}
 	})
 	var writers sync.WaitGroup
@@ -904,7 +955,7 @@ func TestARestartUnderTheSameNameIsADepartureAndAnAppearance(t *testing.T) {
 		o.finishTransfer(before, q, o.load().parts[q].transfer)
 	}
 	holdAllLeases(o, before, time.Second)
-	if _, err := o.grant("b", 2*time.Second); err != nil {
+	if _, err := o.grant("b", "", 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -988,7 +1039,7 @@ func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
 		o.finishTransfer(whole, q, o.load().parts[q].transfer)
 	}
 	for _, m := range []string{"b", "c"} {
-		if _, err := o.grant(m, time.Second); err != nil {
+		if _, err := o.grant(m, "", time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1032,13 +1083,13 @@ func TestOnlyAMajorityDeclaresMembersDead(t *testing.T) {
 	alone := tableOf(t, 2, "a")
 	o := installed(t, "a", all, alone)
 	for _, m := range []string{"b", "c", "d", "e"} {
-		if n := o.departures[m]; n != 0 {
+		if n := o.departures[run{name: m}]; n != 0 {
 			t.Fatalf("alone of five, a counted %s's departure %d times; want 0", m, n)
 		}
 	}
 	most := tableOf(t, 2, "a", "b", "c")
 	o = installed(t, "a", all, most)
-	if o.departures["d"] != 1 || o.departures["e"] != 1 {
+	if o.departures[run{name: "d"}] != 1 || o.departures[run{name: "e"}] != 1 {
 		t.Fatalf("three of five counted departures %v; want d and e once", o.departures)
 	}
 }
