@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,16 +36,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// handedOut holds the ports freePort has handed out in this test binary.
+var handedOut sync.Map
+
 // freePort returns a loopback port free for TCP and UDP at the time of the
-// call.
+// call. It picks from 28000 to 31999: below the kernel's ephemeral range
+// (32768 and up by default), where an outgoing connection of any process
+// could take the port between this pick and the instance binding it (a
+// fresh-clone .ci/run failed so: "bind: address already in use"), and
+// apart from the ranges of the suites that run beside it (the chaos
+// harness below 20000, cmd/tandem from 20000 to 27999). A port is handed
+// out once per test binary: two picks before either is bound would
+// otherwise get the same one.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 200 {
+		port := 28000 + rand.IntN(4000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		ln.Close()
 		if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			pc.Close()

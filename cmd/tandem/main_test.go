@@ -42,14 +42,15 @@ var handedOut sync.Map
 // freePort returns a loopback port free for TCP and UDP at the time of the
 // call. It picks below the kernel's ephemeral range (32768 and up by
 // default), so an outgoing connection can never take the port of a node
-// that is down and about to restart on it, and from 20000 up, apart from
-// the chaos harness's ports (below 20000) whose tests run at the same time.
+// that is down and about to restart on it, and from 20000 to 27999, apart
+// from the ports of the suites that run at the same time: the chaos
+// harness's (below 20000) and cmd/tandem-demo's (28000 to 31999).
 // A port is handed out once per test binary: two picks before either is
 // bound would otherwise get the same one.
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 200 {
-		port := 20000 + rand.IntN(12000)
+		port := 20000 + rand.IntN(8000)
 		if _, taken := handedOut.LoadOrStore(port, true); taken {
 			continue
 		}
