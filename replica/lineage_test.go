@@ -2267,3 +2267,73 @@ func handOffOf(t *testing.T, n *Node, tab *ring.Table, p int) *transfer {
 	}
 	return cur
 }
+
+// Four nodes joining a seed at once: the seed, the cluster's first node
+// and so every partition's only holder, stops owning a partition in
+// favour of two joiners (a ring of three), and the next ring (all five)
+// gives it to the other two before either of the first two took it over.
+// The seed's hold is the whole partition (no one else ever held it), so
+// it completes the new owners' hand-offs: no loss is reported, and the
+// cluster is ready without waiting out HandoffTimeout. Before, the seed
+// vouched only for the owners of the ring of three, and the new owners
+// reported the partition lost (CHAOS.md F19, the cluster forming).
+func TestFourNodesJoiningASeedAtOnceLoseNothing(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.HandoffTimeout = 5 * time.Second })
+	for i := 1; i <= 4; i++ {
+		c.start(fmt.Sprintf("node-%d", i), func(cfg *Config) { cfg.HandoffTimeout = 5 * time.Second })
+	}
+	three := []string{"node-0", "node-1", "node-2"}
+	five := []string{"node-0", "node-1", "node-2", "node-3", "node-4"}
+	members := func(names []string) []ring.Member {
+		var out []ring.Member
+		for _, name := range names {
+			out = append(out, c.node(name).member)
+		}
+		return out
+	}
+	r3, err := ring.New(ring.DefaultConfig(), 1, members(three))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r5, err := ring.New(ring.DefaultConfig(), 1, members(five))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := -1
+	for p := range r3.Partitions() {
+		o3, o5 := r3.Owners(p), r5.Owners(p)
+		if !owns(o3, "node-0") && !owns(o5, "node-0") && !owns(o5, o3.Primary) && !owns(o5, o3.Buddy) {
+			moved = p
+			break
+		}
+	}
+	if moved < 0 {
+		t.Fatal("no partition owned by node-0 alone, then by two joiners, then by the other two")
+	}
+	// The first two joiners cannot reach the seed before the next ring.
+	c.node("node-1").faults.Cut("node-0")
+	c.node("node-2").faults.Cut("node-0")
+	c.publishTo(map[string][]string{"node-0": three, "node-1": three, "node-2": three})
+	all := map[string][]string{}
+	for _, name := range five {
+		all[name] = five
+	}
+	c.publishTo(all)
+	c.node("node-1").faults.HealAll()
+	c.node("node-2").faults.HealAll()
+
+	waitFor(t, 30*time.Second, "every node to be ready", func() bool {
+		return slices.IndexFunc(c.list(), func(n *testNode) bool { return !n.Ready() }) < 0
+	})
+	for _, n := range c.list() {
+		if lost := n.Lost().Partitions; len(lost) > 0 {
+			t.Fatalf("%s reported partitions %v lost (partition %d moved twice); nothing was lost", n.member.Name, lost, moved)
+		}
+	}
+	o5 := r5.Owners(moved)
+	for _, name := range []string{o5.Primary, o5.Buddy} {
+		if st := c.node(name).own.load(); !st.parts[moved].held {
+			t.Fatalf("%s owns partition %d and does not hold it", name, moved)
+		}
+	}
+}

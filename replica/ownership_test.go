@@ -1385,3 +1385,49 @@ func TestAPullCompletesATransferMarkedAgainForNothingNew(t *testing.T) {
 		t.Fatalf("partition %d: a pull begun before the node was declared dead a second time completed its hand-off: %+v", dead, part)
 	}
 }
+
+// The cluster's first node, the only holder of every partition it began
+// alone (partState.sole), completes the hand-off of a partition's current
+// owners while it is young, even after the partition moved on from the
+// owners it stopped owning it in favour of; saying so shares the hold, so
+// from then on it vouches only for those owners. A member that does not
+// own the partition, or an owner asking once the node is no longer young,
+// is not vouched for.
+func TestTheFirstNodeHandsOverWhatItAloneHeld(t *testing.T) {
+	alone, three, six := tableOf(t, 1, "a"), tableOf(t, 2, "a", "b", "c"), tableOf(t, 3, "a", "b", "c", "d", "e", "f")
+	p := -1
+	for q := range six.Partitions() {
+		if o6 := six.Owners(q); !owns(three.Owners(q), "a") && owns(o6, "d") && owns(o6, "e") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Fatal("no partition that a does not own in the ring of three, and d and e own in the ring of six")
+	}
+	outsider := "f" // neither an owner in the ring of six nor one a stopped in favour of
+	o := installed(t, "a", alone, three, six)
+	if part := o.load().parts[p]; !part.sole || !part.held {
+		t.Fatalf("partition %d on the first node: %+v, want held alone", p, part)
+	}
+	if o.handOver(p, outsider, 3*time.Second) {
+		t.Fatalf("partition %d handed over to %s, which does not own it", p, outsider)
+	}
+	if !o.load().parts[p].sole {
+		t.Fatal("a refused hand-over shared the hold")
+	}
+	if late := installed(t, "a", alone, three, six); late.handOver(p, six.Owners(p).Primary, time.Hour) {
+		t.Fatal("handed over alone once no longer young")
+	}
+	o6 := six.Owners(p)
+	if !o.handOver(p, o6.Primary, 3*time.Second) {
+		t.Fatalf("partition %d not handed over to its owner %s", p, o6.Primary)
+	}
+	part := o.load().parts[p]
+	if part.sole || !slices.Equal(part.successors, successorsOf(six, p)) {
+		t.Fatalf("after handing over: sole %v, successors %v; want shared, with %v", part.sole, part.successors, successorsOf(six, p))
+	}
+	if !o.handOver(p, o6.Buddy, 3*time.Second) {
+		t.Fatalf("partition %d not handed over to its other owner %s", p, o6.Buddy)
+	}
+}
