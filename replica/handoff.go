@@ -427,7 +427,8 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 			} else {
 				r.err = e
 			}
-			r.refused = r.refused || errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed)
+			named := j.transfer == nil || !slices.Contains(j.transfer.widened, src)
+			r.refused = r.refused || named && (errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed))
 			// Only the partition's other owner counts: it holds every
 			// write acknowledged since it took the partition over. A
 			// former owner out of reach drops its copies HandoffTimeout

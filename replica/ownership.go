@@ -255,6 +255,7 @@ func (o *ownership) widenSources(tab *ring.Table, p int, t *transfer) *transfer 
 	}
 	u := *t
 	u.sources = wider
+	u.widened = append(slices.Clone(t.widened), slices.DeleteFunc(slices.Clone(wider), func(x string) bool { return slices.Contains(t.sources, x) })...)
 	o.edit(func(s *ownState) { s.parts[p].transfer = &u })
 	return &u
 }
@@ -337,6 +338,12 @@ type transfer struct {
 	// flight began, so a pull begun before one does not complete the
 	// transfer (covers).
 	declared int
+	// widened: the sources added because none of the named ones held
+	// the partition (widenSources). Their refusals (another ring, not
+	// confirmed) do not restart the hand-off's timeout as a named
+	// source's do: a member that stays on another ring would otherwise
+	// hold up a hand-off it was never named for.
+	widened []string
 }
 
 // covers reports whether a pull that completed transfer t completes cur,
@@ -1014,7 +1021,17 @@ func (o *ownership) withSources(t *transfer, tab *ring.Table, now time.Duration,
 		u = *t
 	}
 	u.sources = sourcesIn(tab, o.self, append(slices.Clone(u.sources), names...)...)
+	u.widened = notNamed(u.widened, names)
 	return &u
+}
+
+// notNamed returns widened (transfer.widened) less the sources in names,
+// now named for the transfer.
+func notNamed(widened, names []string) []string {
+	if len(widened) == 0 {
+		return nil
+	}
+	return slices.DeleteFunc(slices.Clone(widened), func(x string) bool { return slices.Contains(names, x) })
 }
 
 // sourcesIn returns the distinct names among names that are members of tab
@@ -1155,6 +1172,7 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				t = *cur
 			}
 			t.sources = sourcesIn(tab, o.self, append(slices.Clone(t.sources), sources...)...)
+			t.widened = notNamed(t.widened, sources)
 			if distrust {
 				// Its own copies may be stale: any member that holds the
 				// partition is a source to take it from.

@@ -1431,3 +1431,49 @@ func TestTheFirstNodeHandsOverWhatItAloneHeld(t *testing.T) {
 		t.Fatalf("partition %d not handed over to its other owner %s", p, o6.Buddy)
 	}
 }
+
+// A hand-off whose sources hold nothing asks every member (widenSources):
+// the members it adds are marked widened, so their refusals do not hold
+// the hand-off up, until a ring change or a reconciliation names them.
+// Widening what has every member already, or a transfer no longer the
+// partition's, changes nothing.
+func TestWideningAHandOffNamesEveryMember(t *testing.T) {
+	three, five := tableOf(t, 1, "a", "b", "c"), tableOf(t, 2, "a", "b", "c", "d", "e")
+	o := installed(t, "d", three, five)
+	p := -1
+	for q := range five.Partitions() {
+		if tr := o.load().parts[q].transfer; tr != nil && !tr.reconcile && len(tr.sources) < 4 {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Fatal("no hand-off from fewer than every member")
+	}
+	before := o.load().parts[p].transfer
+	wide := o.widenSources(five, p, before)
+	if wide == before || o.load().parts[p].transfer != wide {
+		t.Fatal("widening did not publish a new transfer")
+	}
+	if got := slices.Sorted(slices.Values(wide.sources)); !slices.Equal(got, []string{"a", "b", "c", "e"}) {
+		t.Fatalf("widened sources %v, want every other member", got)
+	}
+	for _, x := range wide.widened {
+		if slices.Contains(before.sources, x) {
+			t.Fatalf("%s, a named source, marked widened", x)
+		}
+	}
+	if len(wide.widened)+len(before.sources) != 4 {
+		t.Fatalf("widened %v beside named %v: want the rest of the members", wide.widened, before.sources)
+	}
+	if again := o.widenSources(five, p, wide); again != wide {
+		t.Fatal("widening a transfer that has every member replaced it")
+	}
+	if stale := o.widenSources(five, p, before); stale != before || o.load().parts[p].transfer != wide {
+		t.Fatal("widening a replaced transfer changed the partition's")
+	}
+	named := wide.widened[0]
+	if w := o.withSources(wide, five, 3*time.Second, []string{named}); slices.Contains(w.widened, named) {
+		t.Fatalf("%s named by a ring change is still marked widened", named)
+	}
+}
