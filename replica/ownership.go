@@ -209,15 +209,9 @@ func (o *ownership) handOver(p int, from string, now time.Duration) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := o.load()
-	var m ring.Member
-	if from != "" {
-		var ok bool
-		if s.tab == nil {
-			return false
-		}
-		if m, ok = s.tab.Member(from); !ok {
-			return false
-		}
+	m, ok := s.requester(from)
+	if !ok {
+		return false
 	}
 	part := s.parts[p]
 	vouched := s.vouches(o.self, p, m)
@@ -258,6 +252,19 @@ func (o *ownership) widenSources(tab *ring.Table, p int, t *transfer) *transfer 
 	u.widened = append(slices.Clone(t.widened), slices.DeleteFunc(slices.Clone(wider), func(x string) bool { return slices.Contains(t.sources, x) })...)
 	o.edit(func(s *ownState) { s.parts[p].transfer = &u })
 	return &u
+}
+
+// requester returns the run of member from in s's ring, for vouches: an
+// empty name (a peer too old to send one) is the zero member; a name the
+// ring lacks is not found.
+func (s *ownState) requester(from string) (ring.Member, bool) {
+	if from == "" {
+		return ring.Member{}, true
+	}
+	if s.tab == nil {
+		return ring.Member{}, false
+	}
+	return s.tab.Member(from)
 }
 
 // shareHold records that the node, the only holder of partition p
