@@ -1506,7 +1506,10 @@ func (o *ownership) adoptLoss(tab *ring.Table, p int) bool {
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
 		return false
 	}
-	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
+	// The reporting owner rebuilt the partition and holds it: this node
+	// is its only holder no more (partState.sole), even once it stops
+	// owning it and forgets the report.
+	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted, s.parts[p].sole = true, true, false })
 	return true
 }
 

@@ -1477,3 +1477,31 @@ func TestWideningAHandOffNamesEveryMember(t *testing.T) {
 		t.Fatalf("%s named by a ring change is still marked widened", named)
 	}
 }
+
+// The first node's hold stops being the only one when the partition's
+// other owner reports it lost and this node adopts the report: the other
+// owner rebuilt it and writes to it. Forgetting the report when it stops
+// owning the partition does not make the node its only holder again.
+func TestAnAdoptedLossEndsTheFirstNodesSoleHold(t *testing.T) {
+	alone, two, three := tableOf(t, 1, "a"), tableOf(t, 2, "a", "b"), tableOf(t, 3, "a", "b", "c")
+	p := -1
+	for q := range three.Partitions() {
+		if o3 := three.Owners(q); !owns(o3, "a") {
+			p = q
+			break
+		}
+	}
+	if p < 0 {
+		t.Fatal("no partition that a does not own in the ring of three")
+	}
+	o := installed(t, "a", alone, two)
+	if !o.adoptLoss(two, p) {
+		t.Fatalf("partition %d: the loss report was not adopted", p)
+	}
+	if _, err := o.install(three, 2*time.Second, noCopies); err != nil {
+		t.Fatal(err)
+	}
+	if part := o.load().parts[p]; part.sole || part.reportedLost {
+		t.Fatalf("partition %d after an adopted loss and a ring without a: sole %v, reported lost %v; want neither", p, part.sole, part.reportedLost)
+	}
+}
