@@ -36,10 +36,6 @@ type pullRequest struct {
 	// From names the requester: a former owner's hold answers only the
 	// runs it handed the partition to (ownState.vouches).
 	From string `msgpack:"f,omitempty"`
-	// Probe: the requester reads only Blank (Node.allBlank). The reply
-	// says nothing of the hold, so a probe never shares one
-	// (partState.sole).
-	Probe bool `msgpack:"pb,omitempty"`
 }
 
 // pullReply is one batch of a pull; More says another batch follows,
@@ -300,15 +296,6 @@ func (n *Node) pullJob(ctx context.Context, tab *ring.Table, j transferJob) {
 	}
 	if err == nil && !held && j.handoff {
 		err = fmt.Errorf("none of %v holds partition %d yet", j.sources, j.p)
-		if !j.distrust && !j.returning {
-			// A holder that vouches for this node may be a member the
-			// ring change did not name (ownership.widenSources); its
-			// hold ends the hand-off as a named source's would. Not for
-			// a returning owner, which ends only once every source
-			// answered and was merged, nor for a node declared dead,
-			// which every member is a source of already (reconcile).
-			j.transfer = n.own.widenSources(tab, j.p, j.transfer)
-		}
 	}
 	switch {
 	case err == nil:
@@ -427,8 +414,7 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 			} else {
 				r.err = e
 			}
-			named := j.transfer == nil || !slices.Contains(j.transfer.widened, src)
-			r.refused = r.refused || named && (errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed))
+			r.refused = r.refused || errors.Is(e, errOtherRing) || errors.Is(e, errUnconfirmed)
 			// Only the partition's other owner counts: it holds every
 			// write acknowledged since it took the partition over. A
 			// former owner out of reach drops its copies HandoffTimeout
@@ -585,7 +571,7 @@ func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []str
 			continue
 		}
 		var reply pullReply
-		if err := n.call(ctx, tab, m.Name, methodPull, pullRequest{Partition: p, MaxBytes: 1, From: n.cfg.Name, Probe: true}, &reply); err != nil || !reply.Blank {
+		if err := n.call(ctx, tab, m.Name, methodPull, pullRequest{Partition: p, MaxBytes: 1}, &reply); err != nil || !reply.Blank {
 			return false
 		}
 	}
@@ -753,8 +739,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) {
 		copies = slices.Collect(maps.Values(sessions))
 		st := n.own.load()
-		holds := !req.Probe && n.own.handOver(req.Partition, req.From, n.mono())
-		reply = pullReply{Holds: holds, Floor: floor,
+		reply = pullReply{Holds: n.vouchesTo(req.Partition, req.From), Floor: floor,
 			Settled: st.settled(n.cfg.Name, req.Partition), Distrusts: st.distrusts(req.Partition),
 			Unvouched: st.parts[req.Partition].unvouched, Lost: st.parts[req.Partition].reportedLost}
 	})

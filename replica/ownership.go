@@ -106,19 +106,6 @@ type partState struct {
 	// held, but distrusts it (distrusted): only another node declared
 	// dead takes its copies, as the two sides of a healed cut do.
 	held bool
-	// sole: the node began the partition, as the cluster's first node
-	// alone in its first ring, and is still its only holder: it has
-	// answered no pull that it holds it (shareHold). Every write ever
-	// acknowledged to it was then acknowledged by this node, as primary,
-	// so its hold is the whole partition whoever owns it now, and while
-	// young it completes any current owner's hand-off (handOver). Without
-	// it, four nodes joining a seed at once lost partitions that changed
-	// owners twice before anyone took them: the seed stopped owning them
-	// in favour of owners that, outrun by the next ring, never held them,
-	// and vouched only for those; the owners of the next ring found no
-	// holder and reported a loss after HandoffTimeout (chaos finding F19,
-	// the cluster forming; TestFourNodesJoiningASeedAtOnceLoseNothing).
-	sole bool
 	// unvouched: the node's copies of the partition may include some no
 	// owner vouches for: it had copies when it stopped owning the
 	// partition, or merged copies from a source whose copies were
@@ -194,90 +181,6 @@ func (s *ownState) vouches(self string, p int, m ring.Member) bool {
 	return slices.ContainsFunc(part.successors, func(x ring.Member) bool { return x.Name == m.Name && x.Incarnation == m.Incarnation })
 }
 
-// handOver reports whether this node's hold of partition p may end the
-// hand-off of member from (by name, in the node's ring) at now: it
-// vouches for it (ownState.vouches), or it is the partition's only holder
-// (partState.sole), still young (a give-up elsewhere takes
-// HandoffTimeout, so no other node can hold it yet by a reported loss),
-// trusting its copies, and from owns the partition in its ring. Saying
-// so shares the hold: the node is no longer the only holder, and if it
-// does not own the partition it stops in favour of its current owners
-// (partState.successors), as if this ring had just taken it away. The
-// caller holds the partition's store lock, so no ring is installed
-// between the answer and the copies it is sent with.
-func (o *ownership) handOver(p int, from string, now time.Duration) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	s := o.load()
-	m, ok := s.requester(from)
-	if !ok {
-		return false
-	}
-	part := s.parts[p]
-	vouched := s.vouches(o.self, p, m)
-	// Its copies are the partition even if it kept them when it stopped
-	// owning it (partState.unvouched): no one else could write since.
-	alone := part.sole && part.held && !part.distrusted && !part.reportedLost &&
-		o.young(now) && !o.unconfirmed() && s.tab != nil && from != "" && owns(s.tab.Owners(p), from)
-	if !vouched && !alone {
-		return false
-	}
-	if part.sole {
-		o.edit(func(s *ownState) { shareHold(&s.parts[p], o.self, s.tab, p) })
-	}
-	return true
-}
-
-// widenSources adds every other member of tab to the sources of
-// partition p's transfer t, if t is still the partition's transfer, and
-// returns the transfer now published (t if nothing changed): no source
-// held it, and a holder that vouches for this node may be any member
-// (Node.pullJob). The seed of a cluster that four nodes joined at once
-// is a source of none of the partitions that changed owners twice,
-// unless it happens to tell the joiners to reconcile after they have a
-// ring (tellAppeared), and it may be their only holder (partState.sole).
-// The transfer is replaced only if that adds a source, and the caller
-// records its pull against the one returned (transferTried): a pull
-// recorded against a replaced one is lost, and the hand-off was never
-// given up.
-func (o *ownership) widenSources(tab *ring.Table, p int, t *transfer) *transfer {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	wider := sourcesIn(tab, o.self, append(slices.Clone(t.sources), memberNames(tab)...)...)
-	if o.load().parts[p].transfer != t || len(wider) == len(t.sources) {
-		return t
-	}
-	u := *t
-	u.sources = wider
-	u.widened = append(slices.Clone(t.widened), slices.DeleteFunc(slices.Clone(wider), func(x string) bool { return slices.Contains(t.sources, x) })...)
-	o.edit(func(s *ownState) { s.parts[p].transfer = &u })
-	return &u
-}
-
-// requester returns the run of member from in s's ring, for vouches: an
-// empty name (a peer too old to send one) is the zero member; a name the
-// ring lacks is not found.
-func (s *ownState) requester(from string) (ring.Member, bool) {
-	if from == "" {
-		return ring.Member{}, true
-	}
-	if s.tab == nil {
-		return ring.Member{}, false
-	}
-	return s.tab.Member(from)
-}
-
-// shareHold records that the node, the only holder of partition p
-// (partState.sole), told another member it holds it: it is the only
-// holder no more, and if it does not own p in tab its hold is the
-// partition as of tab, for tab's owners to take over.
-func shareHold(part *partState, self string, tab *ring.Table, p int) {
-	part.sole = false
-	if tab != nil && !owns(tab.Owners(p), self) {
-		part.successors, part.stoppedIn = successorsOf(tab, p), tab.Epoch()
-	}
-}
-
 // lostCopiesGo reports whether, when partition part is lost with both
 // owners, this node's copies of it must be dropped rather than rebuilt
 // from: they may be older than what was acknowledged elsewhere, because
@@ -345,12 +248,6 @@ type transfer struct {
 	// flight began, so a pull begun before one does not complete the
 	// transfer (covers).
 	declared int
-	// widened: the sources added because none of the named ones held
-	// the partition (widenSources). Their refusals (another ring, not
-	// confirmed) do not restart the hand-off's timeout as a named
-	// source's do: a member that stays on another ring would otherwise
-	// hold up a hand-off it was never named for.
-	widened []string
 }
 
 // covers reports whether a pull that completed transfer t completes cur,
@@ -827,7 +724,6 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 			// node: what this node has of it is the partition from now on.
 			next.parts[p].held = true
 			next.parts[p].reportedLost = next.parts[p].reportedLost || slices.Contains(ch.lost, p)
-			next.parts[p].sole = !slices.Contains(ch.lost, p)
 		}
 		if t == nil && first && len(tab.Members()) > 1 {
 			t = o.fromWitnesses(tab, now)
@@ -877,7 +773,6 @@ func (o *ownership) takeOver(next *ownState, prev *ring.Table, d departures, fro
 	part := &next.parts[p]
 	t.returning = !t.reconcile && prev != nil && part.held && !part.distrusted && part.stoppedIn == prev.Epoch()
 	part.held, part.unvouched = t.reconcile, false
-	part.sole = part.sole && t.reconcile
 	switch {
 	case t.reconcile:
 	case (t.returning || o.allowMinority || d.pushed(p)) && !hasCopies:
@@ -1028,17 +923,7 @@ func (o *ownership) withSources(t *transfer, tab *ring.Table, now time.Duration,
 		u = *t
 	}
 	u.sources = sourcesIn(tab, o.self, append(slices.Clone(u.sources), names...)...)
-	u.widened = notNamed(u.widened, names)
 	return &u
-}
-
-// notNamed returns widened (transfer.widened) less the sources in names,
-// now named for the transfer.
-func notNamed(widened, names []string) []string {
-	if len(widened) == 0 {
-		return nil
-	}
-	return slices.DeleteFunc(slices.Clone(widened), func(x string) bool { return slices.Contains(names, x) })
 }
 
 // sourcesIn returns the distinct names among names that are members of tab
@@ -1159,11 +1044,6 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 	}
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
-			if distrust {
-				// Others may have taken the partition as new meanwhile
-				// (Node.blank) without this node: its only holder no more.
-				s.parts[p].sole = false
-			}
 			if !owns(tab.Owners(p), o.self) {
 				if distrust {
 					s.parts[p].distrusted = true // as a source to others
@@ -1179,7 +1059,6 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				t = *cur
 			}
 			t.sources = sourcesIn(tab, o.self, append(slices.Clone(t.sources), sources...)...)
-			t.widened = notNamed(t.widened, sources)
 			if distrust {
 				// Its own copies may be stale: any member that holds the
 				// partition is a source to take it from.
@@ -1266,7 +1145,7 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 				s.parts[p].transfer = nil
 				if !t.reconcile {
 					lost = append(lost, p)
-					s.parts[p].reportedLost, s.parts[p].sole = true, false
+					s.parts[p].reportedLost = true
 					if lostCopiesGo(s.parts[p]) {
 						// This node's own copies are suspect (it was
 						// declared dead, or had them from before it took
@@ -1506,10 +1385,7 @@ func (o *ownership) adoptLoss(tab *ring.Table, p int) bool {
 	if s.tab != tab || !owns(tab.Owners(p), o.self) || s.parts[p].reportedLost {
 		return false
 	}
-	// The reporting owner rebuilt the partition and holds it: this node
-	// is its only holder no more (partState.sole), even once it stops
-	// owning it and forgets the report.
-	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted, s.parts[p].sole = true, true, false })
+	o.edit(func(s *ownState) { s.parts[p].reportedLost, s.parts[p].adopted = true, true })
 	return true
 }
 

@@ -176,8 +176,17 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 // old to send one) is.
 func (n *Node) vouchesTo(p int, from string) bool {
 	st := n.own.load()
-	m, ok := st.requester(from)
-	return ok && st.vouches(n.cfg.Name, p, m)
+	var m ring.Member
+	if from != "" {
+		var ok bool
+		if st.tab == nil {
+			return false
+		}
+		if m, ok = st.tab.Member(from); !ok {
+			return false
+		}
+	}
+	return st.vouches(n.cfg.Name, p, m)
 }
 
 // blank reports whether this node is young (ownership.young) and knows
