@@ -112,12 +112,15 @@ func newSocketCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	return c.startAll(n, tune)
 }
 
-// startAll starts n nodes and gives them one ring.
+// startAll starts n nodes and gives them one ring; with n 0, the test
+// starts its nodes itself.
 func (c *testCluster) startAll(n int, tune func(*Config)) *testCluster {
 	for i := range n {
 		c.start(fmt.Sprintf("node-%d", i), tune)
 	}
-	c.publish()
+	if n > 0 {
+		c.publish()
+	}
 	return c
 }
 
