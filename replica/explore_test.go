@@ -97,8 +97,16 @@ type lossEvent struct {
 // lossLog collects the loss reports of every node of a schedule.
 type lossLog struct {
 	mu     sync.Mutex
-	seq    *int // the explorer's request counter, read under mu
+	seq    int // requests completed, so far as the reports are placed among them
 	events []lossEvent
+}
+
+// completed counts one more completed request, and returns the count.
+func (l *lossLog) completed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	return l.seq
 }
 
 // since returns the reports logged from index i on.
@@ -142,7 +150,7 @@ func (h lossHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	h.log.mu.Lock()
 	defer h.log.mu.Unlock()
-	h.log.events = append(h.log.events, lossEvent{node: h.node, partitions: parts, seq: *h.log.seq})
+	h.log.events = append(h.log.events, lossEvent{node: h.node, partitions: parts, seq: h.log.seq})
 	return nil
 }
 
@@ -152,7 +160,7 @@ type explorer struct {
 	c      *testCluster
 	rng    *rand.Rand
 	losses *lossLog
-	seq    int // requests completed; loss reports are placed among them
+	seq    int // requests completed (a copy of losses.seq, the explorer's own)
 	runs   int // incarnations handed out
 	cut    map[string]bool
 	left   []string // names that crashed or left, free to join again
@@ -190,7 +198,7 @@ func (e *explorer) anomaly(format string, args ...any) {
 // exploreSchedule runs the schedule of seed for steps steps and checks it.
 func exploreSchedule(t *testing.T, seed uint64, steps int) exploreResult {
 	e := &explorer{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), cut: map[string]bool{}, model: map[string]*sessionModel{}}
-	e.losses = &lossLog{seq: &e.seq}
+	e.losses = &lossLog{}
 	if path := os.Getenv("TANDEM_EXPLORE_LOG"); path != "" {
 		f, err := os.Create(fmt.Sprintf("%s.seed-%d", path, seed))
 		if err != nil {
@@ -467,7 +475,7 @@ func (e *explorer) request() {
 		content := fmt.Sprintf("w%d", e.res.writes)
 		s, err := via.Do(ctx, &Op{Kind: OpPut, ID: id, IdleTimeout: 24 * time.Hour, RequestID: "req-" + content,
 			Attributes: map[string]msgpack.RawMessage{"w": value(e.t, content)}})
-		e.seq++
+		e.seq = e.losses.completed()
 		if err != nil {
 			m.pending[content] = true
 			e.note("put %s=%s via %s: %v", id, content, via.Name(), err)
@@ -485,7 +493,7 @@ func (e *explorer) request() {
 	}
 	e.res.reads++
 	s, err := via.Do(ctx, &Op{Kind: OpGet, ID: id, NoTouch: true})
-	e.seq++
+	e.seq = e.losses.completed()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		e.note("get %s via %s: not found", id, via.Name())
@@ -644,7 +652,7 @@ func (e *explorer) finish() {
 		ctx, cancel := within(via, 5*time.Second)
 		s, err := via.Do(ctx, &Op{Kind: OpGet, ID: id, NoTouch: true})
 		cancel()
-		e.seq++
+		e.seq = e.losses.completed()
 		var final observed
 		switch {
 		case errors.Is(err, ErrNotFound):
