@@ -41,7 +41,7 @@ import (
 func TestExploreHandOffs(t *testing.T) {
 	seeds := guardSeeds
 	if testing.Short() {
-		seeds = guardSeeds[1:2] // the race detector's run: the shortest
+		seeds = guardSeeds[1:2] // the race detector's run: one schedule
 	}
 	if v := os.Getenv("TANDEM_EXPLORE"); v != "" {
 		n, err := strconv.Atoi(v)
