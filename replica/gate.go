@@ -361,12 +361,20 @@ func (n *Node) fetch(ctx context.Context, tab *ring.Table, p int, id string, pla
 		}
 		n.learnFloor(p, reply.Floor, src, false)
 		blank = blank && v.blank
+		if v.sinceLoss {
+			if g := n.store.lossGeneration(p); g > 0 && reply.Session != nil && reply.Session.ID == id && reply.Session.Gen >= g {
+				if err := n.merge(p, reply.Session, serving); err != nil {
+					return fmt.Errorf("fetch %s from %s: %w", id, src, err)
+				}
+			}
+			continue
+		}
 		if !v.take {
 			continue
 		}
 		held = held || reply.Holds
 		if reply.Lost && owns(tab.Owners(p), src) {
-			n.adoptLoss(tab, p, src)
+			n.adoptLoss(tab, p, src, reply.LostGen)
 		}
 		if reply.Session != nil && reply.Session.ID == id {
 			if err := n.merge(p, reply.Session, serving); err != nil {

@@ -66,6 +66,9 @@ type pullReply struct {
 	// owns it still (partState.reportedLost). An owner that takes its
 	// copies takes none from non-owners after them (ownership.adoptLoss).
 	Lost bool `msgpack:"ls,omitempty"`
+	// LostGen, with Lost, is the generation the loss began: copies of a
+	// lower one are from before it (partition.lossGen).
+	LostGen uint64 `msgpack:"lg,omitempty"`
 }
 
 // SetLeaving tells the node which members said they are leaving and are
@@ -104,7 +107,7 @@ func (n *Node) SetTable(tab *ring.Table) error {
 			}
 		}
 		for _, p := range ch.rebuilt {
-			n.store.rebuiltLocked(p, n.clock.now(n.wall()))
+			n.store.markLossLocked(p, n.store.rebuiltLocked(p, n.clock.now(n.wall())))
 		}
 		for _, p := range ch.superseded {
 			superseded += n.store.forgetLocked(p)
@@ -219,7 +222,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 						// keeps copies the primary never took (chaos
 						// finding F13, the hand-off given up while the
 						// buddy still distrusted its copies).
-						n.store.rebuiltLocked(p, n.clock.now(n.wall()))
+						n.store.markLossLocked(p, n.store.rebuiltLocked(p, n.clock.now(n.wall())))
 						rebuilt = append(rebuilt, p)
 						continue
 					}
@@ -227,6 +230,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 					// over the old copies of an owner that comes back; no
 					// floor: the primary's push brings one.
 					n.store.newGenerationLocked(p, n.clock.now(n.wall()))
+					n.store.markLossLocked(p, n.store.parts[p].gen)
 				}
 			}
 		})
@@ -489,11 +493,30 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 				n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
 			}
 		}
+		lossGen := n.store.lossGeneration(p)
+		if v.sinceLoss && lossGen > 0 {
+			took := false
+			for _, s := range reply.Sessions {
+				if s != nil && s.Gen >= lossGen && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
+					if err := n.merge(p, s, tab); err != nil {
+						return false, false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+					}
+					took = true
+				}
+				if s != nil {
+					req.After = s.ID
+				}
+			}
+			if !reply.More {
+				return false, false, false, v.blank, took, nil
+			}
+			continue
+		}
 		if !v.take {
 			return false, false, false, v.blank, false, nil
 		}
 		if reply.Lost && owns(tab.Owners(p), src) {
-			n.adoptLoss(tab, p, src)
+			n.adoptLoss(tab, p, src, reply.LostGen)
 		}
 		for _, s := range reply.Sessions {
 			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
@@ -527,10 +550,11 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 // pushed its copies of the partition in between), and the next write
 // was v23 (chaos finding F17, session 994-r0000 of the 65-minute run at
 // 6e96d34).
-func (n *Node) adoptLoss(tab *ring.Table, p int, src string) {
+func (n *Node) adoptLoss(tab *ring.Table, p int, src string, lossGen uint64) {
 	if !n.own.adoptLoss(tab, p) {
 		return
 	}
+	n.store.markLoss(p, lossGen)
 	n.store.newGeneration(p, n.clock.now(n.wall()))
 	n.log.Debug("partition taken from an owner that reported it lost: writes from now on are of a new generation", "partition", p, "from", src)
 }
@@ -706,6 +730,28 @@ func (n *Node) merge(p int, s *Session, tab *ring.Table) error {
 	return nil
 }
 
+// knowsItsStanding reports whether this node may give its copies to
+// another node as a source (servePull, a raw read): it holds the leases
+// its ring asks of a node that serves (rule 6), asking the members for
+// the missing ones first. Each grant says whether the granter saw this
+// node leave its ring, and a node so told marks every partition it owns
+// distrusted before the grant counts (recordLease, renewLease), so its
+// answers say what it is. A node cut off from the others and declared
+// dead otherwise answered as a settled owner for as long as it had not
+// asked anyone for a lease since the cut healed: an owner itself declared
+// dead took the partition from it and dropped its own copies, and two
+// such owners took it from each other without the writes the others
+// acknowledged meanwhile (the explorer's F20).
+func (n *Node) knowsItsStanding(ctx context.Context, tab *ring.Table) bool {
+	v, done := n.own.admitLeases(tab, admission{}, n.mono())
+	if !done {
+		return true
+	}
+	n.askLeases(ctx, tab, v.leases, v.spare)
+	_, done = n.own.admitLeases(tab, admission{askedLeases: true}, n.mono())
+	return !done
+}
+
 // servePull answers methodPull, a new owner's pull: the copies of a
 // partition with ids after a cursor, in id order, up to a byte budget. A
 // hand-off is served only to a new owner on this node's ring.
@@ -734,6 +780,9 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		// partition's state is read, which confirm follows.
 		return pullReply{Unconfirmed: true}, nil
 	}
+	if !n.knowsItsStanding(ctx, tab) {
+		return pullReply{Unconfirmed: true}, nil
+	}
 	var copies []*Session
 	var reply pullReply
 	n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) {
@@ -744,6 +793,9 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 			Unvouched: st.parts[req.Partition].unvouched, Lost: st.parts[req.Partition].reportedLost}
 	})
 	reply.Blank = n.blank(req.Partition)
+	if reply.Lost {
+		reply.LostGen = n.store.lossGeneration(req.Partition)
+	}
 	slices.SortFunc(copies, func(a, b *Session) int { return strings.Compare(a.ID, b.ID) })
 	i, _ := slices.BinarySearchFunc(copies, req.After, func(s *Session, id string) int { return strings.Compare(s.ID, id) })
 	if i < len(copies) && copies[i].ID == req.After {

@@ -320,7 +320,7 @@ func TestALeaversLeftoversAreNotMergedAfterALoss(t *testing.T) {
 	if s := n.store.get(p, ids[0]); s == nil {
 		t.Fatal("before any loss, a leaver's unvouched copy was not merged")
 	}
-	n.adoptLoss(tab, p, "b")
+	n.adoptLoss(tab, p, "b", 0)
 	if !n.own.reportedLost(p) {
 		t.Fatalf("a did not adopt b's loss report of partition %d", p)
 	}
@@ -2266,4 +2266,89 @@ func handOffOf(t *testing.T, n *Node, tab *ring.Table, p int) *transfer {
 		t.Fatalf("%s has no hand-off of partition %d in its first ring", n.Name(), p)
 	}
 	return cur
+}
+
+// A node that learns it was declared dead forgets the losses it reported:
+// the members that declared it dead may have rebuilt the partition since
+// and acknowledged writes to it. The explorer's finding F20
+// (docs/CHAOS.md): x and y, the partition's two owners, each marked by a
+// loss report of it, were each cut off alone; the three others took the
+// partition over, reported it lost (both owners gone), rebuilt it and
+// acknowledged a write. When x and y came back, each declared dead, each
+// completed its hand-off on the other's copies and, marked by its old
+// report, took nothing from the former owners that held the write: the
+// write was gone with no loss reported.
+func TestOwnersDeclaredDeadForgetTheLossesTheyReported(t *testing.T) {
+	c := newTestCluster(t, 5, nil)
+	all := c.list()[0].Table()
+	id := sessionID(1)
+	o := all.OwnersOf(id)
+	x, y := c.node(o.Primary), c.node(o.Buddy)
+	p := all.Partition(id)
+	c.settle(t, "the first ring")
+	for _, n := range []*testNode{x, y} {
+		// As an owner that reported the partition lost, or took an
+		// owner's report of it (Node.adoptLoss), marks it.
+		waitFor(t, 10*time.Second, "the loss report", func() bool {
+			return n.own.reportedLost(p) || n.own.adoptLoss(n.Table(), p)
+		})
+	}
+	for _, n := range []*testNode{x, y} {
+		waitFor(t, 10*time.Second, "leases", func() bool { serving(n.Node); return len(n.own.missingLeases(n.Table(), n.mono())) == 0 })
+	}
+	// x and y are each cut off from everyone; each ring holds itself alone.
+	for _, cut := range []*testNode{x, y} {
+		for _, n := range c.list() {
+			if n != cut {
+				cut.faults.Cut(n.member.Peer)
+				n.faults.Cut(cut.member.Peer)
+			}
+		}
+	}
+	rest := membersWithout(all, x.Name(), y.Name())
+	views := map[string][]string{x.Name(): {x.Name()}, y.Name(): {y.Name()}}
+	for _, n := range rest {
+		views[n] = rest
+	}
+	c.publishTo(views)
+	a := c.node(rest[0])
+	waitFor(t, 20*time.Second, "the others to rebuild the partition", func() bool {
+		for _, name := range rest {
+			n := c.node(name)
+			serving(n.Node)
+			if n.own.load().transfers(true) > 0 {
+				n.wake()
+				return false
+			}
+		}
+		return true
+	})
+	put(t, a, id, "v", "written without x and y")
+	// The cuts heal and every node serves by the whole ring again.
+	for _, cut := range []*testNode{x, y} {
+		cut.faults.HealAll()
+		for _, n := range c.list() {
+			n.faults.Heal(cut.member.Peer)
+		}
+	}
+	lost := len(x.Lost().Partitions) + len(y.Lost().Partitions)
+	c.viewAll(membersWithout(all))
+	c.settle(t, "x and y to take the partition back")
+	// They learn they were declared dead at their next lease renewal,
+	// and catch up.
+	waitFor(t, 20*time.Second, "x and y to learn they were declared dead", func() bool {
+		serving(x.Node)
+		serving(y.Node)
+		return x.stats.Rejoins.Load() > 0 && y.stats.Rejoins.Load() > 0
+	})
+	c.settle(t, "x and y to catch up")
+	if now := len(x.Lost().Partitions) + len(y.Lost().Partitions); now != lost {
+		t.Skipf("x or y reported a loss after the heal (%v, %v): the write's loss would be reported", x.Lost(), y.Lost())
+	}
+	for _, n := range []*testNode{x, y} {
+		s := n.store.get(p, id)
+		if s == nil || s.Deleted || asString(t, s.Attributes.value("v")) != "written without x and y" {
+			t.Errorf("%s's copy after the heal: %+v; want the write acknowledged without it", n.Name(), s)
+		}
+	}
 }

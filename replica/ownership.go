@@ -1065,6 +1065,19 @@ func (o *ownership) reconcile(sources []string, distrust bool, now time.Duration
 				t.reconcile, t.gates, t.distrust = false, true, true
 				t.declared++
 			}
+			if distrust {
+				// A loss this node reported is no guide any more: the
+				// members that declared it dead may have rebuilt the
+				// partition since and acknowledged writes to it, and
+				// a former owner that vouches for this node's run
+				// holds them. Kept, it made the node take nothing
+				// from such a source (sourceAsk.afterLoss), and two
+				// owners each cut off and declared dead completed
+				// their hand-offs on each other's copies, the writes
+				// made without them gone with no loss reported (the
+				// explorer, TestExploreHandOffs).
+				s.parts[p].reportedLost, s.parts[p].adopted = false, false
+			}
 			if len(t.sources) > 0 {
 				s.parts[p].transfer = &t
 				s.parts[p].distrusted = s.parts[p].distrusted || distrust

@@ -80,6 +80,8 @@ type ReadReply struct {
 	// Lost, in a raw read: the answering node reported the partition
 	// lost while owning it (pullReply.Lost).
 	Lost bool `msgpack:"ls,omitempty"`
+	// LostGen: as in pullReply.
+	LostGen uint64 `msgpack:"lg,omitempty"`
 }
 
 // readPrimary answers a get or touch from this node's primary copy; the
@@ -154,6 +156,9 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		if n.own.unconfirmed() {
 			return ReadReply{Unconfirmed: true}, nil // as in servePull
 		}
+		if !n.knowsItsStanding(ctx, tab) {
+			return ReadReply{Unconfirmed: true}, nil
+		}
 		var reply ReadReply
 		n.store.view(req.Partition, func(sessions map[string]*Session, floor uint64) { // with the copy, as in servePull
 			st := n.own.load()
@@ -161,6 +166,9 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 				Distrusts: st.distrusts(req.Partition), Unvouched: st.parts[req.Partition].unvouched, Lost: st.parts[req.Partition].reportedLost}
 		})
 		reply.Blank = n.blank(req.Partition)
+		if reply.Lost {
+			reply.LostGen = n.store.lossGeneration(req.Partition)
+		}
 		return reply, nil
 	}
 	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)

@@ -47,6 +47,10 @@ type sourceVerdict struct {
 	err   error
 	take  bool
 	blank bool
+	// sinceLoss: take only the copies of the generation a reported loss
+	// began or later (partition.lossGen), when it is known: the rest
+	// are what the loss took.
+	sinceLoss bool
 }
 
 // judgeSource decides, without I/O, what a node taking partition p over
@@ -90,8 +94,10 @@ func judgeSource(tab *ring.Table, p int, src string, a sourceAnswer, ask sourceA
 		return sourceVerdict{}
 	case (ask.handoff || !ask.allowMinority) && stale(tab, p, src, a.holds):
 		return sourceVerdict{blank: a.blank}
-	case (ask.afterLoss || ask.ownersFirst) && !ask.allowMinority && !owns(tab.Owners(p), src):
+	case ask.ownersFirst && !ask.allowMinority && !owns(tab.Owners(p), src):
 		return sourceVerdict{blank: a.blank}
+	case ask.afterLoss && !ask.allowMinority && !owns(tab.Owners(p), src):
+		return sourceVerdict{blank: a.blank, sinceLoss: true}
 	}
 	return sourceVerdict{take: true, blank: a.blank}
 }

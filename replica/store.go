@@ -29,6 +29,10 @@ type partition struct {
 	touched    []touchItem // last accesses the primary has yet to send to the buddy
 	gen        uint64      // the partition's generation: the highest of its copies', or set when it was rebuilt
 	floor      uint64      // copies of a lower generation are gone: the generation it was last rebuilt at, here or where this node heard of it
+	// lossGen is the generation a reported loss of the partition began
+	// (its reporter's, for a report this node took from another owner):
+	// copies of a lower one are from before the loss; 0 if unknown.
+	lossGen uint64
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
@@ -201,6 +205,26 @@ func (s *store) newGeneration(p int, gen uint64) {
 func (s *store) newGenerationLocked(p int, gen uint64) {
 	part := s.parts[p]
 	part.gen = max(part.gen+1, gen)
+}
+
+// markLossLocked records that a loss of partition p began generation
+// gen (partition.lossGen); the caller holds p's lock or every partition.
+func (s *store) markLossLocked(p int, gen uint64) { s.parts[p].lossGen = gen }
+
+// markLoss is markLossLocked, taking p's lock.
+func (s *store) markLoss(p int, gen uint64) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	part.lossGen = gen
+}
+
+// lossGeneration returns partition.lossGen.
+func (s *store) lossGeneration(p int) uint64 {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	return part.lossGen
 }
 
 // floor returns partition p's generation floor: copies of a lower
