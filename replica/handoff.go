@@ -513,7 +513,11 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			continue
 		}
 		if !v.take {
-			return false, false, false, v.blank, false, nil
+			// A source that sent no copy at all, and holds none, has
+			// nothing a merge would have taken: it counts as taken (a
+			// returning owner's hand-off needs every source's writes).
+			nothing := req.After == "" && len(reply.Sessions) == 0 && !reply.More && !reply.Holds
+			return false, false, false, v.blank, nothing, nil
 		}
 		if reply.Lost && owns(tab.Owners(p), src) {
 			n.adoptLoss(tab, p, src, reply.LostGen)
