@@ -513,11 +513,25 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			continue
 		}
 		if !v.take {
-			// A source that sent no copy at all, and holds none, has
-			// nothing a merge would have taken: it counts as taken (a
-			// returning owner's hand-off needs every source's writes).
-			nothing := req.After == "" && len(reply.Sessions) == 0 && !reply.More && !reply.Holds
-			return false, false, false, v.blank, nothing, nil
+			// Copies not taken: the source counts as taken only if a merge
+			// could not have added anything, every copy it sent being one
+			// this node holds as it is or newer, and it holds no hold
+			// this node would need (a returning owner's hand-off needs
+			// every source's writes: transfer.returning). A joiner
+			// declared dead that merged the returning owner's copies
+			// in its own hand-off sends them back, distrusted, and the
+			// two waited for each other until both gave up and reported
+			// the loss.
+			if reply.Holds || !n.store.holdsAsNew(p, reply.Sessions) {
+				return false, false, false, v.blank, false, nil
+			}
+			if !reply.More {
+				return false, false, false, v.blank, true, nil
+			}
+			if len(reply.Sessions) == 0 || reply.Sessions[len(reply.Sessions)-1] == nil {
+				return false, false, false, v.blank, false, nil
+			}
+			req.After = reply.Sessions[len(reply.Sessions)-1].ID
 		}
 		if reply.Lost && owns(tab.Owners(p), src) {
 			n.adoptLoss(tab, p, src, reply.LostGen)

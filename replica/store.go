@@ -405,6 +405,23 @@ func (s *store) copiesLacked(p int, theirs map[string]*Session) map[string]bool 
 	return lacked
 }
 
+// holdsAsNew reports whether partition p holds every copy in theirs as it
+// is or newer: merging them would change nothing.
+func (s *store) holdsAsNew(p int, theirs []*Session) bool {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	for _, other := range theirs {
+		if other == nil {
+			continue
+		}
+		if mine := part.sessions[other.ID]; mine == nil || newer(other, mine) {
+			return false
+		}
+	}
+	return true
+}
+
 // drop forgets every copy of partition p.
 func (s *store) drop(p int) int {
 	part := s.parts[p]
