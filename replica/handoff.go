@@ -193,7 +193,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 	now := n.mono()
 	jobs, _, _, _, pending := n.own.due(tab, now, false)
 	var gaveUp []string
-	var lost, rebuilt []int
+	var lost, rebuilt, renewed []int // renewed: a buddy's, moved to a new generation (tellPrimaries)
 	dropped := map[int]int{}
 	if pending {
 		// A hand-off given up makes what this node holds the partition,
@@ -231,6 +231,7 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 					// floor: the primary's push brings one.
 					n.store.newGenerationLocked(p, n.clock.now(n.wall()))
 					n.store.markLossLocked(p, n.store.parts[p].gen)
+					renewed = append(renewed, p)
 				}
 			}
 		})
@@ -249,6 +250,9 @@ func (n *Node) pullDue(ctx context.Context, tab *ring.Table) {
 	}
 	if len(rebuilt) > 0 {
 		go n.announceFloors(tab, rebuilt, pushRebuilt, nil)
+	}
+	if len(renewed) > 0 {
+		go n.tellPrimaries(tab, renewed)
 	}
 	work := make(chan transferJob)
 	var wg sync.WaitGroup
@@ -635,6 +639,31 @@ func (n *Node) allBlank(ctx context.Context, tab *ring.Table, p int, asked []str
 // without the floor (ownership.finishHandoff); a non-nil only limits the
 // copies pushed to those sessions (pushTo).
 func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind, only map[string]bool) {
+	left := n.untilDelivered(tab, parts, func(ctx context.Context, tab *ring.Table, p int) (bool, error) {
+		o := tab.Owners(p)
+		if o.Primary != n.cfg.Name || o.Buddy == "" {
+			return true, nil // another primary's pulls and writes carry the floor now
+		}
+		if err := n.pushTo(ctx, tab, p, o.Buddy, kind, only); err != nil {
+			return false, fmt.Errorf("push partition %d to its buddy %s (%v): %w", p, o.Buddy, kind, err)
+		}
+		return true, nil
+	})
+	switch {
+	case len(left) == 0:
+	case kind == pushMerge:
+		n.log.Warn("gave up pushing partitions taken from a buddy's loss report back to it: sessions it dropped are held by this node alone until written again", "partitions", left)
+	default:
+		n.log.Warn("gave up pushing rebuilt partitions to their buddies: the buddies learn the floors from the partitions' next writes", "partitions", left)
+	}
+}
+
+// untilDelivered calls try for each partition in parts, under the ring
+// the node serves by at the time, each call bounded by HandoffTimeout,
+// until try says the partition is done, backing off between rounds, the
+// node stops, or floorAnnounceFor HandoffTimeouts have passed. It returns
+// the partitions left undone.
+func (n *Node) untilDelivered(tab *ring.Table, parts []int, try func(ctx context.Context, tab *ring.Table, p int) (bool, error)) []int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -652,31 +681,19 @@ func (n *Node) announceFloors(tab *ring.Table, parts []int, kind pushKind, only 
 			tab = cur
 		}
 		pending = slices.DeleteFunc(pending, func(p int) bool {
-			o := tab.Owners(p)
-			if o.Primary != n.cfg.Name || o.Buddy == "" {
-				return true // another primary's pulls and writes carry the floor now
-			}
 			callCtx, cancelCall := n.withTimeout(ctx, n.cfg.HandoffTimeout)
 			defer cancelCall()
-			err := n.pushTo(callCtx, tab, p, o.Buddy, kind, only)
+			done, err := try(callCtx, tab, p)
 			if err != nil {
-				n.log.Debug("cannot push a partition to its buddy; will retry", "partition", p, "member", o.Buddy, "kind", kind, "err", err)
+				n.log.Debug("cannot reach a partition's other owner; will retry", "partition", p, "err", err)
 			}
-			return err == nil
+			return done
 		})
-		if len(pending) == 0 {
-			return
-		}
-		if n.mono() > deadline {
-			if kind == pushMerge {
-				n.log.Warn("gave up pushing partitions taken from a buddy's loss report back to it: sessions it dropped are held by this node alone until written again", "partitions", pending)
-				return
-			}
-			n.log.Warn("gave up pushing rebuilt partitions to their buddies: the buddies learn the floors from the partitions' next writes", "partitions", pending)
-			return
+		if len(pending) == 0 || n.mono() > deadline {
+			return pending
 		}
 		if !n.sleep(ctx, wait) {
-			return
+			return pending
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
@@ -798,7 +815,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		// partition's state is read, which confirm follows.
 		return pullReply{Unconfirmed: true}, nil
 	}
-	if !n.knowsItsStanding(ctx, tab) {
+	if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
 		return pullReply{Unconfirmed: true}, nil
 	}
 	var copies []*Session

@@ -1338,6 +1338,47 @@ func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
 	})
 }
 
+// A buddy that gives a partition's hand-off up, while its primary holds
+// the partition, reports the loss and drops its copies; it tells the
+// primary, which takes the report and pushes its copies back, so the two
+// owners hold the same again. Before, the primary heard nothing until its
+// next pull from the buddy, in the next ring: reads through the buddy
+// answered nothing, reads through the primary the session (the explorer's
+// finding F21, schedule 19).
+func TestAPrimaryTakesItsBuddysLossReportAndPushesItsCopiesBack(t *testing.T) {
+	c := newTestCluster(t, 6, nil)
+	id := sessionID(1)
+	x, y := c.ownersOf(id)
+	p := x.Table().Partition(id)
+	put(t, x, id, "v", "held by the primary")
+	var third *testNode
+	for _, n := range c.list() {
+		if n != x && n != y {
+			third = n
+			break
+		}
+	}
+	// The cluster is no longer new (TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor).
+	c.sleep(2 * y.cfg.HandoffTimeout)
+	// y, told it was declared dead and cut off from x, takes the partition
+	// over again from a member that never held it: the hand-off is given
+	// up, the loss reported, and y drops the copies no owner vouches for.
+	y.faults.Cut(x.member.Peer)
+	y.own.reconcile([]string{third.Name()}, true, y.mono())
+	y.wake()
+	waitFor(t, 20*time.Second, y.Name()+" to give the hand-off up", func() bool {
+		return y.own.load().parts[p].transfer == nil && y.own.reportedLost(p)
+	})
+	if s := y.store.get(p, id); s != nil {
+		t.Skipf("%s kept its copy when it gave the hand-off up: nothing to bring back", y.Name())
+	}
+	y.faults.HealAll()
+	waitFor(t, 20*time.Second, x.Name()+" to take its buddy's report and push its copy back", func() bool {
+		s := y.store.get(p, id)
+		return x.own.reportedLost(p) && s != nil && asString(t, s.Attributes.value("v")) == "held by the primary"
+	})
+}
+
 // Copies of a partition the node no longer owns go HandoffTimeout after
 // the ring that moved it, however often the node is woken meanwhile
 // (membership news that changes no ring, reconciliations): under a steady

@@ -41,6 +41,7 @@ var peerMethods = map[string]peerMethod{
 	methodReplicate: {(*Node).serveReplicate, forSender}, // write.go
 	methodReconcile: {(*Node).serveReconcile, forSender}, // pause.go
 	methodPush:      {(*Node).servePush, forSender},      // drain.go
+	methodLost:      {(*Node).serveLost, forSender},      // lossnotice.go
 	methodLease:     {(*Node).serveLease, forSender},     // lease.go
 	methodTouch:     {(*Node).serveTouch, forNodes},      // expiry.go
 	methodExpire:    {(*Node).serveExpire, forNodes},     // expiry.go

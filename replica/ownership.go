@@ -737,9 +737,35 @@ func (o *ownership) transfers(next *ownState, prev *ring.Table, appeared, depart
 		if t != nil && len(t.sources) == 0 && (t.reconcile || len(t.awaits) == 0 && !below) {
 			t = nil
 		}
+		if next.parts[p].distrusted && (t == nil || t.reconcile) {
+			t = distrustedTakeOver(t, tab, o.self, now)
+		}
 		next.parts[p].transfer, next.parts[p].stoppedWith = t, nil
 	}
 	o.noteLeaving(next, prev)
+}
+
+// distrustedTakeOver returns the transfer of a partition this node owns in
+// tab and distrusts (it was told it had been declared dead while another
+// node owned the partition: reconcile), when the ring change gave it
+// none, or only a reconciliation (t): a hand-off from every other member
+// that ends, as reconcile's does, only on a settled owner. Without it the
+// partition stayed distrusted with nothing to end it: the node refused
+// every request for it and answered every pull distrusting, and the other
+// owner, unable to take the partition from it, gave its hand-off up and
+// reported the loss of sessions this node held (the explorer, schedule 83).
+func distrustedTakeOver(t *transfer, tab *ring.Table, self string, now time.Duration) *transfer {
+	u := transfer{since: now}
+	if t != nil {
+		u = *t
+	}
+	var everyone []string
+	for _, m := range tab.Members() {
+		everyone = append(everyone, m.Name)
+	}
+	u.sources = sourcesIn(tab, self, append(slices.Clone(u.sources), everyone...)...)
+	u.reconcile, u.gates, u.distrust = false, true, true
+	return &u
 }
 
 // notOwned updates part, partition p's state in a ring tab that does not

@@ -156,7 +156,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		if n.own.unconfirmed() {
 			return ReadReply{Unconfirmed: true}, nil // as in servePull
 		}
-		if !n.knowsItsStanding(ctx, tab) {
+		if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
 			return ReadReply{Unconfirmed: true}, nil
 		}
 		var reply ReadReply
