@@ -68,11 +68,13 @@ func TestExploreHandOffs(t *testing.T) {
 }
 
 // guardSeeds are the schedules go test runs on every change: ones the
-// engine passes. The schedules that fail are open findings
-// (docs/CHAOS.md, F20 and F21: seeds 3, 4, 19, 25, 30, 40, 54, 55 and 59
-// of the first sixty); a schedule joins this list once its finding is
-// fixed.
-var guardSeeds = []uint64{1, 2, 5, 6}
+// engine passes. Schedule 4 failed every run before F20's fix, and 83
+// with its first candidates (docs/CHAOS.md, F20); 25 and 30, which failed
+// with 4, pass too, and are left out for time. The schedules
+// that still fail now and then are open (F20's "What is left": seeds 19,
+// 54, 101 and 128 of the first 140, each in about one run of three); a
+// schedule joins this list once it passes every run.
+var guardSeeds = []uint64{1, 2, 4, 5, 6, 83}
 
 // exploreResult is what one schedule did, for the log.
 type exploreResult struct {

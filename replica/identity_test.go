@@ -147,6 +147,7 @@ func TestANodeCannotActAsAnother(t *testing.T) {
 		"lease release": leaseRequest{From: primary.Name(), Release: true},
 		methodReconcile: reconcileRequest{From: primary.Name()},
 		methodPush:      pushRequest{From: primary.Name(), Partition: p, Sessions: []*Session{planted(id, c.clock.Now())}},
+		methodLost:      lostNotice{From: primary.Name(), Partition: p, Ring: buddy.Table().Fingerprint()},
 	}
 	for what, args := range posing {
 		var err error
@@ -222,6 +223,7 @@ func TestAClientCertificateCallsOnlyClientMethods(t *testing.T) {
 		methodLease:     leaseRequest{From: name},
 		methodPush:      pushRequest{From: name, Partition: p, Sessions: []*Session{planted(id, c.clock.Now())}},
 		methodReconcile: reconcileRequest{From: name},
+		methodLost:      lostNotice{From: name, Partition: p},
 		methodTouch:     touchRequest{},
 		methodExpire:    expireRequest{},
 		methodPrincipal: principalRequest{Principal: "root"},

@@ -1379,6 +1379,43 @@ func TestAPrimaryTakesItsBuddysLossReportAndPushesItsCopiesBack(t *testing.T) {
 	})
 }
 
+// A loss notice is taken only from the partition's buddy, under the
+// primary's own ring, by a primary that holds the partition; anything else
+// is refused with a clear error and changes nothing.
+func TestALossNoticeIsTakenOnlyFromTheBuddyUnderTheSameRing(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(3)
+	x, y, z := c.triple(id)
+	c.settle(t, "the first ring")
+	tab := x.Table()
+	p := tab.Partition(id)
+	tell := func(n lostNotice) error {
+		return FromWire(z.caller.Call(testCtx(t), x.member.Peer, methodLost, n, nil))
+	}
+	for _, tc := range []struct {
+		name   string
+		notice lostNotice
+		want   error
+	}{
+		{"from a member that is not the buddy", lostNotice{From: z.Name(), Partition: p, Ring: tab.Fingerprint()}, ErrNotOwner},
+		{"under another ring", lostNotice{From: y.Name(), Partition: p, Ring: tab.Fingerprint() + 1}, ErrUnavailable},
+		{"of a partition out of range", lostNotice{From: y.Name(), Partition: tab.Partitions(), Ring: tab.Fingerprint()}, ErrInvalid},
+	} {
+		if err := tell(tc.notice); !errors.Is(err, tc.want) {
+			t.Errorf("a loss notice %s: %v; want %v", tc.name, err, tc.want)
+		}
+	}
+	if x.own.reportedLost(p) {
+		t.Fatalf("%s took a loss notice it should have refused", x.Name())
+	}
+	if err := tell(lostNotice{From: y.Name(), Partition: p, Ring: tab.Fingerprint()}); err != nil {
+		t.Fatalf("the buddy's loss notice: %v", err)
+	}
+	if !x.own.reportedLost(p) {
+		t.Fatalf("%s did not take its buddy's loss notice", x.Name())
+	}
+}
+
 // Copies of a partition the node no longer owns go HandoffTimeout after
 // the ring that moved it, however often the node is woken meanwhile
 // (membership news that changes no ring, reconciliations): under a steady

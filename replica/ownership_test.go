@@ -1385,3 +1385,23 @@ func TestAPullCompletesATransferMarkedAgainForNothingNew(t *testing.T) {
 		t.Fatalf("partition %d: a pull begun before the node was declared dead a second time completed its hand-off: %+v", dead, part)
 	}
 }
+
+// A partition this node owns and distrusts, given no hand-off by a ring
+// change or only a reconciliation, is taken from every other member, as a
+// node declared dead takes its partitions (reconcile with distrust): a
+// hand-off that gates the node and ends only on a settled owner.
+func TestADistrustedPartitionIsTakenOver(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	for _, given := range []*transfer{nil, {since: time.Second, reconcile: true, sources: []string{"b"}}} {
+		got := distrustedTakeOver(given, tab, "a", 2*time.Second)
+		if got.reconcile || !got.gates || !got.distrust {
+			t.Errorf("from %+v: %+v; want a gating distrust hand-off", given, got)
+		}
+		if !slices.Equal(slices.Sorted(slices.Values(got.sources)), []string{"b", "c"}) {
+			t.Errorf("from %+v: sources %v; want every other member", given, got.sources)
+		}
+		if given != nil && given.reconcile == false {
+			t.Errorf("the transfer given was changed in place: %+v", given)
+		}
+	}
+}
