@@ -484,33 +484,15 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			return false, false, false, false, false, fmt.Errorf("%w: %w: pull partition %d from %s", ErrUnavailable, v.err, p, src)
 		}
 		n.learnFloor(p, reply.Floor, src, false)
-		if ask.distrust && !ask.allowMinority && req.After == "" && reply.Settled && reply.Holds && !reply.Distrusts {
-			// Declared dead, this node takes the partition from an owner
-			// that vouches for it: that owner's copies replace its own,
-			// which are older than what was acknowledged since, or were
-			// lost with the partition. (It stores no write meanwhile: the
-			// gate refuses them while it distrusts the partition.) Only
-			// with AllowMinority can a node declared dead have
-			// acknowledged writes the others lack, on its side of a cut:
-			// then its copies are merged, as a split brain heals.
-			if dropped := n.store.drop(p); dropped > 0 {
-				n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
-			}
+		if req.After == "" {
+			n.replaceOwnIfDeclaredDead(p, src, ask, reply)
 		}
-		lossGen := n.store.lossGeneration(p)
-		if v.sinceLoss && lossGen > 0 {
-			took := false
-			for _, s := range reply.Sessions {
-				if s != nil && s.Gen >= lossGen && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
-					if err := n.merge(p, s, tab); err != nil {
-						return false, false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
-					}
-					took = true
-				}
-				if s != nil {
-					req.After = s.ID
-				}
+		if lossGen := n.store.lossGeneration(p); v.sinceLoss && lossGen > 0 {
+			merged, last, err := n.mergeBatch(tab, p, src, reply.Sessions, func(s *Session) bool { return s.Gen >= lossGen }, nil)
+			if err != nil {
+				return false, false, false, false, false, err
 			}
+			took, req.After = took || merged, last
 			if !reply.More {
 				return false, false, false, v.blank, took, nil
 			}
@@ -526,30 +508,22 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			// in its own hand-off sends them back, distrusted, and the
 			// two waited for each other until both gave up and reported
 			// the loss.
-			if reply.Holds || !n.store.holdsAsNew(p, reply.Sessions) {
+			nothingNew := !reply.Holds && n.store.holdsAsNew(p, reply.Sessions)
+			if !nothingNew || !reply.More {
+				return false, false, false, v.blank, nothingNew, nil
+			}
+			if req.After = lastID(reply.Sessions); req.After == "" {
 				return false, false, false, v.blank, false, nil
 			}
-			if !reply.More {
-				return false, false, false, v.blank, true, nil
-			}
-			if len(reply.Sessions) == 0 || reply.Sessions[len(reply.Sessions)-1] == nil {
-				return false, false, false, v.blank, false, nil
-			}
-			req.After = reply.Sessions[len(reply.Sessions)-1].ID
+			continue
 		}
 		if reply.Lost && owns(tab.Owners(p), src) {
 			n.adoptLoss(tab, p, src, reply.LostGen)
 		}
-		for _, s := range reply.Sessions {
-			if s != nil && ValidateID(s.ID) == nil && tab.Partition(s.ID) == p {
-				if err := n.merge(p, s, tab); err != nil {
-					return false, false, false, false, false, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
-				}
-				if sent != nil {
-					sent[s.ID] = copyKey(s)
-				}
-				req.After = s.ID
-			}
+		if _, last, err := n.mergeBatch(tab, p, src, reply.Sessions, nil, sent); err != nil {
+			return false, false, false, false, false, err
+		} else if last != "" {
+			req.After = last
 		}
 		if len(reply.Sessions) > 0 && reply.Unvouched {
 			n.own.markUnvouched(p)
@@ -560,6 +534,59 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 			return holds, settled, trusted, reply.Blank, true, nil
 		}
 	}
+}
+
+// replaceOwnIfDeclaredDead drops this node's copies of partition p when
+// it was declared dead and src, answering the first batch of a pull,
+// holds the partition as a settled owner that trusts its copies: that
+// owner's copies replace its own, which are older than what was
+// acknowledged since, or were lost with the partition. (It stores no
+// write meanwhile: the gate refuses them while it distrusts the
+// partition.) Only with AllowMinority can a node declared dead have
+// acknowledged writes the others lack, on its side of a cut: then its
+// copies are merged, as a split brain heals.
+func (n *Node) replaceOwnIfDeclaredDead(p int, src string, ask sourceAsk, reply pullReply) {
+	if !ask.distrust || ask.allowMinority || !reply.Settled || !reply.Holds || reply.Distrusts {
+		return
+	}
+	if dropped := n.store.drop(p); dropped > 0 {
+		n.log.Info("replacing copies held when declared dead with an owner's", "partition", p, "from", src, "dropped", dropped)
+	}
+}
+
+// mergeBatch merges the copies of one pull batch from src that belong to
+// partition p and pass keep (every one, with keep nil), recording a
+// summary of each in sent when it is not nil. It reports whether it
+// merged any, and the id of the batch's last copy, where the next batch
+// starts ("" for none).
+func (n *Node) mergeBatch(tab *ring.Table, p int, src string, sessions []*Session, keep func(*Session) bool, sent map[string]*Session) (merged bool, last string, err error) {
+	for _, s := range sessions {
+		if s == nil {
+			continue
+		}
+		last = s.ID
+		if ValidateID(s.ID) != nil || tab.Partition(s.ID) != p || keep != nil && !keep(s) {
+			continue
+		}
+		if err := n.merge(p, s, tab); err != nil {
+			return merged, last, fmt.Errorf("pull partition %d from %s: %w", p, src, err)
+		}
+		merged = true
+		if sent != nil {
+			sent[s.ID] = copyKey(s)
+		}
+	}
+	return merged, last, nil
+}
+
+// lastID returns the id of the last copy in sessions, "" if there is none.
+func lastID(sessions []*Session) string {
+	for i := len(sessions) - 1; i >= 0; i-- {
+		if sessions[i] != nil {
+			return sessions[i].ID
+		}
+	}
+	return ""
 }
 
 // adoptLoss takes partition p's loss as reported by its owner src

@@ -1310,23 +1310,10 @@ func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
 	if s := y.store.get(p, id); s == nil {
 		t.Fatal("the buddy holds no copy of the session")
 	}
-	var third *testNode
-	for _, n := range c.list() {
-		if n != x && n != y {
-			third = n
-			break
-		}
-	}
-	// Every node outlives its first HandoffTimeout: the cluster is no
-	// longer new, so a source holding nothing is no sign of a new
-	// partition.
-	c.sleep(2 * x.cfg.HandoffTimeout)
 	// x, declared dead and cut off from y, takes the partition over again
 	// from a member that never held it: the hand-off is given up, the loss
 	// reported, and x rebuilds the partition.
-	x.faults.Cut(y.member.Peer)
-	x.own.reconcile([]string{third.Name()}, true, x.mono())
-	x.wake()
+	retakeCutOff(c, x, y)
 	// Polled without asking anything of the nodes: the virtual clock moves
 	// only while the network is quiet.
 	waitFor(t, 20*time.Second, x.Name()+" to give the hand-off up and rebuild", func() bool {
@@ -1336,6 +1323,26 @@ func TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor(t *testing.T) {
 	waitFor(t, 20*time.Second, y.Name()+" to learn the floor and drop its copy from before the loss", func() bool {
 		return y.store.floor(p) >= x.store.floor(p) && y.store.get(p, id) == nil
 	})
+}
+
+// retakeCutOff makes n, cut off from its partner owner other, take every
+// partition it owns over again as a node declared dead, from a member of
+// c that is neither, once every node has outlived its first
+// HandoffTimeout: the cluster is no longer new, so that member's holding
+// nothing is no sign of a new partition, and n's hand-offs end given up,
+// the losses reported.
+func retakeCutOff(c *testCluster, n, other *testNode) {
+	var third *testNode
+	for _, m := range c.list() {
+		if m != n && m != other {
+			third = m
+			break
+		}
+	}
+	c.sleep(2 * n.cfg.HandoffTimeout)
+	n.faults.Cut(other.member.Peer)
+	n.own.reconcile([]string{third.Name()}, true, n.mono())
+	n.wake()
 }
 
 // A buddy that gives a partition's hand-off up, while its primary holds
@@ -1351,21 +1358,10 @@ func TestAPrimaryTakesItsBuddysLossReportAndPushesItsCopiesBack(t *testing.T) {
 	x, y := c.ownersOf(id)
 	p := x.Table().Partition(id)
 	put(t, x, id, "v", "held by the primary")
-	var third *testNode
-	for _, n := range c.list() {
-		if n != x && n != y {
-			third = n
-			break
-		}
-	}
-	// The cluster is no longer new (TestABuddyCutOffWhileItsPrimaryRebuiltLearnsTheFloor).
-	c.sleep(2 * y.cfg.HandoffTimeout)
 	// y, told it was declared dead and cut off from x, takes the partition
 	// over again from a member that never held it: the hand-off is given
 	// up, the loss reported, and y drops the copies no owner vouches for.
-	y.faults.Cut(x.member.Peer)
-	y.own.reconcile([]string{third.Name()}, true, y.mono())
-	y.wake()
+	retakeCutOff(c, y, x)
 	waitFor(t, 20*time.Second, y.Name()+" to give the hand-off up", func() bool {
 		return y.own.load().parts[p].transfer == nil && y.own.reportedLost(p)
 	})
