@@ -75,6 +75,9 @@ type leaseReply struct {
 	Fingerprint uint64 `msgpack:"fp"`
 	Departed    uint64 `msgpack:"d"`
 	Incarnation string `msgpack:"i,omitempty"`
+	// Past: the granter knows the cluster served before now
+	// (ownership.past), so a young asker is not blank (Node.blank).
+	Past bool `msgpack:"p,omitempty"`
 }
 
 // renewals are the lease requests in flight: concurrent renewals with one

@@ -186,7 +186,9 @@ func TestANewClusterIsToldByEveryMember(t *testing.T) {
 			t.Fatalf("%s reports partitions %v lost in a cluster just started", x.Name(), lost)
 		}
 	}
-	// A restarted member is young again; the others are not.
+	// A restarted member is young again; the others are not. It is blank
+	// until a member grants it a lease, which tells it the cluster served
+	// before (ownership.knowsPast): not serving, it has asked for none.
 	for _, x := range nodes {
 		serving(x.Node)
 	}
@@ -195,14 +197,81 @@ func TestANewClusterIsToldByEveryMember(t *testing.T) {
 	c.kill(name)
 	restarted := c.start(name, nil)
 	c.publish()
-	if !restarted.blank(p) {
-		t.Fatal("a restarted member is not blank")
+	if restarted.own.knowsPast() || !restarted.blank(p) {
+		t.Fatalf("a restarted member not yet granted a lease: knows the past %v, blank %v", restarted.own.knowsPast(), restarted.blank(p))
 	}
 	if !restarted.allBlank(testCtx(t), restarted.Table(), p, []string{nodes[0].Name(), nodes[2].Name()}) {
 		t.Fatal("with every other member counted blank already, the restarted member finds the cluster not new")
 	}
 	if restarted.allBlank(testCtx(t), restarted.Table(), p, nil) {
 		t.Fatal("a restarted member finds the cluster new while older members run")
+	}
+}
+
+// A cluster whose every member is a new run is not new if one of those
+// runs was granted a lease by an older member (ownership.knowsPast): the
+// older runs served, and a partition none of the new runs holds was lost
+// with them. CHAOS.md F22: all five nodes of the 72-minute run restarted
+// within eight seconds, each while an older run still served; the
+// owners of sixteen partitions took them as new, and the sessions in
+// them went back to nothing with no loss reported.
+func TestAClusterRestartedRunByRunKnowsItHadAPast(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, n := range c.list() {
+		serving(n.Node)
+	}
+	c.sleep(2 * c.list()[0].cfg.HandoffTimeout)
+	id := sessionID(79)
+	primary, buddy := c.ownersOf(id)
+	put(t, primary, id, "k", "v")
+	p := primary.Table().Partition(id)
+	var third string
+	for _, n := range c.list() {
+		if n != primary && n != buddy {
+			third = n.Name()
+		}
+	}
+
+	// The third member restarts first, while the owners' older runs serve
+	// and grant it leases.
+	c.kill(third)
+	x := c.start(third, nil)
+	c.publish()
+	waitFor(t, 10*time.Second, "the restarted member to be granted leases by the older ones", func() bool {
+		serving(x.Node)
+		x.wake()
+		return x.own.knowsPast()
+	})
+	if !x.own.young(x.mono()) || x.blank(p) {
+		t.Fatalf("restarted among older members: young %v, blank for partition %d %v; want young and not blank", x.own.young(x.mono()), p, x.blank(p))
+	}
+
+	// Then the owners crash and restart one after the other: the primary
+	// first, its hand-off waiting on the buddy it cannot reach, then the
+	// buddy. No member saw both leave one ring, and every member is now
+	// a new run.
+	c.restart("second", primary.Name())
+	c.node(primary.Name()).faults.Cut(buddy.member.Peer)
+	c.publish()
+	if c.node(primary.Name()).own.load().holds(p) {
+		t.Fatalf("the restarted primary holds partition %d before its hand-off", p)
+	}
+	c.restart("second", buddy.Name())
+	c.node(primary.Name()).faults.HealAll()
+	c.publish()
+	waitFor(t, 20*time.Second, "an owner to report the partition lost", func() bool {
+		for _, n := range c.list() {
+			serving(n.Node)
+			if slices.Contains(n.Lost().Partitions, p) {
+				return true
+			}
+		}
+		return false
+	})
+	for _, n := range c.list() {
+		if s, err := n.Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("via %s, the session lost with its owners reads %+v, %v", n.Name(), s, err)
+		}
 	}
 }
 

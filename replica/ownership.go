@@ -55,6 +55,9 @@ type ownership struct {
 	// started is when this run of the node installed its first ring (on
 	// its monotonic clock), or -1 before (young).
 	started atomic.Int64
+	// pastKnown: a member granted this run a lease and said the cluster
+	// had served before (leaseReply.Past): see knowsPast.
+	pastKnown atomic.Bool
 
 	// leftUnheld: the partitions the node owned, under the last ring that
 	// had it, and did not hold whole (unheldOwned). Set under mu.
@@ -1490,6 +1493,19 @@ func (o *ownership) young(now time.Duration) bool {
 	return s < 0 || now-time.Duration(s) < o.handoff
 }
 
+// knowsPast reports whether this run learned from a member's lease that
+// the cluster served before it: the member was not young, or had learned
+// it in turn. A young node that knows the past is not blank (Node.blank):
+// the older runs it saw served, and a partition no member holds was lost
+// with them, not never had. Without it, a cluster whose every member
+// restarted within HandoffTimeout, each run starting while an older one
+// still served, takes as new the partitions it lost (chaos finding F22).
+func (o *ownership) knowsPast() bool { return o.pastKnown.Load() }
+
+// past reports whether this node tells a member it grants a lease that
+// the cluster served before now: it is not young, or knows the past.
+func (o *ownership) past(now time.Duration) bool { return !o.young(now) || o.knowsPast() }
+
 // forget records that the node is about to drop its copies of partition
 // p, which it does not own in tab: it holds it no more, and vouches for
 // nothing. It reports whether the node may drop them: not if tab is no
@@ -1538,7 +1554,7 @@ func (o *ownership) grant(from, incarnation string, now time.Duration) (leaseRep
 	if incarnation == "" {
 		asker = runOf(s.tab, from)
 	}
-	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[asker], Incarnation: runOf(s.tab, o.self).incarnation}, nil
+	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[asker], Incarnation: runOf(s.tab, o.self).incarnation, Past: o.past(now)}, nil
 }
 
 // release ends the lease member from holds, at now: it left gracefully,
@@ -1633,6 +1649,9 @@ func (o *ownership) quorum() int {
 func (o *ownership) recordLease(name string, reply leaseReply, sent, answered time.Duration) (declaredDead bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if reply.Past {
+		o.pastKnown.Store(true)
+	}
 	seen, known := o.seen[name]
 	known = known && seen.granter == reply.Incarnation
 	o.seen[name] = seenDepartures{granter: reply.Incarnation, departed: reply.Departed}

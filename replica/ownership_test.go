@@ -1405,3 +1405,48 @@ func TestADistrustedPartitionIsTakenOver(t *testing.T) {
 		}
 	}
 }
+
+// A lease tells its asker whether the cluster served before
+// (leaseReply.Past): the granter has run for HandoffTimeout, or was told
+// by a lease in turn. A young run told it knows the past for good, and
+// passes it on; a young run that never was says nothing of a past
+// (CHAOS.md F22).
+func TestALeaseTellsTheClusterServedBefore(t *testing.T) {
+	tab := tableOf(t, 1, "a", "b", "c")
+	old := installed(t, "a", tab) // its first ring at 0
+	fresh := installed(t, "b", tab)
+	other := installed(t, "c", tab)
+	grant := func(granter *ownership, to string, now time.Duration) leaseReply {
+		t.Helper()
+		r, err := granter.grant(to, "", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Young, and told nothing: no past, either way.
+	if r := grant(old, "b", old.handoff-time.Millisecond); r.Past {
+		t.Fatal("a granter younger than HandoffTimeout says the cluster served before")
+	}
+	fresh.recordLease("a", grant(old, "b", old.handoff-time.Millisecond), 0, 0)
+	if fresh.knowsPast() {
+		t.Fatal("a lease from a young granter taught its asker a past")
+	}
+	// The granter has run for HandoffTimeout: its lease says so.
+	r := grant(old, "b", old.handoff)
+	if !r.Past {
+		t.Fatal("a granter that ran for HandoffTimeout says nothing of a past")
+	}
+	fresh.recordLease("a", r, old.handoff, old.handoff)
+	if !fresh.knowsPast() || !fresh.young(0) {
+		t.Fatalf("after an old granter's lease: knows the past %v, young %v; want both", fresh.knowsPast(), fresh.young(0))
+	}
+	// Still young, the run told passes it on.
+	if r := grant(fresh, "c", time.Millisecond); !r.Past {
+		t.Fatal("a young run that knows the past does not pass it on")
+	}
+	other.recordLease("b", grant(fresh, "c", time.Millisecond), 0, 0)
+	if !other.knowsPast() {
+		t.Fatal("the past was not passed on")
+	}
+}

@@ -204,8 +204,10 @@ func (n *Node) vouchesTo(p int, from string) bool {
 // are all blank, the cluster is new and so is the partition; any sign of
 // the partition's past anywhere means it had owners, and a hand-off that
 // finds none of them holding it waits for one, and is given up, its loss
-// reported, after HandoffTimeout (chaos finding F13).
+// reported, after HandoffTimeout (chaos finding F13). A young node that
+// learned from a lease that the cluster served before it
+// (ownership.knowsPast) is not blank either (chaos finding F22).
 func (n *Node) blank(p int) bool {
 	st := n.own.load()
-	return n.own.young(n.mono()) && !st.holds(p) && !st.distrusts(p) && n.store.count(p) == 0 && n.store.floor(p) == 0
+	return n.own.young(n.mono()) && !n.own.knowsPast() && !st.holds(p) && !st.distrusts(p) && n.store.count(p) == 0 && n.store.floor(p) == 0
 }
