@@ -500,15 +500,18 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 		}
 		if !v.take {
 			// Copies not taken: the source counts as taken only if a merge
-			// could not have added anything, every copy it sent being one
-			// this node holds as it is or newer, and it holds no hold
-			// this node would need (a returning owner's hand-off needs
-			// every source's writes: transfer.returning). A joiner
-			// declared dead that merged the returning owner's copies
-			// in its own hand-off sends them back, distrusted, and the
-			// two waited for each other until both gave up and reported
-			// the loss.
-			nothingNew := !reply.Holds && n.store.holdsAsNew(p, reply.Sessions)
+			// could not have added anything, every copy it sent, in every
+			// batch, being one this node holds as it is or newer (a
+			// returning owner's hand-off needs every source's writes:
+			// transfer.returning). A joiner declared dead that merged the
+			// returning owner's copies in its own hand-off sends them
+			// back, distrusted, and the two waited for each other until
+			// both gave up and reported the loss. Whether the source
+			// holds the partition does not matter: its hold is the copies
+			// it sent (a joiner that took the partition over before it
+			// learned it had been declared dead answered with its hold
+			// and was not counted, and the two waited the same way).
+			nothingNew := n.store.holdsAsNew(p, reply.Sessions)
 			if !nothingNew || !reply.More {
 				return false, false, false, v.blank, nothingNew, nil
 			}
