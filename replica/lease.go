@@ -186,7 +186,7 @@ func (n *Node) renewLeases() {
 		return // not serving (yet, or any more): no lease needed
 	}
 	n.confirmStanding(tab) // a ring of this node alone has no one to ask
-	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() {
+	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() && !n.own.learningPast(tab, n.mono()) {
 		return // idle: the next request asks on demand
 	}
 	for _, m := range tab.Members() {

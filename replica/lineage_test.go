@@ -186,9 +186,10 @@ func TestANewClusterIsToldByEveryMember(t *testing.T) {
 			t.Fatalf("%s reports partitions %v lost in a cluster just started", x.Name(), lost)
 		}
 	}
-	// A restarted member is young again; the others are not. It is blank
-	// until a member grants it a lease, which tells it the cluster served
-	// before (ownership.knowsPast): not serving, it has asked for none.
+	// A restarted member is young again; the others are not. It asks
+	// them for leases while young (ownership.learningPast), and the first
+	// grant tells it the cluster served before (ownership.knowsPast):
+	// then it is not blank either.
 	for _, x := range nodes {
 		serving(x.Node)
 	}
@@ -197,8 +198,9 @@ func TestANewClusterIsToldByEveryMember(t *testing.T) {
 	c.kill(name)
 	restarted := c.start(name, nil)
 	c.publish()
-	if restarted.own.knowsPast() || !restarted.blank(p) {
-		t.Fatalf("a restarted member not yet granted a lease: knows the past %v, blank %v", restarted.own.knowsPast(), restarted.blank(p))
+	waitFor(t, 10*time.Second, "the restarted member to learn the cluster served before", restarted.own.knowsPast)
+	if !restarted.own.young(restarted.mono()) || restarted.blank(p) {
+		t.Fatalf("a restarted member told of the past: young %v, blank %v; want young, not blank", restarted.own.young(restarted.mono()), restarted.blank(p))
 	}
 	if !restarted.allBlank(testCtx(t), restarted.Table(), p, []string{nodes[0].Name(), nodes[2].Name()}) {
 		t.Fatal("with every other member counted blank already, the restarted member finds the cluster not new")
@@ -233,13 +235,12 @@ func TestAClusterRestartedRunByRunKnowsItHadAPast(t *testing.T) {
 	}
 
 	// The third member restarts first, while the owners' older runs serve
-	// and grant it leases.
+	// and grant it leases: it asks for them while young, idle as it is
+	// (ownership.learningPast).
 	c.kill(third)
 	x := c.start(third, nil)
 	c.publish()
 	waitFor(t, 10*time.Second, "the restarted member to be granted leases by the older ones", func() bool {
-		serving(x.Node)
-		x.wake()
 		return x.own.knowsPast()
 	})
 	if !x.own.young(x.mono()) || x.blank(p) {

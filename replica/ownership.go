@@ -1502,6 +1502,27 @@ func (o *ownership) young(now time.Duration) bool {
 // still served, takes as new the partitions it lost (chaos finding F22).
 func (o *ownership) knowsPast() bool { return o.pastKnown.Load() }
 
+// learningPast reports whether this run is young, has not learned that
+// the cluster served before it, and has yet to hear from some member of
+// tab's run: it asks the members for leases even while idle
+// (renewLeases), since a lease reply is how it learns (leaseReply.Past),
+// and a run that asked none while the older runs it joined still served
+// would take a cluster restarted run by run for a new one (chaos
+// finding F22). One grant from each run is enough: it says all there is.
+func (o *ownership) learningPast(tab *ring.Table, now time.Duration) bool {
+	if !o.young(now) || o.knowsPast() {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range tab.Members() {
+		if seen, ok := o.seen[m.Name]; m.Name != o.self && (!ok || seen.granter != m.Incarnation) {
+			return true
+		}
+	}
+	return false
+}
+
 // past reports whether this node tells a member it grants a lease that
 // the cluster served before now: it is not young, or knows the past.
 func (o *ownership) past(now time.Duration) bool { return !o.young(now) || o.knowsPast() }

@@ -1450,3 +1450,44 @@ func TestALeaseTellsTheClusterServedBefore(t *testing.T) {
 		t.Fatal("the past was not passed on")
 	}
 }
+
+// A young run asks every member for a lease, idle or not, until it has
+// heard from each member's run once or learned the past
+// (ownership.learningPast): one grant from each says all there is. An
+// idle run that asked none took a cluster restarted run by run for a new
+// one (CHAOS.md F22).
+func TestAYoungRunAsksEachMemberOnce(t *testing.T) {
+	tab := tableOfRuns(t, 1, "a@1", "b@1", "c@1")
+	o := installed(t, "a", tab)
+	if !o.learningPast(tab, 0) {
+		t.Fatal("a run just started, told nothing, is not asking")
+	}
+	o.recordLease("b", leaseReply{Incarnation: "1"}, 0, 0)
+	if !o.learningPast(tab, 0) {
+		t.Fatal("stopped asking before c answered")
+	}
+	o.recordLease("c", leaseReply{Incarnation: "0"}, 0, 0) // an earlier run of c
+	if !o.learningPast(tab, 0) {
+		t.Fatal("an earlier run's grant counted for c's run in the ring")
+	}
+	o.recordLease("c", leaseReply{Incarnation: "1"}, 0, 0)
+	if o.learningPast(tab, 0) {
+		t.Fatal("still asking after every member's run answered")
+	}
+	if o.knowsPast() {
+		t.Fatal("grants that said nothing of a past taught one")
+	}
+	// A member restarts: its new run has not answered yet.
+	next := tableOfRuns(t, 2, "a@1", "b@1", "c@2")
+	if !o.learningPast(next, 0) {
+		t.Fatal("not asking c's new run")
+	}
+	// Told the past, or no longer young: nothing more to learn.
+	if o.learningPast(next, o.handoff) {
+		t.Fatal("asking after HandoffTimeout")
+	}
+	o.recordLease("b", leaseReply{Incarnation: "1", Past: true}, 0, 0)
+	if o.learningPast(next, 0) {
+		t.Fatal("asking after a grant told the past")
+	}
+}
