@@ -20,6 +20,16 @@ func cutOff(c *testCluster, x *testNode) {
 	}
 }
 
+// cutCallsFrom cuts x's calls to every other node of c, one way: the
+// others still reach x.
+func cutCallsFrom(c *testCluster, x *testNode) {
+	for _, n := range c.list() {
+		if n != x {
+			x.faults.Cut(n.member.Peer)
+		}
+	}
+}
+
 // idOwnedBy returns a session id whose owners in x's ring give x the role
 // asked for: primary, or buddy.
 func idOwnedBy(t *testing.T, x *testNode, primary bool) string {

@@ -1268,11 +1268,7 @@ func TestOwnersReturningInTheNextRingTakeThePartitionBack(t *testing.T) {
 	put(t, c.node(x), id, "v", "kept")
 	// a joins, cut off from everyone: it does not finish taking the
 	// partition over before w leaves and the partition comes back to x.
-	for _, n := range c.list() {
-		if n.Name() != a {
-			c.node(a).faults.Cut(n.member.Peer)
-		}
-	}
+	cutCallsFrom(c, c.node(a))
 	c.viewAll(membersWithout(all))
 	c.viewAll(membersWithout(all, w))
 	c.node(a).faults.HealAll()
@@ -1308,11 +1304,7 @@ func TestAReturningOwnerCountsASourceThatSendsOnlyCopiesItHolds(t *testing.T) {
 	c.viewAll(membersWithout(all, a))
 	c.settle(t, x+" to own the partition without "+a)
 	put(t, c.node(x), id, "v", "kept")
-	for _, n := range c.list() {
-		if n.Name() != a {
-			c.node(a).faults.Cut(n.member.Peer)
-		}
-	}
+	cutCallsFrom(c, c.node(a))
 	c.viewAll(membersWithout(all))
 	// a holds x's copy, as its own hand-off's merge leaves it.
 	c.node(a).store.putIfNewer(p, c.node(x).store.get(p, id))
@@ -1351,14 +1343,9 @@ func TestAHoldingSourceThatDistrustsCountsWhenItSendsOnlyCopiesThePullerHolds(t 
 	put(t, x, id, "v", "kept")
 	// y is told it was declared dead: it distrusts its copies and pulls
 	// the partition again, from no one while its calls are cut.
-	for _, n := range c.list() {
-		if n != y {
-			y.faults.Cut(n.member.Peer)
-		}
-	}
+	cutCallsFrom(c, y)
 	y.reconcileAll(nil, true)
-	ctx := testCtx(t)
-	holds, _, _, _, took, err := x.pull(ctx, x.Table(), p, y.Name(), sourceAsk{handoff: true}, nil)
+	holds, _, _, _, took, err := x.pull(testCtx(t), x.Table(), p, y.Name(), sourceAsk{handoff: true}, nil)
 	if err != nil {
 		t.Fatalf("pull from %s: %v", y.Name(), err)
 	}
