@@ -57,7 +57,8 @@ type leaseRequest struct {
 	From string `msgpack:"f"`
 	// Incarnation is From's run (ring.Member.Incarnation): the reply
 	// counts that run's departures, not those of earlier runs under the
-	// same name.
+	// same name. With Release, it names the run that leaves: a ring
+	// listing that run later does not count it again (ownership.stillLeft).
 	Incarnation string `msgpack:"i,omitempty"`
 	Release     bool   `msgpack:"r,omitempty"`
 	// Held, with Release, lists the partitions From held whole (and did
@@ -117,7 +118,7 @@ func (n *Node) serveLease(_ context.Context, _ *ring.Table, body msgpack.RawMess
 		return nil, fmt.Errorf("decode lease request: %w", err)
 	}
 	if req.Release {
-		n.own.release(req.From, n.mono(), req.Held)
+		n.own.release(req.From, req.Incarnation, n.mono(), req.Held)
 		return leaseReply{}, nil
 	}
 	return n.own.grant(req.From, req.Incarnation, n.mono())
@@ -208,12 +209,12 @@ func (n *Node) renewLeases() {
 // from its copies: Drain calls it once its ring no longer has it.
 func (n *Node) releaseLeases(ctx context.Context, tab *ring.Table) {
 	n.own.dropLeases()
-	held := n.own.trustedHeld()
+	held, run := n.own.trustedHeld(), n.own.incarnation()
 	for _, m := range tab.Members() {
 		if m.Name == n.cfg.Name {
 			continue
 		}
-		if err := n.call(ctx, tab, m.Name, methodLease, leaseRequest{From: n.cfg.Name, Release: true, Held: held}, nil); err != nil {
+		if err := n.call(ctx, tab, m.Name, methodLease, leaseRequest{From: n.cfg.Name, Incarnation: run, Release: true, Held: held}, nil); err != nil {
 			n.log.Debug("cannot give back a lease", "member", m.Name, "err", err)
 		}
 	}

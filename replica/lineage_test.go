@@ -534,7 +534,7 @@ func TestALeaverHandsOverOnlyWhatItHeld(t *testing.T) {
 	vouched, not, unpushed := moved[0], moved[1], moved[2]
 	o.notePush("c", vouched, time.Second)
 	o.notePush("c", not, time.Second)
-	o.release("c", time.Second, []int{vouched, unpushed})
+	o.release("c", "", time.Second, []int{vouched, unpushed})
 	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +565,7 @@ func TestAPendingHandOffEndsWithALeaversPush(t *testing.T) {
 		t.Fatalf("partition %d: transfer %+v, want a hand-off", p, tr)
 	}
 	o.notePush("c", p, time.Second)
-	o.release("c", time.Second, []int{p})
+	o.release("c", "", time.Second, []int{p})
 	if _, err := o.install(rest, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -629,7 +629,7 @@ func TestAReleaseAfterTheRingChangeEndsAHandOff(t *testing.T) {
 		t.Fatalf("partition %d before c's release: transfer %+v, held %v; want still handed over", p, tr, o.load().holds(p))
 	}
 	o.notePush("c", p, time.Second)
-	o.release("c", 2*time.Second, []int{p})
+	o.release("c", "", 2*time.Second, []int{p})
 	st := o.load()
 	if tr := st.parts[p].transfer; tr != nil && !tr.reconcile || !st.holds(p) {
 		t.Fatalf("partition %d after c's release: transfer %+v, held %v; want held", p, tr, st.holds(p))
@@ -916,7 +916,7 @@ func TestAPartitionWhoseOwnersLeaveOneGracefullyAwaitsTheLeaver(t *testing.T) {
 			if _, _, lost, _ := o.dueTransfers(last, late+o.handoff/2); slices.Contains(lost, p) {
 				t.Fatalf("partition %d given up %v after b's last push, within the hand-off timeout %v", p, o.handoff/2, o.handoff)
 			}
-			o.release("b", late, []int{p})
+			o.release("b", "", late, []int{p})
 			if st := o.load(); st.parts[p].transfer != nil || !st.holds(p) {
 				t.Fatalf("partition %d after b's release: transfer %+v, held %v; want held", p, st.parts[p].transfer, st.holds(p))
 			}

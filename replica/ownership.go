@@ -41,6 +41,8 @@ type ownership struct {
 	seen       map[string]seenDepartures            // each member's departure count of this node's run, as last reported
 	lost       LostPartitions                       // the latest partitions lost with both owners
 	known      map[string]bool                      // the members: of every ring installed, until they leave gracefully
+	left       map[string]string                    // the members that left gracefully, and the run that did: a later ring listing that run does not make it known again
+	run        string                               // this node's run (incarnation), as the last ring listing it named it
 	released   map[string]map[int]bool              // members that gave their leases back (a complete drain), until they appear again: the partitions each held whole
 	pushed     map[string]map[int]bool              // the partitions each leaving member pushed here, until it appears again
 	leaving    map[string]bool                      // members that said they are leaving and are still alive: their drains are under way (setLeaving)
@@ -320,7 +322,7 @@ func newOwnership(cfg Config) *ownership {
 		self: cfg.Name, partitions: cfg.Partitions, minMembers: cfg.MinMembers, allowMinority: cfg.AllowMinority,
 		lease: cfg.LeaseDuration, handoff: cfg.HandoffTimeout,
 		granted: map[string]time.Duration{}, departures: map[run]uint64{}, seen: map[string]seenDepartures{},
-		known: map[string]bool{cfg.Name: true}, released: map[string]map[int]bool{}, pushed: map[string]map[int]bool{},
+		known: map[string]bool{cfg.Name: true}, left: map[string]string{}, released: map[string]map[int]bool{}, pushed: map[string]map[int]bool{},
 		leaving: map[string]bool{},
 	}
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
@@ -422,7 +424,14 @@ func (o *ownership) install(tab *ring.Table, now time.Duration, hasCopies func(p
 		ch.departed = membersMissing(prev, tab)
 	}
 	for _, m := range tab.Members() {
+		if o.stillLeft(m, ch.appeared) {
+			continue
+		}
+		delete(o.left, m.Name)
 		o.known[m.Name] = true
+		if m.Name == o.self {
+			o.run = m.Incarnation
+		}
 	}
 	for _, name := range ch.appeared {
 		delete(o.released, name) // back, as a new run or after a cut: it holds what it holds
@@ -1578,11 +1587,36 @@ func (o *ownership) grant(from, incarnation string, now time.Duration) (leaseRep
 	return leaseReply{Fingerprint: s.tab.Fingerprint(), Departed: o.departures[asker], Incarnation: runOf(s.tab, o.self).incarnation, Past: o.past(now)}, nil
 }
 
+// incarnation returns this node's run, as the last ring listing it named
+// it: what its release names (Node.releaseLeases).
+func (o *ownership) incarnation() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.run
+}
+
+// stillLeft reports whether ring member m is a run that left gracefully,
+// listed by a ring built before the membership heard of its leave: it is
+// not counted among the members known again. A new run of it is, and, when
+// runs are not named (incarnation ""), a member that appears in a ring
+// after it was missing from the last one. Called with mu held.
+func (o *ownership) stillLeft(m ring.Member, appeared []string) bool {
+	incarnation, ok := o.left[m.Name]
+	if !ok {
+		return false
+	}
+	if incarnation != "" || m.Incarnation != "" {
+		return incarnation == m.Incarnation
+	}
+	return !slices.Contains(appeared, m.Name)
+}
+
 // release ends the lease member from holds, at now: it left gracefully,
 // so it is no longer counted among the members the quorum is a majority
-// of (until a ring has it again), and partitions it held whole (held)
-// were pushed to their owners.
-func (o *ownership) release(from string, now time.Duration, held []int) {
+// of (until a ring has a new run of it, see stillLeft), and partitions it
+// held whole (held) were pushed to their owners. incarnation names the
+// run that left; "" means the run the node's ring lists.
+func (o *ownership) release(from, incarnation string, now time.Duration, held []int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.granted[from] > now {
@@ -1597,7 +1631,14 @@ func (o *ownership) release(from string, now time.Duration, held []int) {
 		o.released[from] = set
 		o.endHandedOver(from)
 	}
-	if from != o.self && o.known[from] {
+	if from == o.self {
+		return
+	}
+	if tab := o.load().tab; incarnation == "" && tab != nil {
+		incarnation = runOf(tab, from).incarnation
+	}
+	o.left[from] = incarnation
+	if o.known[from] {
 		delete(o.known, from)
 		o.edit(func(s *ownState) { s.need = o.quorum() })
 	}

@@ -220,7 +220,7 @@ func TestDepartureFencesUntilTheGrantLapses(t *testing.T) {
 				}
 			}
 			if tc.release {
-				o.release("c", now, allPartitions(o))
+				o.release("c", "", now, allPartitions(o))
 			}
 			ch, err := o.install(rest, now, nil)
 			if err != nil {
@@ -281,7 +281,7 @@ func TestADepartedOwnersLeasesFromTheOthersAreWaitedOut(t *testing.T) {
 			t.Fatalf("partition %d, taken over with joiner x, no member of d's ring answered under the new ring: fenced for %v, want a short wait to look again", p, w)
 		}
 		if release {
-			o.release("d", now, nil)
+			o.release("d", "", now, nil)
 			if w := wait(now); w > 0 {
 				t.Fatalf("d gave its leases back, and partition %d is still fenced for %v", p, w)
 			}
@@ -870,7 +870,7 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 	// e, f and g leave gracefully: the quorum is a majority of four.
 	for _, m := range []string{"e", "f", "g"} {
-		o.release(m, 3*time.Second, allPartitions(o))
+		o.release(m, "", 3*time.Second, allPartitions(o))
 	}
 	if got := need(o); got != 3 {
 		t.Fatalf("after three graceful leaves: need %d, want 3", got)
@@ -888,6 +888,43 @@ func TestQuorumFollowsTheMembership(t *testing.T) {
 	}
 	if v := loose.admit(admission{entry: entryRoute, tab: loose.table()}, time.Second); v.err != nil {
 		t.Fatalf("alone with AllowMinority: %v, want served", v.err)
+	}
+}
+
+// A graceful leave lowers the quorum for good: a ring installed after the
+// leaver gave its leases back, from a membership view that has not yet
+// heard it left, does not count it again, so a crash after a drain leaves
+// the survivors the majority they were promised. Only a new run of the
+// leaver counts again.
+func TestAStaleRingDoesNotUndoAGracefulLeave(t *testing.T) {
+	need := func(o *ownership) int { return o.load().need }
+	o := ownershipOf("a", 0)
+	if _, err := o.install(tableOfRuns(t, 1, "a@1", "b@1", "c@1", "d@1"), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	o.release("d", "1", time.Second, allPartitions(o))
+	if got := need(o); got != 2 {
+		t.Fatalf("after d left gracefully: need %d, want 2", got)
+	}
+	// A membership view that still lists d's run, then one that lost b.
+	if _, err := o.install(tableOfRuns(t, 2, "a@1", "b@1", "c@1", "d@1"), 2*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := need(o); got != 2 {
+		t.Fatalf("a later ring still listing the run that left: need %d, want 2", got)
+	}
+	if _, err := o.install(tableOfRuns(t, 3, "a@1", "c@1"), 3*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := o.admit(admission{entry: entryRoute, tab: o.table()}, 3*time.Second); errors.Is(v.err, errCutOff) {
+		t.Fatalf("two of the three members left after a graceful leave: %v, want not cut off", v.err)
+	}
+	// d back as a new run: a member again.
+	if _, err := o.install(tableOfRuns(t, 4, "a@1", "c@1", "d@2"), 4*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := need(o); got != 3 {
+		t.Fatalf("after d came back as a new run: need %d, want 3 (a majority of a, b, c, d)", got)
 	}
 }
 
@@ -1063,7 +1100,7 @@ func TestAReleaseLiftsTheFencesItHoldsUp(t *testing.T) {
 	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence <= 0 || v.err != nil {
 		t.Fatalf("partition %d: %+v before b gave its leases back, want a fence", onlyB, v)
 	}
-	o.release("b", now, allPartitions(o))
+	o.release("b", "", now, allPartitions(o))
 	if v := o.admit(admission{entry: entryWrite, tab: rest, p: onlyB}, now); v.fence > 0 || v.err != nil {
 		t.Fatalf("partition %d still fenced for %v after b gave its leases back", onlyB, v.fence)
 	}
