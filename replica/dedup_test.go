@@ -58,6 +58,42 @@ func TestRetriedWritesApplyOnce(t *testing.T) {
 	}
 }
 
+// A retry is answered only once the buddy holds the copy that took it,
+// as a first attempt is. The copy that took it may have reached the
+// primary alone: a first attempt that only the previous buddy stored
+// (its primary's ring changed before it could store it), brought to the
+// new primary by its hand-off. Answered from the primary's copy alone, the
+// write was acknowledged with one copy, and lost when that copy was (CHAOS.md
+// F26: replaced after the primary learned it had been declared dead).
+func TestARetryIsAnsweredOnlyOnceTheBuddyHoldsItsCopy(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(5)
+	primary, buddy := c.ownersOf(id)
+	first := put(t, primary, id, "n", 0)
+	p := primary.Table().Partition(id)
+
+	retried := &Op{Kind: OpPatch, ID: id, RequestID: "req-alone", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
+	now := primary.wall()
+	alone, err := apply(retried, first, now, primary.clock.now(now), primary.Name(), primary.lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := primary.merge(p, alone, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := buddy.store.get(p, id); got.Version != first.Version {
+		t.Fatalf("before the retry the buddy holds v%d, want v%d", got.Version, first.Version)
+	}
+
+	s, err := primary.Do(testCtx(t), retried)
+	if err != nil || s.Version != alone.Version {
+		t.Fatalf("retry: %+v %v, want v%d", s, err, alone.Version)
+	}
+	if got := buddy.store.get(p, id); got.Version != alone.Version {
+		t.Fatalf("the retry was answered v%d while the buddy holds v%d", s.Version, got.Version)
+	}
+}
+
 // A session remembers a bounded number of requests.
 func TestRecentRequestsAreBounded(t *testing.T) {
 	c := newTestCluster(t, 1, nil)

@@ -104,10 +104,20 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		// A retry of a write this session already took, perhaps on another
 		// primary before a failover.
 		n.stats.Duplicates.Add(1)
-		switch v := a.Version; {
-		case v != prev.Version:
+		if v := a.Version; v != prev.Version {
 			return nil, fmt.Errorf("%w: request %s made v%d of %s, now at v%d", ErrIndeterminate, op.RequestID, v, op.ID, prev.Version)
-		case prev.Deleted:
+		}
+		// Answered only once this ring's buddy holds the copy too, as a
+		// first attempt is: the copy may have come here by a hand-off or
+		// a fetch from the previous buddy, the one copy of a first
+		// attempt its primary could not store (errAtBuddyOnly), and this
+		// ring's buddy may lack it (CHAOS.md F26).
+		if buddy := tab.Owners(p).Buddy; buddy != "" {
+			if err := n.replicate(ctx, tab, p, buddy, prev); err != nil {
+				return nil, fmt.Errorf("retry of request %s: %w", op.RequestID, err)
+			}
+		}
+		if prev.Deleted {
 			return nil, nil
 		}
 		return prev, nil
@@ -128,13 +138,8 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 	}
 	next.Gen = max(next.Gen, n.store.generation(p))
 	if buddy := tab.Owners(p).Buddy; buddy != "" {
-		req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: next, Floor: n.store.floor(p)}
-		sent := time.Now()
-		err := n.call(ctx, tab, buddy, methodReplicate, req, nil)
-		n.stats.ReplicationLatency.Observe(time.Since(sent))
-		if err != nil {
-			n.stats.ReplicationFailures.Add(1)
-			return nil, fmt.Errorf("replicate %s v%d to %s: %w", op.ID, next.Version, buddy, err)
+		if err := n.replicate(ctx, tab, p, buddy, next); err != nil {
+			return nil, err
 		}
 	} else {
 		n.stats.UnderReplicatedWrites.Add(1)
@@ -149,6 +154,20 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		return nil, nil
 	}
 	return next, nil
+}
+
+// replicate sends copy s of partition p to buddy, and returns once the
+// buddy holds it.
+func (n *Node) replicate(ctx context.Context, tab *ring.Table, p int, buddy string, s *Session) error {
+	req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: s, Floor: n.store.floor(p)}
+	sent := time.Now()
+	err := n.call(ctx, tab, buddy, methodReplicate, req, nil)
+	n.stats.ReplicationLatency.Observe(time.Since(sent))
+	if err != nil {
+		n.stats.ReplicationFailures.Add(1)
+		return fmt.Errorf("replicate %s v%d to %s: %w", s.ID, s.Version, buddy, err)
+	}
+	return nil
 }
 
 // ringIs returns a check that tab is still the ring this node serves by,
