@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -91,6 +92,40 @@ func TestARetryIsAnsweredOnlyOnceTheBuddyHoldsItsCopy(t *testing.T) {
 	}
 	if got := buddy.store.get(p, id); got.Version != alone.Version {
 		t.Fatalf("the retry was answered v%d while the buddy holds v%d", s.Version, got.Version)
+	}
+}
+
+// A write the gate admitted just before the node learned it was declared
+// dead is not stored, nor acknowledged, once the node distrusts the
+// partition: the node is about to replace its copies with an owner's,
+// which may lack it. The buddy stored it, so the session is in doubt, and
+// settled from the buddy's copy once the node has caught up.
+func TestAWriteIsNotStoredOnceItsPartitionIsDistrusted(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(6)
+	primary, _ := c.ownersOf(id)
+	first := put(t, primary, id, "n", 0)
+	waitFor(t, 10*time.Second, "every node to hold its partitions", func() bool {
+		return !slices.ContainsFunc(c.list(), func(n *testNode) bool { return n.Pending() > 0 })
+	})
+	tab := primary.Table()
+	p := tab.Partition(id)
+
+	// Admitted (this call is past the gate), then the mark.
+	primary.own.reconcile(nil, true, primary.mono())
+	if !primary.own.load().distrusts(p) {
+		t.Fatal("the primary does not distrust the partition after it learned it was declared dead")
+	}
+	op := &Op{Kind: OpPatch, ID: id, RequestID: "req-late", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
+	s, err := primary.write(testCtx(t), tab, p, op)
+	if err == nil {
+		t.Fatalf("a write stored and answered (v%d) after the node distrusts its partition", s.Version)
+	}
+	if !inDoubt(err) {
+		t.Fatalf("write: %v, want the session in doubt (stored by the buddy only)", err)
+	}
+	if got := primary.store.get(p, id); got.Version != first.Version {
+		t.Fatalf("the primary stored v%d, want its copy left at v%d", got.Version, first.Version)
 	}
 }
 

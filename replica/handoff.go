@@ -545,7 +545,8 @@ func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask
 // owner's copies replace its own, which are older than what was
 // acknowledged since, or were lost with the partition. (It stores no
 // write meanwhile: the gate refuses them while it distrusts the
-// partition.) Only with AllowMinority can a node declared dead have
+// partition, and one it admitted before is not stored after the mark:
+// storesUnder.) Only with AllowMinority can a node declared dead have
 // acknowledged writes the others lack, on its side of a cut: then its
 // copies are merged, as a split brain heals.
 func (n *Node) replaceOwnIfDeclaredDead(p int, src string, ask sourceAsk, reply pullReply) {

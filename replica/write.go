@@ -144,7 +144,7 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 	} else {
 		n.stats.UnderReplicatedWrites.Add(1)
 	}
-	if _, _, err := n.store.putUnder(p, next, false, n.ringIs(tab)); err != nil {
+	if _, _, err := n.store.putUnder(p, next, false, n.storesUnder(tab, p)); err != nil {
 		// Not stored here, but the buddy holds it: the caller retries
 		// with the same request id by the new ring.
 		return nil, fmt.Errorf("write %s v%d: %w: %w", op.ID, next.Version, errAtBuddyOnly, err)
@@ -170,13 +170,24 @@ func (n *Node) replicate(ctx context.Context, tab *ring.Table, p int, buddy stri
 	return nil
 }
 
-// ringIs returns a check that tab is still the ring this node serves by,
-// for store.putUnder: a node that has moved to a new ring, and so may have
-// answered a new owner, stores nothing more by its old one.
-func (n *Node) ringIs(tab *ring.Table) func() error {
+// storesUnder returns the check, for store.putUnder, under which a write
+// or a replica of partition p is stored: tab is still the ring this node
+// serves by (a node that has moved to a new ring, and so may have answered
+// a new owner, stores nothing more by its old one), and the node does not
+// distrust p. A node that learns it was declared dead marks its partitions
+// distrusted, then pulls them from an owner and replaces its copies with
+// that owner's (replaceOwnIfDeclaredDead); a write the gate admitted before
+// the mark and stored after it may be missing from the owner's copies, and
+// would go with the node's own. Refused, it is not acknowledged: its caller
+// retries once the node has caught up.
+func (n *Node) storesUnder(tab *ring.Table, p int) func() error {
 	return func() error {
-		if cur := n.own.table(); cur != tab {
-			return fmt.Errorf("%w: %s's ring changed (epoch %d to %d) while it served a request", ErrNotOwner, n.cfg.Name, tab.Epoch(), cur.Epoch())
+		st := n.own.load()
+		if st.tab != tab {
+			return fmt.Errorf("%w: %s's ring changed (epoch %d to %d) while it served a request", ErrNotOwner, n.cfg.Name, tab.Epoch(), st.tab.Epoch())
+		}
+		if st.distrusts(p) {
+			return fmt.Errorf("%w: %s learned it was declared dead while it served a request, and is catching up on partition %d", ErrUnavailable, n.cfg.Name, p)
 		}
 		return nil
 	}
@@ -210,7 +221,7 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 	}
 	n.clock.observe(req.Session.Stamp)
 	n.learnFloor(req.Partition, req.Floor, req.From, false)
-	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.ringIs(tab))
+	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.storesUnder(tab, req.Partition))
 	if err != nil {
 		return err
 	}
