@@ -129,6 +129,57 @@ func TestAWriteIsNotStoredOnceItsPartitionIsDistrusted(t *testing.T) {
 	}
 }
 
+// The mirror case, on the buddy: a node declared dead that stored a
+// replica just before it learned replaces its copies with its primary's,
+// and the primary stores its own copy only after the buddy's answer. The
+// primary reads the first batch of a distrusting pull only once the writes
+// under way are stored or have failed, so the batch holds that write.
+func TestADistrustingPullWaitsForTheWritesUnderWay(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(7)
+	primary, _ := c.ownersOf(id)
+	first := put(t, primary, id, "n", 0)
+	tab := primary.Table()
+	p := tab.Partition(id)
+	body, err := msgpack.Marshal(pullRequest{Partition: p, MaxBytes: 1 << 20, From: "x", Distrusting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A write under way: its lock held, its replica at the buddy, its
+	// own copy not stored yet.
+	unlock := primary.store.lock(id)
+	replies := make(chan pullReply, 1)
+	go func() {
+		reply, err := primary.servePull(testCtx(t), tab, body)
+		if err != nil {
+			t.Error(err)
+		}
+		r, _ := reply.(pullReply)
+		replies <- r
+	}()
+	// Given the time to read a batch, it must not have: the write is
+	// still under way. (Waiting proves nothing when it passes; it fails
+	// whenever the pull does not wait.)
+	select {
+	case r := <-replies:
+		t.Fatalf("the distrusting pull answered (%d copies) while a write was under way", len(r.Sessions))
+	case <-time.After(100 * time.Millisecond):
+	}
+	next := *first
+	next.Version++
+	if _, _, err := primary.store.putUnder(p, &next, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+
+	r := <-replies
+	i := slices.IndexFunc(r.Sessions, func(s *Session) bool { return s.ID == id })
+	if i < 0 || r.Sessions[i].Version != next.Version {
+		t.Fatalf("the distrusting pull's batch holds %+v, want v%d: read before the write under way was stored", r.Sessions, next.Version)
+	}
+}
+
 // A session remembers a bounded number of requests.
 func TestRecentRequestsAreBounded(t *testing.T) {
 	c := newTestCluster(t, 1, nil)

@@ -36,6 +36,13 @@ type pullRequest struct {
 	// From names the requester: a former owner's hold answers only the
 	// runs it handed the partition to (ownState.vouches).
 	From string `msgpack:"f,omitempty"`
+	// Distrusting: the requester was declared dead and replaces its
+	// copies with the source's if the source holds the partition settled
+	// (replaceOwnIfDeclaredDead). Its first batch is read only once the
+	// writes under way at the source are stored or have failed
+	// (store.awaitWrites): a write whose replica the requester stored, as
+	// buddy, before it learned, is then in the batch.
+	Distrusting bool `msgpack:"dd,omitempty"`
 }
 
 // pullReply is one batch of a pull; More says another batch follows,
@@ -463,7 +470,7 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 // non-nil sent is given a summary (copyKey) of every copy src sent and
 // this node took.
 func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk, sent map[string]*Session) (holds, settled, trusted, blank, took bool, err error) {
-	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name}
+	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name, Distrusting: ask.distrust && !ask.allowMinority}
 	if ask.handoff {
 		req.Ring = tab.Fingerprint()
 	}
@@ -848,6 +855,9 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 	}
 	if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
 		return pullReply{Unconfirmed: true}, nil
+	}
+	if req.Distrusting && req.After == "" {
+		n.store.awaitWrites()
 	}
 	var copies []*Session
 	var reply pullReply

@@ -154,6 +154,18 @@ func (s *store) lock(id string) func() {
 	return m.Unlock
 }
 
+// awaitWrites returns once every write that held a session's lock when it
+// was called has released it: stored, or failed. A primary holds the lock
+// from before it replicates a write until it has stored it, so a copy read
+// afterwards holds every write whose replica a buddy had stored by then.
+// Each wait is bounded by the write's own call timeout.
+func (s *store) awaitWrites() {
+	for i := range s.locks {
+		s.locks[i].Lock()
+		s.locks[i].Unlock()
+	}
+}
+
 // generation returns partition p's generation (Session.Gen).
 func (s *store) generation(p int) uint64 {
 	part := s.parts[p]
