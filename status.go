@@ -207,6 +207,10 @@ type Stats struct {
 	// BuddyReads is how many reads went to the buddy because the primary
 	// could not be reached.
 	BuddyReads uint64
+	// UnconfirmedRefused is how many of those reads this node refused as
+	// the buddy because the primary had not yet confirmed its copy's
+	// write, which may never take effect.
+	UnconfirmedRefused uint64
 	// Retries is how many times a request was retried while owners were
 	// changing or unreachable.
 	Retries uint64
@@ -271,6 +275,7 @@ func statsOf(s *replica.Stats) Stats {
 		ExpiredInTransit:      s.ExpiredInTransit.Load(),
 		Forwarded:             s.Forwarded.Load(),
 		BuddyReads:            s.BuddyReads.Load(),
+		UnconfirmedRefused:    s.UnconfirmedRefused.Load(),
 		Retries:               s.Retries.Load(),
 		HandoffSent:           s.HandoffSent.Load(),
 		HandoffReceived:       s.HandoffReceived.Load(),

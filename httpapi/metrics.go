@@ -35,37 +35,38 @@ type metrics struct {
 
 // metricHelp documents every metric the node exports.
 var metricHelp = map[string]string{
-	"tandem_ready":                           "1 when the node holds every partition it owns and serves, else 0.",
-	"tandem_ring_epoch":                      "Epoch of the ring the node serves by.",
-	"tandem_ring_members":                    "Members in the node's ring.",
-	"tandem_under_replicated_partitions":     "Partitions with fewer than two copies as far as this node can tell.",
-	"tandem_pending_partitions":              "Owned partitions still being handed over or reconciled.",
-	"tandem_sessions":                        "Session copies held, by role.",
-	"tandem_reads_total":                     "Reads served as primary.",
-	"tandem_writes_total":                    "Writes acknowledged as primary.",
-	"tandem_replicated_total":                "Writes stored as buddy.",
-	"tandem_under_replicated_writes_total":   "Writes acknowledged with one copy (no buddy in the ring).",
-	"tandem_replication_failures_total":      "Writes refused because the buddy refused or could not be reached.",
-	"tandem_buddy_copies_adopted_total":      "Times a primary took its buddy's newer copy of a session, left by a write whose acknowledgement was lost.",
-	"tandem_dropped_below_floor_total":       "Copies dropped on learning that their partition was rebuilt after a reported loss: copies from before it.",
-	"tandem_expired_in_transit_total":        "Ops refused by their primary because they arrived long after their sender gave up on them.",
-	"tandem_forwarded_total":                 "Requests forwarded to a primary.",
-	"tandem_buddy_reads_total":               "Reads served by the buddy because the primary could not be reached.",
-	"tandem_retries_total":                   "Requests retried while owners changed or were unreachable.",
-	"tandem_handoff_sent_sessions_total":     "Session copies handed to other nodes.",
-	"tandem_handoff_received_sessions_total": "Session copies received from other nodes.",
-	"tandem_conflicts_total":                 "Copies that diverged (both sides of a network cut wrote the session) reconciled after the cut healed: the losing side's writes are gone.",
-	"tandem_lost_partitions_total":           "Partitions found with no owner left holding them.",
-	"tandem_expired_total":                   "Expired copies and old tombstones removed.",
-	"tandem_pauses_total":                    "Times the node found it had been paused and reconciled.",
-	"tandem_duplicates_total":                "Retried writes recognised as already applied and not applied again.",
-	"tandem_lease_misses_total":              "Times the node lacked the leases it needs to serve and asked for them.",
-	"tandem_fence_waits_total":               "Writes that waited while a departed owner's lease lapsed.",
-	"tandem_handover_waits_total":            "Writes that waited for a previous owner to move to the node's ring.",
-	"tandem_handoff_refusals_total":          "Hand-off requests refused because the new owner was on another ring.",
-	"tandem_rejoins_total":                   "Times the node learned it had been declared dead and pulled every owned partition again.",
-	"tandem_peer_identity_refusals_total":    "Peer requests refused because the caller's certificate did not allow them (a node acting as another, a client calling a node-only method).",
-	"tandem_peer_wire_downs_total":           "Members taken out of the ring because their peer port refused connections, before membership declared them dead.",
+	"tandem_ready":                                 "1 when the node holds every partition it owns and serves, else 0.",
+	"tandem_ring_epoch":                            "Epoch of the ring the node serves by.",
+	"tandem_ring_members":                          "Members in the node's ring.",
+	"tandem_under_replicated_partitions":           "Partitions with fewer than two copies as far as this node can tell.",
+	"tandem_pending_partitions":                    "Owned partitions still being handed over or reconciled.",
+	"tandem_sessions":                              "Session copies held, by role.",
+	"tandem_reads_total":                           "Reads served as primary.",
+	"tandem_writes_total":                          "Writes acknowledged as primary.",
+	"tandem_replicated_total":                      "Writes stored as buddy.",
+	"tandem_under_replicated_writes_total":         "Writes acknowledged with one copy (no buddy in the ring).",
+	"tandem_replication_failures_total":            "Writes refused because the buddy refused or could not be reached.",
+	"tandem_buddy_copies_adopted_total":            "Times a primary took its buddy's newer copy of a session, left by a write whose acknowledgement was lost.",
+	"tandem_dropped_below_floor_total":             "Copies dropped on learning that their partition was rebuilt after a reported loss: copies from before it.",
+	"tandem_expired_in_transit_total":              "Ops refused by their primary because they arrived long after their sender gave up on them.",
+	"tandem_forwarded_total":                       "Requests forwarded to a primary.",
+	"tandem_buddy_reads_total":                     "Reads served by the buddy because the primary could not be reached.",
+	"tandem_unconfirmed_buddy_reads_refused_total": "Reads this node refused as the buddy because the primary had not yet confirmed its copy's write, which may never take effect.",
+	"tandem_retries_total":                         "Requests retried while owners changed or were unreachable.",
+	"tandem_handoff_sent_sessions_total":           "Session copies handed to other nodes.",
+	"tandem_handoff_received_sessions_total":       "Session copies received from other nodes.",
+	"tandem_conflicts_total":                       "Copies that diverged (both sides of a network cut wrote the session) reconciled after the cut healed: the losing side's writes are gone.",
+	"tandem_lost_partitions_total":                 "Partitions found with no owner left holding them.",
+	"tandem_expired_total":                         "Expired copies and old tombstones removed.",
+	"tandem_pauses_total":                          "Times the node found it had been paused and reconciled.",
+	"tandem_duplicates_total":                      "Retried writes recognised as already applied and not applied again.",
+	"tandem_lease_misses_total":                    "Times the node lacked the leases it needs to serve and asked for them.",
+	"tandem_fence_waits_total":                     "Writes that waited while a departed owner's lease lapsed.",
+	"tandem_handover_waits_total":                  "Writes that waited for a previous owner to move to the node's ring.",
+	"tandem_handoff_refusals_total":                "Hand-off requests refused because the new owner was on another ring.",
+	"tandem_rejoins_total":                         "Times the node learned it had been declared dead and pulled every owned partition again.",
+	"tandem_peer_identity_refusals_total":          "Peer requests refused because the caller's certificate did not allow them (a node acting as another, a client calling a node-only method).",
+	"tandem_peer_wire_downs_total":                 "Members taken out of the ring because their peer port refused connections, before membership declared them dead.",
 }
 
 // newMetrics describes the node's metrics.
@@ -155,6 +156,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_expired_in_transit_total", s.ExpiredInTransit)
 	counter("tandem_forwarded_total", s.Forwarded)
 	counter("tandem_buddy_reads_total", s.BuddyReads)
+	counter("tandem_unconfirmed_buddy_reads_refused_total", s.UnconfirmedRefused)
 	counter("tandem_retries_total", s.Retries)
 	counter("tandem_handoff_sent_sessions_total", s.HandoffSent)
 	counter("tandem_handoff_received_sessions_total", s.HandoffReceived)

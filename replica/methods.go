@@ -43,6 +43,7 @@ var peerMethods = map[string]peerMethod{
 	methodPush:      {(*Node).servePush, forSender},      // drain.go
 	methodLost:      {(*Node).serveLost, forSender},      // lossnotice.go
 	methodLease:     {(*Node).serveLease, forSender},     // lease.go
+	methodConfirm:   {(*Node).serveConfirm, forSender},   // confirm.go
 	methodTouch:     {(*Node).serveTouch, forNodes},      // expiry.go
 	methodExpire:    {(*Node).serveExpire, forNodes},     // expiry.go
 	methodPrincipal: {(*Node).servePrincipal, forNodes},  // principal.go

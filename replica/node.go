@@ -186,8 +186,9 @@ type Node struct {
 	expiry expiryClock // the wall clock, kept from steps (wallclock.go)
 	stats  Stats
 
-	renewals renewals // lease requests in flight, one per member
-	doubts   doubts   // sessions whose last replication went unanswered (doubt.go)
+	renewals renewals      // lease requests in flight, one per member
+	doubts   doubts        // sessions whose last replication went unanswered (doubt.go)
+	confirms *confirmQueue // confirmations of stored writes, yet to reach the buddies (confirm.go)
 
 	changed chan struct{} // signalled when the ring changes or transfers are due
 	started time.Time     // origin of the monotonic clock (mono)
@@ -202,17 +203,18 @@ type Node struct {
 func New(cfg Config) *Node {
 	cfg = cfg.withDefaults()
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.Name),
-		lim:     cfg.limits(),
-		own:     newOwnership(cfg),
-		store:   newStore(cfg.Partitions),
-		changed: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		started: cfg.Clock.Now(),
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.Name),
+		lim:      cfg.limits(),
+		own:      newOwnership(cfg),
+		store:    newStore(cfg.Partitions),
+		confirms: newConfirmQueue(),
+		changed:  make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		started:  cfg.Clock.Now(),
 	}
 	n.renewals.calls = map[string]chan struct{}{}
-	n.done.Add(6)
+	n.done.Add(7)
 	// The heartbeat: often enough to notice a pause, and the end of a
 	// quarantine, within a tenth of their length.
 	go n.every(min(cfg.PauseThreshold, cfg.PauseQuarantine)/10, n.checkPause)
@@ -221,6 +223,7 @@ func New(cfg Config) *Node {
 	go n.every(cfg.TouchInterval, n.sendTouches)
 	go n.every(cfg.SweepInterval, n.sweep)
 	go n.every(cfg.TouchInterval, n.settleDoubts)
+	go n.confirmLoop()
 	return n
 }
 

@@ -44,6 +44,11 @@ type ReadRequest struct {
 	// From names the requester, for a raw read: a former owner's hold
 	// answers only the runs it handed the partition to (ownState.vouches).
 	From string `msgpack:"f,omitempty"`
+	// Own, on a read that is not raw, asks for the receiver's own answer,
+	// not one it asks its primary for: a buddy whose copy is unconfirmed
+	// asks the primary so (readAsBuddy), and the primary, should it see
+	// itself as the buddy by its ring, does not ask again.
+	Own bool `msgpack:"own,omitempty"`
 }
 
 // ReadReply answers MethodRead; Session is nil when the node holds no
@@ -112,7 +117,10 @@ func (n *Node) readPrimary(tab *ring.Table, p int, op *Op) (*Session, error) {
 // sessions nobody wrote since, so it fetches the session from the previous
 // owners first, as a primary does. A "not found" from here is as
 // trustworthy as the primary's.
-func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id string) (*Session, error) {
+//
+// With ask, a buddy whose copy its primary has not confirmed asks the
+// primary instead (readAsBuddy).
+func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id string, ask bool) (*Session, error) {
 	if tab.Owners(p).Primary == n.cfg.Name {
 		// Promoted since the caller looked: answer as the primary does,
 		// without touching (the caller's read is not this node's to count).
@@ -121,15 +129,33 @@ func (n *Node) readAsOwner(ctx context.Context, tab *ring.Table, p int, id strin
 	if err := n.admit(ctx, admission{entry: entryBuddyRead, tab: tab, p: p, id: id}); err != nil {
 		return nil, err
 	}
-	return n.readAsBuddy(p, id)
+	return n.readAsBuddy(ctx, tab, p, id, ask)
 }
 
 // readAsBuddy answers a get from this node's buddy copy, when the primary
-// cannot be reached. The buddy's last access may lag the primary's by up
-// to TouchInterval, so it is given that much grace before it counts as
+// cannot be reached. A copy its primary has not confirmed is not shown
+// (confirm.go): the write that made it may never take effect. With ask,
+// the buddy asks the primary for its answer instead, which may reach it
+// where the reader's request did not; a read it cannot answer so is
+// refused. The buddy's last access may lag the primary's by up to
+// TouchInterval, so it is given that much grace before it counts as
 // expired.
-func (n *Node) readAsBuddy(p int, id string) (*Session, error) {
-	s := n.store.get(p, id)
+func (n *Node) readAsBuddy(ctx context.Context, tab *ring.Table, p int, id string, ask bool) (*Session, error) {
+	s, unconfirmed := n.store.getShown(p, id)
+	if unconfirmed {
+		err := errors.New("not asked")
+		if primary := tab.Owners(p).Primary; ask && primary != "" {
+			var reply ReadReply
+			if err = n.call(ctx, tab, primary, methodRead, ReadRequest{Partition: p, ID: id, Own: true}, &reply); err == nil {
+				if reply.Session == nil {
+					return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+				}
+				return reply.Session, nil
+			}
+		}
+		n.stats.UnconfirmedRefused.Add(1)
+		return nil, fmt.Errorf("%w: %s's last write is not yet confirmed by its primary, and the primary did not answer (%v): it may never take effect", ErrUnavailable, id, err)
+	}
 	if !s.live(n.wall().Add(-n.buddyGrace())) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -171,7 +197,7 @@ func (n *Node) serveRead(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		}
 		return reply, nil
 	}
-	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID)
+	s, err := n.readAsOwner(ctx, tab, req.Partition, req.ID, !req.Own)
 	if errors.Is(err, ErrNotFound) {
 		return ReadReply{}, nil
 	}

@@ -97,7 +97,7 @@ func (n *Node) route(ctx context.Context, tab *ring.Table, op *Op) (*Session, er
 		Buddy: func(ctx context.Context, buddy string) (*Session, error) {
 			n.stats.BuddyReads.Add(1)
 			if buddy == n.cfg.Name {
-				s, err := n.readAsOwner(ctx, tab, p, op.ID)
+				s, err := n.readAsOwner(ctx, tab, p, op.ID, true)
 				if errors.Is(err, ErrNotFound) {
 					return nil, nil
 				}

@@ -343,7 +343,7 @@ func (r *OpReply) decodeField(dec *msgpack.Decoder, tag string) error {
 
 // replicateTags are replicateRequest's field tags in the order of its
 // fields.
-var replicateTags = [...]string{"f", "e", "p", "s", "fl"}
+var replicateTags = [...]string{"f", "e", "p", "s", "fl", "c"}
 
 // DecodeMsgpack decodes a replicated write as msgpack's reflection does
 // (decodeFields): the buddy decodes one for every write.
@@ -369,6 +369,8 @@ func (r *replicateRequest) decodeField(dec *msgpack.Decoder, tag string) (err er
 		err = r.Session.DecodeMsgpack(dec)
 	case "fl":
 		r.Floor, err = dec.DecodeUint64()
+	case "c":
+		err = dec.Decode(&r.Confirmed)
 	default:
 		err = dec.Skip()
 	}

@@ -253,6 +253,10 @@ func TestSessionCarriersDecodeAsReflectionDoes(t *testing.T) {
 		}
 		reply := OpReply{Session: s}
 		replicate := replicateRequest{From: "n1", Epoch: rng.Uint64(), Partition: rng.IntN(271), Session: s, Floor: uint64(rng.IntN(3))}
+		for range rng.IntN(3) {
+			replicate.Confirmed = append(replicate.Confirmed, confirmItem{Partition: rng.IntN(271), ID: fmt.Sprint("s", rng.IntN(100)),
+				Mark: copyMark{Version: rng.Uint64(), Stamp: rng.Uint64(), Writer: fmt.Sprint("n", rng.IntN(3))}})
+		}
 		b1, err1 := msgpack.Marshal((*plainReply)(&reply))
 		b2, err2 := msgpack.Marshal((*plainReplicate)(&replicate))
 		if err1 != nil || err2 != nil {

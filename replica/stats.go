@@ -34,6 +34,10 @@ type Stats struct {
 	// BuddyReads is how many reads went to the buddy because the primary
 	// could not be reached.
 	BuddyReads atomic.Uint64
+	// UnconfirmedRefused is how many of those reads this node refused as
+	// the buddy because its copy's write was not yet confirmed by the
+	// primary, and may never take effect (confirm.go).
+	UnconfirmedRefused atomic.Uint64
 	// Retries is how many times a request was retried while owners were
 	// changing or unreachable.
 	Retries atomic.Uint64

@@ -33,11 +33,29 @@ type partition struct {
 	// (its reporter's, for a report this node took from another owner):
 	// copies of a lower one are from before the loss; 0 if unknown.
 	lossGen uint64
+	// unconfirmed marks the buddy copies stored by a replica whose primary
+	// has not yet said it stored that write too (confirm.go): such a copy
+	// is not shown to readers. A mark names the copy it was made for, and
+	// any other store of the session removes it.
+	unconfirmed map[string]copyMark
+}
+
+// copyMark names one copy of a session: the write that made it.
+type copyMark struct {
+	Version uint64 `msgpack:"v"`
+	Stamp   uint64 `msgpack:"hlc"`
+	Writer  string `msgpack:"w,omitempty"`
+}
+
+// markOf returns the mark of copy s.
+func markOf(s *Session) copyMark {
+	return copyMark{Version: s.Version, Stamp: s.Stamp, Writer: s.Writer}
 }
 
 // setLocked stores sess (or removes id when sess is nil) and keeps the
 // principal index in step. The caller holds part.mu.
 func (part *partition) setLocked(id string, sess *Session) {
+	delete(part.unconfirmed, id)
 	var was, is string
 	if old := part.sessions[id]; old != nil {
 		was = old.Principal
@@ -190,6 +208,7 @@ func (s *store) rebuiltLocked(p int, gen uint64) uint64 {
 		c.Gen = gen
 		part.sessions[id] = &c
 	}
+	part.unconfirmed = nil // what it holds is all of the partition now
 	part.raiseFloorLocked(gen)
 	return gen
 }
@@ -311,6 +330,51 @@ func (s *store) putUnder(p int, sess *Session, ifNewer bool, check func() error)
 	part := s.parts[p]
 	part.mu.Lock()
 	defer part.mu.Unlock()
+	return s.putLocked(p, sess, ifNewer, check)
+}
+
+// putReplica is putUnder for a buddy storing its primary's write (ifNewer):
+// the copy it stores is marked unconfirmed, in the same step, until the
+// primary confirms it (confirm).
+func (s *store) putReplica(p int, sess *Session, check func() error) (prev *Session, stored bool, err error) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	prev, stored, err = s.putLocked(p, sess, true, check)
+	if stored {
+		if part.unconfirmed == nil {
+			part.unconfirmed = map[string]copyMark{}
+		}
+		part.unconfirmed[sess.ID] = markOf(sess)
+	}
+	return prev, stored, err
+}
+
+// confirm removes the mark of partition p's copy of id, if the mark is
+// for the copy m names.
+func (s *store) confirm(p int, id string, m copyMark) {
+	part := s.parts[p]
+	part.mu.Lock()
+	defer part.mu.Unlock()
+	if part.unconfirmed[id] == m {
+		delete(part.unconfirmed, id)
+	}
+}
+
+// getShown returns the stored copy of id in partition p, as get does, and
+// whether it is unconfirmed: a replica its primary has not confirmed.
+func (s *store) getShown(p int, id string) (sess *Session, unconfirmed bool) {
+	part := s.parts[p]
+	part.mu.RLock()
+	defer part.mu.RUnlock()
+	sess = part.sessions[id]
+	_, unconfirmed = part.unconfirmed[id]
+	return sess, unconfirmed
+}
+
+// putLocked is putUnder with p's lock held.
+func (s *store) putLocked(p int, sess *Session, ifNewer bool, check func() error) (prev *Session, stored bool, err error) {
+	part := s.parts[p]
 	if check != nil {
 		if err := check(); err != nil {
 			return nil, false, err
@@ -448,6 +512,7 @@ func (s *store) dropLocked(p int) int {
 	n := len(part.sessions)
 	part.sessions = map[string]*Session{}
 	part.principals = newPrincipalIndex()
+	part.unconfirmed = nil
 	return n
 }
 

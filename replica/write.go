@@ -33,6 +33,9 @@ type replicateRequest struct {
 	// buddy raises its own to it, dropping copies from before the
 	// partition was rebuilt (store.raiseFloor).
 	Floor uint64 `msgpack:"fl,omitempty"`
+	// Confirmed carries the primary's queued confirmations for this buddy
+	// (confirm.go), whatever their partitions.
+	Confirmed []confirmItem `msgpack:"c,omitempty"`
 }
 
 // write applies a write op as the session's primary (the gate has
@@ -89,6 +92,9 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 			n.stats.BuddyCopiesAdopted.Add(1)
 		}
 		_ = n.merge(p, reply.Session, nil) // the caller holds id's lock and checks the ring when it writes
+		if mine := n.store.get(p, id); mine != nil && markOf(mine) == markOf(reply.Session) {
+			n.confirms.add(buddy, p, mine) // both copies are this one now
+		}
 	}
 	return nil
 }
@@ -116,6 +122,7 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 			if err := n.replicate(ctx, tab, p, buddy, prev); err != nil {
 				return nil, fmt.Errorf("retry of request %s: %w", op.RequestID, err)
 			}
+			n.confirms.add(buddy, p, prev)
 		}
 		if prev.Deleted {
 			return nil, nil
@@ -137,7 +144,8 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		next.Gen = prev.Gen
 	}
 	next.Gen = max(next.Gen, n.store.generation(p))
-	if buddy := tab.Owners(p).Buddy; buddy != "" {
+	buddy := tab.Owners(p).Buddy
+	if buddy != "" {
 		if err := n.replicate(ctx, tab, p, buddy, next); err != nil {
 			return nil, err
 		}
@@ -145,9 +153,12 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 		n.stats.UnderReplicatedWrites.Add(1)
 	}
 	if _, _, err := n.store.putUnder(p, next, false, n.storesUnder(tab, p)); err != nil {
-		// Not stored here, but the buddy holds it: the caller retries
-		// with the same request id by the new ring.
+		// Not stored here, but the buddy holds it, unconfirmed: the
+		// caller retries with the same request id by the new ring.
 		return nil, fmt.Errorf("write %s v%d: %w: %w", op.ID, next.Version, errAtBuddyOnly, err)
+	}
+	if buddy != "" {
+		n.confirms.add(buddy, p, next)
 	}
 	n.stats.Writes.Add(1)
 	if next.Deleted {
@@ -159,11 +170,15 @@ func (n *Node) writeOnce(ctx context.Context, tab *ring.Table, p int, op *Op) (*
 // replicate sends copy s of partition p to buddy, and returns once the
 // buddy holds it.
 func (n *Node) replicate(ctx context.Context, tab *ring.Table, p int, buddy string, s *Session) error {
-	req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: s, Floor: n.store.floor(p)}
+	req := replicateRequest{From: n.cfg.Name, Epoch: tab.Epoch(), Partition: p, Session: s, Floor: n.store.floor(p),
+		Confirmed: n.confirms.take(buddy)}
 	sent := time.Now()
 	err := n.call(ctx, tab, buddy, methodReplicate, req, nil)
 	n.stats.ReplicationLatency.Observe(time.Since(sent))
 	if err != nil {
+		if len(req.Confirmed) > 0 {
+			n.confirms.requeue(buddy, req.Confirmed)
+		}
 		n.stats.ReplicationFailures.Add(1)
 		return fmt.Errorf("replicate %s v%d to %s: %w", s.ID, s.Version, buddy, err)
 	}
@@ -201,6 +216,7 @@ func (n *Node) serveReplicate(ctx context.Context, tab *ring.Table, body msgpack
 	if err := decodePartitioned(body, &req, &req.Partition, tab); err != nil {
 		return nil, err
 	}
+	n.applyConfirms(req.Confirmed) // facts about earlier writes, whatever becomes of this one
 	return empty{}, n.storeReplica(ctx, tab, &req)
 }
 
@@ -221,7 +237,7 @@ func (n *Node) storeReplica(ctx context.Context, tab *ring.Table, req *replicate
 	}
 	n.clock.observe(req.Session.Stamp)
 	n.learnFloor(req.Partition, req.Floor, req.From, false)
-	prev, stored, err := n.store.putUnder(req.Partition, req.Session, true, n.storesUnder(tab, req.Partition))
+	prev, stored, err := n.store.putReplica(req.Partition, req.Session, n.storesUnder(tab, req.Partition))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,183 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// A buddy stores a replica before its primary stores the write, and the
+// primary stores it, and acknowledges it, only once the buddy has
+// answered. Until then the write may never take effect: the buddy's
+// answer may be lost (the session is then in doubt at the primary,
+// doubt.go), or the primary may fail or its ring change before it stores
+// the write. A buddy that showed such a copy to a reader who could not
+// reach the primary would show a version that may then be gone: the
+// primary settles its doubt against whichever node is the buddy by then,
+// and a buddy declared dead replaces its copies with an owner's when it
+// returns (chaos finding F23).
+//
+// So a buddy marks each replica it stores unconfirmed, in the same step
+// (store.putReplica), and does not show it to readers (readAsBuddy
+// refuses it) until its primary confirms it. Once the primary has stored
+// a write, it queues the confirmation for its buddy (confirmQueue); the
+// confirmations go with its next replica to that buddy
+// (replicateRequest.Confirmed) or, when none goes, on their own
+// (methodConfirm) at once. A confirmation that cannot be delivered costs
+// only the buddy's readers of that session, who are refused while the
+// primary is out of their reach, until its next write: a copy is never
+// shown unconfirmed. A hand-off, a new owner's fetch and a primary
+// settling a doubt read every copy, unconfirmed or not: a new owner takes
+// the newest, which may have been acknowledged.
+
+// methodConfirm carries a primary's confirmations to a buddy.
+const methodConfirm = "confirm"
+
+// maxConfirms bounds the confirmations a node keeps for one buddy; past it
+// a confirmation is dropped (the buddy refuses that copy's readers until
+// the session's next write).
+const maxConfirms = 1 << 16
+
+// maxConfirmBatch bounds the confirmations sent in one request.
+const maxConfirmBatch = 4096
+
+// confirmItem says the primary stored the copy Mark of session ID.
+type confirmItem struct {
+	Partition int      `msgpack:"p"`
+	ID        string   `msgpack:"id"`
+	Mark      copyMark `msgpack:"m"`
+}
+
+// confirmRequest is a batch of confirmations from primary From.
+type confirmRequest struct {
+	From  string        `msgpack:"f"`
+	Items []confirmItem `msgpack:"i"`
+}
+
+// confirmQueue holds the confirmations a primary has yet to send, by
+// buddy.
+type confirmQueue struct {
+	mu    sync.Mutex
+	items map[string][]confirmItem
+	ready chan struct{} // signalled when confirmations are queued
+}
+
+// newConfirmQueue returns an empty queue.
+func newConfirmQueue() *confirmQueue {
+	return &confirmQueue{items: map[string][]confirmItem{}, ready: make(chan struct{}, 1)}
+}
+
+// add queues the confirmation that this node stored copy s of partition
+// p, for buddy.
+func (q *confirmQueue) add(buddy string, p int, s *Session) {
+	q.requeue(buddy, []confirmItem{{Partition: p, ID: s.ID, Mark: markOf(s)}})
+}
+
+// requeue queues items for buddy, as far as the bound allows, and wakes
+// the sender.
+func (q *confirmQueue) requeue(buddy string, items []confirmItem) {
+	q.mu.Lock()
+	queued := q.items[buddy]
+	room := maxConfirms - len(queued)
+	q.items[buddy] = append(queued, items[:min(len(items), max(room, 0))]...)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and forgets up to maxConfirmBatch of buddy's queued
+// confirmations.
+func (q *confirmQueue) take(buddy string) []confirmItem {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	queued := q.items[buddy]
+	if len(queued) <= maxConfirmBatch {
+		delete(q.items, buddy)
+		return queued
+	}
+	q.items[buddy] = queued[maxConfirmBatch:]
+	return queued[:maxConfirmBatch:maxConfirmBatch]
+}
+
+// buddies returns the buddies confirmations are queued for.
+func (q *confirmQueue) buddies() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]string, 0, len(q.items))
+	for b := range q.items {
+		out = append(out, b)
+	}
+	return out
+}
+
+// confirmLoop sends queued confirmations as soon as they are queued, and
+// retries those not delivered every TouchInterval, until the node closes.
+// While one round is under way the next batch builds up, so under load
+// a request carries many.
+func (n *Node) confirmLoop() {
+	defer n.done.Done()
+	for {
+		t := n.cfg.Clock.NewTimer(n.cfg.TouchInterval)
+		select {
+		case <-n.stop:
+			t.Stop()
+			return
+		case <-n.confirms.ready:
+			t.Stop()
+		case <-t.Chan():
+		}
+		n.sendConfirms()
+	}
+}
+
+// sendConfirms sends one batch of queued confirmations to each buddy they
+// are queued for, at once; a batch not delivered is queued again. Those
+// for a node no longer in the ring are dropped: it holds no copy it may
+// show until it has caught up.
+func (n *Node) sendConfirms() {
+	tab := n.own.table()
+	if tab == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, buddy := range n.confirms.buddies() {
+		items := n.confirms.take(buddy)
+		if _, ok := tab.Member(buddy); !ok || len(items) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
+			defer cancel()
+			if err := n.call(ctx, tab, buddy, methodConfirm, confirmRequest{From: n.cfg.Name, Items: items}, nil); err != nil {
+				n.log.Debug("confirmations not delivered", "buddy", buddy, "copies", len(items), "err", err)
+				n.confirms.requeue(buddy, items)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// serveConfirm answers methodConfirm.
+func (n *Node) serveConfirm(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	var req confirmRequest
+	if err := decodeBounded(body, &req); err != nil {
+		return nil, fmt.Errorf("decode confirm: %w", err)
+	}
+	n.applyConfirms(req.Items)
+	return empty{}, nil
+}
+
+// applyConfirms removes the marks the items confirm (store.confirm).
+func (n *Node) applyConfirms(items []confirmItem) {
+	for _, it := range items {
+		if it.Partition >= 0 && it.Partition < len(n.store.parts) {
+			n.store.confirm(it.Partition, it.ID, it.Mark)
+		}
+	}
+}
