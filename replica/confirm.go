@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -26,8 +27,8 @@ import (
 // refuses it) until its primary confirms it. Once the primary has stored
 // a write, it queues the confirmation for its buddy (confirmQueue); the
 // confirmations go with its next replica to that buddy
-// (replicateRequest.Confirmed) or, when none goes, on their own
-// (methodConfirm) at once. A confirmation that cannot be delivered costs
+// (replicateRequest.Confirmed) or, when none goes within confirmDelay, on
+// their own (methodConfirm). A confirmation that cannot be delivered costs
 // only the buddy's readers of that session, who are refused while the
 // primary is out of their reach, until its next write: a copy is never
 // shown unconfirmed. A hand-off, a new owner's fetch and a primary
@@ -44,6 +45,15 @@ const maxConfirms = 1 << 16
 
 // maxConfirmBatch bounds the confirmations sent in one request.
 const maxConfirmBatch = 4096
+
+// confirmDelay is how long queued confirmations wait for a replica to the
+// same buddy to carry them before they go on their own. Under load a
+// replica goes to each buddy far more often than that, and carries nearly
+// all of them; sent at once, each write cost a request more (about a
+// tenth of the throughput, docs/BENCHMARKS.md). The buddy refuses that
+// session's readers for as long, only while they cannot reach the
+// primary.
+const confirmDelay = 5 * time.Millisecond
 
 // confirmItem says the primary stored the copy Mark of session ID.
 type confirmItem struct {
@@ -116,10 +126,9 @@ func (q *confirmQueue) buddies() []string {
 	return out
 }
 
-// confirmLoop sends queued confirmations as soon as they are queued, and
-// retries those not delivered every TouchInterval, until the node closes.
-// While one round is under way the next batch builds up, so under load
-// a request carries many.
+// confirmLoop sends queued confirmations confirmDelay after they are
+// queued, those no replica carried meanwhile, and retries those not
+// delivered every TouchInterval, until the node closes.
 func (n *Node) confirmLoop() {
 	defer n.done.Done()
 	for {
@@ -130,6 +139,13 @@ func (n *Node) confirmLoop() {
 			return
 		case <-n.confirms.ready:
 			t.Stop()
+			t = n.cfg.Clock.NewTimer(confirmDelay)
+			select {
+			case <-n.stop:
+				t.Stop()
+				return
+			case <-t.Chan():
+			}
 		case <-t.Chan():
 		}
 		n.sendConfirms()
