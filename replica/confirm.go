@@ -71,20 +71,26 @@ type confirmRequest struct {
 // confirmQueue holds the confirmations a primary has yet to send, by
 // buddy.
 type confirmQueue struct {
-	mu    sync.Mutex
-	items map[string][]confirmItem
-	ready chan struct{} // signalled when confirmations are queued
+	mu      sync.Mutex
+	items   map[string][]confirmItem
+	sending map[string]bool // buddies a batch is on its way to
+	ready   chan struct{}   // signalled when confirmations are queued
 }
 
 // newConfirmQueue returns an empty queue.
 func newConfirmQueue() *confirmQueue {
-	return &confirmQueue{items: map[string][]confirmItem{}, ready: make(chan struct{}, 1)}
+	return &confirmQueue{items: map[string][]confirmItem{}, sending: map[string]bool{}, ready: make(chan struct{}, 1)}
 }
 
 // add queues the confirmation that this node stored copy s of partition
 // p, for buddy.
 func (q *confirmQueue) add(buddy string, p int, s *Session) {
-	q.requeue(buddy, []confirmItem{{Partition: p, ID: s.ID, Mark: markOf(s)}})
+	q.mu.Lock()
+	if queued := q.items[buddy]; len(queued) < maxConfirms {
+		q.items[buddy] = append(queued, confirmItem{Partition: p, ID: s.ID, Mark: markOf(s)})
+	}
+	q.mu.Unlock()
+	q.wake()
 }
 
 // requeue queues items for buddy, as far as the bound allows, and wakes
@@ -95,10 +101,34 @@ func (q *confirmQueue) requeue(buddy string, items []confirmItem) {
 	room := maxConfirms - len(queued)
 	q.items[buddy] = append(queued, items[:min(len(items), max(room, 0))]...)
 	q.mu.Unlock()
+	q.wake()
+}
+
+// wake tells the sender confirmations are queued.
+func (q *confirmQueue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
+}
+
+// startSending reports whether no batch is on its way to buddy, and if
+// so marks one as on its way, until doneSending.
+func (q *confirmQueue) startSending(buddy string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.sending[buddy] {
+		return false
+	}
+	q.sending[buddy] = true
+	return true
+}
+
+// doneSending marks buddy's batch as delivered or given up.
+func (q *confirmQueue) doneSending(buddy string) {
+	q.mu.Lock()
+	delete(q.sending, buddy)
+	q.mu.Unlock()
 }
 
 // take returns and forgets up to maxConfirmBatch of buddy's queued
@@ -153,30 +183,36 @@ func (n *Node) confirmLoop() {
 }
 
 // sendConfirms sends one batch of queued confirmations to each buddy they
-// are queued for, at once; a batch not delivered is queued again. Those
-// for a node no longer in the ring are dropped: it holds no copy it may
-// show until it has caught up.
+// are queued for and no batch is already on its way to, each on its own,
+// so a buddy slow to answer delays only its own; a batch not delivered is
+// queued again. Those for a node no longer in the ring are dropped: it
+// holds no copy it may show until it has caught up.
 func (n *Node) sendConfirms() {
 	tab := n.own.table()
 	if tab == nil {
 		return
 	}
-	var wg sync.WaitGroup
 	for _, buddy := range n.confirms.buddies() {
-		items := n.confirms.take(buddy)
-		if _, ok := tab.Member(buddy); !ok || len(items) == 0 {
+		if !n.confirms.startSending(buddy) {
 			continue
 		}
-		wg.Go(func() {
+		items := n.confirms.take(buddy)
+		if _, ok := tab.Member(buddy); !ok || len(items) == 0 {
+			n.confirms.doneSending(buddy)
+			continue
+		}
+		n.done.Add(1)
+		go func() {
+			defer n.done.Done()
+			defer n.confirms.doneSending(buddy)
 			ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
 			defer cancel()
 			if err := n.call(ctx, tab, buddy, methodConfirm, confirmRequest{From: n.cfg.Name, Items: items}, nil); err != nil {
 				n.log.Debug("confirmations not delivered", "buddy", buddy, "copies", len(items), "err", err)
 				n.confirms.requeue(buddy, items)
 			}
-		})
+		}()
 	}
-	wg.Wait()
 }
 
 // serveConfirm answers methodConfirm.
