@@ -1,6 +1,143 @@
 package replica
 
-import "testing"
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A replica is stored marked unconfirmed, in the same step; only a
+// confirmation of that very copy removes the mark, and any other store of
+// the session, a drop or a rebuild removes it with the copy it was for.
+func TestAReplicaIsShownOnlyOnceItsPrimaryConfirmsThatCopy(t *testing.T) {
+	s := newStore(4)
+	const p = 1
+	v1 := &Session{ID: "s", Version: 1, Stamp: 10, Writer: "a"}
+	if _, stored, err := s.putReplica(p, v1, nil); err != nil || !stored {
+		t.Fatalf("putReplica: stored %v, %v", stored, err)
+	}
+	if got, unconfirmed := s.getShown(p, "s"); got != v1 || !unconfirmed {
+		t.Fatalf("after the replica: %+v unconfirmed=%v, want v1 unconfirmed", got, unconfirmed)
+	}
+	for _, other := range []copyMark{
+		{Version: 1, Stamp: 11, Writer: "a"}, // another write of the same version
+		{Version: 1, Stamp: 10, Writer: "b"}, // another writer
+		{Version: 2, Stamp: 10, Writer: "a"}, // a later version
+	} {
+		s.confirm(p, "s", other)
+		if _, unconfirmed := s.getShown(p, "s"); !unconfirmed {
+			t.Fatalf("confirming %+v removed the mark of %+v", other, markOf(v1))
+		}
+	}
+	s.confirm(p, "s", markOf(v1))
+	if _, unconfirmed := s.getShown(p, "s"); unconfirmed {
+		t.Fatal("the copy is still unconfirmed after its own confirmation")
+	}
+
+	// A later replica is marked again; a touch keeps the mark, a
+	// hand-off's merge of a newer copy takes it off.
+	v2 := &Session{ID: "s", Version: 2, Stamp: 20, Writer: "a"}
+	s.putReplica(p, v2, nil)
+	s.touch(p, "s", time.Now(), false)
+	if _, unconfirmed := s.getShown(p, "s"); !unconfirmed {
+		t.Fatal("a touch took the mark off")
+	}
+	s.confirm(p, "s", markOf(v1)) // late, for the copy before
+	if _, unconfirmed := s.getShown(p, "s"); !unconfirmed {
+		t.Fatal("a confirmation of an earlier copy took the mark off the later one")
+	}
+	s.putIfNewer(p, &Session{ID: "s", Version: 3, Stamp: 30, Writer: "b"})
+	if _, unconfirmed := s.getShown(p, "s"); unconfirmed {
+		t.Fatal("a copy merged from elsewhere is marked with the replica's mark")
+	}
+
+	// A replica refused (not newer) leaves the copy as it was.
+	s.putReplica(p, v2, nil)
+	if got, unconfirmed := s.getShown(p, "s"); got.Version != 3 || unconfirmed {
+		t.Fatalf("an older replica refused: %+v unconfirmed=%v", got, unconfirmed)
+	}
+
+	s.putReplica(p, &Session{ID: "s", Version: 4, Stamp: 40, Writer: "a"}, nil)
+	s.rebuilt(p, 0)
+	if _, unconfirmed := s.getShown(p, "s"); unconfirmed {
+		t.Fatal("a rebuilt partition keeps a mark: its copies are all of it")
+	}
+	s.putReplica(p, &Session{ID: "s", Version: 5, Stamp: 50, Writer: "a", Gen: s.generation(p)}, nil)
+	s.drop(p)
+	s.putIfNewer(p, &Session{ID: "s", Version: 5, Stamp: 50, Writer: "a", Gen: s.generation(p)})
+	if _, unconfirmed := s.getShown(p, "s"); unconfirmed {
+		t.Fatal("a mark outlived the drop of its partition")
+	}
+}
+
+// Chaos finding F23: a replica whose answer the primary never got was
+// shown by the buddy to a reader that could not reach the primary, and
+// was then gone (the primary settled its doubt against a new buddy; the
+// old one, declared dead, replaced its copies). The buddy now shows such
+// a copy only once the primary confirms it: while the primary is out of
+// its reach it refuses the read, and when it can reach it, it answers
+// what the primary answers.
+func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(8)
+	primary, buddy := c.ownersOf(id)
+	first := put(t, primary, id, "n", 0)
+	// A primary still being handed its partition would fetch the
+	// session from the other owners first, and take the buddy's copy.
+	c.settle(t, "every node to hold its partitions")
+	tab := primary.Table()
+	p := tab.Partition(id)
+	waitFor(t, 10*time.Second, "the buddy to show the first write", func() bool {
+		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
+		return err == nil && s.Version == first.Version
+	})
+
+	// The replica of a write whose answer was lost: the buddy stored it,
+	// the primary did not.
+	op := &Op{Kind: OpPatch, ID: id, RequestID: "req-lost", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
+	now := primary.wall()
+	lost, err := apply(op, first, now, primary.clock.now(now), primary.Name(), primary.lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := replicateRequest{From: primary.Name(), Epoch: tab.Epoch(), Partition: p, Session: lost}
+	if err := buddy.storeReplica(testCtx(t), buddy.Table(), &req); err != nil {
+		t.Fatalf("replica: %v", err)
+	}
+
+	refused := buddy.Stats().UnconfirmedRefused.Load()
+	s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a buddy read with the primary out of reach answered %+v, %v; want ErrUnavailable, not the unconfirmed v%d", s, err, lost.Version)
+	}
+	if got := buddy.Stats().UnconfirmedRefused.Load(); got != refused+1 {
+		t.Fatalf("UnconfirmedRefused = %d, want %d", got, refused+1)
+	}
+	s, err = buddy.readAsOwner(testCtx(t), tab, p, id, true)
+	if err != nil || s.Version != first.Version {
+		t.Fatalf("a buddy read that could ask the primary answered %+v, %v; want the primary's v%d", s, err, first.Version)
+	}
+
+	// The primary settles its doubt with the buddy's copy: both hold it
+	// now, and the buddy shows it once told.
+	primary.doubts.add(p, id)
+	if s, err := primary.Get(testCtx(t), id, true); err != nil || s.Version != lost.Version {
+		t.Fatalf("read at the primary: %+v, %v; want the settled v%d", s, err, lost.Version)
+	}
+	waitFor(t, 10*time.Second, "the buddy to show the settled copy", func() bool {
+		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
+		return err == nil && s.Version == lost.Version
+	})
+
+	// A write acknowledged is shown once its confirmation arrives.
+	next := put(t, primary, id, "n", 2)
+	waitFor(t, 10*time.Second, "the buddy to show an acknowledged write", func() bool {
+		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
+		return err == nil && s.Version == next.Version
+	})
+}
 
 // TestConfirmQueueBoundsBatchesAndSendsOneBatchPerBuddyAtATime checks the
 // queue without I/O: a buddy's confirmations are taken in batches of at
