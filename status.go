@@ -211,6 +211,13 @@ type Stats struct {
 	// the buddy because the primary had not yet confirmed its copy's
 	// write, which may never take effect.
 	UnconfirmedRefused uint64
+	// UnconfirmedReported is how many copies this node, as a buddy, told
+	// their primary it had held unconfirmed for a while, so the two
+	// owners settle on one copy.
+	UnconfirmedReported uint64
+	// CopiesResent is how many times this node, as a primary settling a
+	// doubt, found its copy newer than its buddy's and sent it again.
+	CopiesResent uint64
 	// Retries is how many times a request was retried while owners were
 	// changing or unreachable.
 	Retries uint64
@@ -276,6 +283,8 @@ func statsOf(s *replica.Stats) Stats {
 		Forwarded:             s.Forwarded.Load(),
 		BuddyReads:            s.BuddyReads.Load(),
 		UnconfirmedRefused:    s.UnconfirmedRefused.Load(),
+		UnconfirmedReported:   s.UnconfirmedReported.Load(),
+		CopiesResent:          s.CopiesResent.Load(),
 		Retries:               s.Retries.Load(),
 		HandoffSent:           s.HandoffSent.Load(),
 		HandoffReceived:       s.HandoffReceived.Load(),

@@ -52,6 +52,8 @@ var metricHelp = map[string]string{
 	"tandem_forwarded_total":                       "Requests forwarded to a primary.",
 	"tandem_buddy_reads_total":                     "Reads served by the buddy because the primary could not be reached.",
 	"tandem_unconfirmed_buddy_reads_refused_total": "Reads this node refused as the buddy because the primary had not yet confirmed its copy's write, which may never take effect.",
+	"tandem_unconfirmed_copies_reported_total":     "Copies this node, as the buddy, told their primary it had held unconfirmed for a while, so the owners settle on one copy.",
+	"tandem_copies_resent_total":                   "Copies this node, as the primary settling a doubt, found newer than its buddy's and sent again.",
 	"tandem_retries_total":                         "Requests retried while owners changed or were unreachable.",
 	"tandem_handoff_sent_sessions_total":           "Session copies handed to other nodes.",
 	"tandem_handoff_received_sessions_total":       "Session copies received from other nodes.",
@@ -157,6 +159,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_forwarded_total", s.Forwarded)
 	counter("tandem_buddy_reads_total", s.BuddyReads)
 	counter("tandem_unconfirmed_buddy_reads_refused_total", s.UnconfirmedRefused)
+	counter("tandem_unconfirmed_copies_reported_total", s.UnconfirmedReported)
+	counter("tandem_copies_resent_total", s.CopiesResent)
 	counter("tandem_retries_total", s.Retries)
 	counter("tandem_handoff_sent_sessions_total", s.HandoffSent)
 	counter("tandem_handoff_received_sessions_total", s.HandoffReceived)

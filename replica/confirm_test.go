@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,17 +96,10 @@ func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
 	})
 
 	// The replica of a write whose answer was lost: the buddy stored it,
-	// the primary did not.
-	op := &Op{Kind: OpPatch, ID: id, RequestID: "req-lost", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
-	now := primary.wall()
-	lost, err := apply(op, first, now, primary.clock.now(now), primary.Name(), primary.lim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := replicateRequest{From: primary.Name(), Epoch: tab.Epoch(), Partition: p, Session: lost}
-	if err := buddy.storeReplica(testCtx(t), buddy.Table(), &req); err != nil {
-		t.Fatalf("replica: %v", err)
-	}
+	// the primary did not. The buddy cannot reach the primary meanwhile,
+	// so it cannot tell the primary of the copy either (unconfirmed.go).
+	buddy.faults.Cut(primary.member.Peer)
+	lost := storeLostReplica(t, primary, buddy, first)
 
 	refused := buddy.Stats().UnconfirmedRefused.Load()
 	s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
@@ -116,8 +110,15 @@ func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
 		t.Fatalf("UnconfirmedRefused = %d, want %d", got, refused+1)
 	}
 	s, err = buddy.readAsOwner(testCtx(t), tab, p, id, true)
-	if err != nil || s.Version != first.Version {
-		t.Fatalf("a buddy read that could ask the primary answered %+v, %v; want the primary's v%d", s, err, first.Version)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a buddy read that could not ask the primary answered %+v, %v; want ErrUnavailable", s, err)
+	}
+	buddy.faults.HealAll()
+	// Asked, the primary answers its own copy: the first write, or the
+	// lost one if the buddy has told it of its copy since.
+	s, err = buddy.readAsOwner(testCtx(t), tab, p, id, true)
+	if err != nil || (s.Version != first.Version && s.Version != lost.Version) {
+		t.Fatalf("a buddy read that could ask the primary answered %+v, %v; want the primary's v%d or v%d", s, err, first.Version, lost.Version)
 	}
 
 	// The primary settles its doubt with the buddy's copy: both hold it
@@ -137,6 +138,24 @@ func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
 		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
 		return err == nil && s.Version == next.Version
 	})
+}
+
+// storeLostReplica stores at buddy the replica of a patch of first that
+// primary never stored: a write whose answer was lost.
+func storeLostReplica(t *testing.T, primary, buddy *testNode, first *Session) *Session {
+	t.Helper()
+	tab := primary.Table()
+	op := &Op{Kind: OpPatch, ID: first.ID, RequestID: "req-lost", Set: map[string]msgpack.RawMessage{"n": value(t, 1)}}
+	now := primary.wall()
+	lost, err := apply(op, first, now, primary.clock.now(now), primary.Name(), primary.lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := replicateRequest{From: primary.Name(), Epoch: tab.Epoch(), Partition: tab.Partition(first.ID), Session: lost}
+	if err := buddy.storeReplica(testCtx(t), buddy.Table(), &req); err != nil {
+		t.Fatalf("replica: %v", err)
+	}
+	return lost
 }
 
 // TestConfirmQueueBoundsBatchesAndSendsOneBatchPerBuddyAtATime checks the
@@ -184,5 +203,81 @@ func TestConfirmQueueBoundsBatchesAndSendsOneBatchPerBuddyAtATime(t *testing.T) 
 	}
 	if got := q.take("c"); len(got) != 1 || got[0].ID != "t" || got[0].Partition != 3 {
 		t.Fatalf("c's queue = %+v, want the one confirmation of t in partition 3", got)
+	}
+}
+
+// A copy the buddy holds unconfirmed, which no confirmation will ever
+// reach (the primary's doubt about it ended without it: CHAOS.md F24),
+// is not left there: the buddy tells the primary, and the two owners end
+// up holding one copy, confirmed, whichever of them was ahead.
+func TestOwnersAgreeOnACopyTheBuddyHeldUnconfirmed(t *testing.T) {
+	for _, ahead := range []string{"buddy", "primary"} {
+		t.Run(ahead+" ahead", func(t *testing.T) {
+			c := newTestCluster(t, 3, nil)
+			id := sessionID(8)
+			primary, buddy := c.ownersOf(id)
+			first := put(t, primary, id, "n", 0)
+			c.settle(t, "every node to hold its partitions")
+			tab := primary.Table()
+			p := tab.Partition(id)
+			waitFor(t, 10*time.Second, "the buddy to show the first write", func() bool {
+				s, unconfirmed := buddy.store.getShown(p, id)
+				return s != nil && s.Version == first.Version && !unconfirmed
+			})
+
+			// The buddy holds a replica the primary never stored, and the
+			// primary does not hold the session in doubt.
+			want := storeLostReplica(t, primary, buddy, first)
+			if ahead == "primary" {
+				// The primary holds a newer copy the buddy never got.
+				op := &Op{Kind: OpPatch, ID: id, RequestID: "req-newer", Set: map[string]msgpack.RawMessage{"m": value(t, 2)}}
+				now := primary.wall()
+				newer, err := apply(op, want, now, primary.clock.now(now), primary.Name(), primary.lim)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := primary.store.putUnder(p, newer, false, nil); err != nil {
+					t.Fatal(err)
+				}
+				want = newer
+			}
+			primary.doubts.remove(p, id)
+
+			waitFor(t, 10*time.Second, "both owners to hold one copy, confirmed", func() bool {
+				mine := primary.store.get(p, id)
+				theirs, unconfirmed := buddy.store.getShown(p, id)
+				return mine != nil && theirs != nil && markOf(mine) == markOf(want) && markOf(theirs) == markOf(want) && !unconfirmed
+			})
+			if got := buddy.Stats().UnconfirmedReported.Load(); got == 0 {
+				t.Fatal("UnconfirmedReported = 0: the buddy never told the primary")
+			}
+			if got := primary.Stats().CopiesResent.Load(); (ahead == "primary") != (got > 0) {
+				t.Fatalf("CopiesResent = %d with the %s ahead", got, ahead)
+			}
+			if s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false); err != nil || markOf(s) != markOf(want) {
+				t.Fatalf("the buddy shows %+v, %v; want v%d", s, err, want.Version)
+			}
+		})
+	}
+}
+
+// A buddy tells the primary only of copies unconfirmed, with the same
+// mark, at two looks in a row: one made since the last look, or whose
+// mark changed (a newer replica), waits for the next.
+func TestOnlyCopiesUnconfirmedSinceTheLastLookAreOverdue(t *testing.T) {
+	var w unconfirmedWatch
+	a, b, c := doubtKey{1, "a"}, doubtKey{2, "b"}, doubtKey{3, "c"}
+	m1, m2 := copyMark{Version: 1, Stamp: 1, Writer: "p"}, copyMark{Version: 2, Stamp: 2, Writer: "p"}
+	if got := w.overdue(map[doubtKey]copyMark{a: m1, b: m1}); len(got) != 0 {
+		t.Fatalf("first look: overdue %v, want none", got)
+	}
+	got := w.overdue(map[doubtKey]copyMark{a: m1, b: m2, c: m1})
+	if len(got) != 1 || got[0] != a {
+		t.Fatalf("second look: overdue %v, want only %v (b's mark changed, c is new)", got, a)
+	}
+	got = w.overdue(map[doubtKey]copyMark{b: m2, c: m1})
+	slices.SortFunc(got, func(x, y doubtKey) int { return x.p - y.p })
+	if !slices.Equal(got, []doubtKey{b, c}) {
+		t.Fatalf("third look: overdue %v, want %v and %v (a was confirmed)", got, b, c)
 	}
 }

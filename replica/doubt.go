@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tandem-io/tandem/replica/peer"
+	"github.com/tandem-io/tandem/ring"
 )
 
 // A write whose replication to the buddy ended without an answer (a call
@@ -105,11 +106,41 @@ func (n *Node) settleDoubt(ctx context.Context, p int, id string) {
 		n.doubts.remove(p, id)
 		return
 	}
-	if err := n.adoptBuddyCopy(ctx, tab, p, id); err != nil {
+	agreed, err := n.adoptBuddyCopy(ctx, tab, p, id)
+	if err != nil {
 		n.log.Debug("session in doubt not settled", "session", id, "err", err)
 		return
 	}
+	if !agreed {
+		if err := n.sendOwnCopy(ctx, tab, p, id); err != nil {
+			n.log.Debug("session in doubt not settled", "session", id, "err", err)
+			return
+		}
+	}
 	n.doubts.remove(p, id)
+}
+
+// sendOwnCopy replicates this node's copy of session id, newer than its
+// buddy's, to the buddy and confirms it, so both owners hold it (F24). A
+// buddy that refuses it as stale holds a copy this node could not take
+// (from before the partition was rebuilt): that is left as it is. The
+// caller holds id's lock.
+func (n *Node) sendOwnCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
+	mine := n.store.get(p, id)
+	if mine == nil {
+		return nil
+	}
+	buddy := tab.Owners(p).Buddy
+	if err := n.replicate(ctx, tab, p, buddy, mine); err != nil {
+		if errors.Is(err, ErrStale) {
+			n.log.Debug("buddy holds a copy the primary could not take", "session", id, "buddy", buddy, "err", err)
+			return nil
+		}
+		return err
+	}
+	n.confirms.add(buddy, p, mine)
+	n.stats.CopiesResent.Add(1)
+	return nil
 }
 
 // settled settles session id's doubt, if it is in doubt, and reports

@@ -35,20 +35,21 @@ const (
 
 // peerMethods are the requests nodes (and smart clients) send each other.
 var peerMethods = map[string]peerMethod{
-	methodOp:        {(*Node).serveOp, forClients},       // route.go
-	methodRead:      {(*Node).serveRead, forClients},     // read.go
-	MethodRing:      {(*Node).serveRing, forClients},     // ringinfo.go
-	methodReplicate: {(*Node).serveReplicate, forSender}, // write.go
-	methodReconcile: {(*Node).serveReconcile, forSender}, // pause.go
-	methodPush:      {(*Node).servePush, forSender},      // drain.go
-	methodLost:      {(*Node).serveLost, forSender},      // lossnotice.go
-	methodLease:     {(*Node).serveLease, forSender},     // lease.go
-	methodConfirm:   {(*Node).serveConfirm, forSender},   // confirm.go
-	methodTouch:     {(*Node).serveTouch, forNodes},      // expiry.go
-	methodExpire:    {(*Node).serveExpire, forNodes},     // expiry.go
-	methodPrincipal: {(*Node).servePrincipal, forNodes},  // principal.go
-	methodPull:      {(*Node).servePull, forNodes},       // handoff.go
-	methodList:      {(*Node).serveList, forNodes},       // list.go
+	methodOp:          {(*Node).serveOp, forClients},         // route.go
+	methodRead:        {(*Node).serveRead, forClients},       // read.go
+	MethodRing:        {(*Node).serveRing, forClients},       // ringinfo.go
+	methodReplicate:   {(*Node).serveReplicate, forSender},   // write.go
+	methodReconcile:   {(*Node).serveReconcile, forSender},   // pause.go
+	methodPush:        {(*Node).servePush, forSender},        // drain.go
+	methodLost:        {(*Node).serveLost, forSender},        // lossnotice.go
+	methodLease:       {(*Node).serveLease, forSender},       // lease.go
+	methodConfirm:     {(*Node).serveConfirm, forSender},     // confirm.go
+	methodUnconfirmed: {(*Node).serveUnconfirmed, forSender}, // unconfirmed.go
+	methodTouch:       {(*Node).serveTouch, forNodes},        // expiry.go
+	methodExpire:      {(*Node).serveExpire, forNodes},       // expiry.go
+	methodPrincipal:   {(*Node).servePrincipal, forNodes},    // principal.go
+	methodPull:        {(*Node).servePull, forNodes},         // handoff.go
+	methodList:        {(*Node).serveList, forNodes},         // list.go
 }
 
 // ServePeer answers requests from other nodes; it implements peer.Handler.

@@ -186,9 +186,10 @@ type Node struct {
 	expiry expiryClock // the wall clock, kept from steps (wallclock.go)
 	stats  Stats
 
-	renewals renewals      // lease requests in flight, one per member
-	doubts   doubts        // sessions whose last replication went unanswered (doubt.go)
-	confirms *confirmQueue // confirmations of stored writes, yet to reach the buddies (confirm.go)
+	renewals renewals         // lease requests in flight, one per member
+	doubts   doubts           // sessions whose last replication went unanswered (doubt.go)
+	confirms *confirmQueue    // confirmations of stored writes, yet to reach the buddies (confirm.go)
+	watch    unconfirmedWatch // the copies held unconfirmed at the last look (unconfirmed.go); reportUnconfirmed's alone
 
 	changed chan struct{} // signalled when the ring changes or transfers are due
 	started time.Time     // origin of the monotonic clock (mono)
@@ -214,7 +215,7 @@ func New(cfg Config) *Node {
 		started:  cfg.Clock.Now(),
 	}
 	n.renewals.calls = map[string]chan struct{}{}
-	n.done.Add(7)
+	n.done.Add(8)
 	// The heartbeat: often enough to notice a pause, and the end of a
 	// quarantine, within a tenth of their length.
 	go n.every(min(cfg.PauseThreshold, cfg.PauseQuarantine)/10, n.checkPause)
@@ -224,6 +225,7 @@ func New(cfg Config) *Node {
 	go n.every(cfg.SweepInterval, n.sweep)
 	go n.every(cfg.TouchInterval, n.settleDoubts)
 	go n.confirmLoop()
+	go n.every(cfg.TouchInterval, n.reportUnconfirmed)
 	return n
 }
 

@@ -38,6 +38,14 @@ type Stats struct {
 	// the buddy because its copy's write was not yet confirmed by the
 	// primary, and may never take effect (confirm.go).
 	UnconfirmedRefused atomic.Uint64
+	// UnconfirmedReported is how many copies this node, as a buddy, told
+	// their primary it had held unconfirmed for a TouchInterval or more
+	// (unconfirmed.go).
+	UnconfirmedReported atomic.Uint64
+	// CopiesResent is how many times this node, as a primary settling a
+	// doubt, found its copy of a session newer than its buddy's and sent
+	// it again, so both owners hold it.
+	CopiesResent atomic.Uint64
 	// Retries is how many times a request was retried while owners were
 	// changing or unreachable.
 	Retries atomic.Uint64

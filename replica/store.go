@@ -361,6 +361,20 @@ func (s *store) confirm(p int, id string, m copyMark) {
 	}
 }
 
+// unconfirmedMarks returns every copy marked unconfirmed, by partition and
+// session.
+func (s *store) unconfirmedMarks() map[doubtKey]copyMark {
+	out := map[doubtKey]copyMark{}
+	for p, part := range s.parts {
+		part.mu.RLock()
+		for id, m := range part.unconfirmed {
+			out[doubtKey{p, id}] = m
+		}
+		part.mu.RUnlock()
+	}
+	return out
+}
+
 // getShown returns the stored copy of id in partition p, as get does, and
 // whether it is unconfirmed: a replica its primary has not confirmed.
 func (s *store) getShown(p int, id string) (sess *Session, unconfirmed bool) {

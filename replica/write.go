@@ -62,7 +62,7 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 		// primary adopts the buddy's copy and applies op on top of it (a
 		// retry of that very write, by its request id, finds it applied).
 		// Without this the session would take no write until a ring change.
-		if aerr := n.adoptBuddyCopy(ctx, tab, p, op.ID); aerr != nil {
+		if _, aerr := n.adoptBuddyCopy(ctx, tab, p, op.ID); aerr != nil {
 			return nil, fmt.Errorf("%w (and the buddy's copy could not be adopted: %v)", err, aerr)
 		}
 		s, err = n.writeOnce(ctx, tab, p, op)
@@ -74,29 +74,40 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 }
 
 // adoptBuddyCopy fetches partition p's buddy's copy of session id and
-// keeps it if it is newer than this node's. The caller holds id's lock.
-func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
+// keeps it if it is newer than this node's, and reports whether both
+// owners now hold the same copy (or neither holds one). The caller holds
+// id's lock.
+func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id string) (agreed bool, err error) {
 	buddy := tab.Owners(p).Buddy
 	var reply ReadReply
 	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
-		return fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
+		return false, fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
 	}
 	if reply.Unconfirmed || reply.Distrusts {
 		// Its copy may be of a session lost while it was stopped, or
 		// older than what was acknowledged since: not one to build on.
-		return fmt.Errorf("%w: buddy %s resumed after a pause or was declared dead, and has not caught up", ErrUnavailable, buddy)
+		return false, fmt.Errorf("%w: buddy %s resumed after a pause or was declared dead, and has not caught up", ErrUnavailable, buddy)
 	}
 	n.learnFloor(p, reply.Floor, buddy, false)
-	if reply.Session != nil && reply.Session.ID == id {
-		if prev := n.store.get(p, id); newer(reply.Session, prev) {
+	theirs := reply.Session
+	if theirs != nil && theirs.ID != id {
+		theirs = nil
+	}
+	if theirs != nil {
+		if prev := n.store.get(p, id); newer(theirs, prev) {
 			n.stats.BuddyCopiesAdopted.Add(1)
 		}
-		_ = n.merge(p, reply.Session, nil) // the caller holds id's lock and checks the ring when it writes
-		if mine := n.store.get(p, id); mine != nil && markOf(mine) == markOf(reply.Session) {
-			n.confirms.add(buddy, p, mine) // both copies are this one now
-		}
+		_ = n.merge(p, theirs, nil) // the caller holds id's lock and checks the ring when it writes
 	}
-	return nil
+	mine := n.store.get(p, id)
+	switch {
+	case mine == nil:
+		return theirs == nil, nil
+	case theirs != nil && markOf(mine) == markOf(theirs):
+		n.confirms.add(buddy, p, mine) // both copies are this one now
+		return true, nil
+	}
+	return false, nil
 }
 
 // writeOnce is write's one attempt; the caller holds op.ID's lock.
