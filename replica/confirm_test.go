@@ -226,7 +226,9 @@ func TestOwnersAgreeOnACopyTheBuddyHeldUnconfirmed(t *testing.T) {
 			})
 
 			// The buddy holds a replica the primary never stored, and the
-			// primary does not hold the session in doubt.
+			// primary does not hold the session in doubt. The buddy cannot
+			// tell the primary of it until the copies are set up.
+			buddy.faults.Cut(primary.member.Peer)
 			want := storeLostReplica(t, primary, buddy, first)
 			if ahead == "primary" {
 				// The primary holds a newer copy the buddy never got.
@@ -241,7 +243,10 @@ func TestOwnersAgreeOnACopyTheBuddyHeldUnconfirmed(t *testing.T) {
 				}
 				want = newer
 			}
-			primary.doubts.remove(p, id)
+			if primary.doubts.has(p, id) {
+				t.Fatal("the primary holds the session in doubt; the case is one it does not")
+			}
+			buddy.faults.HealAll()
 
 			waitFor(t, 10*time.Second, "both owners to hold one copy, confirmed", func() bool {
 				mine := primary.store.get(p, id)

@@ -112,22 +112,31 @@ func (n *Node) settleDoubt(ctx context.Context, p int, id string) {
 		return
 	}
 	if !agreed {
+		// This node's copy is the newer: the doubt is settled, and the
+		// buddy, told again, holds it too. If it cannot be told now, it
+		// tells of its copy again (reportUnconfirmed) or the next write
+		// replaces it.
 		if err := n.sendOwnCopy(ctx, tab, p, id); err != nil {
-			n.log.Debug("session in doubt not settled", "session", id, "err", err)
-			return
+			n.log.Debug("copy not sent to the buddy again", "session", id, "err", err)
 		}
 	}
 	n.doubts.remove(p, id)
 }
 
 // sendOwnCopy replicates this node's copy of session id, newer than its
-// buddy's, to the buddy and confirms it, so both owners hold it (F24). A
-// buddy that refuses it as stale holds a copy this node could not take
-// (from before the partition was rebuilt): that is left as it is. The
-// caller holds id's lock.
+// buddy's, to the buddy and confirms it, so both owners hold it (F24). It
+// goes only as a write would (the gate admits it as one: this node is the
+// primary, not declared dead, with its quorum and leases), and never a
+// copy from before a reported loss of the partition. A buddy that refuses
+// it as stale holds a copy this node could not take (from before the
+// partition was rebuilt): that is left as it is. The caller holds id's
+// lock.
 func (n *Node) sendOwnCopy(ctx context.Context, tab *ring.Table, p int, id string) error {
+	if err := n.admit(ctx, admission{entry: entryWrite, tab: tab, p: p, id: id}); err != nil {
+		return err
+	}
 	mine := n.store.get(p, id)
-	if mine == nil {
+	if mine == nil || mine.Gen < n.store.lossGeneration(p) {
 		return nil
 	}
 	buddy := tab.Owners(p).Buddy

@@ -62,7 +62,10 @@ func (w *unconfirmedWatch) overdue(now map[doubtKey]copyMark) []doubtKey {
 // reportUnconfirmed tells each primary of the copies of its partitions
 // this node, their buddy, has held unconfirmed since it last looked; it
 // runs every TouchInterval. A node that does not know its standing yet
-// (ownership.unconfirmed) tells nothing: its copies are distrusted anyway.
+// (ownership.unconfirmed, or no lease since it may have been declared
+// dead: knowsItsStanding) tells nothing, nor of partitions whose copies
+// it is to replace (declared dead, or a hand-off given up): those copies
+// may be from before a loss the others reported.
 func (n *Node) reportUnconfirmed() {
 	tab := n.own.table()
 	if tab == nil || n.own.unconfirmed() {
@@ -70,22 +73,33 @@ func (n *Node) reportUnconfirmed() {
 	}
 	byPrimary := map[string][]confirmItem{}
 	now := n.store.unconfirmedMarks()
+	st := n.own.load()
 	for _, k := range n.watch.overdue(now) {
 		o := tab.Owners(k.p)
 		if o.Buddy != n.cfg.Name || o.Primary == "" || o.Primary == n.cfg.Name || len(byPrimary[o.Primary]) >= maxConfirmBatch {
 			continue
 		}
+		if lostCopiesGo(st.parts[k.p]) {
+			continue // declared dead, or given up: its copies go when it catches up
+		}
 		byPrimary[o.Primary] = append(byPrimary[o.Primary], confirmItem{Partition: k.p, ID: k.id, Mark: now[k]})
+	}
+	if len(byPrimary) == 0 {
+		return
+	}
+	ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
+	defer cancel()
+	if !n.knowsItsStanding(ctx, tab) {
+		return // it may have been declared dead, and not know it yet
 	}
 	var wg sync.WaitGroup
 	for primary, items := range byPrimary {
-		n.stats.UnconfirmedReported.Add(uint64(len(items)))
 		wg.Go(func() {
-			ctx, cancel := n.withTimeout(context.Background(), n.cfg.CallTimeout)
-			defer cancel()
 			if err := n.call(ctx, tab, primary, methodUnconfirmed, unconfirmedRequest{From: n.cfg.Name, Items: items}, nil); err != nil {
 				n.log.Debug("unconfirmed copies not reported", "primary", primary, "copies", len(items), "err", err)
+				return
 			}
+			n.stats.UnconfirmedReported.Add(uint64(len(items)))
 		})
 	}
 	wg.Wait()

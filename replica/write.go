@@ -80,8 +80,14 @@ func (n *Node) write(ctx context.Context, tab *ring.Table, p int, op *Op) (*Sess
 func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id string) (agreed bool, err error) {
 	buddy := tab.Owners(p).Buddy
 	var reply ReadReply
-	if err := n.call(ctx, tab, buddy, methodRead, ReadRequest{Partition: p, ID: id, Raw: true}, &reply); err != nil {
+	// Asked by this ring, a buddy that has not yet learned whether it
+	// was declared dead finds out first (knowsItsStanding).
+	req := ReadRequest{Partition: p, ID: id, Raw: true, Ring: tab.Fingerprint(), From: n.cfg.Name}
+	if err := n.call(ctx, tab, buddy, methodRead, req, &reply); err != nil {
 		return false, fmt.Errorf("read %s from buddy %s: %w", id, buddy, err)
+	}
+	if reply.OtherRing {
+		return false, fmt.Errorf("%w: buddy %s serves by another ring", ErrUnavailable, buddy)
 	}
 	if reply.Unconfirmed || reply.Distrusts {
 		// Its copy may be of a session lost while it was stopped, or
@@ -90,8 +96,8 @@ func (n *Node) adoptBuddyCopy(ctx context.Context, tab *ring.Table, p int, id st
 	}
 	n.learnFloor(p, reply.Floor, buddy, false)
 	theirs := reply.Session
-	if theirs != nil && theirs.ID != id {
-		theirs = nil
+	if theirs != nil && (theirs.ID != id || theirs.Gen < n.store.lossGeneration(p)) {
+		theirs = nil // another session, or a copy from before a reported loss of the partition
 	}
 	if theirs != nil {
 		if prev := n.store.get(p, id); newer(theirs, prev) {
