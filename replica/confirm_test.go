@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
 // A replica is stored marked unconfirmed, in the same step; only a
@@ -81,19 +83,8 @@ func TestAReplicaIsShownOnlyOnceItsPrimaryConfirmsThatCopy(t *testing.T) {
 // its reach it refuses the read, and when it can reach it, it answers
 // what the primary answers.
 func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	id := sessionID(8)
-	primary, buddy := c.ownersOf(id)
-	first := put(t, primary, id, "n", 0)
-	// A primary still being handed its partition would fetch the
-	// session from the other owners first, and take the buddy's copy.
-	c.settle(t, "every node to hold its partitions")
-	tab := primary.Table()
-	p := tab.Partition(id)
-	waitFor(t, 10*time.Second, "the buddy to show the first write", func() bool {
-		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
-		return err == nil && s.Version == first.Version
-	})
+	w := writeShownByBothOwners(t)
+	primary, buddy, id, first, tab, p := w.primary, w.buddy, w.id, w.first, w.tab, w.p
 
 	// The replica of a write whose answer was lost: the buddy stored it,
 	// the primary did not. The buddy cannot reach the primary meanwhile,
@@ -138,6 +129,36 @@ func TestABuddyDoesNotShowAReplicaItsPrimaryHasNotConfirmed(t *testing.T) {
 		s, err := buddy.readAsOwner(testCtx(t), tab, p, id, false)
 		return err == nil && s.Version == next.Version
 	})
+}
+
+// shownWrite is a session written once on a 3-node cluster, and where.
+type shownWrite struct {
+	primary, buddy *testNode
+	id             string
+	first          *Session
+	tab            *ring.Table
+	p              int
+}
+
+// writeShownByBothOwners starts a 3-node cluster, writes a session through
+// its primary and returns once the hand-offs have settled and the buddy
+// shows the write, confirmed. A primary still being handed its partition
+// would fetch the session from the other owners first, and take the
+// buddy's copy.
+func writeShownByBothOwners(t *testing.T) shownWrite {
+	t.Helper()
+	c := newTestCluster(t, 3, nil)
+	id := sessionID(8)
+	primary, buddy := c.ownersOf(id)
+	first := put(t, primary, id, "n", 0)
+	c.settle(t, "every node to hold its partitions")
+	tab := primary.Table()
+	p := tab.Partition(id)
+	waitFor(t, 10*time.Second, "the buddy to show the first write", func() bool {
+		s, unconfirmed := buddy.store.getShown(p, id)
+		return s != nil && s.Version == first.Version && !unconfirmed
+	})
+	return shownWrite{primary: primary, buddy: buddy, id: id, first: first, tab: tab, p: p}
 }
 
 // storeLostReplica stores at buddy the replica of a patch of first that
@@ -213,17 +234,8 @@ func TestConfirmQueueBoundsBatchesAndSendsOneBatchPerBuddyAtATime(t *testing.T) 
 func TestOwnersAgreeOnACopyTheBuddyHeldUnconfirmed(t *testing.T) {
 	for _, ahead := range []string{"buddy", "primary"} {
 		t.Run(ahead+" ahead", func(t *testing.T) {
-			c := newTestCluster(t, 3, nil)
-			id := sessionID(8)
-			primary, buddy := c.ownersOf(id)
-			first := put(t, primary, id, "n", 0)
-			c.settle(t, "every node to hold its partitions")
-			tab := primary.Table()
-			p := tab.Partition(id)
-			waitFor(t, 10*time.Second, "the buddy to show the first write", func() bool {
-				s, unconfirmed := buddy.store.getShown(p, id)
-				return s != nil && s.Version == first.Version && !unconfirmed
-			})
+			w := writeShownByBothOwners(t)
+			primary, buddy, id, first, tab, p := w.primary, w.buddy, w.id, w.first, w.tab, w.p
 
 			// The buddy holds a replica the primary never stored, and the
 			// primary does not hold the session in doubt. The buddy cannot
