@@ -1,0 +1,695 @@
+package replica
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// This file is the seat protocol of docs/design/LEASES-AT-SCALE.md (§3,
+// step 4 of its plan): leases from a majority of a small, agreed set of
+// seats, fences that end once a majority of seats has revoked the
+// departed holder, and seat changes agreed one name at a time by a
+// single-decree Paxos instance per version. It is pure: no I/O, no
+// clock (every transition takes the time on the caller's monotonic
+// clock), in the style of ownership. It is not wired into Node yet: the
+// node still leases from every member but one (lease.go). What is here
+// is what the protocol explorer (seats_test.go) checks.
+//
+// Four roles, each a value the caller drives:
+//   - seatAcceptor: what a seat keeps and answers (grants, revocations,
+//     prepares, accepts, decisions, and its state to a restarted seat);
+//   - seatHolder: a node that serves while it holds live grants from a
+//     majority of its newest seats;
+//   - seatRevocation: a fencer's round revoking one holder's grants;
+//   - seatProposer: one ballot of one instance, proposing the next seats.
+
+// seatConfig is one version of the seats: the names whose grants count.
+// A name is a seat whichever run of it holds the name; a restarted seat
+// votes again only once it has recovered its seat's state (recover).
+type seatConfig struct {
+	Version uint64   // 0: no config known
+	Seats   []string // sorted, no duplicates
+}
+
+// majority returns how many of c's seats make a majority.
+func (c seatConfig) majority() int { return len(c.Seats)/2 + 1 }
+
+// holds reports whether name is one of c's seats.
+func (c seatConfig) holds(name string) bool {
+	_, found := slices.BinarySearch(c.Seats, name)
+	return found
+}
+
+// oneApart reports whether next may follow c: one version later, at least
+// one seat, and at most one seat added or removed (a swap, one added and
+// one removed, would let a majority of c miss a majority of next).
+func (c seatConfig) oneApart(next seatConfig) bool {
+	if next.Version != c.Version+1 || len(next.Seats) == 0 || !slices.IsSorted(next.Seats) {
+		return false
+	}
+	changed := 0
+	for _, s := range next.Seats {
+		if !c.holds(s) {
+			changed++
+		}
+	}
+	for _, s := range c.Seats {
+		if !next.holds(s) {
+			changed++
+		}
+	}
+	return changed <= 1
+}
+
+// seatBallot orders the proposals of one instance: by round, then by
+// proposer name.
+type seatBallot struct {
+	Round    uint64
+	Proposer string
+}
+
+// less reports whether b comes before o.
+func (b seatBallot) less(o seatBallot) bool {
+	return b.Round < o.Round || b.Round == o.Round && b.Proposer < o.Proposer
+}
+
+// seatProposal is a value proposed for an instance, under a ballot. The
+// zero value is "none accepted".
+type seatProposal struct {
+	Ballot seatBallot
+	Config seatConfig
+}
+
+// revocations are, for each run of a holder, the lowest epoch at which
+// it may still be granted: a revocation of a run at epoch e raises it to
+// e+1. They only grow, and merge by maximum.
+type revocations map[run]uint64
+
+// merge raises r to o, run by run.
+func (r revocations) merge(o revocations) {
+	for k, e := range o {
+		r[k] = max(r[k], e)
+	}
+}
+
+// seatNumbers are, for each seat name, the highest run number known. A
+// seat's run has a number: 1 for the runs the cluster was created with;
+// a restarted run picks one above every number the seats it recovers
+// from know, and announces it before it takes their state (recover). An
+// answer counted from a run of a seat whose name a later answer knows a
+// higher number for is from before the seat restarted, and may have
+// been lost with it: the asker counts it no longer, and asks again.
+// Numbers only grow, so a late message cannot make a seat name an older
+// run again (run identities, random per process, could not be ordered).
+type seatNumbers map[string]uint64
+
+// merge raises n to o, name by name.
+func (n seatNumbers) merge(o seatNumbers) {
+	for k, v := range o {
+		n[k] = max(n[k], v)
+	}
+}
+
+// The messages of the protocol. Each answer names the answering seat's
+// run and config, so askers learn newer configs and notice restarts.
+type (
+	// seatGrantAsk asks a seat for a lease, for Holder at Epoch.
+	seatGrantAsk struct {
+		Holder run
+		Epoch  uint64
+	}
+	// seatGrantAnswer grants or refuses a lease. Epoch is the epoch it
+	// was granted at, or, refused, the lowest one the seat would grant.
+	seatGrantAnswer struct {
+		Seat    run
+		Config  seatConfig
+		Granted bool
+		Epoch   uint64
+	}
+	// seatRevokeAsk revokes every grant to Holder at Epoch or below.
+	seatRevokeAsk struct {
+		Holder run
+		Epoch  uint64
+	}
+	// seatRevokeAnswer says the seat refuses Holder at the revoked epoch
+	// from now on, and for how much longer its last grant to it lasts;
+	// Retry when it could not record the revocation (it is sealed or
+	// recovering).
+	seatRevokeAnswer struct {
+		Seat      run
+		Config    seatConfig
+		Number    uint64
+		Numbers   seatNumbers
+		Retry     bool
+		Remaining time.Duration
+	}
+	// seatPrepare is phase 1 of instance Version (the config after
+	// Version-1) under Ballot.
+	seatPrepare struct {
+		Version uint64
+		Ballot  seatBallot
+	}
+	// seatBallotAnswer is what every answer to a proposer says: the
+	// seat, its config, its run's number and the numbers it knows,
+	// whether it took the ballot, and the ballot it has promised.
+	seatBallotAnswer struct {
+		Seat     run
+		Config   seatConfig
+		Number   uint64
+		Numbers  seatNumbers
+		OK       bool
+		Promised seatBallot
+	}
+	// seatPromise answers a prepare: OK with what the seat accepted and
+	// its revocations as of sealing, or not OK with what it promised or
+	// its config.
+	seatPromise struct {
+		seatBallotAnswer
+		Accepted seatProposal
+		Revoked  revocations
+	}
+	// seatAccept is phase 2 of instance Proposal.Config.Version.
+	seatAccept struct {
+		Proposal seatProposal
+	}
+	// seatAccepted answers an accept.
+	seatAccepted struct {
+		seatBallotAnswer
+	}
+	// seatDecide tells a seat the chosen config, with every revocation
+	// it must keep refusing and the run numbers known.
+	seatDecide struct {
+		Config  seatConfig
+		Revoked revocations
+		Numbers seatNumbers
+	}
+	// seatStateAsk is a restarted run asking a seat for its state:
+	// first with Number 0, then announcing the number it picked.
+	seatStateAsk struct {
+		From   run
+		Number uint64
+	}
+	// seatState is a seat's state, given to a restarted run of another
+	// seat that recovers from it.
+	seatState struct {
+		Seat     run
+		For      uint64 // the number announced by the ask it answers, 0 if none
+		Numbers  seatNumbers
+		Active   bool
+		Config   seatConfig
+		Sealed   bool
+		Promised seatBallot
+		Accepted seatProposal
+		Revoked  revocations
+	}
+)
+
+// seatAcceptor is what one run of a node keeps as a seat (or as a node
+// that may become one): the newest config it learned, the revocations it
+// refuses by, its grants, and its part in the instance that follows its
+// config. A run starts either with the config the cluster was created
+// with, or recovering: it answers nothing until it has the state of
+// enough other seats (recover) and settle has passed since it started.
+type seatAcceptor struct {
+	self   run
+	grant  time.Duration // how long a grant lasts at the seat: L + m
+	settle time.Duration // L + m: time at a version before the next is prepared; a restarted run's wait
+
+	cfg      seatConfig
+	since    time.Duration // when it learned cfg
+	revoked  revocations
+	granted  map[run]time.Duration // until when each holder run may rely on this seat
+	number   uint64                // this run's number; 0 until a restarted run picks one
+	numbers  seatNumbers
+	sealed   bool // it promised or accepted in instance cfg.Version+1: revocations wait
+	sealedAt time.Duration
+	promised seatBallot
+	accepted seatProposal
+
+	recovered bool          // it holds a seat's state: the config it started with, or one recovered
+	activeAt  time.Duration // when it may answer, once recovered
+}
+
+// newSeatAcceptor starts a run of a node. With a config (the cluster's
+// first), it is active at once; without, it recovers first.
+func newSeatAcceptor(self run, cfg seatConfig, grant, settle, now time.Duration) *seatAcceptor {
+	a := &seatAcceptor{
+		self: self, grant: grant, settle: settle,
+		cfg: cfg, since: now,
+		revoked: revocations{}, granted: map[run]time.Duration{}, numbers: seatNumbers{},
+		recovered: cfg.Version > 0, activeAt: now,
+	}
+	if a.recovered {
+		a.number = 1
+		a.numbers[self.name] = 1
+	} else {
+		a.activeAt = now + settle
+	}
+	return a
+}
+
+// active reports whether the run answers as a seat at now.
+func (a *seatAcceptor) active(now time.Duration) bool { return a.recovered && now >= a.activeAt }
+
+// seat reports whether the run votes at now: active, and one of its
+// config's seats.
+func (a *seatAcceptor) seat(now time.Duration) bool {
+	return a.active(now) && a.cfg.holds(a.self.name)
+}
+
+// hear notes a message from the run numbered number of node name.
+func (a *seatAcceptor) hear(name string, number uint64) {
+	a.numbers[name] = max(a.numbers[name], number)
+}
+
+// ballotAnswer returns the seat's answer to a ballot, not yet OK.
+func (a *seatAcceptor) ballotAnswer() seatBallotAnswer {
+	return seatBallotAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy(), Promised: a.promised}
+}
+
+// numbersCopy returns a copy of the run numbers it knows, for an answer.
+func (a *seatAcceptor) numbersCopy() seatNumbers { return maps.Clone(a.numbers) }
+
+// grantLease answers a holder's ask for a lease: granted unless the seat
+// does not vote or has revoked the holder's run at that epoch. An ask at
+// a higher epoch than the seat knows raises it: the holder learned it was
+// declared dead from another seat.
+func (a *seatAcceptor) grantLease(ask seatGrantAsk, now time.Duration) seatGrantAnswer {
+	ans := seatGrantAnswer{Seat: a.self, Config: a.cfg}
+	if !a.seat(now) {
+		return ans
+	}
+	lowest := a.revoked[ask.Holder]
+	if ask.Epoch < lowest {
+		ans.Epoch = lowest
+		return ans
+	}
+	a.revoked[ask.Holder] = ask.Epoch
+	a.granted[ask.Holder] = max(a.granted[ask.Holder], now+a.grant)
+	ans.Granted, ans.Epoch = true, ask.Epoch
+	return ans
+}
+
+// refuses reports whether the seat would refuse holder at epoch now
+// (the explorer's view of its state).
+func (a *seatAcceptor) refuses(holder run, epoch uint64, now time.Duration) bool {
+	return !a.seat(now) || epoch < a.revoked[holder]
+}
+
+// revoke records a revocation of ask.Holder at ask.Epoch and says how
+// long the seat's last grant to it lasts. A sealed seat answers Retry:
+// what it records while sealed might miss the instance's gathering of
+// revocations, so it records nothing until the decision.
+func (a *seatAcceptor) revoke(ask seatRevokeAsk, now time.Duration) seatRevokeAnswer {
+	ans := seatRevokeAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy()}
+	if !a.active(now) || a.sealed {
+		ans.Retry = true
+		return ans
+	}
+	a.revoked[ask.Holder] = max(a.revoked[ask.Holder], ask.Epoch+1)
+	ans.Remaining = max(0, a.granted[ask.Holder]-now)
+	return ans
+}
+
+// prepare answers phase 1 of the instance after the seat's config. A
+// promise seals the seat; the first seal waits until the seat has held
+// its config for settle, so that grants made under the config before
+// have lapsed before a second change can be made.
+func (a *seatAcceptor) prepare(m seatPrepare, now time.Duration) seatPromise {
+	ans := seatPromise{seatBallotAnswer: a.ballotAnswer()}
+	if !a.seat(now) || m.Version != a.cfg.Version+1 || m.Ballot.less(a.promised) {
+		return ans
+	}
+	if !a.sealed && now-a.since < a.settle {
+		return ans
+	}
+	a.promised = m.Ballot
+	if !a.sealed {
+		a.sealed, a.sealedAt = true, now
+	}
+	ans.OK, ans.Promised, ans.Accepted, ans.Revoked = true, a.promised, a.accepted, maps.Clone(a.revoked)
+	return ans
+}
+
+// accept answers phase 2. An accept seals the seat as a promise does.
+func (a *seatAcceptor) accept(m seatAccept, now time.Duration) seatAccepted {
+	ans := seatAccepted{seatBallotAnswer: a.ballotAnswer()}
+	p := m.Proposal
+	if !a.seat(now) || !a.cfg.oneApart(p.Config) || p.Ballot.less(a.promised) {
+		return ans
+	}
+	a.promised, a.accepted = p.Ballot, p
+	if !a.sealed {
+		a.sealed, a.sealedAt = true, now
+	}
+	ans.OK, ans.Promised = true, a.promised
+	return ans
+}
+
+// decide takes a chosen config newer than the seat's: the seat keeps the
+// decision's revocations beside its own, unseals, and from then on
+// answers under it.
+func (a *seatAcceptor) decide(m seatDecide, now time.Duration) {
+	if !a.recovered {
+		return
+	}
+	a.revoked.merge(m.Revoked)
+	a.numbers.merge(m.Numbers)
+	if m.Config.Version <= a.cfg.Version {
+		return
+	}
+	a.cfg, a.since = m.Config, now
+	a.sealed, a.promised, a.accepted = false, seatBallot{}, seatProposal{}
+}
+
+// stuck reports whether the seat has been sealed for longer than wait
+// without a decision: it should finish the instance itself.
+func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
+	return a.seat(now) && a.sealed && now-a.sealedAt > wait
+}
+
+// state answers a restarted run of another node that recovers: its
+// state, and, when the ask announces the run's number, the number too,
+// recorded first (seatNumbers). A run not yet recovered gives nothing.
+func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
+	if !a.active(now) {
+		return seatState{Seat: a.self}
+	}
+	a.hear(ask.From.name, ask.Number)
+	return seatState{
+		Seat: a.self, For: ask.Number, Numbers: a.numbersCopy(), Active: true, Config: a.cfg, Sealed: a.sealed,
+		Promised: a.promised, Accepted: a.accepted, Revoked: maps.Clone(a.revoked),
+	}
+}
+
+// recover takes the states other seats gave this restarted run, in two
+// rounds. It needs the newest config among them and, when this node is
+// one of its seats, the states of |C| − maj(C) + 1 other seats of that
+// config at that version: together with any majority that recorded a
+// revocation, promised or accepted in the instance after it without
+// this node's earlier run, they leave one seat in common. From the first
+// round it picks its run number, one above every number they know for
+// its name, and returns it to announce; the second round's states,
+// given after each seat recorded that number (seatState.For), are the
+// ones it recovers from: every revocation, the highest promise and the
+// accepted proposal of the highest ballot. A seat that answered a
+// revocation or a ballot before it gave its state has that in its state;
+// one that answers after names the new number, and the asker drops the
+// earlier run's answer. A lone seat cannot recover (no other seat holds
+// its state): a cluster whose only seat restarted starts again. It
+// returns the number to announce (0 before it has one) and whether it
+// recovered; the run answers from settle after it started.
+func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) {
+	if a.recovered {
+		return a.number, true
+	}
+	var newest seatConfig
+	for _, s := range states {
+		if s.Active && s.Config.Version > newest.Version {
+			newest = s.Config
+		}
+	}
+	if newest.Version == 0 {
+		return a.number, false
+	}
+	seat := newest.holds(a.self.name)
+	need := 1
+	if seat {
+		need = len(newest.Seats) - newest.majority() + 1
+	}
+	var from []seatState
+	for _, s := range states {
+		if s.Active && s.Config.Version == newest.Version && newest.holds(s.Seat.name) && s.Seat.name != a.self.name && s.For == a.number {
+			from = append(from, s)
+		}
+	}
+	if len(from) < need {
+		return a.number, false
+	}
+	if a.number == 0 {
+		for _, s := range states {
+			a.number = max(a.number, s.Numbers[a.self.name])
+		}
+		a.number++
+		return a.number, false
+	}
+	a.cfg = newest
+	for _, s := range states {
+		if s.Active {
+			a.revoked.merge(s.Revoked)
+			a.numbers.merge(s.Numbers)
+		}
+	}
+	a.numbers[a.self.name] = max(a.numbers[a.self.name], a.number)
+	for _, s := range from {
+		if !seat {
+			break // not an acceptor of the next instance
+		}
+		if a.promised.less(s.Promised) {
+			a.promised = s.Promised
+		}
+		if s.Accepted.Config.Version == newest.Version+1 && a.accepted.Ballot.less(s.Accepted.Ballot) {
+			a.accepted = s.Accepted
+		}
+		a.sealed = a.sealed || s.Sealed
+	}
+	a.recovered = true
+	return a.number, true
+}
+
+// seatHolder is a node that serves while it holds live grants from a
+// majority of the seats of the newest config it knows, all granted under
+// that config and at its epoch.
+type seatHolder struct {
+	self   run
+	lease  time.Duration // L: a grant counts for L from when it was asked
+	epoch  uint64
+	cfg    seatConfig
+	leases map[string]seatLease // by seat name
+}
+
+// seatLease is a grant a holder counts: until when, and the config
+// version it was granted under.
+type seatLease struct {
+	until   time.Duration
+	version uint64
+}
+
+// newSeatHolder returns a holder run that knows cfg.
+func newSeatHolder(self run, cfg seatConfig, lease time.Duration) *seatHolder {
+	return &seatHolder{self: self, lease: lease, cfg: cfg, leases: map[string]seatLease{}}
+}
+
+// ask returns the holder's ask for a lease.
+func (h *seatHolder) ask() seatGrantAsk { return seatGrantAsk{Holder: h.self, Epoch: h.epoch} }
+
+// record takes a seat's answer to an ask sent at sent. It adopts a newer
+// config, and reports declaredDead when the seat names a higher epoch:
+// the holder then counts none of its grants and must catch up before it
+// serves (Node.reconcileAll), asking again at the new epoch.
+func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDead bool) {
+	if ans.Config.Version > h.cfg.Version {
+		h.cfg = ans.Config
+	}
+	if !ans.Granted {
+		if ans.Epoch > h.epoch {
+			h.epoch = ans.Epoch
+			clear(h.leases)
+			return true
+		}
+		return false
+	}
+	if ans.Epoch != h.epoch || ans.Config.Version != h.cfg.Version {
+		return false
+	}
+	if l := h.leases[ans.Seat.name]; l.version != ans.Config.Version || l.until < sent+h.lease {
+		h.leases[ans.Seat.name] = seatLease{until: sent + h.lease, version: ans.Config.Version}
+	}
+	return false
+}
+
+// live reports whether the holder may serve at now: live grants, under
+// its newest config, from a majority of that config's seats.
+func (h *seatHolder) live(now time.Duration) bool {
+	if h.cfg.Version == 0 {
+		return false
+	}
+	n := 0
+	for _, s := range h.cfg.Seats {
+		if l, ok := h.leases[s]; ok && l.version == h.cfg.Version && l.until > now {
+			n++
+		}
+	}
+	return n >= h.cfg.majority()
+}
+
+// seatRevocation is a fencer's round revoking a holder run's grants at an
+// epoch. It ends once a majority of the seats of the newest config the
+// fencer knows have recorded it, each answering under that config and
+// still the run it was when it answered; the fence lasts until the
+// latest of their grants lapses, plus margin.
+type seatRevocation struct {
+	holder  run
+	epoch   uint64
+	margin  time.Duration // m′: the fencer's margin for clock rates
+	cfg     seatConfig
+	replies map[string]seatRevokeReply // by seat name
+	known   seatNumbers                // the highest run numbers the answers named
+}
+
+// seatRevokeReply is one seat's answer as the round counts it.
+type seatRevokeReply struct {
+	number uint64        // the seat's run that answered
+	until  time.Duration // received + remaining
+}
+
+// newSeatRevocation starts a round revoking holder at epoch under cfg.
+func newSeatRevocation(holder run, epoch uint64, cfg seatConfig, margin time.Duration) *seatRevocation {
+	return &seatRevocation{holder: holder, epoch: epoch, margin: margin, cfg: cfg, replies: map[string]seatRevokeReply{}, known: seatNumbers{}}
+}
+
+// ask returns the round's ask.
+func (r *seatRevocation) ask() seatRevokeAsk { return seatRevokeAsk{Holder: r.holder, Epoch: r.epoch} }
+
+// record takes a seat's answer received at received. A newer config
+// starts the round again under it. An answer from a seat's run older
+// than one the answers have named is ignored, and a counted answer from
+// such a run is dropped: the seat restarted, and may have recovered
+// without the revocation (seatNumbers).
+func (r *seatRevocation) record(received time.Duration, ans seatRevokeAnswer) {
+	if ans.Config.Version > r.cfg.Version {
+		r.cfg = ans.Config
+		clear(r.replies)
+	}
+	r.known.merge(ans.Numbers)
+	r.known[ans.Seat.name] = max(r.known[ans.Seat.name], ans.Number)
+	for seat, rep := range r.replies {
+		if rep.number < r.known[seat] {
+			delete(r.replies, seat)
+		}
+	}
+	if ans.Retry || ans.Number < r.known[ans.Seat.name] || ans.Config.Version != r.cfg.Version || !r.cfg.holds(ans.Seat.name) {
+		return
+	}
+	until := received + ans.Remaining
+	if rep, ok := r.replies[ans.Seat.name]; ok {
+		until = max(until, rep.until)
+	}
+	r.replies[ans.Seat.name] = seatRevokeReply{number: ans.Number, until: until}
+}
+
+// ends reports when the fence ends, once the round is complete.
+func (r *seatRevocation) ends() (time.Duration, bool) {
+	if r.cfg.Version == 0 || len(r.replies) < r.cfg.majority() {
+		return 0, false
+	}
+	var end time.Duration
+	for _, rep := range r.replies {
+		end = max(end, rep.until)
+	}
+	return end + r.margin, true
+}
+
+// seatProposer is one ballot of the instance after base: it proposes want
+// unless a seat has accepted another value in the instance, which it then
+// finishes.
+type seatProposer struct {
+	base     seatConfig
+	want     seatConfig
+	ballot   seatBallot
+	promises map[string]seatPromise // by seat name
+	accepts  map[string]uint64      // seat name → number of the run that accepted
+	known    seatNumbers            // the highest run numbers the answers named
+	proposal seatProposal           // set once phase 2 begins
+	revoked  revocations            // merged from the promises
+	failed   bool                   // a seat promised a higher ballot, or knows a newer config
+	highest  seatBallot             // the highest ballot a seat named
+}
+
+// newSeatProposer starts a ballot proposing want after base. want must be
+// oneApart from base; the caller picks a round above any it has seen.
+func newSeatProposer(proposer string, base, want seatConfig, round uint64) (*seatProposer, seatPrepare) {
+	p := &seatProposer{
+		base: base, want: want, ballot: seatBallot{Round: round, Proposer: proposer},
+		promises: map[string]seatPromise{}, accepts: map[string]uint64{}, revoked: revocations{}, known: seatNumbers{},
+	}
+	return p, seatPrepare{Version: base.Version + 1, Ballot: p.ballot}
+}
+
+// dropRestarted learns the run numbers an answer names, and forgets
+// what seats answered under runs older than the newest known: they
+// restarted since, and may have recovered without it. It reports
+// whether the answer itself is from such an old run.
+func (p *seatProposer) dropRestarted(seat run, number uint64, numbers seatNumbers) (old bool) {
+	p.known.merge(numbers)
+	p.known[seat.name] = max(p.known[seat.name], number)
+	for name, pr := range p.promises {
+		if pr.Number < p.known[name] {
+			delete(p.promises, name)
+		}
+	}
+	for name, n := range p.accepts {
+		if n < p.known[name] {
+			delete(p.accepts, name)
+		}
+	}
+	return number < p.known[seat.name]
+}
+
+// heard takes what every answer to the proposer says: the run numbers
+// it knows, the seat's config, and the ballot it promised. A seat that
+// knows a newer config, or refused for a higher ballot, fails this
+// ballot. It reports whether the answer is from a seat's run older than
+// one known.
+func (p *seatProposer) heard(m seatBallotAnswer) (old bool) {
+	old = p.dropRestarted(m.Seat, m.Number, m.Numbers)
+	if p.highest.less(m.Promised) {
+		p.highest = m.Promised
+	}
+	if m.Config.Version > p.base.Version || !m.OK && p.ballot.less(m.Promised) {
+		p.failed = true
+	}
+	return old
+}
+
+// promise takes a seat's promise. Once a majority of base's seats have
+// promised it returns the accept to send them (once).
+func (p *seatProposer) promise(m seatPromise) *seatAccept {
+	old := p.heard(m.seatBallotAnswer)
+	if old || !m.OK || p.failed || p.proposal.Config.Version != 0 || m.Promised != p.ballot || !p.base.holds(m.Seat.name) {
+		return nil
+	}
+	p.promises[m.Seat.name] = m
+	if len(p.promises) < p.base.majority() {
+		return nil
+	}
+	value := p.want
+	var best seatBallot
+	for _, pr := range p.promises {
+		p.revoked.merge(pr.Revoked)
+		if pr.Accepted.Config.Version == p.base.Version+1 && !pr.Accepted.Ballot.less(best) {
+			best, value = pr.Accepted.Ballot, pr.Accepted.Config
+		}
+	}
+	for _, pr := range p.promises {
+		p.known.merge(pr.Numbers)
+	}
+	p.proposal = seatProposal{Ballot: p.ballot, Config: value}
+	return &seatAccept{Proposal: p.proposal}
+}
+
+// accepted takes a seat's answer to the accept. Once a majority of base's
+// seats have accepted, the proposal is chosen: it returns the decision to
+// send to the seats of base and of the chosen config (and to anyone else).
+func (p *seatProposer) accepted(m seatAccepted) *seatDecide {
+	old := p.heard(m.seatBallotAnswer)
+	if old || !m.OK || p.failed || p.proposal.Config.Version == 0 || m.Promised != p.ballot || !p.base.holds(m.Seat.name) {
+		return nil
+	}
+	p.accepts[m.Seat.name] = m.Number
+	if len(p.accepts) < p.base.majority() {
+		return nil
+	}
+	return &seatDecide{Config: p.proposal.Config, Revoked: maps.Clone(p.revoked), Numbers: maps.Clone(p.known)}
+}

@@ -1,0 +1,831 @@
+package replica
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Timing of the seat tests: a lease of L, grants of L + m at the seat.
+const (
+	seatL      = 600 * time.Millisecond
+	seatM      = 65 * time.Millisecond
+	seatSettle = seatL + seatM
+)
+
+func cfgOf(version uint64, seats ...string) seatConfig {
+	s := slices.Clone(seats)
+	slices.Sort(s)
+	return seatConfig{Version: version, Seats: s}
+}
+
+func TestASeatChangeAddsOrRemovesOneSeat(t *testing.T) {
+	base := cfgOf(3, "a", "b", "c")
+	for _, tc := range []struct {
+		next seatConfig
+		want bool
+	}{
+		{cfgOf(4, "a", "b", "c", "d"), true},
+		{cfgOf(4, "a", "b"), true},
+		{cfgOf(4, "a", "b", "c"), true}, // a no-op: a stuck instance finished
+		{cfgOf(4, "a", "b", "d"), false},
+		{cfgOf(4, "a", "b", "c", "d", "e"), false},
+		{cfgOf(5, "a", "b", "c", "d"), false},
+		{cfgOf(4), false},
+	} {
+		if got := base.oneApart(tc.next); got != tc.want {
+			t.Errorf("%v after %v: oneApart %v, want %v", tc.next, base, got, tc.want)
+		}
+	}
+}
+
+func TestASeatRefusesARevokedEpochAndNamesTheNewOne(t *testing.T) {
+	a := newSeatAcceptor(run{"a", "1"}, cfgOf(1, "a", "b", "c"), seatL+seatM, seatSettle, 0)
+	d := run{"d", "1"}
+	if ans := a.grantLease(seatGrantAsk{Holder: d}, 0); !ans.Granted {
+		t.Fatalf("first ask refused: %+v", ans)
+	}
+	rev := a.revoke(seatRevokeAsk{Holder: d, Epoch: 0}, 100*time.Millisecond)
+	if rev.Retry || rev.Remaining != seatL+seatM-100*time.Millisecond {
+		t.Fatalf("revocation answered %+v, want the grant's remaining %v", rev, seatL+seatM-100*time.Millisecond)
+	}
+	ans := a.grantLease(seatGrantAsk{Holder: d}, 200*time.Millisecond)
+	if ans.Granted || ans.Epoch != 1 {
+		t.Fatalf("ask at the revoked epoch answered %+v, want refused naming epoch 1", ans)
+	}
+	if ans := a.grantLease(seatGrantAsk{Holder: d, Epoch: 1}, 300*time.Millisecond); !ans.Granted {
+		t.Fatalf("ask at the new epoch refused: %+v", ans)
+	}
+	// Another run of d is another holder.
+	if ans := a.grantLease(seatGrantAsk{Holder: run{"d", "2"}}, 300*time.Millisecond); !ans.Granted {
+		t.Fatalf("a new run of d refused: %+v", ans)
+	}
+}
+
+func TestASealedSeatRecordsNoRevocationUntilTheDecision(t *testing.T) {
+	base := cfgOf(1, "a", "b", "c")
+	a := newSeatAcceptor(run{"a", "1"}, base, seatL+seatM, seatSettle, 0)
+	d := run{"d", "1"}
+	now := seatSettle
+	if pr := a.prepare(seatPrepare{Version: 2, Ballot: seatBallot{Round: 1, Proposer: "b"}}, now); !pr.OK {
+		t.Fatalf("prepare after settle refused: %+v", pr)
+	}
+	if ans := a.revoke(seatRevokeAsk{Holder: d}, now); !ans.Retry {
+		t.Fatalf("a sealed seat recorded a revocation: %+v", ans)
+	}
+	if a.refuses(d, 0, now) {
+		t.Fatal("a sealed seat refuses a holder it never recorded a revocation of")
+	}
+	a.decide(seatDecide{Config: cfgOf(2, "a", "b", "c", "d"), Revoked: revocations{d: 1}}, now)
+	if !a.refuses(d, 0, now) || a.sealed {
+		t.Fatalf("after the decision: refuses %v, sealed %v; want the decision's revocation kept and the seat unsealed", a.refuses(d, 0, now), a.sealed)
+	}
+}
+
+func TestAFirstPrepareWaitsUntilTheSeatHasHeldItsConfigForSettle(t *testing.T) {
+	a := newSeatAcceptor(run{"a", "1"}, cfgOf(1, "a", "b", "c"), seatL+seatM, seatSettle, 0)
+	a.decide(seatDecide{Config: cfgOf(2, "a", "b", "c", "d")}, time.Second)
+	if pr := a.prepare(seatPrepare{Version: 3, Ballot: seatBallot{Round: 1, Proposer: "b"}}, time.Second+seatSettle/2); pr.OK {
+		t.Fatal("a seat promised for the next change before its grants under the config before could lapse")
+	}
+	if pr := a.prepare(seatPrepare{Version: 3, Ballot: seatBallot{Round: 1, Proposer: "b"}}, time.Second+seatSettle); !pr.OK {
+		t.Fatalf("a seat settled at its config refused: %+v", pr)
+	}
+}
+
+func TestARestartedSeatRecoversFromEnoughOtherSeats(t *testing.T) {
+	cfg := cfgOf(4, "a", "b", "c", "d", "e")
+	d := run{"x", "1"}
+	peer := func(name string, revoked revocations, promised uint64) seatState {
+		return seatState{Seat: run{name, "1"}, Active: true, Config: cfg, Revoked: revoked, Promised: seatBallot{Round: promised, Proposer: "b"}, Sealed: promised > 0}
+	}
+	a := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	two := []seatState{peer("b", revocations{d: 1}, 0), peer("c", nil, 3)}
+	two[0].Numbers = seatNumbers{"a": 4}
+	if n, done := a.recover(two); done || n != 0 {
+		t.Fatal("picked a number from two of four other seats of five; it needs three")
+	}
+	three := append(two, peer("d", nil, 0))
+	n, done := a.recover(three)
+	if done || n != 5 {
+		t.Fatalf("first round: number %d, done %v; want 5, one above the highest known, to announce", n, done)
+	}
+	if _, done := a.recover(three); done {
+		t.Fatal("recovered from states given before the seats recorded its number")
+	}
+	for i := range three {
+		three[i].For = 5
+	}
+	if _, done := a.recover(three); !done {
+		t.Fatal("did not recover from three of four other seats of five")
+	}
+	if a.active(seatSettle-time.Millisecond) || !a.active(seatSettle) {
+		t.Fatal("a restarted run must answer only from settle after it started")
+	}
+	if !a.refuses(d, 0, seatSettle) || a.promised.Round != 3 || !a.sealed {
+		t.Fatalf("recovered state: refuses %v, promised %v, sealed %v; want the revocation, the highest promise and the seal", a.refuses(d, 0, seatSettle), a.promised, a.sealed)
+	}
+	lone := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	if _, done := lone.recover([]seatState{{Seat: run{"b", "1"}, Active: true, Config: cfgOf(7, "a")}}); done {
+		t.Fatal("a lone seat recovered: no other seat holds its state")
+	}
+}
+
+func TestAHolderServesOnGrantsFromAMajorityOfItsNewestSeats(t *testing.T) {
+	h := newSeatHolder(run{"h", "1"}, cfgOf(1, "a", "b", "c"), seatL)
+	grant := func(seat string, cfg seatConfig, epoch uint64) seatGrantAnswer {
+		return seatGrantAnswer{Seat: run{seat, "1"}, Config: cfg, Granted: true, Epoch: epoch}
+	}
+	h.record(0, grant("a", cfgOf(1, "a", "b", "c"), 0))
+	if h.live(time.Millisecond) {
+		t.Fatal("live on one grant of three seats")
+	}
+	h.record(0, grant("b", cfgOf(1, "a", "b", "c"), 0))
+	if !h.live(seatL-time.Millisecond) || h.live(seatL) {
+		t.Fatal("a majority's grants must count for L from when they were asked, and no longer")
+	}
+	// A seat answering under a newer config moves the holder to it: the
+	// grants under the older one stop counting.
+	h.record(10*time.Millisecond, grant("c", cfgOf(2, "a", "b", "c", "d"), 0))
+	if h.live(20 * time.Millisecond) {
+		t.Fatal("grants under an older config counted toward the newer one")
+	}
+	if dead := h.record(20*time.Millisecond, seatGrantAnswer{Seat: run{"d", "1"}, Config: cfgOf(2, "a", "b", "c", "d"), Epoch: 1}); !dead || h.epoch != 1 {
+		t.Fatalf("a refusal naming a higher epoch: declaredDead %v, epoch %d", dead, h.epoch)
+	}
+}
+
+func TestARevocationEndsWithAMajorityAndForgetsRestartedSeats(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	r := newSeatRevocation(run{"d", "1"}, 0, cfg, 10*time.Millisecond)
+	answer := func(seat string, number uint64, remaining time.Duration, numbers seatNumbers) seatRevokeAnswer {
+		return seatRevokeAnswer{Seat: run{seat, "x"}, Number: number, Config: cfg, Numbers: numbers, Remaining: remaining}
+	}
+	r.record(100*time.Millisecond, answer("a", 1, 400*time.Millisecond, nil))
+	if _, done := r.ends(); done {
+		t.Fatal("ended on one seat of three")
+	}
+	// b has recorded the number of a restarted run of a: a's answer no
+	// longer binds.
+	r.record(150*time.Millisecond, answer("b", 1, 0, seatNumbers{"a": 2}))
+	if _, done := r.ends(); done {
+		t.Fatal("ended counting the answer of a seat's run that has restarted since")
+	}
+	r.record(200*time.Millisecond, seatRevokeAnswer{Seat: run{"c", "1"}, Config: cfg, Retry: true})
+	if _, done := r.ends(); done {
+		t.Fatal("ended counting a retry")
+	}
+	r.record(300*time.Millisecond, answer("c", 1, 100*time.Millisecond, nil))
+	if end, done := r.ends(); !done || end != 410*time.Millisecond {
+		t.Fatalf("ends %v, %v; want the latest grant's end plus the margin, 410ms", end, done)
+	}
+	// A late answer from a's earlier run counts no more.
+	r.record(310*time.Millisecond, answer("a", 1, 500*time.Millisecond, nil))
+	if end, _ := r.ends(); end != 410*time.Millisecond {
+		t.Fatalf("a late answer from a run older than one already named moved the end to %v", end)
+	}
+	// A newer config starts the round again.
+	r.record(350*time.Millisecond, seatRevokeAnswer{Seat: run{"a", "x"}, Number: 2, Config: cfgOf(2, "a", "b", "c", "d"), Retry: true})
+	if _, done := r.ends(); done {
+		t.Fatal("a round still counted under the older config after a newer one was named")
+	}
+}
+
+func TestAProposerFinishesTheValueAlreadyAccepted(t *testing.T) {
+	base := cfgOf(1, "a", "b", "c")
+	accepted := seatProposal{Ballot: seatBallot{Round: 1, Proposer: "a"}, Config: cfgOf(2, "a", "b")}
+	p, prep := newSeatProposer("c", base, cfgOf(2, "a", "b", "c", "d"), 2)
+	promise := func(seat string, acc seatProposal) seatPromise {
+		return seatPromise{seatBallotAnswer: seatBallotAnswer{Seat: run{seat, "1"}, Config: base, OK: true, Promised: prep.Ballot}, Accepted: acc}
+	}
+	if acc := p.promise(promise("b", accepted)); acc != nil {
+		t.Fatal("phase 2 began on one promise of three")
+	}
+	acc := p.promise(promise("c", seatProposal{}))
+	if acc == nil || !slices.Equal(acc.Proposal.Config.Seats, accepted.Config.Seats) {
+		t.Fatalf("phase 2 proposes %+v, want the value a seat accepted, %v", acc, accepted.Config)
+	}
+}
+
+// The seat protocol explorer: a simulated cluster of runs exchanging the
+// protocol's messages through a bag that loses, duplicates, delays and
+// reorders them, with crashes and restarts under the same name, holders
+// renewing, fencers revoking and proposers changing the seats one at a
+// time, each choice drawn from a seed. After every step it checks:
+//
+//  1. at most one config is decided per version, and each is one seat
+//     apart from the one before;
+//  2. once a revocation's fence has ended, the revoked holder run at that
+//     epoch holds no majority of live grants (it would serve);
+//  3. once a revocation has completed, no version at or after the one
+//     before it has a majority of its seats, at that version, that would
+//     grant the revoked epoch.
+//
+// After a calm spell at the end (no losses, no crashes), every run is
+// active at one config, unsealed.
+//
+// Crashes keep, of every config in use, fewer than a majority of seats
+// down or recovering at once (the protocol's fault bound: a restarted
+// seat recovers from |C| − maj(C) + 1 others).
+//
+// go test runs seatGuardSeeds; TANDEM_SEATS=N runs N seeds from
+// TANDEM_SEATS_SEED on.
+func TestSeatProtocolExplorer(t *testing.T) {
+	seeds := seatGuardSeeds
+	if v := os.Getenv("TANDEM_SEATS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("TANDEM_SEATS=%q: want a positive number", v)
+		}
+		first := uint64(1)
+		if s := os.Getenv("TANDEM_SEATS_SEED"); s != "" {
+			if first, err = strconv.ParseUint(s, 10, 64); err != nil {
+				t.Fatalf("TANDEM_SEATS_SEED=%q: want a number", s)
+			}
+		}
+		seeds = nil
+		for i := range uint64(n) {
+			seeds = append(seeds, first+i)
+		}
+	} else if testing.Short() {
+		seeds = seeds[:20] // the race detector's run: the protocol has one goroutine
+	}
+	failed := 0
+	var total seatSimStats
+	for _, seed := range seeds {
+		st, err := exploreSeats(seed)
+		total.add(st)
+		if err != nil {
+			failed++
+			t.Errorf("seed %d: %v", seed, err)
+			if failed >= 5 {
+				t.Fatal("stopping after five failed seeds")
+			}
+		}
+	}
+	t.Logf("%d seeds: %+v", len(seeds), total)
+	// The schedules must reach what the checks are about.
+	if total.Decided < uint64(len(seeds)) || total.Fences < uint64(len(seeds)) || total.Restarts < uint64(len(seeds))/2 || total.Refused == 0 || total.Recovered == 0 {
+		t.Errorf("the schedules did too little to check anything: %+v", total)
+	}
+}
+
+// seatSimStats count what a schedule did.
+type seatSimStats struct {
+	Decided   uint64 // versions decided after the first
+	Fences    uint64 // revocations completed
+	Restarts  uint64 // runs started after a crash
+	Recovered uint64 // restarted runs that recovered
+	Refused   uint64 // grants refused to a revoked run
+}
+
+func (a *seatSimStats) add(b seatSimStats) {
+	a.Decided += b.Decided
+	a.Fences += b.Fences
+	a.Restarts += b.Restarts
+	a.Recovered += b.Recovered
+	a.Refused += b.Refused
+}
+
+// seatGuardSeeds are the seeds go test runs.
+var seatGuardSeeds = func() []uint64 {
+	s := make([]uint64, 200)
+	for i := range s {
+		s[i] = uint64(i + 1)
+	}
+	return s
+}()
+
+// seatMsg is a message in the explorer's bag.
+type seatMsg struct {
+	from, to run    // to.incarnation "": whichever run is up
+	number   uint64 // the sender's run number, 0 if it has none yet
+	body     any
+	sent, at time.Duration
+}
+
+// seatSimProc is one node: its current run, if up.
+type seatSimProc struct {
+	name      string
+	runs      int
+	up        bool
+	self      run
+	acc       *seatAcceptor
+	hold      *seatHolder
+	prop      *seatProposer
+	propAt    time.Duration
+	round     uint64
+	fences    []*seatSimFence
+	states    map[string]seatState
+	renewAt   time.Duration
+	backoff   time.Duration // no proposal before then
+	announced bool          // a recovering run sent its number
+}
+
+// seatSimFence is a fencer's round and what the checks need of it.
+type seatSimFence struct {
+	rev    *seatRevocation
+	askAt  time.Duration
+	done   bool
+	end    time.Duration
+	atVers uint64 // the config version it completed under
+}
+
+type seatSim struct {
+	rng       *rand.Rand
+	now       time.Duration
+	procs     []*seatSimProc
+	bag       []seatMsg
+	decided   map[uint64]seatConfig
+	fences    []*seatSimFence
+	loss, dup float64
+	cut       map[string]time.Duration    // a node cut off from everyone until then
+	links     map[[2]string]time.Duration // messages from one node to another lost until then
+	calm      bool
+	plan      *seatSimPlan
+	stats     seatSimStats
+}
+
+func (s *seatSim) proc(name string) *seatSimProc {
+	for _, p := range s.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *seatSim) send(from, to run, body any) {
+	if !s.calm && (s.rng.Float64() < s.loss || s.now < s.cut[from.name] || s.now < s.cut[to.name] || s.now < s.links[[2]string{from.name, to.name}]) {
+		return
+	}
+	delay := time.Duration(s.rng.IntN(40)) * time.Millisecond
+	if s.rng.IntN(10) == 0 {
+		delay += time.Duration(s.rng.IntN(400)) * time.Millisecond
+	}
+	number := s.proc(from.name).acc.number
+	s.bag = append(s.bag, seatMsg{from: from, to: to, number: number, body: body, sent: s.now, at: s.now + delay})
+	if !s.calm && s.rng.Float64() < s.dup {
+		s.bag = append(s.bag, seatMsg{from: from, to: to, number: number, body: body, sent: s.now, at: s.now + delay + time.Duration(s.rng.IntN(200))*time.Millisecond})
+	}
+}
+
+// broadcast sends body from p to every node's current run.
+func (s *seatSim) broadcast(p *seatSimProc, body any) {
+	for _, q := range s.procs {
+		if q != p {
+			s.send(p.self, run{name: q.name}, body)
+		}
+	}
+}
+
+// learn records a config some run adopted as decided, checking (1).
+func (s *seatSim) learn(c seatConfig) error {
+	if c.Version == 0 {
+		return nil
+	}
+	if d, ok := s.decided[c.Version]; ok {
+		if !slices.Equal(d.Seats, c.Seats) {
+			return fmt.Errorf("two configs decided for version %d: %v and %v", c.Version, d.Seats, c.Seats)
+		}
+		return nil
+	}
+	s.decided[c.Version] = c
+	if prev, ok := s.decided[c.Version-1]; ok && !prev.oneApart(c) {
+		return fmt.Errorf("version %d %v is not one seat apart from version %d %v", c.Version, c.Seats, prev.Version, prev.Seats)
+	}
+	if next, ok := s.decided[c.Version+1]; ok && !c.oneApart(next) {
+		return fmt.Errorf("version %d %v is not one seat apart from version %d %v", next.Version, next.Seats, c.Version, c.Seats)
+	}
+	return nil
+}
+
+func (s *seatSim) start(p *seatSimProc, cfg seatConfig) {
+	p.runs++
+	p.up = true
+	p.self = run{name: p.name, incarnation: strconv.Itoa(p.runs)}
+	p.acc = newSeatAcceptor(p.self, cfg, seatL+seatM, seatSettle, s.now)
+	p.hold = newSeatHolder(p.self, cfg, seatL)
+	p.prop, p.fences, p.states, p.announced = nil, nil, map[string]seatState{}, false
+}
+
+// deliver hands message m to its run, and sends what that run answers.
+func (s *seatSim) deliver(m seatMsg) error {
+	p := s.proc(m.to.name)
+	if !p.up || m.to.incarnation != "" && m.to.incarnation != p.self.incarnation {
+		return nil
+	}
+	a := p.acc
+	a.hear(m.from.name, m.number)
+	switch b := m.body.(type) {
+	case seatGrantAsk:
+		ans := a.grantLease(b, s.now)
+		if !ans.Granted && ans.Epoch > b.Epoch {
+			s.stats.Refused++
+		}
+		s.send(p.self, m.from, seatGrantReply{ans: ans, sent: m.sent})
+	case seatGrantReply:
+		p.hold.record(b.sent, b.ans)
+	case seatRevokeAsk:
+		s.send(p.self, m.from, seatRevokeEnvelope{ask: b, ans: a.revoke(b, s.now)})
+	case seatRevokeEnvelope:
+		for _, f := range p.fences {
+			if f.done || f.rev.ask() != b.ask {
+				continue
+			}
+			f.rev.record(s.now, b.ans)
+			if end, ok := f.rev.ends(); ok {
+				f.done, f.end, f.atVers = true, end, f.rev.cfg.Version
+				s.fences = append(s.fences, f)
+				s.stats.Fences++
+			}
+		}
+	case seatPrepare:
+		s.send(p.self, m.from, a.prepare(b, s.now))
+	case seatPromise:
+		if p.prop != nil {
+			if acc := p.prop.promise(b); acc != nil {
+				for _, seat := range p.prop.base.Seats {
+					s.send(p.self, run{name: seat}, *acc)
+				}
+			}
+		}
+	case seatAccept:
+		s.send(p.self, m.from, a.accept(b, s.now))
+	case seatAccepted:
+		if p.prop != nil {
+			if d := p.prop.accepted(b); d != nil {
+				if err := s.learn(d.Config); err != nil {
+					return err
+				}
+				a.decide(*d, s.now)
+				s.broadcast(p, *d)
+				p.prop = nil
+			}
+		}
+	case seatDecide:
+		if a.recovered {
+			if err := s.learn(b.Config); err != nil {
+				return err
+			}
+		}
+		a.decide(b, s.now)
+	case seatStateAsk:
+		s.send(p.self, b.From, a.state(b, s.now))
+	case seatState:
+		if !a.recovered {
+			p.states[b.Seat.name] = b
+			var states []seatState
+			for _, st := range p.states {
+				states = append(states, st)
+			}
+			announce, done := a.recover(states)
+			if done {
+				s.stats.Recovered++
+				p.hold.cfg = a.cfg
+				return s.learn(a.cfg)
+			}
+			if announce > 0 && !p.announced {
+				p.announced = true
+				s.broadcast(p, seatStateAsk{From: p.self, Number: announce})
+			}
+		}
+	}
+	return nil
+}
+
+// seatRevokeEnvelope carries a revocation's answer with its ask.
+type seatRevokeEnvelope struct {
+	ask seatRevokeAsk
+	ans seatRevokeAnswer
+}
+
+// seatGrantReply carries a grant's answer with when its ask was sent.
+type seatGrantReply struct {
+	ans  seatGrantAnswer
+	sent time.Duration
+}
+
+// act lets node p do what a node does by itself at s.now.
+func (s *seatSim) act(p *seatSimProc) {
+	a := p.acc
+	if !a.recovered {
+		if s.now >= p.renewAt {
+			s.broadcast(p, seatStateAsk{From: p.self, Number: a.number})
+			p.renewAt = s.now + 100*time.Millisecond
+		}
+		return
+	}
+	if s.now >= p.renewAt {
+		p.renewAt = s.now + seatL/6
+		for _, seat := range p.hold.cfg.Seats {
+			s.send(p.self, run{name: seat}, p.hold.ask())
+		}
+		for _, f := range p.fences {
+			if !f.done {
+				for _, seat := range f.rev.cfg.Seats {
+					s.send(p.self, run{name: seat}, f.rev.ask())
+				}
+			}
+		}
+		// Catch-up, now and then: the config, with every revocation it
+		// must carry, to a node that answered under an older one.
+		q := s.procs[s.rng.IntN(len(s.procs))]
+		if q != p && a.active(s.now) && q.up && q.acc.cfg.Version < a.cfg.Version && (s.calm || s.rng.IntN(4) == 0) {
+			s.send(p.self, run{name: q.name}, seatDecide{Config: a.cfg, Revoked: a.revoked, Numbers: a.numbers})
+		}
+	}
+	if p.prop != nil && (p.prop.failed || s.now-p.propAt > 800*time.Millisecond) {
+		// Give up, and back off for a random while: proposers that
+		// keep outbidding each other decide nothing.
+		p.round = max(p.round, p.prop.highest.Round)
+		p.prop = nil
+		p.backoff = s.now + time.Duration(s.rng.IntN(1000))*time.Millisecond
+	}
+	if p.prop == nil && s.now >= p.backoff && a.seat(s.now) && (a.stuck(300*time.Millisecond, s.now) || !s.calm && s.rng.IntN(30) == 0) {
+		want := cfgOf(a.cfg.Version+1, a.cfg.Seats...)
+		if !a.sealed {
+			want = s.change(a.cfg)
+		}
+		p.round = max(p.round, a.promised.Round) + 1
+		var prep seatPrepare
+		p.prop, prep = newSeatProposer(p.name, a.cfg, want, p.round)
+		p.propAt = s.now
+		for _, seat := range a.cfg.Seats {
+			s.send(p.self, run{name: seat}, prep)
+		}
+	}
+}
+
+// change draws the next config: one seat added or removed, at most five,
+// at least one.
+func (s *seatSim) change(c seatConfig) seatConfig {
+	var out []string
+	add := len(c.Seats) < 5 && (len(c.Seats) == 1 || s.rng.IntN(2) == 0)
+	if add {
+		var free []string
+		for _, q := range s.procs {
+			if !c.holds(q.name) {
+				free = append(free, q.name)
+			}
+		}
+		if len(free) == 0 {
+			return cfgOf(c.Version+1, c.Seats...)
+		}
+		out = append(slices.Clone(c.Seats), free[s.rng.IntN(len(free))])
+	} else {
+		drop := s.rng.IntN(len(c.Seats))
+		out = slices.Delete(slices.Clone(c.Seats), drop, drop+1)
+	}
+	return cfgOf(c.Version+1, out...)
+}
+
+// inUse returns the configs a crash must leave a majority of: the two
+// newest decided, and any value accepted but not known decided.
+func (s *seatSim) inUse() []seatConfig {
+	var top uint64
+	for v := range s.decided {
+		top = max(top, v)
+	}
+	out := []seatConfig{s.decided[top]}
+	if prev, ok := s.decided[top-1]; ok {
+		out = append(out, prev)
+	}
+	for _, p := range s.procs {
+		if p.up && p.acc.accepted.Config.Version > top {
+			out = append(out, p.acc.accepted.Config)
+		}
+	}
+	return out
+}
+
+// mayCrash reports whether p may go down: every config in use keeps more
+// than |C| − maj(C) of its seats up and recovered.
+func (s *seatSim) mayCrash(p *seatSimProc) bool {
+	for _, c := range s.inUse() {
+		up := 0
+		for _, name := range c.Seats {
+			if q := s.proc(name); q != p && q.up && q.acc.active(s.now) {
+				up++
+			}
+		}
+		if up < len(c.Seats)-c.majority()+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// check runs checks 2 and 3.
+func (s *seatSim) check() error {
+	for _, f := range s.fences {
+		h := f.rev.holder
+		p := s.proc(h.name)
+		if s.now >= f.end && p.up && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.live(s.now) {
+			return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v), though its revocation's fence ended at %v", s.now, h, p.hold.epoch, p.hold.cfg, f.end)
+		}
+		for v, c := range s.decided {
+			if v+1 < f.atVers {
+				continue
+			}
+			var grant []string
+			for _, name := range c.Seats {
+				if q := s.proc(name); q.up && q.acc.cfg.Version == v && !q.acc.refuses(h, f.rev.epoch, s.now) {
+					grant = append(grant, name)
+				}
+			}
+			if len(grant) >= c.majority() {
+				return fmt.Errorf("at %v seats %v of version %d %v would grant %v at epoch %d, revoked under version %d", s.now, grant, v, c.Seats, h, f.rev.epoch, f.atVers)
+			}
+		}
+	}
+	return nil
+}
+
+// exploreSeats runs one seed's schedule.
+func exploreSeats(seed uint64) (seatSimStats, error) {
+	s, err := runSeats(seed)
+	s.stats.Decided = uint64(len(s.decided) - 1)
+	return s.stats, err
+}
+
+// runSeats runs one seed's schedule.
+func runSeats(seed uint64) (*seatSim, error) {
+	rng := rand.New(rand.NewPCG(seed, 0x5ea75))
+	n := 2 + rng.IntN(5)
+	s := &seatSim{
+		rng: rng, decided: map[uint64]seatConfig{}, cut: map[string]time.Duration{}, links: map[[2]string]time.Duration{},
+		loss: float64(rng.IntN(4)) / 10, dup: 0.05,
+	}
+	first := 1 + rng.IntN(min(n, 5))
+	var seats []string
+	for i := range n {
+		s.procs = append(s.procs, &seatSimProc{name: fmt.Sprintf("n%d", i)})
+		if i < first {
+			seats = append(seats, fmt.Sprintf("n%d", i))
+		}
+	}
+	initial := cfgOf(1, seats...)
+	s.decided[1] = initial
+	for _, p := range s.procs {
+		s.start(p, initial)
+	}
+	const steps, calmFrom = 6000, 5000
+	for step := range steps {
+		if step == calmFrom {
+			s.calm = true
+			clear(s.cut)
+			clear(s.links)
+			for _, p := range s.procs {
+				if !p.up {
+					s.start(p, seatConfig{})
+				}
+			}
+		}
+		s.now += time.Duration(1+rng.IntN(10)) * time.Millisecond
+		// Deliver what is due, in a random order.
+		var due, later []seatMsg
+		for _, m := range s.bag {
+			if m.at <= s.now {
+				due = append(due, m)
+			} else {
+				later = append(later, m)
+			}
+		}
+		s.bag = later
+		rng.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+		for _, m := range due {
+			if err := s.deliver(m); err != nil {
+				return s, err
+			}
+		}
+		for _, p := range s.procs {
+			if p.up {
+				s.act(p)
+			}
+		}
+		if !s.calm {
+			s.fault()
+		}
+		if err := s.check(); err != nil {
+			return s, err
+		}
+	}
+	// After the calm spell: one config everywhere, unsealed.
+	var top uint64
+	for v := range s.decided {
+		top = max(top, v)
+	}
+	for _, p := range s.procs {
+		if !p.acc.active(s.now) || p.acc.cfg.Version != top || p.acc.sealed {
+			return s, fmt.Errorf("after the calm spell %s: active %v, at version %d (newest decided %d), sealed %v", p.name, p.acc.active(s.now), p.acc.cfg.Version, top, p.acc.sealed)
+		}
+	}
+	return s, nil
+}
+
+// seatSimPlan is a seat restart, with a fence of a holder, due at a time.
+type seatSimPlan struct {
+	at           time.Duration
+	seat, holder *seatSimProc
+}
+
+// fault draws at most one fault or fence for this step.
+func (s *seatSim) fault() {
+	if pl := s.plan; pl != nil && s.now >= pl.at {
+		s.plan = nil
+		f := s.procs[s.rng.IntN(len(s.procs))]
+		if pl.seat.up && s.mayCrash(pl.seat) {
+			s.start(pl.seat, seatConfig{})
+			s.stats.Restarts++
+		}
+		if f != pl.holder && f.up && f.acc.active(s.now) && pl.holder.up && len(f.fences) < 8 {
+			f.fences = append(f.fences, &seatSimFence{rev: newSeatRevocation(pl.holder.self, pl.holder.hold.epoch, f.acc.cfg, 10*time.Millisecond), askAt: s.now})
+		}
+		return
+	}
+	p := s.procs[s.rng.IntN(len(s.procs))]
+	switch r := s.rng.IntN(1000); {
+	case r < 4 && p.up && s.mayCrash(p):
+		p.up = false
+	case r < 12 && !p.up:
+		s.start(p, seatConfig{})
+		s.stats.Restarts++
+	case r < 14 && p.up && s.mayCrash(p):
+		// A restart: the run goes down and a new one starts at once,
+		// while the grants the old run made still last.
+		s.start(p, seatConfig{})
+		s.stats.Restarts++
+	case r < 15 && s.plan == nil:
+		// A holder h talks only to seat p and one other for a while,
+		// so the other seats' grants grow old and no refusal reaches
+		// it; then p restarts while another node fences h, which may
+		// still count the grant p's old run made.
+		h := s.procs[s.rng.IntN(len(s.procs))]
+		seats := h.hold.cfg.Seats
+		if !h.up || !slices.Contains(seats, p.name) || h == p {
+			return
+		}
+		keep := seats[s.rng.IntN(len(seats))]
+		for _, q := range seats {
+			if q != keep && q != p.name {
+				s.links[[2]string{q, h.name}] = s.now + 2*time.Second
+				s.links[[2]string{h.name, q}] = s.now + 2*time.Second
+			}
+		}
+		s.plan = &seatSimPlan{at: s.now + seatL + time.Duration(s.rng.IntN(200))*time.Millisecond, seat: p, holder: h}
+	case r < 16 && p.up && s.mayCrash(p):
+		s.cut[p.name] = s.now + time.Duration(s.rng.IntN(1500))*time.Millisecond
+	case r < 24:
+		// Messages from p to q, or both ways, lost for a while.
+		q := s.procs[s.rng.IntN(len(s.procs))]
+		until := s.now + time.Duration(s.rng.IntN(2000))*time.Millisecond
+		s.links[[2]string{p.name, q.name}] = until
+		if s.rng.IntN(2) == 0 {
+			s.links[[2]string{q.name, p.name}] = until
+		}
+	case r < 40:
+		// p fences another node's current run, as if it had departed.
+		q := s.procs[s.rng.IntN(len(s.procs))]
+		if q != p && p.up && p.acc.active(s.now) && q.up && len(p.fences) < 8 {
+			p.fences = append(p.fences, &seatSimFence{rev: newSeatRevocation(q.self, q.hold.epoch, p.acc.cfg, 10*time.Millisecond), askAt: s.now})
+		}
+	}
+}
+
+// A restarted seat answers nothing until its earlier run's grants have
+// lapsed: a holder may still count such a grant, and the restarted run
+// knows of none (its remaining would be 0), so a fence it helped end
+// could end while the holder still serves on it.
+func TestARestartedSeatAnswersOnlyOnceItsEarlierRunsGrantsHaveLapsed(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	h := run{"h", "1"}
+	old := newSeatAcceptor(run{"a", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	if ans := old.grantLease(seatGrantAsk{Holder: h}, time.Second); !ans.Granted {
+		t.Fatalf("grant refused: %+v", ans)
+	}
+	// a restarts at once and recovers from b and c.
+	restarted := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, time.Second)
+	states := []seatState{
+		{Seat: run{"b", "1"}, Active: true, Config: cfg, Numbers: seatNumbers{"a": 1}},
+		{Seat: run{"c", "1"}, Active: true, Config: cfg, Numbers: seatNumbers{"a": 1}},
+	}
+	number, _ := restarted.recover(states)
+	for i := range states {
+		states[i].For = number
+	}
+	if _, done := restarted.recover(states); !done {
+		t.Fatal("did not recover")
+	}
+	at := time.Second + 10*time.Millisecond
+	if ans := restarted.revoke(seatRevokeAsk{Holder: h}, at); !ans.Retry {
+		t.Fatalf("the restarted run answered a revocation at once (remaining %v) while its earlier run's grant lasts until %v", ans.Remaining, time.Second+seatL+seatM)
+	}
+	if ans := restarted.revoke(seatRevokeAsk{Holder: h}, time.Second+seatSettle); ans.Retry {
+		t.Fatal("the restarted run still refuses to answer once its earlier run's grants have lapsed")
+	}
+}
