@@ -702,6 +702,22 @@ func (e *explorer) finish() {
 	e.note("healed everything")
 	e.converge(false)
 	e.c.settle(e.t, "hand-offs after the schedule")
+	// A node declared dead meanwhile learns it from a lease granted after
+	// the heal, and only then catches up: replacing its copies with an
+	// owner's, it holds none of a partition between the drop and the
+	// merge of the first batch. The settle above may have found nothing
+	// pending before that news came, and the copies read below must be
+	// the ones the nodes keep, so every node asks for its leases (its
+	// standing) and the hand-offs that follow are waited for too.
+	for _, name := range e.running() {
+		n := e.c.node(name)
+		waitFor(e.t, 20*time.Second, name+" to know its standing", func() bool {
+			ctx, cancel := within(n, time.Second)
+			defer cancel()
+			return n.knowsItsStanding(ctx, n.Table())
+		})
+	}
+	e.c.settle(e.t, "hand-offs of the nodes that learned they had been declared dead")
 	e.absorbLosses()
 	run := e.running()
 	for _, id := range e.ids {
