@@ -364,10 +364,18 @@ func acked(op *Op) bool { return op.Kind.writes() && op.Outcome == OK }
 // earliest (session 298 of the 30-minute run at 803bf8d: a logout
 // indeterminate at 699 s, a put indeterminate at 809 s, the session
 // absent from 816 s on, and a put answering v1 at 1,051 s). A write
+// acknowledged while the deletion was still in flight (sent before the
+// deletion's answer) may have come before it: it leaves the tombstone in
+// doubt the same way, and an answer sent after it showing the session
+// absent shows the deletion came after it (session 450 of the 72-minute
+// run at 15f0ad6: a delete sent at 3,398.460 s and a put sent at
+// 3,398.468 s, both acknowledged, the put as v5, the session absent from
+// 3,501 s on, and a put answering v1 at 3,774 s). A write
 // that would apply after an answer sent past its own answer is out of
 // the model: a node does not carry a write out after answering it (F9).
 type tombstone struct {
 	since        time.Duration
+	deleting     time.Duration // the latest answer to a deletion since, 0: none
 	pending      bool
 	pendingUntil time.Duration // the latest answer to a write in doubt
 	lastDeleter  time.Duration // the latest delete or logout sent while pending, -1: none
@@ -386,11 +394,16 @@ func (t *tombstone) see(op *Op) {
 	makesLive := op.Kind.writes() && op.Kind != OpDelete && op.Kind != OpLogout
 	switch {
 	case deleted(op):
-		*t = tombstone{since: op.Call, lastDeleter: -1}
+		*t = tombstone{since: op.Call, deleting: op.Return, lastDeleter: -1}
 	case mayDelete(op) && t.pending:
 		t.lastDeleter = op.Call
+		t.deleting = max(t.deleting, op.Return)
 	case mayDelete(op) && t.since < 0:
-		t.since = op.Call
+		t.since, t.deleting = op.Call, op.Return
+	case makesLive && op.Outcome == OK && t.since >= 0 && op.Call < t.deleting:
+		// Acknowledged while a deletion was in flight: before it or
+		// after it, as the answers that follow tell.
+		t.pending, t.pendingUntil = true, max(t.pendingUntil, op.Return)
 	case makesLive && op.Outcome == OK:
 		*t = newTombstone()
 	case makesLive && op.Outcome == Indeterminate && t.since >= 0:

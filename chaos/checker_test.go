@@ -429,6 +429,31 @@ func TestASessionWrittenAgainAfterItsTombstoneExpiredStartsOver(t *testing.T) {
 	if v := Check(HistoryOf(inDoubt(false, 4, 7)), cfg); v.Pass {
 		t.Fatal("a put in doubt, then v1 within the tombstone's life: passed")
 	}
+	// A put acknowledged while the delete was still in flight may have
+	// come before it: once an answer sent after both shows the session
+	// absent, the delete came after the put, and past the tombstone's
+	// life a v1 is a new life (session 450 of the 72-minute run at
+	// 15f0ad6). Read live after both, the put came after the delete, and
+	// a later v1 is a loss.
+	overlapped := func(readAfter Op, again float64) []Op {
+		return []Op{
+			put(0, "a", 1, 0, 0.5),
+			{Client: 0, Kind: OpDelete, Session: reg, Call: sec(2), Return: sec(2.3), Outcome: OK},
+			put(1, "b", 2, 2.1, 2.2),
+			readAfter,
+			put(0, "c", 1, again, again+0.1),
+			final(get(0, "c", 1, again+3, again+3.1)),
+		}
+	}
+	if v := Check(HistoryOf(overlapped(get(1, "", 0, 3, 3.1), 13)), cfg); !v.Pass {
+		t.Fatalf("a put acknowledged during a delete, then the session absent, then v1 11 s after the delete: %v", v.Anomalies)
+	}
+	if v := Check(HistoryOf(overlapped(get(1, "", 0, 3, 3.1), 6)), cfg); v.Pass {
+		t.Fatal("a put acknowledged during a delete, then the session absent, then v1 within the tombstone's life: passed")
+	}
+	if v := Check(HistoryOf(overlapped(get(1, "b", 2, 3, 3.1), 13)), cfg); v.Pass {
+		t.Fatal("a put acknowledged during a delete and read live after it, then v1 past the tombstone's life: passed")
+	}
 	// An absence seen before the put in doubt answered proves nothing.
 	early := inDoubt(false, 20, 12)
 	early = slices.Insert(early, 3, get(1, "", 0, 3.5, 3.6))
