@@ -14,7 +14,11 @@ import (
 // clock (every transition takes the time on the caller's monotonic
 // clock), in the style of ownership. It is not wired into Node yet: the
 // node still leases from every member but one (lease.go). What is here
-// is what the protocol explorer (seats_test.go) checks.
+// is what the protocol explorer (seats_test.go) checks, and it has one
+// known safety gap, open: a restarted run that recovered under an
+// out-of-date config and later adopts a newer one holding its name votes
+// there without recovering under it (LEASES-AT-SCALE.md §6.1). It must
+// not be wired before that is closed.
 //
 // Four roles, each a value the caller drives:
 //   - seatAcceptor: what a seat keeps and answers (grants, revocations,
@@ -162,8 +166,9 @@ type (
 		Promised seatBallot
 	}
 	// seatPromise answers a prepare: OK with what the seat accepted and
-	// its revocations as of sealing, or not OK with what it promised or
-	// its config.
+	// its revocations (as of the promise: a sealed seat records no
+	// revocation, though grants and decisions may still raise them), or
+	// not OK with what it promised or its config.
 	seatPromise struct {
 		seatBallotAnswer
 		Accepted seatProposal
@@ -241,7 +246,15 @@ func newSeatAcceptor(self run, cfg seatConfig, grant, settle, now time.Duration)
 		recovered: cfg.Version > 0, activeAt: now,
 	}
 	if a.recovered {
+		// Every run of the cluster's first config is number 1, and the
+		// others know it: a restarted run then picks 2 or more even if no
+		// message of the first run reached them (a review found a run
+		// that picked 1 again, and an answer of its first run that no
+		// later answer could drop).
 		a.number = 1
+		for _, name := range cfg.Seats {
+			a.numbers[name] = 1
+		}
 		a.numbers[self.name] = 1
 	} else {
 		a.activeAt = now + settle
@@ -428,6 +441,7 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 		return a.number, false
 	}
 	if a.number == 0 {
+		a.number = 1 // every run before this one was at least 1
 		for _, s := range states {
 			a.number = max(a.number, s.Numbers[a.self.name])
 		}
@@ -454,6 +468,7 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 		}
 		a.sealed = a.sealed || s.Sealed
 	}
+	a.sealedAt = a.activeAt // stuck only a wait after it answers
 	a.recovered = true
 	return a.number, true
 }
@@ -671,9 +686,6 @@ func (p *seatProposer) promise(m seatPromise) *seatAccept {
 		if pr.Accepted.Config.Version == p.base.Version+1 && !pr.Accepted.Ballot.less(best) {
 			best, value = pr.Accepted.Ballot, pr.Accepted.Config
 		}
-	}
-	for _, pr := range p.promises {
-		p.known.merge(pr.Numbers)
 	}
 	p.proposal = seatProposal{Ballot: p.ballot, Config: value}
 	return &seatAccept{Proposal: p.proposal}
