@@ -14,11 +14,10 @@ import (
 // clock (every transition takes the time on the caller's monotonic
 // clock), in the style of ownership. It is not wired into Node yet: the
 // node still leases from every member but one (lease.go). What is here
-// is what the protocol explorer (seats_test.go) checks, and it has one
-// known safety gap, open: a restarted run that recovered under an
-// out-of-date config and later adopts a newer one holding its name votes
-// there without recovering under it (LEASES-AT-SCALE.md §6.1). It must
-// not be wired before that is closed.
+// is what the protocol explorer (seats_test.go) checks. One liveness gap
+// is known and open (LEASES-AT-SCALE.md §6.1): two seats of a new config
+// that both recovered under the one before while the new one was being
+// chosen wait for each other's state for ever.
 //
 // Four roles, each a value the caller drives:
 //   - seatAcceptor: what a seat keeps and answers (grants, revocations,
@@ -234,6 +233,14 @@ type seatAcceptor struct {
 
 	recovered bool          // it holds a seat's state: the config it started with, or one recovered
 	activeAt  time.Duration // when it may answer, once recovered
+	// unsure: it recovered while a seat it recovered from had accepted a
+	// config for the next version, which may have been chosen and used
+	// (its earlier run may have answered under it). Until it knows the
+	// outcome it only does its part as an acceptor of that instance,
+	// which its recovered promise and accepted value make safe: it grants
+	// nothing, records no revocation and gives no state. On the decision
+	// it recovers again, under the newer config.
+	unsure bool
 }
 
 // newSeatAcceptor starts a run of a node. With a config (the cluster's
@@ -265,9 +272,15 @@ func newSeatAcceptor(self run, cfg seatConfig, grant, settle, now time.Duration)
 // active reports whether the run answers as a seat at now.
 func (a *seatAcceptor) active(now time.Duration) bool { return a.recovered && now >= a.activeAt }
 
-// seat reports whether the run votes at now: active, and one of its
-// config's seats.
+// seat reports whether the run votes at now: active, sure of its
+// state, and one of its config's seats.
 func (a *seatAcceptor) seat(now time.Duration) bool {
+	return a.acceptor(now) && !a.unsure
+}
+
+// acceptor reports whether the run takes part in the instance after its
+// config at now: active and one of its config's seats, sure or not.
+func (a *seatAcceptor) acceptor(now time.Duration) bool {
 	return a.active(now) && a.cfg.holds(a.self.name)
 }
 
@@ -316,7 +329,7 @@ func (a *seatAcceptor) refuses(holder run, epoch uint64, now time.Duration) bool
 // revocations, so it records nothing until the decision.
 func (a *seatAcceptor) revoke(ask seatRevokeAsk, now time.Duration) seatRevokeAnswer {
 	ans := seatRevokeAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy()}
-	if !a.active(now) || a.sealed {
+	if !a.active(now) || a.sealed || a.unsure {
 		ans.Retry = true
 		return ans
 	}
@@ -331,7 +344,7 @@ func (a *seatAcceptor) revoke(ask seatRevokeAsk, now time.Duration) seatRevokeAn
 // have lapsed before a second change can be made.
 func (a *seatAcceptor) prepare(m seatPrepare, now time.Duration) seatPromise {
 	ans := seatPromise{seatBallotAnswer: a.ballotAnswer()}
-	if !a.seat(now) || m.Version != a.cfg.Version+1 || m.Ballot.less(a.promised) {
+	if !a.acceptor(now) || m.Version != a.cfg.Version+1 || m.Ballot.less(a.promised) {
 		return ans
 	}
 	if !a.sealed && now-a.since < a.settle {
@@ -349,7 +362,7 @@ func (a *seatAcceptor) prepare(m seatPrepare, now time.Duration) seatPromise {
 func (a *seatAcceptor) accept(m seatAccept, now time.Duration) seatAccepted {
 	ans := seatAccepted{seatBallotAnswer: a.ballotAnswer()}
 	p := m.Proposal
-	if !a.seat(now) || !a.cfg.oneApart(p.Config) || p.Ballot.less(a.promised) {
+	if !a.acceptor(now) || !a.cfg.oneApart(p.Config) || p.Ballot.less(a.promised) {
 		return ans
 	}
 	a.promised, a.accepted = p.Ballot, p
@@ -374,6 +387,12 @@ func (a *seatAcceptor) decide(m seatDecide, now time.Duration) {
 	}
 	a.cfg, a.since = m.Config, now
 	a.sealed, a.promised, a.accepted = false, seatBallot{}, seatProposal{}
+	if a.unsure {
+		// Recovered under an older config while the next was accepted
+		// somewhere: this run's earlier one may have answered under
+		// this one. It takes the states of this config's seats first.
+		a.recovered, a.unsure = false, false
+	}
 }
 
 // stuck reports whether the seat has been sealed for longer than wait
@@ -386,7 +405,7 @@ func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
 // state, and, when the ask announces the run's number, the number too,
 // recorded first (seatNumbers). A run not yet recovered gives nothing.
 func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
-	if !a.active(now) {
+	if !a.active(now) || a.unsure {
 		return seatState{Seat: a.self}
 	}
 	a.hear(ask.From.name, ask.Number)
@@ -397,27 +416,32 @@ func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 }
 
 // recover takes the states other seats gave this restarted run, in two
-// rounds. It needs the newest config among them and, when this node is
-// one of its seats, the states of |C| − maj(C) + 1 other seats of that
-// config at that version: together with any majority that recorded a
-// revocation, promised or accepted in the instance after it without
-// this node's earlier run, they leave one seat in common. From the first
-// round it picks its run number, one above every number they know for
-// its name, and returns it to announce; the second round's states,
-// given after each seat recorded that number (seatState.For), are the
-// ones it recovers from: every revocation, the highest promise and the
-// accepted proposal of the highest ballot. A seat that answered a
-// revocation or a ballot before it gave its state has that in its state;
-// one that answers after names the new number, and the asker drops the
-// earlier run's answer. A lone seat cannot recover (no other seat holds
-// its state): a cluster whose only seat restarted starts again. It
-// returns the number to announce (0 before it has one) and whether it
-// recovered; the run answers from settle after it started.
+// rounds. It needs the newest config among them (or the one it adopted,
+// recovering again) and the states of |C| − maj(C) + 1 seats of that
+// config other than itself, at that version, whether or not it is one of
+// the seats: together with any majority that recorded a revocation,
+// promised or accepted in the instance after it without this node's
+// earlier run, they leave one seat in common. From the first round it
+// picks its run number, one above every number they know for its name
+// (at least 2: every first run is 1), and returns it to announce; the
+// second round's states, given after each seat recorded that number
+// (seatState.For), are the ones it recovers from: every revocation, the
+// highest promise and the accepted proposal of the highest ballot. A
+// seat that answered a revocation or a ballot before it gave its state
+// has that in its state; one that answers after names the new number,
+// and the asker drops the earlier run's answer. If one of them had
+// accepted a config for the next version, that config may have been
+// chosen and used while this run knew only the older one: the run is
+// unsure, and recovers again under each newer config it adopts (decide).
+// A lone seat cannot recover (no other seat holds its state): a cluster
+// whose only seat restarted starts again. It returns the number to
+// announce (0 before it has one) and whether it recovered; the run
+// answers from settle after it started.
 func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) {
 	if a.recovered {
 		return a.number, true
 	}
-	var newest seatConfig
+	newest := a.cfg // a run recovering again does so under the config it adopted, or a newer one
 	for _, s := range states {
 		if s.Active && s.Config.Version > newest.Version {
 			newest = s.Config
@@ -427,10 +451,11 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 		return a.number, false
 	}
 	seat := newest.holds(a.self.name)
-	need := 1
-	if seat {
-		need = len(newest.Seats) - newest.majority() + 1
-	}
+	// Seat or not, the states of |C| − maj(C) + 1 seats: they meet every
+	// majority of C, so one of them shows a config accepted for the
+	// next version if one may have been chosen (a run of a node that is
+	// no seat of C may have been one of the next).
+	need := len(newest.Seats) - newest.majority() + 1
 	var from []seatState
 	for _, s := range states {
 		if s.Active && s.Config.Version == newest.Version && newest.holds(s.Seat.name) && s.Seat.name != a.self.name && s.For == a.number {
@@ -457,8 +482,9 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 	}
 	a.numbers[a.self.name] = max(a.numbers[a.self.name], a.number)
 	for _, s := range from {
+		a.unsure = a.unsure || s.Accepted.Config.Version == newest.Version+1
 		if !seat {
-			break // not an acceptor of the next instance
+			continue // not an acceptor of the next instance
 		}
 		if a.promised.less(s.Promised) {
 			a.promised = s.Promised
