@@ -398,7 +398,11 @@ func (a *seatAcceptor) decide(m seatDecide, now time.Duration) {
 // stuck reports whether the seat has been sealed for longer than wait
 // without a decision: it should finish the instance itself.
 func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
-	return a.seat(now) && a.sealed && now-a.sealedAt > wait
+	// An unsure seat finishes an instance too: a ballot is an ordinary
+	// proposer's whoever runs it, and the instance it is unsure of may
+	// have no sure seat left sealed to finish it (a review's schedule:
+	// the only seat that accepted restarted, and the other waited on it).
+	return a.acceptor(now) && a.sealed && now-a.sealedAt > wait
 }
 
 // state answers a restarted run of another node that recovers: its

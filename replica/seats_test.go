@@ -548,7 +548,7 @@ func (s *seatSim) act(p *seatSimProc) {
 		p.prop = nil
 		p.backoff = s.now + time.Duration(s.rng.IntN(1000))*time.Millisecond
 	}
-	if p.prop == nil && s.now >= p.backoff && a.seat(s.now) && (a.stuck(300*time.Millisecond, s.now) || !s.calm && s.rng.IntN(30) == 0) {
+	if p.prop == nil && s.now >= p.backoff && (a.stuck(300*time.Millisecond, s.now) || a.seat(s.now) && !s.calm && s.rng.IntN(30) == 0) {
 		want := cfgOf(a.cfg.Version+1, a.cfg.Seats...)
 		if !a.sealed {
 			want = s.change(a.cfg)
@@ -998,4 +998,59 @@ func TestARunRecoveredUnderAnOlderConfigRecoversAgainUnderTheNewer(t *testing.T)
 			t.Fatalf("%v of %v would grant the revoked holder", g, c2.Seats)
 		}
 	})
+}
+
+// A seat unsure of an instance finishes it when it is stuck: the only
+// seat that accepted may restart and wait for the unsure one's state,
+// and no sure seat is left sealed to finish it (a review's schedule).
+func TestAnUnsureSeatFinishesTheInstanceItIsUnsureOf(t *testing.T) {
+	ms := time.Millisecond
+	base, next := cfgOf(1, "a", "b", "c"), cfgOf(2, "a", "b", "c", "d")
+	acc := map[string]*seatAcceptor{}
+	for _, n := range []string{"a", "b", "c"} {
+		acc[n] = newSeatAcceptor(run{n, "1"}, base, seatL+seatM, seatSettle, 0)
+	}
+	now := seatSettle
+	p, prep := newSeatProposer("b", base, next, 1)
+	var accept *seatAccept
+	for _, n := range []string{"a", "b"} { // the prepare to c is lost
+		if x := p.promise(acc[n].prepare(prep, now)); x != nil {
+			accept = x
+		}
+	}
+	p.accepted(acc["b"].accept(*accept, now)) // the accept to a is lost
+	// a restarts and recovers from b and c: b accepted the next config.
+	now += 10 * ms
+	a := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, now)
+	ask := seatStateAsk{From: a.self}
+	states := func() []seatState { return []seatState{acc["b"].state(ask, now), acc["c"].state(ask, now)} }
+	ask.Number, _ = a.recover(states())
+	if _, done := a.recover(states()); !done || !a.unsure {
+		t.Fatalf("recovered %v, unsure %v; want recovered and unsure", done, a.unsure)
+	}
+	acc["a"] = a
+	now += seatSettle + time.Second
+	if !a.stuck(300*ms, now) {
+		t.Fatal("the unsure seat, sealed with no decision for a second, does not count itself stuck")
+	}
+	// Its ballot, with c, finishes the instance with the accepted value.
+	p2, prep2 := newSeatProposer("a", base, cfgOf(2, base.Seats...), a.promised.Round+1)
+	accept = nil
+	for _, n := range []string{"a", "c"} {
+		if x := p2.promise(acc[n].prepare(prep2, now)); x != nil {
+			accept = x
+		}
+	}
+	if accept == nil {
+		t.Fatal("the unsure seat's ballot gathered no majority of promises")
+	}
+	var dec *seatDecide
+	for _, n := range []string{"a", "c"} {
+		if x := p2.accepted(acc[n].accept(*accept, now)); x != nil {
+			dec = x
+		}
+	}
+	if dec == nil || !slices.Equal(dec.Config.Seats, next.Seats) {
+		t.Fatalf("decided %+v; want the accepted %v", dec, next.Seats)
+	}
 }
