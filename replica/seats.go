@@ -14,10 +14,11 @@ import (
 // clock (every transition takes the time on the caller's monotonic
 // clock), in the style of ownership. It is not wired into Node yet: the
 // node still leases from every member but one (lease.go). What is here
-// is what the protocol explorer (seats_test.go) checks. One liveness gap
-// is known and open (LEASES-AT-SCALE.md §6.1): two seats of a new config
-// that both recovered under the one before while the new one was being
-// chosen wait for each other's state for ever.
+// is what the protocol explorer (seats_test.go) checks. A config a
+// majority of whose seats lost their state at once (restarted, or
+// recovered only under the config before) cannot be recovered without
+// disk: its seats wait, and say so (seatAcceptor.lost;
+// LEASES-AT-SCALE.md §6.1).
 //
 // Four roles, each a value the caller drives:
 //   - seatAcceptor: what a seat keeps and answers (grants, revocations,
@@ -195,17 +196,20 @@ type (
 		Number uint64
 	}
 	// seatState is a seat's state, given to a restarted run of another
-	// seat that recovers from it.
+	// seat that recovers from it. A run that gives none says whether it
+	// is recovering itself (not recovered, or unsure): it gives none
+	// until it has recovered, from the states of other seats.
 	seatState struct {
-		Seat     run
-		For      uint64 // the number announced by the ask it answers, 0 if none
-		Numbers  seatNumbers
-		Active   bool
-		Config   seatConfig
-		Sealed   bool
-		Promised seatBallot
-		Accepted seatProposal
-		Revoked  revocations
+		Seat       run
+		Recovering bool
+		For        uint64 // the number announced by the ask it answers, 0 if none
+		Numbers    seatNumbers
+		Active     bool
+		Config     seatConfig
+		Sealed     bool
+		Promised   seatBallot
+		Accepted   seatProposal
+		Revoked    revocations
 	}
 )
 
@@ -241,6 +245,12 @@ type seatAcceptor struct {
 	// nothing, records no revocation and gives no state. On the decision
 	// it recovers again, under the newer config.
 	unsure bool
+	// lostAt: the version of the config this recovering run last found
+	// a majority of whose seats recovering too (0: none). Each needs the
+	// states of |C| − maj(C) + 1 other seats that have recovered, which
+	// fewer than that many remain to give: the state those runs' earlier
+	// ones held is gone, and no run of C can vote or recover.
+	lostAt uint64
 }
 
 // newSeatAcceptor starts a run of a node. With a config (the cluster's
@@ -410,7 +420,7 @@ func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
 // recorded first (seatNumbers). A run not yet recovered gives nothing.
 func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 	if !a.active(now) || a.unsure {
-		return seatState{Seat: a.self}
+		return seatState{Seat: a.self, Recovering: !a.recovered || a.unsure}
 	}
 	a.hear(ask.From.name, ask.Number)
 	return seatState{
@@ -466,7 +476,9 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 			from = append(from, s)
 		}
 	}
+	a.lostAt = 0
 	if len(from) < need {
+		a.lostAt = a.stalled(newest, states)
 		return a.number, false
 	}
 	if a.number == 0 {
@@ -501,6 +513,38 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 	a.sealedAt = a.activeAt // stuck only a wait after it answers
 	a.recovered = true
 	return a.number, true
+}
+
+// stalled returns cfg's version if a majority of its seats, this run
+// among them if it is one, are recovering by the latest states (a
+// state may be stale: what it returns is a report, acted on by no
+// rule), and 0 otherwise.
+func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) uint64 {
+	recovering := 0
+	if cfg.holds(a.self.name) {
+		recovering++
+	}
+	for _, s := range states {
+		if s.Recovering && s.Seat.name != a.self.name && cfg.holds(s.Seat.name) {
+			recovering++
+		}
+	}
+	if recovering >= cfg.majority() {
+		return cfg.Version
+	}
+	return 0
+}
+
+// lost returns the version of the config a majority of whose seats
+// lost their state at once, as this recovering run last found (0:
+// none). Without disk nothing brings that state back: a revocation
+// only those runs had recorded may be gone. The seats wait, and say
+// so; the way on is an operator's (LEASES-AT-SCALE.md §6.1).
+func (a *seatAcceptor) lost() uint64 {
+	if a.recovered {
+		return 0
+	}
+	return a.lostAt
 }
 
 // seatHolder is a node that serves while it holds live grants from a

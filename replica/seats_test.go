@@ -136,6 +136,48 @@ func TestARestartedSeatRecoversFromEnoughOtherSeats(t *testing.T) {
 	}
 }
 
+// A recovering run reports its config's state lost once a majority of
+// the config's seats, itself among them if it is one, are recovering:
+// fewer than |C| − maj(C) + 1 others are left to give state, so none of
+// them can recover. With fewer recovering it waits and reports nothing,
+// and a state given by a seat that recovered clears the report.
+func TestARecoveringRunReportsItsConfigLostOnlyWhenAMajorityRecovers(t *testing.T) {
+	sure := func(cfg seatConfig, name string) seatState {
+		return seatState{Seat: run{name, "1"}, Active: true, Config: cfg}
+	}
+	recovering := func(name string) seatState { return seatState{Seat: run{name, "2"}, Recovering: true} }
+	three := cfgOf(3, "a", "b", "c")
+	b := newSeatAcceptor(run{"b", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	if _, done := b.recover([]seatState{sure(three, "a")}); done || b.lost() != 0 {
+		t.Fatalf("b of {a,b,c} with a's state alone: done %v, lost %d; want it waiting for c, no loss reported", done, b.lost())
+	}
+	if _, done := b.recover([]seatState{sure(three, "a"), recovering("c")}); done || b.lost() != 3 {
+		t.Fatalf("b and c of {a,b,c} both recovering: done %v, lost %d; want version 3 reported lost", done, b.lost())
+	}
+	x := newSeatAcceptor(run{"x", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	x.recover([]seatState{sure(three, "a"), recovering("b")})
+	if x.lost() != 0 {
+		t.Fatalf("x, no seat, with one seat of {a,b,c} recovering reports version %d lost", x.lost())
+	}
+	x.recover([]seatState{sure(three, "a"), recovering("b"), recovering("c")})
+	if x.lost() != 3 {
+		t.Fatalf("x, no seat, with two seats of {a,b,c} recovering reports %d; want version 3 lost", x.lost())
+	}
+	if x.recover([]seatState{sure(three, "a"), recovering("b"), sure(three, "c")}); x.lost() != 0 {
+		t.Fatalf("c recovered, and x still reports version %d lost", x.lost())
+	}
+	five := cfgOf(6, "a", "b", "c", "d", "e")
+	e := newSeatAcceptor(run{"e", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	e.recover([]seatState{sure(five, "a"), recovering("b")})
+	if e.lost() != 0 {
+		t.Fatalf("b and e of five seats recovering: e reports version %d lost; three seats can still give state", e.lost())
+	}
+	e.recover([]seatState{sure(five, "a"), recovering("b"), recovering("c")})
+	if e.lost() != 6 {
+		t.Fatalf("b, c and e of five seats recovering: e reports %d; want version 6 lost", e.lost())
+	}
+}
+
 func TestAHolderServesOnGrantsFromAMajorityOfItsNewestSeats(t *testing.T) {
 	h := newSeatHolder(run{"h", "1"}, cfgOf(1, "a", "b", "c"), seatL)
 	grant := func(seat string, cfg seatConfig, epoch uint64) seatGrantAnswer {
@@ -227,8 +269,10 @@ func TestAProposerFinishesTheValueAlreadyAccepted(t *testing.T) {
 //     grant the revoked epoch.
 //
 // After a calm spell at the end (no losses, no crashes), every run is
-// active at one config, unsealed and sure of its state, in the seeds
-// where state is lost one run at a time (oneAtATime, half of them).
+// active at one config, unsealed and sure of its state; in the seeds
+// where runs crash freely (not oneAtATime, half of them), unless a
+// majority of the newest config's seats lost their state at once, and
+// then every run still recovering reports that config lost.
 //
 // Crashes keep, of every config in use, fewer than a majority of seats
 // down, recovering or unsure at once (the protocol's fault bound: a
@@ -280,6 +324,7 @@ func TestSeatProtocolExplorer(t *testing.T) {
 // seatSimStats count what a schedule did.
 type seatSimStats struct {
 	Decided   uint64 // versions decided after the first
+	Lost      uint64 // runs left waiting by a majority's state lost at once, reported
 	Fences    uint64 // revocations completed
 	Restarts  uint64 // runs started after a crash
 	Recovered uint64 // restarted runs that recovered
@@ -288,6 +333,7 @@ type seatSimStats struct {
 
 func (a *seatSimStats) add(b seatSimStats) {
 	a.Decided += b.Decided
+	a.Lost += b.Lost
 	a.Fences += b.Fences
 	a.Restarts += b.Restarts
 	a.Recovered += b.Recovered
@@ -726,21 +772,35 @@ func runSeats(seed uint64) (*seatSim, error) {
 			return s, err
 		}
 	}
-	// After the calm spell: one config everywhere, unsealed; checked
-	// where state was lost one run at a time (oneAtATime). Else two
-	// seats of a newer config may both have recovered under the older
-	// one while it was accepted, and each needs the other's state under
-	// the newer: they wait for ever (open, LEASES-AT-SCALE.md §6.1).
-	if !s.oneAtATime {
-		return s, nil
-	}
+	// After the calm spell: one config everywhere, unsealed. Where state
+	// was lost one run at a time (oneAtATime), always. Else the seats of
+	// a config may have lost a majority's state at once (two of three
+	// both recovering, or one recovering and one recovered only under
+	// the config before, when it was chosen): nothing recovers that
+	// without disk, and every run still recovering must say so (lost).
 	var top uint64
 	for v := range s.decided {
 		top = max(top, v)
 	}
+	newest := s.decided[top]
+	var recovering []string // seats of the newest config that hold no state of it
+	for _, name := range newest.Seats {
+		if q := s.proc(name); !q.acc.recovered || q.acc.unsure {
+			recovering = append(recovering, name)
+		}
+	}
+	majorityLost := !s.oneAtATime && len(recovering) >= newest.majority()
 	for _, p := range s.procs {
-		if !p.acc.active(s.now) || p.acc.unsure || p.acc.cfg.Version != top || p.acc.sealed {
-			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d (newest decided %d), sealed %v", p.name, p.acc.active(s.now), p.acc.unsure, p.acc.cfg.Version, top, p.acc.sealed)
+		a := p.acc
+		if a.active(s.now) && !a.unsure && a.cfg.Version == top && !a.sealed {
+			continue
+		}
+		if !majorityLost {
+			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d (newest decided %d %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, top, newest.Seats, recovering, a.sealed)
+		}
+		s.stats.Lost++
+		if !a.recovered && a.lost() != top {
+			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d; seats %v of version %d %v are recovering, a majority, and it must report that version", p.name, a.lost(), recovering, top, newest.Seats)
 		}
 	}
 	return s, nil
