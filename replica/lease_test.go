@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -377,5 +378,62 @@ func TestAJoinerTakingOverFromACutOffOwnerWaitsOutItsLeases(t *testing.T) {
 		if r.invoked.After(acked) && r.version < 2 {
 			t.Fatalf("d served v%d of %s in a read begun %v after v2 was acknowledged", r.version, id, r.invoked.Sub(acked))
 		}
+	}
+}
+
+// A node that serves sends about 10 × (N − 1) lease requests a second at
+// the default LeaseDuration: a renewal to every other member every
+// LeaseDuration/6 (renewLeases), and a few asked on demand. This pins the
+// cost that grows with the cluster, step 0 of the plan in
+// docs/design/LEASES-AT-SCALE.md: once leases come from a bounded set of
+// seats, the bound becomes 10 × min(N − 1, seats).
+func TestLeaseMessagesPerNode(t *testing.T) {
+	for _, size := range []int{3, 5, 9} {
+		t.Run(fmt.Sprintf("%d nodes", size), func(t *testing.T) {
+			c := newTestCluster(t, size, nil)
+			// One session per node, with the node its primary: every node
+			// serves reads, and so renews.
+			ids := map[string]string{}
+			for i := 0; len(ids) < size; i++ {
+				id := sessionID(i)
+				if primary, _ := c.ownersOf(id); ids[primary.Name()] == "" {
+					ids[primary.Name()] = id
+					put(t, primary, id, "v", 1)
+				}
+			}
+			lease := c.list()[0].cfg.LeaseDuration
+			sent := func() map[string]int {
+				out := map[string]int{}
+				for k, s := range c.network.Stats() {
+					if k.Method == methodLease {
+						out[k.From] += s.Calls
+					}
+				}
+				return out
+			}
+			readAll := func() {
+				for _, n := range c.list() {
+					if _, err := n.Get(testCtx(t), ids[n.Name()], true); err != nil {
+						t.Fatalf("read %s at its primary %s: %v", ids[n.Name()], n.Name(), err)
+					}
+				}
+			}
+			readAll()
+			c.sleep(lease) // every node renewing at its steady rate
+			before, began := sent(), c.ticks.Now()
+			for end := c.before(5 * time.Second); end(); {
+				readAll()
+				c.sleep(lease / 12)
+			}
+			after, elapsed := sent(), c.ticks.Now().Sub(began).Seconds()
+			want := 10 * float64(size-1)
+			for _, n := range c.list() {
+				rate := float64(after[n.Name()]-before[n.Name()]) / elapsed
+				t.Logf("%s: %.1f lease requests sent a second", n.Name(), rate)
+				if rate < want*0.85 || rate > want*1.15 {
+					t.Errorf("%s sent %.1f lease requests a second over %.1f s; want 10 × (N − 1) = %.0f within 15 %%", n.Name(), rate, elapsed, want)
+				}
+			}
+		})
 	}
 }
