@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"hash/fnv"
 	"maps"
 	"slices"
 	"time"
@@ -18,7 +19,9 @@ import (
 // majority of whose seats lost their state at once (restarted, or
 // recovered only under the config before) cannot be recovered without
 // disk: its seats wait, and say so (seatAcceptor.lost;
-// LEASES-AT-SCALE.md §6.1).
+// LEASES-AT-SCALE.md §6.1). An earlier run of a seat still alive beside
+// its successor (L4) is shut out by run numbers and seat liveness
+// (grantLease, seatHolder.record, superseded).
 //
 // Four roles, each a value the caller drives:
 //   - seatAcceptor: what a seat keeps and answers (grants, revocations,
@@ -106,7 +109,23 @@ func (r revocations) merge(o revocations) {
 // been lost with it: the asker counts it no longer, and asks again.
 // Numbers only grow, so a late message cannot make a seat name an older
 // run again (run identities, random per process, could not be ordered).
+//
+// Two runs of one name may pick at once (an earlier run, paused while it
+// recovered, resumes beside its successor: L4), so a number's low bits
+// come from the run's identity (runNumber): two runs never share one,
+// and of two live runs the one with the lower number learns it is
+// superseded and stops (seatAcceptor.superseded).
 type seatNumbers map[string]uint64
+
+// runNumber returns the number a restarted run picks above known, the
+// highest known for its name: the next multiple of 2¹⁶, plus low bits
+// from its identity, so that two runs picking above the same number
+// differ (unless their identities' hashes collide, 1 in 65,536).
+func runNumber(known uint64, self run) uint64 {
+	h := fnv.New32a()
+	h.Write([]byte(self.incarnation))
+	return (known>>16+1)<<16 | uint64(h.Sum32()&0xffff)
+}
 
 // merge raises n to o, name by name.
 func (n seatNumbers) merge(o seatNumbers) {
@@ -118,16 +137,24 @@ func (n seatNumbers) merge(o seatNumbers) {
 // The messages of the protocol. Each answer names the answering seat's
 // run and config, so askers learn newer configs and notice restarts.
 type (
-	// seatGrantAsk asks a seat for a lease, for Holder at Epoch.
+	// seatGrantAsk asks a seat for a lease, for Holder, the run
+	// numbered Number of its node, at Epoch.
 	seatGrantAsk struct {
 		Holder run
+		Number uint64
 		Epoch  uint64
 	}
 	// seatGrantAnswer grants or refuses a lease. Epoch is the epoch it
 	// was granted at, or, refused, the lowest one the seat would grant.
+	// Number is the answering run's number, and Numbers the highest the
+	// seat knows: a holder drops what an earlier run of a seat granted
+	// once it knows of a later one (L4), and stops for good once it
+	// knows of a later run of its own node.
 	seatGrantAnswer struct {
 		Seat    run
 		Config  seatConfig
+		Number  uint64
+		Numbers seatNumbers
 		Granted bool
 		Epoch   uint64
 	}
@@ -245,11 +272,13 @@ type seatAcceptor struct {
 	// nothing, records no revocation and gives no state. On the decision
 	// it recovers again, under the newer config.
 	unsure bool
-	// lostAt: the version of the config this recovering run last found
-	// a majority of whose seats recovering too (0: none). Each needs the
+	// isLost: this recovering run last found a majority of the seats of
+	// config version lostAt recovering too (lostAt 0: every run that
+	// answered is recovering and none knows a config). Each needs the
 	// states of |C| − maj(C) + 1 other seats that have recovered, which
 	// fewer than that many remain to give: the state those runs' earlier
 	// ones held is gone, and no run of C can vote or recover.
+	isLost bool
 	lostAt uint64
 }
 
@@ -279,8 +308,20 @@ func newSeatAcceptor(self run, cfg seatConfig, grant, settle, now time.Duration)
 	return a
 }
 
-// active reports whether the run answers as a seat at now.
-func (a *seatAcceptor) active(now time.Duration) bool { return a.recovered && now >= a.activeAt }
+// active reports whether the run answers as a seat at now: recovered,
+// settled, and not superseded.
+func (a *seatAcceptor) active(now time.Duration) bool {
+	return a.recovered && now >= a.activeAt && !a.superseded()
+}
+
+// superseded reports whether the run knows of a later run of its own
+// node: an earlier run still alive beside its successor (L4), or, when
+// two picked their numbers at once, the one that picked the lower. It
+// answers nothing from then on; the node starts a new run, unless it is
+// the earlier one, which ends.
+func (a *seatAcceptor) superseded() bool {
+	return a.number > 0 && a.numbers[a.self.name] > a.number
+}
 
 // seat reports whether the run votes at now: active, sure of its
 // state, and one of its config's seats.
@@ -299,6 +340,11 @@ func (a *seatAcceptor) hear(name string, number uint64) {
 	a.numbers[name] = max(a.numbers[name], number)
 }
 
+// heardOf takes the run numbers an answer to this node's holder, fencer
+// or proposer named: among them a later run of this node's own, which
+// supersedes this one (superseded).
+func (a *seatAcceptor) heardOf(numbers seatNumbers) { a.numbers.merge(numbers) }
+
 // ballotAnswer returns the seat's answer to a ballot, not yet OK.
 func (a *seatAcceptor) ballotAnswer() seatBallotAnswer {
 	return seatBallotAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy(), Promised: a.promised}
@@ -308,12 +354,26 @@ func (a *seatAcceptor) ballotAnswer() seatBallotAnswer {
 func (a *seatAcceptor) numbersCopy() seatNumbers { return maps.Clone(a.numbers) }
 
 // grantLease answers a holder's ask for a lease: granted unless the seat
-// does not vote or has revoked the holder's run at that epoch. An ask at
-// a higher epoch than the seat knows raises it: the holder learned it was
-// declared dead from another seat.
-func (a *seatAcceptor) grantLease(ask seatGrantAsk, now time.Duration) seatGrantAnswer {
-	ans := seatGrantAnswer{Seat: a.self, Config: a.cfg}
-	if !a.seat(now) {
+// does not vote, has revoked the holder's run at that epoch, knows of a
+// later run of the holder's node, or, asked by a node that is no seat of
+// its config, is not live itself (live: this run holds grants from a
+// majority of its seats; R2.5). An ask at a higher epoch than the seat
+// knows raises it: the holder learned it was declared dead from another
+// seat.
+//
+// Liveness bounds an earlier run that is still alive beside its
+// successor (a process paused, or cut off, while another took its name):
+// once |C| − maj(C) + 1 other seats know the later run's number they
+// refuse the earlier one, so it holds grants from at most maj(C) − 1
+// seats, itself among them, and stops granting non-seats within a lease.
+// Seats still grant seats without it, so that liveness can start; a
+// seat holder drops what such a run grants once an answer names the
+// later run (seatHolder.record).
+func (a *seatAcceptor) grantLease(ask seatGrantAsk, now time.Duration, live bool) seatGrantAnswer {
+	a.hear(ask.Holder.name, ask.Number)
+	ans := seatGrantAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy()}
+	if !a.seat(now) || ask.Number < a.numbers[ask.Holder.name] || !live && !a.cfg.holds(ask.Holder.name) {
+		ans.Epoch = ask.Epoch
 		return ans
 	}
 	lowest := a.revoked[ask.Holder]
@@ -327,10 +387,11 @@ func (a *seatAcceptor) grantLease(ask seatGrantAsk, now time.Duration) seatGrant
 	return ans
 }
 
-// refuses reports whether the seat would refuse holder at epoch now
-// (the explorer's view of its state).
-func (a *seatAcceptor) refuses(holder run, epoch uint64, now time.Duration) bool {
-	return !a.seat(now) || epoch < a.revoked[holder]
+// refuses reports whether the seat would refuse holder, the run numbered
+// number of its node, at epoch now, if it were live (the explorer's view
+// of its state).
+func (a *seatAcceptor) refuses(holder run, number, epoch uint64, now time.Duration) bool {
+	return !a.seat(now) || epoch < a.revoked[holder] || number < a.numbers[holder.name]
 }
 
 // revoke records a revocation of ask.Holder at ask.Epoch and says how
@@ -420,7 +481,7 @@ func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
 // recorded first (seatNumbers). A run not yet recovered gives nothing.
 func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 	if !a.active(now) || a.unsure {
-		return seatState{Seat: a.self, Recovering: !a.recovered || a.unsure}
+		return seatState{Seat: a.self, Recovering: !a.recovered || a.unsure || a.superseded()}
 	}
 	a.hear(ask.From.name, ask.Number)
 	return seatState{
@@ -449,9 +510,9 @@ func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 // unsure, and recovers again under each newer config it adopts (decide).
 // A lone seat cannot recover (no other seat holds its state): a cluster
 // whose only seat restarted starts again. It returns the number to
-// announce (0 before it has one) and whether it recovered; the run
-// answers from settle after it started.
-func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) {
+// announce (0 before it has one) and whether it recovered at now; the
+// run answers from settle after it started, and after it recovered.
+func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce uint64, done bool) {
 	if a.recovered {
 		return a.number, true
 	}
@@ -462,6 +523,7 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 		}
 	}
 	if newest.Version == 0 {
+		a.isLost, a.lostAt = len(states) > 0 && !slices.ContainsFunc(states, func(s seatState) bool { return !s.Recovering }), 0
 		return a.number, false
 	}
 	seat := newest.holds(a.self.name)
@@ -476,17 +538,17 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 			from = append(from, s)
 		}
 	}
-	a.lostAt = 0
+	a.isLost, a.lostAt = false, 0
 	if len(from) < need {
-		a.lostAt = a.stalled(newest, states)
+		a.isLost, a.lostAt = a.stalled(newest, states), newest.Version
 		return a.number, false
 	}
 	if a.number == 0 {
-		a.number = 1 // every run before this one was at least 1
+		known := uint64(1) // every run before this one was at least 1
 		for _, s := range states {
-			a.number = max(a.number, s.Numbers[a.self.name])
+			known = max(known, s.Numbers[a.self.name])
 		}
-		a.number++
+		a.number = runNumber(known, a.self)
 		return a.number, false
 	}
 	a.cfg = newest
@@ -510,16 +572,20 @@ func (a *seatAcceptor) recover(states []seatState) (announce uint64, done bool) 
 		}
 		a.sealed = a.sealed || s.Sealed
 	}
+	// It answers only settle after it recovered, too: the seats it
+	// recovered from recorded its number first, and from then on refuse
+	// its earlier run, which, if it is still alive (L4), may hold their
+	// grants, and grant others, for up to a lease more.
+	a.activeAt = max(a.activeAt, now+a.settle)
 	a.sealedAt = a.activeAt // stuck only a wait after it answers
 	a.recovered = true
 	return a.number, true
 }
 
-// stalled returns cfg's version if a majority of its seats, this run
-// among them if it is one, are recovering by the latest states (a
-// state may be stale: what it returns is a report, acted on by no
-// rule), and 0 otherwise.
-func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) uint64 {
+// stalled reports whether a majority of cfg's seats, this run among
+// them if it is one, are recovering by the latest states (a state may be
+// stale: what it returns is a report, acted on by no rule).
+func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) bool {
 	recovering := 0
 	if cfg.holds(a.self.name) {
 		recovering++
@@ -529,22 +595,20 @@ func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) uint64 {
 			recovering++
 		}
 	}
-	if recovering >= cfg.majority() {
-		return cfg.Version
-	}
-	return 0
+	return recovering >= cfg.majority()
 }
 
-// lost returns the version of the config a majority of whose seats
-// lost their state at once, as this recovering run last found (0:
-// none). Without disk nothing brings that state back: a revocation
+// lost reports whether this recovering run last found a majority of
+// the seats of its newest config recovering too, and that config's
+// version (0 when every run that answered is recovering and none knows
+// a config). Without disk nothing brings that state back: a revocation
 // only those runs had recorded may be gone. The seats wait, and say
 // so; the way on is an operator's (LEASES-AT-SCALE.md §6.1).
-func (a *seatAcceptor) lost() uint64 {
+func (a *seatAcceptor) lost() (version uint64, lost bool) {
 	if a.recovered {
-		return 0
+		return 0, false
 	}
-	return a.lostAt
+	return a.lostAt, a.isLost
 }
 
 // seatHolder is a node that serves while it holds live grants from a
@@ -552,32 +616,63 @@ func (a *seatAcceptor) lost() uint64 {
 // that config and at its epoch.
 type seatHolder struct {
 	self   run
+	number uint64        // this run's number (seatAcceptor.number); set before it asks
 	lease  time.Duration // L: a grant counts for L from when it was asked
 	epoch  uint64
 	cfg    seatConfig
 	leases map[string]seatLease // by seat name
+	// numbers: the highest run numbers the answers named. A grant by an
+	// earlier run of a seat stops counting once a later one is known; a
+	// holder that learns of a later run of its own node is superseded,
+	// and never serves again.
+	numbers    seatNumbers
+	superseded bool
 }
 
-// seatLease is a grant a holder counts: until when, and the config
-// version it was granted under.
+// seatLease is a grant a holder counts: until when, the config version
+// it was granted under, and the number of the seat's run that granted it.
 type seatLease struct {
 	until   time.Duration
 	version uint64
+	number  uint64
 }
 
-// newSeatHolder returns a holder run that knows cfg.
+// newSeatHolder returns a holder run that knows cfg. A run of the
+// cluster's first config is number 1; a restarted run's number is set
+// once its acceptor has recovered.
 func newSeatHolder(self run, cfg seatConfig, lease time.Duration) *seatHolder {
-	return &seatHolder{self: self, lease: lease, cfg: cfg, leases: map[string]seatLease{}}
+	h := &seatHolder{self: self, lease: lease, cfg: cfg, leases: map[string]seatLease{}, numbers: seatNumbers{}}
+	if cfg.Version > 0 {
+		h.number = 1
+	}
+	return h
 }
 
 // ask returns the holder's ask for a lease.
-func (h *seatHolder) ask() seatGrantAsk { return seatGrantAsk{Holder: h.self, Epoch: h.epoch} }
+func (h *seatHolder) ask() seatGrantAsk {
+	return seatGrantAsk{Holder: h.self, Number: h.number, Epoch: h.epoch}
+}
 
 // record takes a seat's answer to an ask sent at sent. It adopts a newer
 // config, and reports declaredDead when the seat names a higher epoch:
 // the holder then counts none of its grants and must catch up before it
 // serves (Node.reconcileAll), asking again at the new epoch.
 func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDead bool) {
+	h.numbers.merge(ans.Numbers)
+	h.numbers[ans.Seat.name] = max(h.numbers[ans.Seat.name], ans.Number)
+	if h.numbers[h.self.name] > h.number {
+		h.superseded = true
+		clear(h.leases)
+		return false
+	}
+	for name, l := range h.leases {
+		if l.number < h.numbers[name] {
+			delete(h.leases, name) // granted by an earlier run of the seat
+		}
+	}
+	if ans.Number < h.numbers[ans.Seat.name] {
+		return false
+	}
 	if ans.Config.Version > h.cfg.Version {
 		h.cfg = ans.Config
 	}
@@ -592,8 +687,8 @@ func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDe
 	if ans.Epoch != h.epoch || ans.Config.Version != h.cfg.Version {
 		return false
 	}
-	if l := h.leases[ans.Seat.name]; l.version != ans.Config.Version || l.until < sent+h.lease {
-		h.leases[ans.Seat.name] = seatLease{until: sent + h.lease, version: ans.Config.Version}
+	if l := h.leases[ans.Seat.name]; l.version != ans.Config.Version || l.number != ans.Number || l.until < sent+h.lease {
+		h.leases[ans.Seat.name] = seatLease{until: sent + h.lease, version: ans.Config.Version, number: ans.Number}
 	}
 	return false
 }
@@ -601,7 +696,7 @@ func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDe
 // live reports whether the holder may serve at now: live grants, under
 // its newest config, from a majority of that config's seats.
 func (h *seatHolder) live(now time.Duration) bool {
-	if h.cfg.Version == 0 {
+	if h.cfg.Version == 0 || h.superseded {
 		return false
 	}
 	n := 0

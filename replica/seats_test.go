@@ -47,22 +47,22 @@ func TestASeatChangeAddsOrRemovesOneSeat(t *testing.T) {
 func TestASeatRefusesARevokedEpochAndNamesTheNewOne(t *testing.T) {
 	a := newSeatAcceptor(run{"a", "1"}, cfgOf(1, "a", "b", "c"), seatL+seatM, seatSettle, 0)
 	d := run{"d", "1"}
-	if ans := a.grantLease(seatGrantAsk{Holder: d}, 0); !ans.Granted {
+	if ans := a.grantLease(seatGrantAsk{Holder: d}, 0, true); !ans.Granted {
 		t.Fatalf("first ask refused: %+v", ans)
 	}
 	rev := a.revoke(seatRevokeAsk{Holder: d, Epoch: 0}, 100*time.Millisecond)
 	if rev.Retry || rev.Remaining != seatL+seatM-100*time.Millisecond {
 		t.Fatalf("revocation answered %+v, want the grant's remaining %v", rev, seatL+seatM-100*time.Millisecond)
 	}
-	ans := a.grantLease(seatGrantAsk{Holder: d}, 200*time.Millisecond)
+	ans := a.grantLease(seatGrantAsk{Holder: d}, 200*time.Millisecond, true)
 	if ans.Granted || ans.Epoch != 1 {
 		t.Fatalf("ask at the revoked epoch answered %+v, want refused naming epoch 1", ans)
 	}
-	if ans := a.grantLease(seatGrantAsk{Holder: d, Epoch: 1}, 300*time.Millisecond); !ans.Granted {
+	if ans := a.grantLease(seatGrantAsk{Holder: d, Epoch: 1}, 300*time.Millisecond, true); !ans.Granted {
 		t.Fatalf("ask at the new epoch refused: %+v", ans)
 	}
 	// Another run of d is another holder.
-	if ans := a.grantLease(seatGrantAsk{Holder: run{"d", "2"}}, 300*time.Millisecond); !ans.Granted {
+	if ans := a.grantLease(seatGrantAsk{Holder: run{"d", "2"}}, 300*time.Millisecond, true); !ans.Granted {
 		t.Fatalf("a new run of d refused: %+v", ans)
 	}
 }
@@ -78,12 +78,12 @@ func TestASealedSeatRecordsNoRevocationUntilTheDecision(t *testing.T) {
 	if ans := a.revoke(seatRevokeAsk{Holder: d}, now); !ans.Retry {
 		t.Fatalf("a sealed seat recorded a revocation: %+v", ans)
 	}
-	if a.refuses(d, 0, now) {
+	if a.refuses(d, 1, 0, now) {
 		t.Fatal("a sealed seat refuses a holder it never recorded a revocation of")
 	}
 	a.decide(seatDecide{Config: cfgOf(2, "a", "b", "c", "d"), Revoked: revocations{d: 1}}, now)
-	if !a.refuses(d, 0, now) || a.sealed {
-		t.Fatalf("after the decision: refuses %v, sealed %v; want the decision's revocation kept and the seat unsealed", a.refuses(d, 0, now), a.sealed)
+	if !a.refuses(d, 1, 0, now) || a.sealed {
+		t.Fatalf("after the decision: refuses %v, sealed %v; want the decision's revocation kept and the seat unsealed", a.refuses(d, 1, 0, now), a.sealed)
 	}
 }
 
@@ -107,31 +107,31 @@ func TestARestartedSeatRecoversFromEnoughOtherSeats(t *testing.T) {
 	a := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
 	two := []seatState{peer("b", revocations{d: 1}, 0), peer("c", nil, 3)}
 	two[0].Numbers = seatNumbers{"a": 4}
-	if n, done := a.recover(two); done || n != 0 {
+	if n, done := a.recover(two, 0); done || n != 0 {
 		t.Fatal("picked a number from two of four other seats of five; it needs three")
 	}
 	three := append(two, peer("d", nil, 0))
-	n, done := a.recover(three)
-	if done || n != 5 {
-		t.Fatalf("first round: number %d, done %v; want 5, one above the highest known, to announce", n, done)
+	n, done := a.recover(three, 0)
+	if done || n <= 4 || n != runNumber(4, a.self) {
+		t.Fatalf("first round: number %d, done %v; want %d, above the highest known (4), to announce", n, done, runNumber(4, a.self))
 	}
-	if _, done := a.recover(three); done {
+	if _, done := a.recover(three, 0); done {
 		t.Fatal("recovered from states given before the seats recorded its number")
 	}
 	for i := range three {
-		three[i].For = 5
+		three[i].For = n
 	}
-	if _, done := a.recover(three); !done {
+	if _, done := a.recover(three, 0); !done {
 		t.Fatal("did not recover from three of four other seats of five")
 	}
 	if a.active(seatSettle-time.Millisecond) || !a.active(seatSettle) {
 		t.Fatal("a restarted run must answer only from settle after it started")
 	}
-	if !a.refuses(d, 0, seatSettle) || a.promised.Round != 3 || !a.sealed {
-		t.Fatalf("recovered state: refuses %v, promised %v, sealed %v; want the revocation, the highest promise and the seal", a.refuses(d, 0, seatSettle), a.promised, a.sealed)
+	if !a.refuses(d, 1, 0, seatSettle) || a.promised.Round != 3 || !a.sealed {
+		t.Fatalf("recovered state: refuses %v, promised %v, sealed %v; want the revocation, the highest promise and the seal", a.refuses(d, 1, 0, seatSettle), a.promised, a.sealed)
 	}
 	lone := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
-	if _, done := lone.recover([]seatState{{Seat: run{"b", "1"}, Active: true, Config: cfgOf(7, "a")}}); done {
+	if _, done := lone.recover([]seatState{{Seat: run{"b", "1"}, Active: true, Config: cfgOf(7, "a")}}, 0); done {
 		t.Fatal("a lone seat recovered: no other seat holds its state")
 	}
 }
@@ -148,33 +148,50 @@ func TestARecoveringRunReportsItsConfigLostOnlyWhenAMajorityRecovers(t *testing.
 	recovering := func(name string) seatState { return seatState{Seat: run{name, "2"}, Recovering: true} }
 	three := cfgOf(3, "a", "b", "c")
 	b := newSeatAcceptor(run{"b", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
-	if _, done := b.recover([]seatState{sure(three, "a")}); done || b.lost() != 0 {
-		t.Fatalf("b of {a,b,c} with a's state alone: done %v, lost %d; want it waiting for c, no loss reported", done, b.lost())
+	lost := func(a *seatAcceptor) uint64 {
+		if v, ok := a.lost(); ok {
+			return v
+		}
+		return 0
 	}
-	if _, done := b.recover([]seatState{sure(three, "a"), recovering("c")}); done || b.lost() != 3 {
-		t.Fatalf("b and c of {a,b,c} both recovering: done %v, lost %d; want version 3 reported lost", done, b.lost())
+	if _, done := b.recover([]seatState{sure(three, "a")}, 0); done || lost(b) != 0 {
+		t.Fatalf("b of {a,b,c} with a's state alone: done %v, lost %d; want it waiting for c, no loss reported", done, lost(b))
+	}
+	if _, done := b.recover([]seatState{sure(three, "a"), recovering("c")}, 0); done || lost(b) != 3 {
+		t.Fatalf("b and c of {a,b,c} both recovering: done %v, lost %d; want version 3 reported lost", done, lost(b))
 	}
 	x := newSeatAcceptor(run{"x", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
-	x.recover([]seatState{sure(three, "a"), recovering("b")})
-	if x.lost() != 0 {
-		t.Fatalf("x, no seat, with one seat of {a,b,c} recovering reports version %d lost", x.lost())
+	x.recover([]seatState{sure(three, "a"), recovering("b")}, 0)
+	if lost(x) != 0 {
+		t.Fatalf("x, no seat, with one seat of {a,b,c} recovering reports version %d lost", lost(x))
 	}
-	x.recover([]seatState{sure(three, "a"), recovering("b"), recovering("c")})
-	if x.lost() != 3 {
-		t.Fatalf("x, no seat, with two seats of {a,b,c} recovering reports %d; want version 3 lost", x.lost())
+	x.recover([]seatState{sure(three, "a"), recovering("b"), recovering("c")}, 0)
+	if lost(x) != 3 {
+		t.Fatalf("x, no seat, with two seats of {a,b,c} recovering reports %d; want version 3 lost", lost(x))
 	}
-	if x.recover([]seatState{sure(three, "a"), recovering("b"), sure(three, "c")}); x.lost() != 0 {
-		t.Fatalf("c recovered, and x still reports version %d lost", x.lost())
+	if x.recover([]seatState{sure(three, "a"), recovering("b"), sure(three, "c")}, 0); lost(x) != 0 {
+		t.Fatalf("c recovered, and x still reports version %d lost", lost(x))
 	}
 	five := cfgOf(6, "a", "b", "c", "d", "e")
 	e := newSeatAcceptor(run{"e", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
-	e.recover([]seatState{sure(five, "a"), recovering("b")})
-	if e.lost() != 0 {
-		t.Fatalf("b and e of five seats recovering: e reports version %d lost; three seats can still give state", e.lost())
+	e.recover([]seatState{sure(five, "a"), recovering("b")}, 0)
+	if lost(e) != 0 {
+		t.Fatalf("b and e of five seats recovering: e reports version %d lost; three seats can still give state", lost(e))
 	}
-	e.recover([]seatState{sure(five, "a"), recovering("b"), recovering("c")})
-	if e.lost() != 6 {
-		t.Fatalf("b, c and e of five seats recovering: e reports %d; want version 6 lost", e.lost())
+	e.recover([]seatState{sure(five, "a"), recovering("b"), recovering("c")}, 0)
+	if lost(e) != 6 {
+		t.Fatalf("b, c and e of five seats recovering: e reports %d; want version 6 lost", lost(e))
+	}
+	// Runs that know no config, and hear only from runs recovering too:
+	// the cluster's seats all lost their state.
+	f := newSeatAcceptor(run{"f", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	f.recover([]seatState{recovering("g")}, 0)
+	if v, ok := f.lost(); !ok || v != 0 {
+		t.Fatalf("f, knowing no config, hearing only g recovering: lost %d, %v; want reported, version unknown", v, ok)
+	}
+	f.recover([]seatState{recovering("g"), {Seat: run{"h", "1"}}}, 0)
+	if _, ok := f.lost(); ok {
+		t.Fatal("f reports the seats lost though h, not recovering, may yet give it state")
 	}
 }
 
@@ -323,17 +340,21 @@ func TestSeatProtocolExplorer(t *testing.T) {
 
 // seatSimStats count what a schedule did.
 type seatSimStats struct {
-	Decided   uint64 // versions decided after the first
-	Lost      uint64 // runs left waiting by a majority's state lost at once, reported
-	Fences    uint64 // revocations completed
-	Restarts  uint64 // runs started after a crash
-	Recovered uint64 // restarted runs that recovered
-	Refused   uint64 // grants refused to a revoked run
+	Decided    uint64 // versions decided after the first
+	Lost       uint64 // runs left waiting by a majority's state lost at once, reported
+	Zombies    uint64 // earlier runs left alive beside a restarted one
+	Superseded uint64 // current runs that learnt of a later run of their node, and restarted
+	Fences     uint64 // revocations completed
+	Restarts   uint64 // runs started after a crash
+	Recovered  uint64 // restarted runs that recovered
+	Refused    uint64 // grants refused to a revoked run
 }
 
 func (a *seatSimStats) add(b seatSimStats) {
 	a.Decided += b.Decided
 	a.Lost += b.Lost
+	a.Zombies += b.Zombies
+	a.Superseded += b.Superseded
 	a.Fences += b.Fences
 	a.Restarts += b.Restarts
 	a.Recovered += b.Recovered
@@ -372,11 +393,18 @@ type seatSimProc struct {
 	renewAt   time.Duration
 	backoff   time.Duration // no proposal before then
 	announced bool          // a recovering run sent its number
+	// zombie: an earlier run still alive beside this one (L4: a paused
+	// or cut-off process whose replacement started under its name). It
+	// hears nothing and does nothing until resume, then answers and
+	// acts as it did, until it dies.
+	zombie        *seatSimProc
+	resume, dieAt time.Duration // the zombie's
 }
 
 // seatSimFence is a fencer's round and what the checks need of it.
 type seatSimFence struct {
 	rev    *seatRevocation
+	number uint64 // the revoked run's
 	done   bool
 	end    time.Duration
 	atVers uint64 // the config version it completed under
@@ -398,6 +426,7 @@ type seatSim struct {
 	oneAtATime bool
 	plan       *seatSimPlan
 	stats      seatSimStats
+	zombies    bool // restarts may leave the earlier run alive (on unless TANDEM_SEATS_ZOMBIES=0)
 }
 
 func (s *seatSim) proc(name string) *seatSimProc {
@@ -407,6 +436,44 @@ func (s *seatSim) proc(name string) *seatSimProc {
 		}
 	}
 	return nil
+}
+
+// target returns the run message m reaches: the one it names, or, sent
+// to the name, the current run or a live zombie of an earlier one, as
+// routing happens to pick; nil if none is up.
+func (s *seatSim) target(m seatMsg) *seatSimProc {
+	p := s.proc(m.to.name)
+	z := p.zombie
+	if z != nil && s.now < z.resume {
+		z = nil // paused: what it would hear is lost
+	}
+	switch {
+	case m.to.incarnation == "" && z != nil && (!p.up || s.rng.IntN(2) == 0):
+		return z
+	case m.to.incarnation == "" && p.up:
+		return p
+	case z != nil && m.to.incarnation == z.self.incarnation:
+		return z
+	case p.up && m.to.incarnation == p.self.incarnation:
+		return p
+	}
+	return nil
+}
+
+// restart starts a new run of p at once. With zombies on, the earlier
+// run may stay alive beside it, paused for a while, then resumed.
+func (s *seatSim) restart(p *seatSimProc) {
+	if s.zombies && p.up && p.zombie == nil && s.rng.IntN(2) == 0 {
+		z := *p
+		z.fences = slices.Clone(p.fences)
+		z.zombie = nil
+		z.resume = s.now + time.Duration(s.rng.IntN(1500))*time.Millisecond
+		z.dieAt = z.resume + time.Duration(s.rng.IntN(3000))*time.Millisecond
+		p.zombie = &z
+		s.stats.Zombies++
+	}
+	s.start(p, seatConfig{})
+	s.stats.Restarts++
 }
 
 func (s *seatSim) send(from, to run, body any) {
@@ -464,23 +531,25 @@ func (s *seatSim) start(p *seatSimProc, cfg seatConfig) {
 
 // deliver hands message m to its run, and sends what that run answers.
 func (s *seatSim) deliver(m seatMsg) error {
-	p := s.proc(m.to.name)
-	if !p.up || m.to.incarnation != "" && m.to.incarnation != p.self.incarnation {
+	p := s.target(m)
+	if p == nil {
 		return nil
 	}
 	a := p.acc
 	switch b := m.body.(type) {
 	case seatGrantAsk:
-		ans := a.grantLease(b, s.now)
+		ans := a.grantLease(b, s.now, p.hold.live(s.now))
 		if !ans.Granted && ans.Epoch > b.Epoch {
 			s.stats.Refused++
 		}
 		s.send(p.self, m.from, seatGrantReply{ans: ans, sent: m.sent})
 	case seatGrantReply:
+		a.heardOf(b.ans.Numbers)
 		p.hold.record(b.sent, b.ans)
 	case seatRevokeAsk:
 		s.send(p.self, m.from, seatRevokeEnvelope{ask: b, ans: a.revoke(b, s.now)})
 	case seatRevokeEnvelope:
+		a.heardOf(b.ans.Numbers)
 		for _, f := range p.fences {
 			if f.done || f.rev.ask() != b.ask {
 				continue
@@ -495,6 +564,7 @@ func (s *seatSim) deliver(m seatMsg) error {
 	case seatPrepare:
 		s.send(p.self, m.from, a.prepare(b, s.now))
 	case seatPromise:
+		a.heardOf(b.Numbers)
 		if p.prop != nil {
 			if acc := p.prop.promise(b); acc != nil {
 				for _, seat := range p.prop.base.Seats {
@@ -505,6 +575,7 @@ func (s *seatSim) deliver(m seatMsg) error {
 	case seatAccept:
 		s.send(p.self, m.from, a.accept(b, s.now))
 	case seatAccepted:
+		a.heardOf(b.Numbers)
 		if p.prop != nil {
 			if d := p.prop.accepted(b); d != nil {
 				if err := s.learn(d.Config); err != nil {
@@ -531,10 +602,10 @@ func (s *seatSim) deliver(m seatMsg) error {
 			for _, st := range p.states {
 				states = append(states, st)
 			}
-			announce, done := a.recover(states)
+			announce, done := a.recover(states, s.now)
 			if done {
 				s.stats.Recovered++
-				p.hold.cfg = a.cfg
+				p.hold.cfg, p.hold.number = a.cfg, a.number
 				return s.learn(a.cfg)
 			}
 			if announce > 0 && !p.announced {
@@ -558,6 +629,22 @@ type seatGrantReply struct {
 	sent time.Duration
 }
 
+// catchUp sends, now and then, p's config, with every revocation it must
+// carry, to a node that answered under an older one. A run recovering
+// again under a config it adopted relays that decision too: it may be
+// the only one that learnt it, and a seat that accepted the value but
+// never heard the outcome stays sealed under the config before, where it
+// can neither finish the instance (its peer does not vote while it
+// recovers) nor give the state the recovering run needs.
+func (s *seatSim) catchUp(p *seatSimProc) {
+	a := p.acc
+	q := s.procs[s.rng.IntN(len(s.procs))]
+	decided := a.active(s.now) || !a.recovered && a.cfg.Version > 0
+	if q != p && decided && q.up && q.acc.cfg.Version < a.cfg.Version && (s.calm || s.rng.IntN(4) == 0) {
+		s.send(p.self, run{name: q.name}, seatDecide{Config: a.cfg, Revoked: maps.Clone(a.revoked), Numbers: maps.Clone(a.numbers)})
+	}
+}
+
 // act lets node p do what a node does by itself at s.now.
 func (s *seatSim) act(p *seatSimProc) {
 	a := p.acc
@@ -565,6 +652,7 @@ func (s *seatSim) act(p *seatSimProc) {
 		if s.now >= p.renewAt {
 			s.broadcast(p, seatStateAsk{From: p.self, Number: a.number})
 			p.renewAt = s.now + 100*time.Millisecond
+			s.catchUp(p)
 		}
 		return
 	}
@@ -580,12 +668,19 @@ func (s *seatSim) act(p *seatSimProc) {
 				}
 			}
 		}
-		// Catch-up, now and then: the config, with every revocation it
-		// must carry, to a node that answered under an older one.
-		q := s.procs[s.rng.IntN(len(s.procs))]
-		if q != p && a.active(s.now) && q.up && q.acc.cfg.Version < a.cfg.Version && (s.calm || s.rng.IntN(4) == 0) {
-			s.send(p.self, run{name: q.name}, seatDecide{Config: a.cfg, Revoked: maps.Clone(a.revoked), Numbers: maps.Clone(a.numbers)})
+		s.catchUp(p)
+	}
+	if a.superseded() {
+		// A later run of its node is known: this one stops. The node
+		// starts a new run, unless this is an earlier one still alive
+		// beside its successor, which ends.
+		if q := s.proc(p.name); q.zombie == p {
+			q.zombie = nil
+		} else {
+			s.start(p, seatConfig{})
+			s.stats.Superseded++
 		}
+		return
 	}
 	if p.prop != nil && (p.prop.failed || s.now-p.propAt > 800*time.Millisecond) {
 		// Give up, and back off for a random while: proposers that
@@ -677,13 +772,28 @@ func (s *seatSim) mayCrash(p *seatSimProc) bool {
 	return true
 }
 
+// runsOf returns the live runs of node name: its current one if up, and
+// a zombie of an earlier one.
+func (s *seatSim) runsOf(name string) []*seatSimProc {
+	p := s.proc(name)
+	var out []*seatSimProc
+	if p.up {
+		out = append(out, p)
+	}
+	if p.zombie != nil {
+		out = append(out, p.zombie)
+	}
+	return out
+}
+
 // check runs checks 2 and 3.
 func (s *seatSim) check() error {
 	for _, f := range s.fences {
 		h := f.rev.holder
-		p := s.proc(h.name)
-		if s.now >= f.end && p.up && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.live(s.now) {
-			return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v), though its revocation's fence ended at %v", s.now, h, p.hold.epoch, p.hold.cfg, f.end)
+		for _, p := range s.runsOf(h.name) {
+			if s.now >= f.end && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.live(s.now) {
+				return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v), though its revocation's fence ended at %v", s.now, h, p.hold.epoch, p.hold.cfg, f.end)
+			}
 		}
 		for v, c := range s.decided {
 			if v+1 < f.atVers {
@@ -691,8 +801,23 @@ func (s *seatSim) check() error {
 			}
 			var grant []string
 			for _, name := range c.Seats {
-				if q := s.proc(name); q.up && q.acc.cfg.Version == v && !q.acc.refuses(h, f.rev.epoch, s.now) {
-					grant = append(grant, name)
+				for _, q := range s.runsOf(name) {
+					// An earlier run still alive holds stale records; it
+					// counts only where its grant would: it grants while
+					// it is live itself (R2.5), or to a seat of its
+					// config, and then the holder counts it until an
+					// answer names a later run of its node.
+					zombie := q != s.proc(name)
+					counts := !zombie || q.hold.live(s.now)
+					if zombie && !counts && q.acc.cfg.holds(h.name) {
+						for _, hr := range s.runsOf(h.name) {
+							counts = counts || hr.self == h && hr.hold.numbers[name] <= q.acc.number
+						}
+					}
+					if q.acc.cfg.Version == v && !q.acc.refuses(h, f.number, f.rev.epoch, s.now) && counts {
+						grant = append(grant, name)
+						break
+					}
 				}
 			}
 			if len(grant) >= c.majority() {
@@ -716,7 +841,7 @@ func runSeats(seed uint64) (*seatSim, error) {
 	n := 2 + rng.IntN(5)
 	s := &seatSim{
 		rng: rng, decided: map[uint64]seatConfig{}, cut: map[string]time.Duration{}, links: map[[2]string]time.Duration{},
-		loss: float64(rng.IntN(4)) / 10, dup: 0.05, oneAtATime: seed%2 == 0,
+		loss: float64(rng.IntN(4)) / 10, dup: 0.05, oneAtATime: seed%2 == 0, zombies: os.Getenv("TANDEM_SEATS_ZOMBIES") != "0",
 	}
 	first := 1 + rng.IntN(min(n, 5))
 	var seats []string
@@ -738,6 +863,7 @@ func runSeats(seed uint64) (*seatSim, error) {
 			clear(s.cut)
 			clear(s.links)
 			for _, p := range s.procs {
+				p.zombie = nil // a calm spell: every earlier run has died
 				if !p.up {
 					s.start(p, seatConfig{})
 				}
@@ -764,6 +890,11 @@ func runSeats(seed uint64) (*seatSim, error) {
 			if p.up {
 				s.act(p)
 			}
+			if z := p.zombie; z != nil && s.now >= z.dieAt {
+				p.zombie = nil
+			} else if z != nil && s.now >= z.resume {
+				s.act(z)
+			}
 		}
 		if !s.calm {
 			s.fault()
@@ -785,11 +916,13 @@ func runSeats(seed uint64) (*seatSim, error) {
 	newest := s.decided[top]
 	var recovering []string // seats of the newest config that hold no state of it
 	for _, name := range newest.Seats {
-		if q := s.proc(name); !q.acc.recovered || q.acc.unsure {
+		if q := s.proc(name); !q.acc.recovered || q.acc.unsure || q.acc.superseded() {
 			recovering = append(recovering, name)
 		}
 	}
-	majorityLost := !s.oneAtATime && len(recovering) >= newest.majority()
+	// A run superseded by an earlier one still alive (L4) restarts too,
+	// whatever else is down: state is then no longer lost one at a time.
+	majorityLost := (!s.oneAtATime || s.stats.Superseded > 0) && len(recovering) >= newest.majority()
 	for _, p := range s.procs {
 		a := p.acc
 		if a.active(s.now) && !a.unsure && a.cfg.Version == top && !a.sealed {
@@ -799,8 +932,8 @@ func runSeats(seed uint64) (*seatSim, error) {
 			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d (newest decided %d %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, top, newest.Seats, recovering, a.sealed)
 		}
 		s.stats.Lost++
-		if !a.recovered && a.lost() != top {
-			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d; seats %v of version %d %v are recovering, a majority, and it must report that version", p.name, a.lost(), recovering, top, newest.Seats)
+		if v, ok := a.lost(); !a.recovered && (!ok || v != top && (v != 0 || a.cfg.Version != 0)) {
+			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d (%v); seats %v of version %d %v are recovering, a majority, and it must report that version", p.name, v, ok, recovering, top, newest.Seats)
 		}
 	}
 	return s, nil
@@ -818,11 +951,10 @@ func (s *seatSim) fault() {
 		s.plan = nil
 		f := s.procs[s.rng.IntN(len(s.procs))]
 		if pl.seat.up && s.mayCrash(pl.seat) {
-			s.start(pl.seat, seatConfig{})
-			s.stats.Restarts++
+			s.restart(pl.seat)
 		}
 		if f != pl.holder && f.up && f.acc.active(s.now) && pl.holder.up && len(f.fences) < 8 {
-			f.fences = append(f.fences, &seatSimFence{rev: newSeatRevocation(pl.holder.self, pl.holder.hold.epoch, f.acc.cfg, 10*time.Millisecond)})
+			f.fences = append(f.fences, &seatSimFence{rev: newSeatRevocation(pl.holder.self, pl.holder.hold.epoch, f.acc.cfg, 10*time.Millisecond), number: pl.holder.hold.number})
 		}
 		return
 	}
@@ -836,8 +968,7 @@ func (s *seatSim) fault() {
 	case r < 14 && p.up && s.mayCrash(p):
 		// A restart: the run goes down and a new one starts at once,
 		// while the grants the old run made still last.
-		s.start(p, seatConfig{})
-		s.stats.Restarts++
+		s.restart(p)
 	case r < 15 && s.plan == nil:
 		// A holder h talks only to seat p and one other for a while,
 		// so the other seats' grants grow old and no refusal reaches
@@ -870,7 +1001,7 @@ func (s *seatSim) fault() {
 		// p fences another node's current run, as if it had departed.
 		q := s.procs[s.rng.IntN(len(s.procs))]
 		if q != p && p.up && p.acc.active(s.now) && q.up && len(p.fences) < 8 {
-			p.fences = append(p.fences, &seatSimFence{rev: newSeatRevocation(q.self, q.hold.epoch, p.acc.cfg, 10*time.Millisecond)})
+			p.fences = append(p.fences, &seatSimFence{rev: newSeatRevocation(q.self, q.hold.epoch, p.acc.cfg, 10*time.Millisecond), number: q.hold.number})
 		}
 	}
 }
@@ -883,7 +1014,7 @@ func TestARestartedSeatAnswersOnlyOnceItsEarlierRunsGrantsHaveLapsed(t *testing.
 	cfg := cfgOf(1, "a", "b", "c")
 	h := run{"h", "1"}
 	old := newSeatAcceptor(run{"a", "1"}, cfg, seatL+seatM, seatSettle, 0)
-	if ans := old.grantLease(seatGrantAsk{Holder: h}, time.Second); !ans.Granted {
+	if ans := old.grantLease(seatGrantAsk{Holder: h}, time.Second, true); !ans.Granted {
 		t.Fatalf("grant refused: %+v", ans)
 	}
 	// a restarts at once and recovers from b and c.
@@ -892,11 +1023,11 @@ func TestARestartedSeatAnswersOnlyOnceItsEarlierRunsGrantsHaveLapsed(t *testing.
 		{Seat: run{"b", "1"}, Active: true, Config: cfg, Numbers: seatNumbers{"a": 1}},
 		{Seat: run{"c", "1"}, Active: true, Config: cfg, Numbers: seatNumbers{"a": 1}},
 	}
-	number, _ := restarted.recover(states)
+	number, _ := restarted.recover(states, time.Second)
 	for i := range states {
 		states[i].For = number
 	}
-	if _, done := restarted.recover(states); !done {
+	if _, done := restarted.recover(states, time.Second); !done {
 		t.Fatal("did not recover")
 	}
 	at := time.Second + 10*time.Millisecond
@@ -920,18 +1051,18 @@ func TestARestartedSeatsNumberIsAboveItsFirstRuns(t *testing.T) {
 	b := newSeatAcceptor(run{"b", "1"}, cfg, seatL+seatM, seatSettle, 0)
 	c := newSeatAcceptor(run{"c", "1"}, cfg, seatL+seatM, seatSettle, 0)
 	h := newSeatHolder(run{"h", "1"}, cfg, seatL)
-	h.record(0, a.grantLease(h.ask(), 0))
+	h.record(0, a.grantLease(h.ask(), 0, true))
 	f := newSeatRevocation(h.self, 0, cfg, 10*time.Millisecond)
 	f.record(5*time.Millisecond, a.revoke(f.ask(), 5*time.Millisecond))
 	// a restarts and recovers from b and c, which never heard from it.
 	a2 := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 10*time.Millisecond)
 	ask := seatStateAsk{From: a2.self}
-	number, _ := a2.recover([]seatState{b.state(ask, 10*time.Millisecond), c.state(ask, 10*time.Millisecond)})
+	number, _ := a2.recover([]seatState{b.state(ask, 10*time.Millisecond), c.state(ask, 10*time.Millisecond)}, 10*time.Millisecond)
 	if number < 2 {
 		t.Fatalf("the restarted run picked number %d; its first run was 1", number)
 	}
 	ask.Number = number
-	if _, done := a2.recover([]seatState{b.state(ask, 11*time.Millisecond), c.state(ask, 11*time.Millisecond)}); !done {
+	if _, done := a2.recover([]seatState{b.state(ask, 11*time.Millisecond), c.state(ask, 11*time.Millisecond)}, 11*time.Millisecond); !done {
 		t.Fatal("did not recover")
 	}
 	f.record(20*time.Millisecond, b.revoke(f.ask(), 20*time.Millisecond))
@@ -983,15 +1114,15 @@ func TestARunRecoveredUnderAnOlderConfigRecoversAgainUnderTheNewer(t *testing.T)
 			}
 			return out
 		}
-		ask.Number, _ = r.recover(states())
-		if _, done := r.recover(states()); !done {
+		ask.Number, _ = r.recover(states(), 0)
+		if _, done := r.recover(states(), 0); !done {
 			t.Fatalf("%s did not recover from %v", name, from)
 		}
 		return r
 	}
 	granting := func(acc map[string]*seatAcceptor, cfg seatConfig, now time.Duration) (out []string) {
 		for _, n := range cfg.Seats {
-			if !acc[n].refuses(h, 0, now) {
+			if !acc[n].refuses(h, 1, 0, now) {
 				out = append(out, n)
 			}
 		}
@@ -1084,8 +1215,8 @@ func TestAnUnsureSeatFinishesTheInstanceItIsUnsureOf(t *testing.T) {
 	a := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, now)
 	ask := seatStateAsk{From: a.self}
 	states := func() []seatState { return []seatState{acc["b"].state(ask, now), acc["c"].state(ask, now)} }
-	ask.Number, _ = a.recover(states())
-	if _, done := a.recover(states()); !done || !a.unsure {
+	ask.Number, _ = a.recover(states(), 0)
+	if _, done := a.recover(states(), 0); !done || !a.unsure {
 		t.Fatalf("recovered %v, unsure %v; want recovered and unsure", done, a.unsure)
 	}
 	acc["a"] = a
@@ -1113,4 +1244,115 @@ func TestAnUnsureSeatFinishesTheInstanceItIsUnsureOf(t *testing.T) {
 	if dec == nil || !slices.Equal(dec.Config.Seats, next.Seats) {
 		t.Fatalf("decided %+v; want the accepted %v", dec, next.Seats)
 	}
+}
+
+// recoveredRun returns a run of name restarted at 0 that recovered at
+// now from the first-config seats given (two rounds).
+func recoveredRun(t *testing.T, name, incarnation string, now time.Duration, from ...*seatAcceptor) *seatAcceptor {
+	t.Helper()
+	r := newSeatAcceptor(run{name, incarnation}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	ask := seatStateAsk{From: r.self}
+	states := func() []seatState {
+		var out []seatState
+		for _, s := range from {
+			out = append(out, s.state(ask, now))
+		}
+		return out
+	}
+	ask.Number, _ = r.recover(states(), now)
+	if _, done := r.recover(states(), now); !done {
+		t.Fatalf("%v did not recover", r.self)
+	}
+	return r
+}
+
+// L4, one voice per seat: a's first run stays alive (paused, or cut
+// off) while a second run recovers from b and c and, with b, revokes a
+// holder h. After the fence h reaches only a's first run, which knows
+// nothing of the revocation, and c, which did not record it: each rule
+// that keeps h from a majority again, on its own.
+func TestAnEarlierRunAliveBesideItsSuccessorKeepsNoRevokedHolderLive(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	setup := func(t *testing.T) (a1, a2, b, c *seatAcceptor, h *seatHolder, after time.Duration) {
+		a1 = newSeatAcceptor(run{"a", "1"}, cfg, seatL+seatM, seatSettle, 0)
+		b = newSeatAcceptor(run{"b", "1"}, cfg, seatL+seatM, seatSettle, 0)
+		c = newSeatAcceptor(run{"c", "1"}, cfg, seatL+seatM, seatSettle, 0)
+		h = newSeatHolder(run{"h", "1"}, cfg, seatL)
+		for _, s := range []*seatAcceptor{a1, b, c} {
+			h.record(0, s.grantLease(h.ask(), 0, true))
+		}
+		a2 = recoveredRun(t, "a", "2", 100*time.Millisecond, b, c)
+		if a2.active(100*time.Millisecond+seatSettle-time.Millisecond) || !a2.active(100*time.Millisecond+seatSettle) {
+			t.Fatal("the second run must answer only settle after it recovered: until then its first run may hold and give grants it cannot know of")
+		}
+		at := 100*time.Millisecond + seatSettle
+		f := newSeatRevocation(h.self, 0, cfg, 10*time.Millisecond)
+		f.record(at, a2.revoke(f.ask(), at))
+		f.record(at, b.revoke(f.ask(), at))
+		end, done := f.ends()
+		if !done {
+			t.Fatal("the revocation did not end at a's second run and b")
+		}
+		return a1, a2, b, c, h, end + time.Millisecond
+	}
+
+	t.Run("a seat refuses an earlier run, so it is not live", func(t *testing.T) {
+		a1, a2, b, c, _, now := setup(t)
+		self := newSeatHolder(a1.self, cfg, seatL)
+		for _, s := range []*seatAcceptor{a2, b, c} {
+			if ans := s.grantLease(self.ask(), now, true); ans.Granted {
+				t.Fatalf("%v granted a's first run, though it knows of a later one", s.self)
+			}
+		}
+		self.record(now, a1.grantLease(self.ask(), now, true))
+		if self.live(now) {
+			t.Fatal("a's first run is live on its own grant alone")
+		}
+	})
+	t.Run("an earlier run that is not live grants no non-seat (R2.5)", func(t *testing.T) {
+		a1, _, _, _, h, now := setup(t)
+		if ans := a1.grantLease(h.ask(), now, false); ans.Granted {
+			t.Fatal("a's first run, not live, granted non-seat h")
+		}
+		if ans := a1.grantLease(seatGrantAsk{Holder: run{"b", "1"}, Number: 1}, now, false); !ans.Granted {
+			t.Fatal("a seat that is not live refused a seat: liveness could never start")
+		}
+	})
+	t.Run("a holder drops an earlier run's grant once an answer names a later one", func(t *testing.T) {
+		a1, _, _, c, h, now := setup(t)
+		h.record(now, a1.grantLease(h.ask(), now, true)) // as if a1 were live: the other protection is off
+		h.record(now, c.grantLease(h.ask(), now, true))
+		if h.live(now) {
+			t.Fatal("revoked h is live after its fence ended, on grants from a's first run and from c")
+		}
+		// And in the other order: the earlier run's grant after c's answer.
+		_, _, _, c, h, now = setup(t)
+		h.record(now, c.grantLease(h.ask(), now, true))
+		h.record(now, a1.grantLease(h.ask(), now, true))
+		if h.live(now) {
+			t.Fatal("revoked h counted a's first run's grant after c named a's later run")
+		}
+	})
+	t.Run("a holder that learns of a later run of its own node stops", func(t *testing.T) {
+		_, _, b, _, _, now := setup(t)
+		old := newSeatHolder(run{"a", "1"}, cfg, seatL)
+		old.record(now, b.grantLease(old.ask(), now, true))
+		if !old.superseded || old.live(now) {
+			t.Fatalf("a's first run as holder: superseded %v, live %v; b named a later run of a", old.superseded, old.live(now))
+		}
+	})
+	t.Run("two runs picking at once never share a number, and the lower is superseded", func(t *testing.T) {
+		x, y := runNumber(109525, run{"a", "2"}), runNumber(109525, run{"a", "3"})
+		if x == y || x <= 109525 || y <= 109525 {
+			t.Fatalf("numbers %d and %d picked above 109525 by two runs", x, y)
+		}
+		a1, _, _, _, _, now := setup(t)
+		a1.hear("a", max(x, y))
+		if !a1.superseded() || a1.active(now) || !a1.refuses(run{"h", "1"}, 1, 0, now) {
+			t.Fatal("a run that knows a later run of its own node still answers")
+		}
+		if st := a1.state(seatStateAsk{From: run{"d", "1"}}, now); !st.Recovering || st.Active {
+			t.Fatalf("a superseded run gave state %+v", st)
+		}
+	})
 }
