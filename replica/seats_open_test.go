@@ -27,6 +27,28 @@ func reviewSeats(n int) seatConfig {
 	return cfgOf(1, []string{"a", "b", "c", "d", "e"}[:n]...)
 }
 
+// reviewFirstRuns returns the first run of every seat of cfg, by name.
+func reviewFirstRuns(cfg seatConfig) map[string]*seatAcceptor {
+	first := map[string]*seatAcceptor{}
+	for _, s := range cfg.Seats {
+		first[s] = newSeatAcceptor(run{s, "1"}, cfg, seatL+seatM, seatSettle, 0)
+	}
+	return first
+}
+
+// reviewRestartA restarts a: its second run recovers at 100 ms from the
+// first |C| − maj(C) + 1 other seats. It returns the run and when it
+// answers.
+func reviewRestartA(t *testing.T, cfg seatConfig, first map[string]*seatAcceptor) (*seatAcceptor, time.Duration) {
+	t.Helper()
+	need := len(cfg.Seats) - cfg.majority() + 1
+	var from []*seatAcceptor
+	for _, s := range cfg.Seats[1 : 1+need] {
+		from = append(from, first[s])
+	}
+	return recoveredRun(t, "a", "2", 100*time.Millisecond, from...), 100*time.Millisecond + seatSettle
+}
+
 // reviewRecover is recoveredRun, but reports a run that does not recover
 // (the scenario is then shut out) instead of failing.
 func reviewRecover(name, incarnation string, now time.Duration, from ...*seatAcceptor) (*seatAcceptor, bool) {
@@ -72,24 +94,15 @@ func TestReviewAnEarlierRunsStateLosesACompletedRevocation(t *testing.T) {
 		t.Run(fmt.Sprintf("%d seats", n), func(t *testing.T) {
 			cfg := reviewSeats(n)
 			ms := time.Millisecond
-			first := map[string]*seatAcceptor{}
-			for _, s := range cfg.Seats {
-				first[s] = newSeatAcceptor(run{s, "1"}, cfg, seatL+seatM, seatSettle, 0)
-			}
+			first := reviewFirstRuns(cfg)
 			h := newSeatHolder(run{"h", "1"}, cfg, seatL)
 			for _, s := range cfg.Seats {
 				h.record(0, first[s].grantLease(h.ask(), 0, true))
 			}
 			need := len(cfg.Seats) - cfg.majority() + 1
 			others := cfg.Seats[1:] // b, c, …
-			// a restarts; a2 recovers from the first `need` other seats.
-			var r []*seatAcceptor
-			for _, s := range others[:need] {
-				r = append(r, first[s])
-			}
 			a1 := first["a"]
-			a2 := recoveredRun(t, "a", "2", 100*ms, r...)
-			now := 100*ms + seatSettle
+			a2, now := reviewRestartA(t, cfg, first)
 			if !a2.active(now) {
 				t.Fatal("a2 not active")
 			}
@@ -161,19 +174,10 @@ func TestReviewAnEarlierRunsStateLetsTwoConfigsBeChosen(t *testing.T) {
 		t.Run(fmt.Sprintf("%d seats", n), func(t *testing.T) {
 			cfg := reviewSeats(n)
 			ms := time.Millisecond
-			first := map[string]*seatAcceptor{}
-			for _, s := range cfg.Seats {
-				first[s] = newSeatAcceptor(run{s, "1"}, cfg, seatL+seatM, seatSettle, 0)
-			}
-			need := len(cfg.Seats) - cfg.majority() + 1
-			others := cfg.Seats[1:]
-			var r []*seatAcceptor
-			for _, s := range others[:need] {
-				r = append(r, first[s])
-			}
+			first := reviewFirstRuns(cfg)
+			others := cfg.Seats[1:] // b, c, …
 			a1 := first["a"]
-			a2 := recoveredRun(t, "a", "2", 100*ms, r...)
-			now := 100*ms + seatSettle
+			a2, now := reviewRestartA(t, cfg, first)
 			// X (add z) chosen by a2 and b, c, … up to a majority.
 			x := cfgOf(2, append(slices.Clone(cfg.Seats), "z")...)
 			voters := []*seatAcceptor{a2}
