@@ -229,6 +229,7 @@ type (
 	seatState struct {
 		Seat       run
 		Recovering bool
+		Number     uint64 // the giving run's own number
 		For        uint64 // the number announced by the ask it answers, 0 if none
 		Numbers    seatNumbers
 		Active     bool
@@ -272,12 +273,13 @@ type seatAcceptor struct {
 	// nothing, records no revocation and gives no state. On the decision
 	// it recovers again, under the newer config.
 	unsure bool
-	// isLost: this recovering run last found a majority of the seats of
-	// config version lostAt recovering too (lostAt 0: every run that
-	// answered is recovering and none knows a config). Each needs the
-	// states of |C| − maj(C) + 1 other seats that have recovered, which
-	// fewer than that many remain to give: the state those runs' earlier
-	// ones held is gone, and no run of C can vote or recover.
+	// isLost: this recovering run last found so many of the seats of
+	// config version lostAt recovering too that fewer than
+	// recoveryNeed(C) remain recovered (lostAt 0: every run that
+	// answered is recovering and none knows a config). Each recovering
+	// run needs the states of that many recovered seats other than its
+	// own: the state those runs' earlier ones held is gone, and no run
+	// of C can vote or recover.
 	isLost bool
 	lostAt uint64
 }
@@ -485,18 +487,20 @@ func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 	}
 	a.hear(ask.From.name, ask.Number)
 	return seatState{
-		Seat: a.self, For: ask.Number, Numbers: a.numbersCopy(), Active: true, Config: a.cfg, Sealed: a.sealed,
+		Seat: a.self, Number: a.number, For: ask.Number, Numbers: a.numbersCopy(), Active: true, Config: a.cfg, Sealed: a.sealed,
 		Promised: a.promised, Accepted: a.accepted, Revoked: maps.Clone(a.revoked),
 	}
 }
 
 // recover takes the states other seats gave this restarted run, in two
 // rounds. It needs the newest config among them (or the one it adopted,
-// recovering again) and the states of |C| − maj(C) + 1 seats of that
+// recovering again) and the states of recoveryNeed(C) seats of that
 // config other than itself, at that version, whether or not it is one of
 // the seats: together with any majority that recorded a revocation,
 // promised or accepted in the instance after it without this node's
-// earlier run, they leave one seat in common. From the first round it
+// earlier run, they leave one seat in common. A state given by a run
+// that any state knows a later run of does not count (L4). From the
+// first round it
 // picks its run number, one above every number they know for its name
 // (at least 2: every first run is 1), and returns it to announce; the
 // second round's states, given after each seat recorded that number
@@ -527,14 +531,21 @@ func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce 
 		return a.number, false
 	}
 	seat := newest.holds(a.self.name)
-	// Seat or not, the states of |C| − maj(C) + 1 seats: they meet every
-	// majority of C, so one of them shows a config accepted for the
-	// next version if one may have been chosen (a run of a node that is
-	// no seat of C may have been one of the next).
-	need := len(newest.Seats) - newest.majority() + 1
+	// A state given by an earlier run of its seat, still alive beside a
+	// later one (L4), lacks what the later run recorded: it counts for
+	// nothing once any state, or this run, knows a higher number for
+	// that seat.
+	known := maps.Clone(a.numbers)
+	for _, s := range states {
+		if s.Active {
+			known.merge(s.Numbers)
+		}
+	}
+	need := recoveryNeed(newest)
 	var from []seatState
 	for _, s := range states {
-		if s.Active && s.Config.Version == newest.Version && newest.holds(s.Seat.name) && s.Seat.name != a.self.name && s.For == a.number {
+		if s.Active && s.Config.Version == newest.Version && newest.holds(s.Seat.name) && s.Seat.name != a.self.name &&
+			s.For == a.number && s.Number >= known[s.Seat.name] {
 			from = append(from, s)
 		}
 	}
@@ -582,9 +593,32 @@ func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce 
 	return a.number, true
 }
 
-// stalled reports whether a majority of cfg's seats, this run among
-// them if it is one, are recovering by the latest states (a state may be
-// stale: what it returns is a report, acted on by no rule).
+// recoveryNeed returns how many other seats of cfg a restarted run
+// recovers from, seat or not: the smallest count q such that
+//   - they meet every majority of cfg (q ≥ |C| − maj(C) + 1), so one of
+//     them shows a config accepted for the next version if one may have
+//     been chosen, and holds every revocation a majority recorded;
+//   - a later run's number, known to the q seats its run recovered from,
+//     stays known to a seat other than its own that any later recovering
+//     run hears from, however many of those q restart in turn, each
+//     recovering from q others (2q − 2 > |C| − 2, so q ≥ maj(C)): a
+//     state given under the seat's name by its earlier run, still alive
+//     (L4), is then always outnumbered, and dropped.
+//
+// For odd sizes the two agree. A config of two seats cannot meet the
+// second (it would take both seats' states, its own among them): there a
+// restarted run recovers from the other seat alone, and an earlier run
+// alive beside its successor while the other seat restarts too is the
+// protocol's known limit (LEASES-AT-SCALE.md §6.1).
+func recoveryNeed(cfg seatConfig) int {
+	return max(len(cfg.Seats)-cfg.majority()+1, min(cfg.majority(), len(cfg.Seats)-1))
+}
+
+// stalled reports whether so many of cfg's seats, this run among them
+// if it is one, are recovering by the latest states that fewer than
+// recoveryNeed(cfg) remain to give state: a majority in odd configs, half
+// in even ones (a state may be stale: what it returns is a report, acted
+// on by no rule).
 func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) bool {
 	recovering := 0
 	if cfg.holds(a.self.name) {
@@ -595,7 +629,7 @@ func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) bool {
 			recovering++
 		}
 	}
-	return recovering >= cfg.majority()
+	return len(cfg.Seats)-recovering < recoveryNeed(cfg)
 }
 
 // lost reports whether this recovering run last found a majority of

@@ -141,7 +141,7 @@ func TestARestartedSeatRecoversFromEnoughOtherSeats(t *testing.T) {
 // fewer than |C| − maj(C) + 1 others are left to give state, so none of
 // them can recover. With fewer recovering it waits and reports nothing,
 // and a state given by a seat that recovered clears the report.
-func TestARecoveringRunReportsItsConfigLostOnlyWhenAMajorityRecovers(t *testing.T) {
+func TestARecoveringRunReportsItsConfigLostOnlyWhenTooFewSeatsRemain(t *testing.T) {
 	sure := func(cfg seatConfig, name string) seatState {
 		return seatState{Seat: run{name, "1"}, Active: true, Config: cfg}
 	}
@@ -181,6 +181,17 @@ func TestARecoveringRunReportsItsConfigLostOnlyWhenAMajorityRecovers(t *testing.
 	e.recover([]seatState{sure(five, "a"), recovering("b"), recovering("c")}, 0)
 	if lost(e) != 6 {
 		t.Fatalf("b, c and e of five seats recovering: e reports %d; want version 6 lost", lost(e))
+	}
+	// An even config: a restarted run needs every other seat but one
+	// (recoveryNeed), so two of four recovering stall, though they are
+	// no majority.
+	four := cfgOf(4, "a", "b", "c", "d")
+	d := newSeatAcceptor(run{"d", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	if d.recover([]seatState{sure(four, "a"), sure(four, "b"), sure(four, "c")}, 0); lost(d) != 0 {
+		t.Fatalf("d alone of four seats recovering reports version %d lost", lost(d))
+	}
+	if d.recover([]seatState{sure(four, "a"), sure(four, "b"), recovering("c")}, 0); lost(d) != 4 {
+		t.Fatalf("c and d of four seats recovering: d reports %d; want version 4 lost", lost(d))
 	}
 	// Runs that know no config, and hear only from runs recovering too:
 	// the cluster's seats all lost their state.
@@ -748,8 +759,8 @@ func (s *seatSim) inUse() []seatConfig {
 	return out
 }
 
-// mayCrash reports whether p may go down: every config in use keeps more
-// than |C| − maj(C) of its seats up and recovered.
+// mayCrash reports whether p may go down: every config in use keeps
+// recoveryNeed(C) of its seats, other than p, up and recovered.
 func (s *seatSim) mayCrash(p *seatSimProc) bool {
 	if s.oneAtATime {
 		for _, q := range s.procs {
@@ -765,7 +776,7 @@ func (s *seatSim) mayCrash(p *seatSimProc) bool {
 				up++
 			}
 		}
-		if up < len(c.Seats)-c.majority()+1 {
+		if up < recoveryNeed(c) {
 			return false
 		}
 	}
@@ -905,10 +916,11 @@ func runSeats(seed uint64) (*seatSim, error) {
 	}
 	// After the calm spell: one config everywhere, unsealed. Where state
 	// was lost one run at a time (oneAtATime), always. Else the seats of
-	// a config may have lost a majority's state at once (two of three
-	// both recovering, or one recovering and one recovered only under
-	// the config before, when it was chosen): nothing recovers that
-	// without disk, and every run still recovering must say so (lost).
+	// a config may have lost so many runs' state at once that fewer than
+	// recoveryNeed remain to recover from (two of three both recovering,
+	// or one recovering and one recovered only under the config before,
+	// when it was chosen): nothing recovers that without disk, and every
+	// run still recovering must say so (lost).
 	var top uint64
 	for v := range s.decided {
 		top = max(top, v)
@@ -922,18 +934,18 @@ func runSeats(seed uint64) (*seatSim, error) {
 	}
 	// A run superseded by an earlier one still alive (L4) restarts too,
 	// whatever else is down: state is then no longer lost one at a time.
-	majorityLost := (!s.oneAtATime || s.stats.Superseded > 0) && len(recovering) >= newest.majority()
+	stateLost := (!s.oneAtATime || s.stats.Superseded > 0) && len(newest.Seats)-len(recovering) < recoveryNeed(newest)
 	for _, p := range s.procs {
 		a := p.acc
 		if a.active(s.now) && !a.unsure && a.cfg.Version == top && !a.sealed {
 			continue
 		}
-		if !majorityLost {
+		if !stateLost {
 			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d (newest decided %d %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, top, newest.Seats, recovering, a.sealed)
 		}
 		s.stats.Lost++
 		if v, ok := a.lost(); !a.recovered && (!ok || v != top && (v != 0 || a.cfg.Version != 0)) {
-			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d (%v); seats %v of version %d %v are recovering, a majority, and it must report that version", p.name, v, ok, recovering, top, newest.Seats)
+			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d (%v); seats %v of version %d %v are recovering, too many to recover from, and it must report that version", p.name, v, ok, recovering, top, newest.Seats)
 		}
 	}
 	return s, nil
@@ -1104,8 +1116,7 @@ func TestARunRecoveredUnderAnOlderConfigRecoversAgainUnderTheNewer(t *testing.T)
 	}
 	// restart recovers a new run of name from the states of the given
 	// seats, both rounds.
-	restart := func(t *testing.T, acc map[string]*seatAcceptor, name string, from []string, now time.Duration) *seatAcceptor {
-		t.Helper()
+	tryRestart := func(acc map[string]*seatAcceptor, name string, from []string, now time.Duration) (*seatAcceptor, bool) {
 		r := newSeatAcceptor(run{name, "2"}, seatConfig{}, grantL, seatSettle, now)
 		ask := seatStateAsk{From: r.self}
 		states := func() (out []seatState) {
@@ -1115,7 +1126,13 @@ func TestARunRecoveredUnderAnOlderConfigRecoversAgainUnderTheNewer(t *testing.T)
 			return out
 		}
 		ask.Number, _ = r.recover(states(), 0)
-		if _, done := r.recover(states(), 0); !done {
+		_, done := r.recover(states(), 0)
+		return r, done
+	}
+	restart := func(t *testing.T, acc map[string]*seatAcceptor, name string, from []string, now time.Duration) *seatAcceptor {
+		t.Helper()
+		r, done := tryRestart(acc, name, from, now)
+		if !done {
 			t.Fatalf("%s did not recover from %v", name, from)
 		}
 		return r
@@ -1178,11 +1195,22 @@ func TestARunRecoveredUnderAnOlderConfigRecoversAgainUnderTheNewer(t *testing.T)
 		if _, done := f.ends(); !done {
 			t.Fatal("the fence did not end")
 		}
+		// a restarts and hears only c and d, still at c1. Recovering from
+		// |C| − maj(C) + 1 seats, it recovered from them, at c1, and all
+		// then adopted c2, where {a, c, d} would grant. Two states of a
+		// four-seat config are now too few (recoveryNeed): it waits for a
+		// third, and b's shows c2.
 		now += 10 * ms
-		acc["a"] = restart(t, acc, "a", []string{"c", "d"}, now)
+		if _, done := tryRestart(acc, "a", []string{"c", "d"}, now); done {
+			t.Fatal("a recovered from two seats of four")
+		}
 		now += 100 * ms
-		for _, n := range []string{"a", "c", "d"} {
+		for _, n := range []string{"c", "d"} {
 			acc[n].decide(dec, now)
+		}
+		acc["a"] = restart(t, acc, "a", []string{"b", "c", "d"}, now)
+		if acc["a"].cfg.Version != c2.Version {
+			t.Fatalf("a recovered at version %d, want %d", acc["a"].cfg.Version, c2.Version)
 		}
 		now += seatSettle
 		if g := granting(acc, c2, now); len(g) >= c2.majority() {
