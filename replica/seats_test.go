@@ -344,7 +344,8 @@ func TestSeatProtocolExplorer(t *testing.T) {
 	}
 	t.Logf("%d seeds: %+v", len(seeds), total)
 	// The schedules must reach what the checks are about.
-	if total.Decided < uint64(len(seeds)) || total.Fences < uint64(len(seeds)) || total.Restarts < uint64(len(seeds))/2 || total.Refused == 0 || total.Recovered == 0 {
+	if total.Decided < uint64(len(seeds)) || total.Fences < uint64(len(seeds)) || total.Restarts < uint64(len(seeds))/2 || total.Refused == 0 || total.Recovered == 0 ||
+		len(seeds) >= 3 && total.Settled == 0 {
 		t.Errorf("the schedules did too little to check anything: %+v", total)
 	}
 }
@@ -359,6 +360,7 @@ type seatSimStats struct {
 	Restarts   uint64 // runs started after a crash
 	Recovered  uint64 // restarted runs that recovered
 	Refused    uint64 // grants refused to a revoked run
+	Settled    uint64 // policy seeds whose seats the policy left as they were after the calm spell
 }
 
 func (a *seatSimStats) add(b seatSimStats) {
@@ -370,6 +372,7 @@ func (a *seatSimStats) add(b seatSimStats) {
 	a.Restarts += b.Restarts
 	a.Recovered += b.Recovered
 	a.Refused += b.Refused
+	a.Settled += b.Settled
 }
 
 // seatGuardSeeds are the seeds go test runs.
@@ -390,34 +393,27 @@ type seatMsg struct {
 
 // seatSimProc is one node: its current run, if up.
 type seatSimProc struct {
-	name      string
-	runs      int
-	up        bool
-	self      run
-	acc       *seatAcceptor
-	hold      *seatHolder
-	prop      *seatProposer
-	propAt    time.Duration
-	round     uint64
-	fences    []*seatSimFence
-	states    map[string]seatState
-	renewAt   time.Duration
-	backoff   time.Duration // no proposal before then
-	announced bool          // a recovering run sent its number
+	name   string
+	runs   int
+	up     bool
+	self   run
+	node   *seatNode     // the current run's
+	acc    *seatAcceptor // node.acc
+	hold   *seatHolder   // node.hold
+	fences []*seatSimFence
 	// zombie: an earlier run still alive beside this one (L4: a paused
 	// or cut-off process whose replacement started under its name). It
 	// hears nothing and does nothing until resume, then answers and
 	// acts as it did, until it dies.
 	zombie        *seatSimProc
 	resume, dieAt time.Duration // the zombie's
+	downAt        time.Duration // when it last went down
 }
 
 // seatSimFence is a fencer's round and what the checks need of it.
 type seatSimFence struct {
-	rev    *seatRevocation
+	*seatFence
 	number uint64 // the revoked run's
-	done   bool
-	end    time.Duration
 	atVers uint64 // the config version it completed under
 }
 
@@ -438,6 +434,10 @@ type seatSim struct {
 	plan       *seatSimPlan
 	stats      seatSimStats
 	zombies    bool // restarts may leave the earlier run alive (on unless TANDEM_SEATS_ZOMBIES=0)
+	// policy, in a third of the seeds: changes are the seat policy's,
+	// proposed by its proposer, instead of drawn at random; after the
+	// calm spell the policy must want no change.
+	policy *seatPolicy
 }
 
 func (s *seatSim) proc(name string) *seatSimProc {
@@ -476,7 +476,7 @@ func (s *seatSim) target(m seatMsg) *seatSimProc {
 func (s *seatSim) restart(p *seatSimProc) {
 	if s.zombies && p.up && p.zombie == nil && s.rng.IntN(2) == 0 {
 		z := *p
-		z.fences = slices.Clone(p.fences)
+		z.fences = slices.Clone(p.fences) // the earlier run's node keeps its fences; the new one starts afresh
 		z.zombie = nil
 		z.resume = s.now + time.Duration(s.rng.IntN(1500))*time.Millisecond
 		z.dieAt = z.resume + time.Duration(s.rng.IntN(3000))*time.Millisecond
@@ -498,15 +498,6 @@ func (s *seatSim) send(from, to run, body any) {
 	s.bag = append(s.bag, seatMsg{from: from, to: to, body: body, sent: s.now, at: s.now + delay})
 	if !s.calm && s.rng.Float64() < s.dup {
 		s.bag = append(s.bag, seatMsg{from: from, to: to, body: body, sent: s.now, at: s.now + delay + time.Duration(s.rng.IntN(200))*time.Millisecond})
-	}
-}
-
-// broadcast sends body from p to every node's current run.
-func (s *seatSim) broadcast(p *seatSimProc, body any) {
-	for _, q := range s.procs {
-		if q != p {
-			s.send(p.self, run{name: q.name}, body)
-		}
 	}
 }
 
@@ -535,9 +526,8 @@ func (s *seatSim) start(p *seatSimProc, cfg seatConfig) {
 	p.runs++
 	p.up = true
 	p.self = run{name: p.name, incarnation: strconv.Itoa(p.runs)}
-	p.acc = newSeatAcceptor(p.self, cfg, seatL+seatM, seatSettle, s.now)
-	p.hold = newSeatHolder(p.self, cfg, seatL)
-	p.prop, p.fences, p.states, p.announced = nil, nil, map[string]seatState{}, false
+	p.node = newSeatNode(p.self, cfg, seatL, seatM, s.rng, s.now)
+	p.acc, p.hold, p.fences = p.node.acc, p.node.hold, nil
 }
 
 // deliver hands message m to its run, and sends what that run answers.
@@ -546,98 +536,75 @@ func (s *seatSim) deliver(m seatMsg) error {
 	if p == nil {
 		return nil
 	}
-	a := p.acc
-	switch b := m.body.(type) {
-	case seatGrantAsk:
-		ans := a.grantLease(b, s.now, p.hold.live(s.now))
-		if !ans.Granted && ans.Epoch > b.Epoch {
+	if r, ok := m.body.(seatReply); ok {
+		out, ev := p.node.answered(r.req, r.answer, r.sent, s.now, s.names())
+		s.sendAll(p, out)
+		return s.happened(p, ev)
+	}
+	if d, ok := m.body.(seatDecide); ok && p.acc.recovered {
+		if err := s.learn(d.Config); err != nil {
+			return err
+		}
+	}
+	answer := p.node.serve(m.body, s.now)
+	if ask, ok := m.body.(seatGrantAsk); ok {
+		if ans := answer.(seatGrantAnswer); !ans.Granted && ans.Epoch > ask.Epoch {
 			s.stats.Refused++
 		}
-		s.send(p.self, m.from, seatGrantReply{ans: ans, sent: m.sent})
-	case seatGrantReply:
-		a.heardOf(b.ans.Numbers)
-		p.hold.record(b.sent, b.ans)
-	case seatRevokeAsk:
-		s.send(p.self, m.from, seatRevokeEnvelope{ask: b, ans: a.revoke(b, s.now)})
-	case seatRevokeEnvelope:
-		a.heardOf(b.ans.Numbers)
+	}
+	if answer != nil {
+		s.send(p.self, m.from, seatReply{req: m.body, answer: answer, sent: m.sent})
+	}
+	return nil
+}
+
+// happened records what an answer made happen at p: a config its ballot
+// chose, its recovery, its fences' completion.
+func (s *seatSim) happened(p *seatSimProc, ev seatEvents) error {
+	if ev.decided != nil {
+		if err := s.learn(ev.decided.Config); err != nil {
+			return err
+		}
+	}
+	if ev.recovered {
+		s.stats.Recovered++
+		if err := s.learn(p.acc.cfg); err != nil {
+			return err
+		}
+	}
+	for _, done := range ev.fenced {
 		for _, f := range p.fences {
-			if f.done || f.rev.ask() != b.ask {
-				continue
-			}
-			f.rev.record(s.now, b.ans)
-			if end, ok := f.rev.ends(); ok {
-				f.done, f.end, f.atVers = true, end, f.rev.cfg.Version
+			if f.seatFence == done {
+				f.atVers = f.rev.cfg.Version
 				s.fences = append(s.fences, f)
 				s.stats.Fences++
-			}
-		}
-	case seatPrepare:
-		s.send(p.self, m.from, a.prepare(b, s.now))
-	case seatPromise:
-		a.heardOf(b.Numbers)
-		if p.prop != nil {
-			if acc := p.prop.promise(b); acc != nil {
-				for _, seat := range p.prop.base.Seats {
-					s.send(p.self, run{name: seat}, *acc)
-				}
-			}
-		}
-	case seatAccept:
-		s.send(p.self, m.from, a.accept(b, s.now))
-	case seatAccepted:
-		a.heardOf(b.Numbers)
-		if p.prop != nil {
-			if d := p.prop.accepted(b); d != nil {
-				if err := s.learn(d.Config); err != nil {
-					return err
-				}
-				a.decide(*d, s.now)
-				s.broadcast(p, *d)
-				p.prop = nil
-			}
-		}
-	case seatDecide:
-		if a.recovered {
-			if err := s.learn(b.Config); err != nil {
-				return err
-			}
-		}
-		a.decide(b, s.now)
-	case seatStateAsk:
-		s.send(p.self, b.From, a.state(b, s.now))
-	case seatState:
-		if !a.recovered {
-			p.states[b.Seat.name] = b
-			var states []seatState
-			for _, st := range p.states {
-				states = append(states, st)
-			}
-			announce, done := a.recover(states, s.now)
-			if done {
-				s.stats.Recovered++
-				p.hold.cfg, p.hold.number = a.cfg, a.number
-				return s.learn(a.cfg)
-			}
-			if announce > 0 && !p.announced {
-				p.announced = true
-				s.broadcast(p, seatStateAsk{From: p.self, Number: announce})
 			}
 		}
 	}
 	return nil
 }
 
-// seatRevokeEnvelope carries a revocation's answer with its ask.
-type seatRevokeEnvelope struct {
-	ask seatRevokeAsk
-	ans seatRevokeAnswer
+// names returns every node's name.
+func (s *seatSim) names() []string {
+	out := make([]string, len(s.procs))
+	for i, q := range s.procs {
+		out[i] = q.name
+	}
+	return out
 }
 
-// seatGrantReply carries a grant's answer with when its ask was sent.
-type seatGrantReply struct {
-	ans  seatGrantAnswer
-	sent time.Duration
+// sendAll sends what p's node asked to send.
+func (s *seatSim) sendAll(p *seatSimProc, out []seatOut) {
+	for _, o := range out {
+		s.send(p.self, o.to, o.body)
+	}
+}
+
+// seatReply carries an answer back to the run that asked, with its
+// request and when that was sent, as a transport's call returns them.
+type seatReply struct {
+	req, answer any
+	sent        time.Duration
 }
 
 // catchUp sends, now and then, p's config, with every revocation it must
@@ -658,30 +625,17 @@ func (s *seatSim) catchUp(p *seatSimProc) {
 
 // act lets node p do what a node does by itself at s.now.
 func (s *seatSim) act(p *seatSimProc) {
-	a := p.acc
-	if !a.recovered {
-		if s.now >= p.renewAt {
-			s.broadcast(p, seatStateAsk{From: p.self, Number: a.number})
-			p.renewAt = s.now + 100*time.Millisecond
-			s.catchUp(p)
+	out, round := p.node.tick(s.now, s.names(), func(cur seatConfig) (seatConfig, bool) {
+		if !s.wantsChange(p) {
+			return seatConfig{}, false
 		}
-		return
-	}
-	if s.now >= p.renewAt {
-		p.renewAt = s.now + seatL/6
-		for _, seat := range p.hold.cfg.Seats {
-			s.send(p.self, run{name: seat}, p.hold.ask())
-		}
-		for _, f := range p.fences {
-			if !f.done {
-				for _, seat := range f.rev.cfg.Seats {
-					s.send(p.self, run{name: seat}, f.rev.ask())
-				}
-			}
-		}
+		return s.change(cur), true
+	})
+	s.sendAll(p, out)
+	if round {
 		s.catchUp(p)
 	}
-	if a.superseded() {
+	if p.acc.recovered && p.acc.superseded() {
 		// A later run of its node is known: this one stops. The node
 		// starts a new run, unless this is an earlier one still alive
 		// beside its successor, which ends.
@@ -691,27 +645,6 @@ func (s *seatSim) act(p *seatSimProc) {
 			s.start(p, seatConfig{})
 			s.stats.Superseded++
 		}
-		return
-	}
-	if p.prop != nil && (p.prop.failed || s.now-p.propAt > 800*time.Millisecond) {
-		// Give up, and back off for a random while: proposers that
-		// keep outbidding each other decide nothing.
-		p.round = max(p.round, p.prop.highest.Round)
-		p.prop = nil
-		p.backoff = s.now + time.Duration(s.rng.IntN(1000))*time.Millisecond
-	}
-	if p.prop == nil && s.now >= p.backoff && (a.stuck(300*time.Millisecond, s.now) || a.seat(s.now) && !s.calm && s.rng.IntN(30) == 0) {
-		want := cfgOf(a.cfg.Version+1, a.cfg.Seats...)
-		if !a.sealed {
-			want = s.change(a.cfg)
-		}
-		p.round = max(p.round, a.promised.Round) + 1
-		var prep seatPrepare
-		p.prop, prep = newSeatProposer(p.name, a.cfg, want, p.round)
-		p.propAt = s.now
-		for _, seat := range a.cfg.Seats {
-			s.send(p.self, run{name: seat}, prep)
-		}
 	}
 }
 
@@ -719,7 +652,47 @@ func (s *seatSim) act(p *seatSimProc) {
 // and never fewer than two, as the seat policy keeps them while there
 // are two members: a lone seat's state is held nowhere else, and a run
 // of it that restarted during the change could not recover.
+// wantsChange reports whether p, a seat, proposes a change of its
+// config now: by the policy, when p is its proposer and it wants one;
+// else at random, outside the calm spell.
+func (s *seatSim) wantsChange(p *seatSimProc) bool {
+	a := p.acc
+	if !a.seat(s.now) || a.sealed {
+		return false
+	}
+	if s.policy != nil {
+		members := s.members()
+		_, ok := s.policy.next(a.cfg, members)
+		return ok && s.policy.proposer(a.cfg, members) == p.name && s.rng.IntN(10) == 0
+	}
+	return !s.calm && s.rng.IntN(30) == 0
+}
+
+// members returns what the seat policy knows of the nodes: ready when
+// the current run is up, active and sure of its state; absent for as
+// long as it has been down. (A node learns this from membership and its
+// peers' answers; the explorer reads it off the runs.)
+func (s *seatSim) members() []seatMember {
+	var out []seatMember
+	for _, q := range s.procs {
+		m := seatMember{Name: q.name, Ready: q.up && q.acc.active(s.now) && !q.acc.unsure}
+		if !q.up {
+			m.Absent = max(s.now-q.downAt, time.Nanosecond)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// change returns the config p proposes after c: the policy's, or one
+// seat added or removed at random.
 func (s *seatSim) change(c seatConfig) seatConfig {
+	if s.policy != nil {
+		if next, ok := s.policy.next(c, s.members()); ok {
+			return next
+		}
+		return cfgOf(c.Version+1, c.Seats...)
+	}
 	var out []string
 	add := len(c.Seats) < 5 && (len(c.Seats) <= 2 || s.rng.IntN(2) == 0)
 	if add {
@@ -854,6 +827,9 @@ func runSeats(seed uint64) (*seatSim, error) {
 		rng: rng, decided: map[uint64]seatConfig{}, cut: map[string]time.Duration{}, links: map[[2]string]time.Duration{},
 		loss: float64(rng.IntN(4)) / 10, dup: 0.05, oneAtATime: seed%2 == 0, zombies: os.Getenv("TANDEM_SEATS_ZOMBIES") != "0",
 	}
+	if seed%3 == 1 {
+		s.policy = &seatPolicy{Seats: 3 + 2*rng.IntN(2), DeadFor: time.Second}
+	}
 	first := 1 + rng.IntN(min(n, 5))
 	var seats []string
 	for i := range n {
@@ -867,7 +843,10 @@ func runSeats(seed uint64) (*seatSim, error) {
 	for _, p := range s.procs {
 		s.start(p, initial)
 	}
-	const steps, calmFrom = 6000, 5000
+	steps, calmFrom := 6000, 5000
+	if s.policy != nil {
+		steps = 8000 // the policy's changes follow one another settle apart
+	}
 	for step := range steps {
 		if step == calmFrom {
 			s.calm = true
@@ -948,6 +927,12 @@ func runSeats(seed uint64) (*seatSim, error) {
 			return s, fmt.Errorf("after the calm spell %s is recovering and reports lost %d (%v); seats %v of version %d %v are recovering, too many to recover from, and it must report that version", p.name, v, ok, recovering, top, newest.Seats)
 		}
 	}
+	if s.policy != nil && s.stats.Lost == 0 {
+		if next, ok := s.policy.next(newest, s.members()); ok {
+			return s, fmt.Errorf("after the calm spell the seat policy (%d seats) still wants %v after version %d %v", s.policy.Seats, next.Seats, top, newest.Seats)
+		}
+		s.stats.Settled++
+	}
 	return s, nil
 }
 
@@ -966,14 +951,14 @@ func (s *seatSim) fault() {
 			s.restart(pl.seat)
 		}
 		if f != pl.holder && f.up && f.acc.active(s.now) && pl.holder.up && len(f.fences) < 8 {
-			f.fences = append(f.fences, &seatSimFence{rev: newSeatRevocation(pl.holder.self, pl.holder.hold.epoch, f.acc.cfg, 10*time.Millisecond), number: pl.holder.hold.number})
+			f.fences = append(f.fences, &seatSimFence{seatFence: f.node.fence(pl.holder.self, pl.holder.hold.epoch, 10*time.Millisecond), number: pl.holder.hold.number})
 		}
 		return
 	}
 	p := s.procs[s.rng.IntN(len(s.procs))]
 	switch r := s.rng.IntN(1000); {
 	case r < 4 && p.up && s.mayCrash(p):
-		p.up = false
+		p.up, p.downAt = false, s.now
 	case r < 12 && !p.up:
 		s.start(p, seatConfig{})
 		s.stats.Restarts++
@@ -1013,7 +998,7 @@ func (s *seatSim) fault() {
 		// p fences another node's current run, as if it had departed.
 		q := s.procs[s.rng.IntN(len(s.procs))]
 		if q != p && p.up && p.acc.active(s.now) && q.up && len(p.fences) < 8 {
-			p.fences = append(p.fences, &seatSimFence{rev: newSeatRevocation(q.self, q.hold.epoch, p.acc.cfg, 10*time.Millisecond), number: q.hold.number})
+			p.fences = append(p.fences, &seatSimFence{seatFence: p.node.fence(q.self, q.hold.epoch, 10*time.Millisecond), number: q.hold.number})
 		}
 	}
 }

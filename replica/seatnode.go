@@ -1,0 +1,276 @@
+package replica
+
+import (
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// seatNode is one run of a node in the seat protocol (seats.go): its
+// acceptor, its holder, the proposal and the fences it runs, and the
+// timers that drive them. It decides what the run sends and how it
+// answers, and, like the roles it holds, does no I/O and reads no clock.
+// The explorer (TestSeatProtocolExplorer) carries its requests and
+// answers through a bag that loses, delays and reorders them; the node's
+// transport is to carry them over the peer wire, each answer the reply of
+// its request (docs/design/LEASES-AT-SCALE.md, step 5). What the explorer
+// checks of a run's behaviour is therefore what this type does.
+type seatNode struct {
+	self   run
+	acc    *seatAcceptor
+	hold   *seatHolder
+	timing seatTiming
+	rng    *rand.Rand // back-offs after a failed ballot
+
+	prop      *seatProposer
+	propAt    time.Duration // when prop began
+	round     uint64        // the highest ballot round it has seen or used
+	backoff   time.Duration // no ballot before then
+	fences    []*seatFence
+	states    map[string]seatState // the latest state each seat gave this recovering run
+	renewAt   time.Duration        // the next round of asks
+	announced bool                 // a recovering run sent its number
+}
+
+// seatTiming is how often a seatNode acts.
+type seatTiming struct {
+	renew   time.Duration // between rounds of grant and revocation asks: L/6
+	recover time.Duration // between a recovering run's rounds of state asks
+	giveUp  time.Duration // a ballot not chosen by then is abandoned
+	backoff time.Duration // after giving up, a random wait below this before the next ballot
+	stuck   time.Duration // a seat sealed this long without a decision finishes the instance
+}
+
+// seatTimingFor returns the timing for a lease of lease: grants renewed
+// six times a lease, as leases are today, and a ballot given up after
+// four thirds of a lease.
+func seatTimingFor(lease time.Duration) seatTiming {
+	return seatTiming{renew: lease / 6, recover: lease / 6, giveUp: lease * 4 / 3, backoff: lease * 5 / 3, stuck: lease / 2}
+}
+
+// seatFence is a revocation a seatNode runs as a fencer, until a
+// majority of its config's seats have recorded it; end is when the
+// revoked holder's last grant from them has lapsed.
+type seatFence struct {
+	rev  *seatRevocation
+	done bool
+	end  time.Duration
+}
+
+// seatOut is a request a seatNode sends: to one run, or, with no
+// incarnation, to whichever run of the name the transport reaches.
+type seatOut struct {
+	to   run
+	body any
+}
+
+// seatEvents is what an answer made happen, for the caller to act on or
+// report.
+type seatEvents struct {
+	decided   *seatDecide  // this run's ballot chose a config (already adopted)
+	recovered bool         // this restarted run recovered its state
+	fenced    []*seatFence // fences that completed
+}
+
+// newSeatNode starts a run: with a config, the cluster's first, active
+// at once; without, recovering (seatAcceptor).
+func newSeatNode(self run, cfg seatConfig, lease, margin time.Duration, rng *rand.Rand, now time.Duration) *seatNode {
+	n := &seatNode{
+		self:   self,
+		acc:    newSeatAcceptor(self, cfg, lease+margin, lease+margin, now),
+		hold:   newSeatHolder(self, cfg, lease),
+		timing: seatTimingFor(lease),
+		rng:    rng,
+		states: map[string]seatState{},
+	}
+	n.hold.number = n.acc.number
+	return n
+}
+
+// fence starts revoking holder's run at epoch under the node's config;
+// margin is added to the holder's remaining grants for clock rates.
+func (n *seatNode) fence(holder run, epoch uint64, margin time.Duration) *seatFence {
+	f := &seatFence{rev: newSeatRevocation(holder, epoch, n.acc.cfg, margin)}
+	n.fences = append(n.fences, f)
+	return f
+}
+
+// toAll addresses body to every member but this node.
+func (n *seatNode) toAll(members []string, body any) []seatOut {
+	var out []seatOut
+	for _, m := range members {
+		if m != n.self.name {
+			out = append(out, seatOut{to: run{name: m}, body: body})
+		}
+	}
+	return out
+}
+
+// toSeats addresses body to every seat of cfg, this node's included.
+func toSeats(cfg seatConfig, body any) []seatOut {
+	out := make([]seatOut, 0, len(cfg.Seats))
+	for _, s := range cfg.Seats {
+		out = append(out, seatOut{to: run{name: s}, body: body})
+	}
+	return out
+}
+
+// tick is what the run does by itself at now, with members the names it
+// knows: a recovering run asks everyone for their state; a recovered one
+// renews its grants from its config's seats and asks them to record its
+// unfinished fences, every renew; and a seat starts a ballot when it has
+// been sealed too long (to finish the instance) or when propose, asked
+// with its config, wants a change. It reports whether it began a round
+// of asks (a transport may piggyback catch-up on it). A superseded run
+// (a later run of its node is known) asks for nothing more: the caller
+// restarts the node, or ends an earlier run.
+func (n *seatNode) tick(now time.Duration, members []string, propose func(cur seatConfig) (seatConfig, bool)) (out []seatOut, round bool) {
+	a := n.acc
+	if !a.recovered {
+		if now >= n.renewAt {
+			n.renewAt = now + n.timing.recover
+			return n.toAll(members, seatStateAsk{From: n.self, Number: a.number}), true
+		}
+		return nil, false
+	}
+	if now >= n.renewAt {
+		n.renewAt, round = now+n.timing.renew, true
+		out = append(out, toSeats(n.hold.cfg, n.hold.ask())...)
+		for _, f := range n.fences {
+			if !f.done {
+				out = append(out, toSeats(f.rev.cfg, f.rev.ask())...)
+			}
+		}
+	}
+	if a.superseded() {
+		return out, round
+	}
+	if n.prop != nil && (n.prop.failed || now-n.propAt > n.timing.giveUp) {
+		// Give up, and back off for a random while: proposers that keep
+		// outbidding each other decide nothing.
+		n.round = max(n.round, n.prop.highest.Round)
+		n.prop = nil
+		n.backoff = now + time.Duration(n.rng.Int64N(int64(n.timing.backoff)))
+	}
+	if n.prop != nil || now < n.backoff {
+		return out, round
+	}
+	var want seatConfig
+	switch {
+	case a.stuck(n.timing.stuck, now):
+		// Finish the instance: a ballot proposes the value a majority's
+		// promises name, if any; this no-op otherwise.
+		want = seatConfig{Version: a.cfg.Version + 1, Seats: slices.Clone(a.cfg.Seats)}
+	case a.seat(now) && !a.sealed && propose != nil:
+		next, ok := propose(a.cfg)
+		if !ok {
+			return out, round
+		}
+		want = next
+	default:
+		return out, round
+	}
+	n.round = max(n.round, a.promised.Round) + 1
+	var prep seatPrepare
+	n.prop, prep = newSeatProposer(n.self.name, a.cfg, want, n.round)
+	n.propAt = now
+	return append(out, toSeats(a.cfg, prep)...), round
+}
+
+// serve answers a request another run sent: nil for a decision, which
+// has no answer.
+func (n *seatNode) serve(body any, now time.Duration) any {
+	a := n.acc
+	switch b := body.(type) {
+	case seatGrantAsk:
+		return a.grantLease(b, now, n.hold.live(now))
+	case seatRevokeAsk:
+		return a.revoke(b, now)
+	case seatPrepare:
+		return a.prepare(b, now)
+	case seatAccept:
+		return a.accept(b, now)
+	case seatDecide:
+		a.decide(b, now)
+	case seatStateAsk:
+		return a.state(b, now)
+	}
+	return nil
+}
+
+// answered takes the answer to req, a request this run sent at sent,
+// with members the names it knows: it returns what to send next, and
+// what happened.
+func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []string) (out []seatOut, ev seatEvents) {
+	a := n.acc
+	switch b := answer.(type) {
+	case seatGrantAnswer:
+		a.heardOf(b.Numbers)
+		n.hold.record(sent, b)
+	case seatRevokeAnswer:
+		a.heardOf(b.Numbers)
+		ask, _ := req.(seatRevokeAsk)
+		for _, f := range n.fences {
+			if f.done || f.rev.ask() != ask {
+				continue
+			}
+			f.rev.record(now, b)
+			if end, ok := f.rev.ends(); ok {
+				f.done, f.end = true, end
+				ev.fenced = append(ev.fenced, f)
+			}
+		}
+	case seatPromise:
+		a.heardOf(b.Numbers)
+		if n.prop != nil {
+			if acc := n.prop.promise(b); acc != nil {
+				out = toSeats(n.prop.base, *acc)
+			}
+		}
+	case seatAccepted:
+		a.heardOf(b.Numbers)
+		if n.prop != nil {
+			if d := n.prop.accepted(b); d != nil {
+				a.decide(*d, now)
+				ev.decided = d
+				out = n.toAll(members, *d)
+				n.prop = nil
+			}
+		}
+	case seatState:
+		if a.recovered {
+			break
+		}
+		n.states[b.Seat.name] = b
+		states := make([]seatState, 0, len(n.states))
+		for _, st := range n.states {
+			states = append(states, st)
+		}
+		slices.SortFunc(states, func(x, y seatState) int { return strings.Compare(x.Seat.name, y.Seat.name) })
+		announce, done := a.recover(states, now)
+		if done {
+			ev.recovered = true
+			n.hold.cfg, n.hold.number = a.cfg, a.number
+			break
+		}
+		if announce > 0 && !n.announced {
+			n.announced = true
+			out = n.toAll(members, seatStateAsk{From: n.self, Number: announce})
+		}
+	}
+	return out, ev
+}
+
+// decision returns the decision a run that knows a config passes on to
+// a run behind it: the config, every revocation it keeps and the run
+// numbers it knows; ok is false while the run knows no decided config (a
+// recovering run that adopted one, recovering again under it, does).
+func (n *seatNode) decision(now time.Duration) (seatDecide, bool) {
+	a := n.acc
+	if !a.active(now) && (a.recovered || a.cfg.Version == 0) {
+		return seatDecide{}, false
+	}
+	return seatDecide{Config: a.cfg, Revoked: maps.Clone(a.revoked), Numbers: a.numbersCopy()}, true
+}
