@@ -230,13 +230,48 @@ func leaseQuorum(others int) int {
 	return max(1, others-1)
 }
 
+// leaseSeats are the members a node holds leases from to serve from its
+// copies, and how many of their leases it needs: what the seat protocol
+// calls its seats (docs/design/LEASES-AT-SCALE.md). Until that protocol
+// is wired in, they are every other member of the node's ring, and it
+// needs all of them but one (leaseQuorum). Everything that asks for,
+// counts or renews the leases a node serves by takes them from here
+// (admitLeases, missingLeases, renewLeases, confirm), so that the seats
+// can come from an agreed config in one place.
+type leaseSeats struct {
+	names []string // the seats other than this node, in ring order
+	need  int      // how many of them it must hold live leases from
+}
+
+// spare returns how many of the seats' leases the node may lack.
+func (l leaseSeats) spare() int { return len(l.names) - l.need }
+
+// leaseSeatsOf returns the lease seats of node self under tab: every
+// other member of tab, all but one needed.
+func leaseSeatsOf(tab *ring.Table, self string) leaseSeats {
+	var l leaseSeats
+	for _, m := range tab.Members() {
+		if m.Name != self {
+			l.names = append(l.names, m.Name)
+		}
+	}
+	l.need = leaseQuorum(len(l.names))
+	return l
+}
+
+// seats returns this node's lease seats under tab: those installed with
+// it, or, for another table, derived afresh.
+func (o *ownership) seats(tab *ring.Table) leaseSeats {
+	if s := o.load(); s.tab == tab {
+		return s.seats
+	}
+	return leaseSeatsOf(tab, o.self)
+}
+
 // admitLeases applies rule 6 and reports whether it decides.
 func (o *ownership) admitLeases(tab *ring.Table, a admission, now time.Duration) (verdict, bool) {
-	others := len(tab.Members())
-	if tab.Has(o.self) {
-		others--
-	}
-	spare := others - leaseQuorum(others) // leases the node may lack
+	seats := o.seats(tab)
+	spare := seats.spare()
 	missing := o.missingLeases(tab, now)
 	if len(missing) <= spare {
 		return verdict{}, false
@@ -245,7 +280,7 @@ func (o *ownership) admitLeases(tab *ring.Table, a admission, now time.Duration)
 		return verdict{leases: missing, spare: spare}, true
 	}
 	err := fmt.Errorf("%w: %s holds leases from %d of the %d other members it needs, under its ring (epoch %d); lacking %v",
-		ErrUnavailable, o.self, others-len(missing), leaseQuorum(others), tab.Epoch(), missing)
+		ErrUnavailable, o.self, len(seats.names)-len(missing), seats.need, tab.Epoch(), missing)
 	if a.unreachable > spare && a.unreachable >= 2 {
 		// Several members unreachable, not merely of another view: cut
 		// off. (One unreachable partner in a two-node ring is as likely

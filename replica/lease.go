@@ -177,8 +177,9 @@ func (n *Node) confirmStanding(tab *ring.Table) {
 	}
 }
 
-// renewLeases asks every other member of the ring for a lease, without
-// waiting for the answers, while the node serves requests that need them,
+// renewLeases asks every lease seat of the ring (leaseSeats: today every
+// other member) for a lease, without waiting for the answers, while the
+// node serves requests that need them,
 // or while it does not know whether it was declared dead during a pause
 // (ownership.unconfirmed). It runs every LeaseDuration/6.
 func (n *Node) renewLeases() {
@@ -190,15 +191,12 @@ func (n *Node) renewLeases() {
 	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() && !n.own.learningPast(tab, n.mono()) {
 		return // idle: the next request asks on demand
 	}
-	for _, m := range tab.Members() {
-		if m.Name == n.cfg.Name {
-			continue
-		}
+	for _, name := range n.own.seats(tab).names {
 		go func() {
 			ctx, cancel := n.withTimeout(context.Background(), n.cfg.LeaseDuration)
 			defer cancel()
-			if err := n.renewLease(ctx, tab, m.Name); err != nil {
-				n.log.Debug("lease renewal failed", "member", m.Name, "err", err)
+			if err := n.renewLease(ctx, tab, name); err != nil {
+				n.log.Debug("lease renewal failed", "member", name, "err", err)
 			}
 		}()
 	}

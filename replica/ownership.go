@@ -75,6 +75,8 @@ type ownState struct {
 	// need is the smallest ring the node serves in: a majority of the
 	// members it knows (see quorum), and at least MinMembers.
 	need int
+	// seats are the members it holds leases from to serve, under tab.
+	seats leaseSeats
 }
 
 // partState is what ownership knows of one partition.
@@ -437,7 +439,7 @@ func (o *ownership) install(tab *ring.Table, now time.Duration, hasCopies func(p
 		delete(o.released, name) // back, as a new run or after a cut: it holds what it holds
 		delete(o.pushed, name)
 	}
-	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum()}
+	next := &ownState{tab: tab, prev: prev, installed: now, parts: slices.Clone(cur.parts), need: o.quorum(), seats: leaseSeatsOf(tab, o.self)}
 	o.fence(next, prev, ch.departed, now, &ch)
 	o.displace(next, prev)
 	o.transfers(next, prev, ch.appeared, ch.departed, now, hasCopies, &ch)
@@ -1771,17 +1773,17 @@ func (o *ownership) dropLeases() {
 	o.held.Store(&map[string]heldLease{})
 }
 
-// missingLeases returns the other members of tab this node holds no live
-// lease from at now, granted under tab's ring. A lease granted under
-// another ring does not count: a node whose view is not yet the cluster's
-// (one that sees only part of the cluster after a cut heals) must not
-// serve by it.
+// missingLeases returns the lease seats of tab (leaseSeats) this node
+// holds no live lease from at now, granted under tab's ring. A lease
+// granted under another ring does not count: a node whose view is not
+// yet the cluster's (one that sees only part of the cluster after a cut
+// heals) must not serve by it.
 func (o *ownership) missingLeases(tab *ring.Table, now time.Duration) []string {
 	held, fp := *o.held.Load(), tab.Fingerprint()
 	var out []string
-	for _, m := range tab.Members() {
-		if l := held[m.Name]; m.Name != o.self && (l.until <= now || l.fingerprint != fp) {
-			out = append(out, m.Name)
+	for _, name := range o.seats(tab).names {
+		if l := held[name]; l.until <= now || l.fingerprint != fp {
+			out = append(out, name)
 		}
 	}
 	return out
@@ -1817,8 +1819,9 @@ func (o *ownership) startUnconfirmed(now time.Duration) { o.unconfirmedSince.Sto
 // gives none to another node (servePull, serveRead) until it knows.
 func (o *ownership) unconfirmed() bool { return o.unconfirmedSince.Load() != 0 }
 
-// confirm ends the node's unconfirmed time once every other member of tab
-// has granted it a lease asked after it began: a member that saw it leave
+// confirm ends the node's unconfirmed time once every lease seat of tab
+// (today every other member) has granted it a lease asked after it
+// began: a member that saw it leave
 // its ring says so in its grant (recordLease), and the node has marked
 // every owned partition distrusted before the grant is recorded. A member
 // that does not see it in its ring grants none, so the time lasts until
@@ -1834,8 +1837,8 @@ func (o *ownership) confirm(tab *ring.Table) bool {
 		return false
 	}
 	held := *o.held.Load()
-	for _, m := range tab.Members() {
-		if m.Name != o.self && held[m.Name].asked <= time.Duration(since) {
+	for _, name := range o.seats(tab).names {
+		if held[name].asked <= time.Duration(since) {
 			return false
 		}
 	}

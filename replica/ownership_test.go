@@ -32,7 +32,6 @@ func tableOf(t *testing.T, epoch uint64, names ...string) *ring.Table {
 	return tab
 }
 
-// ownershipOf returns the ownership of node self, with min members.
 // setMinMembers changes o's MinMembers and republishes what it needs.
 func setMinMembers(o *ownership, n int) {
 	o.mu.Lock()
@@ -41,6 +40,7 @@ func setMinMembers(o *ownership, n int) {
 	o.edit(func(s *ownState) { s.need = o.quorum() })
 }
 
+// ownershipOf returns the ownership of node self, with min members.
 func ownershipOf(self string, minMembers int) *ownership {
 	return newOwnership(Config{Name: self, MinMembers: minMembers, LeaseDuration: testLease}.withDefaults())
 }
@@ -189,6 +189,41 @@ func TestLeaseQuorum(t *testing.T) {
 		if got := leaseQuorum(others); got != want {
 			t.Errorf("leaseQuorum(%d) = %d, want %d", others, got, want)
 		}
+	}
+}
+
+// The lease seats, until the seat protocol is wired: every other member
+// of the ring, all but one needed; a node outside the ring leases from all
+// of its members.
+func TestLeaseSeatsAreEveryOtherMemberAllButOneNeeded(t *testing.T) {
+	for _, tc := range []struct {
+		members   []string
+		self      string
+		want      []string
+		need, spr int
+	}{
+		{[]string{"a"}, "a", nil, 0, 0},
+		{[]string{"a", "b"}, "a", []string{"b"}, 1, 0},
+		{[]string{"a", "b", "c"}, "b", []string{"a", "c"}, 1, 1},
+		{[]string{"a", "b", "c", "d", "e"}, "c", []string{"a", "b", "d", "e"}, 3, 1},
+		{[]string{"a", "b", "c"}, "x", []string{"a", "b", "c"}, 2, 1},
+	} {
+		l := leaseSeatsOf(tableOf(t, 1, tc.members...), tc.self)
+		if !slices.Equal(l.names, tc.want) || l.need != tc.need || l.spare() != tc.spr {
+			t.Errorf("seats of %s in %v: %v, need %d, spare %d; want %v, %d, %d", tc.self, tc.members, l.names, l.need, l.spare(), tc.want, tc.need, tc.spr)
+		}
+	}
+	// The installed state carries them, and a node asks them for leases.
+	o := ownershipOf("b", 1)
+	tab := tableOf(t, 1, "a", "b", "c")
+	if _, err := o.install(tab, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.seats(tab).names; !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("installed seats %v", got)
+	}
+	if got := o.missingLeases(tab, 0); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("missing leases %v before any grant", got)
 	}
 }
 
