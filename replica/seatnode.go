@@ -70,6 +70,7 @@ type seatOut struct {
 // report.
 type seatEvents struct {
 	decided   *seatDecide  // this run's ballot chose a config (already adopted)
+	adopted   *seatDecide  // a decision an answer carried, taken by this recovered run
 	recovered bool         // this restarted run recovered its state
 	fenced    []*seatFence // fences that completed
 }
@@ -122,22 +123,23 @@ func toSeats(cfg seatConfig, body any) []seatOut {
 // renews its grants from its config's seats and asks them to record its
 // unfinished fences, every renew; and a seat starts a ballot when it has
 // been sealed too long (to finish the instance) or when propose, asked
-// with its config, wants a change. It reports whether it began a round
-// of asks (a transport may piggyback catch-up on it). A superseded run
-// (a later run of its node is known) asks for nothing more: the caller
-// restarts the node, or ends an earlier run.
-func (n *seatNode) tick(now time.Duration, members []string, propose func(cur seatConfig) (seatConfig, bool)) (out []seatOut, round bool) {
+// with its config, wants a change. A superseded run (a later run of its
+// node is known) asks for nothing more: the caller restarts the node, or
+// ends an earlier run.
+func (n *seatNode) tick(now time.Duration, members []string, propose func(cur seatConfig) (seatConfig, bool)) (out []seatOut) {
 	a := n.acc
 	if !a.recovered {
 		if now >= n.renewAt {
 			n.renewAt = now + n.timing.recover
-			return n.toAll(members, seatStateAsk{From: n.self, Number: a.number}), true
+			return n.toAll(members, seatStateAsk{From: n.self, Number: a.number})
 		}
-		return nil, false
+		return nil
 	}
 	if now >= n.renewAt {
-		n.renewAt, round = now+n.timing.renew, true
-		out = append(out, toSeats(n.hold.cfg, n.hold.ask())...)
+		n.renewAt = now + n.timing.renew
+		ask := n.hold.ask()
+		ask.Known = a.cfg.Version
+		out = append(out, toSeats(n.hold.cfg, ask)...)
 		for _, f := range n.fences {
 			if !f.done {
 				out = append(out, toSeats(f.rev.cfg, f.rev.ask())...)
@@ -145,7 +147,7 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 		}
 	}
 	if a.superseded() {
-		return out, round
+		return out
 	}
 	if n.prop != nil && (n.prop.failed || now-n.propAt > n.timing.giveUp) {
 		// Give up, and back off for a random while: proposers that keep
@@ -155,7 +157,7 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 		n.backoff = now + time.Duration(n.rng.Int64N(int64(n.timing.backoff)))
 	}
 	if n.prop != nil || now < n.backoff {
-		return out, round
+		return out
 	}
 	var want seatConfig
 	switch {
@@ -166,17 +168,17 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	case a.seat(now) && !a.sealed && propose != nil:
 		next, ok := propose(a.cfg)
 		if !ok {
-			return out, round
+			return out
 		}
 		want = next
 	default:
-		return out, round
+		return out
 	}
 	n.round = max(n.round, a.promised.Round) + 1
 	var prep seatPrepare
 	n.prop, prep = newSeatProposer(n.self.name, a.cfg, want, n.round)
 	n.propAt = now
-	return append(out, toSeats(a.cfg, prep)...), round
+	return append(out, toSeats(a.cfg, prep)...)
 }
 
 // serve answers a request another run sent: nil for a decision, which
@@ -185,7 +187,13 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 	a := n.acc
 	switch b := body.(type) {
 	case seatGrantAsk:
-		return a.grantLease(b, now, n.hold.live(now))
+		ans := a.grantLease(b, now, n.hold.live(now))
+		if b.Known < a.cfg.Version {
+			if d, ok := n.decision(now); ok {
+				ans.Decision = &d // the asker's acceptor is behind: catch it up
+			}
+		}
+		return ans
 	case seatRevokeAsk:
 		return a.revoke(b, now)
 	case seatPrepare:
@@ -202,15 +210,23 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 
 // answered takes the answer to req, a request this run sent at sent,
 // with members the names it knows: it returns what to send next, and
-// what happened.
+// what happened. An answer from a run under an older config than the
+// one this run knows is caught up: this run sends it its decision
+// (catchUp).
 func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []string) (out []seatOut, ev seatEvents) {
 	a := n.acc
 	switch b := answer.(type) {
 	case seatGrantAnswer:
 		a.heardOf(b.Numbers)
+		if d := b.Decision; d != nil && a.recovered && d.Config.Version > a.cfg.Version {
+			a.decide(*d, now)
+			ev.adopted = d
+		}
 		n.hold.record(sent, b)
+		out = n.catchUp(b.Seat, b.Config, now)
 	case seatRevokeAnswer:
 		a.heardOf(b.Numbers)
+		out = n.catchUp(b.Seat, b.Config, now)
 		ask, _ := req.(seatRevokeAsk)
 		for _, f := range n.fences {
 			if f.done || f.rev.ask() != ask {
@@ -224,22 +240,27 @@ func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []
 		}
 	case seatPromise:
 		a.heardOf(b.Numbers)
+		out = n.catchUp(b.Seat, b.Config, now)
 		if n.prop != nil {
 			if acc := n.prop.promise(b); acc != nil {
-				out = toSeats(n.prop.base, *acc)
+				out = append(out, toSeats(n.prop.base, *acc)...)
 			}
 		}
 	case seatAccepted:
 		a.heardOf(b.Numbers)
+		out = n.catchUp(b.Seat, b.Config, now)
 		if n.prop != nil {
 			if d := n.prop.accepted(b); d != nil {
 				a.decide(*d, now)
 				ev.decided = d
-				out = n.toAll(members, *d)
+				out = append(out, n.toAll(members, *d)...)
 				n.prop = nil
 			}
 		}
 	case seatState:
+		if b.Active {
+			out = n.catchUp(b.Seat, b.Config, now)
+		}
 		if a.recovered {
 			break
 		}
@@ -257,7 +278,7 @@ func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []
 		}
 		if announce > 0 && !n.announced {
 			n.announced = true
-			out = n.toAll(members, seatStateAsk{From: n.self, Number: announce})
+			out = append(out, n.toAll(members, seatStateAsk{From: n.self, Number: announce})...)
 		}
 	}
 	return out, ev
@@ -273,4 +294,21 @@ func (n *seatNode) decision(now time.Duration) (seatDecide, bool) {
 		return seatDecide{}, false
 	}
 	return seatDecide{Config: a.cfg, Revoked: maps.Clone(a.revoked), Numbers: a.numbersCopy()}, true
+}
+
+// catchUp returns the decision to send to seat, a run that answered
+// under cfg, if this run knows a newer decided config: a seat that
+// accepted a value but never heard the outcome stays sealed under the
+// config before, and a run recovering again under a config it adopted
+// may be the only one that learnt it. (A run behind that asks for grants
+// gets the decision with the answer instead: seatGrantAsk.Known.)
+func (n *seatNode) catchUp(seat run, cfg seatConfig, now time.Duration) []seatOut {
+	if cfg.Version >= n.acc.cfg.Version {
+		return nil
+	}
+	d, ok := n.decision(now)
+	if !ok {
+		return nil
+	}
+	return []seatOut{{to: seat, body: d}}
 }

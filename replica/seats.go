@@ -138,11 +138,14 @@ func (n seatNumbers) merge(o seatNumbers) {
 // run and config, so askers learn newer configs and notice restarts.
 type (
 	// seatGrantAsk asks a seat for a lease, for Holder, the run
-	// numbered Number of its node, at Epoch.
+	// numbered Number of its node, at Epoch. Known is the version of
+	// the config the asking run's acceptor holds: a seat that knows a
+	// newer one sends its decision back with the answer (catch-up).
 	seatGrantAsk struct {
 		Holder run
 		Number uint64
 		Epoch  uint64
+		Known  uint64
 	}
 	// seatGrantAnswer grants or refuses a lease. Epoch is the epoch it
 	// was granted at, or, refused, the lowest one the seat would grant.
@@ -150,13 +153,18 @@ type (
 	// seat knows: a holder drops what an earlier run of a seat granted
 	// once it knows of a later one (L4), and stops for good once it
 	// knows of a later run of its own node.
+	//
+	// Decision, when the ask's Known is older than the seat's config,
+	// is the seat's decision of its config, for the asker's acceptor
+	// to adopt (seatNode.serve).
 	seatGrantAnswer struct {
-		Seat    run
-		Config  seatConfig
-		Number  uint64
-		Numbers seatNumbers
-		Granted bool
-		Epoch   uint64
+		Seat     run
+		Config   seatConfig
+		Number   uint64
+		Numbers  seatNumbers
+		Granted  bool
+		Epoch    uint64
+		Decision *seatDecide
 	}
 	// seatRevokeAsk revokes every grant to Holder at Epoch or below.
 	seatRevokeAsk struct {
@@ -534,13 +542,19 @@ func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce 
 	// A state given by an earlier run of its seat, still alive beside a
 	// later one (L4), lacks what the later run recorded: it counts for
 	// nothing once any state, or this run, knows a higher number for
-	// that seat.
-	known := maps.Clone(a.numbers)
+	// that seat. The numbers are kept at once, recovered or not: this
+	// run's answers pass them on, so that a run that picked its number
+	// below one another run announced (that run died before it
+	// recovered, and the seats this one heard from had not recorded it)
+	// learns it is superseded and starts again, rather than giving
+	// states no one counts (explorer seed 4922: a two-seat config whose
+	// live seat's states were dropped for good).
 	for _, s := range states {
 		if s.Active {
-			known.merge(s.Numbers)
+			a.numbers.merge(s.Numbers)
 		}
 	}
+	known := a.numbers
 	need := recoveryNeed(newest)
 	var from []seatState
 	for _, s := range states {
@@ -555,18 +569,15 @@ func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce 
 		return a.number, false
 	}
 	if a.number == 0 {
-		known := uint64(1) // every run before this one was at least 1
-		for _, s := range states {
-			known = max(known, s.Numbers[a.self.name])
-		}
-		a.number = runNumber(known, a.self)
+		// Above every number known for its name: every run before this
+		// one was at least 1, and the states' numbers are merged above.
+		a.number = runNumber(max(1, a.numbers[a.self.name]), a.self)
 		return a.number, false
 	}
 	a.cfg = newest
 	for _, s := range states {
 		if s.Active {
 			a.revoked.merge(s.Revoked)
-			a.numbers.merge(s.Numbers)
 		}
 	}
 	a.numbers[a.self.name] = max(a.numbers[a.self.name], a.number)

@@ -260,3 +260,41 @@ func outsideOr(outside []string, or string) string {
 	}
 	return or
 }
+
+// A run may pick a number below one another run of its node announced:
+// that run died before it recovered, and the seats this one recovered
+// from had not recorded its number (it reached only non-seats, or seats
+// that restarted since). Any state that knows the higher number makes a
+// restarting seat drop this run's states; so a recovering run keeps the
+// numbers the states it hears name, and its answers pass them on, and the
+// run learns it is superseded and starts again (explorer seed 4922: a
+// two-seat config whose live seat's states were dropped for good).
+func TestARecoveringRunPassesOnTheNumbersItHears(t *testing.T) {
+	cfg := cfgOf(2, "b", "c")
+	c := newSeatAcceptor(run{"c", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	c.number = 500 // picked below the ghost's 900, unknowing
+	c.numbers["c"] = 500
+	x := newSeatAcceptor(run{"x", "1"}, cfg, seatL+seatM, seatSettle, 0) // a non-seat that recorded the ghost
+	x.hear("c", 900)
+	b := newSeatAcceptor(run{"b", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	now := 10 * time.Millisecond
+	ask := seatStateAsk{From: b.self}
+	states := []seatState{x.state(ask, now), c.state(ask, now)}
+	ask.Number, _ = b.recover(states, now)
+	states = []seatState{x.state(ask, now), c.state(ask, now)}
+	if _, done := b.recover(states, now); done {
+		t.Fatal("b recovered from c's run 500, though x knows c's run 900")
+	}
+	// c's holder asks b for a grant: b's answer names 900, and c learns
+	// it is superseded.
+	h := newSeatHolder(c.self, cfg, seatL)
+	h.number = c.number
+	ans := b.grantLease(h.ask(), now, true)
+	if ans.Numbers["c"] != 900 {
+		t.Fatalf("recovering b's answer names c's run %d; want 900, the number it heard", ans.Numbers["c"])
+	}
+	c.heardOf(ans.Numbers)
+	if !c.superseded() {
+		t.Fatal("c's run 500 is not superseded after hearing of run 900")
+	}
+}

@@ -438,6 +438,10 @@ type seatSim struct {
 	// proposed by its proposer, instead of drawn at random; after the
 	// calm spell the policy must want no change.
 	policy *seatPolicy
+	// wire, in a quarter of the seeds: every message crosses the wire's
+	// encoding (seatwire.go) on its way, so that runs hear only what the
+	// wire carries.
+	wire bool
 }
 
 func (s *seatSim) proc(name string) *seatSimProc {
@@ -488,6 +492,9 @@ func (s *seatSim) restart(p *seatSimProc) {
 }
 
 func (s *seatSim) send(from, to run, body any) {
+	if s.wire {
+		body = wired(body)
+	}
 	if !s.calm && (s.rng.Float64() < s.loss || s.now < s.cut[from.name] || s.now < s.cut[to.name] || s.now < s.links[[2]string{from.name, to.name}]) {
 		return
 	}
@@ -561,8 +568,11 @@ func (s *seatSim) deliver(m seatMsg) error {
 // happened records what an answer made happen at p: a config its ballot
 // chose, its recovery, its fences' completion.
 func (s *seatSim) happened(p *seatSimProc, ev seatEvents) error {
-	if ev.decided != nil {
-		if err := s.learn(ev.decided.Config); err != nil {
+	for _, d := range []*seatDecide{ev.decided, ev.adopted} {
+		if d == nil {
+			continue
+		}
+		if err := s.learn(d.Config); err != nil {
 			return err
 		}
 	}
@@ -600,6 +610,24 @@ func (s *seatSim) sendAll(p *seatSimProc, out []seatOut) {
 	}
 }
 
+// wired returns body as the wire delivers it: encoded and decoded again.
+// A message that does not cross whole is the explorer's failure.
+func wired(body any) any {
+	if r, ok := body.(seatReply); ok {
+		r.req, r.answer = wired(r.req), wired(r.answer)
+		return r
+	}
+	b, err := encodeSeat(body)
+	if err != nil {
+		panic(fmt.Sprintf("seat message %T does not encode: %v", body, err))
+	}
+	out, err := decodeSeat(b)
+	if err != nil {
+		panic(fmt.Sprintf("seat message %T does not decode: %v", body, err))
+	}
+	return out
+}
+
 // seatReply carries an answer back to the run that asked, with its
 // request and when that was sent, as a transport's call returns them.
 type seatReply struct {
@@ -607,34 +635,15 @@ type seatReply struct {
 	sent        time.Duration
 }
 
-// catchUp sends, now and then, p's config, with every revocation it must
-// carry, to a node that answered under an older one. A run recovering
-// again under a config it adopted relays that decision too: it may be
-// the only one that learnt it, and a seat that accepted the value but
-// never heard the outcome stays sealed under the config before, where it
-// can neither finish the instance (its peer does not vote while it
-// recovers) nor give the state the recovering run needs.
-func (s *seatSim) catchUp(p *seatSimProc) {
-	a := p.acc
-	q := s.procs[s.rng.IntN(len(s.procs))]
-	decided := a.active(s.now) || !a.recovered && a.cfg.Version > 0
-	if q != p && decided && q.up && q.acc.cfg.Version < a.cfg.Version && (s.calm || s.rng.IntN(4) == 0) {
-		s.send(p.self, run{name: q.name}, seatDecide{Config: a.cfg, Revoked: maps.Clone(a.revoked), Numbers: maps.Clone(a.numbers)})
-	}
-}
-
 // act lets node p do what a node does by itself at s.now.
 func (s *seatSim) act(p *seatSimProc) {
-	out, round := p.node.tick(s.now, s.names(), func(cur seatConfig) (seatConfig, bool) {
+	out := p.node.tick(s.now, s.names(), func(cur seatConfig) (seatConfig, bool) {
 		if !s.wantsChange(p) {
 			return seatConfig{}, false
 		}
 		return s.change(cur), true
 	})
 	s.sendAll(p, out)
-	if round {
-		s.catchUp(p)
-	}
 	if p.acc.recovered && p.acc.superseded() {
 		// A later run of its node is known: this one stops. The node
 		// starts a new run, unless this is an earlier one still alive
@@ -830,6 +839,7 @@ func runSeats(seed uint64) (*seatSim, error) {
 	if seed%3 == 1 {
 		s.policy = &seatPolicy{Seats: 3 + 2*rng.IntN(2), DeadFor: time.Second}
 	}
+	s.wire = seed%4 == 3
 	first := 1 + rng.IntN(min(n, 5))
 	var seats []string
 	for i := range n {
