@@ -31,7 +31,8 @@ type seatMember struct {
 type seatPolicy struct {
 	// Seats is how many seats are wanted; at least two are kept while
 	// two members can hold them, as a lone seat's state is held nowhere
-	// else and a restart of it cannot recover.
+	// else and a restart of it cannot recover, and above two an odd
+	// number (seatTarget).
 	Seats int
 	// DeadFor is how long a seat's name must be missing from membership
 	// before its seat is given to another (T_dead). A declaration of
@@ -68,14 +69,30 @@ func (p seatPolicy) candidates(cur seatConfig, members []seatMember) []seatMembe
 	return out
 }
 
+// seatTarget returns how many seats to hold when want are wanted and
+// available members could hold them: as many as both allow, but odd once
+// above two. An even config tolerates no more failed seats than the odd
+// one below it, and its restarted seats recover from all other seats but
+// one (recoveryNeed), so one seat down and one restarting stall it: a
+// cluster of four members holds three seats.
+func seatTarget(want, available int) int {
+	n := min(max(want, 2), available)
+	if n > 2 && n%2 == 0 {
+		n--
+	}
+	return n
+}
+
 // next returns the config to propose after cur, one seat apart, and
 // whether there is one. In order: a seat whose member left or has long
 // been missing is vacated (once a replacement has been added, if only
-// two seats are left); then seats are filled up to Seats with ready
-// members; then a surplus is removed, a seat that is not ready first.
+// two seats are left); then seats are filled with ready members up to
+// the target (seatTarget: Seats, or as many as the seats and candidates
+// allow, odd above two); then a surplus over the target is removed, a
+// seat that is not ready first.
 func (p seatPolicy) next(cur seatConfig, members []seatMember) (seatConfig, bool) {
-	want := max(p.Seats, 2)
 	cands := p.candidates(cur, members)
+	want := seatTarget(p.Seats, len(cur.Seats)+len(cands))
 	with := func(name string) seatConfig {
 		return seatConfig{Version: cur.Version + 1, Seats: slices.Sorted(slices.Values(append(slices.Clone(cur.Seats), name)))}
 	}

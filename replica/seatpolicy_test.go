@@ -29,11 +29,17 @@ func TestTheSeatPolicyProposesOneChangeAtATime(t *testing.T) {
 		{"the last member keeps a lone seat", cfgOf(1, "a", "b"), []seatMember{ready("a"), {Name: "b", Leaving: true}}, []string{"a"}},
 		{"a surplus goes, a seat not ready first", cfgOf(1, "a", "b", "c", "d"), []seatMember{ready("a"), {Name: "b"}, ready("c"), ready("d")}, []string{"a", "c", "d"}},
 		{"two seats at least", cfgOf(1, "a"), []seatMember{ready("a"), ready("b")}, []string{"a", "b"}},
+		{"four members hold three seats", cfgOf(1, "a", "b", "c"), []seatMember{ready("a"), ready("b"), ready("c"), ready("d")}, nil},
+		{"four seats of four members become three", cfgOf(1, "a", "b", "c", "d"), []seatMember{ready("a"), ready("b"), ready("c"), ready("d")}, []string{"a", "b", "c"}},
+		{"five members hold five seats", cfgOf(1, "a", "b", "c", "d"), []seatMember{ready("a"), ready("b"), ready("c"), ready("d"), ready("e")}, []string{"a", "b", "c", "d", "e"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := policy
-			if tc.name == "two seats at least" {
+			switch tc.name {
+			case "two seats at least":
 				p.Seats = 1
+			case "four members hold three seats", "four seats of four members become three", "five members hold five seats":
+				p.Seats = 5
 			}
 			got, changed := p.next(tc.cur, tc.members)
 			if tc.want == nil {
@@ -112,8 +118,11 @@ func TestTheSeatPolicySettles(t *testing.T) {
 			t.Fatalf("seed %d: still changing after %d steps at %v (%+v)", seed, steps, cur, members)
 		}
 		cands := len(policy.candidates(cur, members))
-		if len(cur.Seats) < max(policy.Seats, 2) && cands > 0 {
+		if len(cur.Seats) < seatTarget(policy.Seats, len(cur.Seats)+cands) {
 			t.Fatalf("seed %d: settled at %v with %d seats wanted and candidates left (%+v)", seed, cur, policy.Seats, members)
+		}
+		if n := len(cur.Seats); n > 2 && n%2 == 0 {
+			t.Fatalf("seed %d: settled at %v, an even number of seats above two (%+v)", seed, cur, members)
 		}
 		if len(cur.Seats) > max(policy.Seats, 2) {
 			t.Fatalf("seed %d: settled at %v, more than the %d seats wanted", seed, cur, max(policy.Seats, 2))

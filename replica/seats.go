@@ -559,8 +559,9 @@ func (a *seatAcceptor) recover(states []seatState, now time.Duration) (announce 
 	var from []seatState
 	for _, s := range states {
 		if s.Active && s.Config.Version == newest.Version && newest.holds(s.Seat.name) && s.Seat.name != a.self.name &&
-			s.For == a.number && s.Number >= known[s.Seat.name] {
-			from = append(from, s)
+			s.For == a.number && s.Number >= known[s.Seat.name] &&
+			!slices.ContainsFunc(from, func(f seatState) bool { return f.Seat.name == s.Seat.name }) {
+			from = append(from, s) // one state a seat: a seat counts once however often it is passed
 		}
 	}
 	a.isLost, a.lostAt = false, 0
@@ -630,13 +631,22 @@ func recoveryNeed(cfg seatConfig) int {
 // recoveryNeed(cfg) remain to give state: a majority in odd configs, half
 // in even ones (a state may be stale: what it returns is a report, acted
 // on by no rule).
+//
+// A seat whose latest state comes from an earlier run that a later one
+// outnumbers (recover drops it) counts as recovering too: its later run
+// has not given state, and the earlier one's never counts (a review's
+// schedule: b and c of {a, b, c} both restarted, their earlier runs
+// alive and answering, each new run waiting for the other's state).
 func (a *seatAcceptor) stalled(cfg seatConfig, states []seatState) bool {
 	recovering := 0
 	if cfg.holds(a.self.name) {
 		recovering++
 	}
+	seen := map[string]bool{}
 	for _, s := range states {
-		if s.Recovering && s.Seat.name != a.self.name && cfg.holds(s.Seat.name) {
+		outnumbered := s.Active && s.Number < a.numbers[s.Seat.name]
+		if (s.Recovering || outnumbered) && s.Seat.name != a.self.name && cfg.holds(s.Seat.name) && !seen[s.Seat.name] {
+			seen[s.Seat.name] = true
 			recovering++
 		}
 	}

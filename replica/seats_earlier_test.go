@@ -298,3 +298,59 @@ func TestARecoveringRunPassesOnTheNumbersItHears(t *testing.T) {
 		t.Fatal("c's run 500 is not superseded after hearing of run 900")
 	}
 }
+
+// Two seats of three restart while their earlier runs stay alive and
+// answer: each new run drops the other's earlier run's state (a knows the
+// later numbers), and waits for the other's, which it never gets. Two of
+// three seats lost their state; both must say so, though the earlier runs
+// answer as active (a review's schedule).
+func TestAnOutnumberedEarlierRunHidesNoLostMajority(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	now := seatSettle
+	a1 := newSeatAcceptor(run{"a", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	b1 := newSeatAcceptor(run{"b", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	c1 := newSeatAcceptor(run{"c", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	b2 := newSeatAcceptor(run{"b", "2"}, seatConfig{}, seatL+seatM, seatSettle, now)
+	c2 := newSeatAcceptor(run{"c", "2"}, seatConfig{}, seatL+seatM, seatSettle, now)
+	nb, _ := b2.recover([]seatState{a1.state(seatStateAsk{From: b2.self}, now), c1.state(seatStateAsk{From: b2.self}, now)}, now)
+	nc, _ := c2.recover([]seatState{a1.state(seatStateAsk{From: c2.self}, now), b1.state(seatStateAsk{From: c2.self}, now)}, now)
+	if nb == 0 || nc == 0 {
+		t.Fatal("no numbers picked")
+	}
+	a1.state(seatStateAsk{From: b2.self, Number: nb}, now)
+	a1.state(seatStateAsk{From: c2.self, Number: nc}, now)
+	for range 5 {
+		now += 100 * time.Millisecond
+		_, doneB := b2.recover([]seatState{
+			a1.state(seatStateAsk{From: b2.self, Number: nb}, now),
+			c1.state(seatStateAsk{From: b2.self, Number: nb}, now),
+		}, now)
+		_, doneC := c2.recover([]seatState{
+			a1.state(seatStateAsk{From: c2.self, Number: nc}, now),
+			b1.state(seatStateAsk{From: c2.self, Number: nc}, now),
+		}, now)
+		if doneB || doneC {
+			t.Fatalf("recovered (b2 %v, c2 %v) from an outnumbered earlier run", doneB, doneC)
+		}
+	}
+	if v, lost := b2.lost(); !lost || v != 1 {
+		t.Errorf("b2 reports lost %v at %d; want version 1 lost", lost, v)
+	}
+	if v, lost := c2.lost(); !lost || v != 1 {
+		t.Errorf("c2 reports lost %v at %d; want version 1 lost", lost, v)
+	}
+}
+
+// A seat's state passed twice counts once: a run of {a, b, c} does not
+// recover from b alone.
+func TestRecoverCountsEachSeatOnce(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	b := newSeatAcceptor(run{"b", "1"}, cfg, seatL+seatM, seatSettle, 0)
+	a2 := newSeatAcceptor(run{"a", "2"}, seatConfig{}, seatL+seatM, seatSettle, 0)
+	st := b.state(seatStateAsk{From: a2.self}, seatSettle)
+	n, _ := a2.recover([]seatState{st, st}, seatSettle)
+	st = b.state(seatStateAsk{From: a2.self, Number: n}, seatSettle)
+	if _, done := a2.recover([]seatState{st, st}, seatSettle); done {
+		t.Fatal("a2 recovered from b's state alone, passed twice; recoveryNeed is 2 other seats")
+	}
+}
