@@ -210,13 +210,18 @@ func (c *testCluster) kill(name string) {
 // (incarnation run) that remembers nothing, without telling anyone: the
 // next publish shows the ring the restarts leave.
 func (c *testCluster) restart(run string, names ...string) {
+	c.restartTuned(run, nil, names...)
+}
+
+// restartTuned is restart, the new runs configured by tune.
+func (c *testCluster) restartTuned(run string, tune func(*Config), names ...string) {
 	for _, name := range names {
 		c.mu.Lock()
 		n := c.nodes[name]
 		delete(c.nodes, name)
 		c.mu.Unlock()
 		n.stop()
-		c.start(name, nil).member.Incarnation = run
+		c.start(name, tune).member.Incarnation = run
 	}
 }
 

@@ -50,6 +50,7 @@ var peerMethods = map[string]peerMethod{
 	methodPrincipal:   {(*Node).servePrincipal, forNodes},    // principal.go
 	methodPull:        {(*Node).servePull, forNodes},         // handoff.go
 	methodList:        {(*Node).serveList, forNodes},         // list.go
+	methodSeat:        {(*Node).serveSeat, forNodes},         // seatrun.go
 }
 
 // ServePeer answers requests from other nodes; it implements peer.Handler.

@@ -104,6 +104,14 @@ type Config struct {
 	// reads that fall back to a dead primary's buddy wait from when the
 	// buddy's lease lapses until it is promoted. Zero means 600ms.
 	LeaseDuration time.Duration
+	// Seats, above zero, runs the seat protocol beside the leases
+	// (docs/design/LEASES-AT-SCALE.md, step 5, begun): the node takes
+	// part in agreeing on a config of that many seats (odd above two,
+	// at most the members), founding the first when it is the lowest
+	// name of a ring whose members know none. It guards nothing yet:
+	// leases are still asked from every member but one. Zero, the
+	// default, runs none.
+	Seats int
 	// AllowMinority lets the node serve in a ring of MinMembers however
 	// many members it knows, trading safety for availability: both sides
 	// of a network cut then acknowledge writes, and after the heal the
@@ -187,6 +195,7 @@ type Node struct {
 	stats  Stats
 
 	renewals renewals         // lease requests in flight, one per member
+	seats    *seatRunner      // the seat protocol's run, if Config.Seats (seatrun.go); nil otherwise
 	doubts   doubts           // sessions whose last replication went unanswered (doubt.go)
 	confirms *confirmQueue    // confirmations of stored writes, yet to reach the buddies (confirm.go)
 	watch    unconfirmedWatch // the copies held unconfirmed at the last look (unconfirmed.go); reportUnconfirmed's alone
@@ -226,6 +235,11 @@ func New(cfg Config) *Node {
 	go n.every(cfg.TouchInterval, n.settleDoubts)
 	go n.confirmLoop()
 	go n.every(cfg.TouchInterval, n.reportUnconfirmed)
+	if cfg.Seats > 0 {
+		n.seats = newSeatRunner(cfg)
+		n.done.Add(1)
+		go n.every(cfg.LeaseDuration/6, n.tickSeats)
+	}
 	return n
 }
 

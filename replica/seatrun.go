@@ -1,0 +1,314 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/tandem-io/tandem/ring"
+)
+
+// methodSeat carries one message of the seat protocol (seatwire.go); the
+// reply is its answer, or nil for a decision.
+const methodSeat = "seat"
+
+// seatRunner is this node's part in the seat protocol when Config.Seats is
+// set (docs/design/LEASES-AT-SCALE.md, step 5): a seatNode driven over the
+// peer wire, with the seat policy choosing changes and a founding rule
+// giving a new cluster its first config. It runs beside the leases and
+// guards nothing yet: the node still leases from every member but one
+// (leaseSeats). What it agrees on shows in seatStatus. Not yet built:
+// the cluster's identity and the meeting of two clusters (§6.2 of the
+// study), and a report of a recovery that waits on a seat that never
+// answers.
+type seatRunner struct {
+	mu       sync.Mutex
+	node     *seatNode // the current run; nil until the node has a ring
+	restarts int       // runs started in this process after the first
+	policy   seatPolicy
+	rng      *rand.Rand
+	seen     map[string]seatSeen      // what each member's latest state answer showed
+	missing  map[string]time.Duration // seats of the config missing from the ring, since when
+}
+
+// seatSeen is what a member's latest answer to a state ask showed.
+type seatSeen struct {
+	at        time.Duration // when it arrived
+	active    bool          // an active run: recovered and answering
+	version   uint64        // its config's version, if active
+	hasConfig bool          // it knows a config (recovering ones tell none)
+}
+
+// newSeatRunner returns the runner of a node configured for seats.
+func newSeatRunner(cfg Config) *seatRunner {
+	return &seatRunner{
+		policy:  seatPolicy{Seats: cfg.Seats, DeadFor: 10 * cfg.LeaseDuration},
+		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5ea7)),
+		seen:    map[string]seatSeen{},
+		missing: map[string]time.Duration{},
+	}
+}
+
+// seatStatus is what the node's run of the seat protocol knows.
+type seatStatus struct {
+	Active  bool       // recovered, settled, answering
+	Config  seatConfig // the newest config it knows
+	Sealed  bool       // it promised or accepted the next version
+	Lost    bool       // a recovering run that found too many seats recovering (seatAcceptor.lost)
+	Live    bool       // it holds grants from a majority of its config's seats
+	Number  uint64     // its run's number
+	Running bool       // the node runs the seat protocol at all
+}
+
+// seatStatus returns what the node's run of the seat protocol knows.
+func (n *Node) seatStatus() seatStatus {
+	r := n.seats
+	if r == nil {
+		return seatStatus{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.node == nil {
+		return seatStatus{Running: true}
+	}
+	a, now := r.node.acc, n.mono()
+	_, lost := a.lost()
+	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, Live: r.node.hold.live(now), Number: a.number, Running: true}
+}
+
+// tickSeats is the runner's heartbeat, every LeaseDuration/6: it starts
+// the node's run once it has a ring, founds the cluster's first config
+// when the founding rule says so, and sends what the run asks to send.
+func (n *Node) tickSeats() {
+	tab := n.own.table()
+	if tab == nil || !tab.Has(n.cfg.Name) {
+		return
+	}
+	now, members := n.mono(), memberNames(tab)
+	r := n.seats
+	r.mu.Lock()
+	if r.node == nil || r.node.acc.recovered && r.node.acc.superseded() {
+		// The first run, or a run that learnt of a later one of this
+		// node's: it picked its number at the same time as another
+		// (a tie it lost), and starts again.
+		r.start(runOf(tab, n.cfg.Name), seatConfig{}, n.cfg.LeaseDuration, n.own.margin(), now)
+	}
+	if r.founds(tab, now) {
+		n.log.Info("founding the seats: no member knows a config, and this node has the lowest name")
+		r.start(r.node.self, seatConfig{Version: 1, Seats: []string{n.cfg.Name}}, n.cfg.LeaseDuration, n.own.margin(), now)
+	}
+	r.noteMissing(tab, now)
+	node := r.node
+	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
+	if r.proposing(tab, now) {
+		// The proposer learns which members are ready from their states.
+		for _, m := range members {
+			if m != n.cfg.Name {
+				out = append(out, seatOut{to: run{name: m}, body: seatStateAsk{From: node.self}})
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range out {
+		n.sendSeat(tab, node, members, o)
+	}
+}
+
+// start begins a run of self: with cfg, the cluster's first; without,
+// recovering. A run after the first in this process is told apart from
+// it by a suffix to its incarnation.
+func (r *seatRunner) start(self run, cfg seatConfig, lease, margin, now time.Duration) {
+	if r.node != nil {
+		r.restarts++
+		self.incarnation += "." + strconv.Itoa(r.restarts)
+	}
+	r.node = newSeatNode(self, cfg, lease, margin, r.rng, now)
+}
+
+// founds applies the founding rule (LEASES-AT-SCALE.md §6.2): a run that
+// knows no config founds the first when every other member of its ring
+// has answered a state ask since it started, none knows a config, and
+// this node has the lowest name among them.
+func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
+	a := r.node.acc
+	if a.recovered || a.cfg.Version > 0 {
+		return false
+	}
+	self := r.node.self.name
+	for _, m := range tab.Members() {
+		if m.Name == self {
+			continue
+		}
+		s, ok := r.seen[m.Name]
+		if !ok || s.at < a.since || s.hasConfig || m.Name < self {
+			return false
+		}
+	}
+	return true
+}
+
+// noteMissing records since when each seat of the run's config has been
+// missing from the ring (the policy vacates one missing for DeadFor).
+func (r *seatRunner) noteMissing(tab *ring.Table, now time.Duration) {
+	cfg := r.node.acc.cfg
+	for name := range r.missing {
+		if tab.Has(name) || !cfg.holds(name) {
+			delete(r.missing, name)
+		}
+	}
+	for _, name := range cfg.Seats {
+		if _, ok := r.missing[name]; !ok && !tab.Has(name) {
+			r.missing[name] = now
+		}
+	}
+}
+
+// members returns what the seat policy knows of the ring's members and
+// of the config's seats missing from it.
+func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration) []seatMember {
+	self := r.node.self.name
+	fresh := 2 * r.node.timing.giveUp
+	var out []seatMember
+	for _, m := range tab.Members() {
+		sm := seatMember{Name: m.Name, Witness: m.Witness}
+		if m.Name == self {
+			sm.Ready = r.node.acc.active(now) && !r.node.acc.unsure
+		} else if s, ok := r.seen[m.Name]; ok && now-s.at <= fresh {
+			sm.Ready = s.active && s.version == cur.Version
+		}
+		out = append(out, sm)
+	}
+	for name, since := range r.missing {
+		out = append(out, seatMember{Name: name, Absent: max(now-since, time.Nanosecond)})
+	}
+	return out
+}
+
+// proposing reports whether this node's run is the policy's proposer of
+// its config's next change.
+func (r *seatRunner) proposing(tab *ring.Table, now time.Duration) bool {
+	a := r.node.acc
+	return a.seat(now) && r.policy.proposer(a.cfg, r.members(tab, a.cfg, now)) == r.node.self.name
+}
+
+// propose returns the policy's next config after cur, when this node is
+// its proposer.
+func (r *seatRunner) propose(tab *ring.Table, cur seatConfig, now time.Duration) (seatConfig, bool) {
+	members := r.members(tab, cur, now)
+	if r.policy.proposer(cur, members) != r.node.self.name {
+		return seatConfig{}, false
+	}
+	return r.policy.next(cur, members)
+}
+
+// sendSeat sends o for node, the run that asked, and gives it the answer,
+// unless the node has started another run meanwhile. A message to this
+// node itself is served here, without the wire.
+func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o seatOut) {
+	r := n.seats
+	if o.to.name == n.cfg.Name {
+		r.mu.Lock()
+		var out []seatOut
+		var ev seatEvents
+		if r.node == node {
+			now := n.mono()
+			if answer := node.serve(o.body, now); answer != nil {
+				out, ev = node.answered(o.body, answer, now, now, members)
+			}
+		}
+		r.mu.Unlock()
+		n.seatEvents(node, ev)
+		for _, next := range out {
+			n.sendSeat(tab, node, members, next)
+		}
+		return
+	}
+	go func() {
+		b, err := encodeSeat(o.body)
+		if err != nil {
+			n.log.Error("cannot encode a seat message", "err", err)
+			return
+		}
+		sent := n.mono()
+		var reply msgpack.RawMessage
+		if err := n.call(context.Background(), tab, o.to.name, methodSeat, msgpack.RawMessage(b), &reply); err != nil {
+			n.log.Debug("seat message not answered", "member", o.to.name, "err", err)
+			return
+		}
+		if len(reply) == 0 || reply[0] == msgpcode.Nil {
+			return // a decision: no answer
+		}
+		answer, err := decodeSeat(reply)
+		if err != nil {
+			n.log.Warn("a seat answer did not decode", "member", o.to.name, "err", err)
+			return
+		}
+		r.mu.Lock()
+		var out []seatOut
+		var ev seatEvents
+		if r.node == node {
+			now := n.mono()
+			if st, ok := answer.(seatState); ok {
+				r.seen[o.to.name] = seatSeen{at: now, active: st.Active, version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0}
+			}
+			out, ev = node.answered(o.body, answer, sent, now, members)
+		}
+		r.mu.Unlock()
+		n.seatEvents(node, ev)
+		for _, next := range out {
+			n.sendSeat(tab, node, members, next)
+		}
+	}()
+}
+
+// seatEvents logs what an answer made happen.
+func (n *Node) seatEvents(node *seatNode, ev seatEvents) {
+	if d := ev.decided; d != nil {
+		n.log.Info("seat config chosen", "version", d.Config.Version, "seats", d.Config.Seats)
+	}
+	if d := ev.adopted; d != nil {
+		n.log.Info("seat config adopted", "version", d.Config.Version, "seats", d.Config.Seats)
+	}
+	if ev.recovered {
+		n.log.Info("seat state recovered", "version", node.acc.cfg.Version, "seats", node.acc.cfg.Seats, "number", node.acc.number)
+	}
+}
+
+// serveSeat answers methodSeat: the node's run serves the message.
+func (n *Node) serveSeat(_ context.Context, _ *ring.Table, body msgpack.RawMessage) (any, error) {
+	r := n.seats
+	if r == nil {
+		return nil, fmt.Errorf("%w: %s runs no seat protocol", ErrUnavailable, n.cfg.Name)
+	}
+	m, err := decodeSeat(body)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	node := r.node
+	var answer any
+	if node != nil {
+		answer = node.serve(m, n.mono())
+	}
+	r.mu.Unlock()
+	if node == nil {
+		return nil, fmt.Errorf("%w: %s has not started its seat run", ErrUnavailable, n.cfg.Name)
+	}
+	if d, ok := m.(seatDecide); ok {
+		n.log.Debug("seat decision received", "version", d.Config.Version)
+	}
+	if answer == nil {
+		return nil, nil
+	}
+	b, err := encodeSeat(answer)
+	if err != nil {
+		return nil, err
+	}
+	return msgpack.RawMessage(b), nil
+}

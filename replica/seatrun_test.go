@@ -1,0 +1,117 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// seatsAgree reports whether every node of c runs the seat protocol
+// actively under one config whose seats satisfy want, each live on its
+// seats' grants; it returns the config, and what it found.
+func seatsAgree(c *testCluster, want func([]string) bool) (bool, seatConfig, string) {
+	var found []string
+	var cfg seatConfig
+	ok := true
+	for i, n := range c.list() {
+		st := n.seatStatus()
+		found = append(found, fmt.Sprintf("%s: active %v v%d %v live %v lost %v", n.Name(), st.Active, st.Config.Version, st.Config.Seats, st.Live, st.Lost))
+		if i == 0 {
+			cfg = st.Config
+		}
+		if !st.Active || !st.Live || st.Config.Version != cfg.Version || !want(st.Config.Seats) {
+			ok = false
+		}
+	}
+	slices.Sort(found)
+	return ok, cfg, fmt.Sprint(found)
+}
+
+// waitForSeatsThat waits until the nodes of c agree on one config whose
+// seats satisfy want (what), and returns it.
+func waitForSeatsThat(t *testing.T, c *testCluster, what string, want func([]string) bool) seatConfig {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, cfg, found := seatsAgree(c, want)
+		if ok {
+			return cfg
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes did not agree on seats %s: %s", what, found)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitForSeats waits until the nodes of c agree on the seats want.
+func waitForSeats(t *testing.T, c *testCluster, want []string) {
+	t.Helper()
+	waitForSeatsThat(t, c, fmt.Sprint(want), func(s []string) bool { return slices.Equal(s, want) })
+}
+
+// threeOf returns a test that seats are three of the running nodes of c.
+func threeOf(c *testCluster) func([]string) bool {
+	return func(seats []string) bool {
+		return len(seats) == 3 && !slices.ContainsFunc(seats, func(s string) bool { return c.node(s) == nil })
+	}
+}
+
+// The seat protocol over the peer wire, beside the leases (Config.Seats):
+// three nodes found one config and grow it to all three (an odd number
+// at most the members); two more make five; a seat that crashes is
+// vacated once it has been missing for DeadFor, and the seats settle on
+// three of the four left; a seat restarted under its name recovers, with
+// a higher run number, and the nodes agree again.
+func TestNodesAgreeOnSeatsOverThePeerWire(t *testing.T) {
+	tune := func(c *Config) { c.Seats = 5 }
+	c := newTestCluster(t, 3, tune)
+	waitForSeats(t, c, []string{"node-0", "node-1", "node-2"})
+
+	c.start("node-3", tune)
+	c.publish()
+	// Four members: still three seats (seatTarget).
+	waitForSeats(t, c, []string{"node-0", "node-1", "node-2"})
+	c.start("node-4", tune)
+	c.publish()
+	waitForSeats(t, c, []string{"node-0", "node-1", "node-2", "node-3", "node-4"})
+
+	c.kill("node-1")
+	seats := waitForSeatsThat(t, c, "three of the four left", threeOf(c)).Seats
+
+	// A seat restarted under its name.
+	restarted := seats[len(seats)-1]
+	before := c.node(restarted).seatStatus()
+	c.restartTuned("r2", tune, restarted)
+	c.publish()
+	waitForSeatsThat(t, c, "three of the four, after a restart", threeOf(c))
+	after := c.node(restarted).seatStatus()
+	if after.Number <= before.Number {
+		t.Fatalf("%s's run after its restart has number %d, not above %d", restarted, after.Number, before.Number)
+	}
+}
+
+// Over real sockets: the messages cross the peer wire's frames, and three
+// nodes agree.
+func TestNodesAgreeOnSeatsOverSockets(t *testing.T) {
+	c := newSocketCluster(t, 3, func(c *Config) { c.Seats = 3 })
+	waitForSeats(t, c, []string{"node-0", "node-1", "node-2"})
+}
+
+// A node without Config.Seats runs no seat protocol and refuses its
+// messages.
+func TestANodeWithoutSeatsRunsNone(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	n := c.node("node-0")
+	if st := n.seatStatus(); st.Running {
+		t.Fatalf("seat status %+v without Config.Seats", st)
+	}
+	b, err := encodeSeat(seatStateAsk{From: run{"x", "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.ServePeer(testCtx(t), methodSeat, b); err == nil {
+		t.Fatal("a node without seats answered a seat message")
+	}
+}
