@@ -295,6 +295,16 @@ func (n *Node) Close() {
 	n.done.Wait()
 }
 
+// closed reports whether Close has been called.
+func (n *Node) closed() bool {
+	select {
+	case <-n.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // mono returns the node's monotonic clock: the time since it started.
 // Leases, fences and hand-off timeouts use it, never the wall clock (which
 // the Now setting may skew).

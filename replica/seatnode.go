@@ -69,9 +69,11 @@ type seatOut struct {
 // seatEvents is what an answer made happen, for the caller to act on or
 // report.
 type seatEvents struct {
-	decided   *seatDecide  // this run's ballot chose a config (already adopted)
-	adopted   *seatDecide  // a decision an answer carried, taken by this recovered run
-	recovered bool         // this restarted run recovered its state
+	decided   *seatDecide // this run's ballot chose a config (already adopted)
+	adopted   *seatDecide // a decision an answer carried, taken by this recovered run
+	recovered bool        // this restarted run recovered its state, under config as number
+	config    seatConfig
+	number    uint64
 	fenced    []*seatFence // fences that completed
 }
 
@@ -272,7 +274,7 @@ func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []
 		slices.SortFunc(states, func(x, y seatState) int { return strings.Compare(x.Seat.name, y.Seat.name) })
 		announce, done := a.recover(states, now)
 		if done {
-			ev.recovered = true
+			ev.recovered, ev.config, ev.number = true, a.cfg, a.number
 			n.hold.cfg, n.hold.number = a.cfg, a.number
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type seatRunner struct {
 	mu       sync.Mutex
 	node     *seatNode // the current run; nil until the node has a ring
 	restarts int       // runs started in this process after the first
+	ticks    uint64    // heartbeats so far
 	policy   seatPolicy
 	rng      *rand.Rand
 	seen     map[string]seatSeen      // what each member's latest state answer showed
@@ -39,7 +41,9 @@ type seatRunner struct {
 
 // seatSeen is what a member's latest answer to a state ask showed.
 type seatSeen struct {
-	at        time.Duration // when it arrived
+	sent, at  time.Duration // when the ask went, and when the answer arrived
+	asker     run           // this node's run that asked
+	answerer  run           // the member's run that answered
 	active    bool          // an active run: recovered and answering
 	version   uint64        // its config's version, if active
 	hasConfig bool          // it knows a config (recovering ones tell none)
@@ -106,8 +110,10 @@ func (n *Node) tickSeats() {
 	r.noteMissing(tab, now)
 	node := r.node
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
-	if r.proposing(tab, now) {
-		// The proposer learns which members are ready from their states.
+	r.ticks++
+	if r.ticks%6 == 0 && r.proposing(tab, now) {
+		// The proposer learns which members are ready from their states,
+		// once a lease: N − 1 asks a lease at one node.
 		for _, m := range members {
 			if m != n.cfg.Name {
 				out = append(out, seatOut{to: run{name: m}, body: seatStateAsk{From: node.self}})
@@ -133,8 +139,10 @@ func (r *seatRunner) start(self run, cfg seatConfig, lease, margin, now time.Dur
 
 // founds applies the founding rule (LEASES-AT-SCALE.md §6.2): a run that
 // knows no config founds the first when every other member of its ring
-// has answered a state ask since it started, none knows a config, and
-// this node has the lowest name among them.
+// has answered this run's state asks lately (within two rounds), none
+// knows a config, and this node has the lowest name among them. An older
+// answer does not count: the member may have founded since, under a ring
+// that lacked this node (a review's schedule).
 func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
 	a := r.node.acc
 	if a.recovered || a.cfg.Version > 0 {
@@ -146,7 +154,7 @@ func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
 			continue
 		}
 		s, ok := r.seen[m.Name]
-		if !ok || s.at < a.since || s.hasConfig || m.Name < self {
+		if !ok || s.asker != r.node.self || now-s.at > 2*r.node.timing.recover || s.hasConfig || m.Name < self {
 			return false
 		}
 	}
@@ -173,13 +181,15 @@ func (r *seatRunner) noteMissing(tab *ring.Table, now time.Duration) {
 // of the config's seats missing from it.
 func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration) []seatMember {
 	self := r.node.self.name
-	fresh := 2 * r.node.timing.giveUp
+	fresh := 12 * r.node.timing.renew // the proposer asks once a lease (tickSeats): two rounds
 	var out []seatMember
 	for _, m := range tab.Members() {
 		sm := seatMember{Name: m.Name, Witness: m.Witness}
 		if m.Name == self {
 			sm.Ready = r.node.acc.active(now) && !r.node.acc.unsure
-		} else if s, ok := r.seen[m.Name]; ok && now-s.at <= fresh {
+		} else if s, ok := r.seen[m.Name]; ok && now-s.at <= fresh && runOfIncarnation(s.answerer, m.Incarnation) {
+			// Ready on an answer of the member's current run only: a
+			// restarted member's new run has recovered nothing (a review).
 			sm.Ready = s.active && s.version == cur.Version
 		}
 		out = append(out, sm)
@@ -188,6 +198,12 @@ func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration)
 		out = append(out, seatMember{Name: name, Absent: max(now-since, time.Nanosecond)})
 	}
 	return out
+}
+
+// runOfIncarnation reports whether r is a run of the process whose ring
+// incarnation is inc: inc itself, or a run it started again (inc.N).
+func runOfIncarnation(r run, inc string) bool {
+	return r.incarnation == inc || strings.HasPrefix(r.incarnation, inc+".")
 }
 
 // proposing reports whether this node's run is the policy's proposer of
@@ -212,6 +228,9 @@ func (r *seatRunner) propose(tab *ring.Table, cur seatConfig, now time.Duration)
 // node itself is served here, without the wire.
 func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o seatOut) {
 	r := n.seats
+	if n.closed() {
+		return // a closed node's run sends nothing more
+	}
 	if o.to.name == n.cfg.Name {
 		r.mu.Lock()
 		var out []seatOut
@@ -223,7 +242,7 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 			}
 		}
 		r.mu.Unlock()
-		n.seatEvents(node, ev)
+		n.seatEvents(ev)
 		for _, next := range out {
 			n.sendSeat(tab, node, members, next)
 		}
@@ -241,8 +260,8 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 			n.log.Debug("seat message not answered", "member", o.to.name, "err", err)
 			return
 		}
-		if len(reply) == 0 || reply[0] == msgpcode.Nil {
-			return // a decision: no answer
+		if len(reply) == 0 || reply[0] == msgpcode.Nil || n.closed() {
+			return // a decision: no answer; or the node closed meanwhile
 		}
 		answer, err := decodeSeat(reply)
 		if err != nil {
@@ -254,21 +273,23 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 		var ev seatEvents
 		if r.node == node {
 			now := n.mono()
-			if st, ok := answer.(seatState); ok {
-				r.seen[o.to.name] = seatSeen{at: now, active: st.Active, version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0}
+			if st, ok := answer.(seatState); ok && sent >= r.seen[o.to.name].sent {
+				r.seen[o.to.name] = seatSeen{sent: sent, at: now, asker: node.self, answerer: st.Seat, active: st.Active,
+					version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0}
 			}
 			out, ev = node.answered(o.body, answer, sent, now, members)
 		}
 		r.mu.Unlock()
-		n.seatEvents(node, ev)
+		n.seatEvents(ev)
 		for _, next := range out {
 			n.sendSeat(tab, node, members, next)
 		}
 	}()
 }
 
-// seatEvents logs what an answer made happen.
-func (n *Node) seatEvents(node *seatNode, ev seatEvents) {
+// seatEvents logs what an answer made happen, from the event's own
+// copies: the run may change as soon as the lock is let go.
+func (n *Node) seatEvents(ev seatEvents) {
 	if d := ev.decided; d != nil {
 		n.log.Info("seat config chosen", "version", d.Config.Version, "seats", d.Config.Seats)
 	}
@@ -276,7 +297,7 @@ func (n *Node) seatEvents(node *seatNode, ev seatEvents) {
 		n.log.Info("seat config adopted", "version", d.Config.Version, "seats", d.Config.Seats)
 	}
 	if ev.recovered {
-		n.log.Info("seat state recovered", "version", node.acc.cfg.Version, "seats", node.acc.cfg.Seats, "number", node.acc.number)
+		n.log.Info("seat state recovered", "version", ev.config.Version, "seats", ev.config.Seats, "number", ev.number)
 	}
 }
 

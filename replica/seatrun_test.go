@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tandem-io/tandem/ring"
 )
 
 // seatsAgree reports whether every node of c runs the seat protocol
@@ -113,5 +115,51 @@ func TestANodeWithoutSeatsRunsNone(t *testing.T) {
 	}
 	if _, err := n.ServePeer(testCtx(t), methodSeat, b); err == nil {
 		t.Fatal("a node without seats answered a seat message")
+	}
+}
+
+// The founding rule counts only this run's recent answers: b, blank when
+// it answered a at 1 s, may have founded since under a ring that lacked
+// a, and a's later asks failed (a review's schedule).
+func TestFoundingCountsOnlyRecentAnswers(t *testing.T) {
+	lease := 600 * time.Millisecond
+	tab, err := ring.New(ring.DefaultConfig(), 1, []ring.Member{{Name: "a", Peer: "a"}, {Name: "b", Peer: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
+	r.start(runOf(tab, "a"), seatConfig{}, lease, 0, 0)
+	r.seen["b"] = seatSeen{at: time.Second, asker: r.node.self, answerer: run{"b", ""}}
+	if r.founds(tab, 100*time.Second) {
+		t.Error("a founds at 100 s on b's answer of 1 s")
+	}
+	if !r.founds(tab, time.Second+r.node.timing.recover) {
+		t.Error("a does not found on b's fresh answer that it knows no config")
+	}
+	r.seen["b"] = seatSeen{at: time.Second, asker: run{"a", "earlier"}, answerer: run{"b", ""}}
+	if r.founds(tab, time.Second) {
+		t.Error("a founds on an answer to another run of its own")
+	}
+}
+
+// A member is ready for a seat only on its current run's answer: the
+// ring shows b restarted, and b's earlier run's answer does not seat the
+// new one, which has recovered nothing (a review's schedule).
+func TestReadinessIsTheMembersCurrentRuns(t *testing.T) {
+	lease := 600 * time.Millisecond
+	tab, err := ring.New(ring.DefaultConfig(), 2, []ring.Member{{Name: "a", Peer: "a", Incarnation: "1"}, {Name: "b", Peer: "b", Incarnation: "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
+	r.start(runOf(tab, "a"), cfgOf(1, "a"), lease, 0, 0)
+	now := 10 * time.Second
+	r.seen["b"] = seatSeen{at: now - 500*time.Millisecond, answerer: run{"b", "1"}, active: true, version: 1, hasConfig: true}
+	if next, ok := r.propose(tab, r.node.acc.cfg, now); ok && next.holds("b") {
+		t.Fatalf("the policy seats b's new run on its earlier run's answer: %+v", next)
+	}
+	r.seen["b"] = seatSeen{at: now - 500*time.Millisecond, answerer: run{"b", "2.1"}, active: true, version: 1, hasConfig: true}
+	if next, ok := r.propose(tab, r.node.acc.cfg, now); !ok || !next.holds("b") {
+		t.Fatalf("the policy does not seat b on its current process's answer: %+v %v", next, ok)
 	}
 }

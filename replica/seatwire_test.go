@@ -146,3 +146,37 @@ func normalSeat(m any) any {
 	walk(c)
 	return c.Interface()
 }
+
+// An embedded struct's fields are reached two more ways than by their
+// own names, both bounded: as array elements (msgpack decodes a struct
+// from an array of its fields, an embedded struct's inlined), and as the
+// embedded value whole under its Go name. A review found a 22-byte and a
+// 39-byte seatAccepted each allocating 56 MB through them, an ext8
+// wrapping a map32 header claiming 1,048,576 entries, before
+// peer.CheckShape took embedded structs as msgpack does.
+func TestSeatWireBoundsEmbeddedFields(t *testing.T) {
+	asArray := []byte{
+		0x81, 0xa2, 'a', 'd', // {"ad":
+		0x96,                       // [6 fields of seatAccepted, inlined]
+		0x92, 0xa1, 'a', 0xa1, '1', // Seat ["a","1"]
+		0xc0,                                           // Config nil
+		0x01,                                           // Number
+		0xc7, 0x05, 0x01, 0xdf, 0x00, 0x10, 0x00, 0x00, // Numbers: ext8 wrapping map32 of 1<<20
+		0xc3, // OK
+		0xc0, // Promised
+	}
+	byName := append([]byte{0x81, 0xa2, 'a', 'd', 0x81, 0xb0}, "seatBallotAnswer"...)
+	byName = append(byName, 0x81, 0xa7)
+	byName = append(byName, "Numbers"...)
+	byName = append(byName, 0xc7, 0x05, 0x01, 0xdf, 0x00, 0x10, 0x00, 0x00)
+	for name, body := range map[string][]byte{"as an array": asArray, "under the embedded name": byName} {
+		var err error
+		n := allocated(func() { _, err = decodeSeat(body) })
+		if n > 64<<10 {
+			t.Errorf("%s: decoding %d bytes allocated %d", name, len(body), n)
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+}

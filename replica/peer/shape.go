@@ -318,9 +318,15 @@ func fieldsInOrder(t reflect.Type) []reflect.Type {
 	var out []reflect.Type
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if f.IsExported() && f.Tag.Get("msgpack") != "-" {
-			out = append(out, f.Type)
+		tag := f.Tag.Get("msgpack")
+		switch {
+		case tag == "-" || (!f.IsExported() && !f.Anonymous):
+			continue
+		case f.Anonymous && f.Type.Kind() == reflect.Struct && !strings.Contains(tag, "noinline"):
+			out = append(out, fieldsInOrder(f.Type)...) // inlined, as msgpack's array decoding takes them
+			continue
 		}
+		out = append(out, f.Type)
 	}
 	return out
 }
@@ -337,10 +343,14 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 		switch {
 		case tag == "-" || (!f.IsExported() && !f.Anonymous):
 			continue
-		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+		case f.Anonymous && f.Type.Kind() == reflect.Struct && !strings.Contains(tag, "noinline"):
 			for k, v := range fieldsOf(f.Type) {
 				out[k] = v
 			}
+			if name == "" {
+				name = f.Name
+			}
+			out[name] = f.Type // msgpack also decodes the whole embedded value under its name
 			continue
 		case name == "":
 			name = f.Name

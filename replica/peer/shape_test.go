@@ -84,3 +84,48 @@ func TestCheckShape(t *testing.T) {
 		t.Fatalf("a header: %v", err)
 	}
 }
+
+// shapeEmbedded stands for a wire type that embeds an unexported struct,
+// as the seat protocol's promise and accepted answers embed their ballot
+// answer: msgpack inlines its fields, reads them from an array in
+// place, and also takes the embedded value whole under its Go name.
+type shapeEmbedded struct {
+	shapeBase
+	Tail uint64 `msgpack:"tl"`
+}
+
+type shapeBase struct {
+	Head   string            `msgpack:"hd"`
+	Counts map[string]uint64 `msgpack:"c"`
+}
+
+// An embedded struct's map is checked every way msgpack reaches it.
+func TestCheckShapeEmbedded(t *testing.T) {
+	bomb := []byte{0xc9, 0, 0, 0, 5, 0x30, 0xdf, 0x7f, 0xff, 0xff, 0xff}
+	str := func(s string) []byte { return append([]byte{0xa0 | byte(len(s))}, s...) }
+	cat := func(parts ...[]byte) []byte {
+		var out []byte
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"inlined, well-formed", cat([]byte{0x82}, str("hd"), str("x"), str("c"), []byte{0x81}, str("k"), []byte{0x01}), true},
+		{"inlined, a map an extension", cat([]byte{0x81}, str("c"), bomb), false},
+		{"as an array, a map an extension", cat([]byte{0x93}, str("x"), bomb, []byte{0x01}), false},
+		{"under the embedded name, a map an extension", cat([]byte{0x81}, str("shapeBase"), []byte{0x81}, str("c"), bomb), false},
+	} {
+		if err := CheckValue(tc.b, MaxDepth); err != nil {
+			t.Fatalf("%s: CheckValue: %v", tc.name, err)
+		}
+		var v shapeEmbedded
+		if err := CheckShape(tc.b, &v); (err == nil) != tc.ok {
+			t.Errorf("%s: CheckShape = %v, want accepted=%v", tc.name, err, tc.ok)
+		}
+	}
+}
