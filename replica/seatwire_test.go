@@ -92,8 +92,9 @@ func TestSeatWireRefusesWhatIsNotOneMessage(t *testing.T) {
 	}
 }
 
-// FuzzDecodeSeat: no bytes make decodeSeat panic, and what it accepts
-// encodes again to a message that decodes the same.
+// FuzzDecodeSeat: no bytes make decodeSeat panic or allocate past a
+// bound in their length, and what it accepts encodes again to a message
+// that decodes the same.
 func FuzzDecodeSeat(f *testing.F) {
 	for _, m := range seatWireSamples() {
 		b, err := encodeSeat(m)
@@ -103,7 +104,14 @@ func FuzzDecodeSeat(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeSeat(b)
+		var m any
+		var err error
+		// What the decoders build follows the bytes: runs, names and
+		// numbers as they are, maps of them. 16 times the input plus
+		// the slack the other decoders' bounds allow.
+		if n := allocated(func() { m, err = decodeSeat(b) }); n > uint64(16*len(b)+128<<10) {
+			t.Fatalf("decodeSeat of %d bytes allocated %d", len(b), n)
+		}
 		if err != nil {
 			return
 		}
