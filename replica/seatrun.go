@@ -46,7 +46,14 @@ type seatSeen struct {
 	answerer  run           // the member's run that answered
 	active    bool          // an active run: recovered and answering
 	version   uint64        // its config's version, if active
-	hasConfig bool          // it knows a config (recovering ones tell none)
+	hasConfig bool          // it knows a config: active under one, or recovering under one it adopted (seatState.Known)
+}
+
+// seenOf is what a state answer st, to asker's ask sent at sent, shows
+// when it arrives at now.
+func seenOf(st seatState, asker run, sent, now time.Duration) seatSeen {
+	return seatSeen{sent: sent, at: now, asker: asker, answerer: st.Seat, active: st.Active,
+		version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0 || st.Known > 0}
 }
 
 // newSeatRunner returns the runner of a node configured for seats.
@@ -274,8 +281,7 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 		if r.node == node {
 			now := n.mono()
 			if st, ok := answer.(seatState); ok && sent >= r.seen[o.to.name].sent {
-				r.seen[o.to.name] = seatSeen{sent: sent, at: now, asker: node.self, answerer: st.Seat, active: st.Active,
-					version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0}
+				r.seen[o.to.name] = seenOf(st, node.self, sent, now)
 			}
 			out, ev = node.answered(o.body, answer, sent, now, members)
 		}

@@ -140,6 +140,18 @@ func TestFoundingCountsOnlyRecentAnswers(t *testing.T) {
 	if r.founds(tab, time.Second) {
 		t.Error("a founds on an answer to another run of its own")
 	}
+	// b recovers again under a config it adopted: it gives no state, but
+	// the cluster has a config, and a founds none.
+	b := newSeatAcceptor(run{"b", "1"}, cfgOf(3, "b", "c"), lease+seatM, lease+seatM, 0)
+	b.recovered = false
+	st := b.state(seatStateAsk{From: r.node.self}, time.Second)
+	if st.Active || st.Known != 3 {
+		t.Fatalf("b recovering again answers %+v; want no state, and version 3 known", st)
+	}
+	r.seen["b"] = seenOf(st, r.node.self, time.Second, time.Second)
+	if r.founds(tab, time.Second) {
+		t.Error("a founds while b recovers under a config it adopted")
+	}
 }
 
 // A member is ready for a seat only on its current run's answer: the

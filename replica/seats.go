@@ -234,9 +234,15 @@ type (
 	// seat that recovers from it. A run that gives none says whether it
 	// is recovering itself (not recovered, or unsure): it gives none
 	// until it has recovered, from the states of other seats.
+	//
+	// Known, in an answer that gives no state, is the version of the
+	// config the run knows (a run recovering again under a config it
+	// adopted): the cluster has a config, and no run may found one
+	// (seatrun.go's founding rule).
 	seatState struct {
 		Seat       run
 		Recovering bool
+		Known      uint64
 		Number     uint64 // the giving run's own number
 		For        uint64 // the number announced by the ask it answers, 0 if none
 		Numbers    seatNumbers
@@ -491,7 +497,7 @@ func (a *seatAcceptor) stuck(wait, now time.Duration) bool {
 // recorded first (seatNumbers). A run not yet recovered gives nothing.
 func (a *seatAcceptor) state(ask seatStateAsk, now time.Duration) seatState {
 	if !a.active(now) || a.unsure {
-		return seatState{Seat: a.self, Recovering: !a.recovered || a.unsure || a.superseded()}
+		return seatState{Seat: a.self, Recovering: !a.recovered || a.unsure || a.superseded(), Known: a.cfg.Version}
 	}
 	a.hear(ask.From.name, ask.Number)
 	return seatState{

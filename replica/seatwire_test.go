@@ -30,7 +30,7 @@ func seatWireSamples() []any {
 		seatStateAsk{From: run{"d", "3"}, Number: 196609},
 		seatState{Seat: run{"c", "1"}, Number: 1, For: 196609, Numbers: numbers, Active: true, Config: cfg, Sealed: true,
 			Promised: seatBallot{Round: 9, Proposer: "b"}, Accepted: seatProposal{Ballot: seatBallot{Round: 8, Proposer: "c"}, Config: next}, Revoked: revoked},
-		seatState{Seat: run{"e", "2"}, Recovering: true},
+		seatState{Seat: run{"e", "2"}, Recovering: true, Known: 4},
 	}
 }
 
