@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -999,6 +1000,14 @@ func tableWithout(tab *ring.Table, name string) *ring.Table {
 // drain is under way (transfer.awaits). Called with mu held.
 func (o *ownership) drainingLeaver(tab *ring.Table, name string) bool {
 	return name != "" && name != o.self && !tab.Has(name) && o.leaving[name] && o.released[name] == nil
+}
+
+// leavers returns the members that said they are leaving and are still
+// alive (setLeaving), as a copy.
+func (o *ownership) leavers() map[string]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.leaving)
 }
 
 // setLeaving records the members that said they are leaving and are still

@@ -37,6 +37,7 @@ type seatRunner struct {
 	rng      *rand.Rand
 	seen     map[string]seatSeen      // what each member's latest state answer showed
 	missing  map[string]time.Duration // seats of the config missing from the ring, since when
+	leaving  map[string]bool          // members draining, as ownership last knew (their seats are vacated at once)
 }
 
 // seatSeen is what a member's latest answer to a state ask showed.
@@ -115,6 +116,7 @@ func (n *Node) tickSeats() {
 		r.start(r.node.self, seatConfig{Version: 1, Seats: []string{n.cfg.Name}}, n.cfg.LeaseDuration, n.own.margin(), now)
 	}
 	r.noteMissing(tab, now)
+	r.leaving = n.own.leavers()
 	node := r.node
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
@@ -191,7 +193,7 @@ func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration)
 	fresh := 12 * r.node.timing.renew // the proposer asks once a lease (tickSeats): two rounds
 	var out []seatMember
 	for _, m := range tab.Members() {
-		sm := seatMember{Name: m.Name, Witness: m.Witness}
+		sm := seatMember{Name: m.Name, Witness: m.Witness, Leaving: r.leaving[m.Name]}
 		if m.Name == self {
 			sm.Ready = r.node.acc.active(now) && !r.node.acc.unsure
 		} else if s, ok := r.seen[m.Name]; ok && now-s.at <= fresh && runOfIncarnation(s.answerer, m.Incarnation) {
@@ -202,7 +204,7 @@ func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration)
 		out = append(out, sm)
 	}
 	for name, since := range r.missing {
-		out = append(out, seatMember{Name: name, Absent: max(now-since, time.Nanosecond)})
+		out = append(out, seatMember{Name: name, Absent: max(now-since, time.Nanosecond), Leaving: r.leaving[name]})
 	}
 	return out
 }

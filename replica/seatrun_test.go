@@ -175,3 +175,25 @@ func TestReadinessIsTheMembersCurrentRuns(t *testing.T) {
 		t.Fatalf("the policy does not seat b on its current process's answer: %+v %v", next, ok)
 	}
 }
+
+// A seat whose member is draining is vacated at once, not after
+// DeadFor: the policy is told of leavers (ownership.leavers).
+func TestADrainingSeatIsVacatedAtOnce(t *testing.T) {
+	lease := 600 * time.Millisecond
+	tab, err := ring.New(ring.DefaultConfig(), 2, []ring.Member{{Name: "a", Peer: "a", Incarnation: "1"}, {Name: "c", Peer: "c", Incarnation: "1"}, {Name: "d", Peer: "d", Incarnation: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
+	r.start(runOf(tab, "a"), cfgOf(1, "a", "b", "c"), lease, 0, 0)
+	now := time.Second
+	r.noteMissing(tab, now) // b left the ring just now
+	if _, ok := r.propose(tab, r.node.acc.cfg, now); ok {
+		t.Fatal("b's seat vacated at once, though b only went missing (it may be a crash, and seats are crash-sticky)")
+	}
+	r.leaving = map[string]bool{"b": true}
+	next, ok := r.propose(tab, r.node.acc.cfg, now)
+	if !ok || next.holds("b") || len(next.Seats) != 2 {
+		t.Fatalf("b drains, and the policy proposes %+v (%v); want b's seat vacated", next, ok)
+	}
+}
