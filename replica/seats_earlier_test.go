@@ -113,7 +113,7 @@ func reviewLive(s *seatAcceptor, cfg seatConfig, now time.Duration, from ...*sea
 // L4 and recovery: a's first run a1 stays alive beside a2. a2 recovered
 // from b and the next seats, and, with b (and the next seats up to a
 // majority), revokes non-seat holder h; the fence ends. Then b restarts,
-// and b2 recovers from |C| − maj(C) + 1 other seats: a1 (the state ask to
+// and b2 recovers from recoveryNeed(C) other seats: a1 (the state ask to
 // name a reached the earlier run) and the seats that did not record the
 // revocation. a1 is active (it knows of no later run of a) and gives its
 // state as a's; b2 takes it as a's and recovers without the revocation.

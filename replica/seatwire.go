@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -36,33 +37,21 @@ type seatWire struct {
 // errSeatWire is a seat message that is not one of the protocol's.
 var errSeatWire = errors.New("not one seat message")
 
-// encodeSeat encodes body, one of the protocol's messages.
+// encodeSeat encodes body, one of the protocol's messages: it goes in
+// the seatWire field of its type.
 func encodeSeat(body any) ([]byte, error) {
 	var w seatWire
-	switch b := body.(type) {
-	case seatGrantAsk:
-		w.GrantAsk = &b
-	case seatGrantAnswer:
-		w.GrantAnswer = &b
-	case seatRevokeAsk:
-		w.RevokeAsk = &b
-	case seatRevokeAnswer:
-		w.RevokeAnswer = &b
-	case seatPrepare:
-		w.Prepare = &b
-	case seatPromise:
-		w.Promise = &b
-	case seatAccept:
-		w.Accept = &b
-	case seatAccepted:
-		w.Accepted = &b
-	case seatDecide:
-		w.Decide = &b
-	case seatStateAsk:
-		w.StateAsk = &b
-	case seatState:
-		w.State = &b
-	default:
+	v, t := reflect.ValueOf(&w).Elem(), reflect.PointerTo(reflect.TypeOf(body))
+	set := false
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Type() == t {
+			p := reflect.New(t.Elem())
+			p.Elem().Set(reflect.ValueOf(body))
+			f.Set(p)
+			set = true
+		}
+	}
+	if !set {
 		return nil, fmt.Errorf("%w: %T", errSeatWire, body)
 	}
 	out, err := msgpack.Marshal(&w)
@@ -80,22 +69,12 @@ func decodeSeat(b []byte) (any, error) {
 		return nil, fmt.Errorf("decode seat message: %w", err)
 	}
 	var out []any
-	add := func(set bool, v func() any) {
-		if set {
-			out = append(out, v())
+	v := reflect.ValueOf(w)
+	for i := range v.NumField() {
+		if f := v.Field(i); !f.IsNil() {
+			out = append(out, f.Elem().Interface())
 		}
 	}
-	add(w.GrantAsk != nil, func() any { return *w.GrantAsk })
-	add(w.GrantAnswer != nil, func() any { return *w.GrantAnswer })
-	add(w.RevokeAsk != nil, func() any { return *w.RevokeAsk })
-	add(w.RevokeAnswer != nil, func() any { return *w.RevokeAnswer })
-	add(w.Prepare != nil, func() any { return *w.Prepare })
-	add(w.Promise != nil, func() any { return *w.Promise })
-	add(w.Accept != nil, func() any { return *w.Accept })
-	add(w.Accepted != nil, func() any { return *w.Accepted })
-	add(w.Decide != nil, func() any { return *w.Decide })
-	add(w.StateAsk != nil, func() any { return *w.StateAsk })
-	add(w.State != nil, func() any { return *w.State })
 	if len(out) != 1 {
 		return nil, fmt.Errorf("%w: %w: %d messages in one", ErrInvalid, errSeatWire, len(out))
 	}
