@@ -361,6 +361,9 @@ func (o *ownership) margin() time.Duration { return o.lease/10 + 5*time.Millisec
 // partition it had just taken over (chaos finding F19, the rolling restart).
 type run struct{ name, incarnation string }
 
+// String names the run as logs show it: name/incarnation.
+func (r run) String() string { return r.name + "/" + r.incarnation }
+
 // runOf returns the run of member name in tab; its incarnation is empty
 // if tab lacks it.
 func runOf(tab *ring.Table, name string) run {

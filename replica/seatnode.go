@@ -32,6 +32,15 @@ type seatNode struct {
 	states    map[string]seatState // the latest state each seat gave this recovering run
 	renewAt   time.Duration        // the next round of asks
 	announced bool                 // a recovering run sent its number
+	probeAt   time.Duration        // a proposer's next round of state asks to every member (probe)
+	// joining is the cluster a run that knows no config recovers into:
+	// the earliest it has heard of (clusterBefore). Only that cluster's
+	// states count.
+	joining run
+	// leave is an earlier cluster than its own that this run heard of:
+	// the run leaves its cluster, and the caller starts a new one,
+	// blank, that recovers into the earlier (leaving).
+	leave run
 }
 
 // seatTiming is how often a seatNode acts.
@@ -75,6 +84,7 @@ type seatEvents struct {
 	config    seatConfig
 	number    uint64
 	fenced    []*seatFence // fences that completed
+	other     run          // another cluster's, whose message counted for nothing
 }
 
 // newSeatNode starts a run: with a config, the cluster's first, active
@@ -133,7 +143,7 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	if !a.recovered {
 		if now >= n.renewAt {
 			n.renewAt = now + n.timing.recover
-			return n.toAll(members, seatStateAsk{From: n.self, Number: a.number})
+			return n.toAll(members, seatStateAsk{Cluster: n.cluster(), From: n.self, Number: a.number})
 		}
 		return nil
 	}
@@ -166,13 +176,14 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	case a.stuck(n.timing.stuck, now):
 		// Finish the instance: a ballot proposes the value a majority's
 		// promises name, if any; this no-op otherwise.
-		want = seatConfig{Version: a.cfg.Version + 1, Seats: slices.Clone(a.cfg.Seats)}
+		want = a.cfg.next(slices.Clone(a.cfg.Seats))
 	case a.seat(now) && !a.sealed && propose != nil:
 		next, ok := propose(a.cfg)
 		if !ok {
 			return out
 		}
 		want = next
+		want.Cluster = a.cfg.Cluster
 	default:
 		return out
 	}
@@ -187,6 +198,9 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 // has no answer.
 func (n *seatNode) serve(body any, now time.Duration) any {
 	a := n.acc
+	if c := askCluster(body); !n.counts(c) {
+		return n.refusal(body)
+	}
 	switch b := body.(type) {
 	case seatGrantAsk:
 		ans := a.grantLease(b, now, n.hold.live(now))
@@ -205,9 +219,126 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 	case seatDecide:
 		a.decide(b, now)
 	case seatStateAsk:
-		return a.state(b, now)
+		st := a.state(b, now)
+		st.Cluster = n.cluster()
+		return st
 	}
 	return nil
+}
+
+// askCluster returns the cluster a request names: its asker's.
+func askCluster(body any) run {
+	switch b := body.(type) {
+	case seatGrantAsk:
+		return b.Cluster
+	case seatRevokeAsk:
+		return b.Cluster
+	case seatPrepare:
+		return b.Cluster
+	case seatAccept:
+		return b.Proposal.Config.Cluster
+	case seatDecide:
+		return b.Config.Cluster
+	case seatStateAsk:
+		return b.Cluster
+	}
+	return run{}
+}
+
+// answerCluster returns the cluster an answer names: its answerer's.
+func answerCluster(answer any) run {
+	switch b := answer.(type) {
+	case seatGrantAnswer:
+		return b.Config.Cluster
+	case seatRevokeAnswer:
+		return b.Config.Cluster
+	case seatPromise:
+		return b.Config.Cluster
+	case seatAccepted:
+		return b.Config.Cluster
+	case seatState:
+		return b.Cluster
+	}
+	return run{}
+}
+
+// cluster returns the run's cluster: its config's, or, while it knows
+// none, the one it recovers into (none before it has heard of one).
+func (n *seatNode) cluster() run {
+	if n.acc.cfg.Version > 0 {
+		return n.acc.cfg.Cluster
+	}
+	return n.joining
+}
+
+// counts reports whether a message that names cluster c counts at this
+// run, and learns from it (LEASES-AT-SCALE.md §6.2): a message of a run
+// that knows no cluster counts, and so does one of the run's own. A run
+// that knows no config recovers into the earliest cluster it hears of
+// (clusterBefore); the message that names an earlier one than it had
+// counts for nothing yet, as what the run gathered of the later one is
+// dropped. A message of another cluster counts for nothing, and when
+// that cluster is the earlier, this run leaves its own (leaving): of two
+// clusters that meet, the earlier stays.
+func (n *seatNode) counts(c run) bool {
+	own := n.cluster()
+	if c == (run{}) || c == own {
+		return true
+	}
+	if n.acc.cfg.Version == 0 {
+		if own == (run{}) || clusterBefore(c, own) {
+			n.joining = c
+			for name, st := range n.states {
+				if st.Cluster != (run{}) && st.Cluster != c {
+					delete(n.states, name)
+				}
+			}
+			return own == (run{})
+		}
+		return false
+	}
+	if own != (run{}) && clusterBefore(c, own) && (n.leave == (run{}) || clusterBefore(c, n.leave)) {
+		n.leave = c
+	}
+	return own == (run{}) // a config of no cluster: the tests' own
+}
+
+// leaving reports whether the run heard of an earlier cluster than its
+// own: the caller starts a new run, blank, in its place.
+func (n *seatNode) leaving() bool { return n.leave != (run{}) }
+
+// refusal answers a request of another cluster: the answer of the
+// request's kind that says only who answers and under which config, so
+// that the asker counts it for nothing and learns of this cluster. A
+// decision of another cluster has no answer.
+func (n *seatNode) refusal(body any) any {
+	a := n.acc
+	ballot := seatBallotAnswer{Seat: n.self, Config: a.cfg}
+	switch body.(type) {
+	case seatGrantAsk:
+		return seatGrantAnswer{Seat: n.self, Config: a.cfg}
+	case seatRevokeAsk:
+		return seatRevokeAnswer{Seat: n.self, Config: a.cfg, Retry: true}
+	case seatPrepare:
+		return seatPromise{seatBallotAnswer: ballot}
+	case seatAccept:
+		return seatAccepted{seatBallotAnswer: ballot}
+	case seatStateAsk:
+		return seatState{Seat: n.self, Cluster: n.cluster(), Known: a.cfg.Version}
+	}
+	return nil
+}
+
+// probe returns, once a lease, the state asks a proposer sends every
+// other member to learn which are ready (seatPolicy) and whether any is
+// of another cluster (counts): N − 1 asks a lease, at one node. It
+// returns nothing when proposer is false.
+func (n *seatNode) probe(now time.Duration, members []string, proposer bool) []seatOut {
+	if !proposer || now < n.probeAt {
+		return nil
+	}
+	n.probeAt = now + 6*n.timing.renew
+	return n.toAll(members, seatStateAsk{Cluster: n.cluster(), From: n.self})
 }
 
 // answered takes the answer to req, a request this run sent at sent,
@@ -217,6 +348,10 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 // (catchUp).
 func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []string) (out []seatOut, ev seatEvents) {
 	a := n.acc
+	if c := answerCluster(answer); !n.counts(c) {
+		ev.other = c
+		return nil, ev
+	}
 	switch b := answer.(type) {
 	case seatGrantAnswer:
 		a.heardOf(b.Numbers)
@@ -280,7 +415,7 @@ func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []
 		}
 		if announce > 0 && !n.announced {
 			n.announced = true
-			out = append(out, n.toAll(members, seatStateAsk{From: n.self, Number: announce})...)
+			out = append(out, n.toAll(members, seatStateAsk{Cluster: n.cluster(), From: n.self, Number: announce})...)
 		}
 	}
 	return out, ev

@@ -94,10 +94,10 @@ func (p seatPolicy) next(cur seatConfig, members []seatMember) (seatConfig, bool
 	cands := p.candidates(cur, members)
 	want := seatTarget(p.Seats, len(cur.Seats)+len(cands))
 	with := func(name string) seatConfig {
-		return seatConfig{Version: cur.Version + 1, Seats: slices.Sorted(slices.Values(append(slices.Clone(cur.Seats), name)))}
+		return cur.next(slices.Sorted(slices.Values(append(slices.Clone(cur.Seats), name))))
 	}
 	without := func(name string) seatConfig {
-		return seatConfig{Version: cur.Version + 1, Seats: slices.DeleteFunc(slices.Clone(cur.Seats), func(s string) bool { return s == name })}
+		return cur.next(slices.DeleteFunc(slices.Clone(cur.Seats), func(s string) bool { return s == name }))
 	}
 	var gone []string
 	for _, name := range cur.Seats {

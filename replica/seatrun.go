@@ -24,13 +24,15 @@ const methodSeat = "seat"
 // peer wire, with the seat policy choosing changes and a founding rule
 // giving a new cluster its first config. It runs beside the leases and
 // guards nothing yet: the node still leases from every member but one
-// (leaseSeats). What it agrees on shows in seatStatus. Not yet built:
-// the cluster's identity and the meeting of two clusters (§6.2 of the
-// study), and a report of a recovery that waits on a seat that never
+// (leaseSeats). What it agrees on shows in seatStatus. The founding run
+// names the cluster (seatConfig.Cluster); of two clusters that meet, the
+// earlier stays and the other's runs leave theirs (seatNode.counts). Not
+// yet built: a report of a recovery that waits on a seat that never
 // answers.
 type seatRunner struct {
 	mu       sync.Mutex
 	node     *seatNode // the current run; nil until the node has a ring
+	first    run       // the process's first run: its ring incarnation
 	restarts int       // runs started in this process after the first
 	ticks    uint64    // heartbeats so far
 	policy   seatPolicy
@@ -47,6 +49,7 @@ type seatSeen struct {
 	answerer  run           // the member's run that answered
 	active    bool          // an active run: recovered and answering
 	version   uint64        // its config's version, if active
+	cluster   run           // its cluster (seatState.Cluster)
 	hasConfig bool          // it knows a config: active under one, or recovering under one it adopted (seatState.Known)
 }
 
@@ -54,7 +57,7 @@ type seatSeen struct {
 // when it arrives at now.
 func seenOf(st seatState, asker run, sent, now time.Duration) seatSeen {
 	return seatSeen{sent: sent, at: now, asker: asker, answerer: st.Seat, active: st.Active,
-		version: st.Config.Version, hasConfig: st.Active && st.Config.Version > 0 || st.Known > 0}
+		version: st.Config.Version, cluster: st.Cluster, hasConfig: st.Active && st.Config.Version > 0 || st.Known > 0}
 }
 
 // newSeatRunner returns the runner of a node configured for seats.
@@ -76,6 +79,7 @@ type seatStatus struct {
 	Live    bool       // it holds grants from a majority of its config's seats
 	Number  uint64     // its run's number
 	Running bool       // the node runs the seat protocol at all
+	Joining run        // knowing no config, the cluster it recovers into (none heard of yet: zero)
 }
 
 // seatStatus returns what the node's run of the seat protocol knows.
@@ -91,7 +95,7 @@ func (n *Node) seatStatus() seatStatus {
 	}
 	a, now := r.node.acc, n.mono()
 	_, lost := a.lost()
-	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, Live: r.node.hold.live(now), Number: a.number, Running: true}
+	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining}
 }
 
 // tickSeats is the runner's heartbeat, every LeaseDuration/6: it starts
@@ -105,43 +109,46 @@ func (n *Node) tickSeats() {
 	now, members := n.mono(), memberNames(tab)
 	r := n.seats
 	r.mu.Lock()
-	if r.node == nil || r.node.acc.recovered && r.node.acc.superseded() {
+	switch {
+	case r.node == nil || r.node.acc.recovered && r.node.acc.superseded():
 		// The first run, or a run that learnt of a later one of this
 		// node's: it picked its number at the same time as another
 		// (a tie it lost), and starts again.
-		r.start(runOf(tab, n.cfg.Name), seatConfig{}, n.cfg.LeaseDuration, n.own.margin(), now)
+		r.start(runOf(tab, n.cfg.Name), false, n.cfg.LeaseDuration, n.own.margin(), now)
+	case r.node.leaving():
+		n.log.Warn("leaving this node's seat cluster for an earlier one it met; starting again, blank",
+			"cluster", r.node.acc.cfg.Cluster.String(), "earlier", r.node.leave.String())
+		r.start(r.node.self, false, n.cfg.LeaseDuration, n.own.margin(), now)
 	}
 	if r.founds(tab, now) {
-		n.log.Info("founding the seats: no member knows a config, and this node has the lowest name")
-		r.start(r.node.self, seatConfig{Version: 1, Seats: []string{n.cfg.Name}}, n.cfg.LeaseDuration, n.own.margin(), now)
+		r.start(r.node.self, true, n.cfg.LeaseDuration, n.own.margin(), now)
+		n.log.Info("founding a seat cluster: no member knows a config, and this node has the lowest name", "cluster", r.node.self.String())
 	}
 	r.noteMissing(tab, now)
 	r.leaving = n.own.leavers()
 	node := r.node
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
-	if r.ticks%6 == 0 && r.proposing(tab, now) {
-		// The proposer learns which members are ready from their states,
-		// once a lease: N − 1 asks a lease at one node.
-		for _, m := range members {
-			if m != n.cfg.Name {
-				out = append(out, seatOut{to: run{name: m}, body: seatStateAsk{From: node.self}})
-			}
-		}
-	}
+	out = append(out, node.probe(now, members, r.proposing(tab, now))...)
 	r.mu.Unlock()
 	for _, o := range out {
 		n.sendSeat(tab, node, members, o)
 	}
 }
 
-// start begins a run of self: with cfg, the cluster's first; without,
-// recovering. A run after the first in this process is told apart from
-// it by a suffix to its incarnation.
-func (r *seatRunner) start(self run, cfg seatConfig, lease, margin, now time.Duration) {
-	if r.node != nil {
+// start begins a run of self: founding a cluster, whose first config it
+// makes (foundingConfig); else recovering. A run after the first in this
+// process is told apart from it by a suffix to its incarnation.
+func (r *seatRunner) start(self run, found bool, lease, margin, now time.Duration) {
+	if r.node == nil {
+		r.first = self
+	} else {
 		r.restarts++
-		self.incarnation += "." + strconv.Itoa(r.restarts)
+		self = run{name: r.first.name, incarnation: r.first.incarnation + "." + strconv.Itoa(r.restarts)}
+	}
+	var cfg seatConfig
+	if found {
+		cfg = foundingConfig(self)
 	}
 	r.node = newSeatNode(self, cfg, lease, margin, r.rng, now)
 }
@@ -199,7 +206,7 @@ func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration)
 		} else if s, ok := r.seen[m.Name]; ok && now-s.at <= fresh && runOfIncarnation(s.answerer, m.Incarnation) {
 			// Ready on an answer of the member's current run only: a
 			// restarted member's new run has recovered nothing (a review).
-			sm.Ready = s.active && s.version == cur.Version
+			sm.Ready = s.active && s.version == cur.Version && s.cluster == cur.Cluster
 		}
 		out = append(out, sm)
 	}

@@ -10,19 +10,20 @@ import (
 )
 
 // seatsAgree reports whether every node of c runs the seat protocol
-// actively under one config whose seats satisfy want, each live on its
-// seats' grants; it returns the config, and what it found.
+// actively under one config of one cluster whose seats satisfy want,
+// each live on its seats' grants; it returns the config, and what it
+// found.
 func seatsAgree(c *testCluster, want func([]string) bool) (bool, seatConfig, string) {
 	var found []string
 	var cfg seatConfig
 	ok := true
 	for i, n := range c.list() {
 		st := n.seatStatus()
-		found = append(found, fmt.Sprintf("%s: active %v v%d %v live %v lost %v", n.Name(), st.Active, st.Config.Version, st.Config.Seats, st.Live, st.Lost))
+		found = append(found, fmt.Sprintf("%s: active %v cluster %v v%d %v live %v lost %v", n.Name(), st.Active, st.Config.Cluster, st.Config.Version, st.Config.Seats, st.Live, st.Lost))
 		if i == 0 {
 			cfg = st.Config
 		}
-		if !st.Active || !st.Live || st.Config.Version != cfg.Version || !want(st.Config.Seats) {
+		if !st.Active || !st.Live || st.Config.Version != cfg.Version || st.Config.Cluster != cfg.Cluster || !want(st.Config.Seats) {
 			ok = false
 		}
 	}
@@ -70,6 +71,11 @@ func TestNodesAgreeOnSeatsOverThePeerWire(t *testing.T) {
 	tune := func(c *Config) { c.Seats = 5 }
 	c := newTestCluster(t, 3, tune)
 	waitForSeats(t, c, []string{"node-0", "node-1", "node-2"})
+	// One founder, the lowest name; the others recovered into its
+	// cluster.
+	if st := c.node("node-1").seatStatus(); st.Config.Cluster.name != "node-0" {
+		t.Fatalf("the seats' cluster is %v; want node-0's", st.Config.Cluster)
+	}
 
 	c.start("node-3", tune)
 	c.publish()
@@ -91,6 +97,34 @@ func TestNodesAgreeOnSeatsOverThePeerWire(t *testing.T) {
 	after := c.node(restarted).seatStatus()
 	if after.Number <= before.Number {
 		t.Fatalf("%s's run after its restart has number %d, not above %d", restarted, after.Number, before.Number)
+	}
+}
+
+// Two clusters founded apart, each on its side of a cut at start, meet
+// when the cut heals: the earlier (node-0's) stays, the runs of the other
+// leave theirs and recover into it, and the four nodes agree on three
+// seats of one cluster (LEASES-AT-SCALE.md §6.2).
+func TestTwoSeatClustersFoundedApartBecomeOne(t *testing.T) {
+	tune := func(c *Config) { c.Seats = 3 }
+	c := newTestCluster(t, 0, nil)
+	for i := range 4 {
+		c.start(fmt.Sprintf("node-%d", i), tune)
+	}
+	left, right := []string{"node-0", "node-1"}, []string{"node-2", "node-3"}
+	c.publishTo(map[string][]string{"node-0": left, "node-1": left, "node-2": right, "node-3": right})
+	clusterOf := func(name string) run { return c.node(name).seatStatus().Config.Cluster }
+	deadline := time.Now().Add(60 * time.Second)
+	for clusterOf("node-1").name != "node-0" || clusterOf("node-3").name != "node-2" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the two sides did not found a cluster each: node-1 is in %v, node-3 in %v", clusterOf("node-1"), clusterOf("node-3"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	founder := clusterOf("node-0")
+	c.publish()
+	cfg := waitForSeatsThat(t, c, "three of the four, of one cluster", threeOf(c))
+	if cfg.Cluster != founder {
+		t.Fatalf("the cluster left is %v; want the earlier, %v", cfg.Cluster, founder)
 	}
 }
 
@@ -128,7 +162,7 @@ func TestFoundingCountsOnlyRecentAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
-	r.start(runOf(tab, "a"), seatConfig{}, lease, 0, 0)
+	r.start(runOf(tab, "a"), false, lease, 0, 0)
 	r.seen["b"] = seatSeen{at: time.Second, asker: r.node.self, answerer: run{"b", ""}}
 	if r.founds(tab, 100*time.Second) {
 		t.Error("a founds at 100 s on b's answer of 1 s")
@@ -164,7 +198,7 @@ func TestReadinessIsTheMembersCurrentRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
-	r.start(runOf(tab, "a"), cfgOf(1, "a"), lease, 0, 0)
+	startWith(r, runOf(tab, "a"), cfgOf(1, "a"), lease)
 	now := 10 * time.Second
 	r.seen["b"] = seatSeen{at: now - 500*time.Millisecond, answerer: run{"b", "1"}, active: true, version: 1, hasConfig: true}
 	if next, ok := r.propose(tab, r.node.acc.cfg, now); ok && next.holds("b") {
@@ -185,7 +219,7 @@ func TestADrainingSeatIsVacatedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newSeatRunner(Config{Seats: 3, LeaseDuration: lease})
-	r.start(runOf(tab, "a"), cfgOf(1, "a", "b", "c"), lease, 0, 0)
+	startWith(r, runOf(tab, "a"), cfgOf(1, "a", "b", "c"), lease)
 	now := time.Second
 	r.noteMissing(tab, now) // b left the ring just now
 	if _, ok := r.propose(tab, r.node.acc.cfg, now); ok {
@@ -196,4 +230,11 @@ func TestADrainingSeatIsVacatedAtOnce(t *testing.T) {
 	if !ok || next.holds("b") || len(next.Seats) != 2 {
 		t.Fatalf("b drains, and the policy proposes %+v (%v); want b's seat vacated", next, ok)
 	}
+}
+
+// startWith starts r's first run as self with cfg, as if the cluster had
+// been made with it.
+func startWith(r *seatRunner, self run, cfg seatConfig, lease time.Duration) {
+	r.first = self
+	r.node = newSeatNode(self, cfg, lease, 0, r.rng, 0)
 }

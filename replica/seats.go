@@ -37,6 +37,30 @@ import (
 type seatConfig struct {
 	Version uint64   // 0: no config known
 	Seats   []string // sorted, no duplicates
+	// Cluster is the run that founded the cluster's first config: every
+	// config of one cluster names it. Versions, run numbers and epochs
+	// are a cluster's own, and what a run of another cluster says counts
+	// for nothing (seatNode.counts; LEASES-AT-SCALE.md §6.2).
+	Cluster run
+}
+
+// foundingConfig is the first config of a cluster that founder founds:
+// version 1, founder its only seat, and founder its identity.
+func foundingConfig(founder run) seatConfig {
+	return seatConfig{Version: 1, Seats: []string{founder.name}, Cluster: founder}
+}
+
+// next returns the config of the version after c, of c's cluster, with
+// seats.
+func (c seatConfig) next(seats []string) seatConfig {
+	return seatConfig{Version: c.Version + 1, Seats: seats, Cluster: c.Cluster}
+}
+
+// clusterBefore reports whether the cluster founded by a comes before
+// the one founded by b: when two clusters meet, the earlier stays and
+// the runs of the other leave theirs (seatNode.counts).
+func clusterBefore(a, b run) bool {
+	return a.name < b.name || a.name == b.name && a.incarnation < b.incarnation
 }
 
 // majority returns how many of c's seats make a majority.
@@ -52,7 +76,7 @@ func (c seatConfig) holds(name string) bool {
 // one seat, and at most one seat added or removed (a swap, one added and
 // one removed, would let a majority of c miss a majority of next).
 func (c seatConfig) oneApart(next seatConfig) bool {
-	if next.Version != c.Version+1 || len(next.Seats) == 0 || !slices.IsSorted(next.Seats) {
+	if next.Version != c.Version+1 || next.Cluster != c.Cluster || len(next.Seats) == 0 || !slices.IsSorted(next.Seats) {
 		return false
 	}
 	changed := 0
@@ -142,10 +166,11 @@ type (
 	// the config the asking run's acceptor holds: a seat that knows a
 	// newer one sends its decision back with the answer (catch-up).
 	seatGrantAsk struct {
-		Holder run
-		Number uint64
-		Epoch  uint64
-		Known  uint64
+		Cluster run
+		Holder  run
+		Number  uint64
+		Epoch   uint64
+		Known   uint64
 	}
 	// seatGrantAnswer grants or refuses a lease. Epoch is the epoch it
 	// was granted at, or, refused, the lowest one the seat would grant.
@@ -168,8 +193,9 @@ type (
 	}
 	// seatRevokeAsk revokes every grant to Holder at Epoch or below.
 	seatRevokeAsk struct {
-		Holder run
-		Epoch  uint64
+		Cluster run
+		Holder  run
+		Epoch   uint64
 	}
 	// seatRevokeAnswer says the seat refuses Holder at the revoked epoch
 	// from now on, and for how much longer its last grant to it lasts;
@@ -186,6 +212,7 @@ type (
 	// seatPrepare is phase 1 of instance Version (the config after
 	// Version-1) under Ballot.
 	seatPrepare struct {
+		Cluster run
 		Version uint64
 		Ballot  seatBallot
 	}
@@ -225,10 +252,13 @@ type (
 		Numbers seatNumbers
 	}
 	// seatStateAsk is a restarted run asking a seat for its state:
-	// first with Number 0, then announcing the number it picked.
+	// first with Number 0, then announcing the number it picked. A
+	// proposer asks it too, to learn which members are ready. Cluster is
+	// the asker's (none for a blank run that has heard of none).
 	seatStateAsk struct {
-		From   run
-		Number uint64
+		Cluster run
+		From    run
+		Number  uint64
 	}
 	// seatState is a seat's state, given to a restarted run of another
 	// seat that recovers from it. A run that gives none says whether it
@@ -241,6 +271,7 @@ type (
 	// (seatrun.go's founding rule).
 	seatState struct {
 		Seat       run
+		Cluster    run // the giving run's cluster: its config's, or the one it recovers into
 		Recovering bool
 		Known      uint64
 		Number     uint64 // the giving run's own number
@@ -711,7 +742,7 @@ func newSeatHolder(self run, cfg seatConfig, lease time.Duration) *seatHolder {
 
 // ask returns the holder's ask for a lease.
 func (h *seatHolder) ask() seatGrantAsk {
-	return seatGrantAsk{Holder: h.self, Number: h.number, Epoch: h.epoch}
+	return seatGrantAsk{Cluster: h.cfg.Cluster, Holder: h.self, Number: h.number, Epoch: h.epoch}
 }
 
 // record takes a seat's answer to an ask sent at sent. It adopts a newer
@@ -795,7 +826,9 @@ func newSeatRevocation(holder run, epoch uint64, cfg seatConfig, margin time.Dur
 }
 
 // ask returns the round's ask.
-func (r *seatRevocation) ask() seatRevokeAsk { return seatRevokeAsk{Holder: r.holder, Epoch: r.epoch} }
+func (r *seatRevocation) ask() seatRevokeAsk {
+	return seatRevokeAsk{Cluster: r.cfg.Cluster, Holder: r.holder, Epoch: r.epoch}
+}
 
 // record takes a seat's answer received at received. A newer config
 // starts the round again under it. An answer from a seat's run older
@@ -859,7 +892,7 @@ func newSeatProposer(proposer string, base, want seatConfig, round uint64) (*sea
 		base: base, want: want, ballot: seatBallot{Round: round, Proposer: proposer},
 		promises: map[string]seatPromise{}, accepts: map[string]uint64{}, revoked: revocations{}, known: seatNumbers{},
 	}
-	return p, seatPrepare{Version: base.Version + 1, Ballot: p.ballot}
+	return p, seatPrepare{Cluster: base.Cluster, Version: base.Version + 1, Ballot: p.ballot}
 }
 
 // dropRestarted learns the run numbers an answer names, and forgets

@@ -288,16 +288,22 @@ func TestAProposerFinishesTheValueAlreadyAccepted(t *testing.T) {
 // renewing, fencers revoking and proposers changing the seats one at a
 // time, each choice drawn from a seed. After every step it checks:
 //
-//  1. at most one config is decided per version, and each is one seat
-//     apart from the one before;
+//  1. at most one config of a cluster is decided per version, and each is
+//     one seat apart from the one before;
 //  2. once a revocation's fence has ended, the revoked holder run at that
 //     epoch holds no majority of live grants (it would serve);
 //  3. once a revocation has completed, no version at or after the one
 //     before it has a majority of its seats, at that version, that would
 //     grant the revoked epoch.
 //
-// After a calm spell at the end (no losses, no crashes), every run is
-// active at one config, unsealed and sure of its state; in the seeds
+// In a fifth of the seeds (blank) every node starts knowing no config,
+// split into two groups that cannot hear each other at first, and up to
+// three of them found a cluster each (LEASES-AT-SCALE.md §6.2), as nodes
+// started under a cut, or two clusters an operator joins, do.
+//
+// After a calm spell at the end (no losses, no crashes), one cluster is
+// left, the earliest, and every run is active at one config of it,
+// unsealed and sure of its state; in the seeds
 // where runs crash freely (not oneAtATime, half of them), unless a
 // majority of the newest config's seats lost their state at once, and
 // then every run still recovering reports that config lost.
@@ -345,7 +351,7 @@ func TestSeatProtocolExplorer(t *testing.T) {
 	t.Logf("%d seeds: %+v", len(seeds), total)
 	// The schedules must reach what the checks are about.
 	if total.Decided < uint64(len(seeds)) || total.Fences < uint64(len(seeds)) || total.Restarts < uint64(len(seeds))/2 || total.Refused == 0 || total.Recovered == 0 ||
-		len(seeds) >= 3 && total.Settled == 0 {
+		len(seeds) >= 3 && total.Settled == 0 || len(seeds) >= 20 && (total.Founded == 0 || total.Left == 0) {
 		t.Errorf("the schedules did too little to check anything: %+v", total)
 	}
 }
@@ -361,6 +367,8 @@ type seatSimStats struct {
 	Recovered  uint64 // restarted runs that recovered
 	Refused    uint64 // grants refused to a revoked run
 	Settled    uint64 // policy seeds whose seats the policy left as they were after the calm spell
+	Founded    uint64 // clusters founded in blank seeds
+	Left       uint64 // runs that left their cluster for an earlier one
 }
 
 func (a *seatSimStats) add(b seatSimStats) {
@@ -373,6 +381,8 @@ func (a *seatSimStats) add(b seatSimStats) {
 	a.Recovered += b.Recovered
 	a.Refused += b.Refused
 	a.Settled += b.Settled
+	a.Founded += b.Founded
+	a.Left += b.Left
 }
 
 // seatGuardSeeds are the seeds go test runs.
@@ -422,7 +432,7 @@ type seatSim struct {
 	now       time.Duration
 	procs     []*seatSimProc
 	bag       []seatMsg
-	decided   map[uint64]seatConfig
+	decided   map[run]map[uint64]seatConfig // by cluster, then version
 	fences    []*seatSimFence
 	loss, dup float64
 	cut       map[string]time.Duration    // a node cut off from everyone until then
@@ -442,6 +452,35 @@ type seatSim struct {
 	// encoding (seatwire.go) on its way, so that runs hear only what the
 	// wire carries.
 	wire bool
+	// foundings, in blank seeds: when each founder founds a cluster, if
+	// it still knows none then.
+	foundings []seatSimFounding
+}
+
+// seatSimFounding is a node due to found a cluster.
+type seatSimFounding struct {
+	at time.Duration
+	p  *seatSimProc
+}
+
+// configs returns the configs decided in cluster c, by version.
+func (s *seatSim) configs(c run) map[uint64]seatConfig {
+	m := s.decided[c]
+	if m == nil {
+		m = map[uint64]seatConfig{}
+		s.decided[c] = m
+	}
+	return m
+}
+
+// found starts a new run of p that founds a cluster.
+func (s *seatSim) found(p *seatSimProc) {
+	s.start(p, seatConfig{})
+	cfg := foundingConfig(p.self)
+	p.node = newSeatNode(p.self, cfg, seatL, seatM, s.rng, s.now)
+	p.acc, p.hold = p.node.acc, p.node.hold
+	s.configs(cfg.Cluster)[1] = cfg
+	s.stats.Founded++
 }
 
 func (s *seatSim) proc(name string) *seatSimProc {
@@ -513,17 +552,18 @@ func (s *seatSim) learn(c seatConfig) error {
 	if c.Version == 0 {
 		return nil
 	}
-	if d, ok := s.decided[c.Version]; ok {
+	decided := s.configs(c.Cluster)
+	if d, ok := decided[c.Version]; ok {
 		if !slices.Equal(d.Seats, c.Seats) {
-			return fmt.Errorf("two configs decided for version %d: %v and %v", c.Version, d.Seats, c.Seats)
+			return fmt.Errorf("two configs decided for version %d of cluster %v: %v and %v", c.Version, c.Cluster, d.Seats, c.Seats)
 		}
 		return nil
 	}
-	s.decided[c.Version] = c
-	if prev, ok := s.decided[c.Version-1]; ok && !prev.oneApart(c) {
+	decided[c.Version] = c
+	if prev, ok := decided[c.Version-1]; ok && !prev.oneApart(c) {
 		return fmt.Errorf("version %d %v is not one seat apart from version %d %v", c.Version, c.Seats, prev.Version, prev.Seats)
 	}
-	if next, ok := s.decided[c.Version+1]; ok && !c.oneApart(next) {
+	if next, ok := decided[c.Version+1]; ok && !c.oneApart(next) {
 		return fmt.Errorf("version %d %v is not one seat apart from version %d %v", next.Version, next.Seats, c.Version, c.Seats)
 	}
 	return nil
@@ -644,15 +684,28 @@ func (s *seatSim) act(p *seatSimProc) {
 		return s.change(cur), true
 	})
 	s.sendAll(p, out)
-	if p.acc.recovered && p.acc.superseded() {
-		// A later run of its node is known: this one stops. The node
-		// starts a new run, unless this is an earlier one still alive
-		// beside its successor, which ends.
+	// The proposer (the policy's, or else the lowest seat) asks every
+	// member for its state once a lease, as the node's runner does.
+	a := p.acc
+	proposer := a.seat(s.now) && len(a.cfg.Seats) > 0 && a.cfg.Seats[0] == p.name
+	if s.policy != nil {
+		proposer = a.seat(s.now) && s.policy.proposer(a.cfg, s.members(a.cfg.Cluster)) == p.name
+	}
+	s.sendAll(p, p.node.probe(s.now, s.names(), proposer))
+	stops := p.acc.recovered && p.acc.superseded()
+	if stops || p.node.leaving() {
+		// A later run of its node is known, or an earlier cluster: this
+		// run stops. The node starts a new run, unless this is an
+		// earlier one still alive beside its successor, which ends.
 		if q := s.proc(p.name); q.zombie == p {
 			q.zombie = nil
 		} else {
 			s.start(p, seatConfig{})
-			s.stats.Superseded++
+			if stops {
+				s.stats.Superseded++
+			} else {
+				s.stats.Left++
+			}
 		}
 	}
 }
@@ -670,21 +723,22 @@ func (s *seatSim) wantsChange(p *seatSimProc) bool {
 		return false
 	}
 	if s.policy != nil {
-		members := s.members()
+		members := s.members(a.cfg.Cluster)
 		_, ok := s.policy.next(a.cfg, members)
 		return ok && s.policy.proposer(a.cfg, members) == p.name && s.rng.IntN(10) == 0
 	}
 	return !s.calm && s.rng.IntN(30) == 0
 }
 
-// members returns what the seat policy knows of the nodes: ready when
-// the current run is up, active and sure of its state; absent for as
-// long as it has been down. (A node learns this from membership and its
-// peers' answers; the explorer reads it off the runs.)
-func (s *seatSim) members() []seatMember {
+// members returns what the seat policy of cluster c knows of the nodes:
+// ready when the current run is up, active in c and sure of its state;
+// absent for as long as it has been down. (A node learns this from
+// membership and its peers' answers; the explorer reads it off the
+// runs.)
+func (s *seatSim) members(c run) []seatMember {
 	var out []seatMember
 	for _, q := range s.procs {
-		m := seatMember{Name: q.name, Ready: q.up && q.acc.active(s.now) && !q.acc.unsure}
+		m := seatMember{Name: q.name, Ready: q.up && q.acc.active(s.now) && !q.acc.unsure && q.acc.cfg.Cluster == c}
 		if !q.up {
 			m.Absent = max(s.now-q.downAt, time.Nanosecond)
 		}
@@ -697,10 +751,10 @@ func (s *seatSim) members() []seatMember {
 // seat added or removed at random.
 func (s *seatSim) change(c seatConfig) seatConfig {
 	if s.policy != nil {
-		if next, ok := s.policy.next(c, s.members()); ok {
+		if next, ok := s.policy.next(c, s.members(c.Cluster)); ok {
 			return next
 		}
-		return cfgOf(c.Version+1, c.Seats...)
+		return c.next(slices.Clone(c.Seats))
 	}
 	var out []string
 	add := len(c.Seats) < 5 && (len(c.Seats) <= 2 || s.rng.IntN(2) == 0)
@@ -712,30 +766,40 @@ func (s *seatSim) change(c seatConfig) seatConfig {
 			}
 		}
 		if len(free) == 0 {
-			return cfgOf(c.Version+1, c.Seats...)
+			return c.next(slices.Clone(c.Seats))
 		}
 		out = append(slices.Clone(c.Seats), free[s.rng.IntN(len(free))])
 	} else {
 		drop := s.rng.IntN(len(c.Seats))
 		out = slices.Delete(slices.Clone(c.Seats), drop, drop+1)
 	}
-	return cfgOf(c.Version+1, out...)
+	slices.Sort(out)
+	return c.next(out)
 }
 
-// inUse returns the configs a crash must leave a majority of: the two
-// newest decided, and any value accepted but not known decided.
+// inUse returns the configs a crash must leave a majority of: of every
+// cluster a run that is up belongs to, the two newest decided, and any
+// value accepted but not known decided.
 func (s *seatSim) inUse() []seatConfig {
-	var top uint64
-	for v := range s.decided {
-		top = max(top, v)
-	}
-	out := []seatConfig{s.decided[top]}
-	if prev, ok := s.decided[top-1]; ok {
-		out = append(out, prev)
-	}
+	var out []seatConfig
+	clusters := map[run]bool{}
 	for _, p := range s.procs {
-		if p.up && p.acc.accepted.Config.Version > top {
-			out = append(out, p.acc.accepted.Config)
+		if c := p.acc.cfg; p.up && c.Version > 0 && !clusters[c.Cluster] {
+			clusters[c.Cluster] = true
+			decided := s.configs(c.Cluster)
+			var top uint64
+			for v := range decided {
+				top = max(top, v)
+			}
+			out = append(out, decided[top])
+			if prev, ok := decided[top-1]; ok {
+				out = append(out, prev)
+			}
+			for _, q := range s.procs {
+				if q.up && q.acc.cfg.Cluster == c.Cluster && q.acc.accepted.Config.Version > top {
+					out = append(out, q.acc.accepted.Config)
+				}
+			}
 		}
 	}
 	return out
@@ -784,11 +848,13 @@ func (s *seatSim) check() error {
 	for _, f := range s.fences {
 		h := f.rev.holder
 		for _, p := range s.runsOf(h.name) {
-			if s.now >= f.end && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.live(s.now) {
+			// (A revocation is its cluster's: a run of another cluster
+			// may serve until the clusters meet, LEASES-AT-SCALE.md §6.2.)
+			if s.now >= f.end && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.cfg.Cluster == f.rev.cfg.Cluster && p.hold.live(s.now) {
 				return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v), though its revocation's fence ended at %v", s.now, h, p.hold.epoch, p.hold.cfg, f.end)
 			}
 		}
-		for v, c := range s.decided {
+		for v, c := range s.decided[f.rev.cfg.Cluster] {
 			if v+1 < f.atVers {
 				continue
 			}
@@ -807,7 +873,7 @@ func (s *seatSim) check() error {
 							counts = counts || hr.self == h && hr.hold.numbers[name] <= q.acc.number
 						}
 					}
-					if q.acc.cfg.Version == v && !q.acc.refuses(h, f.number, f.rev.epoch, s.now) && counts {
+					if q.acc.cfg.Version == v && q.acc.cfg.Cluster == c.Cluster && !q.acc.refuses(h, f.number, f.rev.epoch, s.now) && counts {
 						grant = append(grant, name)
 						break
 					}
@@ -824,7 +890,9 @@ func (s *seatSim) check() error {
 // exploreSeats runs one seed's schedule.
 func exploreSeats(seed uint64) (seatSimStats, error) {
 	s, err := runSeats(seed)
-	s.stats.Decided = uint64(len(s.decided) - 1)
+	for _, d := range s.decided {
+		s.stats.Decided += uint64(len(d) - 1)
+	}
 	return s.stats, err
 }
 
@@ -833,7 +901,7 @@ func runSeats(seed uint64) (*seatSim, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x5ea75))
 	n := 2 + rng.IntN(5)
 	s := &seatSim{
-		rng: rng, decided: map[uint64]seatConfig{}, cut: map[string]time.Duration{}, links: map[[2]string]time.Duration{},
+		rng: rng, decided: map[run]map[uint64]seatConfig{}, cut: map[string]time.Duration{}, links: map[[2]string]time.Duration{},
 		loss: float64(rng.IntN(4)) / 10, dup: 0.05, oneAtATime: seed%2 == 0, zombies: os.Getenv("TANDEM_SEATS_ZOMBIES") != "0",
 	}
 	if seed%3 == 1 {
@@ -848,10 +916,30 @@ func runSeats(seed uint64) (*seatSim, error) {
 			seats = append(seats, fmt.Sprintf("n%d", i))
 		}
 	}
-	initial := cfgOf(1, seats...)
-	s.decided[1] = initial
-	for _, p := range s.procs {
-		s.start(p, initial)
+	if seed%5 == 4 {
+		// Blank: every node starts knowing no config, in two groups
+		// that cannot hear each other for a while, and up to three
+		// found a cluster each, early on.
+		for _, p := range s.procs {
+			s.start(p, seatConfig{})
+		}
+		until := time.Duration(500+rng.IntN(1500)) * time.Millisecond
+		for _, p := range s.procs {
+			for _, q := range s.procs {
+				if (p.name < s.procs[n/2].name) != (q.name < s.procs[n/2].name) {
+					s.links[[2]string{p.name, q.name}] = until
+				}
+			}
+		}
+		for _, i := range rng.Perm(n)[:1+rng.IntN(min(n, 3))] {
+			s.foundings = append(s.foundings, seatSimFounding{at: time.Duration(rng.IntN(800)) * time.Millisecond, p: s.procs[i]})
+		}
+	} else {
+		initial := cfgOf(1, seats...)
+		s.configs(run{})[1] = initial
+		for _, p := range s.procs {
+			s.start(p, initial)
+		}
 	}
 	steps, calmFrom := 6000, 5000
 	if s.policy != nil {
@@ -870,6 +958,15 @@ func runSeats(seed uint64) (*seatSim, error) {
 			}
 		}
 		s.now += time.Duration(1+rng.IntN(10)) * time.Millisecond
+		s.foundings = slices.DeleteFunc(s.foundings, func(f seatSimFounding) bool {
+			if s.now < f.at || !f.p.up {
+				return false // a founder down founds once it is up again
+			}
+			if !f.p.acc.recovered && f.p.acc.cfg.Version == 0 {
+				s.found(f.p)
+			}
+			return true
+		})
 		// Deliver what is due, in a random order.
 		var due, later []seatMsg
 		for _, m := range s.bag {
@@ -910,11 +1007,20 @@ func runSeats(seed uint64) (*seatSim, error) {
 	// or one recovering and one recovered only under the config before,
 	// when it was chosen): nothing recovers that without disk, and every
 	// run still recovering must say so (lost).
+	// The earliest cluster any run is in, or recovers into, is the one
+	// left.
+	var left run
+	for _, p := range s.procs {
+		if c := p.node.cluster(); c != (run{}) && (left == (run{}) || clusterBefore(c, left)) {
+			left = c
+		}
+	}
+	decided := s.configs(left)
 	var top uint64
-	for v := range s.decided {
+	for v := range decided {
 		top = max(top, v)
 	}
-	newest := s.decided[top]
+	newest := decided[top]
 	var recovering []string // seats of the newest config that hold no state of it
 	for _, name := range newest.Seats {
 		if q := s.proc(name); !q.acc.recovered || q.acc.unsure || q.acc.superseded() {
@@ -926,11 +1032,11 @@ func runSeats(seed uint64) (*seatSim, error) {
 	stateLost := (!s.oneAtATime || s.stats.Superseded > 0) && len(newest.Seats)-len(recovering) < recoveryNeed(newest)
 	for _, p := range s.procs {
 		a := p.acc
-		if a.active(s.now) && !a.unsure && a.cfg.Version == top && !a.sealed {
+		if a.active(s.now) && !a.unsure && a.cfg.Version == top && a.cfg.Cluster == left && !a.sealed {
 			continue
 		}
 		if !stateLost {
-			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d (newest decided %d %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, top, newest.Seats, recovering, a.sealed)
+			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d of cluster %v (newest decided %d %v of %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, p.node.cluster(), top, newest.Seats, left, recovering, a.sealed)
 		}
 		s.stats.Lost++
 		if v, ok := a.lost(); !a.recovered && (!ok || v != top && (v != 0 || a.cfg.Version != 0)) {
@@ -938,7 +1044,7 @@ func runSeats(seed uint64) (*seatSim, error) {
 		}
 	}
 	if s.policy != nil && s.stats.Lost == 0 {
-		if next, ok := s.policy.next(newest, s.members()); ok {
+		if next, ok := s.policy.next(newest, s.members(left)); ok {
 			return s, fmt.Errorf("after the calm spell the seat policy (%d seats) still wants %v after version %d %v", s.policy.Seats, next.Seats, top, newest.Seats)
 		}
 		s.stats.Settled++

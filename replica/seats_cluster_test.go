@@ -1,0 +1,99 @@
+package replica
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// Two clusters founded apart meet (LEASES-AT-SCALE.md §6.2): what a run
+// of the other cluster says counts for nothing at either, each answers
+// the other with a refusal naming its own cluster, and the runs of the
+// later cluster leave theirs; the earlier stays.
+func TestOfTwoClustersThatMeetTheEarlierStays(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	newFounder := func(name string) *seatNode {
+		self := run{name, "1"}
+		return newSeatNode(self, foundingConfig(self), seatL, seatM, rng, 0)
+	}
+	a, b := newFounder("a"), newFounder("b")
+	now := 2 * seatSettle
+
+	// b asks a for a lease: a refuses, under its own cluster.
+	ask := b.hold.ask()
+	ans, ok := a.serve(ask, now).(seatGrantAnswer)
+	if !ok || ans.Granted || ans.Config.Cluster != a.self {
+		t.Fatalf("a answered b's lease ask with %+v; want a refusal naming a's cluster", ans)
+	}
+	if len(ans.Numbers) != 0 || a.acc.numbers["b"] != 0 {
+		t.Fatalf("a's run numbers and b's mixed: a knows %v, and answered %v", a.acc.numbers, ans.Numbers)
+	}
+	if a.leaving() {
+		t.Fatal("a, of the earlier cluster, leaves it on hearing of b's")
+	}
+	out, ev := b.answered(ask, ans, now, now, []string{"a", "b"})
+	if len(out) != 0 || ev.other != a.self || b.hold.live(now) || b.hold.cfg.Cluster != b.self {
+		t.Fatalf("b counted a's refusal: sends %v, events %+v, holder config %+v", out, ev, b.hold.cfg)
+	}
+	if !b.leaving() {
+		t.Fatal("b, of the later cluster, does not leave it on hearing of a's")
+	}
+
+	// A prepare of b's cluster seals nothing at a, and a decision of it
+	// changes nothing there.
+	_, prep := newSeatProposer("b", b.acc.cfg, b.acc.cfg.next([]string{"a", "b"}), 1)
+	if pr, ok := a.serve(prep, now).(seatPromise); !ok || pr.OK || a.acc.sealed {
+		t.Fatalf("a answered b's prepare with %+v (sealed %v); want a refusal", pr, a.acc.sealed)
+	}
+	a.serve(seatDecide{Config: b.acc.cfg.next([]string{"a", "b"})}, now)
+	if a.acc.cfg.Cluster != a.self || a.acc.cfg.Version != 1 {
+		t.Fatalf("a took b's cluster's decision: %+v", a.acc.cfg)
+	}
+
+	// a's prepare seals nothing at b either.
+	_, prep = newSeatProposer("a", a.acc.cfg, a.acc.cfg.next([]string{"a", "b"}), 1)
+	if pr, ok := b.serve(prep, now).(seatPromise); !ok || pr.OK || b.acc.sealed {
+		t.Fatalf("b answered a's prepare with %+v (sealed %v); want a refusal", pr, b.acc.sealed)
+	}
+}
+
+// A run that knows no config recovers into the earliest cluster it hears
+// of: the states it gathered of a later one are dropped, and a later
+// one's states never count.
+func TestABlankRunRecoversIntoTheEarliestClusterItHearsOf(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, b := run{"a", "1"}, run{"b", "1"}
+	x := newSeatNode(run{"x", "1"}, seatConfig{}, seatL, seatM, rng, 0)
+	now := time.Second
+	ask := seatStateAsk{From: x.self}
+	stateOf := func(founder run) seatState {
+		return seatState{Seat: founder, Cluster: founder, Active: true, Number: 1, Config: foundingConfig(founder), Numbers: seatNumbers{founder.name: 1}}
+	}
+	x.answered(ask, stateOf(b), now, now, []string{"a", "b", "x"})
+	if x.cluster() != b || len(x.states) != 1 {
+		t.Fatalf("x, blank, heard of b's cluster only and recovers into %v with states %v", x.cluster(), x.states)
+	}
+	x.answered(ask, stateOf(a), now, now, []string{"a", "b", "x"})
+	if x.cluster() != a || len(x.states) != 0 {
+		t.Fatalf("x heard of a's earlier cluster and recovers into %v with states %v; want a's, and b's dropped", x.cluster(), x.states)
+	}
+	x.answered(ask, stateOf(b), now, now, []string{"a", "b", "x"})
+	if _, ok := x.states["b"]; ok || x.cluster() != a {
+		t.Fatalf("x counted b's state once it recovers into a's cluster: %v", x.states)
+	}
+	// Its asks name the cluster it recovers into, so that b's runs learn
+	// of the earlier one from them.
+	out := x.tick(now, []string{"a", "b", "x"}, nil)
+	if len(out) == 0 || out[0].body.(seatStateAsk).Cluster != a {
+		t.Fatalf("x's state asks %v do not name a's cluster", out)
+	}
+	// x recovers from a's state, under a's cluster.
+	for range 3 {
+		st := stateOf(a)
+		st.For = x.acc.number
+		x.answered(ask, st, now, now, []string{"a", "b", "x"})
+	}
+	if !x.acc.recovered || x.acc.cfg.Cluster != a {
+		t.Fatalf("x did not recover into a's cluster: recovered %v, config %+v", x.acc.recovered, x.acc.cfg)
+	}
+}
