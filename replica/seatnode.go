@@ -34,9 +34,10 @@ type seatNode struct {
 	announced bool                 // a recovering run sent its number
 	probeAt   time.Duration        // a proposer's next round of state asks to every member (probe)
 	// joining is the cluster a run that knows no config recovers into:
-	// the earliest it has heard of (clusterBefore). Only that cluster's
-	// states count.
-	joining run
+	// the earliest it has heard of from a run of it lately (clusterBefore;
+	// joinedAt). Only that cluster's states count.
+	joining  run
+	joinedAt time.Duration // when a message of joining last counted
 	// leave is an earlier cluster than its own that this run heard of:
 	// the run leaves its cluster, and the caller starts a new one,
 	// blank, that recovers into the earlier (leaving).
@@ -198,7 +199,7 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 // has no answer.
 func (n *seatNode) serve(body any, now time.Duration) any {
 	a := n.acc
-	if c := askCluster(body); !n.counts(c) {
+	if c := askCluster(body); !n.counts(c, now) && a.cfg.Version > 0 {
 		return n.refusal(body)
 	}
 	switch b := body.(type) {
@@ -262,40 +263,47 @@ func answerCluster(answer any) run {
 	return run{}
 }
 
-// cluster returns the run's cluster: its config's, or, while it knows
-// none, the one it recovers into (none before it has heard of one).
-func (n *seatNode) cluster() run {
-	if n.acc.cfg.Version > 0 {
-		return n.acc.cfg.Cluster
-	}
-	return n.joining
-}
+// cluster returns the run's cluster: its config's; none while it knows
+// no config. What a run sends names it, so only a run of a cluster ever
+// names one: a blank run's messages name none, and make no one join or
+// leave a cluster that may have no run left.
+func (n *seatNode) cluster() run { return n.acc.cfg.Cluster }
 
 // counts reports whether a message that names cluster c counts at this
-// run, and learns from it (LEASES-AT-SCALE.md §6.2): a message of a run
-// that knows no cluster counts, and so does one of the run's own. A run
-// that knows no config recovers into the earliest cluster it hears of
-// (clusterBefore); the message that names an earlier one than it had
-// counts for nothing yet, as what the run gathered of the later one is
-// dropped. A message of another cluster counts for nothing, and when
-// that cluster is the earlier, this run leaves its own (leaving): of two
-// clusters that meet, the earlier stays.
-func (n *seatNode) counts(c run) bool {
+// run at now, and learns from it (LEASES-AT-SCALE.md §6.2). A message
+// that names no cluster counts, and so does one of the run's own.
+//
+// A run that knows no config recovers into the earliest cluster it has
+// heard of lately (joining): a message of an earlier one makes the run
+// drop the states it gathered of the other; one of a later cluster
+// counts for nothing. A cluster not heard of for two leases (its runs
+// all left or died) is forgotten, and the next one heard of is joined.
+//
+// At a run of a cluster, a message of another counts for nothing, and
+// when that cluster is the earlier, this run leaves its own (leaving): of
+// two clusters that meet, the earlier stays.
+func (n *seatNode) counts(c run, now time.Duration) bool {
 	own := n.cluster()
 	if c == (run{}) || c == own {
 		return true
 	}
 	if n.acc.cfg.Version == 0 {
-		if own == (run{}) || clusterBefore(c, own) {
+		if n.joining != (run{}) && c != n.joining && now-n.joinedAt > 12*n.timing.renew {
+			n.joining = run{} // quiet for two leases: gone
+		}
+		if n.joining == (run{}) || clusterBefore(c, n.joining) {
 			n.joining = c
 			for name, st := range n.states {
 				if st.Cluster != (run{}) && st.Cluster != c {
 					delete(n.states, name)
 				}
 			}
-			return own == (run{})
 		}
-		return false
+		if c != n.joining {
+			return false
+		}
+		n.joinedAt = now
+		return true
 	}
 	if own != (run{}) && clusterBefore(c, own) && (n.leave == (run{}) || clusterBefore(c, n.leave)) {
 		n.leave = c
@@ -307,10 +315,10 @@ func (n *seatNode) counts(c run) bool {
 // own: the caller starts a new run, blank, in its place.
 func (n *seatNode) leaving() bool { return n.leave != (run{}) }
 
-// refusal answers a request of another cluster: the answer of the
-// request's kind that says only who answers and under which config, so
-// that the asker counts it for nothing and learns of this cluster. A
-// decision of another cluster has no answer.
+// refusal is how a run of a cluster answers a request of another: the
+// answer of the request's kind that says only who answers and under which
+// config, so that the asker counts it for nothing and learns of this
+// cluster. A decision of another cluster has no answer.
 func (n *seatNode) refusal(body any) any {
 	a := n.acc
 	ballot := seatBallotAnswer{Seat: n.self, Config: a.cfg}
@@ -348,7 +356,7 @@ func (n *seatNode) probe(now time.Duration, members []string, proposer bool) []s
 // (catchUp).
 func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []string) (out []seatOut, ev seatEvents) {
 	a := n.acc
-	if c := answerCluster(answer); !n.counts(c) {
+	if c := answerCluster(answer); !n.counts(c, now) {
 		ev.other = c
 		return nil, ev
 	}

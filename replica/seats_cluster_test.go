@@ -59,7 +59,9 @@ func TestOfTwoClustersThatMeetTheEarlierStays(t *testing.T) {
 
 // A run that knows no config recovers into the earliest cluster it hears
 // of: the states it gathered of a later one are dropped, and a later
-// one's states never count.
+// one's states count for nothing, unless the earlier has gone quiet for
+// two leases. Its own messages name no cluster: a run that has none
+// never makes another leave one.
 func TestABlankRunRecoversIntoTheEarliestClusterItHearsOf(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	a, b := run{"a", "1"}, run{"b", "1"}
@@ -70,22 +72,34 @@ func TestABlankRunRecoversIntoTheEarliestClusterItHearsOf(t *testing.T) {
 		return seatState{Seat: founder, Cluster: founder, Active: true, Number: 1, Config: foundingConfig(founder), Numbers: seatNumbers{founder.name: 1}}
 	}
 	x.answered(ask, stateOf(b), now, now, []string{"a", "b", "x"})
-	if x.cluster() != b || len(x.states) != 1 {
-		t.Fatalf("x, blank, heard of b's cluster only and recovers into %v with states %v", x.cluster(), x.states)
+	if x.joining != b || len(x.states) != 1 {
+		t.Fatalf("x, blank, heard of b's cluster only and recovers into %v with states %v", x.joining, x.states)
 	}
 	x.answered(ask, stateOf(a), now, now, []string{"a", "b", "x"})
-	if x.cluster() != a || len(x.states) != 0 {
-		t.Fatalf("x heard of a's earlier cluster and recovers into %v with states %v; want a's, and b's dropped", x.cluster(), x.states)
+	if x.joining != a || len(x.states) != 1 || x.states["a"].Cluster != a {
+		t.Fatalf("x heard of a's earlier cluster and recovers into %v with states %v; want a's, and b's dropped", x.joining, x.states)
 	}
 	x.answered(ask, stateOf(b), now, now, []string{"a", "b", "x"})
-	if _, ok := x.states["b"]; ok || x.cluster() != a {
+	if _, ok := x.states["b"]; ok || x.joining != a {
 		t.Fatalf("x counted b's state once it recovers into a's cluster: %v", x.states)
 	}
-	// Its asks name the cluster it recovers into, so that b's runs learn
-	// of the earlier one from them.
+	// Its asks and answers name no cluster.
 	out := x.tick(now, []string{"a", "b", "x"}, nil)
-	if len(out) == 0 || out[0].body.(seatStateAsk).Cluster != a {
-		t.Fatalf("x's state asks %v do not name a's cluster", out)
+	if len(out) == 0 || out[0].body.(seatStateAsk).Cluster != (run{}) {
+		t.Fatalf("x's state asks %v name a cluster", out)
+	}
+	if st := x.serve(seatStateAsk{Cluster: b, From: b}, now).(seatState); st.Cluster != (run{}) {
+		t.Fatalf("x's state names cluster %v", st.Cluster)
+	}
+	// a goes quiet: two leases later, b's state counts, and x joins b.
+	quiet := now + 2*seatL + time.Millisecond
+	x.answered(ask, stateOf(b), quiet, quiet, []string{"a", "b", "x"})
+	if x.joining != b || len(x.states) != 1 || x.states["b"].Cluster != b {
+		t.Fatalf("a quiet for two leases, x still recovers into %v with states %v", x.joining, x.states)
+	}
+	x.answered(ask, stateOf(a), quiet, quiet, []string{"a", "b", "x"})
+	if x.joining != a {
+		t.Fatalf("x heard of a again, and recovers into %v", x.joining)
 	}
 	// x recovers from a's state, under a's cluster.
 	for range 3 {
