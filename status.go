@@ -71,6 +71,47 @@ type ClusterStatus struct {
 	// had diverged (both sides wrote the session); the losing side's
 	// writes are gone.
 	Conflicts uint64 `json:"conflicts"`
+	// Seats is what the node knows of the seat protocol, when it runs it
+	// (Replica.Seats; experimental, it guards nothing yet); nil otherwise.
+	Seats *SeatsStatus `json:"seats,omitempty"`
+}
+
+// SeatsStatus is a node's view of the seats: the small agreed set of
+// members whose grants are to let nodes serve (docs/design/LEASES-AT-SCALE.md).
+type SeatsStatus struct {
+	// Cluster names the seats' cluster, the run that founded it; "" while
+	// the node knows no config.
+	Cluster string `json:"cluster"`
+	// Version is the newest config of seats the node knows; 0 for none.
+	Version uint64 `json:"version"`
+	// Seats are that config's members.
+	Seats []string `json:"seats"`
+	// Active says whether the node's run has its state and answers.
+	Active bool `json:"active"`
+	// Live says whether the node holds grants from a majority of the
+	// seats.
+	Live bool `json:"live"`
+	// Sealed says whether a change of seats is under way at this seat.
+	Sealed bool `json:"sealed"`
+	// Lost says whether the node found the seats' state lost: too many of
+	// config LostVersion's seats restarted at once to recover it without
+	// disk. The node logs it; going on is an operator's call.
+	Lost bool `json:"lost"`
+	// LostVersion is that config's version.
+	LostVersion uint64 `json:"lost_version,omitempty"`
+	// Joining, while the node knows no config, names the cluster it
+	// recovers into.
+	Joining string `json:"joining,omitempty"`
+}
+
+// seatsStatus returns the node's seat status as the API shows it; nil
+// when the node runs no seat protocol.
+func seatsStatus(s replica.SeatStatus) *SeatsStatus {
+	if !s.Running {
+		return nil
+	}
+	return &SeatsStatus{Cluster: s.Cluster, Version: s.Version, Seats: s.Seats, Active: s.Active, Live: s.Live, Sealed: s.Sealed,
+		Lost: s.Lost, LostVersion: s.LostVersion, Joining: s.Joining}
 }
 
 // MemberStatus is one node as membership knows it.
@@ -157,7 +198,8 @@ func (n *Node) Status() ClusterStatus {
 	n.mu.Unlock()
 	lost := n.replica.Lost()
 	st := ClusterStatus{Node: n.cfg.Name, Ready: n.Ready(), Members: memberStatuses(v.Members), PendingHandoff: n.replica.Pending(),
-		Lost: LostPartitions{Epoch: lost.Epoch, Partitions: lost.Partitions}, Conflicts: n.replica.Stats().Conflicts.Load()}
+		Lost: LostPartitions{Epoch: lost.Epoch, Partitions: lost.Partitions}, Conflicts: n.replica.Stats().Conflicts.Load(),
+		Seats: seatsStatus(n.replica.SeatStatus())}
 	if tab := n.replica.Table(); tab != nil {
 		st.Epoch = tab.Epoch()
 		st.Partitions = partitionLoads(tab.Load())

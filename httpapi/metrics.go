@@ -69,6 +69,10 @@ var metricHelp = map[string]string{
 	"tandem_rejoins_total":                         "Times the node learned it had been declared dead and pulled every owned partition again.",
 	"tandem_peer_identity_refusals_total":          "Peer requests refused because the caller's certificate did not allow them (a node acting as another, a client calling a node-only method).",
 	"tandem_peer_wire_downs_total":                 "Members taken out of the ring because their peer port refused connections, before membership declared them dead.",
+	"tandem_seat_config_version":                   "Version of the newest config of seats the node knows (only when it runs the seat protocol); 0 for none.",
+	"tandem_seats":                                 "Seats in that config.",
+	"tandem_seat_live":                             "1 when the node holds grants from a majority of the seats, else 0.",
+	"tandem_seat_state_lost":                       "1 when the node found the seats' state lost (too many seats restarted at once to recover it without disk), else 0.",
 }
 
 // newMetrics describes the node's metrics.
@@ -136,11 +140,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter := func(name string, v uint64) {
 		ch <- prometheus.MustNewConstMetric(m.desc[name], prometheus.CounterValue, float64(v))
 	}
-	ready := 0.0
-	if st.Ready {
-		ready = 1
-	}
-	gauge("tandem_ready", ready)
+	gauge("tandem_ready", one(st.Ready))
 	gauge("tandem_ring_epoch", float64(st.Epoch))
 	gauge("tandem_ring_members", float64(len(st.Partitions)))
 	gauge("tandem_under_replicated_partitions", float64(st.UnderReplicated))
@@ -176,6 +176,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("tandem_rejoins_total", s.Rejoins)
 	counter("tandem_peer_identity_refusals_total", s.IdentityRefusals)
 	counter("tandem_peer_wire_downs_total", s.PeerWireDowns)
+	if seats := st.Seats; seats != nil {
+		gauge("tandem_seat_config_version", float64(seats.Version))
+		gauge("tandem_seats", float64(len(seats.Seats)))
+		gauge("tandem_seat_live", one(seats.Live))
+		gauge("tandem_seat_state_lost", one(seats.Lost))
+	}
 	lat := m.node.Latencies()
 	for kind, h := range lat.Ops {
 		ch <- m.histogram(m.ops, h, kind.String())
@@ -194,4 +200,12 @@ func newRegistry(node *tandem.Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// one is a flag as a gauge: 1 when b, else 0.
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

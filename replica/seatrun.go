@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +41,13 @@ type seatRunner struct {
 	seen     map[string]seatSeen      // what each member's latest state answer showed
 	missing  map[string]time.Duration // seats of the config missing from the ring, since when
 	leaving  map[string]bool          // members draining, as ownership last knew (their seats are vacated at once)
+	// waitLogged and lostLogged: when the runner last logged that
+	// founding waits, and that the seats' state is lost (seatLogEvery).
+	waitLogged, lostLogged time.Duration
 }
+
+// seatLogEvery is how often the runner repeats a warning that lasts.
+const seatLogEvery = 10 * time.Second
 
 // seatSeen is what a member's latest answer to a state ask showed.
 type seatSeen struct {
@@ -76,6 +83,7 @@ type seatStatus struct {
 	Config  seatConfig // the newest config it knows
 	Sealed  bool       // it promised or accepted the next version
 	Lost    bool       // a recovering run that found too many seats recovering (seatAcceptor.lost)
+	LostAt  uint64     // the version of the config it found so, 0 if none was known
 	Live    bool       // it holds grants from a majority of its config's seats
 	Number  uint64     // its run's number
 	Running bool       // the node runs the seat protocol at all
@@ -94,8 +102,57 @@ func (n *Node) seatStatus() seatStatus {
 		return seatStatus{Running: true}
 	}
 	a, now := r.node.acc, n.mono()
-	_, lost := a.lost()
-	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining}
+	lostAt, lost := a.lost()
+	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, LostAt: lostAt, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining}
+}
+
+// SeatStatus is what a node's run of the seat protocol knows
+// (Config.Seats; docs/design/LEASES-AT-SCALE.md), for operators.
+type SeatStatus struct {
+	// Running says whether the node runs the seat protocol at all.
+	Running bool
+	// Cluster names the seats' cluster: the run that founded it, as
+	// name/incarnation; "" while the node knows no config.
+	Cluster string
+	// Version is the newest config the node knows; 0 for none.
+	Version uint64
+	// Seats are that config's seats.
+	Seats []string
+	// Active says whether the node's run has recovered its state and
+	// answers.
+	Active bool
+	// Live says whether the node holds grants from a majority of the
+	// seats: what it will need to serve once the seats guard the
+	// leases.
+	Live bool
+	// Sealed says whether the node, a seat, has promised or accepted the
+	// next version: a change of seats is under way.
+	Sealed bool
+	// Lost says whether the node's run, recovering, found so many of
+	// the seats of config LostVersion recovering too that their state
+	// cannot be recovered without disk: an operator's call.
+	Lost bool
+	// LostVersion is that config's version; 0 when no member knew one.
+	LostVersion uint64
+	// Number is the node's run's number in the cluster.
+	Number uint64
+	// Joining, while the node knows no config, names the cluster it
+	// recovers into; "" if it has heard of none.
+	Joining string
+}
+
+// SeatStatus returns what the node's run of the seat protocol knows.
+func (n *Node) SeatStatus() SeatStatus {
+	st := n.seatStatus()
+	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: st.Live,
+		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number}
+	if st.Config.Version > 0 {
+		out.Cluster = st.Config.Cluster.String()
+	}
+	if st.Joining != (run{}) {
+		out.Joining = st.Joining.String()
+	}
+	return out
 }
 
 // tickSeats is the runner's heartbeat, every LeaseDuration/6: it starts
@@ -120,9 +177,20 @@ func (n *Node) tickSeats() {
 			"cluster", r.node.acc.cfg.Cluster.String(), "earlier", r.node.leave.String())
 		r.start(r.node.self, false, n.cfg.LeaseDuration, n.own.margin(), now)
 	}
-	if r.founds(tab, now) {
+	found, waiting := r.founding(tab, now)
+	switch {
+	case found:
 		r.start(r.node.self, true, n.cfg.LeaseDuration, n.own.margin(), now)
 		n.log.Info("founding a seat cluster: no member knows a config, and this node has the lowest name", "cluster", r.node.self.String())
+	case len(waiting) > 0 && (r.waitLogged == 0 || now-r.waitLogged >= seatLogEvery):
+		r.waitLogged = now
+		n.log.Warn("seat founding waits: this node has the lowest name of a ring that knows no config, and these members have not answered (do they run with seats?)", "members", waiting)
+	}
+	if lostAt, lost := r.node.acc.lost(); lost && (r.lostLogged == 0 || now-r.lostLogged >= seatLogEvery) {
+		r.lostLogged = now
+		n.log.Error("seat state lost: too many seats of the config restarted at once for this node's run to recover from the others; without disk only an operator can go on", "version", lostAt)
+	} else if !lost {
+		r.lostLogged = 0
 	}
 	r.noteMissing(tab, now)
 	r.leaving = n.own.leavers()
@@ -160,9 +228,18 @@ func (r *seatRunner) start(self run, found bool, lease, margin, now time.Duratio
 // answer does not count: the member may have founded since, under a ring
 // that lacked this node (a review's schedule).
 func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
+	found, _ := r.founding(tab, now)
+	return found
+}
+
+// founding applies the founding rule, and, when this node has the lowest
+// name of a blank ring, says which members it still waits to hear from
+// (a member that runs no seats never answers: the operator is told,
+// tickSeats).
+func (r *seatRunner) founding(tab *ring.Table, now time.Duration) (found bool, waiting []string) {
 	a := r.node.acc
 	if a.recovered || a.cfg.Version > 0 {
-		return false
+		return false, nil
 	}
 	self := r.node.self.name
 	for _, m := range tab.Members() {
@@ -170,11 +247,14 @@ func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
 			continue
 		}
 		s, ok := r.seen[m.Name]
-		if !ok || s.asker != r.node.self || now-s.at > 2*r.node.timing.recover || s.hasConfig || m.Name < self {
-			return false
+		if m.Name < self || ok && s.hasConfig && now-s.at <= 2*r.node.timing.recover {
+			return false, nil // not the founder, or the cluster has a config
+		}
+		if !ok || s.asker != r.node.self || now-s.at > 2*r.node.timing.recover || s.hasConfig {
+			waiting = append(waiting, m.Name)
 		}
 	}
-	return true
+	return len(waiting) == 0, waiting
 }
 
 // noteMissing records since when each seat of the run's config has been

@@ -1,8 +1,12 @@
 package replica
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +241,77 @@ func TestADrainingSeatIsVacatedAtOnce(t *testing.T) {
 func startWith(r *seatRunner, self run, cfg seatConfig, lease time.Duration) {
 	r.first = self
 	r.node = newSeatNode(self, cfg, lease, 0, r.rng, 0)
+}
+
+// logLines is a slog handler that keeps every record's message and
+// attributes as text, for tests to search.
+type logLines struct {
+	mu    *sync.Mutex
+	lines *[]string
+	attrs []slog.Attr
+}
+
+func newLogLines() logLines { return logLines{mu: &sync.Mutex{}, lines: &[]string{}} }
+
+func (l logLines) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l logLines) Handle(_ context.Context, r slog.Record) error {
+	line := r.Level.String() + " " + r.Message
+	for _, a := range l.attrs {
+		line += " " + a.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	l.mu.Lock()
+	*l.lines = append(*l.lines, line)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l logLines) WithAttrs(attrs []slog.Attr) slog.Handler {
+	l.attrs = append(slices.Clone(l.attrs), attrs...)
+	return l
+}
+
+func (l logLines) WithGroup(string) slog.Handler { return l }
+
+// find returns the first line that holds every one of parts.
+func (l logLines) find(parts ...string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range *l.lines {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return line, true
+		}
+	}
+	return "", false
+}
+
+// A node that would found the seats but waits on a member that never
+// answers (it runs no seats) says so, naming the member, and founds
+// nothing.
+func TestFoundingSaysWhoItWaitsFor(t *testing.T) {
+	logs := newLogLines()
+	c := newTestCluster(t, 0, nil)
+	c.start("node-0", func(c *Config) { c.Seats = 3; c.Logger = slog.New(logs) })
+	c.start("node-1", nil)
+	c.publish()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if line, ok := logs.find("seat founding waits", "node-1"); ok {
+			if strings.Contains(line, "node-0]") {
+				t.Fatalf("the founder names itself among those it waits for: %s", line)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node-0 waited to found the seats without saying on whom")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := c.node("node-0").SeatStatus(); st.Version != 0 || st.Cluster != "" {
+		t.Fatalf("node-0 founded seats while node-1 never answered: %+v", st)
+	}
 }
