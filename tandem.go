@@ -323,6 +323,9 @@ func (n *Node) announceWhenReady() {
 				n.log.Info("node ready", "epoch", n.replica.Table().Epoch())
 				return
 			}
+			if errors.Is(err, cluster.ErrLeaving) {
+				return // closed since it found itself ready: leaving is final
+			}
 			n.log.Warn("cannot announce readiness", "err", err)
 		}
 	}

@@ -55,6 +55,10 @@ var ErrRingMismatch = errors.New("cluster: ring settings differ")
 // errClosed is returned by the methods of a closed Cluster.
 var errClosed = fmt.Errorf("cluster: node is closed: %w", net.ErrClosed)
 
+// ErrLeaving is returned by SetState for any state but StateLeaving once
+// the node has announced it is leaving: leaving is final for a process.
+var ErrLeaving = errors.New("cluster: the node is leaving")
+
 // defaultOpTimeout bounds SetState and Leave when their context has no
 // deadline.
 const defaultOpTimeout = 5 * time.Second
@@ -72,7 +76,12 @@ type Cluster struct {
 	bootID  string
 
 	metaMu sync.Mutex // serialises changes of the local Meta
-	meta   Meta
+	// updateMu serialises memberlist's UpdateNode calls: each reads the
+	// Meta when it runs and takes the next incarnation, so the last to
+	// run, with the highest incarnation, carries the latest Meta (two at
+	// once could pair an older Meta with the higher incarnation).
+	updateMu sync.Mutex
+	meta     Meta
 
 	keyMu   sync.Mutex          // serialises keyring rotations and Keys
 	keyring *memberlist.Keyring // gossip keys; nil when gossip is in the clear
@@ -225,6 +234,10 @@ func (c *Cluster) View() View {
 // new state takes effect locally at once; SetState then waits, until ctx's
 // deadline (5s if it has none) or ctx ends, for the update to be sent to the
 // cluster, and returns an error if it was not. Gossip goes on regardless.
+// Once the node is StateLeaving it stays so: any other state is refused
+// with ErrLeaving, so that a late announcement (a node that found itself
+// ready just as it was closed) cannot put a leaving node back in the
+// rings in the middle of its drain.
 func (c *Cluster) SetState(ctx context.Context, s State) error {
 	if !s.valid() {
 		return fmt.Errorf("cluster: set state: unknown state %d", uint8(s))
@@ -234,6 +247,10 @@ func (c *Cluster) SetState(ctx context.Context, s State) error {
 	}
 	c.metaMu.Lock()
 	m := c.meta
+	if m.State == StateLeaving && s != StateLeaving {
+		c.metaMu.Unlock()
+		return fmt.Errorf("cluster: set state %s: %w", s, ErrLeaving)
+	}
 	m.State = s
 	encoded, err := encodeMeta(m)
 	if err == nil {
@@ -247,7 +264,11 @@ func (c *Cluster) SetState(ctx context.Context, s State) error {
 
 	timeout := opTimeout(ctx)
 	done := make(chan error, 1)
-	go func() { done <- c.ml.UpdateNode(timeout) }()
+	go func() {
+		c.updateMu.Lock()
+		defer c.updateMu.Unlock()
+		done <- c.ml.UpdateNode(timeout)
+	}()
 	select {
 	case err = <-done:
 	case <-ctx.Done():

@@ -107,6 +107,33 @@ func TestSetStateLeavingLeavesRing(t *testing.T) {
 	}
 }
 
+// Leaving is final: a node that announced it is leaving refuses to
+// announce itself active again (a readiness announcement that raced a
+// graceful stop put the node back in its own ring mid-drain), and stays
+// out of the ring.
+func TestALeavingNodeStaysLeaving(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, "a")
+	b := startNode(t, "b", a.Addr())
+	for _, n := range []*node{a, b} {
+		waitFor(t, converge, n.Name()+" to see a, b", hasRing(n, "a", "b"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.SetState(ctx, StateLeaving); err != nil {
+		t.Fatalf("set state: %v", err)
+	}
+	if err := b.SetState(ctx, StateActive); !errors.Is(err, ErrLeaving) {
+		t.Fatalf("a leaving node set itself active: %v", err)
+	}
+	for _, n := range []*node{a, b} {
+		waitFor(t, converge, n.Name()+" to drop leaving b from the ring", hasRing(n, "a"))
+		if m, ok := n.View().member("b"); !ok || m.Meta.State != StateLeaving {
+			t.Fatalf("%s sees b as %+v (known %v), want leaving", n.Name(), m, ok)
+		}
+	}
+}
+
 func TestCrashIsDeadAndLeaveIsLeft(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, "a")
