@@ -104,11 +104,23 @@ func newSeatNode(self run, cfg seatConfig, lease, margin time.Duration, rng *ran
 }
 
 // fence starts revoking holder's run at epoch under the node's config;
-// margin is added to the holder's remaining grants for clock rates.
+// margin is added to the holder's remaining grants for clock rates. A
+// fencer of a departed holder revokes it for good (forGood): it cannot
+// know the epoch the holder asks at.
 func (n *seatNode) fence(holder run, epoch uint64, margin time.Duration) *seatFence {
 	f := &seatFence{rev: newSeatRevocation(holder, epoch, n.acc.cfg, margin)}
 	n.fences = append(n.fences, f)
 	return f
+}
+
+// rehold replaces a holder revoked for good (seatHolder.revoked) with a
+// new one, self: the node goes on serving, once it has reconciled, as a
+// holder no fencer has revoked. Its acceptor is the seat's, and goes on:
+// a revocation takes a holder's grants, not a seat's state.
+func (n *seatNode) rehold(self run) {
+	h := newSeatHolder(self, n.acc.cfg, n.hold.lease)
+	h.number = n.acc.number
+	n.hold = h
 }
 
 // toAll addresses body to every member but this node.
@@ -367,7 +379,12 @@ func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []
 			a.decide(*d, now)
 			ev.adopted = d
 		}
-		n.hold.record(sent, b)
+		if ask, ok := req.(seatGrantAsk); ok && ask.Holder == n.hold.self {
+			// Only the holder that asked counts the grant: one asked by
+			// a holder since revoked and replaced (rehold) is not the
+			// new holder's (explorer seed 139).
+			n.hold.record(sent, b)
+		}
 		out = n.catchUp(b.Seat, b.Config, now)
 	case seatRevokeAnswer:
 		a.heardOf(b.Numbers)

@@ -34,6 +34,7 @@ type seatRunner struct {
 	mu       sync.Mutex
 	node     *seatNode // the current run; nil until the node has a ring
 	first    run       // the process's first run: its ring incarnation
+	holders  int       // holders started after one was revoked (seatNode.rehold)
 	restarts int       // runs started in this process after the first
 	ticks    uint64    // heartbeats so far
 	policy   seatPolicy
@@ -172,6 +173,13 @@ func (n *Node) tickSeats() {
 		// node's: it picked its number at the same time as another
 		// (a tie it lost), and starts again.
 		r.start(runOf(tab, n.cfg.Name), false, n.cfg.LeaseDuration, n.own.margin(), now)
+	case r.node.hold.revoked:
+		// A fencer took this node for departed. Once the seats guard
+		// the leases, the node reconciles before its new holder asks.
+		r.holders++
+		self := run{name: r.node.self.name, incarnation: r.node.self.incarnation + "/h" + strconv.Itoa(r.holders)}
+		n.log.Warn("this node's seat holder was revoked for good: a fencer took it for departed; going on as a new holder", "holder", self.String())
+		r.node.rehold(self)
 	case r.node.leaving():
 		n.log.Warn("leaving this node's seat cluster for an earlier one it met; starting again, blank",
 			"cluster", r.node.acc.cfg.Cluster.String(), "earlier", r.node.leave.String())

@@ -3,6 +3,7 @@ package replica
 import (
 	"hash/fnv"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -111,6 +112,17 @@ type seatProposal struct {
 	Ballot seatBallot
 	Config seatConfig
 }
+
+// revokedForGood, as a run's lowest grantable epoch (revocations), means
+// the run is refused at every epoch: a fencer revokes a departed holder's
+// run for good (forGood), as it cannot know at which epoch the run asks.
+// A holder refused so stops for good (seatHolder.revoked); its node goes
+// on, if at all, as a new run, which has reconciled before it asks.
+const revokedForGood = math.MaxUint64
+
+// forGood is the epoch a fencer revokes at: every epoch below
+// revokedForGood, so the run is revoked for good.
+const forGood = revokedForGood - 1
 
 // revocations are, for each run of a holder, the lowest epoch at which
 // it may still be granted: a revocation of a run at epoch e raises it to
@@ -424,7 +436,7 @@ func (a *seatAcceptor) grantLease(ask seatGrantAsk, now time.Duration, live bool
 		return ans
 	}
 	lowest := a.revoked[ask.Holder]
-	if ask.Epoch < lowest {
+	if ask.Epoch < lowest || lowest == revokedForGood {
 		ans.Epoch = lowest
 		return ans
 	}
@@ -451,7 +463,7 @@ func (a *seatAcceptor) revoke(ask seatRevokeAsk, now time.Duration) seatRevokeAn
 		ans.Retry = true
 		return ans
 	}
-	a.revoked[ask.Holder] = max(a.revoked[ask.Holder], ask.Epoch+1)
+	a.revoked[ask.Holder] = max(a.revoked[ask.Holder], min(ask.Epoch, forGood)+1)
 	ans.Remaining = max(0, a.granted[ask.Holder]-now)
 	return ans
 }
@@ -719,6 +731,9 @@ type seatHolder struct {
 	// and never serves again.
 	numbers    seatNumbers
 	superseded bool
+	// revoked: a seat refused the run for good (revokedForGood). It
+	// never serves again: its node must reconcile and go on as a new run.
+	revoked bool
 }
 
 // seatLease is a grant a holder counts: until when, the config version
@@ -769,6 +784,9 @@ func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDe
 		h.cfg = ans.Config
 	}
 	if !ans.Granted {
+		if ans.Epoch == revokedForGood {
+			h.revoked = true
+		}
 		if ans.Epoch > h.epoch {
 			h.epoch = ans.Epoch
 			clear(h.leases)
@@ -788,7 +806,7 @@ func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDe
 // live reports whether the holder may serve at now: live grants, under
 // its newest config, from a majority of that config's seats.
 func (h *seatHolder) live(now time.Duration) bool {
-	if h.cfg.Version == 0 || h.superseded {
+	if h.cfg.Version == 0 || h.superseded || h.revoked {
 		return false
 	}
 	n := 0

@@ -111,3 +111,52 @@ func TestABlankRunRecoversIntoTheEarliestClusterItHearsOf(t *testing.T) {
 		t.Fatalf("x did not recover into a's cluster: recovered %v, config %+v", x.acc.recovered, x.acc.cfg)
 	}
 }
+
+// A fencer cannot know the epoch a departed holder asks at, so it
+// revokes the holder's run for good: a seat refuses the run at every
+// epoch from then on, even the one its refusal names, and the holder,
+// told so, never serves again. Its node goes on as a new holder
+// (seatNode.rehold), which counts no grant asked by the old one.
+func TestARunRevokedForGoodIsNeverGrantedAgain(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	self := run{"a", "1"}
+	n := newSeatNode(self, foundingConfig(self), seatL, seatM, rng, 0)
+	h := run{"h", "1"}
+	hold := newSeatHolder(h, n.acc.cfg, seatL)
+	now := 2 * seatSettle
+	live := true
+	if ans := n.acc.grantLease(hold.ask(), now, live); !ans.Granted {
+		t.Fatalf("a refused h before any revocation: %+v", ans)
+	}
+	hold.record(now, n.acc.grantLease(hold.ask(), now, live))
+	if !hold.live(now) {
+		t.Fatal("h is not live on the grant of its config's only seat")
+	}
+	if rev := n.acc.revoke(seatRevokeAsk{Cluster: self, Holder: h, Epoch: forGood}, now); rev.Retry || rev.Remaining <= 0 {
+		t.Fatalf("the revocation answered %+v; want it recorded, with the grant's remaining time", rev)
+	}
+	for _, epoch := range []uint64{0, 1, forGood, revokedForGood} {
+		ask := hold.ask()
+		ask.Epoch = epoch
+		if ans := n.acc.grantLease(ask, now, live); ans.Granted || ans.Epoch != revokedForGood {
+			t.Fatalf("a revoked run asking at epoch %d was answered %+v; want a refusal naming revokedForGood", epoch, ans)
+		}
+	}
+	if dead := hold.record(now, n.acc.grantLease(hold.ask(), now, live)); !dead || !hold.revoked || hold.live(now) {
+		t.Fatalf("h refused for good: declared dead %v, revoked %v, live %v", dead, hold.revoked, hold.live(now))
+	}
+
+	// The node's own holder: one revoked and replaced counts nothing
+	// asked before, by the holder it replaced.
+	ask := n.hold.ask()
+	granted := n.serve(ask, now)
+	n.rehold(run{"a", "1/h1"})
+	n.answered(ask, granted, now, now, []string{"a"})
+	if len(n.hold.leases) != 0 || n.hold.live(now) {
+		t.Fatalf("the new holder counts a grant asked by the one it replaced: %+v", n.hold.leases)
+	}
+	n.answered(n.hold.ask(), n.serve(n.hold.ask(), now), now, now, []string{"a"})
+	if !n.hold.live(now) {
+		t.Fatal("the new holder is not live on its own grant")
+	}
+}

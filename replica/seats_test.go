@@ -369,6 +369,7 @@ type seatSimStats struct {
 	Settled    uint64 // policy seeds whose seats the policy left as they were after the calm spell
 	Founded    uint64 // clusters founded in blank seeds
 	Left       uint64 // runs that left their cluster for an earlier one
+	Revoked    uint64 // holders that learnt they were revoked for good, replaced by new ones
 }
 
 func (a *seatSimStats) add(b seatSimStats) {
@@ -383,6 +384,7 @@ func (a *seatSimStats) add(b seatSimStats) {
 	a.Settled += b.Settled
 	a.Founded += b.Founded
 	a.Left += b.Left
+	a.Revoked += b.Revoked
 }
 
 // seatGuardSeeds are the seeds go test runs.
@@ -403,14 +405,15 @@ type seatMsg struct {
 
 // seatSimProc is one node: its current run, if up.
 type seatSimProc struct {
-	name   string
-	runs   int
-	up     bool
-	self   run
-	node   *seatNode     // the current run's
-	acc    *seatAcceptor // node.acc
-	hold   *seatHolder   // node.hold
-	fences []*seatSimFence
+	name    string
+	runs    int
+	holders int // holders started after one was revoked
+	up      bool
+	self    run
+	node    *seatNode     // the current run's
+	acc     *seatAcceptor // node.acc
+	hold    *seatHolder   // node.hold
+	fences  []*seatSimFence
 	// zombie: an earlier run still alive beside this one (L4: a paused
 	// or cut-off process whose replacement started under its name). It
 	// hears nothing and does nothing until resume, then answers and
@@ -692,6 +695,14 @@ func (s *seatSim) act(p *seatSimProc) {
 		proposer = a.seat(s.now) && s.policy.proposer(a.cfg, s.members(a.cfg.Cluster)) == p.name
 	}
 	s.sendAll(p, p.node.probe(s.now, s.names(), proposer))
+	if p.hold.revoked && s.proc(p.name).zombie != p {
+		// A fencer revoked its holder for good: the node goes on as a
+		// new holder (it would reconcile first), its acceptor as it was.
+		p.holders++
+		p.node.rehold(run{name: p.name, incarnation: p.self.incarnation + "/h" + strconv.Itoa(p.holders)})
+		p.hold = p.node.hold
+		s.stats.Revoked++
+	}
 	stops := p.acc.recovered && p.acc.superseded()
 	if stops || p.node.leaving() {
 		// A later run of its node is known, or an earlier cluster: this
@@ -850,8 +861,8 @@ func (s *seatSim) check() error {
 		for _, p := range s.runsOf(h.name) {
 			// (A revocation is its cluster's: a run of another cluster
 			// may serve until the clusters meet, LEASES-AT-SCALE.md §6.2.)
-			if s.now >= f.end && p.self == h && p.hold.epoch <= f.rev.epoch && p.hold.cfg.Cluster == f.rev.cfg.Cluster && p.hold.live(s.now) {
-				return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v), though its revocation's fence ended at %v", s.now, h, p.hold.epoch, p.hold.cfg, f.end)
+			if s.now >= f.end && p.hold.self == h && p.hold.epoch <= f.rev.epoch && p.hold.cfg.Cluster == f.rev.cfg.Cluster && p.hold.live(s.now) {
+				return fmt.Errorf("at %v holder %v at epoch %d holds a majority of live grants (config %v; leases %+v), though its revocation's fence ended at %v (replies %+v)", s.now, h, p.hold.epoch, p.hold.cfg, p.hold.leases, f.end, f.rev.replies)
 			}
 		}
 		for v, c := range s.decided[f.rev.cfg.Cluster] {
@@ -870,7 +881,7 @@ func (s *seatSim) check() error {
 					counts := !zombie || q.hold.live(s.now)
 					if zombie && !counts && q.acc.cfg.holds(h.name) {
 						for _, hr := range s.runsOf(h.name) {
-							counts = counts || hr.self == h && hr.hold.numbers[name] <= q.acc.number
+							counts = counts || hr.hold.self == h && hr.hold.numbers[name] <= q.acc.number
 						}
 					}
 					if q.acc.cfg.Version == v && q.acc.cfg.Cluster == c.Cluster && !q.acc.refuses(h, f.number, f.rev.epoch, s.now) && counts {
@@ -1067,7 +1078,7 @@ func (s *seatSim) fault() {
 			s.restart(pl.seat)
 		}
 		if f != pl.holder && f.up && f.acc.active(s.now) && pl.holder.up && len(f.fences) < 8 {
-			f.fences = append(f.fences, &seatSimFence{seatFence: f.node.fence(pl.holder.self, pl.holder.hold.epoch, 10*time.Millisecond), number: pl.holder.hold.number})
+			f.fences = append(f.fences, &seatSimFence{seatFence: f.node.fence(pl.holder.hold.self, forGood, 10*time.Millisecond), number: pl.holder.hold.number})
 		}
 		return
 	}
@@ -1114,7 +1125,7 @@ func (s *seatSim) fault() {
 		// p fences another node's current run, as if it had departed.
 		q := s.procs[s.rng.IntN(len(s.procs))]
 		if q != p && p.up && p.acc.active(s.now) && q.up && len(p.fences) < 8 {
-			p.fences = append(p.fences, &seatSimFence{seatFence: p.node.fence(q.self, q.hold.epoch, 10*time.Millisecond), number: q.hold.number})
+			p.fences = append(p.fences, &seatSimFence{seatFence: p.node.fence(q.hold.self, forGood, 10*time.Millisecond), number: q.hold.number})
 		}
 	}
 }
