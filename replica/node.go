@@ -112,6 +112,14 @@ type Config struct {
 	// leases are still asked from every member but one. Zero, the
 	// default, runs none.
 	Seats int
+	// BootstrapExpect, with Seats, is how many members a ring must hold
+	// before its lowest-named node founds the seats' first config: an
+	// operator who starts that many nodes at once says so, and a start
+	// under a network cut then founds on one side at most (as Consul's
+	// flag of that name does). Zero or one founds in a ring of any size:
+	// a node started alone is a cluster. It matters only until the
+	// cluster has a config; a node that joins one never founds.
+	BootstrapExpect int
 	// AllowMinority lets the node serve in a ring of MinMembers however
 	// many members it knows, trading safety for availability: both sides
 	// of a network cut then acknowledge writes, and after the heal the

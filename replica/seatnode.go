@@ -210,10 +210,10 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 // serve answers a request another run sent: nil for a decision, which
 // has no answer.
 func (n *seatNode) serve(body any, now time.Duration) any {
-	a := n.acc
-	if c := askCluster(body); !n.counts(c, now) && a.cfg.Version > 0 {
+	if c := askCluster(body); !n.counts(c, now) && n.acc.cfg.Version > 0 {
 		return n.refusal(body)
 	}
+	a := n.acc // after counts: a run that switched the cluster it joins has a new acceptor
 	switch b := body.(type) {
 	case seatGrantAsk:
 		ans := a.grantLease(b, now, n.hold.live(now))
@@ -287,7 +287,8 @@ func (n *seatNode) cluster() run { return n.acc.cfg.Cluster }
 //
 // A run that knows no config recovers into the earliest cluster it has
 // heard of lately (joining): a message of an earlier one makes the run
-// drop the states it gathered of the other; one of a later cluster
+// start its recovery afresh (the states, and the run numbers, it
+// gathered of the other go); one of a later cluster
 // counts for nothing. A cluster not heard of for two leases (its runs
 // all left or died) is forgotten, and the next one heard of is joined.
 //
@@ -304,6 +305,16 @@ func (n *seatNode) counts(c run, now time.Duration) bool {
 			n.joining = run{} // quiet for two leases: gone
 		}
 		if n.joining == (run{}) || clusterBefore(c, n.joining) {
+			if n.joining != (run{}) {
+				// What the run gathered of the other cluster goes,
+				// the run numbers it learnt there too: a number of
+				// that cluster's would outnumber, here, the seat it
+				// names (a review's schedule: the run never recovered,
+				// and reported a healthy config lost).
+				n.acc = newSeatAcceptor(n.self, seatConfig{}, n.acc.grant, n.acc.settle, now)
+				n.hold = newSeatHolder(n.hold.self, seatConfig{}, n.hold.lease)
+				n.announced = false
+			}
 			n.joining = c
 			for name, st := range n.states {
 				if st.Cluster != (run{}) && st.Cluster != c {
@@ -367,11 +378,11 @@ func (n *seatNode) probe(now time.Duration, members []string, proposer bool) []s
 // one this run knows is caught up: this run sends it its decision
 // (catchUp).
 func (n *seatNode) answered(req, answer any, sent, now time.Duration, members []string) (out []seatOut, ev seatEvents) {
-	a := n.acc
 	if c := answerCluster(answer); !n.counts(c, now) {
 		ev.other = c
 		return nil, ev
 	}
+	a := n.acc // after counts: a run that switched the cluster it joins has a new acceptor
 	switch b := answer.(type) {
 	case seatGrantAnswer:
 		a.heardOf(b.Numbers)

@@ -38,6 +38,7 @@ type seatRunner struct {
 	restarts int       // runs started in this process after the first
 	ticks    uint64    // heartbeats so far
 	policy   seatPolicy
+	expect   int // Config.BootstrapExpect: the smallest ring founding happens in
 	rng      *rand.Rand
 	seen     map[string]seatSeen      // what each member's latest state answer showed
 	missing  map[string]time.Duration // seats of the config missing from the ring, since when
@@ -72,6 +73,7 @@ func seenOf(st seatState, asker run, sent, now time.Duration) seatSeen {
 func newSeatRunner(cfg Config) *seatRunner {
 	return &seatRunner{
 		policy:  seatPolicy{Seats: cfg.Seats, DeadFor: 10 * cfg.LeaseDuration},
+		expect:  cfg.BootstrapExpect,
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5ea7)),
 		seen:    map[string]seatSeen{},
 		missing: map[string]time.Duration{},
@@ -240,13 +242,14 @@ func (r *seatRunner) founds(tab *ring.Table, now time.Duration) bool {
 	return found
 }
 
-// founding applies the founding rule, and, when this node has the lowest
+// founding applies the founding rule, in a ring of at least
+// Config.BootstrapExpect members, and, when this node has the lowest
 // name of a blank ring, says which members it still waits to hear from
 // (a member that runs no seats never answers: the operator is told,
 // tickSeats).
 func (r *seatRunner) founding(tab *ring.Table, now time.Duration) (found bool, waiting []string) {
 	a := r.node.acc
-	if a.recovered || a.cfg.Version > 0 {
+	if a.recovered || a.cfg.Version > 0 || len(tab.Members()) < r.expect {
 		return false, nil
 	}
 	self := r.node.self.name

@@ -315,3 +315,23 @@ func TestFoundingSaysWhoItWaitsFor(t *testing.T) {
 		t.Fatalf("node-0 founded seats while node-1 never answered: %+v", st)
 	}
 }
+
+// With BootstrapExpect 3, two nodes that see only each other found
+// nothing, whatever they hear; once a third joins the ring, the lowest
+// name founds and the three agree.
+func TestFoundingWaitsForBootstrapExpect(t *testing.T) {
+	tune := func(c *Config) { c.Seats = 3; c.BootstrapExpect = 3 }
+	c := newTestCluster(t, 0, nil)
+	c.start("node-0", tune)
+	c.start("node-1", tune)
+	c.publish()
+	c.sleep(10 * time.Second) // fifty rounds of state asks
+	for _, n := range c.list() {
+		if st := n.seatStatus(); st.Config.Version != 0 {
+			t.Fatalf("%s founded or joined seats %+v in a ring of two, expecting three", n.Name(), st.Config)
+		}
+	}
+	c.start("node-2", tune)
+	c.publish()
+	waitForSeats(t, c, []string{"node-0", "node-1", "node-2"})
+}

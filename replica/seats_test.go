@@ -586,8 +586,13 @@ func (s *seatSim) deliver(m seatMsg) error {
 	if p == nil {
 		return nil
 	}
+	// The run may replace its acceptor and holder (seatNode.counts, when
+	// a blank run switches clusters; rehold): the explorer's shortcuts
+	// follow.
+	defer func() { p.acc, p.hold = p.node.acc, p.node.hold }()
 	if r, ok := m.body.(seatReply); ok {
 		out, ev := p.node.answered(r.req, r.answer, r.sent, s.now, s.names())
+		p.acc, p.hold = p.node.acc, p.node.hold
 		s.sendAll(p, out)
 		return s.happened(p, ev)
 	}
@@ -597,6 +602,7 @@ func (s *seatSim) deliver(m seatMsg) error {
 		}
 	}
 	answer := p.node.serve(m.body, s.now)
+	p.acc, p.hold = p.node.acc, p.node.hold
 	if ask, ok := m.body.(seatGrantAsk); ok {
 		if ans := answer.(seatGrantAnswer); !ans.Granted && ans.Epoch > ask.Epoch {
 			s.stats.Refused++
@@ -1045,6 +1051,11 @@ func runSeats(seed uint64) (*seatSim, error) {
 		a := p.acc
 		if a.active(s.now) && !a.unsure && a.cfg.Version == top && a.cfg.Cluster == left && !a.sealed {
 			continue
+		}
+		if a.recovered && a.cfg.Cluster != left {
+			// A lost state excuses a run that cannot recover, never one
+			// still in another cluster than the one left.
+			return s, fmt.Errorf("after the calm spell %s is still in cluster %v, not the earliest, %v", p.name, a.cfg.Cluster, left)
 		}
 		if !stateLost {
 			return s, fmt.Errorf("after the calm spell %s: active %v, unsure %v, at version %d of cluster %v (newest decided %d %v of %v, its seats recovering %v), sealed %v", p.name, a.active(s.now), a.unsure, a.cfg.Version, p.node.cluster(), top, newest.Seats, left, recovering, a.sealed)

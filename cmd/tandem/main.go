@@ -108,7 +108,7 @@ type nodeFlags struct {
 	name, http, gossip, peer, join string
 	advertise                      string
 	maxSessionBytes, minMembers    int
-	seats                          int
+	seats, bootstrapExpect         int
 	allowMinority, witness         bool
 	drainTimeout                   time.Duration
 	logLevel, logFormat            string
@@ -127,6 +127,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long a graceful stop may take")
 	fs.IntVar(&f.minMembers, "min-members", 1, "a floor under the smallest ring this node serves in; by default it serves only in a ring holding a majority of the members it knows (crashed ones included, graceful leaves not), so the smaller side of a network cut serves nothing")
 	fs.IntVar(&f.seats, "seats", 0, "EXPERIMENTAL: run the seat protocol beside the leases with a config of up to this many seats (odd above two), as docs/design/LEASES-AT-SCALE.md designs it; it guards nothing yet, and GET /v1/cluster (field seats) and tandem_seat_* show what the nodes agree on; 0 runs none")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "with -seats: found the seats' first config only in a ring of at least this many members, so that nodes started together under a network cut found on one side at most (0: in a ring of any size, a node started alone included)")
 	fs.BoolVar(&f.witness, "witness", false, "run a witness: a member that holds no sessions and takes no requests (/readyz answers 503 \"witness\"), and only counts toward the quorum and grants leases; two nodes and a witness survive the loss of either node")
 	fs.BoolVar(&f.allowMinority, "allow-minority", false, "UNSAFE for data: serve in any ring of -min-members, even a minority of the members known; both sides of a network cut then acknowledge writes and after the heal one side's are discarded (each counted in tandem_conflicts_total and logged)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -189,6 +190,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("-seats %d: want 0 (none) or more", f.seats)}
 	}
 	cfg.Replica.Seats = f.seats
+	if f.bootstrapExpect < 0 {
+		return usageError{fmt.Errorf("-bootstrap-expect %d: want 0 (any ring) or more", f.bootstrapExpect)}
+	}
+	cfg.Replica.BootstrapExpect = f.bootstrapExpect
 	cfg.Witness = f.witness
 	if f.join != "" {
 		cfg.Join = strings.Split(f.join, ",")
