@@ -18,7 +18,8 @@ import (
 
 // Three nodes that run the seat protocol (Replica.Seats) agree on three
 // seats of one cluster, and each shows it: GET /v1/cluster's field seats,
-// and the tandem_seat_* metrics. A node that runs none shows neither.
+// the status page and the tandem_seat_* metrics. A node that runs none
+// shows none of them.
 func TestSeatsShowInTheClusterViewAndMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -53,6 +54,10 @@ func TestSeatsShowInTheClusterViewAndMetrics(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		views = append(views, st)
+		status, _, page := call(t, http.MethodGet, srv.URL+"/", "")
+		if status != http.StatusOK || !strings.Contains(string(page), `id="seats"`) || !strings.Contains(string(page), `<span id="seat-names">node-1, node-2, node-3</span>`) {
+			t.Fatalf("%s's status page (%d) does not show its seats", n.Name(), status)
+		}
 	}
 	for _, v := range views[1:] {
 		if v.Seats.Cluster == "" || v.Seats.Cluster != views[0].Seats.Cluster || !slices.Equal(v.Seats.Seats, []string{"node-1", "node-2", "node-3"}) {
@@ -83,6 +88,11 @@ func TestSeatsShowInTheClusterViewAndMetrics(t *testing.T) {
 	defer plain[0].Kill()
 	if st := plain[0].Status(); st.Seats != nil {
 		t.Fatalf("a node without seats shows %+v", st.Seats)
+	}
+	srv := httptest.NewServer(httpapi.New(plain[0], httpapi.Config{Insecure: true}))
+	defer srv.Close()
+	if status, _, page := call(t, http.MethodGet, srv.URL+"/", ""); status != http.StatusOK || strings.Contains(string(page), `id="seats"`) {
+		t.Fatalf("a node without seats: status page %d, with a seats section %v", status, strings.Contains(string(page), `id="seats"`))
 	}
 	reg = prometheus.NewRegistry()
 	reg.MustRegister(httpapi.NewCollector(plain[0]))
