@@ -43,6 +43,12 @@ type pullRequest struct {
 	// (store.awaitWrites): a write whose replica the requester stored, as
 	// buddy, before it learned, is then in the batch.
 	Distrusting bool `msgpack:"dd,omitempty"`
+	// Departed counts the times the requester's run (Incarnation) saw
+	// the source's run leave its ring, as a lease reply would
+	// (leaseReply.Departed): a source that has not heard of the last one
+	// learns from it that it was declared dead before it answers.
+	Departed    uint64 `msgpack:"dp,omitempty"`
+	Incarnation string `msgpack:"i,omitempty"`
 }
 
 // pullReply is one batch of a pull; More says another batch follows,
@@ -471,6 +477,9 @@ func (n *Node) pullSources(ctx context.Context, tab *ring.Table, j transferJob) 
 // this node took.
 func (n *Node) pull(ctx context.Context, tab *ring.Table, p int, src string, ask sourceAsk, sent map[string]*Session) (holds, settled, trusted, blank, took bool, err error) {
 	req := pullRequest{Partition: p, MaxBytes: n.cfg.HandoffBytes, From: n.cfg.Name, Distrusting: ask.distrust && !ask.allowMinority}
+	if req.Distrusting {
+		req.Departed, req.Incarnation = n.own.departuresOf(tab, src)
+	}
 	if ask.handoff {
 		req.Ring = tab.Fingerprint()
 	}
@@ -852,6 +861,22 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		// 588 of the 30-minute run at 2e4bd53). Checked before the
 		// partition's state is read, which confirm follows.
 		return pullReply{Unconfirmed: true}, nil
+	}
+	if req.Distrusting && req.After == "" && n.own.learnDepartures(req.From, req.Incarnation, req.Departed) {
+		// The requester drops its copies for this node's if this node
+		// answers as a settled owner (replaceOwnIfDeclaredDead), and it
+		// saw this node leave its ring: this node was declared dead, and
+		// marks its partitions so before it answers. Its standing check
+		// below is content with all leases but one, and the one missing
+		// may be the requester's: a node cut off and declared dead, back
+		// in a ring of three, held the lease of a new run that never saw
+		// it leave, answered the owner that had declared it dead as
+		// settled, and that owner, itself told it had been declared
+		// dead, replaced its copies, an acknowledged write among them,
+		// with the stale ones (TestExploreHandOffs, schedule 6).
+		n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", req.From)
+		n.stats.Rejoins.Add(1)
+		n.reconcileAll(nil, true)
 	}
 	if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
 		return pullReply{Unconfirmed: true}, nil

@@ -2624,3 +2624,65 @@ func TestOwnersDeclaredDeadForgetTheLossesTheyReported(t *testing.T) {
 		}
 	}
 }
+
+// A distrusting pull tells the source how often the puller saw it leave
+// its ring (pullRequest.Departed). A source that learns so that it was
+// declared dead marks its partitions before it answers, and answers as
+// the stale owner it is: the puller, which replaces its copies with a
+// settled owner's (replaceOwnIfDeclaredDead), keeps its own. Before, the
+// source's standing check was content with all leases but one, and in a
+// ring of three the lease of a member that never saw it leave was
+// enough: the explorer's schedule 6 (TestExploreHandOffs) lost an
+// acknowledged write with no loss reported when the owner that had
+// declared the other dead, itself told it had been, took the partition
+// from it and dropped its own copies.
+func TestASourceThePullerSawLeaveDoesNotReplaceThePullersCopies(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	all := c.list()[0].Table()
+	id := sessionID(1)
+	x, y := c.ownersOf(id)
+	p := all.Partition(id)
+	var z *testNode
+	for _, n := range c.list() {
+		if n != x && n != y {
+			z = n
+		}
+	}
+	c.settle(t, "the owners to take their partitions over")
+	put(t, x, id, "v", "old")
+	// x sees y leave its ring and come back; y and z never do, and y
+	// has not heard from x since (its lease requests to x failed, as in
+	// the explorer): its record of x's count is the one from before,
+	// whatever its background renewals learned meanwhile.
+	y.own.mu.Lock()
+	before := y.own.seen[x.Name()]
+	y.own.mu.Unlock()
+	c.publishTo(map[string][]string{x.Name(): membersWithout(all, y.Name())})
+	c.publishTo(map[string][]string{x.Name(): membersWithout(all)})
+	c.settle(t, "the reconciliations after y's return in x's ring")
+	y.own.mu.Lock()
+	y.own.seen[x.Name()] = before
+	y.own.mu.Unlock()
+	// y holds z's lease, not x's: its standing check asks no one.
+	y.own.dropLeases()
+	if err := y.renewLease(testCtx(t), y.Table(), z.Name()); err != nil {
+		t.Fatal(err)
+	}
+	// A session of the partition only x holds: written while y was out
+	// of x's ring.
+	var id2 string
+	for i := 2; id2 == ""; i++ {
+		if all.Partition(sessionID(i)) == p {
+			id2 = sessionID(i)
+		}
+	}
+	s2 := *x.store.get(p, id)
+	s2.ID = id2
+	x.store.putIfNewer(p, &s2)
+	if _, _, _, _, _, err := x.pull(testCtx(t), x.Table(), p, y.Name(), sourceAsk{handoff: true, distrust: true}, nil); err != nil {
+		t.Logf("pull from %s: %v", y.Name(), err)
+	}
+	if s := x.store.get(p, id2); s == nil {
+		t.Fatalf("%s dropped its copy of %s for the copies of %s, which it saw leave and which did not know it", x.Name(), id2, y.Name())
+	}
+}

@@ -1756,6 +1756,38 @@ func (o *ownership) recordLease(name string, reply leaseReply, sent, answered ti
 	return false
 }
 
+// departuresOf returns how often this node saw the run of member name in
+// tab leave its ring, and this node's run, which counted them: what a
+// lease reply to that run would say (grant).
+func (o *ownership) departuresOf(tab *ring.Table, name string) (uint64, string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.departures[runOf(tab, name)], runOf(tab, o.self).incarnation
+}
+
+// learnDepartures records a count of this node's departures that member
+// name's run granter reported outside a lease reply (pullRequest.Departed)
+// and reports whether it is news, by recordLease's rule: the member saw
+// this node leave its ring since it last said. The caller marks the
+// node's partitions, as renewLease does.
+func (o *ownership) learnDepartures(name, granter string, departed uint64) bool {
+	if name == "" || name == o.self {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen, known := o.seen[name]
+	known = known && seen.granter == granter
+	if known && departed <= seen.departed || !known && (departed == 0 || !o.unconfirmed()) {
+		if !known {
+			o.seen[name] = seenDepartures{granter: granter, departed: departed}
+		}
+		return false
+	}
+	o.seen[name] = seenDepartures{granter: granter, departed: departed}
+	return true
+}
+
 // settleDeparted forgets, at now, the departed owners whose leases no
 // partition's fence need wait for any more (departedWait), so that a
 // fence waited out stays so when a later ring resets the members'
