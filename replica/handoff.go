@@ -862,22 +862,7 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		// partition's state is read, which confirm follows.
 		return pullReply{Unconfirmed: true}, nil
 	}
-	if req.Distrusting && req.After == "" && n.own.learnDepartures(req.From, req.Incarnation, req.Departed) {
-		// The requester drops its copies for this node's if this node
-		// answers as a settled owner (replaceOwnIfDeclaredDead), and it
-		// saw this node leave its ring: this node was declared dead, and
-		// marks its partitions so before it answers. Its standing check
-		// below is content with all leases but one, and the one missing
-		// may be the requester's: a node cut off and declared dead, back
-		// in a ring of three, held the lease of a new run that never saw
-		// it leave, answered the owner that had declared it dead as
-		// settled, and that owner, itself told it had been declared
-		// dead, replaced its copies, an acknowledged write among them,
-		// with the stale ones (TestExploreHandOffs, schedule 6).
-		n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", req.From)
-		n.stats.Rejoins.Add(1)
-		n.reconcileAll(nil, true)
-	}
+	n.heedPullersDepartures(req)
 	if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
 		return pullReply{Unconfirmed: true}, nil
 	}
@@ -975,3 +960,23 @@ func (n *Node) Handoffs() int { return n.own.load().transfers(false) }
 // Pending returns how many owned partitions are still being handed over or
 // reconciled.
 func (n *Node) Pending() int { return n.own.load().transfers(true) }
+
+// heedPullersDepartures reconciles this node before it answers a
+// distrusting pull's first batch when the puller saw it leave its ring
+// (pullRequest.Departed) and that is news here: the requester drops its
+// copies for this node's if this node answers as a settled owner
+// (replaceOwnIfDeclaredDead). This node's standing check is content with
+// all leases but one, and the one missing may be the requester's: a node
+// cut off and declared dead, back in a ring of three, held the lease of a
+// new run that never saw it leave, answered the owner that had declared it
+// dead as settled, and that owner, itself told it had been declared dead,
+// replaced its copies, an acknowledged write among them, with the stale
+// ones (TestExploreHandOffs, schedule 6).
+func (n *Node) heedPullersDepartures(req pullRequest) {
+	if !req.Distrusting || req.After != "" || !n.own.learnDepartures(req.From, req.Incarnation, req.Departed) {
+		return
+	}
+	n.log.Warn("a member saw this node leave its ring; pulling every owned partition again", "member", req.From)
+	n.stats.Rejoins.Add(1)
+	n.reconcileAll(nil, true)
+}
