@@ -42,6 +42,10 @@ type seatNode struct {
 	// the run leaves its cluster, and the caller starts a new one,
 	// blank, that recovers into the earlier (leaving).
 	leave run
+	// ring is the fingerprint of the ring the node serves by (setRing):
+	// as a seat it grants only to holders of the same ring, and its
+	// holder counts only grants made under it.
+	ring uint64
 }
 
 // seatTiming is how often a seatNode acts.
@@ -119,8 +123,15 @@ func (n *seatNode) fence(holder run, epoch uint64, margin time.Duration) *seatFe
 // a revocation takes a holder's grants, not a seat's state.
 func (n *seatNode) rehold(self run) {
 	h := newSeatHolder(self, n.acc.cfg, n.hold.lease)
-	h.number = n.acc.number
+	h.number, h.ring = n.acc.number, n.ring
 	n.hold = h
+}
+
+// setRing records the fingerprint of the ring the node serves by, from
+// when it installs it: grants made under another ring stop counting for
+// its holder, and as a seat it grants only under this one.
+func (n *seatNode) setRing(fp uint64) {
+	n.ring, n.hold.ring = fp, fp
 }
 
 // toAll addresses body to every member but this node.
@@ -216,7 +227,14 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 	a := n.acc // after counts: a run that switched the cluster it joins has a new acceptor
 	switch b := body.(type) {
 	case seatGrantAsk:
+		if b.Ring != n.ring {
+			// The asker serves by another ring than this seat: no grant
+			// (a refusal at the asker's own epoch, which tells it
+			// nothing else).
+			return seatGrantAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy(), Epoch: b.Epoch, Ring: n.ring}
+		}
 		ans := a.grantLease(b, now, n.hold.live(now))
+		ans.Ring = n.ring
 		if b.Known < a.cfg.Version {
 			if d, ok := n.decision(now); ok {
 				ans.Decision = &d // the asker's acceptor is behind: catch it up

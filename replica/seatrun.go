@@ -205,6 +205,7 @@ func (n *Node) tickSeats() {
 	r.noteMissing(tab, now)
 	r.leaving = n.own.leavers()
 	node := r.node
+	node.setRing(tab.Fingerprint())
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
 	out = append(out, node.probe(now, members, r.proposing(tab, now))...)
@@ -421,6 +422,9 @@ func (n *Node) serveSeat(_ context.Context, _ *ring.Table, body msgpack.RawMessa
 	node := r.node
 	var answer any
 	if node != nil {
+		if tab := n.own.table(); tab != nil {
+			node.setRing(tab.Fingerprint()) // a seat grants under the ring it serves by now
+		}
 		answer = node.serve(m, n.mono())
 	}
 	r.mu.Unlock()

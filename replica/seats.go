@@ -177,12 +177,17 @@ type (
 	// numbered Number of its node, at Epoch. Known is the version of
 	// the config the asking run's acceptor holds: a seat that knows a
 	// newer one sends its decision back with the answer (catch-up).
+	// Ring is the fingerprint of the ring the holder serves by: a seat
+	// grants only under the same ring (seatNode.serve), so that a
+	// holder is live only while a majority of the seats share its view
+	// of the members (0 for none, as in the explorer).
 	seatGrantAsk struct {
 		Cluster run
 		Holder  run
 		Number  uint64
 		Epoch   uint64
 		Known   uint64
+		Ring    uint64
 	}
 	// seatGrantAnswer grants or refuses a lease. Epoch is the epoch it
 	// was granted at, or, refused, the lowest one the seat would grant.
@@ -193,7 +198,9 @@ type (
 	//
 	// Decision, when the ask's Known is older than the seat's config,
 	// is the seat's decision of its config, for the asker's acceptor
-	// to adopt (seatNode.serve).
+	// to adopt (seatNode.serve). Ring is the fingerprint of the seat's
+	// ring: a grant is made under it, and counts for a holder only
+	// while the holder serves by the same ring.
 	seatGrantAnswer struct {
 		Seat     run
 		Config   seatConfig
@@ -202,6 +209,7 @@ type (
 		Granted  bool
 		Epoch    uint64
 		Decision *seatDecide
+		Ring     uint64
 	}
 	// seatRevokeAsk revokes every grant to Holder at Epoch or below.
 	seatRevokeAsk struct {
@@ -724,6 +732,7 @@ type seatHolder struct {
 	lease  time.Duration // L: a grant counts for L from when it was asked
 	epoch  uint64
 	cfg    seatConfig
+	ring   uint64               // the fingerprint of the ring the holder serves by: only grants made under it count
 	leases map[string]seatLease // by seat name
 	// numbers: the highest run numbers the answers named. A grant by an
 	// earlier run of a seat stops counting once a later one is known; a
@@ -737,11 +746,13 @@ type seatHolder struct {
 }
 
 // seatLease is a grant a holder counts: until when, the config version
-// it was granted under, and the number of the seat's run that granted it.
+// it was granted under, the number of the seat's run that granted it,
+// and the fingerprint of the seat's ring when it did.
 type seatLease struct {
 	until   time.Duration
 	version uint64
 	number  uint64
+	ring    uint64
 }
 
 // newSeatHolder returns a holder run that knows cfg. A run of the
@@ -757,7 +768,7 @@ func newSeatHolder(self run, cfg seatConfig, lease time.Duration) *seatHolder {
 
 // ask returns the holder's ask for a lease.
 func (h *seatHolder) ask() seatGrantAsk {
-	return seatGrantAsk{Cluster: h.cfg.Cluster, Holder: h.self, Number: h.number, Epoch: h.epoch}
+	return seatGrantAsk{Cluster: h.cfg.Cluster, Holder: h.self, Number: h.number, Epoch: h.epoch, Ring: h.ring}
 }
 
 // record takes a seat's answer to an ask sent at sent. It adopts a newer
@@ -797,21 +808,22 @@ func (h *seatHolder) record(sent time.Duration, ans seatGrantAnswer) (declaredDe
 	if ans.Epoch != h.epoch || ans.Config.Version != h.cfg.Version {
 		return false
 	}
-	if l := h.leases[ans.Seat.name]; l.version != ans.Config.Version || l.number != ans.Number || l.until < sent+h.lease {
-		h.leases[ans.Seat.name] = seatLease{until: sent + h.lease, version: ans.Config.Version, number: ans.Number}
+	if l := h.leases[ans.Seat.name]; l.version != ans.Config.Version || l.number != ans.Number || l.ring != ans.Ring || l.until < sent+h.lease {
+		h.leases[ans.Seat.name] = seatLease{until: sent + h.lease, version: ans.Config.Version, number: ans.Number, ring: ans.Ring}
 	}
 	return false
 }
 
 // live reports whether the holder may serve at now: live grants, under
-// its newest config, from a majority of that config's seats.
+// its newest config and its ring, from a majority of that config's
+// seats.
 func (h *seatHolder) live(now time.Duration) bool {
 	if h.cfg.Version == 0 || h.superseded || h.revoked {
 		return false
 	}
 	n := 0
 	for _, s := range h.cfg.Seats {
-		if l, ok := h.leases[s]; ok && l.version == h.cfg.Version && l.until > now {
+		if l, ok := h.leases[s]; ok && l.version == h.cfg.Version && l.ring == h.ring && l.until > now {
 			n++
 		}
 	}

@@ -160,3 +160,61 @@ func TestARunRevokedForGoodIsNeverGrantedAgain(t *testing.T) {
 		t.Fatal("the new holder is not live on its own grant")
 	}
 }
+
+// A seat grants only to a holder that serves by the same ring as it
+// does, and a holder counts a grant only while it still serves by the
+// ring it was made under: a holder is live only while a majority of its
+// seats share its view of the members (LEASES-AT-SCALE.md §6.3, "Grants
+// name the seat's ring").
+func TestASeatGrantsOnlyUnderTheRingItServesBy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	self := run{"a", "1"}
+	n := newSeatNode(self, foundingConfig(self), seatL, seatM, rng, 0)
+	const ringA, ringB = 0xa, 0xb
+	n.setRing(ringA)
+	now := 2 * seatSettle
+	h := newSeatHolder(run{"h", "1"}, n.acc.cfg, seatL)
+	// The seat's own holder, live: a seat grants members that hold no
+	// seat only while it is live itself.
+	n.answered(n.hold.ask(), n.serve(n.hold.ask(), now), now, now, []string{"a"})
+	if !n.hold.live(now) {
+		t.Fatal("the node's holder is not live on its own grant")
+	}
+
+	h.ring = ringB
+	ans, _ := n.serve(h.ask(), now).(seatGrantAnswer)
+	if ans.Granted || ans.Ring != ringA {
+		t.Fatalf("a seat on ring %#x answered a holder of ring %#x with %+v; want a refusal naming its ring", ringA, ringB, ans)
+	}
+	if dead := h.record(now, ans); dead || h.revoked || h.live(now) {
+		t.Fatalf("a refusal for another ring: declared dead %v, revoked %v, live %v; want none", dead, h.revoked, h.live(now))
+	}
+
+	h.ring = ringA
+	ans, _ = n.serve(h.ask(), now).(seatGrantAnswer)
+	if !ans.Granted || ans.Ring != ringA {
+		t.Fatalf("a seat refused a holder of its own ring: %+v", ans)
+	}
+	h.record(now, ans)
+	if !h.live(now) {
+		t.Fatal("the holder is not live on its seat's grant under their ring")
+	}
+	h.ring = ringB // it installs another ring
+	if h.live(now) {
+		t.Fatal("a grant made under the ring before counts under the new one")
+	}
+	h.ring = ringA
+	if !h.live(now) {
+		t.Fatal("the grant stopped counting under the ring it was made under")
+	}
+
+	// The node's own holder follows the node's ring.
+	n.setRing(ringB)
+	if n.hold.live(now) {
+		t.Fatal("the node's holder counts a grant made under the ring it left")
+	}
+	n.rehold(run{"a", "1/h1"})
+	if n.hold.ring != ringB {
+		t.Fatalf("a new holder serves by ring %#x, not the node's %#x", n.hold.ring, ringB)
+	}
+}
