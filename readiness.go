@@ -27,6 +27,12 @@ const (
 	// no sessions and takes no requests; it counts toward the quorum and
 	// grants leases. A balancer leaves it out.
 	NotReadyWitness = "witness"
+	// NotReadySeats: the seats guard the node's leases (Replica.Seats)
+	// and it holds no live grants from a majority of them under its
+	// ring (a cluster still founding its seats, the smaller side of a
+	// cut), or its grants were revoked for good: it was taken for
+	// departed, and serves again only once restarted.
+	NotReadySeats = "seats"
 )
 
 // Readiness says whether a node is ready and, if it is not, why.
@@ -71,6 +77,10 @@ func readinessOf(closed, agreed, witness bool, r replica.Readiness) Readiness {
 		out.Reason, out.Detail = NotReadyCatchingUp, fmt.Sprintf("%d owned partitions still to be handed over", r.Handoffs)
 	case witness:
 		out.Reason, out.Detail = NotReadyWitness, "the node is a witness: it holds no sessions and takes no requests; it counts toward the quorum and grants leases"
+	case r.Seated && r.SeatsRevoked:
+		out.Reason, out.Detail = NotReadySeats, "the node was taken for departed and its seat grants revoked for good: it serves again only once restarted"
+	case r.Seated && !r.SeatsLive:
+		out.Reason, out.Detail = NotReadySeats, "the node holds no live grants from a majority of its seats under its ring"
 	default:
 		out.Ready = true
 	}

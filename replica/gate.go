@@ -37,10 +37,14 @@ import (
 //     ring (a lease) (else ErrNotOwner).
 //  6. Leases: the node holds live leases under its ring from all its
 //     ring's other members but one (reads and writes; else it asks for
-//     them, once).
+//     them, once). With seats (Config.Seats), its holder holds live
+//     grants under its ring from a majority of its seats instead, and was
+//     never revoked for good (seatgate.go).
 //  7. Fence: the partition is not fenced while a departed owner's leases
 //     lapse, this node's and the other members' (ownership.fenceWait;
-//     writes wait it out; replicas are refused).
+//     writes wait it out; replicas are refused). With seats, until the
+//     departed owner's run is revoked for good at a majority of the seats
+//     and its last grant from them has lapsed.
 //  8. Displaced owners: every previous owner still in the ring has moved
 //     to the node's ring (writes; else it asks them, once).
 //  9. Copy: if the partition is still being handed to the node, the
@@ -89,6 +93,7 @@ type verdict struct {
 	otherRing bool          // a transfer from another ring: answer OtherRing
 	leases    []string      // ask these members for leases, then ask again
 	spare     int           // how many of leases may stay missing
+	seats     bool          // renew the holder's grants from the seats, then ask again (seatgate.go)
 	fence     time.Duration // wait this long, then ask again
 	displaced []string      // ask these displaced owners, then ask again
 	confirmed bool          // the displaced owners have all moved: forget them
@@ -270,6 +275,9 @@ func (o *ownership) seats(tab *ring.Table) leaseSeats {
 
 // admitLeases applies rule 6 and reports whether it decides.
 func (o *ownership) admitLeases(tab *ring.Table, a admission, now time.Duration) (verdict, bool) {
+	if o.seated {
+		return o.admitSeatLease(tab, a, now)
+	}
 	seats := o.seats(tab)
 	spare := seats.spare()
 	missing := o.missingLeases(tab, now)
@@ -354,6 +362,10 @@ func (n *Node) admit(ctx context.Context, a admission) error {
 		case len(v.leases) > 0:
 			n.stats.LeaseMisses.Add(1)
 			a.askedLeases, a.unreachable = true, n.askLeases(ctx, a.tab, v.leases, v.spare)
+		case v.seats:
+			n.stats.LeaseMisses.Add(1)
+			n.renewSeats(ctx, n.own.table())
+			a.askedLeases = true
 		case v.fence > 0:
 			if !a.fenced {
 				n.stats.FenceWaits.Add(1)

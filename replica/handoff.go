@@ -133,6 +133,9 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		n.log.Info("taking partitions over: dropped the copies left from an earlier ownership of them; the hand-off brings them from their holders",
 			"epoch", tab.Epoch(), "partitions", ch.superseded, "sessions", superseded)
 	}
+	if n.seats != nil && len(ch.revoke) > 0 {
+		n.fenceSeats(ch.revoke)
+	}
 	if ch.fenced > 0 {
 		n.log.Info("fencing partitions taken over until the departed members' leases lapse: this node's grant for the time given, the other members' once they have moved on",
 			"departed", ch.departed, "partitions", ch.fenced, "for", ch.fenceFor)
@@ -829,7 +832,11 @@ func (n *Node) knowsItsStanding(ctx context.Context, tab *ring.Table) bool {
 	if !done {
 		return true
 	}
-	n.askLeases(ctx, tab, v.leases, v.spare)
+	if v.seats {
+		n.renewSeats(ctx, tab)
+	} else if v.err == nil {
+		n.askLeases(ctx, tab, v.leases, v.spare)
+	}
 	_, done = n.own.admitLeases(tab, admission{askedLeases: true}, n.mono())
 	return !done
 }

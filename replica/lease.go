@@ -187,8 +187,9 @@ func (n *Node) renewLeases() {
 	if tab == nil || !tab.Has(n.cfg.Name) {
 		return // not serving (yet, or any more): no lease needed
 	}
-	n.confirmStanding(tab) // a ring of this node alone has no one to ask
-	if !n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) && !n.own.unconfirmed() && !n.own.learningPast(tab, n.mono()) {
+	n.confirmStanding(tab)                                                          // a ring of this node alone has no one to ask
+	serving := n.seats == nil && n.renewals.renewing(n.mono(), n.cfg.LeaseDuration) // with seats, the holder's grants are the leases (seatrun.go)
+	if !serving && !n.own.unconfirmed() && !n.own.learningPast(tab, n.mono()) {
 		return // idle: the next request asks on demand
 	}
 	for _, name := range n.own.seats(tab).names {

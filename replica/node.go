@@ -104,13 +104,16 @@ type Config struct {
 	// reads that fall back to a dead primary's buddy wait from when the
 	// buddy's lease lapses until it is promoted. Zero means 600ms.
 	LeaseDuration time.Duration
-	// Seats, above zero, runs the seat protocol beside the leases
-	// (docs/design/LEASES-AT-SCALE.md, step 5, begun): the node takes
+	// Seats, above zero, makes the seats guard the leases
+	// (docs/design/LEASES-AT-SCALE.md; experimental): the node takes
 	// part in agreeing on a config of that many seats (odd above two,
 	// at most the members), founding the first when it is the lowest
-	// name of a ring whose members know none. It guards nothing yet:
-	// leases are still asked from every member but one. Zero, the
-	// default, runs none.
+	// name of a ring whose members know none, and serves only while it
+	// holds grants from a majority of them under its ring, asking no
+	// other member for leases. A departed owner's run is revoked at the
+	// seats for good before its partitions are written again: a node
+	// taken for departed serves again only once restarted. Zero, the
+	// default, leases from every other member but one.
 	Seats int
 	// BootstrapExpect, with Seats, is how many members a ring must hold
 	// before its lowest-named node founds the seats' first config: an
@@ -349,19 +352,27 @@ type Readiness struct {
 	// dead (a partition a running node takes over does not; see
 	// transfer.gates).
 	Handoffs int
+	// Seated says the seats guard the node's leases (Config.Seats), and
+	// SeatsLive whether its holder holds live grants from a majority of
+	// them under its ring: a node that could serve nothing is not ready.
+	// SeatsRevoked: its grants were revoked for good (seatgate.go).
+	Seated, SeatsLive, SeatsRevoked bool
 }
 
 // Ready reports whether r is a ready node's.
 func (r Readiness) Ready() bool {
-	return r.HasRing && r.Members >= r.MinMembers && r.Handoffs == 0
+	return r.HasRing && r.Members >= r.MinMembers && r.Handoffs == 0 && (!r.Seated || r.SeatsLive)
 }
 
 // Readiness returns what Ready decides by.
 func (n *Node) Readiness() Readiness {
 	s := n.own.load()
-	r := Readiness{HasRing: s.tab != nil, MinMembers: s.need, Handoffs: s.gating()}
+	r := Readiness{HasRing: s.tab != nil, MinMembers: s.need, Handoffs: s.gating(), Seated: n.own.seated}
 	if s.tab != nil {
 		r.Members = len(s.tab.Members())
+		h := *n.own.seatHold.Load()
+		r.SeatsLive = !h.revoked && h.ring == s.tab.Fingerprint() && n.mono() < h.until
+		r.SeatsRevoked = h.revoked
 	}
 	return r
 }

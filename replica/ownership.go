@@ -65,6 +65,14 @@ type ownership struct {
 	// leftUnheld: the partitions the node owned, under the last ring that
 	// had it, and did not hold whole (unheldOwned). Set under mu.
 	leftUnheld []int
+
+	// seated: the seats guard the leases (Config.Seats; seatgate.go).
+	// seatHold is what the node's holder holds, and seatFences when
+	// each departed run revoked for good can no longer be live; both
+	// replaced whole (seatFences under mu).
+	seated     bool
+	seatHold   atomic.Pointer[seatHold]
+	seatFences atomic.Pointer[map[run]time.Duration]
 }
 
 // ownState is one published state of ownership. It is never changed once
@@ -331,6 +339,9 @@ func newOwnership(cfg Config) *ownership {
 	o.state.Store(&ownState{parts: make([]partState, cfg.Partitions), need: o.quorum()})
 	o.started.Store(-1)
 	o.held.Store(&map[string]heldLease{})
+	o.seated = cfg.Seats > 0
+	o.seatHold.Store(&seatHold{})
+	o.seatFences.Store(&map[run]time.Duration{})
 	return o
 }
 
@@ -398,7 +409,8 @@ type ringChange struct {
 	rebuilt    []int    // of lost, those rebuilt under a new generation: the ring holds a majority of the members known
 	fenced     int      // partitions fenced until the departed members' leases lapse
 	fenceFor   time.Duration
-	transfers  int // partitions to get from other members
+	revoke     []run // departed runs whose partitions this node fences: with seats, revoked for good at them
+	transfers  int   // partitions to get from other members
 }
 
 // install makes tab the ring the node serves by, at now. Partitions the
@@ -580,6 +592,9 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 				// A member that gave its leases back drained and serves
 				// nothing more (release).
 				part.departed = append(slices.Clone(part.departed), departure{name: x, from: prev})
+				if r := runOf(prev, x); !slices.Contains(ch.revoke, r) {
+					ch.revoke = append(ch.revoke, r)
+				}
 			}
 		}
 		part.fence = max(part.fence, until)
@@ -598,16 +613,26 @@ func (o *ownership) fenceWait(s *ownState, part partState, now time.Duration) ti
 	wait := part.fence - now
 	for _, d := range part.departed {
 		if !s.tab.Has(d.name) {
-			wait = max(wait, o.departedWait(s, d, now))
+			wait = max(wait, o.ownerWait(s, d, now))
 		}
 	}
 	return wait
 }
 
+// ownerWait is how long, at now, departed owner d may still serve: by
+// the leases of the other members (departedWait), or, with seats, by the
+// seats' grants (seatFenceWait).
+func (o *ownership) ownerWait(s *ownState, d departure, now time.Duration) time.Duration {
+	if o.seated {
+		return o.seatFenceWait(d, now)
+	}
+	return o.departedWait(s, d, now)
+}
+
 // waitedOut reports whether, in state s at now, departed owner d can no
-// longer hold the leases it needs from the other members (departedWait).
+// longer serve (ownerWait).
 func (o *ownership) waitedOut(s *ownState, d departure, now time.Duration) bool {
-	return o.departedWait(s, d, now) <= 0
+	return o.ownerWait(s, d, now) <= 0
 }
 
 // departedWait is how long, at now, departed owner d may still hold the

@@ -127,6 +127,24 @@ func (n *seatNode) rehold(self run) {
 	n.hold = h
 }
 
+// holdAs makes r the run the node's holder asks as: a node whose seats
+// guard its leases holds as its ring run, so that a fencer, which knows
+// only that, revokes every run of the process at once.
+func (n *seatNode) holdAs(r run) { n.hold.self = r }
+
+// renewNow returns the holder's asks for grants, to every seat of its
+// config, at once: a request found the holder not live (the gate's rule
+// 6). It asks nothing before its run has recovered.
+func (n *seatNode) renewNow(now time.Duration) []seatOut {
+	if !n.acc.recovered || n.hold.cfg.Version == 0 {
+		return nil
+	}
+	n.renewAt = now + n.timing.renew
+	ask := n.hold.ask()
+	ask.Known = n.acc.cfg.Version
+	return toSeats(n.hold.cfg, ask)
+}
+
 // setRing records the fingerprint of the ring the node serves by, from
 // when it installs it: grants made under another ring stop counting for
 // its holder, and as a seat it grants only under this one.

@@ -23,9 +23,10 @@ const methodSeat = "seat"
 // seatRunner is this node's part in the seat protocol when Config.Seats is
 // set (docs/design/LEASES-AT-SCALE.md, step 5): a seatNode driven over the
 // peer wire, with the seat policy choosing changes and a founding rule
-// giving a new cluster its first config. It runs beside the leases and
-// guards nothing yet: the node still leases from every member but one
-// (leaseSeats). What it agrees on shows in seatStatus. The founding run
+// giving a new cluster its first config. Its holder's grants are the
+// node's leases (the gate's rule 6, seatgate.go), and its fences revoke
+// departed runs for good (rule 7): the node asks no member but its seats
+// for leases while it serves. What it agrees on shows in seatStatus. The founding run
 // names the cluster (seatConfig.Cluster); of two clusters that meet, the
 // earlier stays and the other's runs leave theirs (seatNode.counts). Not
 // yet built: a report of a recovery that waits on a seat that never
@@ -33,19 +34,23 @@ const methodSeat = "seat"
 type seatRunner struct {
 	mu       sync.Mutex
 	node     *seatNode // the current run; nil until the node has a ring
-	first    run       // the process's first run: its ring incarnation
-	holders  int       // holders started after one was revoked (seatNode.rehold)
+	first    run       // the process's first run: its ring incarnation, and the run every holder of the process asks as
 	restarts int       // runs started in this process after the first
-	ticks    uint64    // heartbeats so far
-	policy   seatPolicy
-	expect   int // Config.BootstrapExpect: the smallest ring founding happens in
-	rng      *rand.Rand
-	seen     map[string]seatSeen      // what each member's latest state answer showed
-	missing  map[string]time.Duration // seats of the config missing from the ring, since when
-	leaving  map[string]bool          // members draining, as ownership last knew (their seats are vacated at once)
-	// waitLogged and lostLogged: when the runner last logged that
-	// founding waits, and that the seats' state is lost (seatLogEvery).
-	waitLogged, lostLogged time.Duration
+	// fencing: the departed runs this node revokes for good at the
+	// seats (a fence of partitions it took over), until the revocation
+	// completes; a run started again takes them up.
+	fencing map[run]bool
+	ticks   uint64 // heartbeats so far
+	policy  seatPolicy
+	expect  int // Config.BootstrapExpect: the smallest ring founding happens in
+	rng     *rand.Rand
+	seen    map[string]seatSeen      // what each member's latest state answer showed
+	missing map[string]time.Duration // seats of the config missing from the ring, since when
+	leaving map[string]bool          // members draining, as ownership last knew (their seats are vacated at once)
+	// waitLogged, lostLogged and revokedLogged: when the runner last
+	// logged that founding waits, that the seats' state is lost, and
+	// that this node's holder was revoked (seatLogEvery).
+	waitLogged, lostLogged, revokedLogged time.Duration
 }
 
 // seatLogEvery is how often the runner repeats a warning that lasts.
@@ -77,6 +82,7 @@ func newSeatRunner(cfg Config) *seatRunner {
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5ea7)),
 		seen:    map[string]seatSeen{},
 		missing: map[string]time.Duration{},
+		fencing: map[run]bool{},
 	}
 }
 
@@ -175,13 +181,13 @@ func (n *Node) tickSeats() {
 		// node's: it picked its number at the same time as another
 		// (a tie it lost), and starts again.
 		r.start(runOf(tab, n.cfg.Name), false, n.cfg.LeaseDuration, n.own.margin(), now)
-	case r.node.hold.revoked:
-		// A fencer took this node for departed. Once the seats guard
-		// the leases, the node reconciles before its new holder asks.
-		r.holders++
-		self := run{name: r.node.self.name, incarnation: r.node.self.incarnation + "/h" + strconv.Itoa(r.holders)}
-		n.log.Warn("this node's seat holder was revoked for good: a fencer took it for departed; going on as a new holder", "holder", self.String())
-		r.node.rehold(self)
+	case r.node.hold.revoked && (r.revokedLogged == 0 || now-r.revokedLogged >= seatLogEvery):
+		// A fencer took this node for departed and revoked its ring run
+		// for good: the others may have acknowledged writes without it,
+		// and it serves nothing more. Only a new run of the process (a
+		// restart, with a new boot id) is granted again.
+		r.revokedLogged = now
+		n.log.Error("this node was taken for departed and its seat grants revoked for good: it serves nothing more until it is restarted", "run", r.node.hold.self.String())
 	case r.node.leaving():
 		n.log.Warn("leaving this node's seat cluster for an earlier one it met; starting again, blank",
 			"cluster", r.node.acc.cfg.Cluster.String(), "earlier", r.node.leave.String())
@@ -206,6 +212,7 @@ func (n *Node) tickSeats() {
 	r.leaving = n.own.leavers()
 	node := r.node
 	node.setRing(tab.Fingerprint())
+	n.publishSeatHold(node, now)
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
 	out = append(out, node.probe(now, members, r.proposing(tab, now))...)
@@ -230,6 +237,10 @@ func (r *seatRunner) start(self run, found bool, lease, margin, now time.Duratio
 		cfg = foundingConfig(self)
 	}
 	r.node = newSeatNode(self, cfg, lease, margin, r.rng, now)
+	r.node.holdAs(r.first)
+	for d := range r.fencing {
+		r.node.fence(d, forGood, margin)
+	}
 }
 
 // founds applies the founding rule (LEASES-AT-SCALE.md §6.2): a run that
@@ -348,6 +359,7 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 			if answer := node.serve(o.body, now); answer != nil {
 				out, ev = node.answered(o.body, answer, now, now, members)
 			}
+			n.publishSeatHold(node, now)
 		}
 		r.mu.Unlock()
 		n.seatEvents(ev)
@@ -385,6 +397,7 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 				r.seen[o.to.name] = seenOf(st, node.self, sent, now)
 			}
 			out, ev = node.answered(o.body, answer, sent, now, members)
+			n.publishSeatHold(node, now)
 		}
 		r.mu.Unlock()
 		n.seatEvents(ev)
@@ -394,9 +407,75 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 	}()
 }
 
+// publishSeatHold tells the gate what node's holder holds at now
+// (ownership.setSeatHold). The caller holds the runner's lock, and node
+// is its current run.
+func (n *Node) publishSeatHold(node *seatNode, now time.Duration) {
+	n.own.setSeatHold(seatHold{ring: node.hold.ring, until: node.hold.liveUntil(now), revoked: node.hold.revoked})
+}
+
+// renewSeats asks the seats for the holder's grants at once and waits,
+// for at most a third of a lease, until the gate finds the holder live
+// under tab: a request found it not live (rule 6).
+func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
+	r := n.seats
+	r.mu.Lock()
+	node := r.node
+	var out []seatOut
+	if node != nil {
+		if node.ring == tab.Fingerprint() {
+			out = node.renewNow(n.mono())
+		}
+	}
+	r.mu.Unlock()
+	if node == nil {
+		return
+	}
+	members := memberNames(tab)
+	for _, o := range out {
+		n.sendSeat(tab, node, members, o)
+	}
+	deadline := n.mono() + n.cfg.LeaseDuration/3
+	for {
+		h := *n.own.seatHold.Load()
+		if h.revoked || h.ring == tab.Fingerprint() && n.mono() < h.until || n.mono() >= deadline {
+			return
+		}
+		if !n.sleep(ctx, n.cfg.LeaseDuration/60) {
+			return
+		}
+	}
+}
+
+// fenceSeats starts revoking departed runs for good at the seats: this
+// node fences partitions it took over from them (ringChange.revoke), and
+// the fence lifts once a revocation has completed and the run's last
+// grant has lapsed (ownership.seatFenceWait).
+func (n *Node) fenceSeats(runs []run) {
+	r := n.seats
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range runs {
+		if _, done := n.own.seatFenceEnd(d); done || r.fencing[d] {
+			continue
+		}
+		r.fencing[d] = true
+		if r.node != nil {
+			r.node.fence(d, forGood, n.own.margin())
+		}
+	}
+}
+
 // seatEvents logs what an answer made happen, from the event's own
 // copies: the run may change as soon as the lock is let go.
 func (n *Node) seatEvents(ev seatEvents) {
+	for _, f := range ev.fenced {
+		n.own.seatFenced(f.rev.holder, f.end)
+		n.seats.mu.Lock()
+		delete(n.seats.fencing, f.rev.holder)
+		n.seats.mu.Unlock()
+		n.log.Info("a departed run's seat grants are revoked for good", "run", f.rev.holder.String(), "lapsed_in", max(f.end-n.mono(), 0))
+	}
 	if d := ev.decided; d != nil {
 		n.log.Info("seat config chosen", "version", d.Config.Version, "seats", d.Config.Seats)
 	}

@@ -830,6 +830,23 @@ func (h *seatHolder) live(now time.Duration) bool {
 	return n >= h.cfg.majority()
 }
 
+// liveUntil returns until when the holder is live by the grants it holds
+// now (live): the time the majority-th latest of them lapses; 0 if it is
+// not live at all.
+func (h *seatHolder) liveUntil(now time.Duration) time.Duration {
+	if !h.live(now) {
+		return 0
+	}
+	var ends []time.Duration
+	for _, s := range h.cfg.Seats {
+		if l, ok := h.leases[s]; ok && l.version == h.cfg.Version && l.ring == h.ring && l.until > now {
+			ends = append(ends, l.until)
+		}
+	}
+	slices.Sort(ends)
+	return ends[len(ends)-h.cfg.majority()]
+}
+
 // seatRevocation is a fencer's round revoking a holder run's grants at an
 // epoch. It ends once a majority of the seats of the newest config the
 // fencer knows have recorded it, each answering under that config and

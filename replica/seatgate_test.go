@@ -1,0 +1,182 @@
+package replica
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// seated is a test tuning: the seats guard the leases, k of them.
+func seated(k int) func(*Config) { return func(c *Config) { c.Seats = k } }
+
+// servesAsPrimary asks n's gate whether it may serve id from its primary
+// copy now, asking its seats for grants first if it must (rule 6): the
+// read itself would go to the buddy when the primary refuses.
+func servesAsPrimary(t *testing.T, n *testNode, id string) error {
+	tab := n.Table()
+	return n.admit(testCtx(t), admission{entry: entryRead, tab: tab, p: tab.Partition(id), id: id})
+}
+
+// primaryOutside returns a session id whose primary is not one of seats,
+// and that primary.
+func primaryOutside(c *testCluster, seats []string) (string, *testNode) {
+	for i := 0; ; i++ {
+		id := sessionID(i)
+		if p, _ := c.ownersOf(id); !slices.Contains(seats, p.Name()) {
+			return id, p
+		}
+	}
+}
+
+// With seats, a serving node asks only its seats for grants: no lease
+// request to the other members, and as many grant asks a second as a
+// node asks of K seats (6 a lease each), whatever the members number.
+func TestSeatedNodesAskOnlyTheirSeats(t *testing.T) {
+	c := newTestCluster(t, 7, seated(3))
+	cfg := waitForSeatsThat(t, c, "three of seven", threeOf(c))
+	ids := map[string]string{}
+	for i := 0; len(ids) < len(c.list()); i++ {
+		id := sessionID(i)
+		if primary, _ := c.ownersOf(id); ids[primary.Name()] == "" {
+			ids[primary.Name()] = id
+			put(t, primary, id, "v", 1)
+		}
+	}
+	lease := c.list()[0].cfg.LeaseDuration
+	sent := func(method string) map[string]int {
+		out := map[string]int{}
+		for k, s := range c.network.Stats() {
+			if k.Method == method {
+				out[k.From] += s.Calls
+			}
+		}
+		return out
+	}
+	readAll := func() {
+		for _, n := range c.list() {
+			if _, err := n.Get(testCtx(t), ids[n.Name()], true); err != nil {
+				t.Fatalf("read %s at its primary %s: %v", ids[n.Name()], n.Name(), err)
+			}
+		}
+	}
+	readAll()
+	c.sleep(lease)
+	leasesBefore, seatsBefore, began := sent(methodLease), sent(methodSeat), c.ticks.Now()
+	for end := c.before(5 * time.Second); end(); {
+		readAll()
+		c.sleep(lease / 12)
+	}
+	leasesAfter, seatsAfter, elapsed := sent(methodLease), sent(methodSeat), c.ticks.Now().Sub(began).Seconds()
+	grantAsks := 6 / lease.Seconds() * float64(len(cfg.Seats)) // a node renews from each seat six times a lease
+	for _, n := range c.list() {
+		leases := float64(leasesAfter[n.Name()]-leasesBefore[n.Name()]) / elapsed
+		seatMsgs := float64(seatsAfter[n.Name()]-seatsBefore[n.Name()]) / elapsed
+		t.Logf("%s (seat %v): %.1f lease requests, %.1f seat messages sent a second", n.Name(), cfg.holds(n.Name()), leases, seatMsgs)
+		if leases != 0 {
+			t.Errorf("%s sent %.1f lease requests a second while serving; with seats it asks none", n.Name(), leases)
+		}
+		if !cfg.holds(n.Name()) && seatMsgs > grantAsks*1.15 {
+			t.Errorf("%s, no seat, sent %.1f seat messages a second; want at most its grant asks, %.0f, within 15 %%", n.Name(), seatMsgs, grantAsks)
+		}
+	}
+}
+
+// A node cut off from a majority of its seats stops serving once its
+// grants lapse, though every other member still answers it.
+func TestASeatedNodeCutOffFromItsSeatsStopsServing(t *testing.T) {
+	c := newTestCluster(t, 5, seated(3))
+	cfg := waitForSeatsThat(t, c, "three of five", threeOf(c))
+	id, x := primaryOutside(c, cfg.Seats)
+	put(t, x, id, "v", 1)
+	if err := servesAsPrimary(t, x, id); err != nil {
+		t.Fatalf("%s may not serve %s before the cut: %v", x.Name(), id, err)
+	}
+	for _, s := range cfg.Seats {
+		c.network.Cut(x.Name(), s)
+		c.network.Cut(s, x.Name())
+	}
+	lease := x.cfg.LeaseDuration
+	c.sleep(lease + lease/2)
+	if err := servesAsPrimary(t, x, id); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("%s, cut from its seats %v for 1.5 leases, may serve %s: %v; want ErrUnavailable", x.Name(), cfg.Seats, id, err)
+	}
+	if r := x.Readiness(); r.Ready() || r.SeatsLive {
+		t.Fatalf("%s, cut from its seats, is ready: %+v", x.Name(), r)
+	}
+	for _, s := range cfg.Seats {
+		c.network.Heal(x.Name(), s)
+		c.network.Heal(s, x.Name())
+	}
+	if err := servesAsPrimary(t, x, id); err != nil {
+		t.Fatalf("%s may not serve %s after the cut healed: %v", x.Name(), id, err)
+	}
+}
+
+// An owner cut off from everyone and dropped from the others' ring is
+// revoked for good at the seats before a new owner acknowledges a write
+// to its partition: when the write is acknowledged, the departed owner
+// holds no live grants, and once the cut heals the seats refuse it for
+// good, so it serves nothing more, even back in the ring, until it is
+// restarted (a new run of the process).
+func TestADepartedOwnerIsRevokedBeforeItsPartitionIsWritten(t *testing.T) {
+	c := newTestCluster(t, 5, seated(3))
+	cfg := waitForSeatsThat(t, c, "three of five", threeOf(c))
+	id, d := primaryOutside(c, cfg.Seats)
+	put(t, d, id, "v", 1)
+
+	var others []string
+	for _, n := range c.list() {
+		if n != d {
+			others = append(others, n.Name())
+		}
+	}
+	c.network.Partition([]string{d.Name()}, others)
+	views := map[string][]string{}
+	for _, o := range others {
+		views[o] = others
+	}
+	c.publishTo(views)
+	newPrimary := c.node(c.node(others[0]).Table().OwnersOf(id).Primary)
+	put(t, newPrimary, id, "v", 2)
+	if r := d.Readiness(); r.SeatsLive {
+		t.Fatalf("a write to %s was acknowledged by %s while %s, its departed owner, still held live seat grants", id, newPrimary.Name(), d.Name())
+	}
+	if err := servesAsPrimary(t, d, id); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the departed owner %s may serve %s after the new owner's write: %v; want ErrUnavailable", d.Name(), id, err)
+	}
+	if st := newPrimary.seatStatus(); !st.Live {
+		t.Fatalf("the new owner %s is not live on its seats", newPrimary.Name())
+	}
+
+	c.network.HealAll()
+	c.publish()
+	deadline := time.Now().Add(30 * time.Second)
+	for !d.Readiness().SeatsRevoked {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s, revoked for good, did not learn it once the cut healed: %+v", d.Name(), d.Readiness())
+		}
+		c.sleep(d.cfg.LeaseDuration / 6)
+	}
+	if err := servesAsPrimary(t, d, id); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("%s, revoked for good and back in the ring, may serve %s: %v; want ErrUnavailable", d.Name(), id, err)
+	}
+	// A restart is a new run of the process: it is granted again.
+	c.restartTuned("r2", seated(3), d.Name())
+	c.publish()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		p, _ := c.ownersOf(id)
+		s, err := p.Get(testCtx(t), id, true)
+		if err == nil && s != nil && asInt(t, s.Attributes.value("v")) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s restarted, %s read at %s: %v, %v; want v 2", d.Name(), id, p.Name(), s, err)
+		}
+		c.sleep(d.cfg.LeaseDuration / 6)
+	}
+	if r := c.node(d.Name()).Readiness(); r.SeatsRevoked {
+		t.Fatalf("%s's new run is refused too: %+v", d.Name(), r)
+	}
+}
