@@ -218,3 +218,100 @@ func TestASeatGrantsOnlyUnderTheRingItServesBy(t *testing.T) {
 		t.Fatalf("a new holder serves by ring %#x, not the node's %#x", n.hold.ring, ringB)
 	}
 }
+
+// Explorer seed 15175: a fence that revokes a seat's own holder for good
+// may complete without that seat, at a seat whose earlier run is still
+// alive (L4). In {a, b, c}, c's holder h is revoked at a's second run
+// and b; c, which missed the revocation, and a's first run, which knows
+// nothing of it, would each still grant h (a seat's holder needs no
+// liveness of theirs, R2.5). The two never count together: a's second
+// run recovered from b and c, so c's answer names it, and h drops a's
+// first run's grant, in either order (seatHolder.record). The
+// explorer's check 3 must see that too: it counted every grant the
+// holder had not yet learned to drop, and reported {a, c} as a majority
+// that would grant h.
+func TestARevokedSeatHolderNeverCountsAnEarlierRunBesideASeatThatKnowsItsSuccessor(t *testing.T) {
+	cfg := cfgOf(1, "a", "b", "c")
+	members := []string{"a", "b", "c"}
+	setup := func(t *testing.T) (s *seatSim, a1, a2, b, c *seatNode, f *seatFence) {
+		t.Helper()
+		rng := rand.New(rand.NewPCG(1, 2))
+		a1 = newSeatNode(run{"a", "1"}, cfg, seatL, seatM, rng, 0)
+		b = newSeatNode(run{"b", "1"}, cfg, seatL, seatM, rng, 0)
+		c = newSeatNode(run{"c", "1"}, cfg, seatL, seatM, rng, 0)
+		c.rehold(run{"c", "1/h1"}) // a holder after an earlier revocation, as in the seed
+		// a restarts; its first run stays alive. The second recovers
+		// from b and c, which record its number before they give state.
+		at := 100 * time.Millisecond
+		a2 = newSeatNode(run{"a", "2"}, seatConfig{}, seatL, seatM, rng, at)
+		asks := []any{seatStateAsk{From: a2.self}}
+		for len(asks) > 0 && !a2.acc.recovered {
+			ask := asks[0]
+			asks = asks[1:]
+			for _, x := range []*seatNode{b, c} {
+				out, _ := a2.answered(ask, x.serve(ask, at), at, at, members)
+				for _, o := range out {
+					if o.to.name == "b" {
+						asks = append(asks, o.body) // the announce, once to each
+					}
+				}
+			}
+		}
+		if !a2.acc.recovered || c.acc.numbers["a"] != a2.acc.number {
+			t.Fatalf("a's second run: recovered %v, number %d; c knows %d", a2.acc.recovered, a2.acc.number, c.acc.numbers["a"])
+		}
+		// b revokes c's holder for good; a's second run and b record it,
+		// c never hears of it.
+		at += seatSettle
+		f = b.fence(c.hold.self, forGood, 10*time.Millisecond)
+		ask := f.rev.ask()
+		for _, x := range []*seatNode{a2, b} {
+			b.answered(ask, x.serve(ask, at), at, at, members)
+		}
+		if !f.done {
+			t.Fatal("the revocation did not end at a's second run and b")
+		}
+		pa := &seatSimProc{name: "a", up: true, self: a2.self, node: a2, acc: a2.acc, hold: a2.hold,
+			zombie: &seatSimProc{name: "a", up: true, self: a1.self, node: a1, acc: a1.acc, hold: a1.hold}}
+		s = &seatSim{now: f.end + time.Millisecond, decided: map[run]map[uint64]seatConfig{{}: {1: cfg}}}
+		for _, x := range []*seatNode{b, c} {
+			s.procs = append(s.procs, &seatSimProc{name: x.self.name, up: true, self: x.self, node: x, acc: x.acc, hold: x.hold})
+		}
+		s.procs = append([]*seatSimProc{pa}, s.procs...)
+		s.fences = []*seatSimFence{{seatFence: f, number: c.hold.number, atVers: 1}}
+		return s, a1, a2, b, c, f
+	}
+
+	t.Run("the holder drops the earlier run's grant", func(t *testing.T) {
+		for _, order := range [][]string{{"a", "c"}, {"c", "a"}} {
+			s, a1, _, _, c, _ := setup(t)
+			ask := c.hold.ask()
+			for _, name := range order {
+				x := c
+				if name == "a" {
+					x = a1
+				}
+				ans := x.serve(ask, s.now).(seatGrantAnswer)
+				if !ans.Granted {
+					t.Fatalf("%v refused h: %+v; the schedule needs it to grant", x.self, ans)
+				}
+				c.answered(ask, ans, s.now, s.now, members)
+			}
+			if c.hold.live(s.now) {
+				t.Fatalf("h, revoked for good, is live after its fence on a's first run and c (in the order %v): %+v", order, c.hold.leases)
+			}
+		}
+	})
+	t.Run("check 3 sees it too", func(t *testing.T) {
+		s, _, _, _, c, _ := setup(t)
+		if err := s.check(); err != nil {
+			t.Fatalf("the explorer's check: %v", err)
+		}
+		// Had c not heard of a's second run, {a, c} would be a majority
+		// that grants h: the check must still say so.
+		c.acc.numbers["a"] = 1
+		if err := s.check(); err == nil {
+			t.Fatal("the explorer's check passes a majority of a's first run and c, which names no later run of a")
+		}
+	})
+}

@@ -875,33 +875,84 @@ func (s *seatSim) check() error {
 			if v+1 < f.atVers {
 				continue
 			}
-			var grant []string
-			for _, name := range c.Seats {
-				for _, q := range s.runsOf(name) {
-					// An earlier run still alive holds stale records; it
-					// counts only where its grant would: it grants while
-					// it is live itself (R2.5), or to a seat of its
-					// config, and then the holder counts it until an
-					// answer names a later run of its node.
-					zombie := q != s.proc(name)
-					counts := !zombie || q.hold.live(s.now)
-					if zombie && !counts && q.acc.cfg.holds(h.name) {
-						for _, hr := range s.runsOf(h.name) {
-							counts = counts || hr.hold.self == h && hr.hold.numbers[name] <= q.acc.number
-						}
-					}
-					if q.acc.cfg.Version == v && q.acc.cfg.Cluster == c.Cluster && !q.acc.refuses(h, f.number, f.rev.epoch, s.now) && counts {
-						grant = append(grant, name)
-						break
-					}
-				}
-			}
-			if len(grant) >= c.majority() {
+			if grant := s.wouldGrant(c, f); len(grant) >= c.majority() {
 				return fmt.Errorf("at %v seats %v of version %d %v would grant %v at epoch %d, revoked under version %d", s.now, grant, v, c.Seats, h, f.rev.epoch, f.atVers)
 			}
 		}
 	}
 	return nil
+}
+
+// wouldGrant returns the largest set of c's seats, at c's version, whose
+// grants f's revoked holder could count together now (check 3).
+//
+// An earlier run still alive holds stale records; it counts only where
+// its grant would: it grants while it is live itself (R2.5), or to a
+// seat of its config, and then the holder counts it until an answer
+// names a later run of its node. That answer may be one of the others
+// the holder needs for a majority: a holder merges the run numbers
+// every answer names before it counts any grant (seatHolder.record),
+// so an earlier run's grant never counts beside the grant of a run that
+// knows a later run of the same node, in either order. The runs a
+// restarted seat recovered from recorded its number first, and they
+// meet every majority that holds it (LEASES-AT-SCALE.md §6.1, L4:
+// "a seat holder is protected by the numbers"). Explorer seed 15175:
+// c's own holder, revoked for good at {a's second run, b}, with c
+// missed; a's first run, alive, would grant it, and so would c, which
+// knows a's second run and so makes the holder drop a's first.
+func (s *seatSim) wouldGrant(c seatConfig, f *seatSimFence) []string {
+	h := f.rev.holder
+	current := map[string]*seatSimProc{} // the current run of each seat, if it would grant
+	var earlier []*seatSimProc           // earlier runs still alive that would grant, and count
+	for _, name := range c.Seats {
+		for _, q := range s.runsOf(name) {
+			zombie := q != s.proc(name)
+			counts := !zombie || q.hold.live(s.now)
+			if zombie && !counts && q.acc.cfg.holds(h.name) {
+				for _, hr := range s.runsOf(h.name) {
+					counts = counts || hr.hold.self == h && hr.hold.numbers[name] <= q.acc.number
+				}
+			}
+			if q.acc.cfg.Version != c.Version || q.acc.cfg.Cluster != c.Cluster || q.acc.refuses(h, f.number, f.rev.epoch, s.now) || !counts {
+				continue
+			}
+			if zombie {
+				earlier = append(earlier, q)
+			} else {
+				current[name] = q
+			}
+		}
+	}
+	// Each set of the earlier runs that name no later run of each
+	// other's nodes, with every current run of another seat that names
+	// no later run of theirs.
+	names := func(q *seatSimProc, set []*seatSimProc) bool {
+		return slices.ContainsFunc(set, func(z *seatSimProc) bool { return q != z && q.acc.numbers[z.name] > z.acc.number })
+	}
+	var best []string
+	for mask := range 1 << len(earlier) {
+		var set []*seatSimProc
+		for i, z := range earlier {
+			if mask&(1<<i) != 0 {
+				set = append(set, z)
+			}
+		}
+		if slices.ContainsFunc(set, func(q *seatSimProc) bool { return names(q, set) }) {
+			continue
+		}
+		var grant []string
+		for _, name := range c.Seats {
+			if slices.ContainsFunc(set, func(z *seatSimProc) bool { return z.name == name }) {
+				grant = append(grant, name)
+			} else if q := current[name]; q != nil && !names(q, set) {
+				grant = append(grant, name)
+			}
+		}
+		if len(grant) > len(best) {
+			best = grant
+		}
+	}
+	return best
 }
 
 // exploreSeats runs one seed's schedule.
