@@ -142,3 +142,18 @@ func TestStartWithTuningFields(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Start refuses seats with AllowMinority: the seats keep the smaller side
+// of a cut from serving, and AllowMinority asks it to serve.
+func TestStartRefusesSeatsWithAllowMinority(t *testing.T) {
+	cfg := testConfig("n")
+	cfg.Replica.Seats, cfg.Replica.AllowMinority = 3, true
+	n, err := Start(context.Background(), cfg)
+	if err == nil {
+		n.Close(context.Background())
+		t.Fatal("Start accepted Replica.Seats with Replica.AllowMinority")
+	}
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "AllowMinority") {
+		t.Fatalf("Start with seats and AllowMinority: %v; want ErrInvalid naming AllowMinority", err)
+	}
+}

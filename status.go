@@ -72,7 +72,8 @@ type ClusterStatus struct {
 	// writes are gone.
 	Conflicts uint64 `json:"conflicts"`
 	// Seats is what the node knows of the seat protocol, when it runs it
-	// (Replica.Seats; experimental, it guards nothing yet); nil otherwise.
+	// (Replica.Seats; experimental: the seats' grants are its leases); nil
+	// otherwise.
 	Seats *SeatsStatus `json:"seats,omitempty"`
 }
 

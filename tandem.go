@@ -186,6 +186,9 @@ func (cfg Config) checked() (Config, error) {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
+	if cfg.Replica.Seats > 0 && cfg.Replica.AllowMinority {
+		return cfg, fmt.Errorf("tandem: start %s: %w: Replica.Seats keeps every node without a majority of the seats from serving, and Replica.AllowMinority asks the smaller side of a cut to serve: choose one", cfg.Name, ErrInvalid)
+	}
 	return cfg, nil
 }
 
