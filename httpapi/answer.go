@@ -27,15 +27,24 @@ import (
 // a msgpack answer are in name order, where the reflective encoder wrote
 // them in the map's random order.
 
-// answerBufs holds the buffers session answers are built in.
+// answerBufs holds the buffers session answers are built in, up to
+// maxPooledAnswer bytes each: a buffer that grew past it for a large
+// session is left to the collector rather than kept.
 var answerBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledAnswer is the largest buffer answerBufs keeps.
+const maxPooledAnswer = 64 << 10
 
 // writeSessionDirect answers with s as writeSessionView does, without
 // reflection, and reports whether it could: false when appendSessionJSON
 // or appendSessionMsgpack could not write s, having written nothing to w.
 func writeSessionDirect(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session) bool {
 	buf := answerBufs.Get().(*bytes.Buffer)
-	defer answerBufs.Put(buf)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			answerBufs.Put(buf)
+		}
+	}()
 	buf.Reset()
 	ct, ok := contentJSON, false
 	if wantsMsgpack(r) {
@@ -84,7 +93,7 @@ func appendSessionJSON(b []byte, s *tandem.Session) ([]byte, bool) {
 		b = append(b, ':')
 		var rest []byte
 		var ok bool
-		if b, rest, ok = appendJSONOf(b, s.Attributes[name], 0); !ok || len(rest) > 0 {
+		if b, rest, ok = appendJSONOf(b, s.Attributes[name]); !ok || len(rest) > 0 {
 			return b, false
 		}
 	}
@@ -140,9 +149,29 @@ const maxAnswerDepth = tandem.MaxValueDepth + 1
 // for what it does not transcode, which the reflective path answers:
 // extensions (a time among them), a map whose keys are not all strings or
 // repeat a key, a float that is not finite, a value nested past
-// maxAnswerDepth, and bytes that are not whole msgpack.
-func appendJSONOf(b, v []byte, depth int) ([]byte, []byte, bool) {
-	if len(v) == 0 || depth > maxAnswerDepth {
+// maxAnswerDepth, bytes that are not whole msgpack, and a value that
+// would take it more than stepsPerByte steps a byte of v (msgpackJSON).
+func appendJSONOf(b, v []byte) ([]byte, []byte, bool) {
+	t := msgpackJSON{steps: stepsPerByte*len(v) + 16}
+	return t.value(b, v, 0)
+}
+
+// stepsPerByte bounds msgpackJSON's work by its input's size. A map's
+// values are walked once to find them before they are written in key
+// order, so each value is visited once per map it is in: about as many
+// steps as its elements times its depth in maps, a few for every value
+// but a hostile one (hundreds of maps deep around many small elements),
+// which the reflective path, whose work follows the elements, answers
+// instead.
+const stepsPerByte = 8
+
+// msgpackJSON transcodes a msgpack value to JSON (appendJSONOf); steps
+// is how many more values it may visit before it gives up.
+type msgpackJSON struct{ steps int }
+
+// value transcodes the value at the start of v, depth containers deep.
+func (t *msgpackJSON) value(b, v []byte, depth int) ([]byte, []byte, bool) {
+	if t.steps--; len(v) == 0 || depth > maxAnswerDepth || t.steps < 0 {
 		return b, v, false
 	}
 	c := v[0]
@@ -152,9 +181,9 @@ func appendJSONOf(b, v []byte, depth int) ([]byte, []byte, bool) {
 	case msgpcode.IsFixedString(c):
 		return appendJSONStr(b, v[1:], int(c&0x1f))
 	case msgpcode.IsFixedArray(c):
-		return appendJSONArray(b, v[1:], int(c&0x0f), depth)
+		return t.array(b, v[1:], int(c&0x0f), depth)
 	case msgpcode.IsFixedMap(c):
-		return appendJSONMap(b, v[1:], int(c&0x0f), depth)
+		return t.object(b, v[1:], int(c&0x0f), depth)
 	}
 	n, w, ok := lengthOf(c, v[1:])
 	if !ok {
@@ -169,7 +198,7 @@ func appendJSONOf(b, v []byte, depth int) ([]byte, []byte, bool) {
 	case msgpcode.True:
 		return append(b, "true"...), v[1:], true
 	case msgpcode.Uint8, msgpcode.Uint16, msgpcode.Uint32, msgpcode.Uint64:
-		return strconv.AppendUint(b, uint64(n), 10), rest, true
+		return strconv.AppendUint(b, n, 10), rest, true
 	case msgpcode.Int8:
 		return strconv.AppendInt(b, int64(int8(n)), 10), rest, true
 	case msgpcode.Int16:
@@ -192,9 +221,9 @@ func appendJSONOf(b, v []byte, depth int) ([]byte, []byte, bool) {
 		b = base64.StdEncoding.AppendEncode(b, rest[:n])
 		return append(b, '"'), rest[n:], true
 	case msgpcode.Array16, msgpcode.Array32:
-		return appendJSONArray(b, rest, int(n), depth)
+		return t.array(b, rest, int(n), depth)
 	case msgpcode.Map16, msgpcode.Map32:
-		return appendJSONMap(b, rest, int(n), depth)
+		return t.object(b, rest, int(n), depth)
 	}
 	return b, v, false // extensions, and the one unused code
 }
@@ -264,15 +293,15 @@ func appendJSONFloat(b []byte, f float64, bits int, rest []byte) ([]byte, []byte
 	return b, rest, true
 }
 
-// appendJSONArray appends the n values at the start of v as a JSON array.
-func appendJSONArray(b, v []byte, n, depth int) ([]byte, []byte, bool) {
+// array appends the n values at the start of v as a JSON array.
+func (t *msgpackJSON) array(b, v []byte, n, depth int) ([]byte, []byte, bool) {
 	b = append(b, '[')
 	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, v, ok = appendJSONOf(b, v, depth+1); !ok {
+		if b, v, ok = t.value(b, v, depth+1); !ok {
 			return b, v, false
 		}
 	}
@@ -286,10 +315,10 @@ type mapEntry struct {
 	value []byte
 }
 
-// appendJSONMap appends the map of n entries at the start of v as a JSON
-// object with its keys in byte order, as encoding/json writes a map. Its
-// keys must be strings, none repeated.
-func appendJSONMap(b, v []byte, n, depth int) ([]byte, []byte, bool) {
+// object appends the map of n entries at the start of v as a JSON object
+// with its keys in byte order, as encoding/json writes a map. Its keys
+// must be strings, none repeated.
+func (t *msgpackJSON) object(b, v []byte, n, depth int) ([]byte, []byte, bool) {
 	if n == 0 {
 		return append(b, "{}"...), v, true
 	}
@@ -305,7 +334,7 @@ func appendJSONMap(b, v []byte, n, depth int) ([]byte, []byte, bool) {
 			return b, v, false
 		}
 		entries = append(entries, mapEntry{key: key, value: v})
-		if v, ok = skipValue(v, depth+1); !ok {
+		if v, ok = t.skip(v, depth+1); !ok {
 			return b, v, false
 		}
 	}
@@ -321,7 +350,7 @@ func appendJSONMap(b, v []byte, n, depth int) ([]byte, []byte, bool) {
 		b = appendJSONString(b, e.key)
 		b = append(b, ':')
 		var ok bool
-		if b, _, ok = appendJSONOf(b, e.value, depth+1); !ok {
+		if b, _, ok = t.value(b, e.value, depth+1); !ok {
 			return b, v, false
 		}
 	}
@@ -352,10 +381,10 @@ func msgpackString(v []byte) ([]byte, []byte, bool) {
 	return v[:n], v[n:], true
 }
 
-// skipValue returns the bytes after the value at the start of v, for a
-// value appendJSONOf would take up to its depth; false otherwise.
-func skipValue(v []byte, depth int) ([]byte, bool) {
-	if len(v) == 0 || depth > maxAnswerDepth {
+// skip returns the bytes after the value at the start of v, for a value
+// whose codes and depth value takes; false otherwise.
+func (t *msgpackJSON) skip(v []byte, depth int) ([]byte, bool) {
+	if t.steps--; len(v) == 0 || depth > maxAnswerDepth || t.steps < 0 {
 		return v, false
 	}
 	c := v[0]
@@ -385,7 +414,7 @@ func skipValue(v []byte, depth int) ([]byte, bool) {
 	case msgpcode.IsFixedArray(c), c == msgpcode.Array16, c == msgpcode.Array32:
 		for range n {
 			var ok bool
-			if rest, ok = skipValue(rest, depth+1); !ok {
+			if rest, ok = t.skip(rest, depth+1); !ok {
 				return v, false
 			}
 		}
@@ -393,7 +422,7 @@ func skipValue(v []byte, depth int) ([]byte, bool) {
 	case msgpcode.IsFixedMap(c), c == msgpcode.Map16, c == msgpcode.Map32:
 		for range 2 * n {
 			var ok bool
-			if rest, ok = skipValue(rest, depth+1); !ok {
+			if rest, ok = t.skip(rest, depth+1); !ok {
 				return v, false
 			}
 		}

@@ -167,6 +167,10 @@ func TestDirectAnswersLeaveTheRestToTheReflectiveOnes(t *testing.T) {
 		"shortmap":     raw(msgpcode.Map16, 0xff, 0xff),
 		"deep":         append(bytes.Repeat([]byte{msgpcode.FixedArrayLow | 1}, tandem.MaxValueDepth+3), msgpcode.Nil),
 		"dupkey-later": raw(msgpcode.FixedMapLow|3, 0xa1, 'a', 1, 0xa1, 'b', 2, 0xa1, 'a', 3),
+		// Each map walks what it holds once more: 300 maps around 20 000
+		// numbers would take six million steps.
+		"deep-maps": append(append(bytes.Repeat([]byte{msgpcode.FixedMapLow | 1, 0xa1, 'a'}, 300),
+			msgpcode.Array16, 20000>>8, 20000&0xff), bytes.Repeat([]byte{1}, 20000)...),
 	} {
 		s := answerSession(map[string]msgpack.RawMessage{name: v}, false)
 		direct, ok, _ := answersOf(t, s, contentJSON)
