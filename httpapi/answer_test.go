@@ -248,14 +248,23 @@ func TestDirectAnswersOfRandomValues(t *testing.T) {
 
 // FuzzDirectAnswers: whatever an attribute's bytes, the direct JSON
 // writer either gives them up or writes what the reflective one does.
+// (The reflective one is asked only when the direct one answered: bytes
+// it gives up may claim lengths they do not hold, which the write path's
+// checks refuse and msgpack's decoder would allocate.)
 func FuzzDirectAnswers(f *testing.F) {
 	for _, v := range []any{nil, 1, "s", []byte{1}, []any{1.5, float32(2)}, map[string]any{"b": 1, "a": []any{}}} {
 		f.Add([]byte(mp(f, v)))
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
 		s := answerSession(map[string]msgpack.RawMessage{"v": v}, false)
-		direct, ok, view := answersOf(t, s, contentJSON)
-		if ok && (direct.Code != view.Code || !bytes.Equal(direct.Body.Bytes(), view.Body.Bytes())) {
+		r := httptest.NewRequest(http.MethodGet, "/v1/sessions/"+s.ID, nil)
+		direct := httptest.NewRecorder()
+		if !writeSessionDirect(direct, r, http.StatusOK, s) {
+			return
+		}
+		view := httptest.NewRecorder()
+		writeSessionView(view, r, http.StatusOK, s)
+		if direct.Code != view.Code || !bytes.Equal(direct.Body.Bytes(), view.Body.Bytes()) {
 			t.Fatalf("%x: direct answer %d %q, reflective %d %q", v, direct.Code, direct.Body.Bytes(), view.Code, view.Body.Bytes())
 		}
 	})
