@@ -18,7 +18,7 @@ import (
 	"github.com/tandem-io/tandem"
 )
 
-// answerOf returns what writeSession's two writers answer for s in the
+// answersOf returns what writeSession's two writers answer for s in the
 // given type (Accept): the direct writer's answer and whether it wrote
 // one, and the reflective writer's.
 func answersOf(t *testing.T, s *tandem.Session, accept string) (direct *httptest.ResponseRecorder, ok bool, view *httptest.ResponseRecorder) {
