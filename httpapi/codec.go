@@ -277,8 +277,18 @@ type sessionView struct {
 }
 
 // writeSession answers with a session and its ETag, in JSON unless the
-// client accepts msgpack.
+// client accepts msgpack: written straight from the session
+// (writeSessionDirect), or by writeSessionView for what that does not
+// take on.
 func writeSession(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session) {
+	if !writeSessionDirect(w, r, status, s) {
+		writeSessionView(w, r, status, s)
+	}
+}
+
+// writeSessionView answers with a session as the reflective encoders write
+// its sessionView; its bytes are what writeSessionDirect writes.
+func writeSessionView(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session) {
 	v := sessionView{ID: s.ID, Principal: s.Principal, Attributes: s.Attributes, Version: s.Version,
 		CreatedAt: s.Created.UTC(), LastAccessAt: s.LastAccess.UTC()}
 	if at := s.ExpiresAt(); !at.IsZero() {

@@ -322,3 +322,56 @@ func TestLogAUserOutEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardedAnswersAreThePrimarysAnswers: a node that forwards a read
+// to the session's primary answers the bytes the primary answers itself,
+// in JSON and in msgpack, for attributes of every kind.
+func TestForwardedAnswersAreThePrimarysAnswers(t *testing.T) {
+	urls := startAPI(t, 3, 0)
+	attrs := map[string]any{
+		"cart":    map[string]any{"tea": 1, "items": []any{"a", map[string]any{"z": nil, "b": 2.5}}, "empty": map[string]any{}},
+		"null":    nil,
+		"unicode": "héllo 世界 😀 \u2028 <&> \"q\"\n",
+		"bin":     []byte{0, 1, 0xfe, 0xff},
+		"n":       -42,
+		"big":     uint64(1) << 63,
+		"f":       0.000001,
+	}
+	body, _ := msgpack.Marshal(map[string]any{"principal": "zoë", "attributes": attrs, "idle_timeout": "10m"})
+	if status, _, resp := call(t, "PUT", urls[0]+"/v1/sessions/"+sid, string(body), "Content-Type", "application/msgpack"); status != 201 {
+		t.Fatalf("PUT: %d %s", status, resp)
+	}
+	_, _, resp := call(t, "GET", urls[0]+"/v1/sessions/"+sid+"/owners", "")
+	var owners struct {
+		Primary struct{ HTTP string } `json:"primary"`
+	}
+	if err := json.Unmarshal(resp, &owners); err != nil || owners.Primary.HTTP == "" {
+		t.Fatalf("owners: %v %s", err, resp)
+	}
+	const wantAttrs = `"attributes":{"big":9223372036854775808,"bin":"AAH+/w==",` +
+		`"cart":{"empty":{},"items":["a",{"b":2.5,"z":null}],"tea":1},"f":0.000001,"n":-42,"null":null,` +
+		`"unicode":"héllo 世界 😀 \u2028 \u003c\u0026\u003e \"q\"\n"}`
+	for _, accept := range []string{"application/json", "application/msgpack"} {
+		primary := "http://" + owners.Primary.HTTP
+		status, h, want := call(t, "GET", primary+"/v1/sessions/"+sid+"?touch=false", "", "Accept", accept)
+		if status != 200 || h.Get("ETag") != `"1"` {
+			t.Fatalf("GET from the primary: %d %s", status, want)
+		}
+		if accept == "application/json" && !bytes.Contains(want, []byte(wantAttrs)) {
+			t.Fatalf("the primary's answer\n%s\nlacks\n%s", want, wantAttrs)
+		}
+		forwarded := 0
+		for _, u := range urls {
+			status, h2, got := call(t, "GET", u+"/v1/sessions/"+sid+"?touch=false", "", "Accept", accept)
+			if status != 200 || h2.Get("ETag") != h.Get("ETag") || h2.Get("Content-Type") != h.Get("Content-Type") || !bytes.Equal(got, want) {
+				t.Fatalf("%s from %s: %d %s\n%q\nthe primary answered\n%q", accept, u, status, h2, got, want)
+			}
+			if u != primary {
+				forwarded++
+			}
+		}
+		if forwarded != 2 {
+			t.Fatalf("%d of the reads were forwarded, want 2", forwarded)
+		}
+	}
+}
