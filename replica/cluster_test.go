@@ -75,6 +75,7 @@ type testCluster struct {
 	mu      sync.Mutex
 	nodes   map[string]*testNode
 	epoch   uint64
+	mode    func(*Config) // applied to every node's config before its own tuning (forEachLeaseMode); nil: none
 }
 
 // newTestCluster starts n nodes on an in-memory network and gives them one
@@ -89,6 +90,24 @@ func newTestCluster(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Cleanup(pilot.Stop) // runs last: the nodes' Close may wait on the clock
 	c := &testCluster{t: t, clock: newClock(ticks), ticks: ticks, network: network, nodes: map[string]*testNode{}}
 	return c.startAll(n, tune)
+}
+
+// newTestClusterIn is newTestCluster with every node, those started
+// later included, configured by mode first (forEachLeaseMode).
+func newTestClusterIn(t testing.TB, mode func(*Config), n int, tune func(*Config)) *testCluster {
+	t.Helper()
+	c := newTestCluster(t, 0, nil)
+	c.mode = mode
+	return c.startAll(n, tune)
+}
+
+// forEachLeaseMode runs f as a subtest in each way a node can hold its
+// leases: from every other member but one ("leases", the default), and
+// from a majority of agreed seats ("seats", Config.Seats = 3). mode
+// configures a node for the subtest's way (newTestClusterIn).
+func forEachLeaseMode(t *testing.T, f func(t *testing.T, mode func(*Config))) {
+	t.Run("leases", func(t *testing.T) { f(t, nil) })
+	t.Run("seats", func(t *testing.T) { f(t, seated(3)) })
 }
 
 // sleep lets d pass on the nodes' clock: virtual time on the in-memory
@@ -147,6 +166,9 @@ func (c *testCluster) start(name string, tune func(*Config)) *testNode {
 		// heartbeat goroutine the machine runs late would look paused:
 		// only the pause tests' hour-long gaps count as pauses here.
 		cfg.PauseThreshold = 10 * time.Minute
+	}
+	if c.mode != nil {
+		c.mode(&cfg)
 	}
 	if tune != nil {
 		tune(&cfg)

@@ -146,33 +146,35 @@ func TestJoinerTakesOverOnlyFromPreviousOwnersOnItsRing(t *testing.T) {
 // the partition or acknowledged writes of their own to it. The caller's
 // retry, by the new ring, goes through.
 func TestNothingIsStoredByARingTheNodeHasLeft(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-0")
-	id := idOwnedBy(t, x, true)
-	old := x.Table()
-	p := old.Partition(id)
-	buddy := c.node(old.Owners(p).Buddy)
-	c.publish() // the same members, but a ring x has moved to since
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x := c.node("node-0")
+		id := idOwnedBy(t, x, true)
+		old := x.Table()
+		p := old.Partition(id)
+		buddy := c.node(old.Owners(p).Buddy)
+		c.publish() // the same members, but a ring x has moved to since
 
-	op := &Op{Kind: OpPut, ID: id, RequestID: NewRequestID(), Attributes: map[string]msgpack.RawMessage{"v": value(t, 1)}}
-	if _, err := x.serveAsPrimary(testCtx(t), old, p, op); !errors.Is(err, ErrNotOwner) {
-		t.Fatalf("write by the old ring: %v, want ErrNotOwner", err)
-	}
-	if s := x.store.get(p, id); s != nil {
-		t.Fatalf("the primary stored v%d by a ring it had left", s.Version)
-	}
-	replica := &Session{ID: id, Version: 1, Writer: x.Name(), Stamp: 1}
-	if err := buddy.storeReplica(testCtx(t), old, &replicateRequest{From: x.Name(), Partition: p, Session: replica}); !errors.Is(err, ErrNotOwner) {
-		t.Fatalf("replica by the old ring: %v, want ErrNotOwner", err)
-	}
+		op := &Op{Kind: OpPut, ID: id, RequestID: NewRequestID(), Attributes: map[string]msgpack.RawMessage{"v": value(t, 1)}}
+		if _, err := x.serveAsPrimary(testCtx(t), old, p, op); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("write by the old ring: %v, want ErrNotOwner", err)
+		}
+		if s := x.store.get(p, id); s != nil {
+			t.Fatalf("the primary stored v%d by a ring it had left", s.Version)
+		}
+		replica := &Session{ID: id, Version: 1, Writer: x.Name(), Stamp: 1}
+		if err := buddy.storeReplica(testCtx(t), old, &replicateRequest{From: x.Name(), Partition: p, Session: replica}); !errors.Is(err, ErrNotOwner) {
+			t.Fatalf("replica by the old ring: %v, want ErrNotOwner", err)
+		}
 
-	s, err := x.Do(testCtx(t), op)
-	if err != nil || s.Version != 1 {
-		t.Fatalf("retry by the new ring: %+v %v, want v1", s, err)
-	}
-	if got := buddy.store.get(p, id); got == nil || got.Stamp != s.Stamp {
-		t.Fatalf("the buddy holds %+v, want the acknowledged v1 %+v", got, s)
-	}
+		s, err := x.Do(testCtx(t), op)
+		if err != nil || s.Version != 1 {
+			t.Fatalf("retry by the new ring: %+v %v, want v1", s, err)
+		}
+		if got := buddy.store.get(p, id); got == nil || got.Stamp != s.Stamp {
+			t.Fatalf("the buddy holds %+v, want the acknowledged v1 %+v", got, s)
+		}
+	})
 }
 
 // A member that left and came back makes the ring's fingerprint what it

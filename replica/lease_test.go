@@ -86,63 +86,65 @@ func readUntil(x *testNode, id string, stop <-chan struct{}, first func()) []rea
 // partitions over and acknowledge writes: no read through it returns a
 // version older than one acknowledged before the read began.
 func TestCutOffNodeStopsServingBeforeTheOthersTakeOver(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-2")
-	asPrimary, asBuddy := idOwnedBy(t, x, true), idOwnedBy(t, x, false)
-	for _, id := range []string{asPrimary, asBuddy} {
-		put(t, c.node("node-0"), id, "v", 1)
-	}
-	waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	reads := map[string][]read{}
-	var mu sync.Mutex
-	var started sync.WaitGroup
-	for _, id := range []string{asPrimary, asBuddy} {
-		started.Add(1)
-		wg.Go(func() {
-			r := readUntil(x, id, stop, started.Done)
-			mu.Lock()
-			reads[id] = r
-			mu.Unlock()
-		})
-	}
-	started.Wait()
-	cutOff(c, x)
-	others := []string{"node-0", "node-1"}
-	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
-	acked := map[string]time.Time{}
-	for _, id := range []string{asPrimary, asBuddy} {
-		if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
-			t.Fatalf("write to %s while x was cut off made v%d", id, s.Version)
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x := c.node("node-2")
+		asPrimary, asBuddy := idOwnedBy(t, x, true), idOwnedBy(t, x, false)
+		for _, id := range []string{asPrimary, asBuddy} {
+			put(t, c.node("node-0"), id, "v", 1)
 		}
-		acked[id] = time.Now()
-	}
-	c.sleep(200 * time.Millisecond) // x keeps being asked after the writes
-	close(stop)
-	wg.Wait()
+		waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
 
-	for _, id := range []string{asPrimary, asBuddy} {
-		if len(reads[id]) == 0 {
-			t.Fatalf("x never served %s, even before the cut", id)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		reads := map[string][]read{}
+		var mu sync.Mutex
+		var started sync.WaitGroup
+		for _, id := range []string{asPrimary, asBuddy} {
+			started.Add(1)
+			wg.Go(func() {
+				r := readUntil(x, id, stop, started.Done)
+				mu.Lock()
+				reads[id] = r
+				mu.Unlock()
+			})
 		}
-		for _, r := range reads[id] {
-			if r.invoked.After(acked[id]) && r.version < 2 {
-				t.Fatalf("x served v%d of %s in a read begun %v after v2 was acknowledged", r.version, id, r.invoked.Sub(acked[id]))
+		started.Wait()
+		cutOff(c, x)
+		others := []string{"node-0", "node-1"}
+		c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+		acked := map[string]time.Time{}
+		for _, id := range []string{asPrimary, asBuddy} {
+			if s := put(t, c.node("node-0"), id, "v", 2); s.Version != 2 {
+				t.Fatalf("write to %s while x was cut off made v%d", id, s.Version)
+			}
+			acked[id] = time.Now()
+		}
+		c.sleep(200 * time.Millisecond) // x keeps being asked after the writes
+		close(stop)
+		wg.Wait()
+
+		for _, id := range []string{asPrimary, asBuddy} {
+			if len(reads[id]) == 0 {
+				t.Fatalf("x never served %s, even before the cut", id)
+			}
+			for _, r := range reads[id] {
+				if r.invoked.After(acked[id]) && r.version < 2 {
+					t.Fatalf("x served v%d of %s in a read begun %v after v2 was acknowledged", r.version, id, r.invoked.Sub(acked[id]))
+				}
 			}
 		}
-	}
-	fenced := uint64(0)
-	for _, name := range others {
-		fenced += c.node(name).stats.FenceWaits.Load()
-	}
-	if fenced == 0 {
-		t.Fatal("the new owners acknowledged writes without waiting for x's leases to lapse")
-	}
-	if x.stats.LeaseMisses.Load() == 0 {
-		t.Fatal("x never found itself without leases")
-	}
+		fenced := uint64(0)
+		for _, name := range others {
+			fenced += c.node(name).stats.FenceWaits.Load()
+		}
+		if fenced == 0 {
+			t.Fatal("the new owners acknowledged writes without waiting for x's leases to lapse")
+		}
+		if x.stats.LeaseMisses.Load() == 0 {
+			t.Fatal("x never found itself without leases")
+		}
+	})
 }
 
 // A node the others declared dead and took back learns it from its next
@@ -168,63 +170,67 @@ func TestNodeDeclaredDeadPullsEverythingBeforeServing(t *testing.T) {
 // A node in a ring smaller than MinMembers serves nothing, grants no
 // lease and is not ready; grown back, it serves again.
 func TestTooFewMembersServesNothing(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *Config) { cfg.MinMembers = 2 })
-	x := c.node("node-2")
-	id := idOwnedBy(t, x, true)
-	put(t, x, id, "v", 1)
-	c.publishTo(map[string][]string{"node-2": {"node-2"}})
-	ctx, cancel := within(x, 200*time.Millisecond)
-	defer cancel()
-	if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("read alone with MinMembers 2: %v, want ErrUnavailable", err)
-	}
-	if x.Ready() {
-		t.Fatal("a node below MinMembers reports ready")
-	}
-	if _, err := x.own.grant("node-0", "", x.mono()); err == nil {
-		t.Fatal("a node below MinMembers granted a lease")
-	}
-	c.publish()
-	if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 1 {
-		t.Fatalf("read with the ring whole again: %+v %v", s, err)
-	}
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, func(cfg *Config) { cfg.MinMembers = 2 })
+		x := c.node("node-2")
+		id := idOwnedBy(t, x, true)
+		put(t, x, id, "v", 1)
+		c.publishTo(map[string][]string{"node-2": {"node-2"}})
+		ctx, cancel := within(x, 200*time.Millisecond)
+		defer cancel()
+		if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("read alone with MinMembers 2: %v, want ErrUnavailable", err)
+		}
+		if x.Ready() {
+			t.Fatal("a node below MinMembers reports ready")
+		}
+		if _, err := x.own.grant("node-0", "", x.mono()); err == nil {
+			t.Fatal("a node below MinMembers granted a lease")
+		}
+		c.publish()
+		if s, err := x.Get(testCtx(t), id, true); err != nil || s.Version != 1 {
+			t.Fatalf("read with the ring whole again: %+v %v", s, err)
+		}
+	})
 }
 
 // A drained node gives its leases back, so the owners taking over its
 // partitions acknowledge writes at once; a crashed node's leases make them
 // wait until they lapse.
 func TestDrainGivesLeasesBack(t *testing.T) {
-	for _, drain := range []bool{true, false} {
-		c := newTestCluster(t, 3, nil)
-		x := c.node("node-2")
-		id := idOwnedBy(t, x, true)
-		put(t, x, id, "v", 1)
-		waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
-		// Holding every partition it owns: a node still being handed
-		// some gives no lease back (TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack).
-		waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
-		others := []string{"node-0", "node-1"}
-		rest := ringOf(t, c, 1000, others...)
-		if drain {
-			if err := x.SetTable(rest); err != nil {
-				t.Fatal(err)
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		for _, drain := range []bool{true, false} {
+			c := newTestClusterIn(t, mode, 3, nil)
+			x := c.node("node-2")
+			id := idOwnedBy(t, x, true)
+			put(t, x, id, "v", 1)
+			waitFor(t, 10*time.Second, "leases", func() bool { serving(x.Node); return len(x.own.missingLeases(x.Table(), x.mono())) == 0 })
+			// Holding every partition it owns: a node still being handed
+			// some gives no lease back (TestALeaverStillBeingHandedPartitionsGivesNoLeaseBack).
+			waitFor(t, 10*time.Second, "hand-offs", func() bool { return x.Handoffs() == 0 })
+			others := []string{"node-0", "node-1"}
+			rest := ringOf(t, c, 1000, others...)
+			if drain {
+				if err := x.SetTable(rest); err != nil {
+					t.Fatal(err)
+				}
+				if err := x.Drain(testCtx(t), rest); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				x.stop()
 			}
-			if err := x.Drain(testCtx(t), rest); err != nil {
-				t.Fatal(err)
+			c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+			put(t, c.node("node-0"), id, "v", 2)
+			fenced := c.node("node-0").stats.FenceWaits.Load() + c.node("node-1").stats.FenceWaits.Load()
+			if drain && fenced != 0 {
+				t.Fatalf("writes waited %d times for the leases of a node that gave them back", fenced)
 			}
-		} else {
-			x.stop()
+			if !drain && fenced == 0 {
+				t.Fatal("writes to a crashed node's partitions did not wait for its leases")
+			}
 		}
-		c.publishTo(map[string][]string{"node-0": others, "node-1": others})
-		put(t, c.node("node-0"), id, "v", 2)
-		fenced := c.node("node-0").stats.FenceWaits.Load() + c.node("node-1").stats.FenceWaits.Load()
-		if drain && fenced != 0 {
-			t.Fatalf("writes waited %d times for the leases of a node that gave them back", fenced)
-		}
-		if !drain && fenced == 0 {
-			t.Fatal("writes to a crashed node's partitions did not wait for its leases")
-		}
-	}
+	})
 }
 
 // primaryAtRest returns a 3-node cluster, its node-2, and a session

@@ -44,79 +44,85 @@ func declaredDeadAndBack(t *testing.T, c *testCluster, cutNotice bool) (*testNod
 // A node that was paused long enough to be declared dead reconciles before
 // it serves again, though its own ring never changed.
 func TestPausedNodeDoesNotServeStaleCopies(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x, id := declaredDeadAndBack(t, c, true)
-	x.beat.Store(int64(x.mono() - time.Hour)) // as if the node had not run for an hour
-	x.checkPause()
-	if x.stats.Pauses.Load() == 0 || !x.own.quarantined() {
-		t.Fatal("pause not detected")
-	}
-	// Quarantined, it serves nothing from its copies; its reads go to the
-	// buddy, which has the write it missed.
-	s, err := x.Get(testCtx(t), id, true)
-	if err != nil || s.Version != 2 {
-		t.Fatalf("read on the paused node: %+v %v, want v2", s, err)
-	}
-	// Once the quarantine is over it has reconciled and serves v2 itself.
-	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
-	waitFor(t, 5*time.Second, "reconciliation", func() bool { return x.Pending() == 0 })
-	p := x.Table().Partition(id)
-	if got := x.store.get(p, id); got == nil || got.Version != 2 {
-		t.Fatalf("after the quarantine the node holds %+v, want v2", got)
-	}
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x, id := declaredDeadAndBack(t, c, true)
+		x.beat.Store(int64(x.mono() - time.Hour)) // as if the node had not run for an hour
+		x.checkPause()
+		if x.stats.Pauses.Load() == 0 || !x.own.quarantined() {
+			t.Fatal("pause not detected")
+		}
+		// Quarantined, it serves nothing from its copies; its reads go to the
+		// buddy, which has the write it missed.
+		s, err := x.Get(testCtx(t), id, true)
+		if err != nil || s.Version != 2 {
+			t.Fatalf("read on the paused node: %+v %v, want v2", s, err)
+		}
+		// Once the quarantine is over it has reconciled and serves v2 itself.
+		waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
+		waitFor(t, 5*time.Second, "reconciliation", func() bool { return x.Pending() == 0 })
+		p := x.Table().Partition(id)
+		if got := x.store.get(p, id); got == nil || got.Version != 2 {
+			t.Fatalf("after the quarantine the node holds %+v, want v2", got)
+		}
+	})
 }
 
 // A node the others saw disappear and reappear is told to reconcile, so it
 // stops serving its stale copies even if it never noticed anything.
 func TestReappearedNodeIsToldToReconcile(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x, id := declaredDeadAndBack(t, c, false)
-	waitFor(t, 5*time.Second, "the returning node to serve the newer copy", func() bool {
-		s, err := x.Get(testCtx(t), id, true)
-		return err == nil && s.Version == 2
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x, id := declaredDeadAndBack(t, c, false)
+		waitFor(t, 5*time.Second, "the returning node to serve the newer copy", func() bool {
+			s, err := x.Get(testCtx(t), id, true)
+			return err == nil && s.Version == 2
+		})
+		if x.stats.Pauses.Load() != 0 {
+			t.Fatal("a pause was detected where there was none")
+		}
 	})
-	if x.stats.Pauses.Load() != 0 {
-		t.Fatal("a pause was detected where there was none")
-	}
 }
 
 // Every caller that finds the heartbeat fresh after a pause also finds the
 // quarantine: none of the requests arriving together as the node resumes
 // may serve a stale copy while another one is still reporting the pause.
 func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
-	// Virtual time jumps to the next timer while the network is quiet: a
-	// quarantine as long as the test keeps a jump from ending it between
-	// two callers, which would be a quarantine rightly over.
-	c := newTestCluster(t, 1, func(cfg *Config) { cfg.PauseQuarantine = 1000 * time.Hour })
-	x := c.node("node-0")
-	for trial := range 200 {
-		x.own.quarantine.Store(0)
-		x.beat.Store(int64(x.mono() - time.Hour))
-		const callers = 8
-		var start, done sync.WaitGroup
-		start.Add(1)
-		missed := make(chan int, callers)
-		for i := range callers {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				x.checkPause()
-				if !x.own.quarantined() {
-					missed <- i
-				}
-			}()
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		// Virtual time jumps to the next timer while the network is quiet: a
+		// quarantine as long as the test keeps a jump from ending it between
+		// two callers, which would be a quarantine rightly over.
+		c := newTestClusterIn(t, mode, 1, func(cfg *Config) { cfg.PauseQuarantine = 1000 * time.Hour })
+		x := c.node("node-0")
+		for trial := range 200 {
+			x.own.quarantine.Store(0)
+			x.beat.Store(int64(x.mono() - time.Hour))
+			const callers = 8
+			var start, done sync.WaitGroup
+			start.Add(1)
+			missed := make(chan int, callers)
+			for i := range callers {
+				done.Add(1)
+				go func() {
+					defer done.Done()
+					start.Wait()
+					x.checkPause()
+					if !x.own.quarantined() {
+						missed <- i
+					}
+				}()
+			}
+			start.Done()
+			done.Wait()
+			close(missed)
+			if i, ok := <-missed; ok {
+				t.Fatalf("trial %d: caller %d returned from checkPause unquarantined after a pause", trial, i)
+			}
 		}
-		start.Done()
-		done.Wait()
-		close(missed)
-		if i, ok := <-missed; ok {
-			t.Fatalf("trial %d: caller %d returned from checkPause unquarantined after a pause", trial, i)
+		if got := x.stats.Pauses.Load(); got != 200 {
+			t.Fatalf("pauses counted: %d, want one per pause (200)", got)
 		}
-	}
-	if got := x.stats.Pauses.Load(); got != 200 {
-		t.Fatalf("pauses counted: %d, want one per pause (200)", got)
-	}
+	})
 }
 
 // A node that runs again after a pause does not know yet whether it was
@@ -127,56 +133,58 @@ func TestPauseQuarantineIsSeenByEveryConcurrentCaller(t *testing.T) {
 // ending first changes nothing (chaos finding F17, session 588 of the
 // 30-minute run at 2e4bd53).
 func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-2")
-	id := idOwnedBy(t, x, true)
-	put(t, x, id, "v", 1)
-	tab := x.Table()
-	p := tab.Partition(id)
-	buddy := c.node(tab.OwnersOf(id).Buddy)
-	waitFor(t, 5*time.Second, "the buddy to hold the copy", func() bool { return buddy.store.get(p, id) != nil })
-	// The buddy's copies went with a loss the cluster reported while x
-	// was stopped; x's lease requests go unanswered.
-	buddy.store.drop(p)
-	for _, name := range []string{"node-0", "node-1"} {
-		x.faults.Cut(c.node(name).member.Peer)
-	}
-	x.beat.Store(int64(x.mono() - time.Hour))
-	x.checkPause()
-	if !x.own.unconfirmed() {
-		t.Fatal("a node that found it was paused took its standing as known")
-	}
-	waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x := c.node("node-2")
+		id := idOwnedBy(t, x, true)
+		put(t, x, id, "v", 1)
+		tab := x.Table()
+		p := tab.Partition(id)
+		buddy := c.node(tab.OwnersOf(id).Buddy)
+		waitFor(t, 5*time.Second, "the buddy to hold the copy", func() bool { return buddy.store.get(p, id) != nil })
+		// The buddy's copies went with a loss the cluster reported while x
+		// was stopped; x's lease requests go unanswered.
+		buddy.store.drop(p)
+		for _, name := range []string{"node-0", "node-1"} {
+			x.faults.Cut(c.node(name).member.Peer)
+		}
+		x.beat.Store(int64(x.mono() - time.Hour))
+		x.checkPause()
+		if !x.own.unconfirmed() {
+			t.Fatal("a node that found it was paused took its standing as known")
+		}
+		waitFor(t, 10*time.Second, "the quarantine to end", func() bool { return !x.own.quarantined() })
 
-	// A reconciliation takes nothing from it; a hand-off waits for it.
-	holds, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil)
-	if err != nil || holds {
-		t.Fatalf("reconciling with the node resumed after a pause: holds %v, %v; want no hold, no error", holds, err)
-	}
-	if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{handoff: true}, nil); !errors.Is(err, errUnconfirmed) {
-		t.Fatalf("a hand-off from the node resumed after a pause: %v, want errUnconfirmed", err)
-	}
-	if got := buddy.store.get(p, id); got != nil {
-		t.Fatalf("the owner merged the resumed node's copy v%d of a session it lost", got.Version)
-	}
-	if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, &fetchPlan{sources: []string{x.Name()}}); err != nil {
-		t.Fatalf("a reconciliation's fetch from the node resumed after a pause: %v", err)
-	}
-	handOff := &fetchPlan{sources: []string{x.Name()}, ring: buddy.own.table().Fingerprint()}
-	if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, handOff); !errors.Is(err, errUnconfirmed) {
-		t.Fatalf("a hand-off's fetch from the node resumed after a pause: %v, want errUnconfirmed", err)
-	}
-	if got := buddy.store.get(p, id); got != nil {
-		t.Fatalf("the owner fetched the resumed node's copy v%d of a session it lost", got.Version)
-	}
+		// A reconciliation takes nothing from it; a hand-off waits for it.
+		holds, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil)
+		if err != nil || holds {
+			t.Fatalf("reconciling with the node resumed after a pause: holds %v, %v; want no hold, no error", holds, err)
+		}
+		if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{handoff: true}, nil); !errors.Is(err, errUnconfirmed) {
+			t.Fatalf("a hand-off from the node resumed after a pause: %v, want errUnconfirmed", err)
+		}
+		if got := buddy.store.get(p, id); got != nil {
+			t.Fatalf("the owner merged the resumed node's copy v%d of a session it lost", got.Version)
+		}
+		if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, &fetchPlan{sources: []string{x.Name()}}); err != nil {
+			t.Fatalf("a reconciliation's fetch from the node resumed after a pause: %v", err)
+		}
+		handOff := &fetchPlan{sources: []string{x.Name()}, ring: buddy.own.table().Fingerprint()}
+		if err := buddy.fetch(testCtx(t), buddy.own.table(), p, id, handOff); !errors.Is(err, errUnconfirmed) {
+			t.Fatalf("a hand-off's fetch from the node resumed after a pause: %v, want errUnconfirmed", err)
+		}
+		if got := buddy.store.get(p, id); got != nil {
+			t.Fatalf("the owner fetched the resumed node's copy v%d of a session it lost", got.Version)
+		}
 
-	// Once every member has granted it a lease (none declared it dead),
-	// it answers again.
-	x.faults.HealAll()
-	waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
-	if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil); err != nil {
-		t.Fatalf("reconciling once the node knows its standing: %v", err)
-	}
+		// Once every member has granted it a lease (none declared it dead),
+		// it answers again.
+		x.faults.HealAll()
+		waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
+		if _, _, _, _, _, err := buddy.pull(testCtx(t), buddy.own.table(), p, x.Name(), sourceAsk{}, nil); err != nil {
+			t.Fatalf("reconciling once the node knows its standing: %v", err)
+		}
+	})
 }
 
 // Reconciling with a node that does not know yet whether it was declared
@@ -184,26 +192,28 @@ func TestANodeResumedAfterAPauseGivesNoCopyUntilItKnowsItsStanding(t *testing.T)
 // sources first, and take nothing from it (finding of a review: every write
 // failed until the resumed node had heard from every member).
 func TestWritesGoOnWhileReconcilingWithAnUnconfirmedNode(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-2")
-	b := c.node("node-0")
-	id := idOwnedByPair(b, "node-1")
-	put(t, b, id, "v", 1)
-	waitFor(t, 10*time.Second, "hand-offs", func() bool {
-		return b.Handoffs() == 0 && c.node("node-1").Handoffs() == 0 && x.Handoffs() == 0
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x := c.node("node-2")
+		b := c.node("node-0")
+		id := idOwnedByPair(b, "node-1")
+		put(t, b, id, "v", 1)
+		waitFor(t, 10*time.Second, "hand-offs", func() bool {
+			return b.Handoffs() == 0 && c.node("node-1").Handoffs() == 0 && x.Handoffs() == 0
+		})
+		for _, name := range []string{"node-0", "node-1"} {
+			x.faults.Cut(c.node(name).member.Peer) // x hears from no one
+		}
+		x.beat.Store(int64(x.mono() - time.Hour))
+		x.checkPause()
+		b.reconcileAll([]string{x.Name()}, false)
+		if s := put(t, b, id, "v", 2); s.Version != 2 {
+			t.Fatalf("write while reconciling with an unconfirmed node made v%d, want v2", s.Version)
+		}
+		if !x.own.unconfirmed() {
+			t.Fatal("the node learned its standing though it heard from no one")
+		}
 	})
-	for _, name := range []string{"node-0", "node-1"} {
-		x.faults.Cut(c.node(name).member.Peer) // x hears from no one
-	}
-	x.beat.Store(int64(x.mono() - time.Hour))
-	x.checkPause()
-	b.reconcileAll([]string{x.Name()}, false)
-	if s := put(t, b, id, "v", 2); s.Version != 2 {
-		t.Fatalf("write while reconciling with an unconfirmed node made v%d, want v2", s.Version)
-	}
-	if !x.own.unconfirmed() {
-		t.Fatal("the node learned its standing though it heard from no one")
-	}
 }
 
 // A source that does not know yet whether it was declared dead is waited
@@ -292,20 +302,22 @@ func TestANodeDrainedBeforeItKnowsItsStandingLeavesAsACrashedNodeWould(t *testin
 // with no member to ask, it stays unconfirmed until members it can ask
 // are back in its ring and grant it leases.
 func TestANodeAloneInItsRingAfterAPauseStaysUnconfirmed(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	x := c.node("node-2")
-	waitFor(t, 5*time.Second, "ready", func() bool { return x.Ready() })
-	for _, name := range []string{"node-0", "node-1"} {
-		x.faults.Cut(c.node(name).member.Peer)
-	}
-	x.beat.Store(int64(x.mono() - time.Hour))
-	x.checkPause()
-	c.publishTo(map[string][]string{"node-2": {"node-2"}})
-	x.faults.HealAll()
-	x.renewLeases()
-	if !x.own.unconfirmed() {
-		t.Fatal("a node alone in its ring after a pause took its standing as known")
-	}
-	c.publishTo(map[string][]string{"node-2": {"node-0", "node-1", "node-2"}})
-	waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		x := c.node("node-2")
+		waitFor(t, 5*time.Second, "ready", func() bool { return x.Ready() })
+		for _, name := range []string{"node-0", "node-1"} {
+			x.faults.Cut(c.node(name).member.Peer)
+		}
+		x.beat.Store(int64(x.mono() - time.Hour))
+		x.checkPause()
+		c.publishTo(map[string][]string{"node-2": {"node-2"}})
+		x.faults.HealAll()
+		x.renewLeases()
+		if !x.own.unconfirmed() {
+			t.Fatal("a node alone in its ring after a pause took its standing as known")
+		}
+		c.publishTo(map[string][]string{"node-2": {"node-0", "node-1", "node-2"}})
+		waitFor(t, 10*time.Second, "the node to learn its standing", func() bool { return !x.own.unconfirmed() })
+	})
 }

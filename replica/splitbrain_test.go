@@ -199,30 +199,32 @@ func TestHLCNeverGoesBackwards(t *testing.T) {
 // minority of the members acknowledges nothing and serves nothing: the
 // quorum is a majority of the members known, not of the ring.
 func TestTheMinoritySideOfACutServesNothing(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	a, x := c.node("node-0"), c.node("node-2")
-	id := idOwnedBy(t, x, true)
-	put(t, a, id, "side", "before")
-	for _, n := range []*testNode{c.node("node-0"), c.node("node-1")} {
-		n.faults.Cut(x.member.Peer)
-		x.faults.Cut(n.member.Peer)
-	}
-	c.publishTo(map[string][]string{"node-0": {"node-0", "node-1"}, "node-1": {"node-0", "node-1"}, "node-2": {"node-2"}})
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 3, nil)
+		a, x := c.node("node-0"), c.node("node-2")
+		id := idOwnedBy(t, x, true)
+		put(t, a, id, "side", "before")
+		for _, n := range []*testNode{c.node("node-0"), c.node("node-1")} {
+			n.faults.Cut(x.member.Peer)
+			x.faults.Cut(n.member.Peer)
+		}
+		c.publishTo(map[string][]string{"node-0": {"node-0", "node-1"}, "node-1": {"node-0", "node-1"}, "node-2": {"node-2"}})
 
-	ctx, cancel := within(x, 300*time.Millisecond)
-	defer cancel()
-	if _, err := x.Do(ctx, &Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{"side": value(t, "minority")}}); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("write on the minority side: %v, want ErrUnavailable", err)
-	}
-	if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("read on the minority side: %v, want ErrUnavailable", err)
-	}
-	if x.Ready() {
-		t.Fatal("the minority side reports ready")
-	}
-	if s := put(t, a, id, "side", "majority"); s.Version != 2 {
-		t.Fatalf("the majority's write made v%d, want v2", s.Version)
-	}
+		ctx, cancel := within(x, 300*time.Millisecond)
+		defer cancel()
+		if _, err := x.Do(ctx, &Op{Kind: OpPut, ID: id, Attributes: map[string]msgpack.RawMessage{"side": value(t, "minority")}}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("write on the minority side: %v, want ErrUnavailable", err)
+		}
+		if _, err := x.Get(ctx, id, true); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("read on the minority side: %v, want ErrUnavailable", err)
+		}
+		if x.Ready() {
+			t.Fatal("the minority side reports ready")
+		}
+		if s := put(t, a, id, "side", "majority"); s.Version != 2 {
+			t.Fatalf("the majority's write made v%d, want v2", s.Version)
+		}
+	})
 }
 
 // Both owners of a partition gone, one frozen past the failure detector
@@ -232,101 +234,103 @@ func TestTheMinoritySideOfACutServesNothing(t *testing.T) {
 // copies, they lose to those writes whatever their versions (chaos
 // finding F11): every node serves what was acknowledged after the loss.
 func TestAFrozenOwnersCopiesDoNotReplaceWritesMadeAfterTheLoss(t *testing.T) {
-	c := newTestCluster(t, 5, nil)
-	id := sessionID(31)
-	frozen, crashed := c.ownersOf(id)
-	for v := 1; v <= 3; v++ {
-		put(t, frozen, id, "side", "before")
-	}
-	// A session of the same partition that nobody writes after the loss:
-	// the loss took it, and it must not come back with the frozen owner.
-	part := frozen.Table().Partition(id)
-	untouched := ""
-	for i := 32; untouched == ""; i++ {
-		if frozen.Table().Partition(sessionID(i)) == part {
-			untouched = sessionID(i)
+	forEachLeaseMode(t, func(t *testing.T, mode func(*Config)) {
+		c := newTestClusterIn(t, mode, 5, nil)
+		id := sessionID(31)
+		frozen, crashed := c.ownersOf(id)
+		for v := 1; v <= 3; v++ {
+			put(t, frozen, id, "side", "before")
 		}
-	}
-	for v := 1; v <= 5; v++ {
-		put(t, frozen, untouched, "side", "before")
-	}
-	var rest []*testNode
-	var restNames []string
-	for _, n := range c.list() {
-		if n != frozen && n != crashed {
-			rest = append(rest, n)
-			restNames = append(restNames, n.Name())
+		// A session of the same partition that nobody writes after the loss:
+		// the loss took it, and it must not come back with the frozen owner.
+		part := frozen.Table().Partition(id)
+		untouched := ""
+		for i := 32; untouched == ""; i++ {
+			if frozen.Table().Partition(sessionID(i)) == part {
+				untouched = sessionID(i)
+			}
 		}
-	}
-	waitFor(t, 10*time.Second, "ready", func() bool { return frozen.Ready() && rest[0].Ready() })
+		for v := 1; v <= 5; v++ {
+			put(t, frozen, untouched, "side", "before")
+		}
+		var rest []*testNode
+		var restNames []string
+		for _, n := range c.list() {
+			if n != frozen && n != crashed {
+				rest = append(rest, n)
+				restNames = append(restNames, n.Name())
+			}
+		}
+		waitFor(t, 10*time.Second, "ready", func() bool { return frozen.Ready() && rest[0].Ready() })
 
-	// The freeze: nothing reaches the frozen owner or comes from it, and
-	// its view stays as it was. The crash: the other owner is gone.
-	for _, n := range rest {
-		n.faults.Cut(frozen.member.Peer)
-		frozen.faults.Cut(n.member.Peer)
-	}
-	c.mu.Lock()
-	delete(c.nodes, crashed.Name())
-	c.mu.Unlock()
-	crashed.stop()
-	views := map[string][]string{}
-	for _, n := range rest {
-		views[n.Name()] = restNames
-	}
-	c.publishTo(views)
-	// Both new owners rebuilt the partition, each under a floor of its
-	// own; each tells the other, and before any write both hold the
-	// higher: a floor one owner alone knew would go if it crashed.
-	newOwners := rest[0].Table().Owners(part)
-	waitFor(t, 10*time.Second, "the new owners to agree on the partition's floor", func() bool {
-		a, b := c.node(newOwners.Primary).store.floor(part), c.node(newOwners.Buddy).store.floor(part)
-		return a != 0 && a == b
-	})
-	if s, err := rest[0].Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("the lost session read as %v, %v; want not found", s, err)
-	}
-	after := put(t, rest[0], id, "side", "after")
-	if after.Version != 1 {
-		t.Fatalf("the first write after the loss made v%d, want v1", after.Version)
-	}
-
-	// The thaw: the frozen owner is back, with its v3.
-	for _, n := range append(rest, frozen) {
-		n.faults.HealAll()
-	}
-	all := append([]string{frozen.Name()}, restNames...)
-	views = map[string][]string{}
-	for _, name := range all {
-		views[name] = all
-	}
-	c.publishTo(views)
-	waitFor(t, 10*time.Second, "reconciliation", func() bool {
-		pending := frozen.Pending()
+		// The freeze: nothing reaches the frozen owner or comes from it, and
+		// its view stays as it was. The crash: the other owner is gone.
 		for _, n := range rest {
-			pending += n.Pending()
+			n.faults.Cut(frozen.member.Peer)
+			frozen.faults.Cut(n.member.Peer)
 		}
-		return pending == 0
+		c.mu.Lock()
+		delete(c.nodes, crashed.Name())
+		c.mu.Unlock()
+		crashed.stop()
+		views := map[string][]string{}
+		for _, n := range rest {
+			views[n.Name()] = restNames
+		}
+		c.publishTo(views)
+		// Both new owners rebuilt the partition, each under a floor of its
+		// own; each tells the other, and before any write both hold the
+		// higher: a floor one owner alone knew would go if it crashed.
+		newOwners := rest[0].Table().Owners(part)
+		waitFor(t, 10*time.Second, "the new owners to agree on the partition's floor", func() bool {
+			a, b := c.node(newOwners.Primary).store.floor(part), c.node(newOwners.Buddy).store.floor(part)
+			return a != 0 && a == b
+		})
+		if s, err := rest[0].Get(testCtx(t), id, true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("the lost session read as %v, %v; want not found", s, err)
+		}
+		after := put(t, rest[0], id, "side", "after")
+		if after.Version != 1 {
+			t.Fatalf("the first write after the loss made v%d, want v1", after.Version)
+		}
+
+		// The thaw: the frozen owner is back, with its v3.
+		for _, n := range append(rest, frozen) {
+			n.faults.HealAll()
+		}
+		all := append([]string{frozen.Name()}, restNames...)
+		views = map[string][]string{}
+		for _, name := range all {
+			views[name] = all
+		}
+		c.publishTo(views)
+		waitFor(t, 10*time.Second, "reconciliation", func() bool {
+			pending := frozen.Pending()
+			for _, n := range rest {
+				pending += n.Pending()
+			}
+			return pending == 0
+		})
+		for _, n := range append(rest, frozen) {
+			s, err := n.Get(testCtx(t), id, true)
+			if err != nil {
+				t.Fatalf("get via %s after the thaw: %v", n.Name(), err)
+			}
+			var side string
+			if err := msgpack.Unmarshal(s.Attributes.value("side"), &side); err != nil || side != "after" {
+				t.Fatalf("via %s after the thaw: v%d %q; want the write acknowledged after the loss", n.Name(), s.Version, side)
+			}
+			if s, err := n.Get(testCtx(t), untouched, true); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("via %s after the thaw, the session lost with the partition and not written since reads %+v, %v; want not found", n.Name(), s, err)
+			}
+		}
+		if s := frozen.store.get(part, untouched); s != nil {
+			t.Fatalf("the frozen owner still holds v%d of generation %d of %s, below the partition's floor %d", s.Version, s.Gen, untouched, frozen.store.floor(part))
+		}
+		if frozen.stats.DroppedBelowFloor.Load() == 0 {
+			t.Fatal("the frozen owner dropped no copy from before the loss")
+		}
 	})
-	for _, n := range append(rest, frozen) {
-		s, err := n.Get(testCtx(t), id, true)
-		if err != nil {
-			t.Fatalf("get via %s after the thaw: %v", n.Name(), err)
-		}
-		var side string
-		if err := msgpack.Unmarshal(s.Attributes.value("side"), &side); err != nil || side != "after" {
-			t.Fatalf("via %s after the thaw: v%d %q; want the write acknowledged after the loss", n.Name(), s.Version, side)
-		}
-		if s, err := n.Get(testCtx(t), untouched, true); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("via %s after the thaw, the session lost with the partition and not written since reads %+v, %v; want not found", n.Name(), s, err)
-		}
-	}
-	if s := frozen.store.get(part, untouched); s != nil {
-		t.Fatalf("the frozen owner still holds v%d of generation %d of %s, below the partition's floor %d", s.Version, s.Gen, untouched, frozen.store.floor(part))
-	}
-	if frozen.stats.DroppedBelowFloor.Load() == 0 {
-		t.Fatal("the frozen owner dropped no copy from before the loss")
-	}
 }
 
 // A node declared dead comes back with old copies and has not caught up
