@@ -353,9 +353,11 @@ type Readiness struct {
 	// transfer.gates).
 	Handoffs int
 	// Seated says the seats guard the node's leases (Config.Seats), and
-	// SeatsLive whether its holder holds live grants from a majority of
-	// them under its ring: a node that could serve nothing is not ready.
-	// SeatsRevoked: its grants were revoked for good (seatgate.go).
+	// SeatsLive whether its holder has held live grants from a majority
+	// of them under its ring since it installed it (an idle node lets
+	// them lapse, and asks again on its next request): a node that
+	// could not yet serve is not ready. SeatsRevoked: its grants were
+	// revoked for good (seatgate.go).
 	Seated, SeatsLive, SeatsRevoked bool
 }
 
@@ -371,7 +373,7 @@ func (n *Node) Readiness() Readiness {
 	if s.tab != nil {
 		r.Members = len(s.tab.Members())
 		h := *n.own.seatHold.Load()
-		r.SeatsLive = !h.revoked && h.ring == s.tab.Fingerprint() && n.mono() < h.until
+		r.SeatsLive = !h.revoked && h.granted == s.tab.Fingerprint()
 		r.SeatsRevoked = h.revoked
 	}
 	return r

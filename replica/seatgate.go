@@ -30,6 +30,11 @@ type seatHold struct {
 	ring    uint64        // the fingerprint of the ring it holds grants under
 	until   time.Duration // until when it is live under that ring; 0 if not
 	revoked bool          // revoked for good: the node serves no more
+	// granted is the fingerprint of ring if the holder has been live
+	// under it since the node installed it, 0 otherwise: a node is
+	// ready once granted, and an idle node lets its grants lapse
+	// (seatNode.idle) without becoming unready.
+	granted uint64
 }
 
 // setSeatHold publishes what the node's holder holds.

@@ -80,6 +80,24 @@ func TestSeatedNodesAskOnlyTheirSeats(t *testing.T) {
 			t.Errorf("%s, no seat, sent %.1f seat messages a second; want at most its grant asks, %.0f, within 15 %%", n.Name(), seatMsgs, grantAsks)
 		}
 	}
+
+	// Idle, a node that holds no seat lets its grants lapse and asks
+	// nothing; the seats keep theirs, to grant the others on demand.
+	c.sleep(2 * lease)
+	seatsBefore, began = sent(methodSeat), c.ticks.Now()
+	c.sleep(3 * time.Second)
+	seatsAfter, elapsed = sent(methodSeat), c.ticks.Now().Sub(began).Seconds()
+	for _, n := range c.list() {
+		seatMsgs := float64(seatsAfter[n.Name()]-seatsBefore[n.Name()]) / elapsed
+		t.Logf("%s (seat %v), idle: %.1f seat messages sent a second", n.Name(), cfg.holds(n.Name()), seatMsgs)
+		if !cfg.holds(n.Name()) && seatMsgs > 0 {
+			t.Errorf("%s, no seat, sent %.1f seat messages a second while idle; want none", n.Name(), seatMsgs)
+		}
+	}
+	if r := c.list()[0].Readiness(); !r.Ready() {
+		t.Fatalf("an idle node is not ready: %+v", r)
+	}
+	readAll() // the first read after a quiet spell asks its seats again
 }
 
 // A node cut off from a majority of its seats stops serving once its
@@ -101,8 +119,8 @@ func TestASeatedNodeCutOffFromItsSeatsStopsServing(t *testing.T) {
 	if err := servesAsPrimary(t, x, id); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("%s, cut from its seats %v for 1.5 leases, may serve %s: %v; want ErrUnavailable", x.Name(), cfg.Seats, id, err)
 	}
-	if r := x.Readiness(); r.Ready() || r.SeatsLive {
-		t.Fatalf("%s, cut from its seats, is ready: %+v", x.Name(), r)
+	if st := x.seatStatus(); st.Live {
+		t.Fatalf("%s, cut from its seats, holds live grants: %+v", x.Name(), st)
 	}
 	for _, s := range cfg.Seats {
 		c.network.Heal(x.Name(), s)
@@ -139,7 +157,7 @@ func TestADepartedOwnerIsRevokedBeforeItsPartitionIsWritten(t *testing.T) {
 	c.publishTo(views)
 	newPrimary := c.node(c.node(others[0]).Table().OwnersOf(id).Primary)
 	put(t, newPrimary, id, "v", 2)
-	if r := d.Readiness(); r.SeatsLive {
+	if st := d.seatStatus(); st.Live {
 		t.Fatalf("a write to %s was acknowledged by %s while %s, its departed owner, still held live seat grants", id, newPrimary.Name(), d.Name())
 	}
 	if err := servesAsPrimary(t, d, id); !errors.Is(err, ErrUnavailable) {

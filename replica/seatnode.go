@@ -42,6 +42,12 @@ type seatNode struct {
 	// the run leaves its cluster, and the caller starts a new one,
 	// blank, that recovers into the earlier (leaving).
 	leave run
+	// idle: the node serves nothing that needs its grants now (set by
+	// its caller), so its holder renews them only if the node holds a
+	// seat: a seat grants members that hold none only while it is live
+	// itself. Another node's first request after a quiet spell asks
+	// for them (renewNow).
+	idle bool
 	// ring is the fingerprint of the ring the node serves by (setRing):
 	// as a seat it grants only to holders of the same ring, and its
 	// holder counts only grants made under it.
@@ -191,9 +197,11 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	}
 	if now >= n.renewAt {
 		n.renewAt = now + n.timing.renew
-		ask := n.hold.ask()
-		ask.Known = a.cfg.Version
-		out = append(out, toSeats(n.hold.cfg, ask)...)
+		if !n.idle || a.cfg.holds(n.self.name) {
+			ask := n.hold.ask()
+			ask.Known = a.cfg.Version
+			out = append(out, toSeats(n.hold.cfg, ask)...)
+		}
 		for _, f := range n.fences {
 			if !f.done {
 				out = append(out, toSeats(f.rev.cfg, f.rev.ask())...)

@@ -212,6 +212,7 @@ func (n *Node) tickSeats() {
 	r.leaving = n.own.leavers()
 	node := r.node
 	node.setRing(tab.Fingerprint())
+	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration)
 	n.publishSeatHold(node, now)
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
@@ -411,7 +412,13 @@ func (n *Node) sendSeat(tab *ring.Table, node *seatNode, members []string, o sea
 // (ownership.setSeatHold). The caller holds the runner's lock, and node
 // is its current run.
 func (n *Node) publishSeatHold(node *seatNode, now time.Duration) {
-	n.own.setSeatHold(seatHold{ring: node.hold.ring, until: node.hold.liveUntil(now), revoked: node.hold.revoked})
+	h := seatHold{ring: node.hold.ring, until: node.hold.liveUntil(now), revoked: node.hold.revoked}
+	if prev := *n.own.seatHold.Load(); h.until > now {
+		h.granted = h.ring
+	} else if prev.granted == h.ring {
+		h.granted = prev.granted
+	}
+	n.own.setSeatHold(h)
 }
 
 // renewSeats asks the seats for the holder's grants at once and waits,
