@@ -313,7 +313,8 @@ func writeSessionView(w http.ResponseWriter, r *http.Request, status int, s *tan
 	writeValue(w, r, status, v)
 }
 
-// writeValue answers with v as JSON, or msgpack if the client accepts it.
+// writeValue answers with v as JSON, or msgpack if the client accepts it;
+// with 406 if v cannot be encoded as that.
 func writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
 	var body []byte
 	var err error
@@ -325,8 +326,9 @@ func writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
 		body, err = json.Marshal(v)
 	}
 	if err != nil {
-		status, ct = http.StatusNotAcceptable, contentJSON
-		body, _ = json.Marshal(errorBody{Error: fmt.Sprintf("cannot encode the answer as %s: %v", ct, err), Code: "not_acceptable"})
+		w.Header().Del("ETag") // of the answer there is not
+		writeError(w, r, http.StatusNotAcceptable, "not_acceptable", fmt.Sprintf("cannot encode the answer as %s: %v", ct, err))
+		return
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(status)
