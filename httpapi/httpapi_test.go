@@ -300,6 +300,35 @@ func TestValuesJSONCannotShowAreKeptAndAnsweredInMsgpack(t *testing.T) {
 	}
 }
 
+// A JSON number past float64's range is refused rather than stored as
+// ±Inf, which no JSON answer could show.
+func TestJSONNumbersPastFloat64AreRefused(t *testing.T) {
+	urls := startAPI(t, 1, 0)
+	url := urls[0] + "/v1/sessions/" + sid
+	if status, _, body := call(t, "PUT", url, `{"attributes":{"n":1}}`); status != 201 {
+		t.Fatalf("setup PUT: %d %s", status, body)
+	}
+	for _, tc := range []struct{ method, body string }{
+		{"PUT", `{"attributes":{"n":1e400}}`},
+		{"PUT", `{"attributes":{"n":[-1e400]}}`},
+		{"PATCH", `{"n":1e309}`},
+		{"PATCH", `{"m":{"k":-1e999}}`},
+	} {
+		status, _, body := call(t, tc.method, url, tc.body)
+		wantError(t, tc.method+" "+tc.body, status, body, 400, "invalid_body")
+		if !strings.Contains(string(body), "range of a 64-bit float") {
+			t.Fatalf("%s %s: %s", tc.method, tc.body, body)
+		}
+	}
+	status, _, body := call(t, "GET", url, "")
+	if s := decodeSession(t, body); status != 200 || s.Version != 1 || s.Attributes["n"] != float64(1) {
+		t.Fatalf("after refused numbers: %d %s", status, body)
+	}
+	if status, _, body = call(t, "PATCH", url, `{"tiny":1e-400}`); status != 200 || decodeSession(t, body).Attributes["tiny"] != float64(0) {
+		t.Fatalf("a number too small to tell from 0: %d %s", status, body)
+	}
+}
+
 // msgpackSession decodes a msgpack session answer.
 type msgpackSession struct {
 	Attributes map[string]msgpack.RawMessage `msgpack:"attributes"`
