@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -287,7 +288,8 @@ func writeSession(w http.ResponseWriter, r *http.Request, status int, s *tandem.
 }
 
 // writeSessionView answers with a session as the reflective encoders write
-// its sessionView; its bytes are what writeSessionDirect writes.
+// its sessionView; its bytes are what writeSessionDirect writes. A session
+// JSON cannot show (attributeJSON) is answered by noJSON instead.
 func writeSessionView(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session) {
 	v := sessionView{ID: s.ID, Principal: s.Principal, Attributes: s.Attributes, Version: s.Version,
 		CreatedAt: s.Created.UTC(), LastAccessAt: s.LastAccess.UTC()}
@@ -300,20 +302,122 @@ func writeSessionView(w http.ResponseWriter, r *http.Request, status int, s *tan
 	}
 	if !wantsMsgpack(r) {
 		v.JSONAttrs = make(map[string]any, len(s.Attributes))
-		for name, raw := range s.Attributes {
-			var val any
-			if err := msgpack.Unmarshal(raw, &val); err != nil {
-				writeError(w, r, http.StatusInternalServerError, "internal", fmt.Sprintf("attribute %q: %v", name, err))
+		for _, name := range sortedNames(s.Attributes) { // the first in name order is the one named
+			b, err := attributeJSON(s.Attributes[name])
+			if err != nil {
+				noJSON(w, r, status, s, name, err)
 				return
 			}
-			v.JSONAttrs[name] = val
+			v.JSONAttrs[name] = json.RawMessage(b)
 		}
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, s.Version))
 	writeValue(w, r, status, v)
 }
 
-// writeValue answers with v as JSON, or msgpack if the client accepts it.
+// attributeJSON returns the JSON of an attribute value as a session answer
+// writes it: encoding/json's of the Go value msgpack decodes it into. It
+// fails for what JSON cannot show, which msgpack carries: an extension
+// other than a timestamp, a float that is not finite, a map whose keys
+// are not all strings, a time outside years 0–9999.
+func attributeJSON(v msgpack.RawMessage) ([]byte, error) {
+	var val any
+	if err := msgpack.Unmarshal(v, &val); err != nil {
+		return nil, err
+	}
+	return json.Marshal(val)
+}
+
+// noJSON answers with session s when its attribute name holds a value
+// JSON cannot show (err, from attributeJSON) and the client asked for
+// JSON. A read answers 406 saying to ask in msgpack, which shows every
+// value. A write has been applied by now, so it must not answer an error
+// (every error says the request changed nothing): it answers its status
+// without a body, 204 for 200, with the session's ETag.
+func noJSON(w http.ResponseWriter, r *http.Request, status int, s *tandem.Session, name string, err error) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		writeError(w, r, http.StatusNotAcceptable, "not_acceptable", fmt.Sprintf(
+			"session %s holds a value JSON cannot show (attribute %q: %s); ask for it with Accept: %s",
+			s.ID, name, whyNoJSON(s.Attributes[name], err), contentMsgpack))
+		return
+	}
+	w.Header().Set("ETag", etag(s.Version))
+	if status == http.StatusOK {
+		status = http.StatusNoContent
+	}
+	w.WriteHeader(status)
+}
+
+// whyNoJSON says in a client's words what in attribute value v JSON
+// cannot show, attributeJSON having failed with err: the first extension
+// other than a timestamp, float that is not finite or map key that is not
+// a string it finds, else what err says.
+func whyNoJSON(v msgpack.RawMessage, err error) string {
+	if why, _ := noJSONIn(msgpack.NewDecoder(bytes.NewReader(v))); why != "" {
+		return why
+	}
+	var marshaler *json.MarshalerError
+	if errors.As(err, &marshaler) { // a timestamp outside years 0–9999
+		return marshaler.Err.Error()
+	}
+	return err.Error()
+}
+
+// noJSONIn walks the value at dec for whyNoJSON and returns what JSON
+// cannot show in it, or "" for nothing; an error stops it. The value passed
+// tandem.CheckValue when it was written, so its lengths and nesting are
+// within bounds.
+func noJSONIn(dec *msgpack.Decoder) (string, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case msgpcode.IsExt(c):
+		id, n, err := dec.DecodeExtHeader()
+		if err != nil || id != -1 { // -1: msgpack's timestamp
+			return fmt.Sprintf("a msgpack extension of type %d", id), err
+		}
+		return "", dec.ReadFull(make([]byte, n))
+	case c == msgpcode.Float || c == msgpcode.Double:
+		f, err := dec.DecodeFloat64()
+		if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return fmt.Sprintf("the number %v, which JSON has no form for", f), nil
+		}
+		return "", err
+	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+		n, err := dec.DecodeArrayLen()
+		for i := 0; i < n && err == nil; i++ {
+			var why string
+			if why, err = noJSONIn(dec); why != "" {
+				return why, nil
+			}
+		}
+		return "", err
+	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+		n, err := dec.DecodeMapLen()
+		for i := 0; i < n && err == nil; i++ {
+			if c, err = dec.PeekCode(); err != nil {
+				break
+			}
+			if !msgpcode.IsString(c) && !msgpcode.IsBin(c) { // msgpack decodes a binary key as a string
+				return fmt.Sprintf("a map key that is not a string (msgpack code %#02x)", c), nil
+			}
+			if err = dec.Skip(); err != nil {
+				break
+			}
+			var why string
+			if why, err = noJSONIn(dec); why != "" {
+				return why, nil
+			}
+		}
+		return "", err
+	}
+	return "", dec.Skip()
+}
+
+// writeValue answers with v as JSON, or msgpack if the client accepts it;
+// with 406 if v cannot be encoded as that.
 func writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
 	var body []byte
 	var err error
@@ -325,8 +429,9 @@ func writeValue(w http.ResponseWriter, r *http.Request, status int, v any) {
 		body, err = json.Marshal(v)
 	}
 	if err != nil {
-		status, ct = http.StatusNotAcceptable, contentJSON
-		body, _ = json.Marshal(errorBody{Error: fmt.Sprintf("cannot encode the answer as %s: %v", ct, err), Code: "not_acceptable"})
+		w.Header().Del("ETag") // of the answer there is not
+		writeError(w, r, http.StatusNotAcceptable, "not_acceptable", fmt.Sprintf("cannot encode the answer as %s: %v", ct, err))
+		return
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(status)

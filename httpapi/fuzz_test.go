@@ -156,7 +156,7 @@ func referenceJSON(raw []byte) (any, error) {
 
 func TestTranscodeMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{
-		`{"a":1,"b":-0,"c":1.5,"d":1e2,"e":1e400,"f":-9223372036854775808,"g":9223372036854775808}`,
+		`{"a":1,"b":-0,"c":1.5,"d":1e2,"e":1e-400,"f":-9223372036854775808,"g":9223372036854775808}`,
 		`{"s":"plain","e":"esc\"aped\n\u00e9\ud83d\ude00","bad":"\ud800","raw":"` + "ÿþ ok Ã" + `"}`,
 		`{"n":null,"t":true,"f":false,"o":{"x":{"y":[1,{"z":[]}]},"dup":1,"dup":2},"arr":[[],{},"",0]}`,
 		` { "sp" : [ 1 , 2 ] , "long" : "` + strings.Repeat("x", 70000) + `" } `,

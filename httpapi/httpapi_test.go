@@ -3,8 +3,11 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -210,6 +213,137 @@ func TestMsgpackBodiesAndAnswers(t *testing.T) {
 	if status != 200 || got.Attributes["n"] != nil || got.Attributes["more"] != "x" || got.Attributes["bin"] == nil {
 		t.Fatalf("msgpack PATCH: %d %s", status, resp)
 	}
+}
+
+// msgpack carries values JSON cannot show. A session holding one is
+// stored as sent and read back whole in msgpack; a JSON read gets 406
+// saying to ask in msgpack (not 500), and a write answered in JSON,
+// applied by then, answers without a body rather than with an error.
+func TestValuesJSONCannotShowAreKeptAndAnsweredInMsgpack(t *testing.T) {
+	urls := startAPI(t, 2, 0)
+	nan := make([]byte, 9)
+	nan[0] = 0xcb // float64
+	binary.BigEndian.PutUint64(nan[1:], math.Float64bits(math.NaN()))
+	intKeys, _ := msgpack.Marshal(map[int]string{1: "one"})
+	mixedKeys := []byte{0x82, 0xa1, 'a', 1, 2, 3} // {"a": 1, 2: 3}
+	stamp, _ := msgpack.Marshal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	cases := []struct {
+		name  string
+		value msgpack.RawMessage
+		why   string // in the 406's message
+	}{
+		{"extension", msgpack.RawMessage{0xd4, 5, 1}, "a msgpack extension of type 5"}, // fixext 1 of type 5
+		{"nan", nan, "NaN"},
+		{"inf32", msgpack.RawMessage{0xca, 0x7f, 0x80, 0, 0}, "+Inf"},
+		{"int keys", intKeys, "a map key that is not a string"},
+		{"mixed keys", mixedKeys, "a map key that is not a string"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("no-json-session-%07d", i)
+			url := urls[0] + "/v1/sessions/" + id
+			put, _ := msgpack.Marshal(map[string]any{"principal": "frank",
+				"attributes": map[string]msgpack.RawMessage{"v": tc.value, "t": stamp}})
+			status, h, body := call(t, "PUT", url, string(put), "Content-Type", "application/msgpack", "Accept", "application/msgpack")
+			if status != 201 || h.Get("ETag") != `"1"` {
+				t.Fatalf("msgpack PUT: %d %q", status, body)
+			}
+
+			// JSON readers are told to ask in msgpack, on either node.
+			for _, u := range urls {
+				status, h, body = call(t, "GET", u+"/v1/sessions/"+id, "")
+				wantError(t, "JSON GET", status, body, 406, "not_acceptable")
+				if msg := string(body); !strings.Contains(msg, tc.why) || !strings.Contains(msg, "Accept: application/msgpack") ||
+					!strings.Contains(msg, "JSON cannot show") || h.Get("Content-Type") != "application/json" || h.Get("ETag") != "" {
+					t.Fatalf("JSON GET: %v %s", h, body)
+				}
+			}
+			if status, _, body = call(t, "HEAD", url, ""); status != 406 || len(body) != 0 {
+				t.Fatalf("JSON HEAD: %d %q", status, body)
+			}
+
+			// msgpack readers get the value byte for byte.
+			got := getMsgpack(t, url)
+			if !bytes.Equal(got.Attributes["v"], tc.value) || got.Version != 1 {
+				t.Fatalf("msgpack GET: v%d, v = %x, want %x", got.Version, got.Attributes["v"], tc.value)
+			}
+
+			// A JSON-answered write is applied and says so, without a body.
+			status, h, body = call(t, "PATCH", url, `{"theme":"dark"}`)
+			if status != 204 || h.Get("ETag") != `"2"` || len(body) != 0 {
+				t.Fatalf("JSON PATCH: %d %v %q", status, h, body)
+			}
+			if got = getMsgpack(t, url); got.Version != 2 || !bytes.Equal(got.Attributes["v"], tc.value) || got.Attributes["theme"] == nil {
+				t.Fatalf("after the JSON PATCH: v%d %v", got.Version, got.Attributes)
+			}
+			status, h, body = call(t, "PUT", url, string(put), "Content-Type", "application/msgpack")
+			if status != 204 || h.Get("ETag") != `"3"` || len(body) != 0 {
+				t.Fatalf("msgpack PUT answered in JSON: %d %v %q", status, h, body)
+			}
+			id2 := fmt.Sprintf("no-json-created-%07d", i)
+			status, h, body = call(t, "PUT", urls[1]+"/v1/sessions/"+id2, string(put), "Content-Type", "application/msgpack")
+			if status != 201 || h.Get("Location") != "/v1/sessions/"+id2 || len(body) != 0 {
+				t.Fatalf("msgpack PUT creating, answered in JSON: %d %v %q", status, h, body)
+			}
+			if got = getMsgpack(t, urls[0]+"/v1/sessions/"+id2); !bytes.Equal(got.Attributes["v"], tc.value) {
+				t.Fatalf("created session: %v", got.Attributes)
+			}
+		})
+	}
+
+	// A msgpack timestamp is a value JSON shows, as RFC 3339.
+	put, _ := msgpack.Marshal(map[string]any{"attributes": map[string]msgpack.RawMessage{"t": stamp}})
+	url := urls[0] + "/v1/sessions/" + sid
+	if status, _, body := call(t, "PUT", url, string(put), "Content-Type", "application/msgpack"); status != 201 ||
+		decodeSession(t, body).Attributes["t"] != "2026-01-02T03:04:05Z" {
+		t.Fatalf("PUT of a timestamp: %d %s", status, body)
+	}
+}
+
+// A JSON number past float64's range is refused rather than stored as
+// ±Inf, which no JSON answer could show.
+func TestJSONNumbersPastFloat64AreRefused(t *testing.T) {
+	urls := startAPI(t, 1, 0)
+	url := urls[0] + "/v1/sessions/" + sid
+	if status, _, body := call(t, "PUT", url, `{"attributes":{"n":1}}`); status != 201 {
+		t.Fatalf("setup PUT: %d %s", status, body)
+	}
+	for _, tc := range []struct{ method, body string }{
+		{"PUT", `{"attributes":{"n":1e400}}`},
+		{"PUT", `{"attributes":{"n":[-1e400]}}`},
+		{"PATCH", `{"n":1e309}`},
+		{"PATCH", `{"m":{"k":-1e999}}`},
+	} {
+		status, _, body := call(t, tc.method, url, tc.body)
+		wantError(t, tc.method+" "+tc.body, status, body, 400, "invalid_body")
+		if !strings.Contains(string(body), "range of a 64-bit float") {
+			t.Fatalf("%s %s: %s", tc.method, tc.body, body)
+		}
+	}
+	status, _, body := call(t, "GET", url, "")
+	if s := decodeSession(t, body); status != 200 || s.Version != 1 || s.Attributes["n"] != float64(1) {
+		t.Fatalf("after refused numbers: %d %s", status, body)
+	}
+	if status, _, body = call(t, "PATCH", url, `{"tiny":1e-400}`); status != 200 || decodeSession(t, body).Attributes["tiny"] != float64(0) {
+		t.Fatalf("a number too small to tell from 0: %d %s", status, body)
+	}
+}
+
+// msgpackSession decodes a msgpack session answer.
+type msgpackSession struct {
+	Attributes map[string]msgpack.RawMessage `msgpack:"attributes"`
+	Version    uint64                        `msgpack:"version"`
+}
+
+// getMsgpack reads a session in msgpack or fails.
+func getMsgpack(t *testing.T, url string) msgpackSession {
+	t.Helper()
+	status, h, body := call(t, "GET", url, "", "Accept", "application/msgpack")
+	var s msgpackSession
+	if err := msgpack.Unmarshal(body, &s); status != 200 || err != nil || h.Get("Content-Type") != "application/msgpack" {
+		t.Fatalf("msgpack GET: %d %v %q", status, err, body)
+	}
+	return s
 }
 
 func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {

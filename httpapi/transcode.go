@@ -24,7 +24,8 @@ import (
 // int64 when it is an integer that fits, else a float64, as msgpack
 // encodes Go's int64 and float64 (9 bytes each). The same JSON always
 // makes the same bytes. It refuses a value nested more than
-// tandem.MaxValueDepth deep.
+// tandem.MaxValueDepth deep, and a number past float64's range (it would
+// become ±Inf, which no JSON answer could show).
 func jsonToMsgpack(raw []byte) (msgpack.RawMessage, error) {
 	if !json.Valid(raw) {
 		var v json.RawMessage // for the decoder's description of what is wrong
@@ -91,7 +92,7 @@ func (t *transcoder) value(depth int) error {
 		t.pos += len("null")
 		t.put(msgpcode.Nil)
 	default:
-		t.number()
+		return t.number()
 	}
 	return nil
 }
@@ -233,9 +234,10 @@ func (t *transcoder) strHeader(n int) {
 }
 
 // number transcodes the number at pos: an int64 when it is an integer
-// that fits, else a float64 (±Inf past float64's range), as
-// json.Number's Int64 and Float64 read it.
-func (t *transcoder) number() {
+// that fits, else a float64, as json.Number's Int64 and Float64 read it.
+// It refuses (when writing) a number past float64's range, which would
+// be stored as ±Inf: a value lost, and one no JSON answer could show.
+func (t *transcoder) number() error {
 	start := t.pos
 	for t.pos < len(t.in) {
 		c := t.in[t.pos]
@@ -246,17 +248,21 @@ func (t *transcoder) number() {
 	}
 	if !t.writing() {
 		t.size += 9
-		return
+		return nil
 	}
 	tok := string(t.in[start:t.pos])
 	if i, err := strconv.ParseInt(tok, 10, 64); err == nil {
 		t.put(msgpcode.Int64)
 		t.out = binary.BigEndian.AppendUint64(t.out, uint64(i))
-		return
+		return nil
 	}
-	f, _ := strconv.ParseFloat(tok, 64)
+	f, _ := strconv.ParseFloat(tok, 64) // a number too small to tell from 0 is 0
+	if math.IsInf(f, 0) {
+		return fmt.Errorf("the number %.40s is past the range of a 64-bit float (±1.8e308)", tok)
+	}
 	t.put(msgpcode.Double)
 	t.out = binary.BigEndian.AppendUint64(t.out, math.Float64bits(f))
+	return nil
 }
 
 // put writes bytes when writing, and counts them when counting.
