@@ -14,13 +14,20 @@ import (
 // witness is set, and returns the nodes (the witness last).
 func startPair(t *testing.T, witness bool) []*tandem.Node {
 	t.Helper()
+	return startPairSeated(t, witness, 0)
+}
+
+// startPairSeated is startPair with Replica.Seats set to seats on every
+// node (0: the leases).
+func startPairSeated(t *testing.T, witness bool, seats int) []*tandem.Node {
+	t.Helper()
 	n := 2
 	if witness {
 		n = 3
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nodes, err := tandem.StartLocal(ctx, n, func(i int, cfg *tandem.Config) { cfg.Witness = i == 2 })
+	nodes, err := tandem.StartLocal(ctx, n, func(i int, cfg *tandem.Config) { cfg.Witness, cfg.Replica.Seats = i == 2, seats })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +56,16 @@ func writeSessions(t *testing.T, node *tandem.Node, n int) []string {
 // Two nodes and a witness: the witness holds nothing and is never ready
 // (a balancer leaves it out), and either node's crash leaves the other
 // serving every session, reads and writes, since it and the witness are a
-// majority of the three members.
+// majority of the three members. With seats (Replica.Seats), the three
+// are the seats, and B and the witness are a majority of them.
 func TestTwoNodesAndAWitnessSurviveACrash(t *testing.T) {
-	nodes := startPair(t, true)
+	for _, seats := range []int{0, 3} {
+		t.Run(fmt.Sprintf("seats=%d", seats), func(t *testing.T) { twoNodesAndAWitnessSurviveACrash(t, seats) })
+	}
+}
+
+func twoNodesAndAWitnessSurviveACrash(t *testing.T, seats int) {
+	nodes := startPairSeated(t, true, seats)
 	a, b, w := nodes[0], nodes[1], nodes[2]
 	if r := w.Readiness(); r.Ready || r.Reason != tandem.NotReadyWitness {
 		t.Fatalf("the witness's readiness: %+v, want not ready, %q", r, tandem.NotReadyWitness)
