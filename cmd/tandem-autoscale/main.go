@@ -29,6 +29,10 @@
 //
 //	tandem-autoscale -from 4 -add 8
 //	tandem-autoscale -from 4 -add 8 -profile lan
+//	tandem-autoscale -from 4 -add 8 -seats 5
+//
+// With -seats, every node leases from the agreed seats (Replica.Seats),
+// and the table says which seats a node knew after each change.
 //
 // Every phase is bounded by -timeout and the tool stops by itself. It
 // exits 1 if any request failed or any acknowledged write was lost.
@@ -72,6 +76,7 @@ type options struct {
 	clients, sessions int
 	timeout           time.Duration
 	profile           cluster.Profile
+	seats             int // Replica.Seats of every node: 0 leases from every member
 }
 
 // settle is how long after each change the tool waits before the next,
@@ -88,6 +93,7 @@ type change struct {
 	longest   time.Duration // the longest any request waited, from the change until a second after
 	requests  int64
 	failedReq int64
+	seats     string // with -seats: the seat config a node knew after the change, "v<version> <seats>"
 }
 
 // outcome is the run's verdict.
@@ -112,6 +118,7 @@ func run(ctx context.Context, args []string, out io.Writer) (outcome, error) {
 	fs.IntVar(&o.sessions, "sessions", 64, "sessions per client")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "bound on each phase (start, each change, the final check)")
 	profile := fs.String("profile", "local", "failure-detector timing of the nodes: lan (tandem serve's default) or local")
+	fs.IntVar(&o.seats, "seats", 0, "EXPERIMENTAL: every node leases from up to this many agreed seats (Replica.Seats; docs/design/LEASES-AT-SCALE.md), so the seats change with the membership; 0 leases from every member")
 	if err := fs.Parse(args); err != nil {
 		return outcome{}, err
 	}
@@ -120,8 +127,8 @@ func run(ctx context.Context, args []string, out io.Writer) (outcome, error) {
 		return outcome{}, err
 	}
 	o.profile = p
-	if o.from < 2 || o.add < 1 || o.clients < 1 || o.sessions < 1 || o.timeout <= 0 {
-		return outcome{}, errors.New("-from ≥ 2, -add ≥ 1, -clients ≥ 1, -sessions ≥ 1, -timeout > 0")
+	if o.from < 2 || o.add < 1 || o.clients < 1 || o.sessions < 1 || o.timeout <= 0 || o.seats < 0 {
+		return outcome{}, errors.New("-from ≥ 2, -add ≥ 1, -clients ≥ 1, -sessions ≥ 1, -timeout > 0, -seats ≥ 0")
 	}
 	return scale(ctx, o, out)
 }
@@ -131,7 +138,7 @@ func scale(ctx context.Context, o options, out io.Writer) (outcome, error) {
 	var res outcome
 	startCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	tune := func(_ int, cfg *tandem.Config) { o.profile.Apply(&cfg.Cluster) }
+	tune := func(_ int, cfg *tandem.Config) { o.profile.Apply(&cfg.Cluster); cfg.Replica.Seats = o.seats }
 	nodes, err := tandem.StartLocal(startCtx, o.from, tune)
 	if err != nil {
 		return res, err
@@ -147,7 +154,7 @@ func scale(ctx context.Context, o options, out io.Writer) (outcome, error) {
 		}
 	}()
 	probes := partitionProbes()
-	fmt.Fprintf(out, "%d nodes, %d clients × %d sessions, profile %s\n", o.from, o.clients, o.sessions, o.profile.Name)
+	fmt.Fprintf(out, "%d nodes, %d clients × %d sessions, profile %s, seats %d\n", o.from, o.clients, o.sessions, o.profile.Name, o.seats)
 
 	measure := func(what string, act func(context.Context) error) error {
 		before := primaries(fl.any(), probes)
@@ -173,6 +180,9 @@ func scale(ctx context.Context, o options, out io.Writer) (outcome, error) {
 			}
 		}
 		c.moved /= float64(len(after))
+		if st := fl.any().Status().Seats; st != nil {
+			c.seats = fmt.Sprintf("v%d %v", st.Version, st.Seats)
+		}
 		c.optimum = 1 / float64(max(c.members, before.members()))
 		req1, fail1 := mix.counts()
 		c.requests, c.failedReq = req1-req0, fail1-fail0
@@ -189,6 +199,7 @@ func scale(ctx context.Context, o options, out io.Writer) (outcome, error) {
 		err := measure("join "+name, func(ctx context.Context) error {
 			cfg := tandem.LocalConfig(name)
 			o.profile.Apply(&cfg.Cluster)
+			cfg.Replica.Seats = o.seats
 			cfg.GossipAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0"
 			cfg.Join = []string{fl.any().GossipAddr()}
 			n, err := tandem.Start(ctx, cfg)
@@ -237,13 +248,21 @@ func scale(ctx context.Context, o options, out io.Writer) (outcome, error) {
 
 // printTable writes the changes as a Markdown table and the verdict.
 func printTable(out io.Writer, o options, res outcome) {
-	fmt.Fprintf(out, "\n%s; %d → %d → %d nodes; %d clients × %d sessions; profile %s\n\n",
-		time.Now().UTC().Format(time.RFC3339), o.from, o.from+o.add, o.from, o.clients, o.sessions, o.profile.Name)
-	fmt.Fprintln(out, "| change | members after | primaries moved | optimum | copies restored after | requests (change + 1 s) | longest request | failed |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(out, "\n%s; %d → %d → %d nodes; %d clients × %d sessions; profile %s; seats %d\n\n",
+		time.Now().UTC().Format(time.RFC3339), o.from, o.from+o.add, o.from, o.clients, o.sessions, o.profile.Name, o.seats)
+	seatsHead, seatsRule := "", ""
+	if o.seats > 0 {
+		seatsHead, seatsRule = " seats after |", "---|"
+	}
+	fmt.Fprintln(out, "| change | members after | primaries moved | optimum | copies restored after | requests (change + 1 s) | longest request | failed |"+seatsHead)
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|"+seatsRule)
 	for _, c := range res.changes {
-		fmt.Fprintf(out, "| %s | %d | %.1f %% | %.1f %% | %v | %d | %v | %d |\n", c.what, c.members, 100*c.moved, 100*c.optimum,
-			c.restored.Round(time.Millisecond), c.requests, c.longest.Round(time.Millisecond), c.failedReq)
+		seats := ""
+		if o.seats > 0 {
+			seats = " " + c.seats + " |"
+		}
+		fmt.Fprintf(out, "| %s | %d | %.1f %% | %.1f %% | %v | %d | %v | %d |%s\n", c.what, c.members, 100*c.moved, 100*c.optimum,
+			c.restored.Round(time.Millisecond), c.requests, c.longest.Round(time.Millisecond), c.failedReq, seats)
 	}
 	verdict := "PASS"
 	if !res.ok() {

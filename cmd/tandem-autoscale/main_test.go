@@ -41,8 +41,32 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 	}
 }
 
+// The same with seats guarding the leases (-seats 3): the seats follow
+// the membership, and no request fails, no acknowledged write is lost.
+func TestScaleOutAndInUnderLoadWithSeats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster on loopback under load")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	res, err := run(ctx, []string{"-from", "3", "-add", "2", "-clients", "4", "-sessions", "16", "-timeout", "45s", "-seats", "3"}, &out)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ok() || res.requests == 0 || res.checked == 0 || len(res.changes) != 4 {
+		t.Fatalf("%d requests, %d failed, %d lost, %d sessions read back, %d changes", res.requests, res.failed, res.lost, res.checked, len(res.changes))
+	}
+	for _, c := range res.changes {
+		if c.seats == "" || c.seats == "v0 []" {
+			t.Errorf("%s: no seat config known after it (%q)", c.what, c.seats)
+		}
+	}
+}
+
 func TestBadCommandLines(t *testing.T) {
-	for _, args := range [][]string{{"-from", "1"}, {"-add", "0"}, {"-clients", "0"}, {"-profile", "wan"}, {"-nope"}} {
+	for _, args := range [][]string{{"-from", "1"}, {"-add", "0"}, {"-clients", "0"}, {"-profile", "wan"}, {"-seats", "-1"}, {"-nope"}} {
 		var out bytes.Buffer
 		if _, err := run(context.Background(), args, &out); err == nil {
 			t.Errorf("%q: accepted", args)
