@@ -198,3 +198,26 @@ func TestADepartedOwnerIsRevokedBeforeItsPartitionIsWritten(t *testing.T) {
 		t.Fatalf("%s's new run is refused too: %+v", d.Name(), r)
 	}
 }
+
+// A fence begun while the node's run knows no config (recovering, or
+// not yet founded) waits for one: begun under no config it would ask no
+// seat and never end, and the partition would stay fenced for good.
+func TestASeatFenceStartsOnceTheRunHasAConfig(t *testing.T) {
+	r := newSeatRunner(Config{Seats: 3, LeaseDuration: seatL})
+	self, d := run{"a", "1"}, run{"d", "1"}
+	r.start(self, false, seatL, seatM, 0)
+	r.fencing[d] = true
+	r.startFences(seatM)
+	if len(r.node.fences) != 0 {
+		t.Fatalf("a recovering run began %d fences under no config", len(r.node.fences))
+	}
+	r.start(self, true, seatL, seatM, 0) // founded: a config of its own
+	r.startFences(seatM)
+	if len(r.node.fences) != 1 || r.node.fences[0].rev.holder != d || len(r.node.fences[0].rev.cfg.Seats) == 0 {
+		t.Fatalf("the founded run's fences: %+v; want d's, under its config", r.node.fences)
+	}
+	r.startFences(seatM)
+	if len(r.node.fences) != 1 {
+		t.Fatalf("a fence began twice: %d", len(r.node.fences))
+	}
+}

@@ -210,6 +210,7 @@ func (n *Node) tickSeats() {
 	}
 	r.noteMissing(tab, now)
 	r.leaving = n.own.leavers()
+	r.startFences(n.own.margin())
 	node := r.node
 	node.setRing(tab.Fingerprint())
 	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration)
@@ -239,8 +240,21 @@ func (r *seatRunner) start(self run, found bool, lease, margin, now time.Duratio
 	}
 	r.node = newSeatNode(self, cfg, lease, margin, r.rng, now)
 	r.node.holdAs(r.first)
+}
+
+// startFences starts, at the current run, the revocations of r.fencing
+// it does not run yet, once the run has recovered a config to revoke
+// under: a revocation begun under no config would ask no seat, and never
+// end (a run started again takes them up too).
+func (r *seatRunner) startFences(margin time.Duration) {
+	a := r.node.acc
+	if !a.recovered || a.cfg.Version == 0 {
+		return
+	}
 	for d := range r.fencing {
-		r.node.fence(d, forGood, margin)
+		if !slices.ContainsFunc(r.node.fences, func(f *seatFence) bool { return f.rev.holder == d }) {
+			r.node.fence(d, forGood, margin)
+		}
 	}
 }
 
@@ -467,9 +481,9 @@ func (n *Node) fenceSeats(runs []run) {
 			continue
 		}
 		r.fencing[d] = true
-		if r.node != nil {
-			r.node.fence(d, forGood, n.own.margin())
-		}
+	}
+	if r.node != nil {
+		r.startFences(n.own.margin())
 	}
 }
 
