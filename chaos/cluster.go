@@ -47,6 +47,10 @@ type ClusterConfig struct {
 	// serve's default, a majority of the members they know, as users'
 	// nodes do.
 	MinMembers int
+	// Seats is the nodes' -seats: above zero they lease from that many
+	// agreed seats (experimental); zero passes none, tandem serve's
+	// default leases.
+	Seats int
 	// Network is where the nodes run and how links are cut: NetworkLoopback
 	// (the default: every node on 127.0.0.1, cuts injected inside the
 	// processes) or NetworkNetns (every node in a network namespace of its
@@ -333,6 +337,9 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	}
 	if c.cfg.MinMembers > 0 {
 		args = append(args, "-min-members", strconv.Itoa(c.cfg.MinMembers))
+	}
+	if c.cfg.Seats > 0 {
+		args = append(args, "-seats", strconv.Itoa(c.cfg.Seats))
 	}
 	if len(join) > 0 {
 		args = append(args, "-join", strings.Join(join, ","))

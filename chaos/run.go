@@ -20,6 +20,8 @@ type Config struct {
 	// MinMembers is the nodes' -min-members (default: none, tandem
 	// serve's own; see ClusterConfig).
 	MinMembers int
+	// Seats is the nodes' -seats (default: none; see ClusterConfig).
+	Seats int
 	// Duration is how long the cluster is attacked under load (default
 	// 60s). Healing, settling and the final reads come after it.
 	Duration time.Duration
@@ -117,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	started := time.Now()
 	log.Info("starting cluster", "nodes", cfg.Nodes, "seed", cfg.Seed)
-	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, MinMembers: cfg.MinMembers, Dir: filepath.Join(cfg.ReportDir, "nodes"),
+	c, err := StartCluster(ctx, ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, MinMembers: cfg.MinMembers, Seats: cfg.Seats, Dir: filepath.Join(cfg.ReportDir, "nodes"),
 		LogLevel: cfg.NodeLogLevel, Profile: cfg.Profile, Network: cfg.Network, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: run: %w", err)

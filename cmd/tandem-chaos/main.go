@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	which := fs.Bool("which", false, "say which tandem binary a run would use, and why, then exit (its path on standard output)")
 	fs.IntVar(&cfg.Nodes, "nodes", 5, "number of node processes")
 	fs.IntVar(&cfg.MinMembers, "min-members", 0, "the nodes' -min-members, a floor under their quorum (0: none; the nodes serve only with a majority of the members they know, tandem serve's default)")
+	fs.IntVar(&cfg.Seats, "seats", 0, "EXPERIMENTAL: the nodes' -seats: they lease from that many agreed seats, and a node taken for departed is revoked for good and serves nothing until restarted (0: none, tandem serve's default leases)")
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to attack under load")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault schedule and the workload (default: from the clock, printed)")
 	faults := fs.String("faults", "all", "comma-separated fault kinds to draw from: "+fmt.Sprint(chaos.AllFaults))
