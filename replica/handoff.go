@@ -133,8 +133,11 @@ func (n *Node) SetTable(tab *ring.Table) error {
 		n.log.Info("taking partitions over: dropped the copies left from an earlier ownership of them; the hand-off brings them from their holders",
 			"epoch", tab.Epoch(), "partitions", ch.superseded, "sessions", superseded)
 	}
-	if n.seats != nil && len(ch.revoke) > 0 {
-		n.fenceSeats(ch.revoke)
+	if n.seats != nil {
+		n.unfenceReturned(tab)
+		if len(ch.revoke) > 0 {
+			n.fenceSeats(ch.revoke)
+		}
 	}
 	if ch.fenced > 0 {
 		n.log.Info("fencing partitions taken over until the departed members' leases lapse: this node's grant for the time given, the other members' once they have moved on",

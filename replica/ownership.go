@@ -571,7 +571,7 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 			// Waited out under the ring before, or back in the ring (a
 			// departed owner that returned is a displaced one, rule 8).
 			part.departed = slices.DeleteFunc(slices.Clone(part.departed), func(d departure) bool {
-				return next.tab.Has(d.name) || o.waitedOut(cur, d, now)
+				return o.returned(next.tab, d) || o.waitedOut(cur, d, now)
 			})
 		}
 		if prev == nil {
@@ -592,9 +592,6 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 				// A member that gave its leases back drained and serves
 				// nothing more (release).
 				part.departed = append(slices.Clone(part.departed), departure{name: x, from: prev})
-				if r := runOf(prev, x); !slices.Contains(ch.revoke, r) {
-					ch.revoke = append(ch.revoke, r)
-				}
 			}
 		}
 		part.fence = max(part.fence, until)
@@ -603,6 +600,33 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 		}
 	}
 	ch.fenceFor = max(until-now, 0)
+	if !declares {
+		// The smaller side of a cut: the members out of its reach went
+		// on, and revoking them would stop the side that serves.
+		return
+	}
+	for _, part := range next.parts {
+		for _, d := range part.departed {
+			// Departures still fenced, this ring's and those an earlier
+			// one left without a majority to declare them.
+			if r := runOf(d.from, d.name); !slices.Contains(ch.revoke, r) {
+				ch.revoke = append(ch.revoke, r)
+			}
+		}
+	}
+}
+
+// returned reports whether departed owner d is in tab again, which ends
+// its fence: by name with the leases (a departed owner back in the ring
+// is a displaced one, rule 8); with seats, only as the same run, since a
+// new run of its name does not stop the old one from serving on the
+// grants it holds until the revocation ends them.
+func (o *ownership) returned(tab *ring.Table, d departure) bool {
+	if !o.seated {
+		return tab.Has(d.name)
+	}
+	m, ok := d.from.Member(d.name)
+	return ok && tab.Holds(m)
 }
 
 // fenceWait is how long partition part, in state s, must still refuse
@@ -612,7 +636,7 @@ func (o *ownership) fence(next *ownState, prev *ring.Table, departed []string, n
 func (o *ownership) fenceWait(s *ownState, part partState, now time.Duration) time.Duration {
 	wait := part.fence - now
 	for _, d := range part.departed {
-		if !s.tab.Has(d.name) {
+		if !o.returned(s.tab, d) {
 			wait = max(wait, o.ownerWait(s, d, now))
 		}
 	}
@@ -1661,7 +1685,7 @@ func (o *ownership) release(from, incarnation string, now time.Duration, held []
 	if o.granted[from] > now {
 		o.granted[from] = now
 	}
-	o.liftFences(from, now)
+	o.liftFences(from, incarnation, now)
 	if from != o.self {
 		set := map[int]bool{}
 		for _, p := range held {
@@ -1686,11 +1710,16 @@ func (o *ownership) release(from, incarnation string, now time.Duration, held []
 // liftFences shortens the fences that wait for member from, which gave
 // its leases back at now: each such partition now waits only for its
 // other departed owners. Called with mu held.
-func (o *ownership) liftFences(from string, now time.Duration) {
+func (o *ownership) liftFences(from, incarnation string, now time.Duration) {
 	s := o.load()
+	released := func(d departure) bool {
+		// With seats, only the run that drained: another run of the name
+		// may still serve on its grants until its revocation ends.
+		return d.name == from && (!o.seated || incarnation == "" || runOf(d.from, d.name).incarnation == incarnation)
+	}
 	waitsFor := func(part partState) bool {
 		return part.fence > now && slices.Contains(part.fencedBy, from) ||
-			slices.ContainsFunc(part.departed, func(d departure) bool { return d.name == from })
+			slices.ContainsFunc(part.departed, released)
 	}
 	if !slices.ContainsFunc(s.parts, waitsFor) {
 		return
@@ -1701,7 +1730,7 @@ func (o *ownership) liftFences(from string, now time.Duration) {
 			if !waitsFor(*part) {
 				continue
 			}
-			part.departed = slices.DeleteFunc(slices.Clone(part.departed), func(d departure) bool { return d.name == from })
+			part.departed = slices.DeleteFunc(slices.Clone(part.departed), released)
 			if part.fence <= now || !slices.Contains(part.fencedBy, from) {
 				continue
 			}

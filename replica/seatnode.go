@@ -133,6 +133,12 @@ func (n *seatNode) rehold(self run) {
 	n.hold = h
 }
 
+// unfence gives up the unfinished revocation of holder: its run is back
+// in the node's ring, and no partition waits for it any more.
+func (n *seatNode) unfence(holder run) {
+	n.fences = slices.DeleteFunc(n.fences, func(f *seatFence) bool { return !f.done && f.rev.holder == holder })
+}
+
 // holdAs makes r the run the node's holder asks as: a node whose seats
 // guard its leases holds as its ring run, so that a fencer, which knows
 // only that, revokes every run of the process at once.

@@ -468,6 +468,25 @@ func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
 	}
 }
 
+// unfenceReturned gives up the unfinished revocations of runs that are
+// members of tab again: no partition waits for them (ownership.returned),
+// and as none completed, nothing was acknowledged without them. (A seat
+// that recorded one already refuses the run for good: the cost of a
+// departure the ring then took back.)
+func (n *Node) unfenceReturned(tab *ring.Table) {
+	r := n.seats
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range r.fencing {
+		if m, ok := tab.Member(d.name); ok && m.Incarnation == d.incarnation {
+			delete(r.fencing, d)
+			if r.node != nil {
+				r.node.unfence(d)
+			}
+		}
+	}
+}
+
 // fenceSeats starts revoking departed runs for good at the seats: this
 // node fences partitions it took over from them (ringChange.revoke), and
 // the fence lifts once a revocation has completed and the run's last
