@@ -202,7 +202,9 @@ func (n *Node) tickSeats() {
 		r.waitLogged = now
 		n.log.Warn("seat founding waits: this node has the lowest name of a ring that knows no config, and these members have not answered (do they run with seats?)", "members", waiting)
 	}
-	if lostAt, lost := r.node.acc.lost(); lost && (r.lostLogged == 0 || now-r.lostLogged >= seatLogEvery) {
+	if lostAt, lost := r.node.acc.lost(); lost && lostAt > 0 && (r.lostLogged == 0 || now-r.lostLogged >= seatLogEvery) {
+		// (Lost under no config is a cluster starting blank: the
+		// founding rule goes on from there, and nothing is lost.)
 		r.lostLogged = now
 		n.log.Error("seat state lost: too many seats of the config restarted at once for this node's run to recover from the others; without disk only an operator can go on", "version", lostAt)
 	} else if !lost {
