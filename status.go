@@ -103,6 +103,11 @@ type SeatsStatus struct {
 	// Joining, while the node knows no config, names the cluster it
 	// recovers into.
 	Joining string `json:"joining,omitempty"`
+	// Revoked says the node was taken for departed and its grants were
+	// revoked for good: it serves nothing more until it is restarted
+	// (tandem serve then exits with status 3, for its supervisor to
+	// restart it).
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // seatsStatus returns the node's seat status as the API shows it; nil
@@ -112,7 +117,7 @@ func seatsStatus(s replica.SeatStatus) *SeatsStatus {
 		return nil
 	}
 	return &SeatsStatus{Cluster: s.Cluster, Version: s.Version, Seats: s.Seats, Active: s.Active, Live: s.Live, Sealed: s.Sealed,
-		Lost: s.Lost, LostVersion: s.LostVersion, Joining: s.Joining}
+		Lost: s.Lost, LostVersion: s.LostVersion, Joining: s.Joining, Revoked: s.Revoked}
 }
 
 // MemberStatus is one node as membership knows it.

@@ -121,6 +121,21 @@ type Cluster struct {
 	mu     sync.Mutex
 	nodes  []*procNode
 	closed bool
+	// revokedExits counts the nodes that exited because the seats
+	// revoked them for good (status exitRevoked).
+	revokedExits int
+}
+
+// exitRevoked is tandem serve's exit status when the seats revoked the
+// node for good: its supervisor is to start a new run.
+const exitRevoked = 3
+
+// RevokedExits returns how many times a node exited because the seats
+// revoked it for good.
+func (c *Cluster) RevokedExits() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.revokedExits
 }
 
 // BuildBinary builds the tandem node binary into dir, with the build tag
@@ -364,8 +379,22 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == exitRevoked {
+			// The seats revoked it for good (tandem serve -seats): it
+			// exits for its supervisor to start a new run, and the
+			// harness, its supervisor, restarts it with the nodes it
+			// finds down at its next recovery.
+			c.mu.Lock()
+			if n.cmd == cmd && n.state == Running {
+				n.state = Stopped
+				c.revokedExits++
+			}
+			c.mu.Unlock()
+			c.log.Warn("node exited: the seats revoked it for good; restarting it with the nodes found down", "node", n.Name)
+		}
 		close(done)
 	}()
 	n.cmd, n.done, n.state = cmd, done, Running

@@ -196,6 +196,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		log.Warn("nodes reported partitions lost with both owners", "reports", len(check.Lost))
 	}
 
+	if n := c.RevokedExits(); n > 0 {
+		warnings = append(warnings, fmt.Sprintf("the seats revoked nodes for good %d times: each exited (status %d) and was restarted as a new run", n, exitRevoked))
+	}
 	log.Info("checking", "ops", len(h.Ops()), "sessions", len(w.Sessions()))
 	checking := time.Now()
 	v := Check(h, check)

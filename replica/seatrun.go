@@ -97,6 +97,7 @@ type seatStatus struct {
 	Number  uint64     // its run's number
 	Running bool       // the node runs the seat protocol at all
 	Joining run        // knowing no config, the cluster it recovers into (none heard of yet: zero)
+	Revoked bool       // its holder was revoked for good: the node serves nothing more
 }
 
 // seatStatus returns what the node's run of the seat protocol knows.
@@ -112,7 +113,8 @@ func (n *Node) seatStatus() seatStatus {
 	}
 	a, now := r.node.acc, n.mono()
 	lostAt, lost := a.lost()
-	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, LostAt: lostAt, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining}
+	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, LostAt: lostAt, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining,
+		Revoked: n.own.seatHold.Load().revoked}
 }
 
 // SeatStatus is what a node's run of the seat protocol knows
@@ -148,13 +150,17 @@ type SeatStatus struct {
 	// Joining, while the node knows no config, names the cluster it
 	// recovers into; "" if it has heard of none.
 	Joining string
+	// Revoked says the node was taken for departed and its grants were
+	// revoked for good by the seats: it serves nothing more, and only a
+	// new run of the process (a restart) is granted again.
+	Revoked bool
 }
 
 // SeatStatus returns what the node's run of the seat protocol knows.
 func (n *Node) SeatStatus() SeatStatus {
 	st := n.seatStatus()
 	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: st.Live,
-		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number}
+		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked}
 	if st.Config.Version > 0 {
 		out.Cluster = st.Config.Cluster.String()
 	}

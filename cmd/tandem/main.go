@@ -37,11 +37,22 @@ import (
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "tandem:", err)
-		if errors.As(err, new(usageError)) || errors.As(err, new(cli.UsageError)) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
+}
+
+// exitStatus is the command's exit status for err, the end of a command
+// that failed: 2 for a mistake on the command line, 3 for a node the
+// seats revoked for good (its supervisor restarts it), 1 for anything
+// else.
+func exitStatus(err error) int {
+	switch {
+	case errors.As(err, new(usageError)) || errors.As(err, new(cli.UsageError)):
+		return 2
+	case errors.Is(err, errRevoked):
+		return exitRevoked
+	}
+	return 1
 }
 
 // usageError is a mistake on the command line found here rather than by
@@ -216,7 +227,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "tandem node %s serving %s://%s (gossip %s, peer %s)\n", f.name, srv.scheme, srv.httpAddr, srv.node.GossipAddr(), srv.node.PeerAddr())
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-watchRevoked(ctx, srv.node, time.Second):
+		// Taken for departed: its copies may be older than what the
+		// others acknowledged since, so it hands nothing over; it goes
+		// as a crash does, and its supervisor starts a new run.
+		log.Error("this node was taken for departed and its seat grants revoked for good; exiting with status 3 for its supervisor to restart it")
+		srv.kill()
+		return errRevoked
+	}
 	log.Info("stopping", "drain_timeout", f.drainTimeout)
 	stopCtx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
 	defer cancel()
@@ -268,6 +288,43 @@ func startServer(ctx context.Context, cfg tandem.Config, httpAddr string, sec *s
 }
 
 // stop leaves the cluster gracefully, then stops serving HTTP.
+// errRevoked is serve's end when the seats revoked the node for good
+// (-seats): the command exits 3, for a supervisor to start a new run.
+var errRevoked = errors.New("revoked for good by the seats: this run serves nothing more; restart the node")
+
+// exitRevoked is the exit status for errRevoked.
+const exitRevoked = 3
+
+// watchRevoked returns a channel closed once node says, looked at every
+// period, that its seat grants were revoked for good; it never closes
+// for a node without seats, or once ctx ends.
+func watchRevoked(ctx context.Context, node *tandem.Node, period time.Duration) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if st := node.Status().Seats; st != nil && st.Revoked {
+					close(out)
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// kill stops the node as a crash does, handing nothing over, and its
+// HTTP API at once.
+func (s *server) kill() {
+	s.node.Kill()
+	_ = s.http.Close()
+}
+
 func (s *server) stop(ctx context.Context) error {
 	err := s.node.Close(ctx)
 	if herr := s.http.Shutdown(ctx); herr != nil && err == nil {

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TANDEM_TEST_AS_COMMAND") == "1" {
 		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "tandem:", err)
-			os.Exit(1)
+			os.Exit(exitStatus(err))
 		}
 		os.Exit(0)
 	}

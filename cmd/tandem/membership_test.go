@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -221,6 +223,47 @@ func TestPauseLongerThanTheFailureDetector(t *testing.T) {
 	checkAll(t, "through the node that was paused, right after it resumes", paused, want)
 	waitRing(t, procs, 3)
 	checkAll(t, "through the node that was paused, once it is back in the ring", paused, want)
+}
+
+// With seats (-seats 3), a node paused for longer than the failure
+// detector is taken for departed and revoked for good at the seats: the
+// others acknowledge writes without it once the revocation has lapsed,
+// and the node, resumed, serves none of its stale copies; it exits with
+// status 3 for its supervisor to restart it, and its new run, started
+// under the same name, serves every write.
+func TestAPausedNodeRevokedByTheSeatsExitsForARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	procs := startCluster(t, 3, "-seats", "3")
+	sessions := ids("seats", 100)
+	want := map[string]uint64{}
+	writeAll(t, procs, sessions, want, `{"attributes":{"n":1}}`)
+	paused := procs[2]
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	survivors := without(procs, paused)
+	waitRing(t, survivors, 2)
+	writeAll(t, survivors, sessions, want, `{"attributes":{"n":2}}`)
+	exited := make(chan error, 1)
+	go func() { exited <- paused.cmd.Wait() }()
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitRevoked {
+			t.Fatalf("%s, revoked by the seats, exited with %v; want status %d", paused.name, err, exitRevoked)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s, taken for departed and resumed, did not exit within 30 s", paused.name)
+	}
+	checkAll(t, "through a survivor, the paused node gone", survivors[0], want)
+	again := startProc(t, paused.name, survivors[0].gossip, "-seats", "3")
+	waitRingWithin(t, restartWait, append(survivors, again), 3)
+	checkAll(t, "through the paused node's new run", again, want)
 }
 
 // Two nodes killed at once: the partitions they both owned are named as
