@@ -452,6 +452,12 @@ func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
 	node := r.node
 	var out []seatOut
 	if node != nil {
+		if tab == n.own.table() {
+			// The ring the node serves by now: its run may not have heard
+			// of it yet (it does at each heartbeat), and asking under the
+			// ring before would earn grants the gate does not count.
+			node.setRing(tab.Fingerprint())
+		}
 		if node.ring == tab.Fingerprint() {
 			out = node.renewNow(n.mono())
 		}
