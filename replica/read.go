@@ -224,16 +224,25 @@ func (n *Node) vouchesTo(p int, from string) bool {
 }
 
 // blank reports whether this node is young (ownership.young) and knows
-// nothing of partition p: it does not hold it, holds no copy of it, knows
-// no generation floor for it, and was not declared dead with copies of
-// it. When a hand-off's sources and the node taking the partition over
-// are all blank, the cluster is new and so is the partition; any sign of
-// the partition's past anywhere means it had owners, and a hand-off that
+// nothing of partition p: it holds no copy of it, knows no generation
+// floor for it, and was not declared dead with copies of it. When a
+// hand-off's sources and the node taking the partition over are all
+// blank, the cluster is new and so is the partition; any sign of the
+// partition's past anywhere means it had owners, and a hand-off that
 // finds none of them holding it waits for one, and is given up, its loss
 // reported, after HandoffTimeout (chaos finding F13). A young node that
 // learned from a lease that the cluster served before it
 // (ownership.knowsPast) is not blank either (chaos finding F22).
+//
+// A young node that holds p with no copy and no floor is blank too: in a
+// cluster that knows no past, such a hold goes back to a partition taken
+// as new (hand-offs carry every copy, a loss leaves a floor), and the
+// first node of a new cluster holds every partition from its start, no
+// longer an owner once others join within a hand-off: counted as a sign
+// of a past, it made the last joiners' hand-offs wait for it and report
+// their partitions lost (chaos finding F29). Every member is asked
+// (allBlank), so one that wrote in the partition is not blank.
 func (n *Node) blank(p int) bool {
 	st := n.own.load()
-	return n.own.young(n.mono()) && !n.own.knowsPast() && !st.holds(p) && !st.distrusts(p) && n.store.count(p) == 0 && n.store.floor(p) == 0
+	return n.own.young(n.mono()) && !n.own.knowsPast() && !st.distrusts(p) && n.store.count(p) == 0 && n.store.floor(p) == 0
 }
