@@ -110,6 +110,45 @@ func forEachLeaseMode(t *testing.T, f func(t *testing.T, mode func(*Config))) {
 	t.Run("seats", func(t *testing.T) { f(t, seated(3)) })
 }
 
+// sessionPerPrimary writes one session for every running node of c, with
+// that node its primary, and returns their ids by node name: every node
+// then serves reads (readAtPrimaries).
+func sessionPerPrimary(t *testing.T, c *testCluster) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	for i := 0; len(ids) < len(c.list()); i++ {
+		id := sessionID(i)
+		if primary, _ := c.ownersOf(id); ids[primary.Name()] == "" {
+			ids[primary.Name()] = id
+			put(t, primary, id, "v", 1)
+		}
+	}
+	return ids
+}
+
+// readAtPrimaries reads, through every running node of c, its session
+// of ids (sessionPerPrimary).
+func readAtPrimaries(t *testing.T, c *testCluster, ids map[string]string) {
+	t.Helper()
+	for _, n := range c.list() {
+		if _, err := n.Get(testCtx(t), ids[n.Name()], true); err != nil {
+			t.Fatalf("read %s at its primary %s: %v", ids[n.Name()], n.Name(), err)
+		}
+	}
+}
+
+// sentBy returns how many peer requests of method each node of c's
+// in-memory network has sent so far, by node name.
+func (c *testCluster) sentBy(method string) map[string]int {
+	out := map[string]int{}
+	for k, s := range c.network.Stats() {
+		if k.Method == method {
+			out[k.From] += s.Calls
+		}
+	}
+	return out
+}
+
 // sleep lets d pass on the nodes' clock: virtual time on the in-memory
 // network, real time on sockets.
 func (c *testCluster) sleep(d time.Duration) {

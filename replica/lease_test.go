@@ -399,31 +399,10 @@ func TestLeaseMessagesPerNode(t *testing.T) {
 			c := newTestCluster(t, size, nil)
 			// One session per node, with the node its primary: every node
 			// serves reads, and so renews.
-			ids := map[string]string{}
-			for i := 0; len(ids) < size; i++ {
-				id := sessionID(i)
-				if primary, _ := c.ownersOf(id); ids[primary.Name()] == "" {
-					ids[primary.Name()] = id
-					put(t, primary, id, "v", 1)
-				}
-			}
+			ids := sessionPerPrimary(t, c)
 			lease := c.list()[0].cfg.LeaseDuration
-			sent := func() map[string]int {
-				out := map[string]int{}
-				for k, s := range c.network.Stats() {
-					if k.Method == methodLease {
-						out[k.From] += s.Calls
-					}
-				}
-				return out
-			}
-			readAll := func() {
-				for _, n := range c.list() {
-					if _, err := n.Get(testCtx(t), ids[n.Name()], true); err != nil {
-						t.Fatalf("read %s at its primary %s: %v", ids[n.Name()], n.Name(), err)
-					}
-				}
-			}
+			sent := func() map[string]int { return c.sentBy(methodLease) }
+			readAll := func() { readAtPrimaries(t, c, ids) }
 			readAll()
 			c.sleep(lease) // every node renewing at its steady rate
 			before, began := sent(), c.ticks.Now()

@@ -35,31 +35,10 @@ func primaryOutside(c *testCluster, seats []string) (string, *testNode) {
 func TestSeatedNodesAskOnlyTheirSeats(t *testing.T) {
 	c := newTestCluster(t, 7, seated(3))
 	cfg := waitForSeatsThat(t, c, "three of seven", threeOf(c))
-	ids := map[string]string{}
-	for i := 0; len(ids) < len(c.list()); i++ {
-		id := sessionID(i)
-		if primary, _ := c.ownersOf(id); ids[primary.Name()] == "" {
-			ids[primary.Name()] = id
-			put(t, primary, id, "v", 1)
-		}
-	}
+	ids := sessionPerPrimary(t, c)
 	lease := c.list()[0].cfg.LeaseDuration
-	sent := func(method string) map[string]int {
-		out := map[string]int{}
-		for k, s := range c.network.Stats() {
-			if k.Method == method {
-				out[k.From] += s.Calls
-			}
-		}
-		return out
-	}
-	readAll := func() {
-		for _, n := range c.list() {
-			if _, err := n.Get(testCtx(t), ids[n.Name()], true); err != nil {
-				t.Fatalf("read %s at its primary %s: %v", ids[n.Name()], n.Name(), err)
-			}
-		}
-	}
+	sent := c.sentBy
+	readAll := func() { readAtPrimaries(t, c, ids) }
 	readAll()
 	c.sleep(lease)
 	leasesBefore, seatsBefore, began := sent(methodLease), sent(methodSeat), c.ticks.Now()
