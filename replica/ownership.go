@@ -1234,6 +1234,11 @@ func (o *ownership) due(tab *ring.Table, now time.Duration, giveUp bool) (jobs [
 	if o.load().tab != tab {
 		return nil, nil, nil, nil, false // the ring moved on; the next round works by the new one
 	}
+	if !slices.ContainsFunc(o.load().parts, func(ps partState) bool { return ps.transfer != nil }) {
+		// Nothing to hand over: the round changes nothing, and copies
+		// no state (an idle node runs this ten times a second).
+		return nil, nil, nil, nil, false
+	}
 	below := len(tab.Members()) < o.load().need // the smaller side of a cut: nothing is given up (transfers)
 	o.edit(func(s *ownState) {
 		for p := range s.parts {
