@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 	"time"
@@ -234,6 +235,36 @@ func BenchmarkOpCodec(b *testing.B) {
 			for b.Loop() {
 				var got Op
 				if err := decodeBounded(enc, &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpReplyFrame measures what a primary's answer to a read costs
+// to encode into its peer frame (header, OpReply, the session): a
+// session of one 1 KiB attribute as a put makes it, and the same with the
+// eight request records a session written eight times holds.
+func BenchmarkOpReplyFrame(b *testing.B) {
+	sess := &Session{ID: "0123456789abcdefghij", Principal: "alice", Version: 1,
+		Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"cart": kibValue()}),
+		Created:    time.Unix(1_700_000_000, 1), LastAccess: time.Unix(1_700_000_001, 2), IdleTimeout: 30 * time.Minute,
+		Stamp: 1_700_000_000_000_000_000, Writer: "tandem-1", Recent: []Applied{{Request: NewRequestID(), Version: 1, Hash: 1 << 60, At: 1_700_000_000_000_000_000}}}
+	written := *sess
+	written.Version = 8
+	for i := range 7 {
+		written.Recent = append(written.Recent, Applied{Request: NewRequestID(), Version: uint64(i + 2), Hash: 1 << 60, At: 1_700_000_000_000_000_000})
+	}
+	for _, c := range []struct {
+		name string
+		s    *Session
+	}{{"put", sess}, {"eight-records", &written}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := peer.Header{ID: 123_456, Kind: peer.KindResponse}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := peer.WriteFrame(io.Discard, h, OpReply{Session: c.s}, 16<<20); err != nil {
 					b.Fatal(err)
 				}
 			}
