@@ -112,6 +112,36 @@ func (r OpReply) AppendMsgpack(b []byte) []byte {
 	return r.Session.AppendMsgpack(b)
 }
 
+// AppendMsgpack appends the replicated write's msgpack encoding, as
+// msgpack's reflection encodes a replicateRequest (a map of its fields,
+// the empty floor and confirmations left out), to b: a primary sends one
+// for every write (peer.Appender).
+func (r replicateRequest) AppendMsgpack(b []byte) []byte {
+	b = appendMapLen(b, 4+btoi(r.Floor != 0)+btoi(len(r.Confirmed) > 0))
+	b = appendStrField(b, "f", r.From)
+	b = appendUintField(b, "e", r.Epoch)
+	b = appendInt(appendStr(b, "p"), int64(r.Partition))
+	b = r.Session.AppendMsgpack(appendStr(b, "s"))
+	if r.Floor != 0 {
+		b = appendUintField(b, "fl", r.Floor)
+	}
+	if len(r.Confirmed) > 0 {
+		b = appendArrayLen(appendStr(b, "c"), len(r.Confirmed))
+		for _, c := range r.Confirmed {
+			b = appendMapLen(b, 3)
+			b = appendInt(appendStr(b, "p"), int64(c.Partition))
+			b = appendStrField(b, "id", c.ID)
+			b = appendMapLen(appendStr(b, "m"), 2+btoi(c.Mark.Writer != ""))
+			b = appendUintField(b, "v", c.Mark.Version)
+			b = appendUintField(b, "hlc", c.Mark.Stamp)
+			if c.Mark.Writer != "" {
+				b = appendStrField(b, "w", c.Mark.Writer)
+			}
+		}
+	}
+	return b
+}
+
 // The appenders below write a value as msgpack's Encoder writes it, in
 // the fewest bytes its calls (EncodeUint, EncodeInt, EncodeString,
 // EncodeTime, EncodeMapLen, EncodeArrayLen) use.

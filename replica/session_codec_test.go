@@ -296,6 +296,9 @@ func TestOpRepliesAreAppendedAsReflectionEncodesThem(t *testing.T) {
 	type plainReply struct {
 		Session *plainSession `msgpack:"s"`
 	}
+	if n, m := reflect.TypeFor[plainReply]().NumField(), reflect.TypeFor[OpReply]().NumField(); n != m {
+		t.Fatalf("OpReply has %d fields, the test's copy of it %d", m, n)
+	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	for i := range 3000 {
 		s := randomSession(rng)
@@ -368,4 +371,67 @@ func TestAppendersMatchTheEncodersCalls(t *testing.T) {
 		}
 	}
 	check("zero time", appendTime(nil, time.Time{}), encoded(func(e *msgpack.Encoder) error { return e.EncodeTime(time.Time{}) }))
+}
+
+// TestReplicatedWritesAreAppendedAsReflectionEncodesThem: a primary's
+// replicated write, appended into its frame (peer.Appender), is byte for
+// byte the frame msgpack's reflection made of it before, with and without
+// a floor and confirmations, and the buddy decodes it.
+func TestReplicatedWritesAreAppendedAsReflectionEncodesThem(t *testing.T) {
+	type plainMark copyMark
+	type plainItem struct {
+		Partition int       `msgpack:"p"`
+		ID        string    `msgpack:"id"`
+		Mark      plainMark `msgpack:"m"`
+	}
+	type plainRequest struct {
+		From      string        `msgpack:"f"`
+		Epoch     uint64        `msgpack:"e"`
+		Partition int           `msgpack:"p"`
+		Session   *plainSession `msgpack:"s"`
+		Floor     uint64        `msgpack:"fl,omitempty"`
+		Confirmed []plainItem   `msgpack:"c,omitempty"`
+	}
+	if n, m := reflect.TypeFor[plainRequest]().NumField(), reflect.TypeFor[replicateRequest]().NumField(); n != m {
+		t.Fatalf("replicateRequest has %d fields, the test's copy of it %d", m, n)
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	pick := func(vs ...uint64) uint64 { return vs[rng.IntN(len(vs))] }
+	num := func() uint64 { return pick(0, 1, 127, 128, 65536, math.MaxUint32+1, math.MaxUint64) }
+	part := func() int { return int(pick(0, 1, 127, 128, 255, 256, 1<<20)) }
+	for i := range 3000 {
+		req := replicateRequest{From: strings.Repeat("n", rng.IntN(40)), Epoch: num(), Partition: part(), Session: randomSession(rng), Floor: num()}
+		plain := plainRequest{From: req.From, Epoch: req.Epoch, Partition: req.Partition, Session: (*plainSession)(req.Session), Floor: req.Floor}
+		if i%3 == 0 {
+			req.Confirmed = []confirmItem{} // empty: left out, as nil is
+		}
+		for range rng.IntN(20) {
+			c := confirmItem{Partition: part(), ID: sessionID(rng.IntN(1000)), Mark: copyMark{Version: num(), Stamp: num(), Writer: strings.Repeat("w", rng.IntN(3)*20)}}
+			req.Confirmed = append(req.Confirmed, c)
+			plain.Confirmed = append(plain.Confirmed, plainItem{Partition: c.Partition, ID: c.ID, Mark: plainMark(c.Mark)})
+		}
+		h := peer.Header{ID: uint64(i), Kind: peer.KindRequest, Method: methodReplicate}
+		var appended, encoded bytes.Buffer
+		if err := peer.WriteFrame(&appended, h, req, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.WriteFrame(&encoded, h, plain, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(appended.Bytes(), encoded.Bytes()) {
+			t.Fatalf("request %d: the appended frame\n% x\nreflection's\n% x", i, appended.Bytes(), encoded.Bytes())
+		}
+		_, body, err := peer.ReadFrame(&appended, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got replicateRequest
+		if err := decodeBounded(body, &got); err != nil {
+			t.Fatalf("request %d: the buddy cannot decode it: %v", i, err)
+		}
+		if got.From != req.From || got.Epoch != req.Epoch || got.Partition != req.Partition || got.Floor != req.Floor ||
+			len(got.Confirmed) != len(req.Confirmed) || got.Session == nil || got.Session.Version != req.Session.Version {
+			t.Fatalf("request %d decodes to %+v, want %+v", i, got, req)
+		}
+	}
 }
