@@ -60,7 +60,7 @@ const maxPooledBuf = 1 << 20
 // Appender is encoded so, without msgpack's Encoder: a node answers every
 // read with a session, and the encoder's calls and its reflection over
 // the reply's struct were most of what encoding one cost
-// (docs/BENCHMARKS.md, "Session replies appended"). The bytes must be
+// (docs/BENCHMARKS.md, "Replies and replicas appended"). The bytes must be
 // the one msgpack value the body's encoding by msgpack's Encoder would be,
 // a nil pointer's included (nil); a value too large for the frame is
 // refused once appended, as an encoded one is.
