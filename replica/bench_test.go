@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 	"time"
@@ -239,4 +240,79 @@ func BenchmarkOpCodec(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkOpReplyFrame measures what a primary's answer to a read costs
+// to encode into its peer frame (header, OpReply, the session): a
+// session of one 1 KiB attribute as a put makes it, and the same with the
+// eight request records a session written eight times holds.
+func BenchmarkOpReplyFrame(b *testing.B) {
+	sess := &Session{ID: "0123456789abcdefghij", Principal: "alice", Version: 1,
+		Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"cart": kibValue()}),
+		Created:    time.Unix(1_700_000_000, 1), LastAccess: time.Unix(1_700_000_001, 2), IdleTimeout: 30 * time.Minute,
+		Stamp: 1_700_000_000_000_000_000, Writer: "tandem-1", Recent: []Applied{{Request: NewRequestID(), Version: 1, Hash: 1 << 60, At: 1_700_000_000_000_000_000}}}
+	written := *sess
+	written.Version = 8
+	for i := range 7 {
+		written.Recent = append(written.Recent, Applied{Request: NewRequestID(), Version: uint64(i + 2), Hash: 1 << 60, At: 1_700_000_000_000_000_000})
+	}
+	for _, c := range []struct {
+		name string
+		s    *Session
+	}{{"put", sess}, {"eight-records", &written}} {
+		b.Run(c.name, func(b *testing.B) {
+			h := peer.Header{ID: 123_456, Kind: peer.KindResponse}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := peer.WriteFrame(io.Discard, h, OpReply{Session: c.s}, 16<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// What the same reply would cost were the copy stored as its
+		// encoded bytes (copied into the frame whole), and how many bytes
+		// that encoding holds beyond the attributes, which a copy would
+		// hold besides its struct.
+		b.Run(c.name+"/from-stored-bytes", func(b *testing.B) {
+			h := peer.Header{ID: 123_456, Kind: peer.KindResponse}
+			stored := storedReply(c.s.AppendMsgpack(nil))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := peer.WriteFrame(io.Discard, h, stored, 16<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(stored)-len(c.s.Attributes)), "B-beyond-attributes")
+		})
+	}
+}
+
+// BenchmarkReplicateFrame measures what a primary's replicated write
+// costs to encode into its peer frame: a 1 KiB session with eight
+// request records, and two confirmations riding on it.
+func BenchmarkReplicateFrame(b *testing.B) {
+	s := &Session{ID: "0123456789abcdefghij", Principal: "alice", Version: 8,
+		Attributes: EncodeAttributes(map[string]msgpack.RawMessage{"cart": kibValue()}),
+		Created:    time.Unix(1_700_000_000, 1), LastAccess: time.Unix(1_700_000_001, 2), IdleTimeout: 30 * time.Minute,
+		Stamp: 1_700_000_000_000_000_000, Writer: "tandem-1"}
+	for i := range 8 {
+		s.Recent = append(s.Recent, Applied{Request: NewRequestID(), Version: uint64(i + 1), Hash: 1 << 60, At: 1_700_000_000_000_000_000})
+	}
+	req := replicateRequest{From: "tandem-1", Epoch: 12, Partition: 200, Session: s, Confirmed: []confirmItem{
+		{Partition: 17, ID: "abcdefghij0123456789", Mark: copyMark{Version: 3, Stamp: 1_700_000_000_000_000_000, Writer: "tandem-1"}},
+		{Partition: 250, ID: "klmnopqrst0123456789", Mark: copyMark{Version: 9, Stamp: 1_700_000_000_000_000_000, Writer: "tandem-1"}}}}
+	h := peer.Header{ID: 123_456, Kind: peer.KindRequest, Method: methodReplicate}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := peer.WriteFrame(io.Discard, h, req, 16<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// storedReply is an OpReply whose session is held as its encoded bytes.
+type storedReply []byte
+
+func (r storedReply) AppendMsgpack(b []byte) []byte {
+	return append(append(b, 0x81, 0xa1, 's'), r...)
 }

@@ -1,7 +1,11 @@
 package replica
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -15,10 +19,38 @@ import (
 // every read and every replica encodes a session, and that was the
 // largest share of a node's time spent encoding replies
 // (docs/BENCHMARKS.md, the profiles). The bytes decode to the same
-// session (TestSessionEncodingMatchesReflection).
+// session (TestSessionEncodingMatchesReflection). They are
+// AppendMsgpack's, written to the encoder's writer whole.
 func (s *Session) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if s == nil {
 		return enc.EncodeNil()
+	}
+	scratch := encodeScratch.Get().(*[]byte)
+	b := s.AppendMsgpack((*scratch)[:0])
+	_, err := enc.Writer().Write(b)
+	if cap(b) <= maxScratch {
+		*scratch = b[:0]
+		encodeScratch.Put(scratch)
+	}
+	return err
+}
+
+// encodeScratch holds the buffers EncodeMsgpack appends a session to
+// before writing it; one larger than maxScratch is left to the garbage
+// collector.
+var encodeScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxScratch is the largest buffer kept in encodeScratch.
+const maxScratch = 64 << 10
+
+// AppendMsgpack appends the session's msgpack encoding (EncodeMsgpack's
+// bytes; nil for a nil session) to b, without msgpack's Encoder. A frame
+// body that is a session, or holds one (OpReply), is appended so
+// (peer.Appender): a read's reply costs the copy of its attributes'
+// bytes and little more.
+func (s *Session) AppendMsgpack(b []byte) []byte {
+	if s == nil {
+		return append(b, msgpcode.Nil)
 	}
 	fields := 7 // id, v, c, la, it, dl, hlc: always there
 	for _, present := range [...]bool{s.Principal != "", len(s.Attributes) > 0, s.Writer != "", len(s.Recent) > 0, s.Deleted, s.Gen != 0, s.Forgot != 0} {
@@ -26,52 +58,161 @@ func (s *Session) EncodeMsgpack(enc *msgpack.Encoder) error {
 			fields++
 		}
 	}
-	w := fieldWriter{enc: enc}
-	w.mapLen(fields)
-	w.str("id", s.ID)
+	b = slices.Grow(b, len(s.Attributes)+len(s.ID)+len(s.Principal)+len(s.Writer)+96+48*len(s.Recent))
+	b = appendMapLen(b, fields)
+	b = appendStrField(b, "id", s.ID)
 	if s.Principal != "" {
-		w.str("pr", s.Principal)
+		b = appendStrField(b, "pr", s.Principal)
 	}
 	if len(s.Attributes) > 0 {
-		w.key("at")
-		w.do(s.Attributes.EncodeMsgpack(enc))
+		b = appendStr(b, "at")
+		b = append(b, s.Attributes...)
 	}
-	w.uint("v", s.Version)
-	w.time("c", s.Created)
-	w.time("la", s.LastAccess)
-	w.key("it")
-	w.do(enc.EncodeInt(int64(s.IdleTimeout)))
-	w.time("dl", s.Deadline)
-	w.uint("hlc", s.Stamp)
+	b = appendUintField(b, "v", s.Version)
+	b = appendTimeField(b, "c", s.Created)
+	b = appendTimeField(b, "la", s.LastAccess)
+	b = appendInt(appendStr(b, "it"), int64(s.IdleTimeout))
+	b = appendTimeField(b, "dl", s.Deadline)
+	b = appendUintField(b, "hlc", s.Stamp)
 	if s.Writer != "" {
-		w.str("w", s.Writer)
+		b = appendStrField(b, "w", s.Writer)
 	}
 	if len(s.Recent) > 0 {
-		w.key("rq")
-		w.do(enc.EncodeArrayLen(len(s.Recent)))
+		b = appendArrayLen(appendStr(b, "rq"), len(s.Recent))
 		for _, a := range s.Recent {
-			w.mapLen(2 + btoi(a.Hash != 0) + btoi(a.At != 0))
-			w.str("r", a.Request)
-			w.uint("v", a.Version)
+			b = appendMapLen(b, 2+btoi(a.Hash != 0)+btoi(a.At != 0))
+			b = appendStrField(b, "r", a.Request)
+			b = appendUintField(b, "v", a.Version)
 			if a.Hash != 0 {
-				w.uint("h", a.Hash)
+				b = appendUintField(b, "h", a.Hash)
 			}
 			if a.At != 0 {
-				w.uint("at", a.At)
+				b = appendUintField(b, "at", a.At)
 			}
 		}
 	}
 	if s.Deleted {
-		w.key("del")
-		w.do(enc.EncodeBool(true))
+		b = append(appendStr(b, "del"), msgpcode.True)
 	}
 	if s.Gen != 0 {
-		w.uint("gn", s.Gen)
+		b = appendUintField(b, "gn", s.Gen)
 	}
 	if s.Forgot != 0 {
-		w.uint("fg", s.Forgot)
+		b = appendUintField(b, "fg", s.Forgot)
 	}
-	return w.err
+	return b
+}
+
+// AppendMsgpack appends the reply's msgpack encoding, as msgpack's
+// reflection encodes an OpReply (a map of its one field, the session
+// or nil), to b: a primary answers every op with one (peer.Appender).
+func (r OpReply) AppendMsgpack(b []byte) []byte {
+	b = append(b, msgpcode.FixedMapLow|1)
+	b = appendStr(b, "s")
+	return r.Session.AppendMsgpack(b)
+}
+
+// AppendMsgpack appends the replicated write's msgpack encoding, as
+// msgpack's reflection encodes a replicateRequest (a map of its fields,
+// the empty floor and confirmations left out), to b: a primary sends one
+// for every write (peer.Appender).
+func (r replicateRequest) AppendMsgpack(b []byte) []byte {
+	b = appendMapLen(b, 4+btoi(r.Floor != 0)+btoi(len(r.Confirmed) > 0))
+	b = appendStrField(b, "f", r.From)
+	b = appendUintField(b, "e", r.Epoch)
+	b = appendInt(appendStr(b, "p"), int64(r.Partition))
+	b = r.Session.AppendMsgpack(appendStr(b, "s"))
+	if r.Floor != 0 {
+		b = appendUintField(b, "fl", r.Floor)
+	}
+	if len(r.Confirmed) > 0 {
+		b = appendArrayLen(appendStr(b, "c"), len(r.Confirmed))
+		for _, c := range r.Confirmed {
+			b = appendMapLen(b, 3)
+			b = appendInt(appendStr(b, "p"), int64(c.Partition))
+			b = appendStrField(b, "id", c.ID)
+			b = appendMapLen(appendStr(b, "m"), 2+btoi(c.Mark.Writer != ""))
+			b = appendUintField(b, "v", c.Mark.Version)
+			b = appendUintField(b, "hlc", c.Mark.Stamp)
+			if c.Mark.Writer != "" {
+				b = appendStrField(b, "w", c.Mark.Writer)
+			}
+		}
+	}
+	return b
+}
+
+// The appenders below write a value as msgpack's Encoder writes it, in
+// the fewest bytes its calls (EncodeUint, EncodeInt, EncodeString,
+// EncodeTime, EncodeMapLen, EncodeArrayLen) use.
+
+func appendStrField(b []byte, tag, v string) []byte         { return appendStr(appendStr(b, tag), v) }
+func appendUintField(b []byte, tag string, v uint64) []byte { return appendUint(appendStr(b, tag), v) }
+func appendTimeField(b []byte, tag string, v time.Time) []byte {
+	return appendTime(appendStr(b, tag), v)
+}
+
+// appendStr appends a string: its header (appendHeader) and bytes.
+func appendStr(b []byte, s string) []byte {
+	b = appendHeader(b, len(s), 31, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
+	return append(b, s...)
+}
+
+// appendMapLen appends a map's header.
+func appendMapLen(b []byte, n int) []byte {
+	return appendHeader(b, n, 15, msgpcode.FixedMapLow, 0, msgpcode.Map16, msgpcode.Map32)
+}
+
+// appendArrayLen appends an array's header.
+func appendArrayLen(b []byte, n int) []byte {
+	return appendHeader(b, n, 15, msgpcode.FixedArrayLow, 0, msgpcode.Array16, msgpcode.Array32)
+}
+
+// appendUint appends n as EncodeUint does.
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= math.MaxInt8:
+		return append(b, byte(n))
+	case n <= math.MaxUint8:
+		return append(b, msgpcode.Uint8, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Uint16), uint16(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, msgpcode.Uint32), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), n)
+}
+
+// appendInt appends n as EncodeInt does.
+func appendInt(b []byte, n int64) []byte {
+	switch {
+	case n >= 0:
+		return appendUint(b, uint64(n))
+	case n >= -32:
+		return append(b, byte(n)) // a negative fixnum
+	case n >= math.MinInt8:
+		return append(b, msgpcode.Int8, byte(n))
+	case n >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Int16), uint16(n))
+	case n >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(b, msgpcode.Int32), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Int64), uint64(n))
+}
+
+// appendTime appends t as EncodeTime does: msgpack's timestamp extension
+// (type -1) in its 4-, 8- or 12-byte form, the smallest that holds it.
+func appendTime(b []byte, t time.Time) []byte {
+	secs := uint64(t.Unix())
+	if secs>>34 == 0 {
+		data := uint64(t.Nanosecond())<<34 | secs
+		if data&0xffffffff00000000 == 0 {
+			return binary.BigEndian.AppendUint32(append(b, msgpcode.FixExt4, 0xff), uint32(data))
+		}
+		return binary.BigEndian.AppendUint64(append(b, msgpcode.FixExt8, 0xff), data)
+	}
+	b = binary.BigEndian.AppendUint32(append(b, msgpcode.Ext8, 12, 0xff), uint32(t.Nanosecond()))
+	return binary.BigEndian.AppendUint64(b, secs)
 }
 
 // DecodeMsgpack decodes a session as msgpack's reflection decodes one from
@@ -303,11 +444,6 @@ func (w *fieldWriter) str(tag, v string) {
 func (w *fieldWriter) uint(tag string, v uint64) {
 	w.key(tag)
 	w.do(w.enc.EncodeUint(v))
-}
-
-func (w *fieldWriter) time(tag string, v time.Time) {
-	w.key(tag)
-	w.do(w.enc.EncodeTime(v))
 }
 
 // btoi is 1 for true, 0 for false.

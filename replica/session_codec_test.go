@@ -287,3 +287,151 @@ func TestSessionCarriersDecodeAsReflectionDoes(t *testing.T) {
 		}
 	}
 }
+
+// TestOpRepliesAreAppendedAsReflectionEncodesThem: Session.AppendMsgpack
+// appends EncodeMsgpack's bytes after whatever the slice holds, and a primary's answer to an op, appended whole into its
+// frame (peer.Appender), is byte for byte the frame msgpack's reflection
+// made of the reply before, for random sessions and for none.
+func TestOpRepliesAreAppendedAsReflectionEncodesThem(t *testing.T) {
+	type plainReply struct {
+		Session *plainSession `msgpack:"s"`
+	}
+	if n, m := reflect.TypeFor[plainReply]().NumField(), reflect.TypeFor[OpReply]().NumField(); n != m {
+		t.Fatalf("OpReply has %d fields, the test's copy of it %d", m, n)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 3000 {
+		s := randomSession(rng)
+		if i%50 == 0 {
+			s = nil
+		}
+		prefix := []byte{0x01, 0x02, 0x03}
+		if got, want := s.AppendMsgpack(prefix[:3:3]), append(prefix, ownEncoded(t, s)...); !bytes.Equal(got, want) {
+			t.Fatalf("session %d: appended after a prefix\n% x\nwant\n% x", i, got, want)
+		}
+		h := peer.Header{ID: uint64(i) * 7919, Kind: peer.KindResponse}
+		var appended, encoded bytes.Buffer
+		if err := peer.WriteFrame(&appended, h, OpReply{Session: s}, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.WriteFrame(&encoded, h, plainReply{Session: (*plainSession)(s)}, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(appended.Bytes(), encoded.Bytes()) {
+			t.Fatalf("session %d %+v: the appended reply's frame\n% x\nreflection's\n% x", i, s, appended.Bytes(), encoded.Bytes())
+		}
+		_, body, err := peer.ReadFrame(&appended, 1<<30)
+		if err != nil {
+			t.Fatalf("session %d: read the reply's frame: %v", i, err)
+		}
+		var got OpReply
+		if err := decodeBounded(body, &got); err != nil || (got.Session == nil) != (s == nil) {
+			t.Fatalf("session %d: decode the reply: %v (a session: %v)", i, err, got.Session != nil)
+		}
+	}
+}
+
+// TestAppendersMatchTheEncodersCalls: each appender writes what the
+// msgpack Encoder's call it replaces writes, at the edges of every form.
+func TestAppendersMatchTheEncodersCalls(t *testing.T) {
+	encoded := func(f func(enc *msgpack.Encoder) error) []byte {
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		enc.UseCompactInts(true)
+		if err := f(enc); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	check := func(what string, got, want []byte) {
+		t.Helper()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: appended % x, encoder % x", what, got, want)
+		}
+	}
+	ints := []int64{0, 1, 127, 128, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -31, -32, -33, -127, -128, -129, -32767, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+	for _, n := range ints {
+		check(fmt.Sprint("int ", n), appendInt(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeInt(n) }))
+		if n >= 0 {
+			check(fmt.Sprint("uint ", n), appendUint(nil, uint64(n)), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(uint64(n)) }))
+		}
+	}
+	check("uint max", appendUint(nil, math.MaxUint64), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(math.MaxUint64) }))
+	for _, n := range []int{0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536} {
+		check(fmt.Sprint("map of ", n), appendMapLen(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeMapLen(n) }))
+		check(fmt.Sprint("array of ", n), appendArrayLen(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeArrayLen(n) }))
+		s := strings.Repeat("s", n)
+		check(fmt.Sprint("string of ", n), appendStr(nil, s), encoded(func(e *msgpack.Encoder) error { return e.EncodeString(s) }))
+	}
+	for _, secs := range []int64{0, 1, 1<<32 - 1, 1 << 32, 1<<33 - 1, 1 << 33, 1<<34 - 1, 1 << 34, 1 << 40, -1, -1 << 40} {
+		for _, nsec := range []int64{0, 1, 999_999_999} {
+			tm := time.Unix(secs, nsec)
+			check(fmt.Sprint("time ", secs, ".", nsec), appendTime(nil, tm), encoded(func(e *msgpack.Encoder) error { return e.EncodeTime(tm) }))
+		}
+	}
+	check("zero time", appendTime(nil, time.Time{}), encoded(func(e *msgpack.Encoder) error { return e.EncodeTime(time.Time{}) }))
+}
+
+// TestReplicatedWritesAreAppendedAsReflectionEncodesThem: a primary's
+// replicated write, appended into its frame (peer.Appender), is byte for
+// byte the frame msgpack's reflection made of it before, with and without
+// a floor and confirmations, and the buddy decodes it.
+func TestReplicatedWritesAreAppendedAsReflectionEncodesThem(t *testing.T) {
+	type plainMark copyMark
+	type plainItem struct {
+		Partition int       `msgpack:"p"`
+		ID        string    `msgpack:"id"`
+		Mark      plainMark `msgpack:"m"`
+	}
+	type plainRequest struct {
+		From      string        `msgpack:"f"`
+		Epoch     uint64        `msgpack:"e"`
+		Partition int           `msgpack:"p"`
+		Session   *plainSession `msgpack:"s"`
+		Floor     uint64        `msgpack:"fl,omitempty"`
+		Confirmed []plainItem   `msgpack:"c,omitempty"`
+	}
+	if n, m := reflect.TypeFor[plainRequest]().NumField(), reflect.TypeFor[replicateRequest]().NumField(); n != m {
+		t.Fatalf("replicateRequest has %d fields, the test's copy of it %d", m, n)
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	pick := func(vs ...uint64) uint64 { return vs[rng.IntN(len(vs))] }
+	num := func() uint64 { return pick(0, 1, 127, 128, 65536, math.MaxUint32+1, math.MaxUint64) }
+	part := func() int { return int(pick(0, 1, 127, 128, 255, 256, 1<<20)) }
+	for i := range 3000 {
+		req := replicateRequest{From: strings.Repeat("n", rng.IntN(40)), Epoch: num(), Partition: part(), Session: randomSession(rng), Floor: num()}
+		plain := plainRequest{From: req.From, Epoch: req.Epoch, Partition: req.Partition, Session: (*plainSession)(req.Session), Floor: req.Floor}
+		if i%3 == 0 {
+			req.Confirmed = []confirmItem{} // empty: left out, as nil is
+		}
+		for range rng.IntN(20) {
+			c := confirmItem{Partition: part(), ID: sessionID(rng.IntN(1000)), Mark: copyMark{Version: num(), Stamp: num(), Writer: strings.Repeat("w", rng.IntN(3)*20)}}
+			req.Confirmed = append(req.Confirmed, c)
+			plain.Confirmed = append(plain.Confirmed, plainItem{Partition: c.Partition, ID: c.ID, Mark: plainMark(c.Mark)})
+		}
+		h := peer.Header{ID: uint64(i), Kind: peer.KindRequest, Method: methodReplicate}
+		var appended, encoded bytes.Buffer
+		if err := peer.WriteFrame(&appended, h, req, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.WriteFrame(&encoded, h, plain, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(appended.Bytes(), encoded.Bytes()) {
+			t.Fatalf("request %d: the appended frame\n% x\nreflection's\n% x", i, appended.Bytes(), encoded.Bytes())
+		}
+		_, body, err := peer.ReadFrame(&appended, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got replicateRequest
+		if err := decodeBounded(body, &got); err != nil {
+			t.Fatalf("request %d: the buddy cannot decode it: %v", i, err)
+		}
+		if got.From != req.From || got.Epoch != req.Epoch || got.Partition != req.Partition || got.Floor != req.Floor ||
+			len(got.Confirmed) != len(req.Confirmed) || got.Session == nil || got.Session.Version != req.Session.Version {
+			t.Fatalf("request %d decodes to %+v, want %+v", i, got, req)
+		}
+	}
+}

@@ -55,12 +55,40 @@ const maxDepth = 1024
 // ones are left to the garbage collector so one huge frame is not pinned.
 const maxPooledBuf = 1 << 20
 
+// Appender is a frame body that appends its own msgpack encoding to b and
+// returns the extended slice, as append does. A frame's body that is an
+// Appender is encoded so, without msgpack's Encoder: a node answers every
+// read with a session, and the encoder's calls and its reflection over
+// the reply's struct were most of what encoding one cost
+// (docs/BENCHMARKS.md, "Replies and replicas appended"). The bytes must be
+// the one msgpack value the body's encoding by msgpack's Encoder would be,
+// a nil pointer's included (nil); a value too large for the frame is
+// refused once appended, as an encoded one is.
+type Appender interface {
+	AppendMsgpack(b []byte) []byte
+}
+
 // frameBuf is a reusable buffer with an encoder bound to it.
 type frameBuf struct {
-	buf    bytes.Buffer
-	enc    *msgpack.Encoder
-	h      Header
-	prefix [lenSize]byte // zero
+	buf appendBuf
+	enc *msgpack.Encoder
+}
+
+// appendBuf is a byte slice msgpack's Encoder writes to by appending, so
+// that an Appender can append to the same bytes.
+type appendBuf []byte
+
+// Write appends p.
+func (b *appendBuf) Write(p []byte) (int, error) {
+	*b = append(*b, p...)
+	return len(p), nil
+}
+
+// WriteByte appends c: with it, msgpack's Encoder takes appendBuf as its
+// writer without wrapping it (a wrapped writer allocates per byte).
+func (b *appendBuf) WriteByte(c byte) error {
+	*b = append(*b, c)
+	return nil
 }
 
 // framePool recycles frameBufs across WriteFrame and Client/Server writes.
@@ -76,7 +104,7 @@ func getFrameBuf() *frameBuf { return framePool.Get().(*frameBuf) }
 
 // putFrameBuf returns fb to the pool unless it has grown too large.
 func putFrameBuf(fb *frameBuf) {
-	if fb.buf.Cap() <= maxPooledBuf {
+	if cap(fb.buf) <= maxPooledBuf {
 		framePool.Put(fb)
 	}
 }
@@ -90,22 +118,64 @@ func (fb *frameBuf) encode(h Header, body any, maxSize int) ([]byte, error) {
 	if raw, ok := body.(msgpack.RawMessage); ok && len(raw) == 0 {
 		body = nil // an empty RawMessage would leave the frame without a body
 	}
-	fb.buf.Reset()
-	fb.buf.Write(fb.prefix[:]) // room for the length, filled in below
-	fb.h = h                   // encoded from fb, so that h does not escape
-	if err := fb.enc.Encode(&fb.h); err != nil {
-		return nil, fmt.Errorf("encode frame header: %w", err)
-	}
-	if err := fb.enc.Encode(body); err != nil {
+	fb.buf = append(fb.buf[:0], 0, 0, 0, 0) // room for the length, filled in below
+	fb.buf = appendHeader(fb.buf, &h)
+	if a, ok := body.(Appender); ok {
+		fb.buf = a.AppendMsgpack(fb.buf)
+	} else if err := fb.enc.Encode(body); err != nil {
 		return nil, fmt.Errorf("encode frame body: %w", err)
 	}
-	frame := fb.buf.Bytes()
+	frame := []byte(fb.buf)
 	n := len(frame) - lenSize
 	if n > maxSize || uint64(n) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: %d byte payload exceeds limit %d", ErrFrameTooLarge, n, maxSize)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(n))
 	return frame, nil
+}
+
+// appendHeader appends h as msgpack's Encoder encodes a Header with
+// compact integers: the array [ID, Kind, Method, Code, Msg]
+// (TestHeaderEncodingMatchesTheEncoders).
+func appendHeader(b []byte, h *Header) []byte {
+	b = append(b, msgpcode.FixedArrayLow|5)
+	b = appendUint(b, h.ID)
+	b = appendUint(b, uint64(h.Kind))
+	b = appendString(b, h.Method)
+	b = appendString(b, h.Code)
+	return appendString(b, h.Msg)
+}
+
+// appendUint appends n as msgpack's Encoder.EncodeUint does, in the
+// fewest bytes.
+func appendUint(b []byte, n uint64) []byte {
+	switch {
+	case n <= math.MaxInt8:
+		return append(b, byte(n))
+	case n <= math.MaxUint8:
+		return append(b, msgpcode.Uint8, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Uint16), uint16(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, msgpcode.Uint32), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), n)
+}
+
+// appendString appends s as msgpack's Encoder.EncodeString does.
+func appendString(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		b = append(b, msgpcode.FixedStrLow|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, msgpcode.Str8, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, msgpcode.Str16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, msgpcode.Str32), uint32(n))
+	}
+	return append(b, s...)
 }
 
 // WriteFrame encodes h and then body (msgpack) into one length-prefixed frame

@@ -297,7 +297,7 @@ func (sc *serverConn) writeLoop() {
 		var err error
 		for _, fb := range batch {
 			if err == nil {
-				_, err = bw.Write(fb.buf.Bytes())
+				_, err = bw.Write(fb.buf)
 			}
 		}
 		if err == nil {
