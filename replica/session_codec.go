@@ -10,6 +10,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // EncodeMsgpack encodes a session as msgpack's reflection does from its
@@ -65,20 +67,20 @@ func (s *Session) AppendMsgpack(b []byte) []byte {
 		b = appendStrField(b, "pr", s.Principal)
 	}
 	if len(s.Attributes) > 0 {
-		b = appendStr(b, "at")
+		b = peer.AppendString(b, "at")
 		b = append(b, s.Attributes...)
 	}
 	b = appendUintField(b, "v", s.Version)
 	b = appendTimeField(b, "c", s.Created)
 	b = appendTimeField(b, "la", s.LastAccess)
-	b = appendInt(appendStr(b, "it"), int64(s.IdleTimeout))
+	b = appendInt(peer.AppendString(b, "it"), int64(s.IdleTimeout))
 	b = appendTimeField(b, "dl", s.Deadline)
 	b = appendUintField(b, "hlc", s.Stamp)
 	if s.Writer != "" {
 		b = appendStrField(b, "w", s.Writer)
 	}
 	if len(s.Recent) > 0 {
-		b = appendArrayLen(appendStr(b, "rq"), len(s.Recent))
+		b = appendArrayLen(peer.AppendString(b, "rq"), len(s.Recent))
 		for _, a := range s.Recent {
 			b = appendMapLen(b, 2+btoi(a.Hash != 0)+btoi(a.At != 0))
 			b = appendStrField(b, "r", a.Request)
@@ -92,7 +94,7 @@ func (s *Session) AppendMsgpack(b []byte) []byte {
 		}
 	}
 	if s.Deleted {
-		b = append(appendStr(b, "del"), msgpcode.True)
+		b = append(peer.AppendString(b, "del"), msgpcode.True)
 	}
 	if s.Gen != 0 {
 		b = appendUintField(b, "gn", s.Gen)
@@ -108,7 +110,7 @@ func (s *Session) AppendMsgpack(b []byte) []byte {
 // or nil), to b: a primary answers every op with one (peer.Appender).
 func (r OpReply) AppendMsgpack(b []byte) []byte {
 	b = append(b, msgpcode.FixedMapLow|1)
-	b = appendStr(b, "s")
+	b = peer.AppendString(b, "s")
 	return r.Session.AppendMsgpack(b)
 }
 
@@ -120,18 +122,18 @@ func (r replicateRequest) AppendMsgpack(b []byte) []byte {
 	b = appendMapLen(b, 4+btoi(r.Floor != 0)+btoi(len(r.Confirmed) > 0))
 	b = appendStrField(b, "f", r.From)
 	b = appendUintField(b, "e", r.Epoch)
-	b = appendInt(appendStr(b, "p"), int64(r.Partition))
-	b = r.Session.AppendMsgpack(appendStr(b, "s"))
+	b = appendInt(peer.AppendString(b, "p"), int64(r.Partition))
+	b = r.Session.AppendMsgpack(peer.AppendString(b, "s"))
 	if r.Floor != 0 {
 		b = appendUintField(b, "fl", r.Floor)
 	}
 	if len(r.Confirmed) > 0 {
-		b = appendArrayLen(appendStr(b, "c"), len(r.Confirmed))
+		b = appendArrayLen(peer.AppendString(b, "c"), len(r.Confirmed))
 		for _, c := range r.Confirmed {
 			b = appendMapLen(b, 3)
-			b = appendInt(appendStr(b, "p"), int64(c.Partition))
+			b = appendInt(peer.AppendString(b, "p"), int64(c.Partition))
 			b = appendStrField(b, "id", c.ID)
-			b = appendMapLen(appendStr(b, "m"), 2+btoi(c.Mark.Writer != ""))
+			b = appendMapLen(peer.AppendString(b, "m"), 2+btoi(c.Mark.Writer != ""))
 			b = appendUintField(b, "v", c.Mark.Version)
 			b = appendUintField(b, "hlc", c.Mark.Stamp)
 			if c.Mark.Writer != "" {
@@ -146,16 +148,19 @@ func (r replicateRequest) AppendMsgpack(b []byte) []byte {
 // the fewest bytes its calls (EncodeUint, EncodeInt, EncodeString,
 // EncodeTime, EncodeMapLen, EncodeArrayLen) use.
 
-func appendStrField(b []byte, tag, v string) []byte         { return appendStr(appendStr(b, tag), v) }
-func appendUintField(b []byte, tag string, v uint64) []byte { return appendUint(appendStr(b, tag), v) }
-func appendTimeField(b []byte, tag string, v time.Time) []byte {
-	return appendTime(appendStr(b, tag), v)
+// appendStrField appends a struct field's tag and its string value.
+func appendStrField(b []byte, tag, v string) []byte {
+	return peer.AppendString(peer.AppendString(b, tag), v)
 }
 
-// appendStr appends a string: its header (appendHeader) and bytes.
-func appendStr(b []byte, s string) []byte {
-	b = appendHeader(b, len(s), 31, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
-	return append(b, s...)
+// appendUintField appends a struct field's tag and its unsigned value.
+func appendUintField(b []byte, tag string, v uint64) []byte {
+	return peer.AppendUint(peer.AppendString(b, tag), v)
+}
+
+// appendTimeField appends a struct field's tag and its time.
+func appendTimeField(b []byte, tag string, v time.Time) []byte {
+	return appendTime(peer.AppendString(b, tag), v)
 }
 
 // appendMapLen appends a map's header.
@@ -168,26 +173,11 @@ func appendArrayLen(b []byte, n int) []byte {
 	return appendHeader(b, n, 15, msgpcode.FixedArrayLow, 0, msgpcode.Array16, msgpcode.Array32)
 }
 
-// appendUint appends n as EncodeUint does.
-func appendUint(b []byte, n uint64) []byte {
-	switch {
-	case n <= math.MaxInt8:
-		return append(b, byte(n))
-	case n <= math.MaxUint8:
-		return append(b, msgpcode.Uint8, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, msgpcode.Uint16), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, msgpcode.Uint32), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), n)
-}
-
 // appendInt appends n as EncodeInt does.
 func appendInt(b []byte, n int64) []byte {
 	switch {
 	case n >= 0:
-		return appendUint(b, uint64(n))
+		return peer.AppendUint(b, uint64(n))
 	case n >= -32:
 		return append(b, byte(n)) // a negative fixnum
 	case n >= math.MinInt8:

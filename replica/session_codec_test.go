@@ -354,15 +354,15 @@ func TestAppendersMatchTheEncodersCalls(t *testing.T) {
 	for _, n := range ints {
 		check(fmt.Sprint("int ", n), appendInt(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeInt(n) }))
 		if n >= 0 {
-			check(fmt.Sprint("uint ", n), appendUint(nil, uint64(n)), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(uint64(n)) }))
+			check(fmt.Sprint("uint ", n), peer.AppendUint(nil, uint64(n)), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(uint64(n)) }))
 		}
 	}
-	check("uint max", appendUint(nil, math.MaxUint64), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(math.MaxUint64) }))
+	check("uint max", peer.AppendUint(nil, math.MaxUint64), encoded(func(e *msgpack.Encoder) error { return e.EncodeUint(math.MaxUint64) }))
 	for _, n := range []int{0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536} {
 		check(fmt.Sprint("map of ", n), appendMapLen(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeMapLen(n) }))
 		check(fmt.Sprint("array of ", n), appendArrayLen(nil, n), encoded(func(e *msgpack.Encoder) error { return e.EncodeArrayLen(n) }))
 		s := strings.Repeat("s", n)
-		check(fmt.Sprint("string of ", n), appendStr(nil, s), encoded(func(e *msgpack.Encoder) error { return e.EncodeString(s) }))
+		check(fmt.Sprint("string of ", n), peer.AppendString(nil, s), encoded(func(e *msgpack.Encoder) error { return e.EncodeString(s) }))
 	}
 	for _, secs := range []int64{0, 1, 1<<32 - 1, 1 << 32, 1<<33 - 1, 1 << 33, 1<<34 - 1, 1 << 34, 1 << 40, -1, -1 << 40} {
 		for _, nsec := range []int64{0, 1, 999_999_999} {

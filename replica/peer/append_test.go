@@ -43,7 +43,7 @@ func TestHeaderEncodingMatchesTheEncoders(t *testing.T) {
 // as msgpack encodes one.
 type appendedBody string
 
-func (a appendedBody) AppendMsgpack(b []byte) []byte { return appendString(b, string(a)) }
+func (a appendedBody) AppendMsgpack(b []byte) []byte { return AppendString(b, string(a)) }
 
 // TestAppenderBodiesMakeTheSameFrames: a body that appends its encoding
 // gives the frame an encoded body would, reads back as one, and is held

@@ -139,16 +139,16 @@ func (fb *frameBuf) encode(h Header, body any, maxSize int) ([]byte, error) {
 // (TestHeaderEncodingMatchesTheEncoders).
 func appendHeader(b []byte, h *Header) []byte {
 	b = append(b, msgpcode.FixedArrayLow|5)
-	b = appendUint(b, h.ID)
-	b = appendUint(b, uint64(h.Kind))
-	b = appendString(b, h.Method)
-	b = appendString(b, h.Code)
-	return appendString(b, h.Msg)
+	b = AppendUint(b, h.ID)
+	b = AppendUint(b, uint64(h.Kind))
+	b = AppendString(b, h.Method)
+	b = AppendString(b, h.Code)
+	return AppendString(b, h.Msg)
 }
 
-// appendUint appends n as msgpack's Encoder.EncodeUint does, in the
+// AppendUint appends n as msgpack's Encoder.EncodeUint does, in the
 // fewest bytes.
-func appendUint(b []byte, n uint64) []byte {
+func AppendUint(b []byte, n uint64) []byte {
 	switch {
 	case n <= math.MaxInt8:
 		return append(b, byte(n))
@@ -162,8 +162,8 @@ func appendUint(b []byte, n uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), n)
 }
 
-// appendString appends s as msgpack's Encoder.EncodeString does.
-func appendString(b []byte, s string) []byte {
+// AppendString appends s as msgpack's Encoder.EncodeString does.
+func AppendString(b []byte, s string) []byte {
 	n := len(s)
 	switch {
 	case n < 32:
