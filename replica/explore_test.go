@@ -121,7 +121,7 @@ var rollingGuardSeeds = []uint64{2, 6}
 
 // seatedGuardSeeds are the schedules of TestExploreHandOffsSeated that
 // go test runs. Of the hand-off explorer's guard seeds, 1 passed (two
-// minutes, left out for time) and 6 passed in two runs of three; in 4
+// minutes, left out for time) and 6 passed in two runs of five; in 4
 // and 83 the seats stall after the schedule (a sealed instance with no
 // seat live, hand-offs never end), and in 2 a restarted node did not
 // learn its standing within the wait: open
