@@ -9,6 +9,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/tandem-io/tandem/replica/peer"
 )
 
 // Attributes are a session's attributes as they travel and are stored:
@@ -46,10 +48,9 @@ func EncodeAttributes(m map[string]msgpack.RawMessage) Attributes {
 	}
 	slices.Sort(names)
 	out := make([]byte, 0, size)
-	out = appendHeader(out, len(names), 15, msgpcode.FixedMapLow, 0, msgpcode.Map16, msgpcode.Map32)
+	out = appendMapLen(out, len(names))
 	for _, name := range names {
-		out = appendHeader(out, len(name), 31, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
-		out = append(out, name...)
+		out = peer.AppendString(out, name)
 		if v := m[name]; len(v) > 0 {
 			out = append(out, v...)
 		} else {
