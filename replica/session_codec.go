@@ -205,6 +205,42 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(b, secs)
 }
 
+// decodeTime decodes what appendTime writes, and accepts only what msgpack's
+// reflection decoder accepts for a time.Time field: the timestamp extension
+// of type -1 in its 4-, 8- or 12-byte form. (Decoder.DecodeTime would also
+// take extension type 13, a string or an array.)
+func decodeTime(dec *msgpack.Decoder) (time.Time, error) {
+	id, n, err := dec.DecodeExtHeader()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if id != -1 {
+		return time.Time{}, fmt.Errorf("msgpack: got ext type=%d, wanted -1", id)
+	}
+	if n != 4 && n != 8 && n != 12 {
+		return time.Time{}, fmt.Errorf("msgpack: invalid ext len=%d decoding time", n)
+	}
+	var buf [12]byte
+	if err := dec.ReadFull(buf[:n]); err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	switch n {
+	case 4:
+		t = time.Unix(int64(binary.BigEndian.Uint32(buf[:4])), 0)
+	case 8:
+		data := binary.BigEndian.Uint64(buf[:8])
+		t = time.Unix(int64(data&0x00000003ffffffff), int64(data>>34))
+	case 12:
+		t = time.Unix(int64(binary.BigEndian.Uint64(buf[4:12])), int64(binary.BigEndian.Uint32(buf[:4])))
+	}
+	if t.IsZero() {
+		// The zero time has no zone; reflection returns it in UTC.
+		return t.UTC(), nil
+	}
+	return t, nil
+}
+
 // DecodeMsgpack decodes a session as msgpack's reflection decodes one from
 // its fields' tags, without reflection: a map of field names (unknown
 // ones skipped, a nil value leaving its field zero), an array of the
@@ -321,15 +357,15 @@ func (s *Session) decodeField(dec *msgpack.Decoder, tag string) (err error) {
 	case "v":
 		s.Version, err = dec.DecodeUint64()
 	case "c":
-		s.Created, err = dec.DecodeTime()
+		s.Created, err = decodeTime(dec)
 	case "la":
-		s.LastAccess, err = dec.DecodeTime()
+		s.LastAccess, err = decodeTime(dec)
 	case "it":
 		var d int64
 		d, err = dec.DecodeInt64()
 		s.IdleTimeout = time.Duration(d)
 	case "dl":
-		s.Deadline, err = dec.DecodeTime()
+		s.Deadline, err = decodeTime(dec)
 	case "hlc":
 		s.Stamp, err = dec.DecodeUint64()
 	case "w":
