@@ -41,6 +41,7 @@ type seatRunner struct {
 	// completes; a run started again takes them up.
 	fencing map[run]bool
 	ticks   uint64 // heartbeats so far
+	probes  uint64 // rounds of the proposer's probe so far (probeTargets)
 	policy  seatPolicy
 	expect  int // Config.BootstrapExpect: the smallest ring founding happens in
 	rng     *rand.Rand
@@ -221,11 +222,17 @@ func (n *Node) tickSeats() {
 	r.startFences(n.own.margin())
 	node := r.node
 	node.setRing(tab.Fingerprint())
-	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration)
+	// Idle once granted under the ring it serves by: a node not yet
+	// granted under it is not ready (Readiness.SeatsLive), and asks.
+	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration) && n.own.seatHold.Load().granted == tab.Fingerprint()
 	n.publishSeatHold(node, now)
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
-	out = append(out, node.probe(now, members, r.proposing(tab, now))...)
+	probe := node.probe(now, r.probeTargets(tab, members, now))
+	if len(probe) > 0 {
+		r.probes++
+	}
+	out = append(out, probe...)
 	r.mu.Unlock()
 	for _, o := range out {
 		n.sendSeat(tab, node, members, o)
@@ -348,6 +355,33 @@ func runOfIncarnation(r run, inc string) bool {
 	return r.incarnation == inc || strings.HasPrefix(r.incarnation, inc+".")
 }
 
+// probeAllEvery is how often, in rounds of its probe, a proposer asks
+// every member for its state when the policy wants no member that holds
+// no seat: to meet a run of another cluster (seatNode.counts).
+const probeAllEvery = 10
+
+// probeTargets returns the members the node's run asks for their state
+// this round if it is the policy's proposer (seatNode.probe), none
+// otherwise. It asks every member while the policy could want one that
+// holds no seat (a seat to fill or replace, were every present member
+// ready), and once every probeAllEvery rounds; only the seats otherwise,
+// to learn which of them is ready, and so who proposes. A cluster whose
+// seats are full asks O(seats) a lease, not O(members).
+func (r *seatRunner) probeTargets(tab *ring.Table, members []string, now time.Duration) []string {
+	if !r.proposing(tab, now) {
+		return nil
+	}
+	a := r.node.acc
+	all := r.members(tab, a.cfg, now)
+	for i := range all {
+		all[i].Ready = all[i].Ready || all[i].Absent == 0 && !a.cfg.holds(all[i].Name)
+	}
+	if _, change := r.policy.next(a.cfg, all); change || r.probes%probeAllEvery == 0 {
+		return members
+	}
+	return a.cfg.Seats
+}
+
 // proposing reports whether this node's run is the policy's proposer of
 // its config's next change.
 func (r *seatRunner) proposing(tab *ring.Table, now time.Duration) bool {
@@ -447,6 +481,30 @@ func (n *Node) publishSeatHold(node *seatNode, now time.Duration) {
 // for at most a third of a lease, until the gate finds the holder live
 // under tab: a request found it not live (rule 6).
 func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
+	if !n.askSeats(tab) {
+		return
+	}
+	deadline := n.mono() + n.cfg.LeaseDuration/3
+	for tries := 1; ; tries++ {
+		h := *n.own.seatHold.Load()
+		if h.revoked || h.ring == tab.Fingerprint() && n.mono() < h.until || n.mono() >= deadline {
+			return
+		}
+		if !n.sleep(ctx, n.cfg.LeaseDuration/60) {
+			return
+		}
+		if tries%3 == 0 {
+			// Ask again: a seat that had let its own grants lapse, idle,
+			// refused the first ask, and asked its seats (seatNode.wake).
+			n.askSeats(tab)
+		}
+	}
+}
+
+// askSeats sends the holder's asks for grants under tab to its seats,
+// unless a round under it is already on its way (seatNode.renewNow). It
+// reports false when the node has no seat run yet.
+func (n *Node) askSeats(tab *ring.Table) bool {
 	r := n.seats
 	r.mu.Lock()
 	node := r.node
@@ -464,22 +522,13 @@ func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
 	}
 	r.mu.Unlock()
 	if node == nil {
-		return
+		return false
 	}
 	members := memberNames(tab)
 	for _, o := range out {
 		n.sendSeat(tab, node, members, o)
 	}
-	deadline := n.mono() + n.cfg.LeaseDuration/3
-	for {
-		h := *n.own.seatHold.Load()
-		if h.revoked || h.ring == tab.Fingerprint() && n.mono() < h.until || n.mono() >= deadline {
-			return
-		}
-		if !n.sleep(ctx, n.cfg.LeaseDuration/60) {
-			return
-		}
-	}
+	return true
 }
 
 // unfenceReturned gives up the unfinished revocations of runs that are
@@ -554,15 +603,25 @@ func (n *Node) serveSeat(_ context.Context, _ *ring.Table, body msgpack.RawMessa
 	r.mu.Lock()
 	node := r.node
 	var answer any
+	var wake []seatOut
 	if node != nil {
 		if tab := n.own.table(); tab != nil {
 			node.setRing(tab.Fingerprint()) // a seat grants under the ring it serves by now
 		}
 		answer = node.serve(m, n.mono())
+		wake = node.wake(n.mono())
 	}
 	r.mu.Unlock()
 	if node == nil {
 		return nil, fmt.Errorf("%w: %s has not started its seat run", ErrUnavailable, n.cfg.Name)
+	}
+	if tab := n.own.table(); len(wake) > 0 && tab != nil {
+		// The seat's own holder asks its seats, as a request does
+		// (askSeats): the asker that woke it asks again shortly.
+		members := memberNames(tab)
+		for _, o := range wake {
+			n.sendSeat(tab, node, members, o)
+		}
 	}
 	if d, ok := m.(seatDecide); ok {
 		n.log.Debug("seat decision received", "version", d.Config.Version)
