@@ -32,7 +32,7 @@ type seatNode struct {
 	states    map[string]seatState // the latest state each seat gave this recovering run
 	renewAt   time.Duration        // the next round of asks
 	announced bool                 // a recovering run sent its number
-	probeAt   time.Duration        // a proposer's next round of state asks to every member (probe)
+	probed    time.Duration        // when a proposer's last round of state asks went (probe)
 	// joining is the cluster a run that knows no config recovers into:
 	// the earliest it has heard of from a run of it lately (clusterBefore;
 	// joinedAt). Only that cluster's states count.
@@ -455,16 +455,16 @@ func (n *seatNode) refusal(body any) any {
 	return nil
 }
 
-// probe returns, once a lease, the state asks a proposer sends the
-// other members of targets to learn which are ready (seatPolicy) and
-// whether any is of another cluster (counts): at most N − 1 asks a
-// lease, at one node. It returns nothing when targets is empty (the node
-// is no proposer).
-func (n *seatNode) probe(now time.Duration, targets []string) []seatOut {
-	if len(targets) == 0 || now < n.probeAt {
+// probe returns the state asks a proposer sends the other members of
+// targets, at most once every every, to learn which are ready
+// (seatPolicy) and whether any is of another cluster (counts): at most
+// N − 1 asks a round, at one node. It returns nothing when targets is
+// empty (the node is no proposer).
+func (n *seatNode) probe(now time.Duration, targets []string, every time.Duration) []seatOut {
+	if len(targets) == 0 || n.probed > 0 && now-n.probed < every {
 		return nil
 	}
-	n.probeAt = now + 6*n.timing.renew
+	n.probed = now
 	return n.toAll(targets, seatStateAsk{Cluster: n.cluster(), From: n.self})
 }
 

@@ -41,7 +41,6 @@ type seatRunner struct {
 	// completes; a run started again takes them up.
 	fencing map[run]bool
 	ticks   uint64 // heartbeats so far
-	probes  uint64 // rounds of the proposer's probe so far (probeTargets)
 	policy  seatPolicy
 	expect  int // Config.BootstrapExpect: the smallest ring founding happens in
 	rng     *rand.Rand
@@ -228,11 +227,9 @@ func (n *Node) tickSeats() {
 	n.publishSeatHold(node, now)
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
-	probe := node.probe(now, r.probeTargets(tab, members, now))
-	if len(probe) > 0 {
-		r.probes++
+	if r.proposing(tab, now) {
+		out = append(out, node.probe(now, members, r.probeEvery(tab, now))...)
 	}
-	out = append(out, probe...)
 	r.mu.Unlock()
 	for _, o := range out {
 		n.sendSeat(tab, node, members, o)
@@ -355,31 +352,28 @@ func runOfIncarnation(r run, inc string) bool {
 	return r.incarnation == inc || strings.HasPrefix(r.incarnation, inc+".")
 }
 
-// probeAllEvery is how often, in rounds of its probe, a proposer asks
-// every member for its state when the policy wants no member that holds
-// no seat: to meet a run of another cluster (seatNode.counts).
-const probeAllEvery = 10
+// probeIdle is how many leases apart a proposer asks every member for
+// its state while the policy wants no member that holds no seat: to
+// meet a run of another cluster (seatNode.counts).
+const probeIdle = 10
 
-// probeTargets returns the members the node's run asks for their state
-// this round if it is the policy's proposer (seatNode.probe), none
-// otherwise. It asks every member while the policy could want one that
-// holds no seat (a seat to fill or replace, were every present member
-// ready), and once every probeAllEvery rounds; only the seats otherwise,
-// to learn which of them is ready, and so who proposes. A cluster whose
-// seats are full asks O(seats) a lease, not O(members).
-func (r *seatRunner) probeTargets(tab *ring.Table, members []string, now time.Duration) []string {
-	if !r.proposing(tab, now) {
-		return nil
-	}
+// probeEvery returns how often the node's run, the policy's proposer,
+// asks every member for its state (seatNode.probe): once a lease while
+// the policy could want a member that holds no seat (a seat to fill or
+// replace, were every present member ready), to learn which are ready;
+// once in probeIdle leases otherwise. A cluster whose seats are full,
+// idle or not, sends (N − 1) / probeIdle state asks a lease.
+func (r *seatRunner) probeEvery(tab *ring.Table, now time.Duration) time.Duration {
 	a := r.node.acc
+	lease := 6 * r.node.timing.renew
 	all := r.members(tab, a.cfg, now)
 	for i := range all {
 		all[i].Ready = all[i].Ready || all[i].Absent == 0 && !a.cfg.holds(all[i].Name)
 	}
-	if _, change := r.policy.next(a.cfg, all); change || r.probes%probeAllEvery == 0 {
-		return members
+	if _, change := r.policy.next(a.cfg, all); change {
+		return lease
 	}
-	return a.cfg.Seats
+	return probeIdle * lease
 }
 
 // proposing reports whether this node's run is the policy's proposer of

@@ -701,7 +701,7 @@ func (s *seatSim) act(p *seatSimProc) {
 		proposer = a.seat(s.now) && s.policy.proposer(a.cfg, s.members(a.cfg.Cluster)) == p.name
 	}
 	if proposer {
-		s.sendAll(p, p.node.probe(s.now, s.names()))
+		s.sendAll(p, p.node.probe(s.now, s.names(), 6*p.node.timing.renew))
 	}
 	if p.hold.revoked && s.proc(p.name).zombie != p {
 		// A fencer revoked its holder for good: the node goes on as a
