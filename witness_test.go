@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,6 +100,23 @@ func twoNodesAndAWitnessSurviveACrash(t *testing.T, seats int) {
 		s, err := b.Get(ctx, id)
 		if err != nil || string(s.Attributes["after"]) != string(encode(t, true)) {
 			t.Fatalf("read of %s after A crashed: %+v %v", id, s, err)
+		}
+	}
+}
+
+// A seated cluster has converged only once its seats have grown: a node
+// is ready as soon as the founder, the only seat at first, grants it, and
+// the seats grow one at a time from there, so StartLocal (WaitConverged)
+// waits until every node knows one config holding the seats the policy
+// keeps, here all three members. Returning before, it left the founder
+// the only seat, and its crash left the others no majority of seats.
+func TestStartLocalWaitsForTheSeatsToGrow(t *testing.T) {
+	nodes := startPairSeated(t, true, 3)
+	want := []string{"node-1", "node-2", "node-3"}
+	for _, n := range nodes {
+		st := n.Status().Seats
+		if st == nil || !slices.Equal(st.Seats, want) || st.Version != nodes[0].Status().Seats.Version {
+			t.Fatalf("%s, once the cluster converged, knows seats %+v; want %v, the same config on every node", n.Name(), st, want)
 		}
 	}
 }

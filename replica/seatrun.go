@@ -98,6 +98,7 @@ type seatStatus struct {
 	Running bool       // the node runs the seat protocol at all
 	Joining run        // knowing no config, the cluster it recovers into (none heard of yet: zero)
 	Revoked bool       // its holder was revoked for good: the node serves nothing more
+	Settled bool       // its config holds the seats the policy keeps for the ring's members (seatRunner.settled)
 }
 
 // seatStatus returns what the node's run of the seat protocol knows.
@@ -113,8 +114,9 @@ func (n *Node) seatStatus() seatStatus {
 	}
 	a, now := r.node.acc, n.mono()
 	lostAt, lost := a.lost()
+	tab := n.own.table()
 	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, LostAt: lostAt, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining,
-		Revoked: n.own.seatHold.Load().revoked}
+		Revoked: n.own.seatHold.Load().revoked, Settled: tab != nil && r.settled(tab, now)}
 }
 
 // SeatStatus is what a node's run of the seat protocol knows
@@ -154,13 +156,19 @@ type SeatStatus struct {
 	// revoked for good by the seats: it serves nothing more, and only a
 	// new run of the process (a restart) is granted again.
 	Revoked bool
+	// Settled says the node's config holds the seats the policy keeps
+	// for the members of its ring: a young cluster's seats grow one at a
+	// time, and until they have grown a crash of one may leave the
+	// others without a majority of seats (tandem.WaitConverged waits for
+	// it).
+	Settled bool
 }
 
 // SeatStatus returns what the node's run of the seat protocol knows.
 func (n *Node) SeatStatus() SeatStatus {
 	st := n.seatStatus()
 	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: st.Live,
-		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked}
+		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked, Settled: st.Settled}
 	if st.Config.Version > 0 {
 		out.Cluster = st.Config.Cluster.String()
 	}
@@ -364,16 +372,29 @@ const probeIdle = 10
 // once in probeIdle leases otherwise. A cluster whose seats are full,
 // idle or not, sends (N − 1) / probeIdle state asks a lease.
 func (r *seatRunner) probeEvery(tab *ring.Table, now time.Duration) time.Duration {
-	a := r.node.acc
 	lease := 6 * r.node.timing.renew
+	if !r.settled(tab, now) {
+		return lease
+	}
+	return probeIdle * lease
+}
+
+// settled reports whether the run's config holds the seats the policy
+// keeps for tab's members: it would propose no change were every present
+// member that holds no seat ready. A run that knows no config is not
+// settled, nor are a young cluster's seats while they grow one at a
+// time, nor seats replacing one that left.
+func (r *seatRunner) settled(tab *ring.Table, now time.Duration) bool {
+	a := r.node.acc
+	if a.cfg.Version == 0 {
+		return false
+	}
 	all := r.members(tab, a.cfg, now)
 	for i := range all {
 		all[i].Ready = all[i].Ready || all[i].Absent == 0 && !a.cfg.holds(all[i].Name)
 	}
-	if _, change := r.policy.next(a.cfg, all); change {
-		return lease
-	}
-	return probeIdle * lease
+	_, change := r.policy.next(a.cfg, all)
+	return !change
 }
 
 // proposing reports whether this node's run is the policy's proposer of
