@@ -394,3 +394,39 @@ func TestAnIdleSeatRenewsOnlyOnDemand(t *testing.T) {
 		}
 	}
 }
+
+// A seated node found paused asks its seats, idle or not: it may have
+// been taken for departed and revoked for good meanwhile, and only an
+// ask tells it (seatsPaused). Idle, its ring what it was before the
+// pause and granted under it then, it asked nothing, and stayed ready
+// without learning it was revoked (what
+// TestAPausedNodeRevokedByTheSeatsExitsForARestart found with real
+// processes).
+func TestAPausedSeatedNodeAsksItsSeatsIdle(t *testing.T) {
+	c := newTestCluster(t, 3, seated(3))
+	waitForSeatsThat(t, c, "all three", func(s []string) bool { return len(s) == 3 })
+	x := c.node("node-2")
+	lease := x.cfg.LeaseDuration
+	waitFor(t, 5*time.Second, "every node ready", func() bool {
+		return c.node("node-0").Ready() && c.node("node-1").Ready() && x.Ready()
+	})
+	c.sleep(3 * lease) // idle: every node lets its grants lapse
+
+	// The others take x for departed while it is stopped (its ring never
+	// changes) and revoke it for good at the seats; then they take it
+	// back.
+	others := []string{"node-0", "node-1"}
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	waitFor(t, 10*time.Second, "x's revocation to complete", func() bool {
+		return len(*c.node("node-0").own.seatFences.Load()) > 0
+	})
+	all := []string{"node-0", "node-1", "node-2"}
+	c.publishTo(map[string][]string{"node-0": all, "node-1": all})
+
+	x.beat.Store(int64(x.mono() - time.Hour)) // as if x had not run for an hour
+	x.checkPause()
+	waitFor(t, 10*time.Second, "x, paused and idle, to learn it was revoked", func() bool { return x.Readiness().SeatsRevoked })
+	if r := x.Readiness(); r.Ready() {
+		t.Fatalf("x, revoked for good, is ready: %+v", r)
+	}
+}
