@@ -134,9 +134,13 @@ type SeatStatus struct {
 	// Active says whether the node's run has recovered its state and
 	// answers.
 	Active bool
-	// Live says whether the node holds grants from a majority of the
-	// seats: what it will need to serve once the seats guard the
-	// leases.
+	// Live says whether the node's holder has been granted by a
+	// majority of the seats under the ring the node serves by, and is
+	// not revoked: what readiness asks of the seats (Readiness.SeatsLive).
+	// An idle node lets its grants lapse and asks again on its next
+	// request (seatNode.idle), and stays live; a node not yet granted
+	// under a new ring, or found paused, is not, until a majority grants
+	// it again.
 	Live bool
 	// Sealed says whether the node, a seat, has promised or accepted the
 	// next version: a change of seats is under way.
@@ -167,7 +171,7 @@ type SeatStatus struct {
 // SeatStatus returns what the node's run of the seat protocol knows.
 func (n *Node) SeatStatus() SeatStatus {
 	st := n.seatStatus()
-	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: st.Live,
+	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: n.Readiness().SeatsLive,
 		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked, Settled: st.Settled}
 	if st.Config.Version > 0 {
 		out.Cluster = st.Config.Cluster.String()
