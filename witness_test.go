@@ -81,6 +81,14 @@ func twoNodesAndAWitnessSurviveACrash(t *testing.T, seats int) {
 		}
 	}
 
+	if seats > 0 {
+		// The founder's config holds only the founder; the seats grow by
+		// one a change, spaced by a lease and its margin. B and the
+		// witness are a majority of the seats only once all three hold
+		// one, so A dies only then.
+		waitForSeats(t, nodes, seats)
+	}
+
 	a.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -93,13 +101,34 @@ func twoNodesAndAWitnessSurviveACrash(t *testing.T, seats int) {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("write to %s after A crashed: %v", id, err)
+				t.Fatalf("write to %s after A crashed: %v\nB %+v\nW %+v", id, err, *b.Status().Seats, *w.Status().Seats)
 			}
 		}
 		s, err := b.Get(ctx, id)
 		if err != nil || string(s.Attributes["after"]) != string(encode(t, true)) {
 			t.Fatalf("read of %s after A crashed: %+v %v", id, s, err)
 		}
+	}
+}
+
+// waitForSeats waits until every node knows a seat config of k seats.
+func waitForSeats(t *testing.T, nodes []*tandem.Node, k int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		grown := true
+		for _, n := range nodes {
+			if st := n.Status().Seats; st == nil || len(st.Seats) < k {
+				grown = false
+			}
+		}
+		if grown {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the seats did not grow to %d within 20 s: %+v", k, nodes[0].Status().Seats)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

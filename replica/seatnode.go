@@ -152,6 +152,21 @@ func (n *seatNode) renewNow(now time.Duration) []seatOut {
 		return nil
 	}
 	n.renewAt = now + n.timing.renew
+	return n.holderAsk()
+}
+
+// holderAsk returns the holder's ask for grants, sent to the seats of the
+// newest config the node knows. A decision that reached the node's
+// acceptor before any seat's answer named it is the holder's config too:
+// otherwise a holder that asked nothing while the config grew (a node
+// idle, holding no seat) asks the seats of the config before, and, once
+// they have died, never hears of the config that holds it
+// (TestTwoNodesAndAWitnessSurviveACrash: B's holder asked only the
+// founder, killed 30 ms after the config of three was decided).
+func (n *seatNode) holderAsk() []seatOut {
+	if a := n.acc; a.cfg.Version > n.hold.cfg.Version && a.cfg.Cluster == n.hold.cfg.Cluster {
+		n.hold.cfg = a.cfg
+	}
 	ask := n.hold.ask()
 	ask.Known = n.acc.cfg.Version
 	return toSeats(n.hold.cfg, ask)
@@ -204,9 +219,7 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	if now >= n.renewAt {
 		n.renewAt = now + n.timing.renew
 		if !n.idle || a.cfg.holds(n.self.name) {
-			ask := n.hold.ask()
-			ask.Known = a.cfg.Version
-			out = append(out, toSeats(n.hold.cfg, ask)...)
+			out = append(out, n.holderAsk()...)
 		}
 		for _, f := range n.fences {
 			if !f.done {
