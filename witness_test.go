@@ -94,7 +94,7 @@ func twoNodesAndAWitnessSurviveACrash(t *testing.T, seats int) {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("write to %s after A crashed: %v", id, err)
+				t.Fatalf("write to %s after A crashed: %v\nB %+v\nW %+v", id, err, *b.Status().Seats, *w.Status().Seats)
 			}
 		}
 		s, err := b.Get(ctx, id)

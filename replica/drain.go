@@ -120,6 +120,9 @@ func (n *Node) Drain(ctx context.Context, tab *ring.Table) error {
 	}
 	close(work)
 	wg.Wait()
+	if err := n.handOverSeat(ctx, tab); err != nil {
+		n.log.Warn("drained without handing this node's seat over: the seats count it as crashed", "err", err)
+	}
 	if len(failed) > 0 {
 		// Its leases are not given back: to the others this node is
 		// gone as a crashed one is, so they wait for its leases to

@@ -385,7 +385,41 @@ func (e *explorer) victim() (string, bool) {
 		return "", false
 	}
 	conn := e.connected()
+	if e.seats > 0 {
+		conn = slices.DeleteFunc(conn, func(name string) bool { return !e.seatsSpare(name) })
+		if len(conn) == 0 {
+			return "", false
+		}
+	}
 	return conn[e.rng.IntN(len(conn))], true
+}
+
+// seatsSpare reports whether the seats can spare node name: whether,
+// without it, a majority of the seats of the newest config a node knows
+// are still connected and recovered. Without disk a seat that restarts
+// recovers its state from a majority of the others (recoveryNeed), and a
+// config half of whose seats lost theirs is lost for good (seatAcceptor.lost;
+// LEASES-AT-SCALE.md §6.1), so the schedule faults no seat the seats
+// cannot spare, as it faults no third name of the five: a seat that
+// restarted counts as down until it has recovered (seed 83 restarted
+// one seat of four, and crashed another before the first recovered).
+func (e *explorer) seatsSpare(name string) bool {
+	var cfg seatConfig
+	for _, n := range e.c.list() {
+		if st := n.seatStatus(); st.Config.Version > cfg.Version {
+			cfg = st.Config
+		}
+	}
+	if !cfg.holds(name) {
+		return true
+	}
+	up := 0
+	for _, s := range cfg.Seats {
+		if n := e.c.node(s); s != name && n != nil && !e.cut[s] && n.seatStatus().Active {
+			up++
+		}
+	}
+	return up >= cfg.majority()
 }
 
 // isolateOrHeal cuts a node off from every other, or heals one.
@@ -499,11 +533,16 @@ func (e *explorer) restartAll() {
 // restartRevoked starts again, as a new run, every connected node whose
 // seat grants were revoked for good: it serves nothing more, and its
 // supervisor starts a new run when it exits (tandem serve's status 3).
-// It reports whether it restarted any.
+// A revoked node that holds a seat the others cannot spare yet
+// (seatsSpare) is restarted once they can. It reports whether it
+// restarted any.
 func (e *explorer) restartRevoked() bool {
 	restarted := false
 	for _, name := range e.connected() {
-		if !e.c.node(name).Readiness().SeatsRevoked {
+		if !e.c.node(name).Readiness().SeatsRevoked || !e.seatsSpare(name) {
+			// Not revoked; or revoked but still a seat the others
+			// cannot spare yet: its run goes on answering as a seat
+			// until they have recovered (seatsSpare).
 			continue
 		}
 		e.stopNode(name)
@@ -778,13 +817,24 @@ func (e *explorer) finish() {
 	// pending before that news came, and the copies read below must be
 	// the ones the nodes keep, so every node asks for its leases (its
 	// standing) and the hand-offs that follow are waited for too.
-	for _, name := range e.running() {
-		n := e.c.node(name)
-		waitFor(e.t, 20*time.Second, name+" to know its standing", func() bool {
-			ctx, cancel := within(n, time.Second)
-			defer cancel()
-			return n.knowsItsStanding(ctx, n.Table())
-		})
+	// With seats, a node learns only now, asking, that it was revoked
+	// for good while it was cut off: it knows that standing, and serves
+	// nothing until its supervisor starts it again, as here; every node
+	// then asks again, under the ring its restart brought.
+	for again := true; again; {
+		again = false
+		for _, name := range e.running() {
+			waitFor(e.t, 20*time.Second, name+" to know its standing", func() bool {
+				if e.seats > 0 && e.restartRevoked() {
+					again = true
+					return false
+				}
+				n := e.c.node(name)
+				ctx, cancel := within(n, time.Second)
+				defer cancel()
+				return n.knowsItsStanding(ctx, n.Table())
+			})
+		}
 	}
 	e.c.settle(e.t, "hand-offs of the nodes that learned they had been declared dead")
 	e.absorbLosses()

@@ -873,7 +873,14 @@ func (n *Node) servePull(ctx context.Context, tab *ring.Table, body msgpack.RawM
 		return pullReply{Unconfirmed: true}, nil
 	}
 	n.heedPullersDepartures(req)
-	if req.Ring != 0 && !n.knowsItsStanding(ctx, tab) {
+	// A hand-off is served only by a source that knows its standing. With
+	// seats, so is a reconciliation: a run the seats revoked for good may
+	// still hold copies of a partition the cluster reported lost and read
+	// as empty since, and merged back they would bring a session back
+	// from the dead (TestExploreHandOffsSeated, seed 1: a seat cut off,
+	// revoked, and pulled from once the cut healed). Seats grant no
+	// revoked run, so a run granted under its ring was fenced by no one.
+	if (req.Ring != 0 || n.own.seated) && !n.knowsItsStanding(ctx, tab) {
 		return pullReply{Unconfirmed: true}, nil
 	}
 	if req.Distrusting && req.After == "" {

@@ -169,6 +169,16 @@ func TestADepartedOwnerIsRevokedBeforeItsPartitionIsWritten(t *testing.T) {
 	if err := servesAsPrimary(t, d, id); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("%s, revoked for good and back in the ring, may serve %s: %v; want ErrUnavailable", d.Name(), id, err)
 	}
+	// Nor does it give its copies to a reconciliation (a pull under no
+	// ring): merged back, they could bring back a session the cluster
+	// reported lost and read as empty since (TestExploreHandOffsSeated,
+	// seed 1).
+	var pulled pullReply
+	tab := newPrimary.Table()
+	err := newPrimary.call(testCtx(t), tab, d.Name(), methodPull, pullRequest{Partition: tab.Partition(id), MaxBytes: 1 << 20, From: newPrimary.Name()}, &pulled)
+	if err == nil && (len(pulled.Sessions) > 0 || !pulled.Unconfirmed) {
+		t.Fatalf("%s, revoked for good, answered a reconciliation's pull of %s's partition with %d copies (unconfirmed %v)", d.Name(), id, len(pulled.Sessions), pulled.Unconfirmed)
+	}
 	// A restart is a new run of the process: it is granted again.
 	c.restartTuned("r2", seated(3), d.Name())
 	c.publish()

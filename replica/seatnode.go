@@ -171,10 +171,20 @@ func (n *seatNode) renewNow(now time.Duration) []seatOut {
 	return n.holderAsks(now)
 }
 
-// holderAsks returns the holder's asks for grants to every seat of its
-// config, and notes when and under which ring it asked.
+// holderAsks returns the holder's asks for grants to every seat of the
+// newest config the node knows, and notes when and under which ring it
+// asked. A decision that reached the node's acceptor before any seat's
+// answer named it is the holder's config too: otherwise a holder that
+// asked nothing while the config grew (a node idle, holding no seat)
+// asks the seats of the config before, and, once they have died, never
+// hears of the config that holds it (TestTwoNodesAndAWitnessSurviveACrash:
+// B's holder asked only the founder, killed 30 ms after the config of
+// three was decided).
 func (n *seatNode) holderAsks(now time.Duration) []seatOut {
 	n.asked, n.askedRing = now, n.ring
+	if a := n.acc; a.cfg.Version > n.hold.cfg.Version && a.cfg.Cluster == n.hold.cfg.Cluster {
+		n.hold.cfg = a.cfg
+	}
 	ask := n.hold.ask()
 	ask.Known = n.acc.cfg.Version
 	return toSeats(n.hold.cfg, ask)

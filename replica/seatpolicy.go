@@ -165,14 +165,18 @@ func (p seatPolicy) eligible(members []seatMember) int {
 }
 
 // proposer returns the name that proposes cur's next change: the
-// lowest-named seat that is ready and present, or "" if none is. A
-// leaver proposes its own removal during its drain; if it fails to, the
-// lowest seat does it later.
+// lowest-named seat that is ready, present and staying; if no seat is,
+// the lowest-named ready seat that drains, which hands its seat over
+// before it goes (Node.handOverSeat: a replacement first if it would
+// leave fewer than two seats); "" if none is ready. A seat that left
+// without handing its seat over is vacated by the lowest seat later.
 func (p seatPolicy) proposer(cur seatConfig, members []seatMember) string {
-	for _, name := range slices.Sorted(slices.Values(cur.Seats)) {
-		i := slices.IndexFunc(members, func(m seatMember) bool { return m.Name == name })
-		if i >= 0 && members[i].Ready && members[i].Absent == 0 && !members[i].Leaving {
-			return name
+	for _, leaving := range []bool{false, true} {
+		for _, name := range slices.Sorted(slices.Values(cur.Seats)) {
+			i := slices.IndexFunc(members, func(m seatMember) bool { return m.Name == name })
+			if i >= 0 && members[i].Ready && members[i].Absent == 0 && members[i].Leaving == leaving {
+				return name
+			}
 		}
 	}
 	return ""

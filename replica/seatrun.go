@@ -47,6 +47,10 @@ type seatRunner struct {
 	seen    map[string]seatSeen      // what each member's latest state answer showed
 	missing map[string]time.Duration // seats of the config missing from the ring, since when
 	leaving map[string]bool          // members draining, as ownership last knew (their seats are vacated at once)
+	// draining: this node drains (Drain), out of the ring it serves by:
+	// its run goes on, as a seat, until its seat is handed over
+	// (Node.handOverSeat).
+	draining bool
 	// waitLogged, lostLogged and revokedLogged: when the runner last
 	// logged that founding waits, that the seats' state is lost, and
 	// that this node's holder was revoked (seatLogEvery).
@@ -187,12 +191,47 @@ func (n *Node) SeatStatus() SeatStatus {
 // when the founding rule says so, and sends what the run asks to send.
 func (n *Node) tickSeats() {
 	tab := n.own.table()
-	if tab == nil || !tab.Has(n.cfg.Name) {
+	if tab == nil {
 		return
 	}
 	now, members := n.mono(), memberNames(tab)
 	r := n.seats
 	r.mu.Lock()
+	if !tab.Has(n.cfg.Name) {
+		// Draining, out of the ring: the run goes on only to hand its
+		// seat over (handOverSeat), and starts nothing new.
+		if !r.draining || r.node == nil || !r.node.acc.recovered {
+			r.mu.Unlock()
+			return
+		}
+	} else {
+		r.tickMember(n, tab, now)
+	}
+	r.noteMissing(tab, now)
+	r.leaving = n.own.leavers()
+	r.startFences(n.own.margin())
+	node := r.node
+	node.setRing(tab.Fingerprint())
+	// Idle once granted under the ring it serves by: a node not yet
+	// granted under it is not ready (Readiness.SeatsLive), and asks.
+	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration) && n.own.seatHold.Load().granted == tab.Fingerprint()
+	n.publishSeatHold(node, now)
+	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
+	r.ticks++
+	if r.proposing(tab, now) {
+		out = append(out, node.probe(now, members, r.probeEvery(tab, now))...)
+	}
+	r.mu.Unlock()
+	for _, o := range out {
+		n.sendSeat(tab, node, members, o)
+	}
+}
+
+// tickMember is the part of the heartbeat of a node in the ring it
+// serves by: it starts the node's run, or a new one, and founds the
+// cluster's first config when the founding rule says so. The caller
+// holds r's lock.
+func (r *seatRunner) tickMember(n *Node, tab *ring.Table, now time.Duration) {
 	switch {
 	case r.node == nil || r.node.acc.recovered && r.node.acc.superseded():
 		// The first run, or a run that learnt of a later one of this
@@ -227,24 +266,6 @@ func (n *Node) tickSeats() {
 		n.log.Error("seat state lost: too many seats of the config restarted at once for this node's run to recover from the others; without disk only an operator can go on", "version", lostAt)
 	} else if !lost {
 		r.lostLogged = 0
-	}
-	r.noteMissing(tab, now)
-	r.leaving = n.own.leavers()
-	r.startFences(n.own.margin())
-	node := r.node
-	node.setRing(tab.Fingerprint())
-	// Idle once granted under the ring it serves by: a node not yet
-	// granted under it is not ready (Readiness.SeatsLive), and asks.
-	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration) && n.own.seatHold.Load().granted == tab.Fingerprint()
-	n.publishSeatHold(node, now)
-	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
-	r.ticks++
-	if r.proposing(tab, now) {
-		out = append(out, node.probe(now, members, r.probeEvery(tab, now))...)
-	}
-	r.mu.Unlock()
-	for _, o := range out {
-		n.sendSeat(tab, node, members, o)
 	}
 }
 
@@ -329,7 +350,7 @@ func (r *seatRunner) noteMissing(tab *ring.Table, now time.Duration) {
 		}
 	}
 	for _, name := range cfg.Seats {
-		if _, ok := r.missing[name]; !ok && !tab.Has(name) {
+		if _, ok := r.missing[name]; !ok && !tab.Has(name) && name != r.node.self.name { // a node draining is no missing seat (members)
 			r.missing[name] = now
 		}
 	}
@@ -354,6 +375,11 @@ func (r *seatRunner) members(tab *ring.Table, cur seatConfig, now time.Duration)
 	}
 	for name, since := range r.missing {
 		out = append(out, seatMember{Name: name, Absent: max(now-since, time.Nanosecond), Leaving: r.leaving[name]})
+	}
+	if r.draining && !tab.Has(self) {
+		// Out of the ring it drains to, this node is a member only as
+		// a leaver that hands its seat over (handOverSeat).
+		out = append(out, seatMember{Name: self, Leaving: true, Ready: r.node.acc.active(now) && !r.node.acc.unsure})
 	}
 	return out
 }
@@ -548,6 +574,48 @@ func (n *Node) askSeats(tab *ring.Table) bool {
 		n.sendSeat(tab, node, members, o)
 	}
 	return true
+}
+
+// handOverSeat is a draining node's last part in the seats: while its
+// node holds a seat of the newest config it knows, its run goes on out of
+// the ring (tickSeats), voting, and, if no seat that stays can, proposing
+// the change that vacates its seat (seatPolicy.proposer: a replacement
+// first when fewer than two seats would be left). It returns once the
+// node holds no seat, or ctx ends. A seat that left without handing its
+// seat over is gone to the seats as a crashed one is: with another seat
+// down, or if it was the only one, no majority of the config is left to
+// change it, and the seats' state is lost for good (TestExploreHandOffsSeated:
+// in seed 4 the founder, still the only seat, drained half a second in;
+// in seed 83 a seat of four drained a second after another crashed).
+func (n *Node) handOverSeat(ctx context.Context, tab *ring.Table) error {
+	r := n.seats
+	if r == nil || len(tab.Members()) == 0 {
+		return nil // no seats, or no member left to hand the seat to
+	}
+	r.mu.Lock()
+	r.draining = true
+	r.mu.Unlock()
+	for {
+		r.mu.Lock()
+		seated := false
+		if node := r.node; node != nil && node.acc.recovered {
+			cfg := node.acc.cfg
+			if node.hold.cfg.Version > cfg.Version {
+				cfg = node.hold.cfg // a seat's answer to the holder named it
+			}
+			seated = cfg.holds(n.cfg.Name)
+		}
+		r.mu.Unlock()
+		if !seated {
+			return nil
+		}
+		// Its holder asks the seats for grants: their answers name their
+		// config, and so tell it of the change that vacated its seat.
+		n.askSeats(tab)
+		if !n.sleep(ctx, n.cfg.LeaseDuration/6) {
+			return fmt.Errorf("%s still holds a seat: %w", n.cfg.Name, ctx.Err())
+		}
+	}
 }
 
 // unfenceReturned gives up the unfinished revocations of runs that are

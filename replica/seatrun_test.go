@@ -238,6 +238,42 @@ func TestADrainingSeatIsVacatedAtOnce(t *testing.T) {
 	}
 }
 
+// A seat that drains hands its seat over before it goes: the founder,
+// still the only seat of the cluster's first config, that drains half a
+// second after the cluster formed (explorer seed 4) proposes a
+// replacement from out of the ring it drains to, as no seat that stays
+// can propose; had it gone with its seat, no majority of the config would
+// be left to change it, and the seats' state would be lost for good.
+func TestALoneSeatThatDrainsProposesItsReplacement(t *testing.T) {
+	lease := 600 * time.Millisecond
+	rest, err := ring.New(ring.DefaultConfig(), 3, []ring.Member{{Name: "b", Peer: "b", Incarnation: "1"}, {Name: "c", Peer: "c", Incarnation: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newSeatRunner(Config{Seats: 5, LeaseDuration: lease})
+	startWith(r, run{"a", "1"}, cfgOf(1, "a"), lease)
+	now := 10 * time.Second
+	for _, name := range []string{"b", "c"} {
+		r.seen[name] = seatSeen{at: now - 100*time.Millisecond, answerer: run{name, "1"}, active: true, version: 1, hasConfig: true}
+	}
+	r.noteMissing(rest, now)
+	if _, ok := r.propose(rest, r.node.acc.cfg, now); ok {
+		t.Fatal("a node out of its ring that does not drain proposes a change")
+	}
+	r.draining = true
+	r.noteMissing(rest, now)
+	next, ok := r.propose(rest, r.node.acc.cfg, now)
+	if !ok || !slices.Equal(next.Seats, []string{"a", "b"}) {
+		t.Fatalf("a, the only seat, drains and proposes %+v (%v); want b added first, as a replacement", next, ok)
+	}
+	// Once two others hold seats, it vacates its own.
+	r.node.acc.cfg = cfgOf(3, "a", "b", "c")
+	r.noteMissing(rest, now)
+	if next, ok := r.propose(rest, r.node.acc.cfg, now); !ok || !slices.Equal(next.Seats, []string{"b", "c"}) {
+		t.Fatalf("a drains from seats {a, b, c} and proposes %+v (%v); want its seat vacated", next, ok)
+	}
+}
+
 // startWith starts r's first run as self with cfg, as if the cluster had
 // been made with it.
 func startWith(r *seatRunner, self run, cfg seatConfig, lease time.Duration) {

@@ -430,3 +430,28 @@ func TestAPausedSeatedNodeAsksItsSeatsIdle(t *testing.T) {
 		t.Fatalf("x, revoked for good, is ready: %+v", r)
 	}
 }
+
+// A holder asks the seats of the newest config its node knows, even one
+// only its acceptor has heard decided: b, idle and holding no seat, asked
+// nothing while the config grew from a's alone to a, b and c; once a
+// dies, b's holder must ask b and c, which hold the config and can grant
+// it, not a alone (TestTwoNodesAndAWitnessSurviveACrash).
+func TestAHolderAsksTheSeatsOfTheConfigItsAcceptorHeardDecided(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	first := cfgOf(1, "a")
+	b := newSeatNode(run{"b", "1"}, first, seatL, seatM, rng, 0)
+	grown := first.next([]string{"a", "b", "c"})
+	b.serve(seatDecide{Config: grown}, seatSettle)
+	if b.acc.cfg.Version != grown.Version {
+		t.Fatalf("b's acceptor did not take the decision: %+v", b.acc.cfg)
+	}
+	asked := map[string]bool{}
+	for _, o := range b.renewNow(seatSettle) {
+		if _, ok := o.body.(seatGrantAsk); ok {
+			asked[o.to.name] = true
+		}
+	}
+	if !asked["b"] || !asked["c"] || b.hold.cfg.Version != grown.Version {
+		t.Fatalf("b's holder asked %v under config %+v; want the seats of %+v", asked, b.hold.cfg, grown)
+	}
+}
