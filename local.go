@@ -8,7 +8,7 @@ import (
 
 // StartLocal starts a cluster of n nodes on loopback (LocalConfig), named node-1 … node-n,
 // on free ports, and waits until every node is ready and all agree on the
-// ring. tune, if not nil, adjusts each node's Config before it starts (i
+// ring (and, with Replica.Seats, on the seats: WaitConverged). tune, if not nil, adjusts each node's Config before it starts (i
 // counts from 0). It is how `tandem dev` and tests get a cluster. On error,
 // the nodes already started are stopped.
 func StartLocal(ctx context.Context, n int, tune func(i int, cfg *Config)) ([]*Node, error) {
@@ -41,7 +41,9 @@ func StartLocal(ctx context.Context, n int, tune func(i int, cfg *Config)) ([]*N
 }
 
 // WaitConverged waits until every node is ready, has finished reconciling,
-// and all serve by the same ring of exactly these nodes, or ctx ends.
+// and all serve by the same ring of exactly these nodes, or ctx ends. With
+// Replica.Seats, it waits too until all know one config, holding the seats
+// the policy keeps for these nodes (replica.SeatStatus.Settled).
 func WaitConverged(ctx context.Context, nodes []*Node) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -58,17 +60,25 @@ func WaitConverged(ctx context.Context, nodes []*Node) error {
 }
 
 // converged reports whether nodes are ready and share one ring of
-// themselves.
+// themselves and, with seats (Replica.Seats), one config of the seats
+// the policy keeps for them. A node is ready once a seat has granted it,
+// while a young cluster's seats still grow one at a time: until they
+// have grown, a crash of the founder leaves the others without a
+// majority of seats (TestTwoNodesAndAWitnessSurviveACrash).
 func converged(nodes []*Node) bool {
-	var fingerprint uint64
+	var fingerprint, version uint64
 	for i, node := range nodes {
 		tab := node.replica.Table()
 		if tab == nil || !(node.Ready() || node.Readiness().Reason == NotReadyWitness) || node.replica.Pending() > 0 || len(tab.Members()) != len(nodes) {
 			return false
 		}
+		seats := node.replica.SeatStatus()
+		if seats.Running && !seats.Settled {
+			return false
+		}
 		if i == 0 {
-			fingerprint = tab.Fingerprint()
-		} else if tab.Fingerprint() != fingerprint {
+			fingerprint, version = tab.Fingerprint(), seats.Version
+		} else if tab.Fingerprint() != fingerprint || seats.Version != version {
 			return false
 		}
 	}

@@ -89,8 +89,10 @@ type SeatsStatus struct {
 	Seats []string `json:"seats"`
 	// Active says whether the node's run has its state and answers.
 	Active bool `json:"active"`
-	// Live says whether the node holds grants from a majority of the
-	// seats.
+	// Live says whether a majority of the seats has granted the node
+	// under the ring it serves by, and it is not revoked: it can serve. An
+	// idle node lets its grants lapse and asks again on its next request,
+	// and stays live.
 	Live bool `json:"live"`
 	// Sealed says whether a change of seats is under way at this seat.
 	Sealed bool `json:"sealed"`

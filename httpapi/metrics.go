@@ -71,7 +71,7 @@ var metricHelp = map[string]string{
 	"tandem_peer_wire_downs_total":                 "Members taken out of the ring because their peer port refused connections, before membership declared them dead.",
 	"tandem_seat_config_version":                   "Version of the newest config of seats the node knows (only when it runs the seat protocol); 0 for none.",
 	"tandem_seats":                                 "Seats in that config.",
-	"tandem_seat_live":                             "1 when the node holds grants from a majority of the seats, else 0.",
+	"tandem_seat_live":                             "1 when a majority of the seats has granted the node under the ring it serves by and it is not revoked (an idle node, its grants lapsed, stays 1), else 0.",
 	"tandem_seat_state_lost":                       "1 when the node found the seats' state lost (too many seats restarted at once to recover it without disk), else 0.",
 }
 

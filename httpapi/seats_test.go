@@ -59,6 +59,15 @@ func TestSeatsShowInTheClusterViewAndMetrics(t *testing.T) {
 			t.Fatalf("%s's status page (%d) does not show its seats", n.Name(), status)
 		}
 	}
+	// Idle, a node lets its grants lapse (it asks again on its next
+	// request) and stays live: live says the seats granted it under its
+	// ring and it can serve, not that it holds a grant this instant.
+	time.Sleep(3 * time.Second) // five leases of 600 ms, the default
+	for _, n := range nodes {
+		if s := n.Status().Seats; s == nil || !s.Live {
+			t.Fatalf("%s, idle for five leases, shows its seats not live: %+v", n.Name(), s)
+		}
+	}
 	for _, v := range views[1:] {
 		if v.Seats.Cluster == "" || v.Seats.Cluster != views[0].Seats.Cluster || !slices.Equal(v.Seats.Seats, []string{"node-1", "node-2", "node-3"}) {
 			t.Fatalf("the nodes show different seats: %+v and %+v", views[0].Seats, v.Seats)

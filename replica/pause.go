@@ -43,6 +43,7 @@ func (n *Node) checkPause() {
 		// quarantine, or it would serve a stale copy in between.
 		n.own.startUnconfirmed(now)
 		n.own.setQuarantine(now + n.cfg.PauseQuarantine)
+		n.seatsPaused()
 		if !n.beat.CompareAndSwap(last, int64(now)) {
 			continue // another caller took this gap; it reports and reconciles
 		}

@@ -31,14 +31,36 @@ type seatHold struct {
 	until   time.Duration // until when it is live under that ring; 0 if not
 	revoked bool          // revoked for good: the node serves no more
 	// granted is the fingerprint of ring if the holder has been live
-	// under it since the node installed it, 0 otherwise: a node is
-	// ready once granted, and an idle node lets its grants lapse
-	// (seatNode.idle) without becoming unready.
+	// under it since the node installed it, and since it was last found
+	// paused (seatsPaused), 0 otherwise: a node is ready once granted,
+	// and an idle node lets its grants lapse (seatNode.idle) without
+	// becoming unready; one not granted is not idle, and asks.
 	granted uint64
 }
 
 // setSeatHold publishes what the node's holder holds.
 func (o *ownership) setSeatHold(h seatHold) { o.seatHold.Store(&h) }
+
+// seatsPaused makes a node found paused (checkPause) count none of the
+// grants its holder held before: it may have been taken for departed
+// meanwhile and revoked for good at the seats, and only an ask tells it
+// so. Not granted under its ring, it is not idle (tickSeats): it asks
+// its seats every round, a seat or not, until one grants it again or
+// refuses it for good.
+func (n *Node) seatsPaused() {
+	r := n.seats
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.node != nil {
+		clear(r.node.hold.leases)
+	}
+	h := *n.own.seatHold.Load()
+	h.until, h.granted = 0, 0
+	n.own.setSeatHold(h)
+}
 
 // seatFenced records that the revocation of departed run r completed,
 // and that r's last grant from the seats that recorded it lapses at end.

@@ -60,23 +60,34 @@ func TestSeatedNodesAskOnlyTheirSeats(t *testing.T) {
 		}
 	}
 
-	// Idle, a node that holds no seat lets its grants lapse and asks
-	// nothing; the seats keep theirs, to grant the others on demand.
-	c.sleep(2 * lease)
-	seatsBefore, began = sent(methodSeat), c.ticks.Now()
-	c.sleep(3 * time.Second)
-	seatsAfter, elapsed = sent(methodSeat), c.ticks.Now().Sub(began).Seconds()
+	// Idle, every node lets its grants lapse and asks nothing, the seats
+	// too: no member asks them for grants (seatNode.renewing). Only the
+	// proposers' probe goes on, of every member once in probeIdle
+	// leases (seatRunner.probeEvery); a seat that has not heard from the
+	// lowest seat lately takes itself for the proposer too.
+	c.sleep(3 * lease)
+	seatsBefore = sent(methodSeat)
+	idle := 2 * probeIdle * lease
+	c.sleep(idle)
+	seatsAfter = sent(methodSeat)
+	probes := (len(c.list()) - 1) * 3 // at most three rounds of a proposer's probe in two of its periods
 	for _, n := range c.list() {
-		seatMsgs := float64(seatsAfter[n.Name()]-seatsBefore[n.Name()]) / elapsed
-		t.Logf("%s (seat %v), idle: %.1f seat messages sent a second", n.Name(), cfg.holds(n.Name()), seatMsgs)
-		if !cfg.holds(n.Name()) && seatMsgs > 0 {
-			t.Errorf("%s, no seat, sent %.1f seat messages a second while idle; want none", n.Name(), seatMsgs)
+		seatMsgs := seatsAfter[n.Name()] - seatsBefore[n.Name()]
+		t.Logf("%s (seat %v), idle: %d seat messages sent in %v", n.Name(), cfg.holds(n.Name()), seatMsgs, idle)
+		if !cfg.holds(n.Name()) && seatMsgs > 0 || seatMsgs > probes {
+			t.Errorf("%s (seat %v) sent %d seat messages in %v idle; want none but a proposer's probe (at most %d)", n.Name(), cfg.holds(n.Name()), seatMsgs, idle, probes)
+		}
+		if st := n.seatStatus(); st.Live {
+			t.Errorf("%s (seat %v) still holds live grants after an idle spell of %v", n.Name(), cfg.holds(n.Name()), idle)
+		}
+		if r := n.Readiness(); !r.Ready() {
+			t.Errorf("idle node %s is not ready: %+v", n.Name(), r)
 		}
 	}
-	if r := c.list()[0].Readiness(); !r.Ready() {
-		t.Fatalf("an idle node is not ready: %+v", r)
-	}
-	readAll() // the first read after a quiet spell asks its seats again
+	// The first read after a quiet spell asks its seats again; a seat
+	// that let its grants lapse asks its own and grants once it holds
+	// them (seatNode.wake), within the third of a lease a request waits.
+	readAll()
 }
 
 // A node cut off from a majority of its seats stops serving once its

@@ -32,7 +32,7 @@ type seatNode struct {
 	states    map[string]seatState // the latest state each seat gave this recovering run
 	renewAt   time.Duration        // the next round of asks
 	announced bool                 // a recovering run sent its number
-	probeAt   time.Duration        // a proposer's next round of state asks to every member (probe)
+	probed    time.Duration        // when a proposer's last round of state asks went (probe)
 	// joining is the cluster a run that knows no config recovers into:
 	// the earliest it has heard of from a run of it lately (clusterBefore;
 	// joinedAt). Only that cluster's states count.
@@ -43,11 +43,24 @@ type seatNode struct {
 	// blank, that recovers into the earlier (leaving).
 	leave run
 	// idle: the node serves nothing that needs its grants now (set by
-	// its caller), so its holder renews them only if the node holds a
-	// seat: a seat grants members that hold none only while it is live
-	// itself. Another node's first request after a quiet spell asks
-	// for them (renewNow).
+	// its caller), so its holder lets them lapse: it renews them only
+	// if the node holds a seat that a member holding none asked for a
+	// grant within the last lease (demanded), as a seat grants such
+	// members only while it is live itself (R2.5). The node's own
+	// first request after a quiet spell asks for them (renewNow); a
+	// seat asked while it is not live asks at once too (woken).
 	idle bool
+	// demanded is when a member that holds no seat last asked this seat
+	// for a grant under its ring; woken, that the ask found the seat not
+	// live, so its holder asks its own seats at once (wake).
+	demanded time.Duration
+	woken    bool
+	// asked is when the holder last asked its seats, and askedRing
+	// under which ring: renewNow asks again under the same ring only
+	// after a pause, so that many requests finding the holder not live
+	// at once send one round of asks, not one each.
+	asked     time.Duration
+	askedRing uint64
 	// ring is the fingerprint of the ring the node serves by (setRing):
 	// as a seat it grants only to holders of the same ring, and its
 	// holder counts only grants made under it.
@@ -151,25 +164,49 @@ func (n *seatNode) renewNow(now time.Duration) []seatOut {
 	if !n.acc.recovered || n.hold.cfg.Version == 0 {
 		return nil
 	}
+	if n.askedRing == n.ring && n.asked > 0 && now-n.asked < n.timing.renew/5 {
+		return nil // a round under this ring is already on its way
+	}
 	n.renewAt = now + n.timing.renew
-	return n.holderAsk()
+	return n.holderAsks(now)
 }
 
-// holderAsk returns the holder's ask for grants, sent to the seats of the
-// newest config the node knows. A decision that reached the node's
-// acceptor before any seat's answer named it is the holder's config too:
-// otherwise a holder that asked nothing while the config grew (a node
-// idle, holding no seat) asks the seats of the config before, and, once
-// they have died, never hears of the config that holds it
-// (TestTwoNodesAndAWitnessSurviveACrash: B's holder asked only the
-// founder, killed 30 ms after the config of three was decided).
-func (n *seatNode) holderAsk() []seatOut {
+// holderAsks returns the holder's asks for grants to every seat of the
+// newest config the node knows, and notes when and under which ring it
+// asked. A decision that reached the node's acceptor before any seat's
+// answer named it is the holder's config too: otherwise a holder that
+// asked nothing while the config grew (a node idle, holding no seat)
+// asks the seats of the config before, and, once they have died, never
+// hears of the config that holds it (TestTwoNodesAndAWitnessSurviveACrash:
+// B's holder asked only the founder, killed 30 ms after the config of
+// three was decided).
+func (n *seatNode) holderAsks(now time.Duration) []seatOut {
+	n.asked, n.askedRing = now, n.ring
 	if a := n.acc; a.cfg.Version > n.hold.cfg.Version && a.cfg.Cluster == n.hold.cfg.Cluster {
 		n.hold.cfg = a.cfg
 	}
 	ask := n.hold.ask()
 	ask.Known = n.acc.cfg.Version
 	return toSeats(n.hold.cfg, ask)
+}
+
+// renewing reports whether the holder renews its grants by itself at
+// now: while the node serves, or, idle, while it holds a seat that a
+// member holding none asked for a grant within the last lease.
+func (n *seatNode) renewing(now time.Duration) bool {
+	return !n.idle || n.acc.cfg.holds(n.self.name) && n.demanded > 0 && now-n.demanded <= n.hold.lease
+}
+
+// wake returns the holder's asks for grants, at once, when a member
+// that holds no seat found this seat not live (woken): idle, it had let
+// its own grants lapse, and grants such members again once it holds
+// them.
+func (n *seatNode) wake(now time.Duration) []seatOut {
+	if !n.woken {
+		return nil
+	}
+	n.woken = false
+	return n.renewNow(now)
 }
 
 // setRing records the fingerprint of the ring the node serves by, from
@@ -218,8 +255,8 @@ func (n *seatNode) tick(now time.Duration, members []string, propose func(cur se
 	}
 	if now >= n.renewAt {
 		n.renewAt = now + n.timing.renew
-		if !n.idle || a.cfg.holds(n.self.name) {
-			out = append(out, n.holderAsk()...)
+		if n.renewing(now) {
+			out = append(out, n.holderAsks(now)...)
 		}
 		for _, f := range n.fences {
 			if !f.done {
@@ -278,7 +315,12 @@ func (n *seatNode) serve(body any, now time.Duration) any {
 			// nothing else).
 			return seatGrantAnswer{Seat: a.self, Config: a.cfg, Number: a.number, Numbers: a.numbersCopy(), Epoch: b.Epoch, Ring: n.ring}
 		}
-		ans := a.grantLease(b, now, n.hold.live(now))
+		live := n.hold.live(now)
+		if !a.cfg.holds(b.Holder.name) && a.seat(now) {
+			n.demanded = now
+			n.woken = n.woken || !live
+		}
+		ans := a.grantLease(b, now, live)
 		ans.Ring = n.ring
 		if b.Known < a.cfg.Version {
 			if d, ok := n.decision(now); ok {
@@ -423,16 +465,17 @@ func (n *seatNode) refusal(body any) any {
 	return nil
 }
 
-// probe returns, once a lease, the state asks a proposer sends every
-// other member to learn which are ready (seatPolicy) and whether any is
-// of another cluster (counts): N − 1 asks a lease, at one node. It
-// returns nothing when proposer is false.
-func (n *seatNode) probe(now time.Duration, members []string, proposer bool) []seatOut {
-	if !proposer || now < n.probeAt {
+// probe returns the state asks a proposer sends the other members of
+// targets, at most once every every, to learn which are ready
+// (seatPolicy) and whether any is of another cluster (counts): at most
+// N − 1 asks a round, at one node. It returns nothing when targets is
+// empty (the node is no proposer).
+func (n *seatNode) probe(now time.Duration, targets []string, every time.Duration) []seatOut {
+	if len(targets) == 0 || n.probed > 0 && now-n.probed < every {
 		return nil
 	}
-	n.probeAt = now + 6*n.timing.renew
-	return n.toAll(members, seatStateAsk{Cluster: n.cluster(), From: n.self})
+	n.probed = now
+	return n.toAll(targets, seatStateAsk{Cluster: n.cluster(), From: n.self})
 }
 
 // answered takes the answer to req, a request this run sent at sent,

@@ -102,6 +102,7 @@ type seatStatus struct {
 	Running bool       // the node runs the seat protocol at all
 	Joining run        // knowing no config, the cluster it recovers into (none heard of yet: zero)
 	Revoked bool       // its holder was revoked for good: the node serves nothing more
+	Settled bool       // its config holds the seats the policy keeps for the ring's members (seatRunner.settled)
 }
 
 // seatStatus returns what the node's run of the seat protocol knows.
@@ -117,8 +118,9 @@ func (n *Node) seatStatus() seatStatus {
 	}
 	a, now := r.node.acc, n.mono()
 	lostAt, lost := a.lost()
+	tab := n.own.table()
 	return seatStatus{Active: a.active(now), Config: a.cfg, Sealed: a.sealed, Lost: lost, LostAt: lostAt, Live: r.node.hold.live(now), Number: a.number, Running: true, Joining: r.node.joining,
-		Revoked: n.own.seatHold.Load().revoked}
+		Revoked: n.own.seatHold.Load().revoked, Settled: tab != nil && r.settled(tab, now)}
 }
 
 // SeatStatus is what a node's run of the seat protocol knows
@@ -136,9 +138,13 @@ type SeatStatus struct {
 	// Active says whether the node's run has recovered its state and
 	// answers.
 	Active bool
-	// Live says whether the node holds grants from a majority of the
-	// seats: what it will need to serve once the seats guard the
-	// leases.
+	// Live says whether the node's holder has been granted by a
+	// majority of the seats under the ring the node serves by, and is
+	// not revoked: what readiness asks of the seats (Readiness.SeatsLive).
+	// An idle node lets its grants lapse and asks again on its next
+	// request (seatNode.idle), and stays live; a node not yet granted
+	// under a new ring, or found paused, is not, until a majority grants
+	// it again.
 	Live bool
 	// Sealed says whether the node, a seat, has promised or accepted the
 	// next version: a change of seats is under way.
@@ -158,13 +164,19 @@ type SeatStatus struct {
 	// revoked for good by the seats: it serves nothing more, and only a
 	// new run of the process (a restart) is granted again.
 	Revoked bool
+	// Settled says the node's config holds the seats the policy keeps
+	// for the members of its ring: a young cluster's seats grow one at a
+	// time, and until they have grown a crash of one may leave the
+	// others without a majority of seats (tandem.WaitConverged waits for
+	// it).
+	Settled bool
 }
 
 // SeatStatus returns what the node's run of the seat protocol knows.
 func (n *Node) SeatStatus() SeatStatus {
 	st := n.seatStatus()
-	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: st.Live,
-		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked}
+	out := SeatStatus{Running: st.Running, Version: st.Config.Version, Seats: slices.Clone(st.Config.Seats), Active: st.Active, Live: n.Readiness().SeatsLive,
+		Sealed: st.Sealed, Lost: st.Lost, LostVersion: st.LostAt, Number: st.Number, Revoked: st.Revoked, Settled: st.Settled}
 	if st.Config.Version > 0 {
 		out.Cluster = st.Config.Cluster.String()
 	}
@@ -200,11 +212,15 @@ func (n *Node) tickSeats() {
 	r.startFences(n.own.margin())
 	node := r.node
 	node.setRing(tab.Fingerprint())
-	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration)
+	// Idle once granted under the ring it serves by: a node not yet
+	// granted under it is not ready (Readiness.SeatsLive), and asks.
+	node.idle = !n.renewals.renewing(now, n.cfg.LeaseDuration) && n.own.seatHold.Load().granted == tab.Fingerprint()
 	n.publishSeatHold(node, now)
 	out := node.tick(now, members, func(cur seatConfig) (seatConfig, bool) { return r.propose(tab, cur, now) })
 	r.ticks++
-	out = append(out, node.probe(now, members, r.proposing(tab, now))...)
+	if r.proposing(tab, now) {
+		out = append(out, node.probe(now, members, r.probeEvery(tab, now))...)
+	}
 	r.mu.Unlock()
 	for _, o := range out {
 		n.sendSeat(tab, node, members, o)
@@ -374,6 +390,43 @@ func runOfIncarnation(r run, inc string) bool {
 	return r.incarnation == inc || strings.HasPrefix(r.incarnation, inc+".")
 }
 
+// probeIdle is how many leases apart a proposer asks every member for
+// its state while the policy wants no member that holds no seat: to
+// meet a run of another cluster (seatNode.counts).
+const probeIdle = 10
+
+// probeEvery returns how often the node's run, the policy's proposer,
+// asks every member for its state (seatNode.probe): once a lease while
+// the policy could want a member that holds no seat (a seat to fill or
+// replace, were every present member ready), to learn which are ready;
+// once in probeIdle leases otherwise. A cluster whose seats are full,
+// idle or not, sends (N − 1) / probeIdle state asks a lease.
+func (r *seatRunner) probeEvery(tab *ring.Table, now time.Duration) time.Duration {
+	lease := 6 * r.node.timing.renew
+	if !r.settled(tab, now) {
+		return lease
+	}
+	return probeIdle * lease
+}
+
+// settled reports whether the run's config holds the seats the policy
+// keeps for tab's members: it would propose no change were every present
+// member that holds no seat ready. A run that knows no config is not
+// settled, nor are a young cluster's seats while they grow one at a
+// time, nor seats replacing one that left.
+func (r *seatRunner) settled(tab *ring.Table, now time.Duration) bool {
+	a := r.node.acc
+	if a.cfg.Version == 0 {
+		return false
+	}
+	all := r.members(tab, a.cfg, now)
+	for i := range all {
+		all[i].Ready = all[i].Ready || all[i].Absent == 0 && !a.cfg.holds(all[i].Name)
+	}
+	_, change := r.policy.next(a.cfg, all)
+	return !change
+}
+
 // proposing reports whether this node's run is the policy's proposer of
 // its config's next change.
 func (r *seatRunner) proposing(tab *ring.Table, now time.Duration) bool {
@@ -477,7 +530,7 @@ func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
 		return
 	}
 	deadline := n.mono() + n.cfg.LeaseDuration/3
-	for {
+	for tries := 1; ; tries++ {
 		h := *n.own.seatHold.Load()
 		if h.revoked || h.ring == tab.Fingerprint() && n.mono() < h.until || n.mono() >= deadline {
 			return
@@ -485,11 +538,17 @@ func (n *Node) renewSeats(ctx context.Context, tab *ring.Table) {
 		if !n.sleep(ctx, n.cfg.LeaseDuration/60) {
 			return
 		}
+		if tries%3 == 0 {
+			// Ask again: a seat that had let its own grants lapse, idle,
+			// refused the first ask, and asked its seats (seatNode.wake).
+			n.askSeats(tab)
+		}
 	}
 }
 
-// askSeats sends the asks of the node's holder to its seats at once, under
-// tab; it reports whether the node has a seat run to ask from.
+// askSeats sends the holder's asks for grants under tab to its seats,
+// unless a round under it is already on its way (seatNode.renewNow). It
+// reports false when the node has no seat run yet.
 func (n *Node) askSeats(tab *ring.Table) bool {
 	r := n.seats
 	r.mu.Lock()
@@ -631,15 +690,25 @@ func (n *Node) serveSeat(_ context.Context, _ *ring.Table, body msgpack.RawMessa
 	r.mu.Lock()
 	node := r.node
 	var answer any
+	var wake []seatOut
 	if node != nil {
 		if tab := n.own.table(); tab != nil {
 			node.setRing(tab.Fingerprint()) // a seat grants under the ring it serves by now
 		}
 		answer = node.serve(m, n.mono())
+		wake = node.wake(n.mono())
 	}
 	r.mu.Unlock()
 	if node == nil {
 		return nil, fmt.Errorf("%w: %s has not started its seat run", ErrUnavailable, n.cfg.Name)
+	}
+	if tab := n.own.table(); len(wake) > 0 && tab != nil {
+		// The seat's own holder asks its seats, as a request does
+		// (askSeats): the asker that woke it asks again shortly.
+		members := memberNames(tab)
+		for _, o := range wake {
+			n.sendSeat(tab, node, members, o)
+		}
 	}
 	if d, ok := m.(seatDecide); ok {
 		n.log.Debug("seat decision received", "version", d.Config.Version)

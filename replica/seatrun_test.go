@@ -27,9 +27,9 @@ func seatsAgree(c *testCluster, want func([]string) bool) (bool, seatConfig, str
 		if i == 0 {
 			cfg = st.Config
 		}
-		// A seat stays live on the other seats' grants; a node that holds
-		// no seat renews only while it serves (seatNode.idle).
-		if !st.Active || !st.Live && st.Config.holds(n.Name()) || st.Config.Version != cfg.Version || st.Config.Cluster != cfg.Cluster || !want(st.Config.Seats) {
+		// An idle node lets its grants lapse, a seat too, unless a node
+		// that holds no seat asks it for grants (seatNode.renewing).
+		if !st.Active || st.Config.Version != cfg.Version || st.Config.Cluster != cfg.Cluster || !want(st.Config.Seats) {
 			ok = false
 		}
 	}

@@ -316,6 +316,121 @@ func TestARevokedSeatHolderNeverCountsAnEarlierRunBesideASeatThatKnowsItsSuccess
 	})
 }
 
+// An idle seat lets its own grants lapse and asks nothing (the idle
+// floor); a member that holds no seat asking it for a grant finds it not
+// live, is refused, and wakes it: its holder asks its seats at once, and
+// goes on renewing for a lease after the last such ask, so the member's
+// next ask is granted (seatNode.renewing, wake).
+func TestAnIdleSeatRenewsOnlyOnDemand(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	self := run{"a", "1"}
+	n := newSeatNode(self, foundingConfig(self), seatL, seatM, rng, 0)
+	n.setRing(1)
+	now := 2 * seatSettle
+	asks := func(out []seatOut) (k int) {
+		for _, o := range out {
+			if _, ok := o.body.(seatGrantAsk); ok {
+				k++
+			}
+		}
+		return k
+	}
+	// Serving, the seat renews every round, and is live.
+	for range 3 {
+		for _, o := range n.tick(now, []string{"a"}, nil) {
+			if ask, ok := o.body.(seatGrantAsk); ok {
+				n.answered(ask, n.serve(ask, now), now, now, []string{"a"})
+			}
+		}
+		now += n.timing.renew
+	}
+	if !n.hold.live(now - n.timing.renew) {
+		t.Fatal("a serving seat is not live on its own grants")
+	}
+	// Idle: no ask, and its grants lapse.
+	n.idle = true
+	for range 12 {
+		if k := asks(n.tick(now, []string{"a"}, nil)); k > 0 {
+			t.Fatalf("an idle seat no member asked sent %d grant asks", k)
+		}
+		now += n.timing.renew
+	}
+	if n.hold.live(now) {
+		t.Fatal("an idle seat's grants did not lapse")
+	}
+	// A member that holds no seat asks: refused, as the seat is not
+	// live (R2.5), and the seat asks its own at once.
+	h := newSeatHolder(run{"h", "1"}, n.acc.cfg, seatL)
+	h.ring = 1
+	if ans := n.serve(h.ask(), now).(seatGrantAnswer); ans.Granted {
+		t.Fatalf("a seat that is not live granted a member that holds none: %+v", ans)
+	}
+	wake := n.wake(now)
+	if asks(wake) == 0 {
+		t.Fatal("a seat asked while not live did not ask its seats")
+	}
+	if again := n.wake(now); len(again) != 0 {
+		t.Fatalf("a seat woke twice on one ask: %v", again)
+	}
+	for _, o := range wake {
+		n.answered(o.body, n.serve(o.body, now), now, now, []string{"a"})
+	}
+	if ans := n.serve(h.ask(), now).(seatGrantAnswer); !ans.Granted {
+		t.Fatalf("the woken seat refused the member again: %+v", ans)
+	}
+	// Asked, it renews by itself for a lease after the last ask, then
+	// stops again.
+	asked := now
+	for now+n.timing.renew-asked <= n.hold.lease {
+		now += n.timing.renew
+		if asks(n.tick(now, []string{"a"}, nil)) == 0 {
+			t.Fatalf("a seat asked for a grant %v ago stopped renewing", now-asked)
+		}
+	}
+	for range 6 {
+		now += n.timing.renew
+		if k := asks(n.tick(now, []string{"a"}, nil)); k > 0 {
+			t.Fatalf("a seat last asked %v ago still renews", now-asked)
+		}
+	}
+}
+
+// A seated node found paused asks its seats, idle or not: it may have
+// been taken for departed and revoked for good meanwhile, and only an
+// ask tells it (seatsPaused). Idle, its ring what it was before the
+// pause and granted under it then, it asked nothing, and stayed ready
+// without learning it was revoked (what
+// TestAPausedNodeRevokedByTheSeatsExitsForARestart found with real
+// processes).
+func TestAPausedSeatedNodeAsksItsSeatsIdle(t *testing.T) {
+	c := newTestCluster(t, 3, seated(3))
+	waitForSeatsThat(t, c, "all three", func(s []string) bool { return len(s) == 3 })
+	x := c.node("node-2")
+	lease := x.cfg.LeaseDuration
+	waitFor(t, 5*time.Second, "every node ready", func() bool {
+		return c.node("node-0").Ready() && c.node("node-1").Ready() && x.Ready()
+	})
+	c.sleep(3 * lease) // idle: every node lets its grants lapse
+
+	// The others take x for departed while it is stopped (its ring never
+	// changes) and revoke it for good at the seats; then they take it
+	// back.
+	others := []string{"node-0", "node-1"}
+	c.publishTo(map[string][]string{"node-0": others, "node-1": others})
+	waitFor(t, 10*time.Second, "x's revocation to complete", func() bool {
+		return len(*c.node("node-0").own.seatFences.Load()) > 0
+	})
+	all := []string{"node-0", "node-1", "node-2"}
+	c.publishTo(map[string][]string{"node-0": all, "node-1": all})
+
+	x.beat.Store(int64(x.mono() - time.Hour)) // as if x had not run for an hour
+	x.checkPause()
+	waitFor(t, 10*time.Second, "x, paused and idle, to learn it was revoked", func() bool { return x.Readiness().SeatsRevoked })
+	if r := x.Readiness(); r.Ready() {
+		t.Fatalf("x, revoked for good, is ready: %+v", r)
+	}
+}
+
 // A holder asks the seats of the newest config its node knows, even one
 // only its acceptor has heard decided: b, idle and holding no seat, asked
 // nothing while the config grew from a's alone to a, b and c; once a

@@ -700,7 +700,9 @@ func (s *seatSim) act(p *seatSimProc) {
 	if s.policy != nil {
 		proposer = a.seat(s.now) && s.policy.proposer(a.cfg, s.members(a.cfg.Cluster)) == p.name
 	}
-	s.sendAll(p, p.node.probe(s.now, s.names(), proposer))
+	if proposer {
+		s.sendAll(p, p.node.probe(s.now, s.names(), 6*p.node.timing.renew))
+	}
 	if p.hold.revoked && s.proc(p.name).zombie != p {
 		// A fencer revoked its holder for good: the node goes on as a
 		// new holder (it would reconcile first), its acceptor as it was.
