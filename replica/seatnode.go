@@ -171,6 +171,15 @@ func (n *seatNode) renewNow(now time.Duration) []seatOut {
 	return n.holderAsks(now)
 }
 
+// newestConfig returns the newest config the node knows: its acceptor's,
+// or the one a seat's answer named to its holder, whichever is later.
+func (n *seatNode) newestConfig() seatConfig {
+	if n.acc.cfg.Version > n.hold.cfg.Version {
+		return n.acc.cfg
+	}
+	return n.hold.cfg
+}
+
 // holderAsks returns the holder's asks for grants to every seat of the
 // newest config the node knows, and notes when and under which ring it
 // asked. A decision that reached the node's acceptor before any seat's
@@ -182,8 +191,8 @@ func (n *seatNode) renewNow(now time.Duration) []seatOut {
 // three was decided).
 func (n *seatNode) holderAsks(now time.Duration) []seatOut {
 	n.asked, n.askedRing = now, n.ring
-	if a := n.acc; a.cfg.Version > n.hold.cfg.Version && a.cfg.Cluster == n.hold.cfg.Cluster {
-		n.hold.cfg = a.cfg
+	if c := n.newestConfig(); c.Cluster == n.hold.cfg.Cluster {
+		n.hold.cfg = c
 	}
 	ask := n.hold.ask()
 	ask.Known = n.acc.cfg.Version

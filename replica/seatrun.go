@@ -599,11 +599,7 @@ func (n *Node) handOverSeat(ctx context.Context, tab *ring.Table) error {
 		r.mu.Lock()
 		seated := false
 		if node := r.node; node != nil && node.acc.recovered {
-			cfg := node.acc.cfg
-			if node.hold.cfg.Version > cfg.Version {
-				cfg = node.hold.cfg // a seat's answer to the holder named it
-			}
-			seated = cfg.holds(n.cfg.Name)
+			seated = node.newestConfig().holds(n.cfg.Name)
 		}
 		r.mu.Unlock()
 		if !seated {
